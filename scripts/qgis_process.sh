@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Run QGIS's qgis_process with Territory Planner enabled from this working tree and the project's venv.
+# Takes exactly qgis_process's arguments: list | help territory_planner:ALG | run territory_planner:ALG --json -- K=V ...
+# Exits with the algorithm's status.
+set -euo pipefail
+HERE="$(cd "$(dirname "$0")/.." && pwd)"
+VENV="${VENV:-$HERE/.venv}"
+case "$VENV" in /*) ;; *) VENV="$HERE/$VENV" ;; esac
+if [ ! -x "$VENV/bin/qgis_process" ]; then
+  echo "qgis_process.sh: $VENV is not set up; run 'make env' (or 'make test') first." >&2
+  exit 2
+fi
+# QGIS loads plugins by folder name: expose this tree as plugins/territory_planner.
+PLUGINS="$HERE/build/plugins"
+mkdir -p "$PLUGINS"
+if [ ! -L "$PLUGINS/territory_planner" ]; then
+  rm -rf "$PLUGINS/territory_planner"
+  ln -s "$HERE" "$PLUGINS/territory_planner"
+fi
+export QGIS_PLUGINPATH="$PLUGINS${QGIS_PLUGINPATH:+:$QGIS_PLUGINPATH}"
+export QGIS_PROCESS_HOME="${QGIS_PROCESS_HOME:-$VENV/qgis-home}"
+INI="$QGIS_PROCESS_HOME/.local/share/QGIS/QGIS3/profiles/default/QGIS/QGIS3.ini"
+if ! grep -qs '^territory_planner=true' "$INI"; then
+  "$VENV/bin/qgis_process" plugins enable territory_planner >/dev/null 2>&1 || true
+fi
+exec "$VENV/bin/qgis_process" "$@"

@@ -1,0 +1,27 @@
+"""Error types raised by the engine; each message says what is wrong and how to fix it."""
+
+from __future__ import annotations
+
+
+class TerritoryPlannerError(Exception):
+    """Base class of every error the engine raises on purpose."""
+
+
+class InvalidInputError(TerritoryPlannerError, ValueError):
+    """An input (layer, field, record or parameter) is not usable as given."""
+
+
+class InfeasibleError(TerritoryPlannerError):
+    """The hard constraints cannot all hold; the message names them and the smallest relaxation."""
+
+
+class NetworkUnavailableError(TerritoryPlannerError, OSError):
+    """A road network could not be read or downloaded."""
+
+
+class SolverError(TerritoryPlannerError, RuntimeError):
+    """The optimisation solver failed or returned an unusable status."""
+
+
+class Cancelled(TerritoryPlannerError):  # noqa: N818  (a state, not an error, for the user)
+    """The caller asked to stop; raised at the next cancel check."""
