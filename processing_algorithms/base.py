@@ -1,0 +1,676 @@
+"""Shared pieces of the Territory Planner Processing wrappers.
+
+One builder per shared parameter (NETWORK, MAX_SNAP, SEED, TIME_LIMIT, SOLVER, output sinks), the
+layer <-> GeoDataFrame conversion, the engine log forwarding, progress/cancel callables built from
+Processing feedback and the mapping of engine errors to ``QgsProcessingException``.
+Nothing here keeps run state: every helper takes what it needs as arguments.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import logging
+import math
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+from qgis.core import (
+    QgsCoordinateReferenceSystem,
+    QgsFeature,
+    QgsFeatureRequest,
+    QgsFeatureSink,
+    QgsField,
+    QgsFields,
+    QgsGeometry,
+    QgsProcessing,
+    QgsProcessingAlgorithm,
+    QgsProcessingException,
+    QgsProcessingFeedback,
+    QgsProcessingMultiStepFeedback,
+    QgsProcessingParameterDefinition,
+    QgsProcessingParameterEnum,
+    QgsProcessingParameterFeatureSink,
+    QgsProcessingParameterFile,
+    QgsProcessingParameterNumber,
+    QgsWkbTypes,
+)
+from qgis.PyQt.QtCore import QCoreApplication, QDate, QDateTime, QTime, QUrl, QVariant
+from qgis.PyQt.QtGui import QIcon
+
+from .. import territory_planner_plugin as engine_package
+from ..territory_planner_plugin.errors import Cancelled, TerritoryPlannerError
+
+PLUGIN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ICON_DIR = os.path.join(PLUGIN_DIR, "icons")
+HELP_DIR = os.path.join(PLUGIN_DIR, "help")
+PROVIDER_ICON = os.path.join(ICON_DIR, "territory_planner.svg")
+
+# Parameter keys shared by several algorithms (public contract, do not rename).
+NETWORK = "NETWORK"
+MAX_SNAP = "MAX_SNAP"
+SEED = "SEED"
+TIME_LIMIT = "TIME_LIMIT"
+SOLVER = "SOLVER"
+
+NETWORK_FILE_FILTER = (
+    "Road networks (*.gpkg *.osm *.pbf *.osm.pbf *.bz2 *.osm.bz2 *.graphml);;"
+    "Territory Planner network (*.gpkg);;OpenStreetMap (*.osm *.pbf *.osm.pbf *.bz2 *.osm.bz2);;"
+    "GraphML (*.graphml)"
+)
+# (engine value, label) pairs: the label list feeds the enum, the index decodes to the value.
+SOLVERS = (("CBC", "CBC (bundled with PuLP)"), ("HiGHS", "HiGHS (needs highspy)"))
+
+LOG = logging.getLogger(__name__)
+PROJECTED = "projected"  # source_to_gdf target: the local UTM zone when the source is lon/lat
+
+
+# --------------------------------------------------------------------------------------------
+# Algorithm base class
+# --------------------------------------------------------------------------------------------
+class TerritoryPlannerAlgorithm(QgsProcessingAlgorithm):
+    """Common identity, help and icon plumbing; subclasses set the class attributes below."""
+
+    ALGORITHM_ID = ""
+    DISPLAY_NAME = ""
+    GROUP = "Road network"
+    GROUP_ID = "network"
+
+    def name(self) -> str:
+        return self.ALGORITHM_ID
+
+    def displayName(self) -> str:
+        return self.tr(self.DISPLAY_NAME)
+
+    def group(self) -> str:
+        return self.tr(self.GROUP)
+
+    def groupId(self) -> str:
+        return self.GROUP_ID
+
+    def tr(self, text: str) -> str:
+        return QCoreApplication.translate(type(self).__name__, text)
+
+    def createInstance(self) -> TerritoryPlannerAlgorithm:
+        return type(self)()
+
+    def shortHelpString(self) -> str:
+        return load_help(self.name())
+
+    def helpUrl(self) -> str:
+        path = help_path(self.name())
+        return QUrl.fromLocalFile(path).toString() if path else ""
+
+    def icon(self) -> QIcon:
+        return QIcon(self.svgIconPath())
+
+    def svgIconPath(self) -> str:
+        path = os.path.join(ICON_DIR, f"{self.name()}.svg")
+        return path if os.path.exists(path) else PROVIDER_ICON
+
+
+def help_path(algorithm_id: str) -> str:
+    """Path of ``help/<algorithm_id>.html`` (or ``.md``), or '' when there is none."""
+    for ext in (".html", ".md"):
+        path = os.path.join(HELP_DIR, algorithm_id + ext)
+        if os.path.exists(path):
+            return path
+    return ""
+
+
+@functools.cache
+def load_help(algorithm_id: str) -> str:
+    """The help text shown in the algorithm dialog (HTML body of ``help/<id>.html``)."""
+    path = help_path(algorithm_id)
+    if not path:
+        return ""
+    with open(path, encoding="utf-8") as handle:
+        text = handle.read()
+    lower = text.lower()
+    start, end = lower.find("<body>"), lower.rfind("</body>")
+    return text[start + len("<body>") : end].strip() if start >= 0 and end > start else text
+
+
+# --------------------------------------------------------------------------------------------
+# Parameter builders
+# --------------------------------------------------------------------------------------------
+def _advanced(param: QgsProcessingParameterDefinition) -> QgsProcessingParameterDefinition:
+    param.setFlags(param.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+    return param
+
+
+def network_parameter(
+    *, optional: bool = False, description: str = "Road network"
+) -> QgsProcessingParameterFile:
+    """NETWORK: a GeoPackage from 'Build road network' or an OSM file (.osm/.pbf/.bz2/.graphml)."""
+    return QgsProcessingParameterFile(
+        NETWORK,
+        description,
+        QgsProcessingParameterFile.File,
+        "",
+        None,
+        optional,
+        NETWORK_FILE_FILTER,
+    )
+
+
+def max_snap_parameter() -> QgsProcessingParameterNumber:
+    """MAX_SNAP: metres between a point and its nearest road node before it counts as unsnapped."""
+    return QgsProcessingParameterNumber(
+        MAX_SNAP,
+        "Maximum distance to the road network (metres)",
+        QgsProcessingParameterNumber.Double,
+        500.0,
+        False,
+        0.0,
+    )
+
+
+def seed_parameter() -> QgsProcessingParameterNumber:
+    """SEED: random seed, so that the same inputs give the same plan."""
+    return _advanced(
+        QgsProcessingParameterNumber(
+            SEED, "Random seed", QgsProcessingParameterNumber.Integer, 0, False, 0
+        )
+    )
+
+
+def time_limit_parameter(default_s: float = 60.0) -> QgsProcessingParameterNumber:
+    """TIME_LIMIT: solver time limit in seconds."""
+    return _advanced(
+        QgsProcessingParameterNumber(
+            TIME_LIMIT,
+            "Solver time limit (seconds)",
+            QgsProcessingParameterNumber.Double,
+            default_s,
+            False,
+            1.0,
+        )
+    )
+
+
+def solver_parameter() -> QgsProcessingParameterEnum:
+    """SOLVER: CBC or HiGHS (decode with :func:`enum_value`)."""
+    return _advanced(
+        QgsProcessingParameterEnum(SOLVER, "Solver", [label for _, label in SOLVERS], False, 0)
+    )
+
+
+def sink_parameter(
+    key: str,
+    description: str,
+    layer_type: int = QgsProcessing.TypeVectorAnyGeometry,
+    *,
+    optional: bool = False,
+) -> QgsProcessingParameterFeatureSink:
+    """An output layer (``QgsProcessing.TypeVector`` for a table without geometry)."""
+    return QgsProcessingParameterFeatureSink(key, description, layer_type, None, optional, True)
+
+
+def enum_value(
+    alg: QgsProcessingAlgorithm, parameters: dict, key: str, context, choices: Sequence[tuple]
+) -> Any:
+    """Decode an enum parameter into the engine value of its ``(value, label)`` pair."""
+    index = alg.parameterAsEnum(parameters, key, context)
+    if not 0 <= index < len(choices):
+        raise QgsProcessingException(f"{key}: choose one of {', '.join(c[1] for c in choices)}.")
+    return choices[index][0]
+
+
+def optional_number(
+    alg: QgsProcessingAlgorithm, parameters: dict, key: str, context
+) -> float | None:
+    """The value of an optional numeric parameter, or None when it is not set."""
+    value = parameters.get(key)
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, QVariant) and value.isNull():
+        return None
+    return alg.parameterAsDouble(parameters, key, context)
+
+
+def optional_field(alg: QgsProcessingAlgorithm, parameters: dict, key: str, context) -> str | None:
+    """The field name of an optional field parameter, or None."""
+    names = alg.parameterAsFields(parameters, key, context)
+    return names[0] if names else None
+
+
+def parse_number_list(text: str, key: str, *, positive: bool = True) -> list[float]:
+    """``"5,10,15"`` -> ``[5.0, 10.0, 15.0]``; the error names the parameter ``key``."""
+    values = []
+    for part in (text or "").replace(";", ",").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            value = float(part)
+        except ValueError:
+            msg = (
+                f"{key}: '{part}' is not a number; write numbers separated by commas, e.g. 5,10,15."
+            )
+            raise QgsProcessingException(msg) from None
+        if not math.isfinite(value) or (positive and value <= 0):
+            msg = f"{key}: every value must be a number greater than 0 (got '{part}')."
+            raise QgsProcessingException(msg)
+        values.append(value)
+    return values
+
+
+def source_or_error(alg: QgsProcessingAlgorithm, parameters: dict, key: str, context):
+    """``parameterAsSource`` that raises Processing's standard invalid-source error."""
+    source = alg.parameterAsSource(parameters, key, context)
+    if source is None:
+        raise QgsProcessingException(alg.invalidSourceError(parameters, key))
+    return source
+
+
+# --------------------------------------------------------------------------------------------
+# Engine call plumbing: log forwarding, progress, cancel, error mapping
+# --------------------------------------------------------------------------------------------
+class FeedbackLogHandler(logging.Handler):
+    """Forward engine log records of this thread to Processing feedback.
+
+    WARNING and above -> ``pushWarning``, INFO -> ``pushInfo``, DEBUG -> ``pushDebugInfo``.
+    Only records emitted by the thread that created the handler are forwarded, so algorithms
+    running in parallel (batch mode) do not see each other's messages.
+    """
+
+    def __init__(self, feedback: QgsProcessingFeedback) -> None:
+        super().__init__(logging.DEBUG)
+        self.feedback = feedback
+        self.thread_id = threading.get_ident()
+        self.setFormatter(logging.Formatter("%(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.thread != self.thread_id:
+            return
+        try:
+            text = self.format(record)
+            if record.levelno >= logging.WARNING:
+                self.feedback.pushWarning(text)
+            elif record.levelno >= logging.INFO:
+                self.feedback.pushInfo(text)
+            else:
+                self.feedback.pushDebugInfo(text)
+        except Exception:
+            self.handleError(record)
+
+
+@contextmanager
+def forward_engine_log(feedback: QgsProcessingFeedback) -> Iterator[FeedbackLogHandler]:
+    """Attach a :class:`FeedbackLogHandler` to the engine's package logger for the block."""
+    logger = logging.getLogger(engine_package.__name__)
+    handler = FeedbackLogHandler(feedback)
+    old_level = logger.level
+    if logger.level == logging.NOTSET or logger.level > logging.INFO:
+        logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+
+
+def engine_callbacks(
+    feedback: QgsProcessingFeedback,
+) -> tuple[Callable[..., None], Callable[[], bool]]:
+    """``(progress(fraction, message), is_cancelled())`` for the engine, built from ``feedback``."""
+    last = {"message": None}
+
+    def progress(fraction: float, message: str = "") -> None:
+        feedback.setProgress(100.0 * min(1.0, max(0.0, float(fraction))))
+        if message and message != last["message"]:
+            last["message"] = message
+            feedback.setProgressText(message)
+
+    return progress, feedback.isCanceled
+
+
+def step_feedback(feedback: QgsProcessingFeedback, steps: int) -> QgsProcessingMultiStepFeedback:
+    """A multi-step feedback; call ``setCurrentStep(i)`` and build callbacks from it per step."""
+    return QgsProcessingMultiStepFeedback(steps, feedback)
+
+
+def check_cancelled(feedback: QgsProcessingFeedback) -> None:
+    """Raise the engine's ``Cancelled`` when the user pressed Cancel (caught by engine_run)."""
+    if feedback.isCanceled():
+        msg = "Cancelled by the user."
+        raise Cancelled(msg)
+
+
+def engine_run(process: Callable) -> Callable:
+    """Decorate ``processAlgorithm``: forward engine logs, map engine errors, handle Cancel.
+
+    ``TerritoryPlannerError`` -> ``QgsProcessingException(str(err))``; ``Cancelled`` -> a message
+    and an empty result (sinks are only created after the engine call, so nothing half-written is
+    left behind). Any other exception propagates with its traceback.
+    """
+
+    @functools.wraps(process)
+    def wrapper(self, parameters, context, feedback):
+        if feedback is None:
+            feedback = QgsProcessingFeedback()
+        with forward_engine_log(feedback):
+            try:
+                return process(self, parameters, context, feedback)
+            except Cancelled:
+                feedback.pushInfo("Cancelled: no output was written.")
+                return {}
+            except TerritoryPlannerError as err:
+                raise QgsProcessingException(str(err)) from None
+
+    return wrapper
+
+
+# --------------------------------------------------------------------------------------------
+# Layers -> GeoDataFrames
+# --------------------------------------------------------------------------------------------
+def crs_to_pyproj_string(crs: QgsCoordinateReferenceSystem) -> str | None:
+    """A pyproj-readable string for a QGIS CRS ('EPSG:xxxx' when possible), None when invalid."""
+    if crs is None or not crs.isValid():
+        return None
+    authid = crs.authid()
+    if authid and authid.upper().startswith("EPSG:"):
+        return authid
+    return crs.toWkt(QgsCoordinateReferenceSystem.WKT_PREFERRED) or crs.toProj()
+
+
+def qgis_crs(crs: Any) -> QgsCoordinateReferenceSystem:
+    """A QGIS CRS from anything pyproj understands (a GeoDataFrame's ``crs``, 'EPSG:3067', WKT)."""
+    if crs is None:
+        return QgsCoordinateReferenceSystem()
+    try:
+        import pyproj
+
+        pcrs = pyproj.CRS.from_user_input(crs)
+        auth = pcrs.to_authority()
+        if auth:
+            result = QgsCoordinateReferenceSystem(f"{auth[0]}:{auth[1]}")
+            if result.isValid():
+                return result
+        return QgsCoordinateReferenceSystem.fromWkt(pcrs.to_wkt())
+    except Exception:
+        return QgsCoordinateReferenceSystem(str(crs))
+
+
+def _python_value(value: Any) -> Any:
+    """QVariant NULL -> None, QDate/QDateTime/QTime -> datetime objects, others unchanged."""
+    if value is None:
+        return None
+    if isinstance(value, QVariant):
+        return None if value.isNull() else value.value()
+    if isinstance(value, QDateTime):
+        return value.toPyDateTime() if value.isValid() else None
+    if isinstance(value, QDate):
+        return value.toPyDate() if value.isValid() else None
+    if isinstance(value, QTime):
+        return value.toPyTime() if value.isValid() else None
+    return value
+
+
+_INT_TYPES = (QVariant.Int, QVariant.LongLong, QVariant.UInt, QVariant.ULongLong)
+
+
+def _column(field: QgsField, values: list) -> pd.Series:
+    """A pandas column typed from the QGIS field: ints stay int64 (float64 when NULLs exist)."""
+    kind = field.type()
+    if kind in _INT_TYPES:
+        if any(v is None for v in values):
+            return pd.Series([np.nan if v is None else float(v) for v in values], dtype="float64")
+        return pd.Series(values, dtype="int64")
+    if kind == QVariant.Double:
+        return pd.Series([np.nan if v is None else float(v) for v in values], dtype="float64")
+    if kind == QVariant.Bool and not any(v is None for v in values):
+        return pd.Series(values, dtype="bool")
+    return pd.Series(values, dtype="object")
+
+
+def source_to_gdf(
+    source,
+    *,
+    feedback: QgsProcessingFeedback,
+    name: str,
+    target_crs: Any = None,
+    points: bool = False,
+):
+    """Read every feature of a ``QgsProcessingFeatureSource`` into a GeoDataFrame.
+
+    Keeps all fields plus ``fid`` (the feature id, when the layer has no ``fid`` field), in the
+    source CRS; with ``target_crs`` the frame is reprojected and the reprojection is logged.
+    ``target_crs=PROJECTED`` reprojects a longitude/latitude layer to its local UTM zone (metres).
+    A source without a valid CRS is assumed to be EPSG:4326 (logged, never an error).
+    ``points=True`` turns multi-points into single points (their centroid, with a warning).
+    """
+    import geopandas as gpd
+    import shapely
+
+    fields = source.fields()
+    names = fields.names()
+    columns: dict[str, list] = {n: [] for n in names}
+    fids, wkbs = [], []
+    total = max(1, source.featureCount())
+    request = QgsFeatureRequest()
+    for i, feature in enumerate(source.getFeatures(request)):
+        if i % 1000 == 0 and feedback.isCanceled():
+            msg = "Cancelled by the user."
+            raise Cancelled(msg)
+        fids.append(int(feature.id()))
+        for fname, value in zip(names, feature.attributes()):
+            columns[fname].append(_python_value(value))
+        geom = feature.geometry()
+        wkbs.append(bytes(geom.asWkb()) if geom is not None and not geom.isEmpty() else None)
+        if i % 5000 == 0:
+            feedback.setProgress(min(99.0, 100.0 * i / total))
+    data = {n: _column(fields.field(n), columns[n]) for n in names}
+    if "fid" not in data:
+        data["fid"] = pd.Series(fids, dtype="int64")
+    geometry = shapely.from_wkb(np.array(wkbs, dtype=object))
+    crs = crs_to_pyproj_string(source.sourceCrs())
+    if crs is None:
+        feedback.pushWarning(f"{name} has no valid CRS: assuming EPSG:4326 (longitude/latitude).")
+        crs = "EPSG:4326"
+    gdf = gpd.GeoDataFrame(pd.DataFrame(data), geometry=geometry, crs=crs)
+    if points:
+        gdf = _single_points(gdf, feedback=feedback, name=name)
+    if isinstance(target_crs, str) and target_crs == PROJECTED:
+        target_crs = gdf.estimate_utm_crs() if gdf.crs.is_geographic and len(gdf) else None
+    if target_crs is not None and gdf.crs is not None and not gdf.crs.equals(target_crs):
+        feedback.pushInfo(
+            f"Reprojected {name} from {_crs_label(gdf.crs)} to {_crs_label(target_crs)}."
+        )
+        gdf = gdf.to_crs(target_crs)
+    return gdf
+
+
+def _crs_label(crs: Any) -> str:
+    try:
+        import pyproj
+
+        pcrs = pyproj.CRS.from_user_input(crs)
+        auth = pcrs.to_authority()
+        return f"{auth[0]}:{auth[1]}" if auth else pcrs.name
+    except Exception:
+        return str(crs)
+
+
+def _single_points(gdf, *, feedback: QgsProcessingFeedback, name: str):
+    """Multi-points -> points (single part as is, several parts -> centroid, with a warning)."""
+    import shapely
+
+    geoms = gdf.geometry.array
+    kinds = shapely.get_type_id(np.asarray(geoms))
+    multi = kinds == 4
+    if not multi.any():
+        return gdf
+    out = gdf.copy()
+    parts = shapely.get_num_geometries(np.asarray(geoms))
+    several = multi & (parts > 1)
+    if several.any():
+        feedback.pushWarning(
+            f"{name}: {int(several.sum())} multi-point feature(s) have several points; "
+            "using the centroid of each."
+        )
+    values = np.asarray(geoms).copy()
+    values[multi & ~several] = shapely.get_geometry(values[multi & ~several], 0)
+    values[several] = shapely.centroid(values[several])
+    out.geometry = values
+    return out.set_crs(gdf.crs, allow_override=True)
+
+
+# --------------------------------------------------------------------------------------------
+# GeoDataFrames -> sinks
+# --------------------------------------------------------------------------------------------
+def _qgs_field(name: str, series: pd.Series) -> QgsField:
+    dtype = series.dtype
+    if pd.api.types.is_bool_dtype(dtype):
+        return QgsField(name, QVariant.Bool)
+    if pd.api.types.is_integer_dtype(dtype):
+        return QgsField(name, QVariant.LongLong)
+    if pd.api.types.is_float_dtype(dtype):
+        return QgsField(name, QVariant.Double)
+    if pd.api.types.is_datetime64_any_dtype(dtype):
+        return QgsField(name, QVariant.DateTime)
+    sample = [v for v in series if not _is_missing(v)]
+    if sample and all(isinstance(v, (bool, np.bool_)) for v in sample):
+        return QgsField(name, QVariant.Bool)
+    if sample and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in sample):
+        return QgsField(name, QVariant.LongLong)
+    if sample and all(isinstance(v, (float, int, np.number)) for v in sample):
+        return QgsField(name, QVariant.Double)
+    if sample and all(isinstance(v, dt.datetime) for v in sample):
+        return QgsField(name, QVariant.DateTime)
+    if sample and all(isinstance(v, dt.date) for v in sample):
+        return QgsField(name, QVariant.Date)
+    return QgsField(name, QVariant.String)
+
+
+def _is_missing(value: Any) -> bool:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    try:
+        return bool(isinstance(value, float) and math.isnan(value))
+    except TypeError:
+        return False
+
+
+def _qgs_value(value: Any, field: QgsField) -> Any:
+    if _is_missing(value) or (isinstance(value, np.floating) and np.isnan(value)):
+        return None
+    if isinstance(value, np.generic):
+        value = value.item()
+    kind = field.type()
+    if kind == QVariant.String and not isinstance(value, str):
+        return str(value)
+    if kind == QVariant.DateTime and isinstance(value, (pd.Timestamp, dt.datetime)):
+        return QDateTime(pd.Timestamp(value).to_pydatetime())
+    if kind == QVariant.Date and isinstance(value, dt.date):
+        return QDate(value)
+    return value
+
+
+def _wkb_type(geoms) -> int:
+    """The layer geometry type (multi-part for lines and polygons) of a GeoSeries."""
+    kinds = {g.geom_type for g in geoms if g is not None and not g.is_empty}
+    if not kinds:
+        return QgsWkbTypes.Point if len(geoms) == 0 else QgsWkbTypes.Unknown
+    if kinds <= {"Point"}:
+        return QgsWkbTypes.Point
+    if kinds <= {"Point", "MultiPoint"}:
+        return QgsWkbTypes.MultiPoint
+    if kinds <= {"LineString", "MultiLineString", "LinearRing"}:
+        return QgsWkbTypes.MultiLineString
+    if kinds <= {"Polygon", "MultiPolygon"}:
+        return QgsWkbTypes.MultiPolygon
+    return QgsWkbTypes.Unknown
+
+
+def frame_fields(frame: pd.DataFrame, *, drop: Sequence[str] = ("fid",)) -> QgsFields:
+    """QgsFields typed from the frame's columns (geometry and ``drop`` columns left out)."""
+    geometry_name = getattr(frame, "_geometry_column_name", None)
+    fields = QgsFields()
+    for column in frame.columns:
+        if column == geometry_name or column in drop:
+            continue
+        fields.append(_qgs_field(str(column), frame[column]))
+    return fields
+
+
+def write_sink(
+    alg: QgsProcessingAlgorithm,
+    parameters: dict,
+    key: str,
+    context,
+    frame: pd.DataFrame,
+    *,
+    feedback: QgsProcessingFeedback,
+    geometry: bool = True,
+    drop: Sequence[str] = ("fid",),
+) -> str | None:
+    """Create the sink ``key`` and write every row of ``frame``; returns its destination id.
+
+    A GeoDataFrame keeps its CRS and geometry (lines/polygons promoted to multi-part); a plain
+    DataFrame or ``geometry=False`` gives a table without geometry. NaN/None -> NULL.
+    Returns None when the (optional) output was skipped.
+    """
+    import shapely
+
+    geometry_name = getattr(frame, "_geometry_column_name", None) if geometry else None
+    has_geometry = geometry_name is not None and geometry_name in frame.columns
+    fields = frame_fields(frame, drop=drop)
+    if has_geometry:
+        geoms = frame.geometry.array
+        wkb_type, crs = _wkb_type(geoms), qgis_crs(frame.crs)
+    else:
+        wkb_type, crs = QgsWkbTypes.NoGeometry, QgsCoordinateReferenceSystem()
+    sink, dest_id = alg.parameterAsSink(parameters, key, context, fields, wkb_type, crs)
+    if sink is None:
+        if parameters.get(key) is None:
+            return None
+        raise QgsProcessingException(alg.invalidSinkError(parameters, key))
+    names = fields.names()
+    field_list = [fields.field(n) for n in names]
+    columns = [frame[n].tolist() for n in names]
+    wkbs = shapely.to_wkb(np.asarray(geoms)) if has_geometry else None
+    multi = QgsWkbTypes.isMultiType(wkb_type)
+    features = []
+    for row in range(len(frame)):
+        feature = QgsFeature(fields)
+        feature.setAttributes([_qgs_value(col[row], f) for col, f in zip(columns, field_list)])
+        if has_geometry and wkbs[row] is not None:
+            qgeom = QgsGeometry()
+            qgeom.fromWkb(wkbs[row])
+            if multi and not qgeom.isMultipart():
+                qgeom.convertToMultiType()
+            feature.setGeometry(qgeom)
+        features.append(feature)
+    if not sink.addFeatures(features, QgsFeatureSink.FastInsert):
+        error = sink.lastError() if hasattr(sink, "lastError") else ""
+        raise QgsProcessingException(f"Could not write the output {key}: {error}".strip())
+    sink.flushBuffer()
+    del sink  # release the writer now (ENV-NOTES #8: a lingering sink leaves an empty GeoPackage)
+    feedback.pushInfo(f"{key}: {len(features)} feature(s) written.")
+    return dest_id
+
+
+def attach_style(context, dest_id: str | None, kind: str) -> None:
+    """Ask the styling module (owned by the results engineer) to style ``dest_id`` on load."""
+    if not dest_id or not context.willLoadLayerOnCompletion(dest_id):
+        return
+    try:
+        from . import styles
+    except ImportError:
+        return
+    for function_name in ("attach_post_processor", "attach_style", "set_post_processor"):
+        function = getattr(styles, function_name, None)
+        if callable(function):
+            try:
+                function(context, dest_id, kind)
+            except Exception as err:
+                LOG.warning("Could not style %s: %s", dest_id, err)
+            return

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# make demo: the whole Territory Planner chain on sample_data/ through qgis_process.
+#   1. buildroadnetwork      sample OSM extract          -> demo_output/network.gpkg
+#   2. drivetimecatchments   5/10/15 min around each rep -> demo_output/catchments.gpkg
+#   3. traveltimematrix      reps x accounts             -> demo_output/matrix.gpkg
+#   4. designterritories     reps, balance, locks, moves -> demo_output/territories.gpkg (+ accounts, centres, summary)
+# Later steps (report, export) append below. Each step's JSON answer is kept in demo_output/<step>.json.
+set -euo pipefail
+HERE="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$HERE"
+VENV="${VENV:-.venv}"
+PY="$VENV/bin/python"
+QP="$HERE/scripts/qgis_process.sh"
+DATA="$HERE/sample_data"
+OUT="${DEMO_OUTPUT:-$HERE/demo_output}"
+mkdir -p "$OUT"
+
+OSM=""
+for pattern in '*.osm' '*.osm.bz2' '*.osm.pbf' '*.pbf'; do
+  for f in "$DATA"/$pattern; do [ -f "$f" ] && OSM="$f" && break 2; done
+done
+for f in "$OSM" "$DATA/accounts.gpkg" "$DATA/reps.gpkg"; do
+  if [ -z "$f" ] || [ ! -f "$f" ]; then
+    echo "demo: sample data missing (${f:-an OSM extract in sample_data/}); run 'make sample-data'." >&2
+    exit 1
+  fi
+done
+ACCOUNTS="$DATA/accounts.gpkg|layername=accounts"
+REPS="$DATA/reps.gpkg|layername=reps"
+
+# run STEP ALG K=V ...: qgis_process --json, answer saved to $OUT/STEP.json, log on failure.
+run() {
+  local step="$1" alg="$2"; shift 2
+  local started=$SECONDS
+  printf 'demo: %-22s ' "$step"
+  if ! "$QP" run "territory_planner:$alg" --json -- "$@" >"$OUT/$step.json" 2>"$OUT/$step.log"; then
+    echo "FAILED"
+    cat "$OUT/$step.log" >&2
+    "$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); print("\n".join(d.get("log",{}).get("info","").splitlines()[-20:]))' \
+      "$OUT/$step.json" >&2 2>/dev/null || tail -n 20 "$OUT/$step.json" >&2
+    exit 1
+  fi
+  echo "ok ($((SECONDS - started)) s)"
+}
+
+rm -f "$OUT"/network.gpkg "$OUT"/catchments.gpkg "$OUT"/matrix.gpkg "$OUT"/accounts_assigned.gpkg \
+  "$OUT"/territories.gpkg "$OUT"/centres.gpkg "$OUT"/summary.gpkg
+
+run 1-network buildroadnetwork INPUT_OSM="$OSM" NETWORK_TYPE=0 OUTPUT="$OUT/network.gpkg"
+run 2-catchments drivetimecatchments INPUT="$REPS" ID_FIELD=rep_id NETWORK="$OUT/network.gpkg" \
+  BANDS=5,10,15 SHAPE=1 PARTITION=false MAX_SNAP=500 OUTPUT="$OUT/catchments.gpkg"
+run 3-matrix traveltimematrix ORIGINS="$REPS" ORIGIN_ID_FIELD=rep_id DESTINATIONS="$ACCOUNTS" \
+  DESTINATION_ID_FIELD=id NETWORK="$OUT/network.gpkg" MAX_SNAP=500 OUTPUT="$OUT/matrix.gpkg"
+run 4-territories designterritories ACCOUNTS="$ACCOUNTS" ID_FIELD=id \
+  REPS="$REPS" REP_ID_FIELD=rep_id REP_CAPACITY_FIELD=capacity \
+  BALANCE_FIELDS=revenue_potential BALANCE_FIELDS=workload_visits BALANCE_WEIGHTS=40,30 \
+  TOLERANCE=5 LOCK_FIELD=locked_to CURRENT_FIELD=current_territory MAX_MOVES=15 \
+  NETWORK="$OUT/network.gpkg" SEED=0 TIME_LIMIT=30 SOLVER=0 \
+  OUTPUT_ACCOUNTS="$OUT/accounts_assigned.gpkg" OUTPUT_TERRITORIES="$OUT/territories.gpkg" \
+  OUTPUT_CENTRES="$OUT/centres.gpkg" OUTPUT_SUMMARY="$OUT/summary.gpkg"
+
+# ---- later steps (report / export) go here ----
+
+"$PY" - "$OUT" <<'PY'
+import json, sys
+from pathlib import Path
+
+out = Path(sys.argv[1])
+def results(step):
+    return json.loads((out / f"{step}.json").read_text())["results"]
+
+c, m, t = results("2-catchments"), results("3-matrix"), results("4-territories")
+print()
+print(f"Outputs in {out}/:")
+for name, text in (
+    ("network.gpkg", "road network (layers nodes, edges)"),
+    ("catchments.gpkg", "5/10/15-minute drive-time areas around each rep"),
+    ("matrix.gpkg", "rep x account drive times (minutes, km)"),
+    ("accounts_assigned.gpkg", "accounts with territory_id, rep_id, moved, reason"),
+    ("territories.gpkg", "territory polygons with totals"),
+    ("centres.gpkg", "territory centres"),
+    ("summary.gpkg", "one row per territory: totals and deviation from fair share"),
+):
+    print(f"  {name:<24} {text}")
+print()
+print("KPIs:")
+print(f"  reps too far from the road network : {c.get('UNSNAPPED')}")
+print(f"  unreachable rep-account pairs      : {m.get('UNREACHABLE')}")
+for key, label in (("MAX_DEVIATION_PCT", "largest balance deviation (%)"),
+                   ("MOVED", "accounts moved"), ("GAP_PCT", "optimality gap (%)"),
+                   ("OBJECTIVE", "objective"), ("LOWER_BOUND", "lower bound")):
+    value = t.get(key)
+    print(f"  {label:<35}: {value:.2f}" if isinstance(value, (int, float)) else f"  {label:<35}: {value}")
+try:
+    import pyogrio
+    summary = pyogrio.read_dataframe(str(out / "summary.gpkg"))
+    print()
+    print(summary.to_string(index=False, max_cols=12))
+except Exception as err:  # the summary table is a bonus
+    print(f"(summary table not shown: {err})")
+PY

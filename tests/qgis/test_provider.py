@@ -1,0 +1,101 @@
+"""The provider lists the four algorithms with the public parameter contract, help and icons."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+CONTRACT = {
+    "buildroadnetwork": (
+        {"INPUT_OSM", "EXTENT", "NETWORK_TYPE", "SPEEDS", "OUTPUT"},
+        {"OUTPUT", "NETWORK"},
+    ),
+    "drivetimecatchments": (
+        {"INPUT", "ID_FIELD", "NETWORK", "BANDS", "SHAPE", "PARTITION", "MAX_SNAP", "OUTPUT"},
+        {"OUTPUT", "UNSNAPPED"},
+    ),
+    "traveltimematrix": (
+        {
+            "ORIGINS", "ORIGIN_ID_FIELD", "DESTINATIONS", "DESTINATION_ID_FIELD", "NETWORK",
+            "MAX_MINUTES", "MAX_SNAP", "OUTPUT",
+        },
+        {"OUTPUT", "UNREACHABLE"},
+    ),
+    "designterritories": (
+        {
+            "ACCOUNTS", "ID_FIELD", "TERRITORIES", "REPS", "REP_ID_FIELD", "REP_CAPACITY_FIELD",
+            "REP_MAX_MINUTES", "BALANCE_FIELDS", "BALANCE_WEIGHTS", "TRAVEL_WEIGHT", "TOLERANCE",
+            "LOCK_FIELD", "CURRENT_FIELD", "MAX_MOVES", "NETWORK", "QUOTA_TOTAL", "SEED",
+            "TIME_LIMIT", "SOLVER", "OUTPUT_ACCOUNTS", "OUTPUT_TERRITORIES", "OUTPUT_CENTRES",
+            "OUTPUT_SUMMARY",
+        },
+        {
+            "OUTPUT_ACCOUNTS", "OUTPUT_TERRITORIES", "OUTPUT_CENTRES", "OUTPUT_SUMMARY",
+            "OBJECTIVE", "LOWER_BOUND", "GAP_PCT", "MAX_DEVIATION_PCT", "MOVED",
+        },
+    ),
+}  # fmt: skip
+
+
+MODULES = (
+    "build_road_network",
+    "drive_time_catchments",
+    "travel_time_matrix",
+    "design_territories",
+)
+
+
+def test_provider_is_registered(territory_provider):
+    from qgis.core import QgsApplication
+
+    provider = QgsApplication.processingRegistry().providerById("territory_planner")
+    assert provider is not None
+    assert provider.name() == "Territory Planner"
+    assert os.path.isfile(provider.svgIconPath())
+    assert {alg.name() for alg in provider.algorithms()} >= set(CONTRACT)
+
+
+@pytest.mark.parametrize("alg_id", sorted(CONTRACT))
+def test_algorithm_contract(territory_provider, alg_id):
+    from qgis.core import QgsApplication
+
+    alg = QgsApplication.processingRegistry().algorithmById(f"territory_planner:{alg_id}")
+    assert alg is not None
+    parameters, outputs = CONTRACT[alg_id]
+    assert {p.name() for p in alg.parameterDefinitions()} == parameters
+    assert outputs <= {o.name() for o in alg.outputDefinitions()}  # Model Builder can chain them
+    assert alg.displayName()
+    assert alg.group()
+    assert alg.groupId() == alg.groupId().lower()
+    assert alg.name() == alg_id
+    for key in parameters:  # plain words for every parameter in the help
+        assert key in alg.shortHelpString(), f"{key} is not explained in help/{alg_id}.html"
+    assert os.path.isfile(alg.svgIconPath())
+    assert os.path.basename(alg.svgIconPath()) == f"{alg_id}.svg"
+    clone = alg.create()
+    assert type(clone) is type(alg)
+    assert clone is not alg
+
+
+def test_algorithm_classes_follow_naming(territory_provider):
+    from territory_planner.processing_algorithms import provider
+
+    for cls in provider.ALGORITHMS:
+        assert cls.__name__.endswith("Algorithm")
+        module = cls.__module__.rsplit(".", 1)[-1]
+        assert module.replace("_", "") == cls.ALGORITHM_ID
+        for key in CONTRACT[cls.ALGORITHM_ID][0]:
+            assert getattr(cls, key, None) == key  # UPPER_CASE class constants
+
+
+def test_wrappers_do_not_touch_the_gui(territory_provider):
+    """processAlgorithm runs in a worker thread: no iface, canvas or QgsProject.instance()."""
+    from pathlib import Path
+
+    folder = Path(territory_provider.svgIconPath()).parents[1] / "processing_algorithms"
+    names = ("base", "provider", *MODULES)
+    for path in (folder / f"{name}.py" for name in names):
+        text = path.read_text(encoding="utf-8")
+        for forbidden in ("iface", "mapCanvas", "QgsProject.instance()"):
+            assert forbidden not in text, f"{path.name} uses {forbidden}"
