@@ -35,7 +35,7 @@ def missing_packages(packages=REQUIRED_PACKAGES) -> list[tuple[str, str, str]]:
     for module_name, pip_name in packages:
         try:
             importlib.import_module(module_name)
-        except Exception as err:
+        except Exception as err:  # a broken install counts as missing
             missing.append((module_name, pip_name, f"{type(err).__name__}: {err}"))
     return missing
 

@@ -73,7 +73,7 @@ class MissingDependenciesPlugin:
                 Qgis.Warning,
                 0,
             )
-        except Exception as err:
+        except Exception as err:  # start-up must never fail
             QgsMessageLog.logMessage(f"Could not show the message bar: {err}", LOG_TAG, Qgis.Info)
 
     def unload(self) -> None:

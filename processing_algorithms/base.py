@@ -297,7 +297,7 @@ class FeedbackLogHandler(logging.Handler):
                 self.feedback.pushInfo(text)
             else:
                 self.feedback.pushDebugInfo(text)
-        except Exception:
+        except Exception:  # logging must never break the run
             self.handleError(record)
 
 
@@ -318,9 +318,13 @@ def forward_engine_log(feedback: QgsProcessingFeedback) -> Iterator[FeedbackLogH
 
 
 def engine_callbacks(
-    feedback: QgsProcessingFeedback,
+    feedback: QgsProcessingFeedback, *, root: QgsProcessingFeedback | None = None
 ) -> tuple[Callable[..., None], Callable[[], bool]]:
-    """``(progress(fraction, message), is_cancelled())`` for the engine, built from ``feedback``."""
+    """``(progress(fraction, message), is_cancelled())`` for the engine, built from ``feedback``.
+
+    With a multi-step ``feedback``, pass the algorithm's own feedback as ``root``: a cancel that
+    happened before the multi-step feedback was created is only visible there.
+    """
     last = {"message": None}
 
     def progress(fraction: float, message: str = "") -> None:
@@ -329,7 +333,10 @@ def engine_callbacks(
             last["message"] = message
             feedback.setProgressText(message)
 
-    return progress, feedback.isCanceled
+    def is_cancelled() -> bool:
+        return feedback.isCanceled() or (root is not None and root.isCanceled())
+
+    return progress, is_cancelled
 
 
 def step_feedback(feedback: QgsProcessingFeedback, steps: int) -> QgsProcessingMultiStepFeedback:
@@ -381,22 +388,25 @@ def crs_to_pyproj_string(crs: QgsCoordinateReferenceSystem) -> str | None:
     return crs.toWkt(QgsCoordinateReferenceSystem.WKT_PREFERRED) or crs.toProj()
 
 
+def _authority(crs: Any) -> tuple[str | None, str]:
+    """``("EPSG:3067" or None, WKT)`` for anything pyproj understands."""
+    import pyproj
+
+    pcrs = pyproj.CRS.from_user_input(crs)
+    auth = pcrs.to_authority()
+    return (f"{auth[0]}:{auth[1]}" if auth else None), pcrs.to_wkt()
+
+
 def qgis_crs(crs: Any) -> QgsCoordinateReferenceSystem:
     """A QGIS CRS from anything pyproj understands (a GeoDataFrame's ``crs``, 'EPSG:3067', WKT)."""
     if crs is None:
         return QgsCoordinateReferenceSystem()
     try:
-        import pyproj
-
-        pcrs = pyproj.CRS.from_user_input(crs)
-        auth = pcrs.to_authority()
-        if auth:
-            result = QgsCoordinateReferenceSystem(f"{auth[0]}:{auth[1]}")
-            if result.isValid():
-                return result
-        return QgsCoordinateReferenceSystem.fromWkt(pcrs.to_wkt())
-    except Exception:
+        authid, wkt = _authority(crs)
+    except Exception:  # not a CRS pyproj knows: let QGIS try
         return QgsCoordinateReferenceSystem(str(crs))
+    result = QgsCoordinateReferenceSystem(authid) if authid else QgsCoordinateReferenceSystem()
+    return result if result.isValid() else QgsCoordinateReferenceSystem.fromWkt(wkt)
 
 
 def _python_value(value: Any) -> Any:
@@ -490,12 +500,8 @@ def source_to_gdf(
 
 def _crs_label(crs: Any) -> str:
     try:
-        import pyproj
-
-        pcrs = pyproj.CRS.from_user_input(crs)
-        auth = pcrs.to_authority()
-        return f"{auth[0]}:{auth[1]}" if auth else pcrs.name
-    except Exception:
+        return _authority(crs)[0] or getattr(crs, "name", str(crs))
+    except Exception:  # only a label for the log
         return str(crs)
 
 
@@ -593,9 +599,10 @@ def _wkb_type(geoms) -> int:
 def frame_fields(frame: pd.DataFrame, *, drop: Sequence[str] = ("fid",)) -> QgsFields:
     """QgsFields typed from the frame's columns (geometry and ``drop`` columns left out)."""
     geometry_name = getattr(frame, "_geometry_column_name", None)
+    dropped = {name.lower() for name in drop}
     fields = QgsFields()
     for column in frame.columns:
-        if column == geometry_name or column in drop:
+        if column == geometry_name or str(column).lower() in dropped:
             continue
         fields.append(_qgs_field(str(column), frame[column]))
     return fields
@@ -671,6 +678,6 @@ def attach_style(context, dest_id: str | None, kind: str) -> None:
         if callable(function):
             try:
                 function(context, dest_id, kind)
-            except Exception as err:
+            except Exception as err:  # styling must never fail a run
                 LOG.warning("Could not style %s: %s", dest_id, err)
             return

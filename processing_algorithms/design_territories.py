@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pulp  # noqa: F401  (import at module level: see ENV-NOTES #8, empty GeoPackage trap)
 from qgis.core import (
     QgsProcessing,
@@ -291,7 +293,7 @@ class DesignTerritoriesAlgorithm(TerritoryPlannerAlgorithm):
             )
 
         steps = step_feedback(feedback, 3)
-        progress, is_cancelled = engine_callbacks(steps)
+        progress, is_cancelled = engine_callbacks(steps, root=feedback)
         net = None
         if network_path:
             net = road_network.load_network(
@@ -336,6 +338,7 @@ class DesignTerritoriesAlgorithm(TerritoryPlannerAlgorithm):
             attach_style(context, results[key], kind)
         for key, attribute, label in self.NUMERIC_OUTPUTS:
             value = getattr(plan, attribute, None)
-            results[key] = None if value is None else float(value)
+            finite = value is not None and math.isfinite(float(value))
+            results[key] = float(value) if finite else None  # NaN (e.g. no bound) -> NULL
             feedback.pushInfo(f"{label}: {results[key]}")
         return results

@@ -113,7 +113,7 @@ class DriveTimeCatchmentsAlgorithm(TerritoryPlannerAlgorithm):
             raise QgsProcessingException(f"ID_FIELD: the field '{id_field}' is not in INPUT.")
 
         steps = step_feedback(feedback, 3)
-        progress, is_cancelled = engine_callbacks(steps)
+        progress, is_cancelled = engine_callbacks(steps, root=feedback)
         net = network.load_network(network_path, progress=progress, is_cancelled=is_cancelled)
         steps.setCurrentStep(1)
         origins = source_to_gdf(

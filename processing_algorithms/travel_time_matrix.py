@@ -99,7 +99,7 @@ class TravelTimeMatrixAlgorithm(TerritoryPlannerAlgorithm):
             feedback.pushWarning(f"{n_pairs} origin-destination pairs: the table will be large.")
 
         steps = step_feedback(feedback, 3)
-        progress, is_cancelled = engine_callbacks(steps)
+        progress, is_cancelled = engine_callbacks(steps, root=feedback)
         net = network.load_network(network_path, progress=progress, is_cancelled=is_cancelled)
         steps.setCurrentStep(1)
         origins = source_to_gdf(

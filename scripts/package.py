@@ -119,7 +119,12 @@ def check_install(zip_path: Path) -> bool:
             QGIS_PROCESS_HOME=str(Path(tmp) / "home"),
             QT_QPA_PLATFORM="offscreen",
             PYTHONDONTWRITEBYTECODE="1",
+            # QGIS's embedded Python finds its home from the first python3 on PATH: under pyenv
+            # that is the wrong one ("Couldn't load SIP module"), so put the system's first.
+            PATH=f"/usr/bin:/bin:{os.environ.get('PATH', '')}",
         )
+        for name in ("PYTHONHOME", "VIRTUAL_ENV", "PYENV_VERSION"):
+            env.pop(name, None)
         enable = subprocess.run(
             [str(qgis_process), "plugins", "enable", PLUGIN],
             env=env, capture_output=True, text=True, timeout=120, check=False,

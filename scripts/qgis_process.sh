@@ -17,6 +17,10 @@ if [ ! -L "$PLUGINS/territory_planner" ]; then
   rm -rf "$PLUGINS/territory_planner"
   ln -s "$HERE" "$PLUGINS/territory_planner"
 fi
+# QGIS's embedded Python takes its home from the first python3 on PATH; a pyenv or venv python
+# there gives "Couldn't load SIP module". qgis_process.bin lives in /usr/bin: look there first.
+export PATH="/usr/bin:/bin:$PATH"
+unset PYTHONHOME
 export QGIS_PLUGINPATH="$PLUGINS${QGIS_PLUGINPATH:+:$QGIS_PLUGINPATH}"
 export QGIS_PROCESS_HOME="${QGIS_PROCESS_HOME:-$VENV/qgis-home}"
 INI="$QGIS_PROCESS_HOME/.local/share/QGIS/QGIS3/profiles/default/QGIS/QGIS3.ini"

@@ -84,9 +84,14 @@ class CollectingFeedback:
 
 
 @pytest.fixture(scope="session")
-def territory_provider(qgis_processing):
+def plugin_on_path() -> Path:
+    """``import territory_planner`` works (build/plugins on sys.path); returns build/plugins."""
+    return plugin_import_path()
+
+
+@pytest.fixture(scope="session")
+def territory_provider(qgis_processing, plugin_on_path):
     """Register the provider once for the session (pytest-qgis initialised Processing)."""
-    plugin_import_path()
     from qgis.core import QgsApplication
     from territory_planner.processing_algorithms.provider import TerritoryPlannerProvider
 

@@ -25,7 +25,7 @@ class FakeIface:
 
 
 @pytest.fixture
-def plugin_package(territory_provider):
+def plugin_package(plugin_on_path):
     """The plugin package as QGIS imports it (``territory_planner`` from build/plugins)."""
     return importlib.import_module("territory_planner")
 
@@ -110,7 +110,7 @@ def test_install_command_uses_a_python_interpreter(plugin_package):
     assert "python" in python.lower()
 
 
-def test_all_dependencies_present_gives_the_real_plugin(plugin_package, monkeypatch):
+def test_all_dependencies_present_gives_the_real_plugin(plugin_package, territory_provider):
     assert plugin_package.missing_packages() == []
     plugin = plugin_package.classFactory(None)
     assert type(plugin).__name__ == "TerritoryPlannerPlugin"
