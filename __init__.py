@@ -24,9 +24,10 @@ REQUIRED_PACKAGES = (
     ("networkx", "networkx"),
     ("osmnx", "osmnx"),
     ("pulp", "PuLP<4"),
+    ("osmium", "osmium"),  # reads .osm.pbf extracts
 )
-# Used when present: osmium reads .osm.pbf files, highspy provides the HiGHS solver.
-OPTIONAL_PACKAGES = (("osmium", "osmium"), ("highspy", "highspy"))
+# Used when present: highspy provides the HiGHS solver (SOLVER=HiGHS).
+OPTIONAL_PACKAGES = (("highspy", "highspy"),)
 
 
 def missing_packages(packages=REQUIRED_PACKAGES) -> list[tuple[str, str, str]]:

@@ -10,6 +10,8 @@ from .base import PROVIDER_ICON
 from .build_road_network import BuildRoadNetworkAlgorithm
 from .design_territories import DesignTerritoriesAlgorithm
 from .drive_time_catchments import DriveTimeCatchmentsAlgorithm
+from .export_territories import ExportTerritoriesAlgorithm
+from .territory_report import TerritoryReportAlgorithm
 from .travel_time_matrix import TravelTimeMatrixAlgorithm
 
 ALGORITHMS = (
@@ -17,6 +19,8 @@ ALGORITHMS = (
     DriveTimeCatchmentsAlgorithm,
     TravelTimeMatrixAlgorithm,
     DesignTerritoriesAlgorithm,
+    ExportTerritoriesAlgorithm,
+    TerritoryReportAlgorithm,
 )
 
 

@@ -46,6 +46,19 @@ def run_json(alg: str, params: dict, *, timeout: float = TIMEOUT_S) -> dict:
         raise AssertionError(f"stdout is not JSON ({err}):\n{done.stdout[:2000]}") from None
 
 
+def require_engine() -> None:
+    """Skip while an engine module the wrappers import is not in the tree yet."""
+    modules = ("network", "catchments", "matrix", "territories")
+    absent = [m for m in modules if not (ROOT / "territory_planner_plugin" / f"{m}.py").exists()]
+    if absent:
+        pytest.skip(f"engine module(s) not in the tree yet: {', '.join(absent)}")
+
+
+@pytest.fixture(autouse=True)
+def _engine_present() -> None:
+    require_engine()
+
+
 def sample_file(*patterns: str) -> Path:
     for pattern in patterns:
         found = sorted(SAMPLE_DATA.glob(pattern))

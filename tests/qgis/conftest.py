@@ -36,6 +36,21 @@ def plugin_import_path() -> Path:
     return plugins
 
 
+ENGINE_MODULES = ("network", "catchments", "matrix", "territories")
+
+
+def require_engine() -> None:
+    """Skip (not fail) while an engine module the wrappers import is not in the tree yet.
+
+    Once the file exists, any import error is a real failure and is reported as one.
+    """
+    absent = [
+        m for m in ENGINE_MODULES if not (ROOT / "territory_planner_plugin" / f"{m}.py").exists()
+    ]
+    if absent:
+        pytest.skip(f"engine module(s) not in the tree yet: {', '.join(absent)}")
+
+
 def sample_file(*patterns: str) -> Path:
     """The first sample_data file matching one of ``patterns``; skips the test when none exists."""
     for pattern in patterns:
@@ -92,6 +107,7 @@ def plugin_on_path() -> Path:
 @pytest.fixture(scope="session")
 def territory_provider(qgis_processing, plugin_on_path):
     """Register the provider once for the session (pytest-qgis initialised Processing)."""
+    require_engine()
     from qgis.core import QgsApplication
     from territory_planner.processing_algorithms.provider import TerritoryPlannerProvider
 

@@ -1,0 +1,144 @@
+"""territory_planner:territoryreport - self-contained HTML report + summary CSV."""
+
+from __future__ import annotations
+
+from qgis.core import (
+    QgsMapRendererSequentialJob,
+    QgsMapSettings,
+    QgsProcessingOutputHtml,
+    QgsProcessingParameterFeatureSource,
+    QgsProcessingParameterField,
+    QgsProcessingParameterFileDestination,
+    QgsProcessingParameterNumber,
+    QgsVectorLayer,
+)
+from qgis.PyQt.QtCore import QBuffer, QByteArray, QIODevice, QSize
+from qgis.PyQt.QtGui import QColor
+
+from ..territory_planner_plugin import report
+from . import styles
+from .base import (
+    TerritoryPlannerAlgorithm,
+    engine_run,
+    optional_field,
+    source_or_error,
+    source_to_gdf,
+)
+
+
+class TerritoryReportAlgorithm(TerritoryPlannerAlgorithm):
+    """KPIs against targets, balance charts, disruption and a map in one HTML file."""
+
+    ALGORITHM_ID = "territoryreport"
+    DISPLAY_NAME = "Territory report"
+    GROUP = "Results"
+    GROUP_ID = "results"
+
+    ACCOUNTS = "ACCOUNTS"
+    TERRITORY_FIELD = "TERRITORY_FIELD"
+    BALANCE_FIELDS = "BALANCE_FIELDS"
+    CURRENT_FIELD = "CURRENT_FIELD"
+    TERRITORIES = "TERRITORIES"
+    TOLERANCE = "TOLERANCE"
+    OUTPUT_HTML = "OUTPUT_HTML"
+    OUTPUT_CSV = "OUTPUT_CSV"
+    OUTPUT = "OUTPUT"
+
+    def initAlgorithm(self, config=None) -> None:  # noqa: ARG002
+        self.addParameter(QgsProcessingParameterFeatureSource(self.ACCOUNTS, self.tr("Accounts")))
+        self.addParameter(
+            QgsProcessingParameterField(
+                self.TERRITORY_FIELD, self.tr("Territory field"), "territory_id", self.ACCOUNTS
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterField(
+                self.BALANCE_FIELDS,
+                self.tr("Balanced measures"),
+                None,
+                self.ACCOUNTS,
+                QgsProcessingParameterField.Numeric,
+                allowMultiple=True,
+                optional=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterField(
+                self.CURRENT_FIELD,
+                self.tr("Current territory (disruption)"),
+                None,
+                self.ACCOUNTS,
+                optional=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFeatureSource(
+                self.TERRITORIES, self.tr("Territory polygons (map)"), optional=True
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.TOLERANCE, self.tr("Tolerance (%)"), QgsProcessingParameterNumber.Double, 5.0
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFileDestination(
+                self.OUTPUT_HTML, self.tr("Report"), "HTML files (*.html)"
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFileDestination(
+                self.OUTPUT_CSV, self.tr("Summary CSV"), "CSV files (*.csv)", optional=True
+            )
+        )
+        self.addOutput(QgsProcessingOutputHtml(self.OUTPUT, self.tr("Report")))
+
+    @engine_run
+    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+        source = source_or_error(self, parameters, self.ACCOUNTS, context)
+        field = self.parameterAsString(parameters, self.TERRITORY_FIELD, context) or "territory_id"
+        balance = self.parameterAsFields(parameters, self.BALANCE_FIELDS, context)
+        current = optional_field(self, parameters, self.CURRENT_FIELD, context)
+        tolerance = self.parameterAsDouble(parameters, self.TOLERANCE, context)
+        html_path = self.parameterAsFileOutput(parameters, self.OUTPUT_HTML, context)
+        csv_path = self.parameterAsFileOutput(parameters, self.OUTPUT_CSV, context)
+        gdf = source_to_gdf(source, feedback=feedback, name=self.ACCOUNTS)
+        map_png = None
+        territories = self.parameterAsVectorLayer(parameters, self.TERRITORIES, context)
+        if territories is not None:
+            map_png = _render_map(territories.clone(), field)
+        text, summary = report.build_report(
+            gdf,
+            territory_field=field,
+            balance_fields=balance,
+            current_field=current,
+            tolerance_pct=tolerance,
+            map_png=map_png,
+            parameters={k: str(v) for k, v in parameters.items()},
+        )
+        with open(html_path, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        results = {self.OUTPUT_HTML: html_path, self.OUTPUT: html_path}
+        if csv_path:
+            summary.to_csv(csv_path, index=False, encoding="utf-8")
+            results[self.OUTPUT_CSV] = csv_path
+        return results
+
+
+def _render_map(layer: QgsVectorLayer, field: str) -> bytes:
+    """Render ``layer`` styled as territories to PNG bytes (sequential job: safe off the GUI)."""
+    styles.style_layer(layer, "territories", field)
+    settings = QgsMapSettings()
+    settings.setLayers([layer])
+    settings.setDestinationCrs(layer.crs())
+    settings.setExtent(layer.extent().buffered(layer.extent().width() * 0.05))
+    settings.setOutputSize(QSize(800, 600))
+    settings.setBackgroundColor(QColor("white"))
+    job = QgsMapRendererSequentialJob(settings)
+    job.start()
+    job.waitForFinished()
+    data = QByteArray()
+    buffer = QBuffer(data)
+    buffer.open(QIODevice.WriteOnly)
+    job.renderedImage().save(buffer, "PNG")
+    return bytes(data)

@@ -1,0 +1,209 @@
+"""exportterritories through processing.run, and the styling post-processor."""
+
+import geopandas as gpd
+import pytest
+from shapely.geometry import box
+
+
+@pytest.fixture
+def run_alg(qgis_processing, plugin_on_path):
+    """Run our algorithms by instance: they need none of the other engine modules."""
+    import processing
+    from qgis.core import QgsProcessingContext, QgsProject
+    from territory_planner.processing_algorithms.export_territories import (
+        ExportTerritoriesAlgorithm,
+    )
+
+    algs = {"exportterritories": ExportTerritoriesAlgorithm}
+
+    def _run(alg_id, params, feedback=None):
+        context = QgsProcessingContext()
+        context.setProject(QgsProject.instance())
+        alg = algs[alg_id]()
+        alg.initAlgorithm()
+        return processing.run(alg, params, context=context, feedback=feedback)
+
+    return _run
+
+
+@pytest.fixture
+def territories_gpkg(tmp_path):
+    gdf = gpd.GeoDataFrame(
+        {"territory_id": ["T1", "T2", "Ü3"], "revenue_potential_total": [1.0, 2.0, 3.0]},
+        geometry=[box(0, 0, 1, 1), box(1, 0, 2, 1), box(2, 0, 3, 1)],
+        crs=4326,
+    )
+    path = tmp_path / "territories.gpkg"
+    gdf.to_file(path, layer="territories", engine="pyogrio")
+    return path
+
+
+@pytest.mark.parametrize("fmt_index", [0, 1, 2, 4, 5])
+def test_export_formats(run_alg, territories_gpkg, tmp_path, fmt_index):
+    out = tmp_path / "out" / "plan"
+    out.parent.mkdir()
+    res = run_alg(
+        "exportterritories",
+        {
+            "INPUT": str(territories_gpkg),
+            "TERRITORY_FIELD": "territory_id",
+            "FORMAT": fmt_index,
+            "OUTPUT": str(out) + ".x",
+        },
+    )
+    (path,) = res["OUTPUT_FILES"]
+    if path.endswith(".csv"):
+        import pandas as pd
+
+        assert pd.read_csv(path).territory_id.tolist() == ["T1", "T2", "Ü3"]
+    else:
+        # QGIS sets SHAPE_ENCODING="" in-process: name the encoding when reading back
+        extra = {"encoding": "utf-8"} if path.endswith(".shp") else {}
+        back = gpd.read_file(path, engine="pyogrio", **extra)
+        texts = {str(v) for col in back.columns if col != "geometry" for v in back[col]}
+        assert len(back) == 3
+        assert "Ü3" in texts
+
+
+def test_export_empty_plan_fails(run_alg, tmp_path, territories_gpkg):
+    from qgis.core import QgsProcessingException
+
+    empty = gpd.read_file(territories_gpkg).iloc[:0]
+    path = tmp_path / "empty.gpkg"
+    empty.to_file(path, layer="t", engine="pyogrio")
+    with pytest.raises(QgsProcessingException, match="empty"):
+        run_alg(
+            "exportterritories",
+            {
+                "INPUT": str(path),
+                "TERRITORY_FIELD": "territory_id",
+                "FORMAT": 1,
+                "OUTPUT": str(tmp_path / "o.gpkg"),
+            },
+        )
+    assert not (tmp_path / "o.gpkg").exists()
+
+
+def test_style_layer_colours_neighbours_apart(
+    qgis_processing, plugin_on_path, territories_gpkg, tmp_path
+):
+    from qgis.core import QgsProcessingContext, QgsProject, QgsVectorLayer
+    from territory_planner.processing_algorithms import styles
+
+    layer = QgsVectorLayer(str(territories_gpkg), "t", "ogr")
+    assert styles.style_layer(layer, "territories")
+    cats = layer.renderer().categories()
+    assert [c.value() for c in cats] == ["T1", "T2", "Ü3"]
+    cols = [c.symbol().color().name() for c in cats]
+    assert cols[0] != cols[1]
+    assert cols[1] != cols[2]
+    assert layer.labelsEnabled()
+
+    context = QgsProcessingContext()
+    context.setProject(QgsProject.instance())
+    context.addLayerToLoadOnCompletion(
+        str(territories_gpkg), QgsProcessingContext.LayerDetails("t", QgsProject.instance(), "t")
+    )
+    styles.attach_style(context, str(territories_gpkg), "territories")
+    post = context.layerToLoadOnCompletionDetails(str(territories_gpkg)).postProcessor()
+    assert post is not None
+    QgsProject.instance().addMapLayer(layer)
+    post.postProcessLayer(layer, context, None)
+    assert (tmp_path / "territories.qml").exists()
+    QgsProject.instance().removeMapLayer(layer.id())
+    del layer
+
+
+RENDER = """
+import sys
+from PyQt5.QtCore import QSize
+from PyQt5.QtGui import QImage, QPainter
+from PyQt5.QtWidgets import QApplication
+from PyQt5.QtWebKitWidgets import QWebPage
+app = QApplication([])
+page = QWebPage()
+frame = page.mainFrame()
+def done(ok):
+    page.setViewportSize(QSize(900, frame.contentsSize().height()))
+    img = QImage(page.viewportSize(), QImage.Format_ARGB32)
+    img.fill(0xFFFFFFFF)
+    p = QPainter(img); frame.render(p); p.end()
+    img.save(sys.argv[2]); app.quit()
+frame.loadFinished.connect(done)
+frame.setHtml(open(sys.argv[1], encoding="utf-8").read())
+app.exec_()
+"""
+
+
+def test_report_renders_headless(tmp_path, plugin_on_path):
+    """Render the report with QtWebKit (headless) and check what a person would see."""
+    import os
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    pytest.importorskip("PyQt5.QtWebKitWidgets")
+    from qgis.PyQt.QtGui import QImage
+    from territory_planner.territory_planner_plugin import report
+
+    df = pd.DataFrame(
+        {
+            "territory_id": list("AABBCC"),
+            "current_territory": list("ABBBCA"),
+            "revenue_potential": [10, 11, 9, 12, 10, 9.0],
+            "workload_visits": [1, 2, 2, 1, 1, 2],
+        }
+    )
+    html_text, _ = report.build_report(
+        df,
+        balance_fields=["revenue_potential", "workload_visits"],
+        current_field="current_territory",
+    )
+    (tmp_path / "r.html").write_text(html_text, encoding="utf-8")
+    (tmp_path / "render.py").write_text(RENDER)
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    subprocess.run(
+        [
+            sys.executable,
+            str(tmp_path / "render.py"),
+            str(tmp_path / "r.html"),
+            str(tmp_path / "r.png"),
+        ],
+        check=True,
+        env=env,
+        timeout=60,
+    )
+    img = QImage(str(tmp_path / "r.png"))
+    assert img.width() == 900
+    assert img.height() > 1000  # tables + two charts + disruption
+    colours = {img.pixel(x, y) for x in range(0, 900, 7) for y in range(0, img.height(), 7)}
+    assert len(colours) > 20  # charts drawn, not a blank page
+
+
+def test_territoryreport_algorithm(qgis_processing, plugin_on_path, territories_gpkg, tmp_path):
+    import processing
+    from territory_planner.processing_algorithms.territory_report import TerritoryReportAlgorithm
+
+    acc = tmp_path / "acc.gpkg"
+    gpd.GeoDataFrame(
+        {"territory_id": ["T1", "T2", "Ü3"], "current": ["T1", "T1", "Ü3"], "rev": [1.0, 2.0, 3.0]},
+        geometry=gpd.points_from_xy([0.5, 1.5, 2.5], [0.5, 0.5, 0.5]),
+        crs=4326,
+    ).to_file(acc, layer="accounts", engine="pyogrio")
+    res = processing.run(
+        TerritoryReportAlgorithm(),
+        {
+            "ACCOUNTS": str(acc),
+            "BALANCE_FIELDS": ["rev"],
+            "CURRENT_FIELD": "current",
+            "TERRITORIES": str(territories_gpkg),
+            "OUTPUT_HTML": str(tmp_path / "r.html"),
+            "OUTPUT_CSV": str(tmp_path / "r.csv"),
+        },
+    )
+    text = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert res["OUTPUT"] == str(tmp_path / "r.html")
+    assert text.count("data:image/png;base64,") == 2  # map + one chart
+    assert "Accounts moved: 1 of 3" in text
+    assert (tmp_path / "r.csv").read_text(encoding="utf-8").startswith("territory_id,accounts")
