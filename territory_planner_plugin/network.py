@@ -141,6 +141,13 @@ def build_road_network(
     report(progress, 0.6, "Speeds and travel times")
     if speeds_kph or "speed_kph" not in next(iter(graph.edges(data=True)))[2]:
         graph = ox.add_edge_speeds(graph, hwy_speeds=dict(speeds_kph or {}) or None)
+        # SPEEDS overrides win over tagged maxspeed values too (OSMnx only fills untagged edges).
+        for *_, data in graph.edges(data=True):
+            hwy = data.get("highway")
+            for kind in hwy if isinstance(hwy, list) else [hwy]:
+                if speeds_kph and kind in speeds_kph:
+                    data["speed_kph"] = float(speeds_kph[kind])
+                    break
         graph = ox.add_edge_travel_times(graph)
     if not _is_projected(graph.graph.get("crs")):
         graph = ox.project_graph(graph)
