@@ -1,0 +1,506 @@
+"""Balanced, compact territories: assign accounts to K centres or rep homes with PuLP.
+
+The model: minimise the total distance (km, or drive minutes with a network) from each account to
+its territory's centre, subject to hard constraints: each account in exactly one territory, every
+balanced measure of every territory within TOLERANCE of its capacity-weighted target, locks,
+a disruption budget (MAX_MOVES) and a maximum drive time to the rep's home. The LP relaxation of the
+same model gives the proven lower bound reported with every plan. Without reps, centres move to the
+medoid of their territory, alternating with the balanced assignment until stable (k-median style).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pulp
+import shapely
+
+from .errors import InfeasibleError, InvalidInputError, SolverError
+from .progress import CancelCheck, ProgressCallback, check_cancel, report
+
+logger = logging.getLogger(__name__)
+
+OUTPUT_COLUMNS = ("territory_id", "rep_id", "centre_km", "centre_min", "locked", "moved",
+                  "next_best_id", "next_best_extra", "reason")  # fmt: skip
+_MAX_CENTRE_ROUNDS = 6
+
+
+@dataclass
+class TerritoryPlan:
+    """A territory plan: per-account assignment, polygons, centres, summary and quality figures."""
+
+    accounts: gpd.GeoDataFrame
+    territories: gpd.GeoDataFrame
+    centres: gpd.GeoDataFrame
+    summary: pd.DataFrame
+    objective: float
+    lower_bound: float
+    gap_pct: float
+    max_deviation_pct: float
+    moved: int
+    kpis: dict = field(default_factory=dict)
+    parameters: dict = field(default_factory=dict)
+
+
+def design_territories(  # noqa: PLR0913
+    accounts: gpd.GeoDataFrame,
+    *,
+    id_field: str,
+    n_territories: int | None = None,
+    reps: gpd.GeoDataFrame | None = None,
+    rep_id_field: str | None = None,
+    rep_capacity_field: str | None = None,
+    rep_max_minutes: float | None = None,
+    balance_fields: Sequence[str] = (),
+    balance_weights: Sequence[float] | None = None,
+    travel_weight: float = 0.0,
+    tolerance_pct: float = 5.0,
+    lock_field: str | None = None,
+    current_field: str | None = None,
+    max_moves_pct: float | None = None,
+    network: object | None = None,
+    quota_total: float | None = None,
+    seed: int = 0,
+    time_limit_s: float = 60.0,
+    solver: str = "CBC",
+    progress: ProgressCallback | None = None,
+    is_cancelled: CancelCheck | None = None,
+) -> TerritoryPlan:
+    """Assign every account to a territory, balanced within ``tolerance_pct`` and compact.
+
+    Accounts (points) must be in a projected CRS in metres, or geographic (then reprojected to a
+    local UTM zone, logged). Accounts the network cannot reach are costed by straight line at
+    30 km/h and listed in the log. Raises :class:`InfeasibleError` naming the smallest relaxation.
+    """
+    params = {k: v for k, v in locals().items() if k not in ("accounts", "reps", "network",
+                                                              "progress", "is_cancelled")}  # fmt: skip
+    acc = _prepare_accounts(accounts, id_field)
+    ids = acc[id_field].astype(str).to_numpy()
+    fields = list(balance_fields)
+    values = _balance_values(acc, ids, fields)
+    if tolerance_pct is None or not (0 <= tolerance_pct < 100):
+        msg = f"TOLERANCE: {tolerance_pct} must be a percentage from 0 to 100, e.g. 5."
+        raise InvalidInputError(msg)
+    xy = shapely.get_coordinates(acc.geometry.values)
+    rng = np.random.default_rng(seed)
+    if reps is not None:
+        cen_ids, cen_xy, capacity = _prepare_reps(reps, rep_id_field, rep_capacity_field, acc.crs)
+        fixed_centres = True
+    else:
+        if n_territories is None or n_territories < 1:
+            msg = f"TERRITORIES: {n_territories} must be at least 1."
+            raise InvalidInputError(msg)
+        if n_territories > len(acc):
+            msg = f"TERRITORIES: {n_territories} is more than the {len(acc)} accounts; lower it."
+            raise InvalidInputError(msg)
+        k = int(n_territories)
+        cen_ids = np.array([f"T{j + 1:02d}" for j in range(k)])
+        cen_xy = _kmeanspp(xy, k, rng)
+        capacity = np.ones(k)
+        fixed_centres = False
+    k = len(cen_ids)
+    locks = _codes(acc, lock_field, cen_ids, "LOCK_FIELD", ids)
+    current = _codes(acc, current_field, cen_ids, "CURRENT_FIELD", ids, strict=False)
+    budget = None
+    if max_moves_pct is not None and current_field:
+        budget = int(math.floor(max_moves_pct / 100.0 * len(acc) + 1e-9))
+    report(progress, 0.1, "Costs")
+    for rnd in range(1 if fixed_centres else _MAX_CENTRE_ROUNDS):
+        check_cancel(is_cancelled)
+        cost_km, cost_min = _costs(xy, cen_xy, network, acc.crs)
+        cost = cost_min if cost_min is not None else cost_km
+        allowed = np.ones_like(cost, dtype=bool)
+        if rep_max_minutes is not None and cost_min is not None:
+            allowed = cost_min <= rep_max_minutes
+        elif rep_max_minutes is not None:
+            logger.warning("REP_MAX_MINUTES needs a NETWORK; without one it is not applied.")
+        _precheck(values, fields, capacity, tolerance_pct, locks, allowed, ids, cen_ids)
+        assign, objective, lower = _solve(
+            cost, values, capacity, tolerance_pct, locks, current, budget, allowed,
+            solver, time_limit_s, fields, cen_ids,
+        )  # fmt: skip
+        report(progress, 0.3 + 0.6 * (rnd + 1) / _MAX_CENTRE_ROUNDS, "Assignment")
+        if fixed_centres:
+            break
+        new_xy = _medoids(xy, assign, k, cen_xy)
+        if np.allclose(new_xy, cen_xy):
+            break
+        cen_xy = new_xy
+    _verify(assign, values, capacity, tolerance_pct, locks, current, budget, allowed, ids, cen_ids)
+    report(progress, 0.95, "Outputs")
+    return _build_plan(
+        acc, accounts, ids, fields, values, assign, cost, cost_km, cost_min, cen_ids, cen_xy,
+        capacity, tolerance_pct, locks, current, budget, objective, lower, quota_total, params,
+    )  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- preparation
+
+
+def _prepare_accounts(accounts: gpd.GeoDataFrame, id_field: str) -> gpd.GeoDataFrame:
+    if len(accounts) == 0:
+        msg = "ACCOUNTS: the layer is empty; add accounts or select some."
+        raise InvalidInputError(msg)
+    if id_field not in accounts.columns:
+        msg = f"ID_FIELD: '{id_field}' is not a field of ACCOUNTS."
+        raise InvalidInputError(msg)
+    dup = accounts[id_field][accounts[id_field].duplicated()].unique()
+    if len(dup):
+        msg = f"ID_FIELD: duplicate account ids {list(map(str, dup[:10]))}; make them unique."
+        raise InvalidInputError(msg)
+    missing = accounts.geometry.isna() | accounts.geometry.is_empty
+    if missing.any():
+        bad = list(map(str, accounts.loc[missing, id_field][:10]))
+        msg = f"ACCOUNTS: accounts {bad} have no geometry; place them or filter them out."
+        raise InvalidInputError(msg)
+    if (accounts.geometry.geom_type != "Point").any():
+        bad = list(map(str, accounts.loc[accounts.geometry.geom_type != "Point", id_field][:10]))
+        msg = f"ACCOUNTS: accounts {bad} are not points; use point geometries."
+        raise InvalidInputError(msg)
+    acc = accounts.copy()
+    if acc.crs is None or not acc.crs.is_projected:
+        utm = acc.estimate_utm_crs() if acc.crs is not None else None
+        if utm is None:
+            msg = "ACCOUNTS: the layer has no CRS; set its CRS in QGIS (Layer Properties > Source)."
+            raise InvalidInputError(msg)
+        logger.info("Accounts reprojected to %s for distances in metres.", utm.name)
+        acc = acc.to_crs(utm)
+    return acc
+
+
+def _balance_values(acc: pd.DataFrame, ids: np.ndarray, fields: list[str]) -> np.ndarray:
+    if not fields:
+        return np.ones((len(acc), 1))
+    cols = []
+    for f in fields:
+        if f not in acc.columns:
+            msg = f"BALANCE_FIELDS: '{f}' is not a field of ACCOUNTS."
+            raise InvalidInputError(msg)
+        col = pd.to_numeric(acc[f], errors="coerce")
+        bad = col.isna() | (col < 0)
+        if bad.any():
+            msg = (
+                f"BALANCE_FIELDS: '{f}' is null, negative or not a number for accounts "
+                f"{list(ids[bad.to_numpy()][:10])}; fix them or run checkaccounts first."
+            )
+            raise InvalidInputError(msg)
+        cols.append(col.to_numpy(float))
+    return np.column_stack(cols)
+
+
+def _prepare_reps(reps, id_field, capacity_field, crs):  # noqa: ANN001, ANN202
+    if id_field is None or id_field not in reps.columns:
+        msg = f"REP_ID_FIELD: '{id_field}' is not a field of REPS."
+        raise InvalidInputError(msg)
+    if len(reps) == 0:
+        msg = "REPS: the layer is empty; add rep homes or leave REPS empty and set TERRITORIES."
+        raise InvalidInputError(msg)
+    rid = reps[id_field].astype(str)
+    if rid.duplicated().any():
+        msg = f"REPS: duplicate rep ids {sorted(set(rid[rid.duplicated()]))}; make them unique."
+        raise InvalidInputError(msg)
+    cap = np.ones(len(reps))
+    if capacity_field:
+        cap = pd.to_numeric(reps[capacity_field], errors="coerce").to_numpy(float)
+        if np.isnan(cap).any() or (cap <= 0).any():
+            msg = f"REP_CAPACITY_FIELD: '{capacity_field}' must be a positive number for every rep."
+            raise InvalidInputError(msg)
+    pts = reps.to_crs(crs).geometry
+    return rid.to_numpy(), shapely.get_coordinates(pts.values), cap
+
+
+def _codes(acc, fld, cen_ids, key, ids, *, strict=True) -> np.ndarray:  # noqa: ANN001
+    """Territory index per account from a text field (-1 = empty)."""
+    out = np.full(len(acc), -1)
+    if not fld:
+        return out
+    if fld not in acc.columns:
+        msg = f"{key}: '{fld}' is not a field of ACCOUNTS."
+        raise InvalidInputError(msg)
+    lookup = {c: j for j, c in enumerate(cen_ids)}
+    unknown = []
+    for i, v in enumerate(acc[fld].to_numpy()):
+        if v is None or (isinstance(v, float) and np.isnan(v)) or str(v).strip() == "":
+            continue
+        j = lookup.get(str(v).strip())
+        if j is None:
+            unknown.append((ids[i], v))
+        else:
+            out[i] = j
+    if unknown and strict:
+        msg = (
+            f"{key}: values name no territory or rep: "
+            f"{', '.join(f'{a}={v}' for a, v in unknown[:10])}. Known ids: {', '.join(cen_ids)}."
+        )
+        raise InvalidInputError(msg)
+    if unknown:
+        logger.warning("%s: %d account(s) name a territory that no longer exists; they count as "
+                       "new accounts.", key, len(unknown))  # fmt: skip
+    return out
+
+
+def _kmeanspp(xy: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    centres = [xy[rng.integers(len(xy))]]
+    d2 = ((xy - centres[0]) ** 2).sum(1)
+    for _ in range(1, k):
+        p = d2 / d2.sum() if d2.sum() > 0 else None
+        centres.append(xy[rng.choice(len(xy), p=p)])
+        d2 = np.minimum(d2, ((xy - centres[-1]) ** 2).sum(1))
+    return np.array(centres)
+
+
+def _medoids(xy: np.ndarray, assign: np.ndarray, k: int, old: np.ndarray) -> np.ndarray:
+    out = old.copy()
+    for j in range(k):
+        members = xy[assign == j]
+        if len(members):
+            d = np.sqrt(((members[:, None, :] - members[None, :, :]) ** 2).sum(-1)).sum(1)
+            out[j] = members[int(np.argmin(d))]
+    return out
+
+
+def _costs(xy, cen_xy, net, crs):  # noqa: ANN001, ANN202
+    km = np.sqrt(((xy[:, None, :] - cen_xy[None, :, :]) ** 2).sum(-1)) / 1000.0
+    if net is None:
+        return km, None
+    from .matrix import cost_matrix_minutes
+    from .network import snap_points
+
+    if gpd.GeoSeries([], crs=crs).crs != gpd.GeoSeries([], crs=net.crs).crs:
+        msg = "NETWORK: accounts must be in the network's CRS (the QGIS wrapper reprojects them)."
+        raise InvalidInputError(msg)
+    a_nodes = snap_points(net, gpd.GeoSeries(shapely.points(xy)), max_snap_m=np.inf).node_index
+    c_nodes = snap_points(net, gpd.GeoSeries(shapely.points(cen_xy)), max_snap_m=np.inf).node_index
+    minutes = cost_matrix_minutes(net, c_nodes, a_nodes).T
+    bad = ~np.isfinite(minutes)
+    if bad.any():
+        logger.warning(
+            "%d account-centre pairs are not connected by roads; they are costed by straight "
+            "line at 30 km/h.", int(bad.sum()),
+        )  # fmt: skip
+        minutes = np.where(bad, km / 30.0 * 60.0, minutes)
+    return km, minutes
+
+
+# ----------------------------------------------------------------------------- model
+
+
+def _bounds(values, capacity, tol):  # noqa: ANN001, ANN202
+    share = capacity / capacity.sum()
+    target = values.sum(0)[None, :] * share[:, None]  # (k, m)
+    return target, target * (1 - tol / 100.0), target * (1 + tol / 100.0)
+
+
+def _precheck(values, fields, capacity, tol, locks, allowed, ids, cen_ids) -> None:  # noqa: ANN001
+    target, lo, hi = _bounds(values, capacity, tol)
+    names = fields or ["account count"]
+    for j, cid in enumerate(cen_ids):
+        locked = values[locks == j].sum(0)
+        for m, name in enumerate(names):
+            if locked[m] > hi[j, m] + 1e-9:
+                share = 100 * locked[m] / max(values[:, m].sum(), 1e-12)
+                msg = (
+                    f"Locked accounts give {cid} {share:.1f}% of {name} (target "
+                    f"{100 * target[j, m] / values[:, m].sum():.1f}% ± {tol:g}%): unlock some of "
+                    f"them or raise TOLERANCE to at least {100 * (locked[m] / target[j, m] - 1):.1f}%."
+                )
+                raise InfeasibleError(msg)
+    orphan = ~allowed.any(1)
+    if orphan.any():
+        msg = (
+            f"REP_MAX_MINUTES: accounts {list(ids[orphan][:10])} are farther than that from every "
+            "rep home; raise REP_MAX_MINUTES or add a rep near them."
+        )
+        raise InfeasibleError(msg)
+
+
+def _solver(name: str, time_limit_s: float) -> pulp.LpSolver:
+    if str(name).upper() == "HIGHS":
+        s = pulp.HiGHS(msg=False, timeLimit=time_limit_s)
+        if s.available():
+            return s
+        logger.warning("SOLVER: HiGHS is not installed here; using CBC.")
+    return pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit_s)
+
+
+def _model(cost, values, capacity, tol, locks, current, budget, allowed, relax, slack=False):  # noqa: ANN001, ANN202, PLR0913
+    n, k = cost.shape
+    cat = "Continuous" if relax else "Binary"
+    prob = pulp.LpProblem("territories", pulp.LpMinimize)
+    pairs = [(i, j) for i in range(n) for j in range(k) if allowed[i, j]]
+    x = {p: pulp.LpVariable(f"x_{p[0]}_{p[1]}", 0, 1, cat=cat) for p in pairs}
+    t = pulp.LpVariable("t", 0) if slack else None
+    by_acc: dict[int, list] = {}
+    by_ter: dict[int, list] = {}
+    for (i, j), var in x.items():
+        by_acc.setdefault(i, []).append(var)
+        by_ter.setdefault(j, []).append((i, var))
+    prob += t if slack else pulp.lpSum(cost[i, j] * v for (i, j), v in x.items())
+    for i in range(n):
+        prob += pulp.lpSum(by_acc.get(i, [])) == 1
+        if locks[i] >= 0:
+            prob += x[(i, int(locks[i]))] == 1
+    target, lo, hi = _bounds(values, capacity, tol)
+    for j in range(k):
+        for m in range(values.shape[1]):
+            expr = pulp.lpSum(values[i, m] * v for i, v in by_ter.get(j, []))
+            if slack:
+                prob += expr <= target[j, m] + t * target[j, m]
+                prob += expr >= target[j, m] - t * target[j, m]
+            else:
+                prob += expr <= hi[j, m]
+                prob += expr >= lo[j, m]
+    if budget is not None:
+        stay = [x[(i, int(c))] for i, c in enumerate(current) if c >= 0 and (i, int(c)) in x]
+        n_cur = int((current >= 0).sum())
+        prob += n_cur - pulp.lpSum(stay) <= budget
+    return prob, x
+
+
+def _solve(cost, values, capacity, tol, locks, current, budget, allowed, solver, time_limit_s,  # noqa: ANN001, ANN202, PLR0913
+           fields, cen_ids):  # fmt: skip
+    n, k = cost.shape
+    prob, x = _model(cost, values, capacity, tol, locks, current, budget, allowed, relax=False)
+    status = prob.solve(_solver(solver, time_limit_s))
+    sol_ok = all(v.varValue is not None for v in x.values())
+    if pulp.LpStatus[status] == "Infeasible" or not sol_ok:
+        _explain_infeasible(cost, values, capacity, tol, locks, current, budget, allowed,
+                            solver, time_limit_s, fields, pulp.LpStatus[status])  # fmt: skip
+    assign = np.full(n, -1)
+    for (i, j), v in x.items():
+        if v.varValue > 0.5:
+            assign[i] = j
+    if (assign < 0).any():
+        msg = f"The solver ({solver}) returned status {pulp.LpStatus[status]} without a full plan."
+        raise SolverError(msg)
+    objective = float(sum(cost[i, assign[i]] for i in range(n)))
+    lp, _ = _model(cost, values, capacity, tol, locks, current, budget, allowed, relax=True)
+    lp_status = lp.solve(_solver(solver, time_limit_s))
+    lower = float(pulp.value(lp.objective)) if pulp.LpStatus[lp_status] == "Optimal" else np.nan
+    return assign, objective, min(lower, objective)
+
+
+def _explain_infeasible(cost, values, capacity, tol, locks, current, budget, allowed, solver,  # noqa: ANN001, PLR0913
+                        time_limit_s, fields, status) -> None:  # fmt: skip
+    """Raise InfeasibleError with the smallest tolerance (LP bound) or budget that could work."""
+    prob, _ = _model(cost, values, capacity, tol, locks, current, budget, allowed, relax=True,
+                     slack=True)  # fmt: skip
+    st = prob.solve(_solver(solver, time_limit_s))
+    parts = [f"No plan satisfies every hard constraint (solver status: {status})."]
+    if pulp.LpStatus[st] == "Optimal":
+        need = 100 * float(pulp.value(prob.objective))
+        parts.append(f"With these locks and MAX_MOVES, TOLERANCE must be at least {need:.1f}%.")
+    if budget is not None:
+        free, _ = _model(cost, values, capacity, tol, locks, current, None, allowed, relax=True)
+        if pulp.LpStatus[free.solve(_solver(solver, time_limit_s))] == "Optimal":
+            parts.append(
+                f"MAX_MOVES allows {budget} moves; raising it (or TOLERANCE) relaxes the plan."
+            )
+    raise InfeasibleError(" ".join(parts))
+
+
+def _verify(assign, values, capacity, tol, locks, current, budget, allowed, ids, cen_ids) -> None:  # noqa: ANN001, PLR0913
+    """Independent check of every hard constraint on the final plan."""
+    problems = []
+    if (assign < 0).any():
+        problems.append("unassigned accounts")
+    if ((locks >= 0) & (assign != locks)).any():
+        problems.append("locks broken")
+    if not allowed[np.arange(len(assign)), assign].all():
+        problems.append("REP_MAX_MINUTES broken")
+    _, lo, hi = _bounds(values, capacity, tol)
+    totals = np.array([values[assign == j].sum(0) for j in range(len(cen_ids))])
+    if (totals > hi + 1e-6 * (1 + hi)).any() or (totals < lo - 1e-6 * (1 + lo)).any():
+        problems.append("tolerance broken")
+    if budget is not None and ((current >= 0) & (assign != current)).sum() > budget:
+        problems.append("MAX_MOVES broken")
+    if problems:
+        msg = f"Internal check failed ({', '.join(problems)}); please report this with your inputs."
+        raise SolverError(msg)
+
+
+# ----------------------------------------------------------------------------- outputs
+
+
+def _build_plan(acc, original, ids, fields, values, assign, cost, cost_km, cost_min, cen_ids,  # noqa: ANN001, ANN202, PLR0913
+                cen_xy, capacity, tol, locks, current, budget, objective, lower, quota_total,
+                params):  # fmt: skip
+    n, k = cost.shape
+    out = original.copy()
+    for col in OUTPUT_COLUMNS:
+        if col in out.columns:
+            logger.info("Input field '%s' is kept as 'input_%s'.", col, col)
+            out = out.rename(columns={col: f"input_{col}"})
+    rows = np.arange(n)
+    alt = cost.copy()
+    alt[rows, assign] = np.inf
+    nxt = np.argmin(alt, 1) if k > 1 else np.zeros(n, int)
+    out["territory_id"] = cen_ids[assign]
+    out["rep_id"] = cen_ids[assign]
+    out["centre_km"] = np.round(cost_km[rows, assign], 3)
+    out["centre_min"] = np.round(cost_min[rows, assign], 2) if cost_min is not None else np.nan
+    out["locked"] = locks >= 0
+    out["moved"] = (current >= 0) & (assign != current)
+    out["next_best_id"] = cen_ids[nxt] if k > 1 else None
+    out["next_best_extra"] = np.round(alt[rows, nxt] - cost[rows, assign], 3) if k > 1 else np.nan
+    nearest = np.argmin(cost, 1)
+    reason = np.where(locks >= 0, "locked", np.where(assign == nearest, "nearest", "balance"))
+    if budget is not None:
+        reason = np.where((reason == "balance") & (assign == current), "disruption budget", reason)
+    out["reason"] = reason
+    # territories: Voronoi cells of accounts dissolved by territory, clipped to a buffered hull
+    pts = shapely.points(shapely.get_coordinates(acc.geometry.values))
+    hull = shapely.convex_hull(shapely.multipoints(pts)).buffer(1000.0)
+    cells = shapely.get_parts(shapely.voronoi_polygons(shapely.multipoints(pts), extend_to=hull))
+    tree = shapely.STRtree(cells)
+    p_idx, c_idx = tree.query(pts, predicate="within")
+    cell_of = np.full(n, -1)
+    cell_of[p_idx] = c_idx
+    names = fields or ["accounts"]
+    target, _, _ = _bounds(values, capacity, tol)
+    summary_rows, polys = [], []
+    for j, cid in enumerate(cen_ids):
+        members = assign == j
+        geom = shapely.union_all(cells[cell_of[members & (cell_of >= 0)]]).intersection(hull)
+        row = {"territory_id": cid, "accounts": int(members.sum()), "capacity": capacity[j]}
+        for m, name in enumerate(names):
+            total = float(values[members, m].sum())
+            row[f"{name}_total"] = round(total, 2)
+            row[f"{name}_dev_pct"] = round(100 * (total / target[j, m] - 1), 2) if target[j, m] else 0.0
+        row["travel_total"] = round(float(cost[members, j].sum()), 2)
+        if quota_total is not None:
+            row["quota"] = round(quota_total * values[members, 0].sum() / values[:, 0].sum(), 2)
+        summary_rows.append(row)
+        polys.append(geom)
+    summary = pd.DataFrame(summary_rows)
+    per_cap = np.array([[r[f"{nm}_total"] for nm in names] for r in summary_rows]) / capacity[:, None]
+    cv = {nm: float(per_cap[:, m].std() / per_cap[:, m].mean()) if per_cap[:, m].mean() else 0.0
+          for m, nm in enumerate(names)}  # fmt: skip
+    max_dev = float(max(abs(summary[f"{nm}_dev_pct"]).max() for nm in names))
+    moved = int(out["moved"].sum())
+    gap = 100 * (objective - lower) / objective if objective > 0 and np.isfinite(lower) else 0.0
+    kpis = {f"cv_{nm}": round(v, 4) for nm, v in cv.items()}
+    kpis.update(max_deviation_pct=round(max_dev, 2), compactness_mean=round(objective / n, 3),
+                moved=moved)  # fmt: skip
+    for key, value in kpis.items():
+        summary[key] = value
+    territories = gpd.GeoDataFrame(summary.drop(columns=list(kpis)), geometry=polys, crs=acc.crs)
+    territories = territories.to_crs(original.crs) if original.crs is not None else territories
+    centres = gpd.GeoDataFrame(
+        {"territory_id": cen_ids, "capacity": capacity},
+        geometry=shapely.points(cen_xy), crs=acc.crs,
+    )  # fmt: skip
+    centres = centres.to_crs(original.crs) if original.crs is not None else centres
+    logger.info("Plan: objective %.3f, lower bound %.3f, gap %.2f%%, largest deviation %.2f%%, "
+                "%d moved.", objective, lower, gap, max_dev, moved)  # fmt: skip
+    return TerritoryPlan(
+        accounts=out, territories=territories, centres=centres, summary=summary,
+        objective=objective, lower_bound=lower, gap_pct=gap, max_deviation_pct=max_dev,
+        moved=moved, kpis=kpis, parameters=params,
+    )  # fmt: skip
