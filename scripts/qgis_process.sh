@@ -21,6 +21,9 @@ fi
 # there gives "Couldn't load SIP module". qgis_process.bin lives in /usr/bin: look there first.
 export PATH="/usr/bin:/bin:$PATH"
 unset PYTHONHOME
+# The profile (where 'plugins enable' is remembered) lives under QGIS_PROCESS_HOME; a config path set by
+# the caller (pytest-qgis sets QGIS_CUSTOM_CONFIG_PATH) would point qgis_process at another profile.
+unset QGIS_CUSTOM_CONFIG_PATH QGIS_OPTIONS_PATH
 export QGIS_PLUGINPATH="$PLUGINS${QGIS_PLUGINPATH:+:$QGIS_PLUGINPATH}"
 export QGIS_PROCESS_HOME="${QGIS_PROCESS_HOME:-$VENV/qgis-home}"
 INI="$QGIS_PROCESS_HOME/.local/share/QGIS/QGIS3/profiles/default/QGIS/QGIS3.ini"
