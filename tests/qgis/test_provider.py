@@ -1,4 +1,4 @@
-"""The provider lists the four algorithms with the public parameter contract, help and icons."""
+"""The provider lists the algorithms with the public parameter contract, help and icons."""
 
 from __future__ import annotations
 
@@ -35,6 +35,17 @@ CONTRACT = {
             "OBJECTIVE", "LOWER_BOUND", "GAP_PCT", "MAX_DEVIATION_PCT", "MOVED",
         },
     ),
+    "exportterritories": (
+        {"INPUT", "TERRITORY_FIELD", "FORMAT", "FIELDS", "SPLIT", "OUTPUT"},
+        {"OUTPUT", "OUTPUT_FILES"},
+    ),
+    "territoryreport": (
+        {
+            "ACCOUNTS", "TERRITORY_FIELD", "BALANCE_FIELDS", "CURRENT_FIELD", "TERRITORIES",
+            "TOLERANCE", "OUTPUT_HTML", "OUTPUT_CSV",
+        },
+        {"OUTPUT_HTML", "OUTPUT_CSV", "OUTPUT"},
+    ),
 }  # fmt: skip
 
 
@@ -43,6 +54,8 @@ MODULES = (
     "drive_time_catchments",
     "travel_time_matrix",
     "design_territories",
+    "export_territories",
+    "territory_report",
 )
 
 
