@@ -4,7 +4,7 @@
 #   2. drivetimecatchments   5/10/15 min around each rep -> demo_output/catchments.gpkg
 #   3. traveltimematrix      reps x accounts             -> demo_output/matrix.gpkg
 #   4. designterritories     reps, balance, locks, moves -> demo_output/territories.gpkg (+ accounts, centres, summary)
-# Later steps (report, export) append below. Each step's JSON answer is kept in demo_output/<step>.json.
+#   5. territoryreport -> demo_output/report.html; 6-7. exportterritories -> KML and CRM CSV. Each step's JSON answer is kept in demo_output/<step>.json.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$HERE"
@@ -59,7 +59,15 @@ run 4-territories designterritories ACCOUNTS="$ACCOUNTS" ID_FIELD=id \
   OUTPUT_ACCOUNTS="$OUT/accounts_assigned.gpkg" OUTPUT_TERRITORIES="$OUT/territories.gpkg" \
   OUTPUT_CENTRES="$OUT/centres.gpkg" OUTPUT_SUMMARY="$OUT/summary.gpkg"
 
-# ---- later steps (report / export) go here ----
+rm -f "$OUT"/report.html "$OUT"/summary.csv "$OUT"/territories.kml "$OUT"/crm_import.csv
+run 5-report territoryreport ACCOUNTS="$OUT/accounts_assigned.gpkg" TERRITORY_FIELD=territory_id \
+  BALANCE_FIELDS=revenue_potential BALANCE_FIELDS=workload_visits CURRENT_FIELD=current_territory \
+  TERRITORIES="$OUT/territories.gpkg" TOLERANCE=5 \
+  OUTPUT_HTML="$OUT/report.html" OUTPUT_CSV="$OUT/summary.csv"
+run 6-export-kml exportterritories INPUT="$OUT/territories.gpkg" TERRITORY_FIELD=territory_id \
+  FORMAT=2 SPLIT=false OUTPUT="$OUT/territories.kml"
+run 7-export-crm exportterritories INPUT="$OUT/accounts_assigned.gpkg" TERRITORY_FIELD=territory_id \
+  FORMAT=5 FIELDS=name SPLIT=false OUTPUT="$OUT/crm_import.csv"
 
 "$PY" - "$OUT" <<'PY'
 import json, sys
@@ -80,6 +88,10 @@ for name, text in (
     ("territories.gpkg", "territory polygons with totals"),
     ("centres.gpkg", "territory centres"),
     ("summary.gpkg", "one row per territory: totals and deviation from fair share"),
+    ("report.html", "territory report with map, charts and KPIs (open in a browser)"),
+    ("summary.csv", "per-territory summary as CSV"),
+    ("territories.kml", "territories for Google Earth"),
+    ("crm_import.csv", "account id, territory id, rep id for a CRM import"),
 ):
     print(f"  {name:<24} {text}")
 print()
