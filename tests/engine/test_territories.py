@@ -1,0 +1,165 @@
+"""designterritories engine: exact on tiny cases, hard constraints on random ones, clear errors."""
+
+from __future__ import annotations
+
+import itertools
+
+import geopandas as gpd
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from territory_planner_plugin.errors import InfeasibleError, InvalidInputError
+from territory_planner_plugin.territories import design_territories
+
+CRS = "EPSG:32635"
+
+
+def _accounts(n: int, seed: int = 0) -> gpd.GeoDataFrame:
+    rng = np.random.default_rng(seed)
+    xy = rng.uniform(0, 20_000, (n, 2))
+    return gpd.GeoDataFrame(
+        {
+            "id": [f"A{i}" for i in range(n)],
+            "revenue": rng.integers(10, 100, n).astype(float),
+            "visits": rng.integers(1, 10, n).astype(float),
+        },
+        geometry=gpd.points_from_xy(xy[:, 0] + 300_000, xy[:, 1] + 6_600_000),
+        crs=CRS,
+    )
+
+
+def _reps(k: int, seed: int = 1) -> gpd.GeoDataFrame:
+    rng = np.random.default_rng(seed)
+    xy = rng.uniform(0, 20_000, (k, 2))
+    return gpd.GeoDataFrame(
+        {"rep": [f"R{j}" for j in range(k)], "cap": np.ones(k)},
+        geometry=gpd.points_from_xy(xy[:, 0] + 300_000, xy[:, 1] + 6_600_000),
+        crs=CRS,
+    )
+
+
+def _brute_force(acc, reps, field, tol):  # noqa: ANN001, ANN202
+    xy = np.column_stack([acc.geometry.x, acc.geometry.y])
+    cxy = np.column_stack([reps.geometry.x, reps.geometry.y])
+    d = np.sqrt(((xy[:, None] - cxy[None]) ** 2).sum(-1)) / 1000
+    v = acc[field].to_numpy()
+    target = v.sum() / len(reps)
+    best = np.inf
+    for combo in itertools.product(range(len(reps)), repeat=len(acc)):
+        a = np.array(combo)
+        tot = np.array([v[a == j].sum() for j in range(len(reps))])
+        if (np.abs(tot - target) <= tol / 100 * target + 1e-9).all():
+            best = min(best, d[np.arange(len(acc)), a].sum())
+    return best
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_matches_brute_force_on_tiny_instances(seed: int) -> None:
+    acc, reps = _accounts(8, seed), _reps(3, seed + 10)
+    ref = _brute_force(acc, reps, "revenue", 25)
+    if not np.isfinite(ref):
+        with pytest.raises(InfeasibleError):
+            design_territories(acc, id_field="id", reps=reps, rep_id_field="rep",
+                               balance_fields=["revenue"], tolerance_pct=25)  # fmt: skip
+        return
+    plan = design_territories(acc, id_field="id", reps=reps, rep_id_field="rep",
+                              balance_fields=["revenue"], tolerance_pct=25)  # fmt: skip
+    assert plan.objective == pytest.approx(ref, rel=1e-6)
+    assert plan.lower_bound <= plan.objective + 1e-9
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    n=st.integers(12, 40),
+    k=st.integers(2, 4),
+    tol=st.sampled_from([5.0, 10.0, 20.0]),
+    seed=st.integers(0, 10_000),
+    n_locks=st.integers(0, 3),
+    moves=st.one_of(st.none(), st.sampled_from([20.0, 50.0])),
+)
+def test_hard_constraints_hold_or_infeasible_is_named(n, k, tol, seed, n_locks, moves) -> None:  # noqa: ANN001, PLR0913
+    acc = _accounts(n, seed)
+    reps = _reps(k, seed + 1)
+    rng = np.random.default_rng(seed)
+    acc["current"] = [f"R{j}" for j in rng.integers(0, k, n)]
+    acc["lock"] = None
+    for i in rng.choice(n, n_locks, replace=False):
+        acc.loc[i, "lock"] = acc.loc[i, "current"]
+    before = acc.copy()
+    try:
+        plan = design_territories(
+            acc, id_field="id", reps=reps, rep_id_field="rep", rep_capacity_field="cap",
+            balance_fields=["revenue", "visits"], tolerance_pct=tol, lock_field="lock",
+            current_field="current", max_moves_pct=moves, time_limit_s=20,
+        )  # fmt: skip
+    except InfeasibleError as err:
+        assert "TOLERANCE" in str(err) or "MAX_MOVES" in str(err) or "Locked" in str(err)
+        return
+    finally:
+        assert acc.equals(before), "input modified"
+    out = plan.accounts
+    assert out["territory_id"].notna().all() and len(out) == n
+    locked = acc["lock"].notna()
+    assert (out.loc[locked, "territory_id"] == acc.loc[locked, "lock"]).all()
+    for f in ("revenue", "visits"):
+        totals = out.groupby("territory_id")[f].sum().reindex(reps["rep"], fill_value=0)
+        target = acc[f].sum() / k
+        assert (np.abs(totals - target) <= tol / 100 * target + 1e-6).all()
+    if moves is not None:
+        assert (out["territory_id"] != acc["current"]).sum() <= int(moves / 100 * n + 1e-9)
+    assert plan.lower_bound <= plan.objective + 1e-6
+
+
+def test_deterministic_with_seed() -> None:
+    acc = _accounts(60, 3)
+    a = design_territories(acc, id_field="id", n_territories=4, balance_fields=["revenue"], seed=7)
+    b = design_territories(acc, id_field="id", n_territories=4, balance_fields=["revenue"], seed=7)
+    assert a.accounts["territory_id"].tolist() == b.accounts["territory_id"].tolist()
+
+
+def test_locks_that_break_balance_name_the_territory() -> None:
+    acc = _accounts(20, 4)
+    acc["lock"] = "R0"
+    with pytest.raises(InfeasibleError, match=r"R0.*TOLERANCE"):
+        design_territories(acc, id_field="id", reps=_reps(3), rep_id_field="rep",
+                           balance_fields=["revenue"], lock_field="lock")  # fmt: skip
+
+
+def test_zero_tolerance_names_the_needed_tolerance() -> None:
+    acc = _accounts(15, 5)
+    with pytest.raises(InfeasibleError, match=r"TOLERANCE must be at least \d"):
+        design_territories(acc, id_field="id", reps=_reps(4), rep_id_field="rep",
+                           balance_fields=["revenue"], tolerance_pct=0.0)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        (lambda a: a.assign(id="same"), "duplicate"),
+        (lambda a: a.assign(revenue=-1.0), "A0"),
+        (lambda a: a.assign(lock="NOPE"), "NOPE"),
+    ],
+)
+def test_bad_input_names_the_record(change, needle: str) -> None:  # noqa: ANN001
+    acc = change(_accounts(10).assign(lock=None))
+    with pytest.raises(InvalidInputError, match=needle):
+        design_territories(acc, id_field="id", reps=_reps(2), rep_id_field="rep",
+                           balance_fields=["revenue"], lock_field="lock")  # fmt: skip
+
+
+@pytest.mark.parametrize("k", [0, 11])
+def test_bad_k(k: int) -> None:
+    with pytest.raises(InvalidInputError, match="TERRITORIES"):
+        design_territories(_accounts(10), id_field="id", n_territories=k)
+
+
+def test_geographic_input_is_reprojected_and_outputs_keep_its_crs() -> None:
+    acc = _accounts(30).to_crs("EPSG:4326")
+    plan = design_territories(acc, id_field="id", n_territories=3, balance_fields=["revenue"])
+    assert plan.accounts.crs == acc.crs and plan.territories.crs == acc.crs
+    assert not plan.territories.union_all().is_empty
+    polys = plan.territories.to_crs(CRS)
+    overlap = polys.area.sum() - polys.union_all().area
+    assert overlap == pytest.approx(0, abs=1.0)  # m²
