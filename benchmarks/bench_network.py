@@ -72,7 +72,7 @@ def main() -> None:
     t = time.perf_counter()
     for i in idx[:n_base]:
         sub = nx.ego_graph(g, int(i), radius=band * 60, distance="travel_time")
-        shapely.multipoints(np.column_stack([net.x[list(sub)], net.y[list(sub)]])).convex_hull
+        _ = shapely.multipoints(np.column_stack([net.x[list(sub)], net.y[list(sub)]])).convex_hull
     base_rate = n_base / (time.perf_counter() - t)
     agree = all(
         set(nx.ego_graph(g, int(i), radius=band * 60, distance="travel_time"))

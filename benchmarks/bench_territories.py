@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 from territory_planner_plugin.territories import design_territories  # noqa: E402
 
 
-def instance(n: int, k: int, seed: int = 0):  # noqa: ANN201
+def instance(n: int, k: int, seed: int = 0):
     """Clustered accounts with two measures and k rep homes, in metres."""
     rng = np.random.default_rng(seed)
     hubs = rng.uniform(0, 100_000, (max(3, k // 2), 2))
@@ -40,7 +40,7 @@ def instance(n: int, k: int, seed: int = 0):  # noqa: ANN201
     return acc, reps
 
 
-def straightforward(acc, reps, tol: float, time_limit: float) -> tuple[float, float]:  # noqa: ANN001
+def straightforward(acc, reps, tol: float, time_limit: float) -> tuple[float, float]:
     """The textbook PuLP model, written directly: returns (seconds, objective)."""
     t = time.perf_counter()
     xy = np.column_stack([acc.geometry.x, acc.geometry.y])

@@ -44,7 +44,7 @@ class TerritoryReportAlgorithm(TerritoryPlannerAlgorithm):
     OUTPUT_CSV = "OUTPUT_CSV"
     OUTPUT = "OUTPUT"
 
-    def initAlgorithm(self, config=None) -> None:  # noqa: ARG002
+    def initAlgorithm(self, config=None) -> None:
         self.addParameter(QgsProcessingParameterFeatureSource(self.ACCOUNTS, self.tr("Accounts")))
         self.addParameter(
             QgsProcessingParameterField(
@@ -94,7 +94,7 @@ class TerritoryReportAlgorithm(TerritoryPlannerAlgorithm):
         self.addOutput(QgsProcessingOutputHtml(self.OUTPUT, self.tr("Report")))
 
     @engine_run
-    def processAlgorithm(self, parameters, context, feedback):  # noqa: N802
+    def processAlgorithm(self, parameters, context, feedback):
         source = source_or_error(self, parameters, self.ACCOUNTS, context)
         field = self.parameterAsString(parameters, self.TERRITORY_FIELD, context) or "territory_id"
         balance = self.parameterAsFields(parameters, self.BALANCE_FIELDS, context)

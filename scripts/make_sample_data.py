@@ -27,7 +27,9 @@ def main() -> None:
     n = 500
     base = xy[rng.integers(0, len(xy), n)]
     pts = base + rng.normal(0, 40, (n, 2))
-    far = np.array([[xy[:, 0].min() - 2500, xy[:, 1].mean()], [xy[:, 0].max() + 2500, xy[:, 1].min()]])
+    far = np.array(
+        [[xy[:, 0].min() - 2500, xy[:, 1].mean()], [xy[:, 0].max() + 2500, xy[:, 1].min()]]
+    )
     pts = np.vstack([pts, far])
     k = 5
     order = np.argsort(np.arctan2(pts[:, 1] - xy[:, 1].mean(), pts[:, 0] - xy[:, 0].mean()))

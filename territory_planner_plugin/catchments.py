@@ -122,7 +122,7 @@ def drive_time_catchments(
     return CatchmentResult(polygons=out, unsnapped=unsnapped)
 
 
-def _shape(net: RoadNetwork, reached: np.ndarray, shape: str):  # noqa: ANN202
+def _shape(net: RoadNetwork, reached: np.ndarray, shape: str):
     pts = shapely.multipoints(np.column_stack([net.x[reached], net.y[reached]]))
     if shape == "convex" or len(reached) < 3:
         geom = pts.convex_hull
@@ -135,7 +135,7 @@ def _shape(net: RoadNetwork, reached: np.ndarray, shape: str):  # noqa: ANN202
     return shapely.union_all(shapely.buffer(net.edges.geometry.values[mask], _ROAD_BUFFER_M))
 
 
-def _partition(net, ids, snap, snapped, bands, rows, geoms) -> None:  # noqa: ANN001
+def _partition(net, ids, snap, snapped, bands, rows, geoms) -> None:
     """Label each node with its fastest origin and band; Voronoi cells of nodes dissolved by label."""
     sources = snap.node_index[snapped]
     t, _, src = dijkstra(

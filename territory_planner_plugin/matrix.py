@@ -26,7 +26,9 @@ def cost_matrix_minutes(
     is_cancelled: CancelCheck | None = None,
 ) -> np.ndarray:
     """Minutes from each origin node to each destination node (inf when unreachable)."""
-    minutes, _ = _times_and_km(net, origin_nodes, destination_nodes, max_minutes, None, is_cancelled)
+    minutes, _ = _times_and_km(
+        net, origin_nodes, destination_nodes, max_minutes, None, is_cancelled
+    )
     return minutes
 
 
@@ -86,7 +88,7 @@ def travel_time_matrix(
     return table
 
 
-def _times_and_km(net, o_nodes, d_nodes, max_minutes, progress, is_cancelled):  # noqa: ANN001, ANN202
+def _times_and_km(net, o_nodes, d_nodes, max_minutes, progress, is_cancelled):
     time_units = np.round(net.time_csr.data * 100.0)  # 0.01 s
     len_units = np.round(net.length_csr.data * 10.0)  # 0.1 m
     scale = float(2 ** int(np.ceil(np.log2(len_units.sum() + 2))))

@@ -204,7 +204,9 @@ def load_network(
     """Read a network GeoPackage written by :func:`save_network`, or any OSM file accepted above."""
     path = Path(path)
     if not path.is_file():
-        msg = f"NETWORK: file not found: {path}. Build one with buildroadnetwork or give an OSM file."
+        msg = (
+            f"NETWORK: file not found: {path}. Build one with buildroadnetwork or give an OSM file."
+        )
         raise InvalidInputError(msg)
     report(progress, 0.05, "Loading road network")
     if path.suffix.lower() == ".gpkg":
@@ -225,7 +227,9 @@ def load_network(
         )
         nodes, edges = ox.graph_to_gdfs(graph)
         nodes = nodes.reset_index()
-        edges = edges.reset_index().rename(columns={"length": "length_m", "travel_time": "travel_time_s"})
+        edges = edges.reset_index().rename(
+            columns={"length": "length_m", "travel_time": "travel_time_s"}
+        )
     check_cancel(is_cancelled)
     net = network_from_frames(nodes, edges)
     n_comp = np.bincount(net.component_labels)
@@ -298,7 +302,7 @@ def _min_csr(u: np.ndarray, v: np.ndarray, w: np.ndarray, n: int) -> sp.csr_matr
     return sp.csr_matrix((w[keep], (u[keep], v[keep])), shape=(n, n))
 
 
-def _lengths_on_fastest(u, v, seconds, metres, time_csr) -> sp.csr_matrix:  # noqa: ANN001
+def _lengths_on_fastest(u, v, seconds, metres, time_csr) -> sp.csr_matrix:
     """Length (m) of the fastest parallel edge for each CSR entry of ``time_csr``."""
     order = np.lexsort((seconds, v, u))
     u, v, m = u[order], v[order], metres[order]
@@ -324,7 +328,7 @@ def _as_text(value: object) -> str | None:
     return str(value)
 
 
-def _download(bbox, network_type, cache_folder) -> nx.MultiDiGraph:  # noqa: ANN001
+def _download(bbox, network_type, cache_folder) -> nx.MultiDiGraph:
     import osmnx as ox
 
     west, south, east, north = bbox
@@ -347,7 +351,6 @@ def _download(bbox, network_type, cache_folder) -> nx.MultiDiGraph:  # noqa: ANN
 
 def _graph_from_osm_file(path: Path, network_type: str) -> nx.MultiDiGraph:
     """Keep the ways of ``network_type`` with osmium, write them as OSM XML and load with OSMnx."""
-    import osmium
     import osmnx as ox
 
     wanted = _HIGHWAYS[network_type]
@@ -380,7 +383,9 @@ def _graph_from_osm_file(path: Path, network_type: str) -> nx.MultiDiGraph:
                     continue
                 out.write(f'<way id="{wid}">')
                 out.write("".join(f'<nd ref="{r}"/>' for r in refs))
-                out.write("".join(f"<tag k={quoteattr(k)} v={quoteattr(v)}/>" for k, v in tags.items()))
+                out.write(
+                    "".join(f"<tag k={quoteattr(k)} v={quoteattr(v)}/>" for k, v in tags.items())
+                )
                 out.write("</way>\n")
             out.write("</osm>\n")
         if not ways:

@@ -48,7 +48,7 @@ class TerritoryPlan:
     parameters: dict = field(default_factory=dict)
 
 
-def design_territories(  # noqa: PLR0913
+def design_territories(
     accounts: gpd.GeoDataFrame,
     *,
     id_field: str,
@@ -109,7 +109,7 @@ def design_territories(  # noqa: PLR0913
     current = _codes(acc, current_field, cen_ids, "CURRENT_FIELD", ids, strict=False)
     budget = None
     if max_moves_pct is not None and current_field:
-        budget = int(math.floor(max_moves_pct / 100.0 * len(acc) + 1e-9))
+        budget = math.floor(max_moves_pct / 100.0 * len(acc) + 1e-9)
     report(progress, 0.1, "Costs")
     for rnd in range(1 if fixed_centres else _MAX_CENTRE_ROUNDS):
         check_cancel(is_cancelled)
@@ -194,7 +194,7 @@ def _balance_values(acc: pd.DataFrame, ids: np.ndarray, fields: list[str]) -> np
     return np.column_stack(cols)
 
 
-def _prepare_reps(reps, id_field, capacity_field, crs):  # noqa: ANN001, ANN202
+def _prepare_reps(reps, id_field, capacity_field, crs):
     if id_field is None or id_field not in reps.columns:
         msg = f"REP_ID_FIELD: '{id_field}' is not a field of REPS."
         raise InvalidInputError(msg)
@@ -215,7 +215,7 @@ def _prepare_reps(reps, id_field, capacity_field, crs):  # noqa: ANN001, ANN202
     return rid.to_numpy(), shapely.get_coordinates(pts.values), cap
 
 
-def _codes(acc, fld, cen_ids, key, ids, *, strict=True) -> np.ndarray:  # noqa: ANN001
+def _codes(acc, fld, cen_ids, key, ids, *, strict=True) -> np.ndarray:
     """Territory index per account from a text field (-1 = empty)."""
     out = np.full(len(acc), -1)
     if not fld:
@@ -265,7 +265,7 @@ def _medoids(xy: np.ndarray, assign: np.ndarray, k: int, old: np.ndarray) -> np.
     return out
 
 
-def _costs(xy, cen_xy, net, crs):  # noqa: ANN001, ANN202
+def _costs(xy, cen_xy, net, crs):
     km = np.sqrt(((xy[:, None, :] - cen_xy[None, :, :]) ** 2).sum(-1)) / 1000.0
     if net is None:
         return km, None
@@ -291,14 +291,14 @@ def _costs(xy, cen_xy, net, crs):  # noqa: ANN001, ANN202
 # ----------------------------------------------------------------------------- model
 
 
-def _bounds(values, capacity, tol):  # noqa: ANN001, ANN202
+def _bounds(values, capacity, tol):
     share = capacity / capacity.sum()
     target = values.sum(0)[None, :] * share[:, None]  # (k, m)
     return target, target * (1 - tol / 100.0), target * (1 + tol / 100.0)
 
 
-def _precheck(values, fields, capacity, tol, locks, allowed, ids, cen_ids) -> None:  # noqa: ANN001
-    target, lo, hi = _bounds(values, capacity, tol)
+def _precheck(values, fields, capacity, tol, locks, allowed, ids, cen_ids) -> None:
+    target, _, hi = _bounds(values, capacity, tol)
     names = fields or ["account count"]
     for j, cid in enumerate(cen_ids):
         locked = values[locks == j].sum(0)
@@ -329,7 +329,7 @@ def _solver(name: str, time_limit_s: float) -> pulp.LpSolver:
     return pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit_s)
 
 
-def _model(cost, values, capacity, tol, locks, current, budget, allowed, relax, slack=False):  # noqa: ANN001, ANN202, PLR0913
+def _model(cost, values, capacity, tol, locks, current, budget, allowed, relax, slack=False):
     n, k = cost.shape
     cat = "Continuous" if relax else "Binary"
     prob = pulp.LpProblem("territories", pulp.LpMinimize)
@@ -363,9 +363,9 @@ def _model(cost, values, capacity, tol, locks, current, budget, allowed, relax, 
     return prob, x
 
 
-def _solve(cost, values, capacity, tol, locks, current, budget, allowed, solver, time_limit_s,  # noqa: ANN001, ANN202, PLR0913
+def _solve(cost, values, capacity, tol, locks, current, budget, allowed, solver, time_limit_s,
            fields, cen_ids):  # fmt: skip
-    n, k = cost.shape
+    n = cost.shape[0]
     prob, x = _model(cost, values, capacity, tol, locks, current, budget, allowed, relax=False)
     status = prob.solve(_solver(solver, time_limit_s))
     sol_ok = all(v.varValue is not None for v in x.values())
@@ -386,7 +386,7 @@ def _solve(cost, values, capacity, tol, locks, current, budget, allowed, solver,
     return assign, objective, min(lower, objective)
 
 
-def _explain_infeasible(cost, values, capacity, tol, locks, current, budget, allowed, solver,  # noqa: ANN001, PLR0913
+def _explain_infeasible(cost, values, capacity, tol, locks, current, budget, allowed, solver,
                         time_limit_s, fields, status) -> None:  # fmt: skip
     """Raise InfeasibleError with the smallest tolerance (LP bound) or budget that could work."""
     prob, _ = _model(cost, values, capacity, tol, locks, current, budget, allowed, relax=True,
@@ -405,7 +405,7 @@ def _explain_infeasible(cost, values, capacity, tol, locks, current, budget, all
     raise InfeasibleError(" ".join(parts))
 
 
-def _verify(assign, values, capacity, tol, locks, current, budget, allowed, ids, cen_ids) -> None:  # noqa: ANN001, PLR0913
+def _verify(assign, values, capacity, tol, locks, current, budget, allowed, ids, cen_ids) -> None:
     """Independent check of every hard constraint on the final plan."""
     problems = []
     if (assign < 0).any():
@@ -428,10 +428,11 @@ def _verify(assign, values, capacity, tol, locks, current, budget, allowed, ids,
 # ----------------------------------------------------------------------------- outputs
 
 
-def _build_plan(acc, original, ids, fields, values, assign, cost, cost_km, cost_min, cen_ids,  # noqa: ANN001, ANN202, PLR0913
+def _build_plan(acc, original, ids, fields, values, assign, cost, cost_km, cost_min, cen_ids,
                 cen_xy, capacity, tol, locks, current, budget, objective, lower, quota_total,
                 params):  # fmt: skip
-    n, k = cost.shape
+    n = cost.shape[0]
+    k = len(cen_ids)
     out = original.copy()
     for col in OUTPUT_COLUMNS:
         if col in out.columns:
@@ -472,14 +473,18 @@ def _build_plan(acc, original, ids, fields, values, assign, cost, cost_km, cost_
         for m, name in enumerate(names):
             total = float(values[members, m].sum())
             row[f"{name}_total"] = round(total, 2)
-            row[f"{name}_dev_pct"] = round(100 * (total / target[j, m] - 1), 2) if target[j, m] else 0.0
+            row[f"{name}_dev_pct"] = (
+                round(100 * (total / target[j, m] - 1), 2) if target[j, m] else 0.0
+            )
         row["travel_total"] = round(float(cost[members, j].sum()), 2)
         if quota_total is not None:
             row["quota"] = round(quota_total * values[members, 0].sum() / values[:, 0].sum(), 2)
         summary_rows.append(row)
         polys.append(geom)
     summary = pd.DataFrame(summary_rows)
-    per_cap = np.array([[r[f"{nm}_total"] for nm in names] for r in summary_rows]) / capacity[:, None]
+    per_cap = (
+        np.array([[r[f"{nm}_total"] for nm in names] for r in summary_rows]) / capacity[:, None]
+    )
     cv = {nm: float(per_cap[:, m].std() / per_cap[:, m].mean()) if per_cap[:, m].mean() else 0.0
           for m, nm in enumerate(names)}  # fmt: skip
     max_dev = float(max(abs(summary[f"{nm}_dev_pct"]).max() for nm in names))

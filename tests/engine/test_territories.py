@@ -40,7 +40,7 @@ def _reps(k: int, seed: int = 1) -> gpd.GeoDataFrame:
     )
 
 
-def _brute_force(acc, reps, field, tol):  # noqa: ANN001, ANN202
+def _brute_force(acc, reps, field, tol):
     xy = np.column_stack([acc.geometry.x, acc.geometry.y])
     cxy = np.column_stack([reps.geometry.x, reps.geometry.y])
     d = np.sqrt(((xy[:, None] - cxy[None]) ** 2).sum(-1)) / 1000
@@ -79,7 +79,7 @@ def test_matches_brute_force_on_tiny_instances(seed: int) -> None:
     n_locks=st.integers(0, 3),
     moves=st.one_of(st.none(), st.sampled_from([20.0, 50.0])),
 )
-def test_hard_constraints_hold_or_infeasible_is_named(n, k, tol, seed, n_locks, moves) -> None:  # noqa: ANN001, PLR0913
+def test_hard_constraints_hold_or_infeasible_is_named(n, k, tol, seed, n_locks, moves) -> None:
     acc = _accounts(n, seed)
     reps = _reps(k, seed + 1)
     rng = np.random.default_rng(seed)
@@ -95,12 +95,14 @@ def test_hard_constraints_hold_or_infeasible_is_named(n, k, tol, seed, n_locks, 
             current_field="current", max_moves_pct=moves, time_limit_s=20,
         )  # fmt: skip
     except InfeasibleError as err:
-        assert "TOLERANCE" in str(err) or "MAX_MOVES" in str(err) or "Locked" in str(err)
+        message = str(err)
+        assert any(word in message for word in ("TOLERANCE", "MAX_MOVES", "Locked")), message
         return
     finally:
         assert acc.equals(before), "input modified"
     out = plan.accounts
-    assert out["territory_id"].notna().all() and len(out) == n
+    assert out["territory_id"].notna().all()
+    assert len(out) == n
     locked = acc["lock"].notna()
     assert (out.loc[locked, "territory_id"] == acc.loc[locked, "lock"]).all()
     for f in ("revenue", "visits"):
@@ -142,7 +144,7 @@ def test_zero_tolerance_names_the_needed_tolerance() -> None:
         (lambda a: a.assign(lock="NOPE"), "NOPE"),
     ],
 )
-def test_bad_input_names_the_record(change, needle: str) -> None:  # noqa: ANN001
+def test_bad_input_names_the_record(change, needle: str) -> None:
     acc = change(_accounts(10).assign(lock=None))
     with pytest.raises(InvalidInputError, match=needle):
         design_territories(acc, id_field="id", reps=_reps(2), rep_id_field="rep",
@@ -158,7 +160,8 @@ def test_bad_k(k: int) -> None:
 def test_geographic_input_is_reprojected_and_outputs_keep_its_crs() -> None:
     acc = _accounts(30).to_crs("EPSG:4326")
     plan = design_territories(acc, id_field="id", n_territories=3, balance_fields=["revenue"])
-    assert plan.accounts.crs == acc.crs and plan.territories.crs == acc.crs
+    assert plan.accounts.crs == acc.crs
+    assert plan.territories.crs == acc.crs
     assert not plan.territories.union_all().is_empty
     polys = plan.territories.to_crs(CRS)
     overlap = polys.area.sum() - polys.union_all().area
