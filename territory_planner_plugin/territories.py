@@ -87,6 +87,11 @@ def design_territories(
     if tolerance_pct is None or not (0 <= tolerance_pct < 100):
         msg = f"TOLERANCE: {tolerance_pct} must be a percentage from 0 to 100, e.g. 5."
         raise InvalidInputError(msg)
+    if balance_weights is not None or travel_weight:
+        logger.warning(
+            "BALANCE_WEIGHTS and TRAVEL_WEIGHT are not used by this version: every balanced "
+            "measure is held within TOLERANCE as a hard constraint, and travel is minimised."
+        )
     xy = shapely.get_coordinates(acc.geometry.values)
     rng = np.random.default_rng(seed)
     if reps is not None:
