@@ -11,6 +11,7 @@ import numpy as np
 import shapely
 from scipy.sparse.csgraph import dijkstra
 
+from ._validate import check_points
 from .errors import InvalidInputError
 from .network import RoadNetwork, snap_points
 from .progress import CancelCheck, ProgressCallback, check_cancel, report
@@ -69,22 +70,7 @@ def drive_time_catchments(
     if shape not in SHAPES:
         msg = f"SHAPE: '{shape}' is unknown; use one of {', '.join(SHAPES)}."
         raise InvalidInputError(msg)
-    if len(origins) == 0:
-        msg = "INPUT: the origins layer is empty; select or add at least one point."
-        raise InvalidInputError(msg)
-    if id_field not in origins.columns:
-        msg = f"ID_FIELD: '{id_field}' is not a field of INPUT."
-        raise InvalidInputError(msg)
-    ids = origins[id_field].to_numpy()
-    dup = origins[id_field][origins[id_field].duplicated()].unique()
-    if len(dup):
-        msg = f"ID_FIELD: duplicate ids {list(dup)[:10]}; each origin needs its own id."
-        raise InvalidInputError(msg)
-    geom_types = origins.geometry.geom_type.to_numpy()
-    bad = [ids[i] for i, t in enumerate(geom_types) if t not in ("Point", None)]
-    if bad:
-        msg = f"INPUT: origins {bad[:10]} are not points; use point geometries (centroids)."
-        raise InvalidInputError(msg)
+    ids = check_points(origins, id_field, layer="INPUT", noun="origins", allow_missing=True)
     snap = snap_points(net, origins.geometry, max_snap_m=max_snap_m)
     unsnapped = [ids[i] for i in np.flatnonzero(snap.node_index < 0)]
     if unsnapped:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from scipy.sparse.csgraph import dijkstra
 
-from .errors import InvalidInputError
+from ._validate import check_points
 from .network import RoadNetwork, snap_points
 from .progress import CancelCheck, ProgressCallback, check_cancel, report
 
@@ -50,16 +50,10 @@ def travel_time_matrix(
     ``time`` and ``length`` lexicographically (time in 0.01 s, length in 0.1 m, both integers
     in one float64), so the minimum is the fastest route and its length is read back exactly.
     """
-    for frame, fld, name in (
-        (origins, origin_id_field, "ORIGINS"),
-        (destinations, destination_id_field, "DESTINATIONS"),
-    ):
-        if len(frame) == 0:
-            msg = f"{name}: the layer is empty; add at least one point."
-            raise InvalidInputError(msg)
-        if fld not in frame.columns:
-            msg = f"{name}: the id field '{fld}' is not in the layer."
-            raise InvalidInputError(msg)
+    check_points(origins, origin_id_field, layer="ORIGINS", noun="origins",
+                 id_key="ORIGIN_ID_FIELD", allow_missing=True)  # fmt: skip
+    check_points(destinations, destination_id_field, layer="DESTINATIONS", noun="destinations",
+                 id_key="DESTINATION_ID_FIELD", allow_missing=True)  # fmt: skip
     so = snap_points(net, origins.geometry, max_snap_m=max_snap_m)
     sd = snap_points(net, destinations.geometry, max_snap_m=max_snap_m)
     for snap, frame, fld, name in ((so, origins, origin_id_field, "origins"),

@@ -21,6 +21,7 @@ import pandas as pd
 import pulp
 import shapely
 
+from ._validate import check_points
 from .errors import InfeasibleError, InvalidInputError, SolverError
 from .progress import CancelCheck, ProgressCallback, check_cancel, report
 
@@ -149,25 +150,7 @@ def design_territories(
 
 
 def _prepare_accounts(accounts: gpd.GeoDataFrame, id_field: str) -> gpd.GeoDataFrame:
-    if len(accounts) == 0:
-        msg = "ACCOUNTS: the layer is empty; add accounts or select some."
-        raise InvalidInputError(msg)
-    if id_field not in accounts.columns:
-        msg = f"ID_FIELD: '{id_field}' is not a field of ACCOUNTS."
-        raise InvalidInputError(msg)
-    dup = accounts[id_field][accounts[id_field].duplicated()].unique()
-    if len(dup):
-        msg = f"ID_FIELD: duplicate account ids {list(map(str, dup[:10]))}; make them unique."
-        raise InvalidInputError(msg)
-    missing = accounts.geometry.isna() | accounts.geometry.is_empty
-    if missing.any():
-        bad = list(map(str, accounts.loc[missing, id_field][:10]))
-        msg = f"ACCOUNTS: accounts {bad} have no geometry; place them or filter them out."
-        raise InvalidInputError(msg)
-    if (accounts.geometry.geom_type != "Point").any():
-        bad = list(map(str, accounts.loc[accounts.geometry.geom_type != "Point", id_field][:10]))
-        msg = f"ACCOUNTS: accounts {bad} are not points; use point geometries."
-        raise InvalidInputError(msg)
+    check_points(accounts, id_field, layer="ACCOUNTS", noun="accounts")
     acc = accounts.copy()
     if acc.crs is None or not acc.crs.is_projected:
         utm = acc.estimate_utm_crs() if acc.crs is not None else None

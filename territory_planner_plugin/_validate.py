@@ -1,0 +1,45 @@
+"""Checks shared by the engine's entry points: point layers with unique ids."""
+
+from __future__ import annotations
+
+import geopandas as gpd
+import numpy as np
+
+from .errors import InvalidInputError
+
+
+def check_points(
+    frame: gpd.GeoDataFrame,
+    id_field: str,
+    *,
+    layer: str,
+    noun: str,
+    id_key: str = "ID_FIELD",
+    allow_missing: bool = False,
+) -> np.ndarray:
+    """Check a point layer (not empty, ``id_field`` present and unique, point geometries).
+
+    ``layer``/``id_key`` are the public parameter names used in messages; ``noun`` names the
+    records (e.g. "origins"). Missing geometries are an error unless ``allow_missing``.
+    Returns the ids as an array.
+    """
+    if len(frame) == 0:
+        msg = f"{layer}: the layer is empty; add {noun} or select some."
+        raise InvalidInputError(msg)
+    if id_field not in frame.columns:
+        msg = f"{id_key}: '{id_field}' is not a field of {layer}."
+        raise InvalidInputError(msg)
+    ids = frame[id_field].to_numpy()
+    dup = frame[id_field][frame[id_field].duplicated()].unique()
+    if len(dup):
+        msg = f"{id_key}: duplicate {noun} ids {list(map(str, dup[:10]))}; make them unique."
+        raise InvalidInputError(msg)
+    missing = (frame.geometry.isna() | frame.geometry.is_empty).to_numpy()
+    if missing.any() and not allow_missing:
+        msg = f"{layer}: {noun} {list(map(str, ids[missing][:10]))} have no geometry; place them or filter them out."
+        raise InvalidInputError(msg)
+    not_point = ~missing & (frame.geometry.geom_type != "Point").to_numpy()
+    if not_point.any():
+        msg = f"{layer}: {noun} {list(map(str, ids[not_point][:10]))} are not points; use point geometries (e.g. centroids)."
+        raise InvalidInputError(msg)
+    return ids
