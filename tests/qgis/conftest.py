@@ -48,16 +48,16 @@ def require_engine() -> None:
         m for m in ENGINE_MODULES if not (ROOT / "territory_planner_plugin" / f"{m}.py").exists()
     ]
     if absent:
-        pytest.skip(f"engine module(s) not in the tree yet: {', '.join(absent)}")
+        pytest.fail(f"engine module(s) missing from the tree: {', '.join(absent)}")
 
 
 def sample_file(*patterns: str) -> Path:
-    """The first sample_data file matching one of ``patterns``; skips the test when none exists."""
+    """The first sample_data file matching one of ``patterns``; fails the test when none exists."""
     for pattern in patterns:
         found = sorted(SAMPLE_DATA.glob(pattern))
         if found:
             return found[0]
-    pytest.skip(f"sample_data has no {' / '.join(patterns)} yet")
+    pytest.fail(f"sample_data has no {' / '.join(patterns)}: the shipped sample data is incomplete")
     raise AssertionError  # unreachable
 
 
