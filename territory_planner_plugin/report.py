@@ -89,27 +89,16 @@ def build_report(
         current_field=current_field,
         revenue_field=revenue,
     )
-    parts = [
-        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-        "td,th{border:1px solid #999;padding:3px 8px}.ok{color:#006d2c}.bad{color:#b30000}</style>"
-        f"</head><body><h1>{html.escape(title)}</h1>"
-    ]
+    parts = [html_head(title)]
     if map_png:
         parts.append(
-            f"<h2>Map</h2><img id='map' alt='territory map' src='data:image/png;base64,{base64.b64encode(map_png).decode()}'>"
+            f"<h2>Map</h2><img id='map' alt='territory map' src='{png_data_uri(map_png)}'>"
         )
     parts.append(
         "<h2>KPIs against targets</h2><table id='kpis'><tr><th>KPI</th><th>Value</th><th>Target</th><th>Status</th></tr>"
     )
     for f in balance_fields:
-        target = (
-            TARGETS["revenue_cv"]
-            if "revenue" in f
-            else TARGETS["workload_cv"]
-            if ("workload" in f or "visit" in f)
-            else None
-        )
+        target = cv_target(f)
         value = k[f"cv_{f}"]
         status = "" if target is None else ("ok" if value < target else "bad")
         parts.append(
@@ -130,10 +119,8 @@ def build_report(
         )
     for f in balance_fields:
         parts.append(
-            f"<h2>Balance: {html.escape(f)}</h2><img class='chart' alt='{html.escape(f)} chart' src='data:image/png;base64,"
-            + base64.b64encode(
-                _bar_chart(summary, territory_field, f"{f}_total", tolerance_pct)
-            ).decode()
+            f"<h2>Balance: {html.escape(f)}</h2><img class='chart' alt='{html.escape(f)} chart' src='"
+            + png_data_uri(_bar_chart(summary, territory_field, f"{f}_total", tolerance_pct))
             + "'>"
         )
     if current_field:
@@ -152,6 +139,48 @@ def build_report(
     return "".join(parts), summary
 
 
+def cv_target(field: str) -> float | None:
+    """The published CV target of a balance field (revenue < 0.10, workload/visits < 0.15), or None."""
+    if "revenue" in field:
+        return TARGETS["revenue_cv"]
+    if "workload" in field or "visit" in field:
+        return TARGETS["workload_cv"]
+    return None
+
+
+def html_head(title: str) -> str:
+    """Start of a report page: doctype, title, the shared style and the ``<h1>``."""
+    return (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+        "td,th{border:1px solid #999;padding:3px 8px}.ok{color:#006d2c}.bad{color:#b30000}</style>"
+        f"</head><body><h1>{html.escape(title)}</h1>"
+    )
+
+
+def png_data_uri(png: bytes) -> str:
+    """A ``data:image/png;base64,...`` URI, to embed an image in a self-contained page."""
+    return "data:image/png;base64," + base64.b64encode(png).decode()
+
+
+def agg_figure(width: float, height: float):
+    """A matplotlib Figure on the Agg backend (no GUI, safe in worker threads)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=100)
+
+
+def figure_png(fig) -> bytes:
+    """PNG bytes of a matplotlib Figure (tight layout)."""
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
 def _check(df: pd.DataFrame, field: str, others: Sequence[str]) -> None:
     for name, key in [(field, "TERRITORY_FIELD")] + [(f, "BALANCE_FIELDS") for f in others]:
         if name not in df.columns:
@@ -163,18 +192,13 @@ def _check(df: pd.DataFrame, field: str, others: Sequence[str]) -> None:
 def _bar_chart(
     summary: pd.DataFrame, territory_field: str, column: str, tolerance_pct: float
 ) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
-
     from . import palette
 
     values = summary[column].astype(float).to_numpy()
     labels = summary[territory_field].astype(str).tolist()
     target = float(np.mean(values)) if len(values) else 0.0
     colours = palette.assign_colours(labels)
-    fig = Figure(figsize=(7, 3.5), dpi=100)
+    fig = agg_figure(7, 3.5)
     ax = fig.subplots()
     ax.axhspan(
         target * (1 - tolerance_pct / 100),
@@ -187,7 +211,4 @@ def _bar_chart(
     ax.axhline(target, color="black", lw=1, ls="--", label="target (mean)")
     ax.set_ylabel(column)
     ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
+    return figure_png(fig)
