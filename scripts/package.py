@@ -30,7 +30,13 @@ FOLDERS = ("territory_planner_plugin", "processing_algorithms", "icons", "help",
 REQUIRED_FOLDERS = ("territory_planner_plugin", "processing_algorithms", "icons", "help")
 SKIP_DIRS = {"__pycache__", ".pytest_cache", ".ruff_cache", ".mypy_cache", ".ipynb_checkpoints"}
 SKIP_SUFFIXES = (".pyc", ".pyo", ".orig", ".rej", ".swp", "~")
-ALGORITHMS = ("buildroadnetwork", "drivetimecatchments", "traveltimematrix", "designterritories")
+ALGORITHMS = (
+    "buildroadnetwork",
+    "drivetimecatchments",
+    "traveltimematrix",
+    "designterritories",
+    "territory_plan",  # the model shipped in models/, loaded by the provider
+)
 
 
 def plugin_files() -> list[tuple[Path, str]]:

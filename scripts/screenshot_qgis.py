@@ -1,0 +1,193 @@
+"""Run inside QGIS desktop by scripts/screenshot.sh (``qgis --code``): take the README screenshots.
+
+Once the main window is up: load the sample accounts and reps, open the Processing toolbox on the
+Territory Planner provider, save the main window to ``toolbox.png``; open the 'Design territories'
+dialog, save it to ``designterritories-dialog.png``; open the shipped model in the Model
+Designer, save it to ``model.png``; quit QGIS. Paths come from the environment
+(TP_SCREENSHOT_DIR, TP_SAMPLE_DATA, TP_SCREENSHOT_LOG). Any error is logged and QGIS exits at once.
+"""
+
+import os
+import traceback
+
+from qgis.core import QgsApplication, QgsProject
+from qgis.PyQt.QtCore import Qt, QTimer
+from qgis.PyQt.QtGui import QColor
+from qgis.utils import iface, plugins
+
+OUT = os.environ.get("TP_SCREENSHOT_DIR", os.path.join(os.getcwd(), "docs", "screenshots"))
+DATA = os.environ.get("TP_SAMPLE_DATA", "")
+LOG = os.environ.get("TP_SCREENSHOT_LOG", "")
+PROVIDER = "Territory Planner"
+DIALOG_ALG = "territory_planner:designterritories"
+MODEL_ALG = "territory_planner:territory_plan"
+STATE = {}  # keeps the dialog alive between timer steps
+
+
+def log(message):
+    line = f"screenshot_qgis: {message}"
+    print(line, flush=True)
+    if LOG:
+        with open(LOG, "a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+
+
+def step(func, delay_ms):
+    """Run ``func`` after ``delay_ms`` in the event loop; any exception ends QGIS at once."""
+
+    def guarded():
+        try:
+            func()
+        except Exception:  # log everything, never hang
+            log("FAILED\n" + traceback.format_exc())
+            os._exit(1)
+
+    QTimer.singleShot(delay_ms, guarded)
+
+
+def save(widget, name):
+    QgsApplication.processEvents()
+    path = os.path.join(OUT, name)
+    if not widget.grab().save(path, "PNG"):
+        raise RuntimeError(f"could not save {path}")
+    log(f"saved {path} ({widget.width()}x{widget.height()})")
+
+
+def load_sample_layers():
+    window = iface.mainWindow()
+    window.setGeometry(0, 0, 1600, 1000)  # Xvfb has no window manager to maximise it
+    if "territory_planner" not in plugins:
+        raise RuntimeError(f"the plugin is not loaded; plugins: {sorted(plugins)}")
+    for name in ("accounts", "reps"):
+        path = os.path.join(DATA, f"{name}.gpkg")
+        if DATA and os.path.isfile(path):
+            layer = iface.addVectorLayer(f"{path}|layername={name}", name, "ogr")
+            if layer is None or not layer.isValid():
+                log(f"could not load {path}")
+            elif name == "reps":  # reps stand out from the accounts
+                symbol = layer.renderer().symbol()
+                symbol.setSize(4.0)
+                symbol.setColor(QColor("#d95f02"))
+                layer.triggerRepaint()
+    step(open_toolbox, 1500)
+
+
+def zoom_to_reps():
+    reps = QgsProject.instance().mapLayersByName("reps")
+    if reps:  # the reps' extent: the sample accounts include a few far-away outliers on purpose
+        extent = reps[0].extent()
+        canvas = iface.mapCanvas()
+        canvas.setExtent(extent.buffered(max(extent.width(), extent.height()) * 0.4))
+        canvas.refresh()
+
+
+def _expand_provider(tree):
+    """Collapse every provider but Territory Planner; expand it with its groups; return its row."""
+    model = tree.model()
+    found = None
+    for row in range(model.rowCount()):
+        index = model.index(row, 0)
+        if model.data(index, Qt.DisplayRole) == PROVIDER:
+            found = index
+        else:
+            tree.collapse(index)
+    if found is None:
+        return None
+    tree.expand(found)
+    for row in range(model.rowCount(found)):
+        tree.expand(model.index(row, 0, found))
+    tree.scrollTo(found, tree.PositionAtTop)
+    return found
+
+
+def open_toolbox():
+    toolbox = plugins["processing"].toolbox
+    toolbox.setVisible(True)
+    toolbox.raise_()
+    iface.mainWindow().resizeDocks([toolbox], [470], Qt.Horizontal)
+    QgsApplication.processEvents()
+    zoom_to_reps()
+    tree = toolbox.algorithmTree
+    toolbox.searchBox.setText(PROVIDER)  # the filter matches the provider name in QGIS 3.22+
+    QgsApplication.processEvents()
+    if tree.model().rowCount() == 0:  # filter matched nothing: show the provider node instead
+        log("the search box matched nothing; expanding the provider node instead")
+        toolbox.searchBox.clear()
+    provider = _expand_provider(tree)
+    if provider is None:
+        raise RuntimeError(f"no '{PROVIDER}' node in the Processing toolbox")
+    algorithms = []
+    model = tree.model()
+    for group_row in range(model.rowCount(provider)):
+        group = model.index(group_row, 0, provider)
+        for row in range(model.rowCount(group)):
+            algorithms.append(model.data(model.index(row, 0, group), Qt.DisplayRole))
+    log(f"toolbox shows: {algorithms}")
+    for group_row in range(model.rowCount(provider)):
+        group = model.index(group_row, 0, provider)
+        for row in range(model.rowCount(group)):
+            index = model.index(row, 0, group)
+            if model.data(index, Qt.DisplayRole) == "Design territories":
+                tree.setCurrentIndex(index)
+    step(lambda: (save(iface.mainWindow(), "toolbox.png"), step(open_dialog, 200)), 1500)
+
+
+def open_dialog():
+    import processing
+
+    project = QgsProject.instance()
+    layers = {name: project.mapLayersByName(name) for name in ("accounts", "reps")}
+    parameters = {}
+    if layers["accounts"] and layers["reps"]:  # what a user would pick for the sample data
+        parameters = {
+            "ACCOUNTS": layers["accounts"][0].id(),
+            "ID_FIELD": "id",
+            "REPS": layers["reps"][0].id(),
+            "REP_ID_FIELD": "rep_id",
+            "REP_CAPACITY_FIELD": "capacity",
+            "BALANCE_FIELDS": ["revenue_potential", "workload_visits"],
+            "TOLERANCE": 10,
+        }
+    dialog = processing.createAlgorithmDialog(DIALOG_ALG, parameters)
+    if dialog is None:
+        raise RuntimeError(f"{DIALOG_ALG} not found")
+    STATE["dialog"] = dialog
+    dialog.resize(1000, 820)
+    dialog.show()
+    dialog.raise_()
+    step(lambda: (save(dialog, "designterritories-dialog.png"), step(open_model, 200)), 1500)
+
+
+def open_model():
+    from processing.modeler.ModelerDialog import ModelerDialog
+
+    dialog = STATE.pop("dialog", None)
+    if dialog is not None:
+        dialog.close()
+    model = QgsApplication.processingRegistry().algorithmById(MODEL_ALG)
+    if model is None:
+        raise RuntimeError(f"{MODEL_ALG} not found")
+    designer = ModelerDialog.create(model)
+    STATE["designer"] = designer
+    designer.resize(1400, 860)
+    designer.show()
+    designer.raise_()
+    QgsApplication.processEvents()
+    view = designer.view()
+    view.fitInView(view.scene().itemsBoundingRect().adjusted(-20, -20, 20, 20), Qt.KeepAspectRatio)
+    step(lambda: (save(designer, "model.png"), step(quit_qgis, 200)), 1500)
+
+
+def quit_qgis():
+    designer = STATE.pop("designer", None)
+    if designer is not None:
+        designer.setDirty(False) if hasattr(designer, "setDirty") else None
+        designer.close()
+    QgsProject.instance().setDirty(False)  # no "save the project?" question
+    log("done; quitting QGIS")
+    step(lambda: os._exit(0), 10000)  # in case the normal exit hangs
+    iface.actionExit().trigger()
+
+
+log("QGIS is up; waiting for the main window")
+step(load_sample_layers, 3000)
