@@ -11,7 +11,14 @@ from pathlib import Path
 
 import pytest
 
-ALGORITHMS = ("buildroadnetwork", "drivetimecatchments", "traveltimematrix", "designterritories")
+ALGORITHMS = (
+    "buildroadnetwork",
+    "drivetimecatchments",
+    "traveltimematrix",
+    "designterritories",
+    "checkaccounts",
+    "compareplans",
+)
 ACCOUNTS = "{accounts}|layername=accounts"
 REPS = "{reps}|layername=reps"
 
@@ -86,6 +93,43 @@ CASES = [
                                         "distinct": {"territory_id": 3}},
                     "OUTPUT_TERRITORIES": {"rows": 3}},
         "results": ["OBJECTIVE", "MAX_DEVIATION_PCT"],
+    },
+    {
+        "id": "checkaccounts-network",
+        "alg": "checkaccounts",
+        "params": {"INPUT": ACCOUNTS, "ID_FIELD": "id", "NAME_FIELD": "name",
+                   "NUMERIC_FIELDS": ["revenue_potential", "workload_visits"],
+                   "NETWORK": "{network}", "MAX_SNAP": 500,
+                   "OUTPUT": "{out}/checked.gpkg", "OUTPUT_SUMMARY": "{out}/check_summary.gpkg"},
+        "outputs": {"OUTPUT": {"fields": ["id", "chk_dup_id", "chk_dup_account", "chk_geometry",
+                                          "chk_revenue_potential", "chk_far_from_road",
+                                          "chk_snap_m", "chk_ok", "chk_reasons"],
+                               "geometry": ["Point"], "same_rows_as": "accounts"},
+                    "OUTPUT_SUMMARY": {"fields": ["check", "count", "share_pct"],
+                                       "geometry": None, "min_rows": 5}},
+        "results": ["QUALITY_SCORE", "FLAGGED"],
+    },
+    {
+        # the sample accounts against themselves (a baseline-vs-itself comparison: 0 moves)
+        "id": "compareplans-baseline-vs-itself",
+        "alg": "compareplans",
+        "params": {"PLANS": [ACCOUNTS, ACCOUNTS], "ID_FIELD": "id",
+                   "TERRITORY_FIELD": "current_territory",
+                   "BALANCE_FIELDS": "revenue_potential,workload_visits",
+                   "PLAN_NAMES": "today,again", "OUTPUT_KPIS": "{out}/compare_kpis.gpkg",
+                   "OUTPUT_DIFFERENCES": "{out}/compare_differences.gpkg",
+                   "OUTPUT_HTML": "{out}/compare.html"},
+        "outputs": {"OUTPUT_KPIS": {"fields": ["plan", "territories", "cv_revenue_potential",
+                                               "cv_workload_visits", "max_deviation_pct",
+                                               "compactness_km", "moved_vs_baseline",
+                                               "moved_share_pct"],
+                                    "geometry": None, "rows": 2,
+                                    "distinct": {"moved_vs_baseline": 1, "territories": 1}},
+                    "OUTPUT_DIFFERENCES": {"fields": ["id", "today", "again", "in_all_plans",
+                                                      "changed"],
+                                           "geometry": None, "same_rows_as": "accounts",
+                                           "distinct": {"changed": 1}}},
+        "results": ["PLANS_COMPARED", "OUTPUT_HTML"],
     },
 ]  # fmt: skip
 

@@ -35,6 +35,13 @@ CONTRACT = {
             "OBJECTIVE", "LOWER_BOUND", "GAP_PCT", "MAX_DEVIATION_PCT", "MOVED",
         },
     ),
+    "checkaccounts": (
+        {
+            "INPUT", "ID_FIELD", "NAME_FIELD", "NUMERIC_FIELDS", "DUPLICATE_DISTANCE", "OUTLIER_Z",
+            "NETWORK", "MAX_SNAP", "STUDY_AREA", "OUTPUT", "OUTPUT_SUMMARY",
+        },
+        {"OUTPUT", "OUTPUT_SUMMARY", "QUALITY_SCORE", "FLAGGED"},
+    ),
     "exportterritories": (
         {"INPUT", "TERRITORY_FIELD", "FORMAT", "FIELDS", "SPLIT", "OUTPUT"},
         {"OUTPUT", "OUTPUT_FILES"},
@@ -46,6 +53,13 @@ CONTRACT = {
         },
         {"OUTPUT_HTML", "OUTPUT_CSV", "OUTPUT"},
     ),
+    "compareplans": (
+        {
+            "PLANS", "ID_FIELD", "TERRITORY_FIELD", "BALANCE_FIELDS", "PLAN_NAMES", "OUTPUT_KPIS",
+            "OUTPUT_DIFFERENCES", "OUTPUT_HTML",
+        },
+        {"OUTPUT_KPIS", "OUTPUT_DIFFERENCES", "OUTPUT_HTML", "OUTPUT", "PLANS_COMPARED"},
+    ),
 }  # fmt: skip
 
 
@@ -53,9 +67,11 @@ MODULES = (
     "build_road_network",
     "drive_time_catchments",
     "travel_time_matrix",
+    "check_accounts",
     "design_territories",
     "export_territories",
     "territory_report",
+    "compare_plans",
 )
 
 
