@@ -22,6 +22,7 @@ import pulp
 import shapely
 
 from ._validate import check_points
+from .assignment import NoPlanFoundError, solve_balanced
 from .errors import InfeasibleError, InvalidInputError, SolverError
 from .progress import CancelCheck, ProgressCallback, check_cancel, report
 
@@ -29,7 +30,10 @@ logger = logging.getLogger(__name__)
 
 OUTPUT_COLUMNS = ("territory_id", "rep_id", "centre_km", "centre_min", "locked", "moved",
                   "next_best_id", "next_best_extra", "reason")  # fmt: skip
-_MAX_CENTRE_ROUNDS = 6
+_MAX_CENTRE_ROUNDS = 8  # balanced centre updates after the k-median start
+_KMEDIAN_ROUNDS = 12
+EXACT_PAIRS = 1_000  # up to this many account-territory pairs: the exact MILP through PuLP
+EXPLAIN_PAIRS = 200_000  # up to this many pairs an infeasible run gets the LP's minimal tolerance
 
 
 @dataclass
@@ -85,14 +89,10 @@ def design_territories(
     ids = acc[id_field].astype(str).to_numpy()
     fields = list(balance_fields)
     values = _balance_values(acc, ids, fields)
-    if tolerance_pct is None or not (0 <= tolerance_pct < 100):
-        msg = f"TOLERANCE: {tolerance_pct} must be a percentage from 0 to 100, e.g. 5."
-        raise InvalidInputError(msg)
-    if balance_weights is not None or travel_weight:
-        logger.warning(
-            "BALANCE_WEIGHTS and TRAVEL_WEIGHT are not used by this version: every balanced "
-            "measure is held within TOLERANCE as a hard constraint, and travel is minimised."
-        )
+    tol = _tolerances(tolerance_pct, balance_weights, fields)
+    if travel_weight:
+        logger.info("TRAVEL_WEIGHT %g weighs the travel balance in the combined score; travel is "
+                    "minimised, not held within TOLERANCE.", travel_weight)  # fmt: skip
     xy = shapely.get_coordinates(acc.geometry.values)
     rng = np.random.default_rng(seed)
     if reps is not None:
@@ -117,32 +117,39 @@ def design_territories(
     if max_moves_pct is not None and current_field:
         budget = math.floor(max_moves_pct / 100.0 * len(acc) + 1e-9)
     report(progress, 0.1, "Costs")
-    for rnd in range(1 if fixed_centres else _MAX_CENTRE_ROUNDS):
+    prices = None
+    rounds = 1 if fixed_centres else _MAX_CENTRE_ROUNDS
+    if not fixed_centres:  # start from compact (k-median) centres, then balance
+        cen_xy = _kmedian(xy, cen_xy, locks, network, acc.crs, is_cancelled)
+    for rnd in range(rounds + 1):
         check_cancel(is_cancelled)
         cost_km, cost_min = _costs(xy, cen_xy, network, acc.crs)
         cost = cost_min if cost_min is not None else cost_km
         allowed = np.ones_like(cost, dtype=bool)
         if rep_max_minutes is not None and cost_min is not None:
             allowed = cost_min <= rep_max_minutes
-        elif rep_max_minutes is not None:
+        elif rep_max_minutes is not None and rnd == 0:
             logger.warning("REP_MAX_MINUTES needs a NETWORK; without one it is not applied.")
-        _precheck(values, fields, capacity, tolerance_pct, locks, allowed, ids, cen_ids)
-        assign, objective, lower = _solve(
-            cost, values, capacity, tolerance_pct, locks, current, budget, allowed,
-            solver, time_limit_s, fields, cen_ids,
+        _precheck(values, fields, capacity, tol, locks, allowed, ids, cen_ids)
+        final = fixed_centres or rnd == rounds
+        assign, objective, lower, prices = _solve(
+            cost, values, capacity, tol, locks, current, budget, allowed,
+            solver, time_limit_s, fields, cen_ids, prices=prices if final else None, final=final,
+            is_cancelled=is_cancelled,
         )  # fmt: skip
-        report(progress, 0.3 + 0.6 * (rnd + 1) / _MAX_CENTRE_ROUNDS, "Assignment")
-        if fixed_centres:
+        report(progress, 0.2 + 0.7 * (rnd + 1) / (rounds + 1), "Assignment")
+        if final:
             break
         new_xy = _medoids(xy, assign, k, cen_xy)
         if np.allclose(new_xy, cen_xy):
-            break
+            rounds = rnd + 1  # centres are stable: one last, full solve on them
         cen_xy = new_xy
-    _verify(assign, values, capacity, tolerance_pct, locks, current, budget, allowed, ids, cen_ids)
+    _verify(assign, values, capacity, tol, locks, current, budget, allowed, ids, cen_ids)
     report(progress, 0.95, "Outputs")
     return _build_plan(
         acc, accounts, ids, fields, values, assign, cost, cost_km, cost_min, cen_ids, cen_xy,
-        capacity, tolerance_pct, locks, current, budget, objective, lower, quota_total, params,
+        capacity, tol, locks, current, budget, objective, lower, quota_total, params,
+        allowed, balance_weights, travel_weight,
     )  # fmt: skip
 
 
@@ -180,6 +187,25 @@ def _balance_values(acc: pd.DataFrame, ids: np.ndarray, fields: list[str]) -> np
             raise InvalidInputError(msg)
         cols.append(col.to_numpy(float))
     return np.column_stack(cols)
+
+
+def _tolerances(tolerance_pct, weights, fields) -> np.ndarray:
+    """Per-measure tolerance: TOLERANCE for the heaviest weight, wider bands for lighter ones."""
+    if tolerance_pct is None or not (0 <= tolerance_pct < 100):
+        msg = f"TOLERANCE: {tolerance_pct} must be a percentage from 0 to 100, e.g. 5."
+        raise InvalidInputError(msg)
+    m = max(len(fields), 1)
+    if weights is None or len(weights) == 0:
+        return np.full(m, float(tolerance_pct))
+    w = np.asarray(weights, float)
+    if len(w) != len(fields) or not np.isfinite(w).all() or (w <= 0).any():
+        msg = (f"BALANCE_WEIGHTS: give one positive weight per balance field, in the same order "
+               f"(got {list(weights)} for {list(fields)}).")  # fmt: skip
+        raise InvalidInputError(msg)
+    tol = np.minimum(tolerance_pct * w.max() / w, 99.0)
+    for f, t in zip(fields, tol):
+        logger.info("Tolerance for %s: ±%.2f%%.", f, t)
+    return tol
 
 
 def _prepare_reps(reps, id_field, capacity_field, crs):
@@ -243,6 +269,21 @@ def _kmeanspp(xy: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
     return np.array(centres)
 
 
+def _kmedian(xy, cen_xy, locks, network, crs, is_cancelled) -> np.ndarray:
+    """Unbalanced k-median (nearest centre, then medoid) from the seeded start, locks kept."""
+    k = len(cen_xy)
+    for _ in range(_KMEDIAN_ROUNDS):
+        check_cancel(is_cancelled)
+        cost_km, cost_min = _costs(xy, cen_xy, network, crs)
+        cost = cost_min if cost_min is not None else cost_km
+        assign = np.where(locks >= 0, locks, np.argmin(cost, 1))
+        new_xy = _medoids(xy, assign, k, cen_xy)
+        if np.allclose(new_xy, cen_xy):
+            break
+        cen_xy = new_xy
+    return cen_xy
+
+
 def _medoids(xy: np.ndarray, assign: np.ndarray, k: int, old: np.ndarray) -> np.ndarray:
     out = old.copy()
     for j in range(k):
@@ -280,6 +321,7 @@ def _costs(xy, cen_xy, net, crs):
 
 
 def _bounds(values, capacity, tol):
+    """Per-territory target, lower and upper bound of each measure ((k, m) arrays)."""
     share = capacity / capacity.sum()
     target = values.sum(0)[None, :] * share[:, None]  # (k, m)
     return target, target * (1 - tol / 100.0), target * (1 + tol / 100.0)
@@ -295,8 +337,9 @@ def _precheck(values, fields, capacity, tol, locks, allowed, ids, cen_ids) -> No
                 share = 100 * locked[m] / max(values[:, m].sum(), 1e-12)
                 msg = (
                     f"Locked accounts give {cid} {share:.1f}% of {name} (target "
-                    f"{100 * target[j, m] / values[:, m].sum():.1f}% ± {tol:g}%): unlock some of "
-                    f"them or raise TOLERANCE to at least {100 * (locked[m] / target[j, m] - 1):.1f}%."
+                    f"{100 * target[j, m] / values[:, m].sum():.1f}% ± {tol[m]:g}%): unlock some of "
+                    f"them or raise TOLERANCE to at least "
+                    f"{100 * (locked[m] / target[j, m] - 1) * tol.min() / max(tol[m], 1e-9):.1f}%."
                 )
                 raise InfeasibleError(msg)
     orphan = ~allowed.any(1)
@@ -338,9 +381,10 @@ def _model(cost, values, capacity, tol, locks, current, budget, allowed, relax, 
     for j in range(k):
         for m in range(values.shape[1]):
             expr = pulp.lpSum(values[i, m] * v for i, v in by_ter.get(j, []))
-            if slack:
-                prob += expr <= target[j, m] + t * target[j, m]
-                prob += expr >= target[j, m] - t * target[j, m]
+            if slack:  # t is TOLERANCE (as a fraction); lighter measures get their wider band
+                ratio = tol[m] / tol.min() if tol.min() > 0 else 1.0
+                prob += expr <= target[j, m] + t * ratio * target[j, m]
+                prob += expr >= target[j, m] - t * ratio * target[j, m]
             else:
                 prob += expr <= hi[j, m]
                 prob += expr >= lo[j, m]
@@ -352,7 +396,28 @@ def _model(cost, values, capacity, tol, locks, current, budget, allowed, relax, 
 
 
 def _solve(cost, values, capacity, tol, locks, current, budget, allowed, solver, time_limit_s,
-           fields, cen_ids):  # fmt: skip
+           fields, cen_ids, *, prices=None, final=True, is_cancelled=None):  # fmt: skip
+    """Exact MILP (PuLP) for small models; prices, LP and local search (assignment.py) beyond."""
+    if cost.size <= EXACT_PAIRS:
+        assign, objective, lower = _solve_exact(
+            cost, values, capacity, tol, locks, current, budget, allowed, solver, time_limit_s,
+            fields,
+        )  # fmt: skip
+        return assign, objective, lower, None
+    _, lo, hi = _bounds(values, capacity, tol)
+    try:
+        res = solve_balanced(
+            cost, values, lo, hi, locks=locks, current=current, budget=budget, allowed=allowed,
+            time_limit_s=time_limit_s, prices=prices, final=final, is_cancelled=is_cancelled,
+        )  # fmt: skip
+    except NoPlanFoundError as err:
+        _explain_infeasible(cost, values, capacity, tol, locks, current, budget, allowed, solver,
+                            time_limit_s, fields, "infeasible" if err.proven else "no plan found")  # fmt: skip
+    return res.assign, res.objective, res.lower_bound, res.prices
+
+
+def _solve_exact(cost, values, capacity, tol, locks, current, budget, allowed, solver,
+                 time_limit_s, fields):  # fmt: skip
     n = cost.shape[0]
     prob, x = _model(cost, values, capacity, tol, locks, current, budget, allowed, relax=False)
     status = prob.solve(_solver(solver, time_limit_s))
@@ -376,21 +441,66 @@ def _solve(cost, values, capacity, tol, locks, current, budget, allowed, solver,
 
 def _explain_infeasible(cost, values, capacity, tol, locks, current, budget, allowed, solver,
                         time_limit_s, fields, status) -> None:  # fmt: skip
-    """Raise InfeasibleError with the smallest tolerance (LP bound) or budget that could work."""
-    prob, _ = _model(cost, values, capacity, tol, locks, current, budget, allowed, relax=True,
-                     slack=True)  # fmt: skip
-    st = prob.solve(_solver(solver, time_limit_s))
-    parts = [f"No plan satisfies every hard constraint (solver status: {status})."]
-    if pulp.LpStatus[st] == "Optimal":
-        need = 100 * float(pulp.value(prob.objective))
-        parts.append(f"With these locks and MAX_MOVES, TOLERANCE must be at least {need:.1f}%.")
-    if budget is not None:
-        free, _ = _model(cost, values, capacity, tol, locks, current, None, allowed, relax=True)
-        if pulp.LpStatus[free.solve(_solver(solver, time_limit_s))] == "Optimal":
+    """Raise InfeasibleError naming the smallest TOLERANCE (LP bound) and MAX_MOVES that could work."""
+    parts = [f"No plan satisfies every hard constraint ({status})."]
+    n = cost.shape[0]
+    if cost.size <= EXPLAIN_PAIRS:
+        need = _min_tolerance(cost, values, capacity, tol, locks, current, budget, allowed,
+                              solver, time_limit_s, relax=True)  # fmt: skip
+        enough = None
+        if cost.size <= EXACT_PAIRS:  # small: a whole-account plan with the smallest tolerance
+            enough = _min_tolerance(cost, values, capacity, tol, locks, current, budget, allowed,
+                                    solver, min(time_limit_s, 10.0), relax=False)  # fmt: skip
+        if need is not None and (need > tol.min() or enough is not None):
+            text = f"With these locks and MAX_MOVES, TOLERANCE must be at least {need:.1f}%"
+            if enough is not None:
+                text += f"; {enough:.1f}% is enough"
+            parts.append(text + ".")
+        elif need is not None:
             parts.append(
-                f"MAX_MOVES allows {budget} moves; raising it (or TOLERANCE) relaxes the plan."
+                f"The relaxation fits within TOLERANCE (it needs {need:.1f}%), but no whole-"
+                "account plan was found: raise TOLERANCE a little or TIME_LIMIT."
             )
+    if budget is not None:
+        low, found = _min_moves(values, capacity, tol, locks, current, allowed, time_limit_s)
+        if low is not None and low > budget:
+            need = f"{low}" if found == low else f"at least {low} (a plan with {found} exists)"
+            parts.append(
+                f"MAX_MOVES allows {budget} moves ({100 * budget / n:.1f}% of accounts), but "
+                f"balancing within TOLERANCE needs {need} moves: set MAX_MOVES to at least "
+                f"{math.ceil(1000 * (found or low) / n) / 10:.1f}%, or raise TOLERANCE."
+            )
+        elif low is not None:
+            parts.append(f"MAX_MOVES allows {budget} moves; balance alone needs {low}, so the "
+                         "conflict is with locks or REP_MAX_MINUTES together with the budget.")  # fmt: skip
     raise InfeasibleError(" ".join(parts))
+
+
+def _min_tolerance(cost, values, capacity, tol, locks, current, budget, allowed, solver,
+                   time_limit_s, *, relax):  # fmt: skip
+    """Smallest TOLERANCE (%) of the relaxation (a bound) or of a whole-account plan found."""
+    prob, _ = _model(cost, values, capacity, tol, locks, current, budget, allowed, relax=relax,
+                     slack=True)  # fmt: skip
+    prob.solve(_solver(solver, time_limit_s))
+    if prob.sol_status not in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible):
+        return None
+    t = 100 * float(pulp.value(prob.objective))
+    return (math.floor if relax else math.ceil)(10 * t + (1e-6 if relax else -1e-6)) / 10
+
+
+def _min_moves(values, capacity, tol, locks, current, allowed, time_limit_s):
+    """Fewest moves that restore balance: (proven lower bound, moves in a plan found)."""
+    n, k = allowed.shape
+    has = current >= 0
+    cost = np.where(has[:, None], 1.0, 0.0) * np.ones((n, k))
+    cost[np.flatnonzero(has), current[has]] = 0.0
+    _, lo, hi = _bounds(values, capacity, tol)
+    try:
+        res = solve_balanced(cost, values, lo, hi, locks=locks, current=current, budget=None,
+                             allowed=allowed, time_limit_s=time_limit_s)  # fmt: skip
+    except NoPlanFoundError:
+        return None, None
+    return math.ceil(res.lower_bound - 1e-6), round(res.objective)
 
 
 def _verify(assign, values, capacity, tol, locks, current, budget, allowed, ids, cen_ids) -> None:
@@ -418,7 +528,7 @@ def _verify(assign, values, capacity, tol, locks, current, budget, allowed, ids,
 
 def _build_plan(acc, original, ids, fields, values, assign, cost, cost_km, cost_min, cen_ids,
                 cen_xy, capacity, tol, locks, current, budget, objective, lower, quota_total,
-                params):  # fmt: skip
+                params, allowed, weights, travel_weight):  # fmt: skip
     n = cost.shape[0]
     k = len(cen_ids)
     out = original.copy()
@@ -440,6 +550,7 @@ def _build_plan(acc, original, ids, fields, values, assign, cost, cost_km, cost_
     out["next_best_extra"] = np.round(alt[rows, nxt] - cost[rows, assign], 3) if k > 1 else np.nan
     nearest = np.argmin(cost, 1)
     reason = np.where(locks >= 0, "locked", np.where(assign == nearest, "nearest", "balance"))
+    reason = np.where((reason == "balance") & ~allowed[rows, nearest], "max drive time", reason)
     if budget is not None:
         reason = np.where((reason == "balance") & (assign == current), "disruption budget", reason)
     out["reason"] = reason
@@ -479,8 +590,15 @@ def _build_plan(acc, original, ids, fields, values, assign, cost, cost_km, cost_
     moved = int(out["moved"].sum())
     gap = 100 * (objective - lower) / objective if objective > 0 and np.isfinite(lower) else 0.0
     kpis = {f"cv_{nm}": round(v, 4) for nm, v in cv.items()}
+    travel = np.array([r["travel_total"] for r in summary_rows]) / capacity
+    cv_travel = float(travel.std() / travel.mean()) if travel.mean() else 0.0
+    w = list(weights) if weights else [1.0] * len(names)
+    score = (sum(wi * cv[nm] for wi, nm in zip(w, names)) + travel_weight * cv_travel) / (
+        sum(w) + travel_weight
+    )
+    kpis["cv_travel"] = round(cv_travel, 4)
     kpis.update(max_deviation_pct=round(max_dev, 2), compactness_mean=round(objective / n, 3),
-                moved=moved)  # fmt: skip
+                moved=moved, balance_score=round(score, 4))  # fmt: skip
     for key, value in kpis.items():
         summary[key] = value
     territories = gpd.GeoDataFrame(summary.drop(columns=list(kpis)), geometry=polys, crs=acc.crs)

@@ -6,12 +6,13 @@ import itertools
 
 import geopandas as gpd
 import numpy as np
+import pulp
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from territory_planner_plugin.errors import InfeasibleError, InvalidInputError
-from territory_planner_plugin.territories import design_territories
+from territory_planner_plugin.territories import EXACT_PAIRS, design_territories
 
 CRS = "EPSG:32635"
 
@@ -70,16 +71,8 @@ def test_matches_brute_force_on_tiny_instances(seed: int) -> None:
     assert plan.lower_bound <= plan.objective + 1e-9
 
 
-@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(
-    n=st.integers(12, 40),
-    k=st.integers(2, 4),
-    tol=st.sampled_from([5.0, 10.0, 20.0]),
-    seed=st.integers(0, 10_000),
-    n_locks=st.integers(0, 3),
-    moves=st.one_of(st.none(), st.sampled_from([20.0, 50.0])),
-)
-def test_hard_constraints_hold_or_infeasible_is_named(n, k, tol, seed, n_locks, moves) -> None:
+def _check_plan_or_named(n, k, tol, seed, n_locks, moves) -> None:
+    """Hard constraints hold in the plan, or the infeasibility names what to relax."""
     acc = _accounts(n, seed)
     reps = _reps(k, seed + 1)
     rng = np.random.default_rng(seed)
@@ -112,6 +105,94 @@ def test_hard_constraints_hold_or_infeasible_is_named(n, k, tol, seed, n_locks, 
     if moves is not None:
         assert (out["territory_id"] != acc["current"]).sum() <= int(moves / 100 * n + 1e-9)
     assert plan.lower_bound <= plan.objective + 1e-6
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    n=st.integers(12, 40),
+    k=st.integers(2, 4),
+    tol=st.sampled_from([5.0, 10.0, 20.0]),
+    seed=st.integers(0, 10_000),
+    n_locks=st.integers(0, 3),
+    moves=st.one_of(st.none(), st.sampled_from([20.0, 50.0])),
+)
+def test_hard_constraints_hold_or_infeasible_is_named(n, k, tol, seed, n_locks, moves) -> None:
+    _check_plan_or_named(n, k, tol, seed, n_locks, moves)
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    n=st.integers(260, 600),
+    k=st.integers(4, 9),
+    tol=st.sampled_from([3.0, 5.0, 10.0]),
+    seed=st.integers(0, 10_000),
+    n_locks=st.integers(0, 20),
+    moves=st.one_of(st.none(), st.sampled_from([10.0, 40.0])),
+)
+def test_hard_constraints_hold_on_the_large_path(n, k, tol, seed, n_locks, moves) -> None:
+    """Beyond EXACT_PAIRS the prices + LP + local search path runs; the same guarantees hold."""
+    assert n * k > EXACT_PAIRS
+    _check_plan_or_named(n, k, tol, seed, n_locks, moves)
+
+
+def test_large_path_is_close_to_the_exact_milp() -> None:
+    """Independent reference: the full MILP (PuLP/CBC) on a model just above EXACT_PAIRS."""
+    acc, reps = _accounts(130, 21), _reps(8, 22)
+    plan = design_territories(acc, id_field="id", reps=reps, rep_id_field="rep",
+                              balance_fields=["revenue", "visits"], tolerance_pct=10)  # fmt: skip
+    xy = np.column_stack([acc.geometry.x, acc.geometry.y])
+    cxy = np.column_stack([reps.geometry.x, reps.geometry.y])
+    d = np.sqrt(((xy[:, None] - cxy[None]) ** 2).sum(-1)) / 1000
+    n, k = d.shape
+    prob = pulp.LpProblem("ref", pulp.LpMinimize)
+    x = [[pulp.LpVariable(f"x{i}_{j}", cat="Binary") for j in range(k)] for i in range(n)]
+    prob += pulp.lpSum(d[i, j] * x[i][j] for i in range(n) for j in range(k))
+    for i in range(n):
+        prob += pulp.lpSum(x[i]) == 1
+    for f in ("revenue", "visits"):
+        v, target = acc[f].to_numpy(), acc[f].sum() / k
+        for j in range(k):
+            prob += pulp.lpSum(v[i] * x[i][j] for i in range(n)) <= 1.1 * target
+            prob += pulp.lpSum(v[i] * x[i][j] for i in range(n)) >= 0.9 * target
+    prob.solve(pulp.HiGHS(msg=False, timeLimit=60))
+    assert prob.sol_status == pulp.LpSolutionOptimal
+    exact = pulp.value(prob.objective)
+    print(f"exact {exact:.3f}, ours {plan.objective:.3f}, bound {plan.lower_bound:.3f}")
+    assert plan.lower_bound <= exact + 1e-6
+    assert plan.objective >= exact - 1e-6
+    assert plan.objective <= 1.02 * exact
+    assert plan.gap_pct < 3.0
+
+
+def test_budget_too_small_names_the_moves_needed() -> None:
+    acc = _accounts(300, 8)
+    acc["current"] = "R0"  # everything in one territory: balance needs most of them to move
+    with pytest.raises(InfeasibleError, match=r"MAX_MOVES allows 3 moves.*needs.*at least"):
+        design_territories(acc, id_field="id", reps=_reps(4), rep_id_field="rep",
+                           balance_fields=["revenue"], current_field="current",
+                           max_moves_pct=1.0)  # fmt: skip
+
+
+def test_balance_weights_widen_the_band_of_lighter_measures() -> None:
+    acc = _accounts(300, 9)
+    plan = design_territories(acc, id_field="id", reps=_reps(4), rep_id_field="rep",
+                              balance_fields=["revenue", "visits"], balance_weights=[40, 20],
+                              tolerance_pct=2)  # fmt: skip
+    dev = plan.summary
+    assert dev["revenue_dev_pct"].abs().max() <= 2 + 1e-6
+    assert dev["visits_dev_pct"].abs().max() <= 4 + 1e-6
+    assert "balance_score" in plan.kpis
+    with pytest.raises(InvalidInputError, match="BALANCE_WEIGHTS"):
+        design_territories(acc, id_field="id", reps=_reps(4), rep_id_field="rep",
+                           balance_fields=["revenue", "visits"], balance_weights=[40, 0])  # fmt: skip
+
+
+def test_large_path_is_deterministic() -> None:
+    acc = _accounts(400, 5)
+    runs = [design_territories(acc, id_field="id", n_territories=6, balance_fields=["revenue"],
+                               seed=3) for _ in range(2)]  # fmt: skip
+    assert runs[0].accounts["territory_id"].tolist() == runs[1].accounts["territory_id"].tolist()
+    assert runs[0].objective == runs[1].objective
 
 
 def test_deterministic_with_seed() -> None:

@@ -1,0 +1,378 @@
+"""Balanced assignment at any size: a Lagrangian lower bound, then an exact MILP on the core.
+
+The model is the one in :mod:`territories`: minimise total cost, each account in exactly one
+territory, every balanced measure of every territory within [lo, hi], locks, an optional budget of
+moves against the current territory, and forbidden pairs. The balance rows and the budget are
+priced out (Lagrangian relaxation, subgradient ascent on k*m + 1 multipliers); every price vector
+gives a proven lower bound, the best one is reported. With the prices, most accounts have one clearly
+best territory; only the accounts whose best and second-best priced costs are close (the core)
+go to a MILP (HiGHS, bundled with scipy), the rest keep their priced choice. When the core is every
+account the MILP is the full model and the answer is exact. Cost per iteration is O(n*k).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from scipy.optimize import LinearConstraint, linprog, milp
+
+from .progress import CancelCheck, check_cancel
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Assignment:
+    """An integral assignment with its cost, a proven lower bound and the prices that gave it."""
+
+    assign: np.ndarray
+    objective: float
+    lower_bound: float
+    prices: np.ndarray
+    core: int
+    exact: bool
+
+
+class NoPlanFoundError(Exception):
+    """No assignment satisfies the constraints (proven when ``proven`` is true)."""
+
+    def __init__(self, proven: bool) -> None:
+        super().__init__("infeasible" if proven else "no plan found in the time limit")
+        self.proven = proven
+
+
+def solve_balanced(
+    cost: np.ndarray,
+    values: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    *,
+    locks: np.ndarray,
+    current: np.ndarray,
+    budget: int | None,
+    allowed: np.ndarray,
+    time_limit_s: float = 60.0,
+    prices: np.ndarray | None = None,
+    iterations: int = 400,
+    final: bool = True,
+    is_cancelled: CancelCheck | None = None,
+) -> Assignment:
+    """Assign accounts (rows of ``cost``) to territories (columns) within the balance bounds.
+
+    ``lo``/``hi`` bound the per-territory totals of ``values`` (n, m). ``prices`` warm-starts the
+    multipliers (from an earlier call on similar costs). With ``final`` false only the priced
+    assignment is returned (fast, may break balance slightly: for centre updates between rounds).
+    Raises :class:`NoPlanFoundError`.
+    """
+    t0 = time.perf_counter()
+    n, k = cost.shape
+    fixed = locks >= 0
+    free = np.flatnonzero(~fixed)
+    lo_r = lo - _totals(values[fixed], locks[fixed], k)
+    hi_r = hi - _totals(values[fixed], locks[fixed], k)
+    fixed_cost = float(cost[fixed, locks[fixed]].sum())
+    bud = None
+    if budget is not None:
+        bud = budget - int(((current >= 0) & fixed & (locks != current)).sum())
+        if bud < 0:
+            raise NoPlanFoundError(proven=True)
+    c = np.where(allowed[free], cost[free], np.inf)
+    cur = np.where(current[free] >= 0, current[free], -1) if bud is not None else None
+    scale = np.maximum(np.abs(hi).mean(0), 1e-12)  # prices are per unit of a territory's target
+    w = values[free] / scale
+    lam = np.zeros((k, values.shape[1] + 1)) if prices is None else prices.copy()
+    lag = _Lagrangian(c, w, lo_r / scale, hi_r / scale, cur, bud)
+    warm = prices is not None
+    logger.debug("ascent start: final=%s warm=%s", final, warm)
+    best, lam = lag.ascend(lam, iterations if final else 150, deadline=t0 + 0.5 * time_limit_s,
+                           is_cancelled=is_cancelled, theta=0.25 if warm else 1.0)  # fmt: skip
+    bound = best + fixed_cost
+    logger.debug("ascent done: bound %.4f", bound)
+    priced = lag.reduced(lam)
+    assign = np.where(fixed, locks, -1)
+    if not final:
+        assign[free] = priced.argmin(1)
+        return Assignment(assign, float(cost[np.arange(n), assign].sum()), bound, lam, 0, False)
+    sub = _primal(c, values[free], lo_r, hi_r, cur, bud, priced, is_cancelled)
+    if sub is None:
+        raise NoPlanFoundError(proven=False)
+    assign[free] = sub
+    objective = float(cost[np.arange(n), assign].sum())
+    logger.info("Assignment: objective %.4f, Lagrangian bound %.4f (%.1f s).",
+                objective, bound, time.perf_counter() - t0)  # fmt: skip
+    return Assignment(assign, objective, min(bound, objective), lam, 0, False)
+
+
+def _totals(values: np.ndarray, idx: np.ndarray, k: int) -> np.ndarray:
+    """Per-territory sums of each measure, (k, m)."""
+    if values.shape[1] == 0 or len(idx) == 0:
+        return np.zeros((k, values.shape[1]))
+    return np.column_stack([np.bincount(idx, weights=values[:, m], minlength=k)
+                            for m in range(values.shape[1])])  # fmt: skip
+
+
+class _Lagrangian:
+    """L(lambda) = sum_i min_j (c_ij + w_i . lambda_j [+ beta if moved]) - penalties; concave."""
+
+    def __init__(self, c, w, lo, hi, cur, budget):
+        self.c, self.w, self.lo, self.hi, self.cur, self.budget = c, w, lo, hi, cur, budget
+        self.rows = np.arange(len(c))
+        self.has = np.flatnonzero(cur >= 0) if cur is not None else np.array([], int)
+        self.bscale = lo.shape[0] / max(len(c), 1)  # budget price per 1/k-th of the accounts
+        nearest = np.where(np.isfinite(c), c, np.nan)
+        self.scale = float(np.nansum(np.nanmin(nearest, axis=1))) + 1.0 if c.size else 1.0
+
+    def reduced(self, lam: np.ndarray) -> np.ndarray:
+        r = self.w @ lam[:, :-1].T
+        r += self.c
+        if self.budget is not None:
+            beta = lam[0, -1] * self.bscale
+            r = r + beta
+            r[self.has, self.cur[self.has]] -= beta
+        return r
+
+    def evaluate(self, lam: np.ndarray) -> tuple[float, np.ndarray]:
+        """Value and a subgradient (same shape as lam) at lam."""
+        r = self.reduced(lam)
+        a = r.argmin(1)
+        k = self.lo.shape[0]
+        load = _totals(self.w, a, k)
+        p = lam[:, :-1]
+        value = r[self.rows, a].sum() - (np.maximum(p, 0) * self.hi).sum()
+        value += (np.maximum(-p, 0) * self.lo).sum()
+        over, under = load - self.hi, load - self.lo
+        g = np.zeros_like(lam)
+        g[:, :-1] = np.where(p > 0, over, np.where(p < 0, under,
+                             np.where(over > 0, over, np.where(under < 0, under, 0.0))))  # fmt: skip
+        if self.budget is not None:
+            moved = int((a[self.has] != self.cur[self.has]).sum())
+            value -= lam[0, -1] * self.bscale * self.budget
+            excess = (moved - self.budget) * self.bscale
+            g[0, -1] = excess if (lam[0, -1] > 0 or excess > 0) else 0.0
+        return float(value), g
+
+    def ascend(self, lam, iterations, *, deadline, is_cancelled, theta=1.0):
+        """Subgradient ascent with Polyak steps towards an estimated optimum; returns the best.
+
+        Stops after ``iterations``, when the step has shrunk to nothing, or when 50 iterations
+        improved the bound by less than 2 parts per million.
+        """
+        best, best_lam = -np.inf, lam.copy()
+        stall = 0
+        history = []
+        for it in range(iterations):
+            if it % 20 == 0:
+                check_cancel(is_cancelled)
+                if time.perf_counter() > deadline:
+                    break
+            history.append(best)
+            if it >= 50 and np.isfinite(history[-50]) and best - history[-50] <= 2e-6 * abs(best):
+                break
+            value, g = self.evaluate(lam)
+            if not np.isfinite(best) or value > best + 1e-12 * abs(best):
+                best, best_lam, stall = value, lam.copy(), 0
+            else:
+                stall += 1
+                if stall >= 20:
+                    theta, stall, lam = theta / 2, 0, best_lam.copy()
+                    if theta < 1e-4:
+                        break
+            norm = float((g * g).sum())
+            if norm == 0.0:
+                break  # the priced assignment is feasible and complementary: optimal
+            step = theta * 0.01 * max(abs(best), self.scale) / norm
+            lam = lam + step * g
+            lam[:, -1] = max(lam[0, -1], 0.0)  # the budget price is never negative
+        return best, best_lam
+
+
+def _pairs_matrices(values, rows, cols, k, n_rows):
+    """Assignment rows (one per account) and balance rows (k*m) over the given pairs."""
+    ncol, m = len(rows), values.shape[1]
+    a_eq = sp.csr_matrix((np.ones(ncol), (rows, np.arange(ncol))), shape=(n_rows, ncol))
+    bal_r = (cols[:, None] * m + np.arange(m)[None, :]).ravel()
+    a_bal = sp.csr_matrix((values[rows].ravel(), (bal_r, np.repeat(np.arange(ncol), m))),
+                          shape=(k * m, ncol))  # fmt: skip
+    return a_eq, a_bal
+
+
+def _budget_row(cur, rows, cols):
+    return ((cur[rows] >= 0) & (cols == cur[rows])).astype(float)
+
+
+def _primal(c, values, lo, hi, cur, budget, priced, is_cancelled):
+    """A feasible plan from the prices: LP on the best candidates, rounding MILP, local search."""
+    n, k = c.shape
+    order = np.argsort(priced, axis=1, kind="stable")
+    for n_cand in (2, 4, k):
+        cand = np.zeros((n, k), bool)
+        cand[np.arange(n)[:, None], order[:, : min(n_cand, k)]] = True
+        if cur is not None:
+            has = cur >= 0
+            cand[np.flatnonzero(has), cur[has]] = True
+        cand &= np.isfinite(c)
+        best = None
+        for shrink in _SHRINKS:
+            check_cancel(is_cancelled)
+            lp = _lp(c, values, lo, hi, cur, budget, cand, shrink)
+            if lp is None:
+                logger.debug("LP on %d candidates, room %.2f: infeasible.", n_cand, shrink)
+                continue
+            plan = _round(c, values, lo, hi, cur, budget, cand, *lp)
+            logger.debug("LP on %d candidates, room %.2f: %s.", n_cand, shrink,
+                         "rounded" if plan is not None else "rounding failed")  # fmt: skip
+            if plan is None:
+                continue
+            search = np.zeros((n, k), bool)
+            search[np.arange(n)[:, None], order[:, : min(3, k)]] = True
+            plan = _local_search(c, values, lo, hi, cur, budget, plan, search & np.isfinite(c))
+            if best is None or c[np.arange(n), plan].sum() < c[np.arange(n), best].sum() - 1e-9:
+                best = plan
+            if c.size > _TRY_ALL_PAIRS:
+                break  # large models: the first plan that rounds is kept (time)
+        if best is not None:
+            return best
+        if n_cand >= k:
+            break
+    return None
+
+
+_SHRINKS = (0.25, 0.1, 0.5, 0.03, 1.0, 0.0)  # room kept for rounding, x the largest account value
+_TRY_ALL_PAIRS = 100_000  # up to this model size every room is tried and the best plan kept
+
+
+def _lp(c, values, lo, hi, cur, budget, cand, shrink):
+    """LP over the candidate pairs with bounds tightened by ``shrink`` (room for rounding)."""
+    n, k = c.shape
+    rows, cols = np.nonzero(cand)
+    a_eq, a_bal = _pairs_matrices(values, rows, cols, k, n)
+    room = np.minimum(shrink * values.max(0, initial=0.0)[None, :], 0.4 * (hi - lo))
+    a_ub = [a_bal, -a_bal]
+    b_ub = [(hi - room).ravel(), -(lo + room).ravel()]
+    if budget is not None:
+        n_cur = int((cur >= 0).sum())
+        a_ub.append(sp.csr_matrix(-_budget_row(cur, rows, cols)[None, :]))
+        b_ub.append(np.array([budget - n_cur], float))
+    res = linprog(c[rows, cols], A_ub=sp.vstack(a_ub).tocsc(), b_ub=np.concatenate(b_ub),
+                  A_eq=a_eq.tocsc(), b_eq=np.ones(n), bounds=(0, 1),
+                  method="highs-ds")  # fmt: skip
+    if res.status != 0:
+        return None
+    return rows, cols, res.x
+
+
+def _round(c, values, lo, hi, cur, budget, cand, rows, cols, x):
+    """Keep the LP's integral choices; a small MILP places the fractional accounts."""
+    n, k = c.shape
+    out = np.full(n, -1)
+    one = x >= 1 - 1e-6
+    out[rows[one]] = cols[one]
+    frac = np.flatnonzero(out < 0)
+    if len(frac) == 0:
+        return out if _feasible(values, out, lo, hi, cur, budget, k) else None
+    closed = out >= 0
+    lo_r = lo - _totals(values[closed], out[closed], k)
+    hi_r = hi - _totals(values[closed], out[closed], k)
+    r2, c2 = np.nonzero(cand[frac])
+    a_eq, a_bal = _pairs_matrices(values[frac], r2, c2, k, len(frac))
+    cons = [LinearConstraint(a_eq, 1, 1), LinearConstraint(a_bal, lo_r.ravel(), hi_r.ravel())]
+    if budget is not None:
+        has = cur >= 0
+        moved_closed = int((has & closed & (out != cur)).sum())
+        stay = _budget_row(cur[frac], r2, c2)
+        cons.append(LinearConstraint(stay[None, :], int(has[frac].sum()) - (budget - moved_closed),
+                                     np.inf))  # fmt: skip
+    res = milp(c[frac][r2, c2], constraints=cons, integrality=np.ones(len(r2)), bounds=(0, 1),
+               options={"node_limit": 2000, "disp": False})  # fmt: skip
+    if res.x is None:
+        return None
+    pick = res.x > 0.5
+    out[frac[r2[pick]]] = c2[pick]
+    return out if _feasible(values, out, lo, hi, cur, budget, k) else None
+
+
+def _feasible(values, assign, lo, hi, cur, budget, k) -> bool:
+    if (assign < 0).any():
+        return False
+    load = _totals(values, assign, k)
+    eps = 1e-9 * (1 + np.abs(hi))
+    if (load > hi + eps).any() or (load < lo - eps).any():
+        return False
+    if budget is not None:
+        has = cur >= 0
+        return int((assign[has] != cur[has]).sum()) <= budget
+    return True
+
+
+def _local_search(c, values, lo, hi, cur, budget, assign, cand, passes: int = 8,
+                  max_trials: int = 60_000):  # fmt: skip
+    """Improving shifts and swaps between candidate territories that keep every bound.
+
+    Deterministic: at most ``max_trials`` tried moves in all, the most promising first.
+    """
+    n, k = c.shape
+    a = assign.copy()
+    load = _totals(values, a, k)
+    eps = 1e-9 * (1 + np.abs(hi))
+    lo_e, hi_e = lo - eps, hi + eps
+    has = cur >= 0 if cur is not None else np.zeros(n, bool)
+    moved = int((a[has] != cur[has]).sum()) if budget is not None else 0
+    rows = np.arange(n)
+    tried = 0
+    for _ in range(passes):
+        improved = False
+        gain = np.where(cand, c - c[rows, a][:, None], np.inf)  # < 0: cheaper elsewhere
+        gain[rows, a] = np.inf
+        ii, jj = np.nonzero(gain < -1e-12)
+        by_terr = np.argsort(a, kind="stable")
+        starts = np.searchsorted(a[by_terr], np.arange(k + 1))
+        trials = np.argsort(gain[ii, jj], kind="stable")[: max(max_trials - tried, 0)]
+        tried += len(trials)
+        for t in trials:
+            i, j = int(ii[t]), int(jj[t])
+            src = int(a[i])
+            if src == j or c[i, j] >= c[i, src]:
+                continue
+            v = values[i]
+            dm = 0
+            if budget is not None and has[i]:
+                dm = int(j != cur[i]) - int(src != cur[i])
+            if ((load[src] - v >= lo_e[src]).all() and (load[j] + v <= hi_e[j]).all()
+                    and moved + dm <= (budget if budget is not None else moved + dm)):  # fmt: skip
+                a[i] = j
+                load[src] -= v
+                load[j] += v
+                moved += dm
+                improved = True
+                continue
+            # swap with an account of j that may go to src
+            mates = by_terr[starts[j] : starts[j + 1]]
+            mates = mates[(a[mates] == j) & cand[mates, src]]
+            if len(mates) == 0:
+                continue
+            delta = (c[i, j] - c[i, src]) + (c[mates, src] - c[mates, j])
+            vm = values[mates]
+            ok = delta < -1e-12
+            ok &= ((load[src] - v + vm >= lo_e[src]) & (load[src] - v + vm <= hi_e[src])).all(1)
+            ok &= ((load[j] + v - vm >= lo_e[j]) & (load[j] + v - vm <= hi_e[j])).all(1)
+            if budget is not None:
+                dmm = np.where(has[mates], (src != cur[mates]).astype(int)
+                               - (j != cur[mates]).astype(int), 0)  # fmt: skip
+                ok &= moved + dm + dmm <= budget
+            if not ok.any():
+                continue
+            best = int(np.flatnonzero(ok)[np.argmin(delta[ok])])
+            i2 = int(mates[best])
+            a[i], a[i2] = j, src
+            load[src] += values[i2] - v
+            load[j] += v - values[i2]
+            if budget is not None:
+                moved += dm + int(dmm[best])
+            improved = True
+        if not improved or tried >= max_trials:
+            break
+    return a
