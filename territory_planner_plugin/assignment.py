@@ -59,6 +59,8 @@ def solve_balanced(
     prices: np.ndarray | None = None,
     iterations: int = 400,
     final: bool = True,
+    rooms: tuple[float, ...] | None = None,
+    keep: int = 1,
     is_cancelled: CancelCheck | None = None,
 ) -> Assignment:
     """Assign accounts (rows of ``cost``) to territories (columns) within the balance bounds.
@@ -66,6 +68,8 @@ def solve_balanced(
     ``lo``/``hi`` bound the per-territory totals of ``values`` (n, m). ``prices`` warm-starts the
     multipliers (from an earlier call on similar costs). With ``final`` false only the priced
     assignment is returned (fast, may break balance slightly: for centre updates between rounds).
+    ``rooms`` are the margins (x the largest account value) kept for rounding, tried in order;
+    on large models the best of the first ``keep`` plans found is returned.
     Raises :class:`NoPlanFoundError`.
     """
     t0 = time.perf_counter()
@@ -97,7 +101,7 @@ def solve_balanced(
     if not final:
         assign[free] = priced.argmin(1)
         return Assignment(assign, float(cost[np.arange(n), assign].sum()), bound, lam, 0, False)
-    sub = _primal(c, values[free], lo_r, hi_r, cur, bud, priced, is_cancelled)
+    sub = _primal(c, values[free], lo_r, hi_r, cur, bud, priced, is_cancelled, rooms, keep)
     if sub is None:
         raise NoPlanFoundError(proven=False)
     assign[free] = sub
@@ -204,19 +208,22 @@ def _budget_row(cur, rows, cols):
     return ((cur[rows] >= 0) & (cols == cur[rows])).astype(float)
 
 
-def _primal(c, values, lo, hi, cur, budget, priced, is_cancelled):
+def _primal(c, values, lo, hi, cur, budget, priced, is_cancelled, rooms=None, keep=1):
     """A feasible plan from the prices: LP on the best candidates, rounding MILP, local search."""
     n, k = c.shape
+    rooms = _SHRINKS if rooms is None else rooms
     order = np.argsort(priced, axis=1, kind="stable")
-    for n_cand in (2, 4, k):
+    near = np.argsort(c, axis=1, kind="stable")  # geographic neighbours keep the LP connected
+    for n_cand, n_near in ((2, 0), (2, 2), (4, 4), (k, 0)):
         cand = np.zeros((n, k), bool)
         cand[np.arange(n)[:, None], order[:, : min(n_cand, k)]] = True
+        cand[np.arange(n)[:, None], near[:, : min(n_near, k)]] = True
         if cur is not None:
             has = cur >= 0
             cand[np.flatnonzero(has), cur[has]] = True
         cand &= np.isfinite(c)
-        best = None
-        for shrink in _SHRINKS:
+        best, found = None, 0
+        for shrink in rooms:
             check_cancel(is_cancelled)
             lp = _lp(c, values, lo, hi, cur, budget, cand, shrink)
             if lp is None:
@@ -229,11 +236,13 @@ def _primal(c, values, lo, hi, cur, budget, priced, is_cancelled):
                 continue
             search = np.zeros((n, k), bool)
             search[np.arange(n)[:, None], order[:, : min(3, k)]] = True
+            search[np.arange(n)[:, None], near[:, : min(3, k)]] = True
             plan = _local_search(c, values, lo, hi, cur, budget, plan, search & np.isfinite(c))
             if best is None or c[np.arange(n), plan].sum() < c[np.arange(n), best].sum() - 1e-9:
                 best = plan
-            if c.size > _TRY_ALL_PAIRS:
-                break  # large models: the first plan that rounds is kept (time)
+            found += 1
+            if c.size > _TRY_ALL_PAIRS and found >= keep:
+                break  # large models: the best of the first ``keep`` plans that round (time)
         if best is not None:
             return best
         if n_cand >= k:

@@ -396,7 +396,8 @@ def _model(cost, values, capacity, tol, locks, current, budget, allowed, relax, 
 
 
 def _solve(cost, values, capacity, tol, locks, current, budget, allowed, solver, time_limit_s,
-           fields, cen_ids, *, prices=None, final=True, is_cancelled=None):  # fmt: skip
+           fields, cen_ids, *, prices=None, final=True, is_cancelled=None, rooms=None,
+           keep=1):  # fmt: skip
     """Exact MILP (PuLP) for small models; prices, LP and local search (assignment.py) beyond."""
     if cost.size <= EXACT_PAIRS:
         assign, objective, lower = _solve_exact(
@@ -409,6 +410,7 @@ def _solve(cost, values, capacity, tol, locks, current, budget, allowed, solver,
         res = solve_balanced(
             cost, values, lo, hi, locks=locks, current=current, budget=budget, allowed=allowed,
             time_limit_s=time_limit_s, prices=prices, final=final, is_cancelled=is_cancelled,
+            rooms=rooms, keep=keep,
         )  # fmt: skip
     except NoPlanFoundError as err:
         _explain_infeasible(cost, values, capacity, tol, locks, current, budget, allowed, solver,
@@ -597,7 +599,8 @@ def _build_plan(acc, original, ids, fields, values, assign, cost, cost_km, cost_
         sum(w) + travel_weight
     )
     kpis["cv_travel"] = round(cv_travel, 4)
-    kpis.update(max_deviation_pct=round(max_dev, 2), compactness_mean=round(objective / n, 3),
+    compact = float(cost[rows, assign].sum()) / n
+    kpis.update(max_deviation_pct=round(max_dev, 2), compactness_mean=round(compact, 3),
                 moved=moved, balance_score=round(score, 4))  # fmt: skip
     for key, value in kpis.items():
         summary[key] = value

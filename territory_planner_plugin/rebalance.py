@@ -1,0 +1,164 @@
+"""Quarterly rebalancing: restore balance from today's assignment while moving as little as possible.
+
+The same hard constraints as :mod:`territories` (tolerance, locks, MAX_MOVES, REP_MAX_MINUTES), with
+the objective turned round: minimise the accounts moved (or the value moved, e.g. revenue), and only
+then the distance. New accounts and the accounts of a rep who left are placed where they balance
+best; a rep who joined gets accounts from the neighbours. The Lagrangian bound of
+:mod:`assignment` gives a proven lower bound on the moves, reported with the plan.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+
+from . import territories as terr
+from .errors import InvalidInputError
+from .progress import CancelCheck, ProgressCallback, check_cancel, report
+
+logger = logging.getLogger(__name__)
+
+MOVE_COLUMNS = ("account_id", "from_id", "to_id", "reason", "moved_value", "centre_km")
+
+
+@dataclass
+class Rebalance:
+    """A rebalanced plan, the list of moves and the proven lower bound on the moves needed."""
+
+    plan: terr.TerritoryPlan
+    moves: pd.DataFrame
+    moves_lower_bound: float
+
+
+def rebalance_territories(
+    accounts: gpd.GeoDataFrame,
+    *,
+    id_field: str,
+    current_field: str,
+    reps: gpd.GeoDataFrame | None = None,
+    rep_id_field: str | None = None,
+    rep_capacity_field: str | None = None,
+    rep_max_minutes: float | None = None,
+    balance_fields: Sequence[str] = (),
+    balance_weights: Sequence[float] | None = None,
+    tolerance_pct: float = 5.0,
+    lock_field: str | None = None,
+    max_moves_pct: float | None = None,
+    minimise_field: str | None = None,
+    network: object | None = None,
+    time_limit_s: float = 60.0,
+    solver: str = "CBC",
+    progress: ProgressCallback | None = None,
+    is_cancelled: CancelCheck | None = None,
+) -> Rebalance:
+    """Move as few accounts (or as little of ``minimise_field``) as needed to restore balance.
+
+    Territories are the REPS (ids = rep ids) when given, otherwise the ids found in
+    ``current_field``, centred on the medoid of their current accounts. Accounts whose current
+    territory is empty are new; those naming a rep not in REPS belong to a rep who left.
+    """
+    params = {k: v for k, v in locals().items() if k not in ("accounts", "reps", "network",
+                                                              "progress", "is_cancelled")}  # fmt: skip
+    acc = terr._prepare_accounts(accounts, id_field)
+    ids = acc[id_field].astype(str).to_numpy()
+    if not current_field or current_field not in acc.columns:
+        msg = f"CURRENT_FIELD: '{current_field}' is not a field of ACCOUNTS; choose today's territory field."
+        raise InvalidInputError(msg)
+    fields = list(balance_fields)
+    values = terr._balance_values(acc, ids, fields)
+    tol = terr._tolerances(tolerance_pct, balance_weights, fields)
+    xy = shapely.get_coordinates(acc.geometry.values)
+    raw = acc[current_field].map(_text).to_numpy(object)
+    if reps is not None:
+        cen_ids, cen_xy, capacity = terr._prepare_reps(
+            reps, rep_id_field, rep_capacity_field, acc.crs
+        )
+    else:
+        cen_ids = np.array(sorted({v for v in raw if v}))
+        if len(cen_ids) == 0:
+            msg = f"CURRENT_FIELD: '{current_field}' is empty for every account; use designterritories."
+            raise InvalidInputError(msg)
+        cen_xy = np.array([_medoid(xy[raw == c]) for c in cen_ids])
+        capacity = np.ones(len(cen_ids))
+    known = set(cen_ids)
+    is_new = np.array([not v for v in raw])
+    departed = np.array([bool(v) and v not in known for v in raw])
+    if departed.any():
+        gone = sorted({v for v, d in zip(raw, departed) if d})
+        logger.warning("Territories %s are not in REPS: their %d accounts are handed over.",
+                       ", ".join(gone), int(departed.sum()))  # fmt: skip
+    if is_new.any():
+        logger.info("%d new accounts (no current territory) are placed.", int(is_new.sum()))
+    locks = terr._codes(acc, lock_field, cen_ids, "LOCK_FIELD", ids)
+    current = terr._codes(acc, current_field, cen_ids, "CURRENT_FIELD", ids, strict=False)
+    budget = None
+    if max_moves_pct is not None:
+        budget = math.floor(max_moves_pct / 100.0 * len(acc) + 1e-9)
+    weight = np.ones(len(acc))
+    if minimise_field:
+        weight = terr._balance_values(acc, ids, [minimise_field])[:, 0]
+    report(progress, 0.1, "Costs")
+    check_cancel(is_cancelled)
+    cost_km, cost_min = terr._costs(xy, cen_xy, network, acc.crs)
+    dist = cost_min if cost_min is not None else cost_km
+    allowed = np.ones_like(dist, dtype=bool)
+    if rep_max_minutes is not None and cost_min is not None:
+        allowed = cost_min <= rep_max_minutes
+    terr._precheck(values, fields, capacity, tol, locks, allowed, ids, cen_ids)
+    # moves first; distance only breaks ties (all of it is worth less than the smallest move)
+    has = current >= 0
+    move_cost = np.where(has[:, None], weight[:, None], 0.0) * np.ones_like(dist)
+    move_cost[np.flatnonzero(has), current[has]] = 0.0
+    unit = weight[has & (weight > 0)].min() if (has & (weight > 0)).any() else 1.0
+    eps = 0.5 * unit / max(float(np.where(allowed, dist, 0).max(1).sum()), 1e-9)
+    cost = move_cost + eps * dist
+    report(progress, 0.3, "Assignment")
+    assign, _, lower, _ = terr._solve(
+        cost, values, capacity, tol, locks, current, budget, allowed, solver, time_limit_s,
+        fields, cen_ids, is_cancelled=is_cancelled, rooms=(0.0, 0.03, 0.1, 0.25), keep=3,
+    )  # fmt: skip
+    terr._verify(assign, values, capacity, tol, locks, current, budget, allowed, ids, cen_ids)
+    moved_value = float(move_cost[np.arange(len(acc)), assign].sum())
+    bound = max(0.0, lower - eps * float(np.where(allowed, dist, np.inf).min(1).sum()))
+    bound = min(math.ceil(bound - 1e-6) if not minimise_field else bound, moved_value)
+    report(progress, 0.9, "Outputs")
+    plan = terr._build_plan(
+        acc, accounts, ids, fields, values, assign, dist, cost_km, cost_min, cen_ids, cen_xy,
+        capacity, tol, locks, current, budget, moved_value, bound, None, params,
+        allowed, balance_weights, 0.0,
+    )  # fmt: skip
+    reasons = np.where(departed, "rep left", np.where(is_new, "new account",
+                       np.where(locks >= 0, "locked", "balance")))  # fmt: skip
+    raw_from = np.where(departed | has, raw, None)
+    changed = is_new | departed | (has & (assign != current))
+    plan.accounts["reason"] = np.where(changed, reasons, plan.accounts["reason"])
+    moves = pd.DataFrame({
+        "account_id": ids[changed], "from_id": raw_from[changed], "to_id": cen_ids[assign][changed],
+        "reason": reasons[changed], "moved_value": weight[changed],
+        "centre_km": np.round(cost_km[np.arange(len(acc)), assign][changed], 3),
+    })  # fmt: skip
+    logger.info("Rebalance: %d accounts moved (proven minimum %s), %d new or handed over.",
+                int((has & (assign != current)).sum()), bound,
+                int((is_new | departed).sum()))  # fmt: skip
+    return Rebalance(plan=plan, moves=moves, moves_lower_bound=float(bound))
+
+
+def _text(v) -> str:
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return ""
+    return str(v).strip()
+
+
+def _medoid(pts: np.ndarray) -> np.ndarray:
+    if len(pts) > 2000:  # geometric centre, then the nearest member (bounded memory)
+        centre = np.median(pts, axis=0)
+        return pts[int(np.argmin(((pts - centre) ** 2).sum(1)))]
+    d = np.sqrt(((pts[:, None, :] - pts[None, :, :]) ** 2).sum(-1)).sum(1)
+    return pts[int(np.argmin(d))]
