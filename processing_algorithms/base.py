@@ -2,7 +2,8 @@
 
 One builder per shared parameter (NETWORK, MAX_SNAP, SEED, TIME_LIMIT, SOLVER, output sinks), the
 layer <-> GeoDataFrame conversion, the engine log forwarding, progress/cancel callables built from
-Processing feedback and the mapping of engine errors to ``QgsProcessingException``.
+Processing feedback, the mapping of engine errors to ``QgsProcessingException`` and the run
+manifests of the planning algorithms (MANIFEST / OUTPUT_MANIFEST, see add_manifest_parameters).
 Nothing here keeps run state: every helper takes what it needs as arguments.
 """
 
@@ -13,14 +14,17 @@ import functools
 import logging
 import math
 import os
+import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 from qgis.core import (
+    Qgis,
     QgsCoordinateReferenceSystem,
     QgsFeature,
     QgsFeatureRequest,
@@ -31,12 +35,15 @@ from qgis.core import (
     QgsProcessing,
     QgsProcessingAlgorithm,
     QgsProcessingException,
+    QgsProcessingFeatureSourceDefinition,
     QgsProcessingFeedback,
     QgsProcessingMultiStepFeedback,
+    QgsProcessingOutputLayerDefinition,
     QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFeatureSink,
     QgsProcessingParameterFile,
+    QgsProcessingParameterFileDestination,
     QgsProcessingParameterNumber,
     QgsWkbTypes,
 )
@@ -44,6 +51,7 @@ from qgis.PyQt.QtCore import QCoreApplication, QDate, QDateTime, QTime, QUrl, QV
 from qgis.PyQt.QtGui import QIcon
 
 from .. import territory_planner_plugin as engine_package
+from ..territory_planner_plugin import manifest as run_manifest
 from ..territory_planner_plugin.errors import Cancelled, TerritoryPlannerError
 
 PLUGIN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -57,6 +65,8 @@ MAX_SNAP = "MAX_SNAP"
 SEED = "SEED"
 TIME_LIMIT = "TIME_LIMIT"
 SOLVER = "SOLVER"
+MANIFEST = "MANIFEST"
+OUTPUT_MANIFEST = "OUTPUT_MANIFEST"
 
 NETWORK_FILE_FILTER = (
     "Road networks (*.gpkg *.osm *.pbf *.osm.pbf *.bz2 *.osm.bz2 *.graphml);;"
@@ -681,3 +691,285 @@ def attach_style(context, dest_id: str | None, kind: str) -> None:
             except Exception as err:  # styling must never fail a run
                 LOG.warning("Could not style %s: %s", dest_id, err)
             return
+
+
+# --------------------------------------------------------------------------------------------
+# Run manifests (reproducible runs)
+# --------------------------------------------------------------------------------------------
+def add_manifest_parameters(alg: QgsProcessingAlgorithm) -> None:
+    """Add MANIFEST (optional, advanced) and OUTPUT_MANIFEST (optional JSON file) to ``alg``.
+
+    Call it once at the end of ``initAlgorithm``: ``add_manifest_parameters(self)``. Then call
+    :func:`start_run_manifest` after the input layers are converted (before the engine) and
+    :func:`write_run_manifest` after the outputs are written; see their docstrings.
+    """
+    manifest = QgsProcessingParameterFile(
+        MANIFEST,
+        "Check against a run manifest (reproduce a recorded run)",
+        QgsProcessingParameterFile.File,
+        "json",
+        None,
+        True,
+        "JSON (*.json)",
+    )
+    alg.addParameter(_advanced(manifest))
+    alg.addParameter(
+        QgsProcessingParameterFileDestination(
+            OUTPUT_MANIFEST, "Run manifest", "JSON (*.json)", None, True, False
+        )
+    )
+
+
+_PASSWORD = re.compile(r"(password\s*=\s*)('[^']*'|\S+)", re.IGNORECASE)
+
+
+def _absolute_source(source: str) -> str:
+    """A layer source or file path with its file part made absolute (passwords redacted)."""
+    path, sep, rest = source.partition("|")
+    if path and not os.path.isabs(path) and os.path.exists(path):
+        path = os.path.abspath(path)
+    return _PASSWORD.sub(r"\1'***'", path + sep + rest)
+
+
+def _unset(value: Any) -> bool:
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return True
+    return isinstance(value, QVariant) and value.isNull()
+
+
+def manifest_parameters(
+    alg: QgsProcessingAlgorithm, parameters: dict, context, feedback=None
+) -> tuple[dict, dict]:
+    """``(inputs, destinations)``: every parameter as ``qgis_process`` takes it, JSON-safe.
+
+    Layers become their sources (``/abs/path.gpkg|layername=x``), enums their index, fields a
+    name (a list when several are allowed), unset optional values None. MANIFEST is left out;
+    destination parameters (outputs) are returned separately.
+    """
+    values: dict[str, Any] = {}
+    outputs: dict[str, Any] = {}
+    for definition in alg.parameterDefinitions():
+        key, kind = definition.name(), definition.type()
+        raw = parameters.get(key)
+        if key == MANIFEST:
+            continue
+        if definition.isDestination():
+            if isinstance(raw, QgsProcessingOutputLayerDefinition):
+                raw = raw.sink.staticValue()
+            outputs[key] = None if _unset(raw) else str(raw)
+            continue
+        if kind in ("source", "vector", "raster", "layer", "mesh"):
+            if isinstance(raw, QgsProcessingFeatureSourceDefinition):
+                if raw.selectedFeaturesOnly and feedback is not None:
+                    feedback.pushWarning(
+                        f"{key} uses selected features only: the manifest records the layer "
+                        "source, so a rerun outside QGIS reads every feature (the input hash "
+                        "tells)."
+                    )
+                raw = raw.source.staticValue()  # parameterAsLayer does not unwrap it (3.22)
+            layer = None if _unset(raw) else alg.parameterAsLayer({key: raw}, key, context)
+            values[key] = _absolute_source(layer.source()) if layer is not None else None
+        elif kind == "multilayer":
+            layers = alg.parameterAsLayerList(parameters, key, context)
+            values[key] = [_absolute_source(layer.source()) for layer in layers]
+        elif kind == "field":
+            names = alg.parameterAsFields(parameters, key, context)
+            values[key] = (
+                list(names) if definition.allowMultiple() else (names[0] if names else None)
+            )
+        elif kind == "enum":
+            if definition.allowMultiple():
+                values[key] = list(alg.parameterAsEnums(parameters, key, context))
+            else:
+                values[key] = alg.parameterAsEnum(parameters, key, context)
+        elif kind in ("number", "distance", "scale", "duration"):
+            if _unset(raw) and definition.defaultValue() is None:
+                values[key] = None
+            elif kind == "number" and definition.dataType() == QgsProcessingParameterNumber.Integer:
+                values[key] = alg.parameterAsInt(parameters, key, context)
+            else:
+                values[key] = alg.parameterAsDouble(parameters, key, context)
+        elif kind == "boolean":
+            values[key] = alg.parameterAsBool(parameters, key, context)
+        elif kind == "file":
+            path = alg.parameterAsFile(parameters, key, context)
+            values[key] = _absolute_source(path) if path else None
+        elif kind in ("string", "expression"):
+            values[key] = alg.parameterAsString(parameters, key, context)
+        else:
+            values[key] = None if _unset(raw) else run_manifest.json_safe(_python_value(raw))
+    return run_manifest.json_safe(values), outputs
+
+
+@dataclass
+class RunManifest:
+    """What :func:`start_run_manifest` found; :func:`write_run_manifest` finishes with it."""
+
+    algorithm: str
+    active: bool = False
+    parameters: dict = field(default_factory=dict)
+    outputs: dict = field(default_factory=dict)
+    input_hashes: dict = field(default_factory=dict)
+    reference: dict | None = None
+    reference_path: str = ""
+    output_path: str = ""
+    differing: list = field(default_factory=list)
+    extra: dict = field(default_factory=dict)
+
+
+def start_run_manifest(
+    alg: QgsProcessingAlgorithm,
+    parameters: dict,
+    context,
+    feedback: QgsProcessingFeedback,
+    *,
+    frames: Mapping[str, Any],
+    files: Mapping[str, str | None] | None = None,
+) -> RunManifest:
+    """Hash the inputs and, with MANIFEST, check them against the recorded run; before solving.
+
+    ``frames``: parameter key -> the GeoDataFrame the engine will receive (None when not given),
+    e.g. ``{"ACCOUNTS": accounts, "REPS": reps}``; ``files``: key -> path of a file input, e.g.
+    ``{"NETWORK": network_path}``. With MANIFEST: a manifest of another algorithm or an input
+    whose hash differs raises (naming the inputs); each other parameter that differs from the
+    manifest is a warning. Nothing is hashed when neither MANIFEST nor OUTPUT_MANIFEST is set.
+
+    Usage (one line, after converting the layers)::
+
+        run = start_run_manifest(self, parameters, context, feedback,
+                                 frames={"ACCOUNTS": accounts, "REPS": reps},
+                                 files={"NETWORK": network_path})
+    """
+    algorithm = alg.id() if ":" in (alg.id() or "") else f"territory_planner:{alg.name()}"
+    reference_path = alg.parameterAsFile(parameters, MANIFEST, context) or ""
+    output_path = alg.parameterAsFileOutput(parameters, OUTPUT_MANIFEST, context) or ""
+    if _unset(parameters.get(OUTPUT_MANIFEST)):
+        output_path = ""
+    run = RunManifest(algorithm, reference_path=reference_path, output_path=output_path)
+    run.active = bool(reference_path or output_path)
+    if not run.active:
+        return run
+    run.parameters, run.outputs = manifest_parameters(alg, parameters, context, feedback)
+    for key, frame in frames.items():
+        run.input_hashes[key] = None if frame is None else run_manifest.frame_hash(frame)
+    for key, path in (files or {}).items():
+        run.input_hashes[key] = run_manifest.file_hash(path) if path else None
+    if not reference_path:
+        return run
+    reference = run_manifest.read_manifest(reference_path)
+    if reference.get("algorithm") != algorithm:
+        msg = (
+            f"MANIFEST: {reference_path} records a run of {reference.get('algorithm')}, not "
+            f"{algorithm}. Give a manifest written by this algorithm."
+        )
+        raise QgsProcessingException(msg)
+    changed = run_manifest.check_inputs(reference, run.input_hashes)
+    if changed:
+        msg = (
+            f"MANIFEST: input {', '.join(changed)} differs from the run recorded in "
+            f"{reference_path} ({reference.get('created', 'unknown date')}): its contents, "
+            "rows or CRS changed. Use the same layers or run without MANIFEST."
+        )
+        raise QgsProcessingException(msg)
+    run.reference = reference
+    run.differing = run_manifest.differing_parameters(
+        reference, run.parameters, skip=set(frames) | set(files or {})
+    )
+    for key, old, new in run.differing:
+        feedback.pushWarning(
+            f"MANIFEST: {key} is {new!r} here but {old!r} in the manifest; the plan may differ."
+        )
+    feedback.pushInfo(f"MANIFEST: inputs match {reference_path}; checking the plan after the run.")
+    return run
+
+
+def write_run_manifest(
+    run: RunManifest,
+    plan: Any,
+    results: dict,
+    feedback: QgsProcessingFeedback,
+    *,
+    id_field: str,
+    territory_field: str = "territory_id",
+) -> dict:
+    """Write OUTPUT_MANIFEST and, with MANIFEST, check the plan reproduces the recorded one.
+
+    Call it once after the outputs are written: ``write_run_manifest(run, plan, results,
+    feedback, id_field=id_field)``. ``plan`` needs ``accounts`` (with ``id_field`` and
+    ``territory_field``) and may have ``objective``, ``lower_bound``, ``gap_pct``,
+    ``max_deviation_pct``, ``moved``, ``kpis`` and ``parameters``. Adds OUTPUT_MANIFEST (path
+    or None) to ``results`` and returns it. When the plan differs from MANIFEST's it raises
+    after writing the new manifest (the outputs hold the new plan).
+    """
+    results[OUTPUT_MANIFEST] = None
+    if not run.active:
+        return results
+    digest = run_manifest.assignment_hash(plan.accounts, id_field, territory_field)
+    figures = {
+        name: getattr(plan, name, None)
+        for name in ("objective", "lower_bound", "gap_pct", "max_deviation_pct", "moved", "kpis")
+    }
+    figures["assignment_hash"] = digest
+    outputs = dict(run.outputs)
+    for key in outputs:
+        if isinstance(results.get(key), str):
+            outputs[key] = results[key]
+    if run.output_path:
+        outputs[OUTPUT_MANIFEST] = run.output_path
+    extra = {
+        "versions": {"qgis": Qgis.QGIS_VERSION},
+        "outputs": outputs,
+        "engine_parameters": getattr(plan, "parameters", None) or {},
+        **run.extra,
+    }
+    index = run.parameters.get(SOLVER)
+    if isinstance(index, int) and 0 <= index < len(SOLVERS):
+        extra.setdefault("solver", SOLVERS[index][0])
+    manifest = run_manifest.build_manifest(
+        run.algorithm, run.parameters, run.input_hashes, figures, extra
+    )
+    if run.reference_path:
+        manifest["reproduces"] = run.reference_path
+    if run.output_path:
+        results[OUTPUT_MANIFEST] = run_manifest.write_manifest(run.output_path, manifest)
+        feedback.pushInfo(f"Run manifest written to {run.output_path}.")
+    if run.reference is None:
+        return results
+    old = run.reference.get("assignment_hash")
+    if old == digest:
+        feedback.pushInfo(
+            f"Reproduced exactly: the plan equals the one recorded in {run.reference_path} "
+            f"(assignment hash {digest[:16]})."
+        )
+        return results
+    raise QgsProcessingException(_differs_message(run, manifest, old, digest))
+
+
+def _differs_message(run: RunManifest, manifest: dict, old: Any, new: str) -> str:
+    recorded = run.reference.get("results") or {}
+    now = manifest["results"]
+    reasons = []
+    if run.differing:
+        reasons.append("parameters differ: " + ", ".join(key for key, _, _ in run.differing))
+    versions = {
+        name: (value, manifest["versions"].get(name))
+        for name, value in (run.reference.get("versions") or {}).items()
+        if value != manifest["versions"].get(name)
+    }
+    if versions:
+        reasons.append(
+            "versions differ: "
+            + ", ".join(f"{name} {a} -> {b}" for name, (a, b) in sorted(versions.items()))
+        )
+    if recorded.get("gap_pct") != now.get("gap_pct"):
+        reasons.append(
+            f"the gap changed ({recorded.get('gap_pct')}% -> {now.get('gap_pct')}%): a solver "
+            "stopped by TIME_LIMIT keeps whatever it found by then, so raise TIME_LIMIT"
+        )
+    why = f" Possible causes: {'; '.join(reasons)}." if reasons else ""
+    return (
+        f"Plan differs from the manifest {run.reference_path}: assignment hash "
+        f"{str(new)[:16]} instead of {str(old)[:16]} (objective {now.get('objective')} vs "
+        f"{recorded.get('objective')}).{why} The new plan was written to the outputs"
+        + (f" and its manifest to {run.output_path}." if run.output_path else ".")
+    )

@@ -21,6 +21,7 @@ from .base import (
     PROJECTED,
     SOLVERS,
     TerritoryPlannerAlgorithm,
+    add_manifest_parameters,
     attach_style,
     check_cancelled,
     engine_callbacks,
@@ -35,8 +36,10 @@ from .base import (
     solver_parameter,
     source_or_error,
     source_to_gdf,
+    start_run_manifest,
     step_feedback,
     time_limit_parameter,
+    write_run_manifest,
     write_sink,
 )
 
@@ -70,6 +73,8 @@ class DesignTerritoriesAlgorithm(TerritoryPlannerAlgorithm):
     SEED = "SEED"
     TIME_LIMIT = "TIME_LIMIT"
     SOLVER = "SOLVER"
+    MANIFEST = "MANIFEST"
+    OUTPUT_MANIFEST = "OUTPUT_MANIFEST"
     OUTPUT_ACCOUNTS = "OUTPUT_ACCOUNTS"
     OUTPUT_TERRITORIES = "OUTPUT_TERRITORIES"
     OUTPUT_CENTRES = "OUTPUT_CENTRES"
@@ -155,7 +160,7 @@ class DesignTerritoriesAlgorithm(TerritoryPlannerAlgorithm):
         add(
             _Number(
                 self.TRAVEL_WEIGHT,
-                self.tr("Weight of travel (compactness)"),
+                self.tr("Weight of travel balance in the combined score"),
                 _Number.Double,
                 1.0,
                 False,
@@ -248,6 +253,7 @@ class DesignTerritoriesAlgorithm(TerritoryPlannerAlgorithm):
                 optional=True,
             )
         )
+        add_manifest_parameters(self)
         for key, _, label in self.NUMERIC_OUTPUTS:
             self.addOutput(QgsProcessingOutputNumber(key, self.tr(label)))
 
@@ -310,6 +316,10 @@ class DesignTerritoriesAlgorithm(TerritoryPlannerAlgorithm):
                 reps_source, feedback=steps, name="REPS", target_crs=accounts.crs, points=True
             )
         steps.setCurrentStep(2)
+        manifest_run = start_run_manifest(
+            self, parameters, context, feedback,
+            frames={self.ACCOUNTS: accounts, self.REPS: reps}, files={self.NETWORK: network_path},
+        )  # fmt: skip
         plan = territories.design_territories(
             accounts,
             id_field=id_field,
@@ -341,4 +351,4 @@ class DesignTerritoriesAlgorithm(TerritoryPlannerAlgorithm):
             finite = value is not None and math.isfinite(float(value))
             results[key] = float(value) if finite else None  # NaN (e.g. no bound) -> NULL
             feedback.pushInfo(f"{label}: {results[key]}")
-        return results
+        return write_run_manifest(manifest_run, plan, results, feedback, id_field=id_field)
