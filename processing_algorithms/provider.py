@@ -21,6 +21,7 @@ from .compare_plans import ComparePlansAlgorithm
 from .design_territories import DesignTerritoriesAlgorithm
 from .drive_time_catchments import DriveTimeCatchmentsAlgorithm
 from .export_territories import ExportTerritoriesAlgorithm
+from .rebalance_territories import RebalanceTerritoriesAlgorithm
 from .territory_report import TerritoryReportAlgorithm
 from .travel_time_matrix import TravelTimeMatrixAlgorithm
 
@@ -30,6 +31,7 @@ ALGORITHMS = (
     TravelTimeMatrixAlgorithm,
     CheckAccountsAlgorithm,
     DesignTerritoriesAlgorithm,
+    RebalanceTerritoriesAlgorithm,
     ExportTerritoriesAlgorithm,
     TerritoryReportAlgorithm,
     ComparePlansAlgorithm,

@@ -76,8 +76,8 @@ def solve_balanced(
     n, k = cost.shape
     fixed = locks >= 0
     free = np.flatnonzero(~fixed)
-    lo_r = lo - _totals(values[fixed], locks[fixed], k)
-    hi_r = hi - _totals(values[fixed], locks[fixed], k)
+    lo_r = lo - totals(values[fixed], locks[fixed], k)
+    hi_r = hi - totals(values[fixed], locks[fixed], k)
     fixed_cost = float(cost[fixed, locks[fixed]].sum())
     bud = None
     if budget is not None:
@@ -92,7 +92,7 @@ def solve_balanced(
     lag = _Lagrangian(c, w, lo_r / scale, hi_r / scale, cur, bud)
     warm = prices is not None
     logger.debug("ascent start: final=%s warm=%s", final, warm)
-    best, lam = lag.ascend(lam, iterations if final else 150, deadline=t0 + 0.5 * time_limit_s,
+    best, lam = lag.ascend(lam, iterations, deadline=t0 + 0.5 * time_limit_s,
                            is_cancelled=is_cancelled, theta=0.25 if warm else 1.0)  # fmt: skip
     bound = best + fixed_cost
     logger.debug("ascent done: bound %.4f", bound)
@@ -111,7 +111,7 @@ def solve_balanced(
     return Assignment(assign, objective, min(bound, objective), lam, 0, False)
 
 
-def _totals(values: np.ndarray, idx: np.ndarray, k: int) -> np.ndarray:
+def totals(values: np.ndarray, idx: np.ndarray, k: int) -> np.ndarray:
     """Per-territory sums of each measure, (k, m)."""
     if values.shape[1] == 0 or len(idx) == 0:
         return np.zeros((k, values.shape[1]))
@@ -144,7 +144,7 @@ class _Lagrangian:
         r = self.reduced(lam)
         a = r.argmin(1)
         k = self.lo.shape[0]
-        load = _totals(self.w, a, k)
+        load = totals(self.w, a, k)
         p = lam[:, :-1]
         value = r[self.rows, a].sum() - (np.maximum(p, 0) * self.hi).sum()
         value += (np.maximum(-p, 0) * self.lo).sum()
@@ -237,7 +237,7 @@ def _primal(c, values, lo, hi, cur, budget, priced, is_cancelled, rooms=None, ke
             search = np.zeros((n, k), bool)
             search[np.arange(n)[:, None], order[:, : min(3, k)]] = True
             search[np.arange(n)[:, None], near[:, : min(3, k)]] = True
-            plan = _local_search(c, values, lo, hi, cur, budget, plan, search & np.isfinite(c))
+            plan = local_search(c, values, lo, hi, cur, budget, plan, search & np.isfinite(c))
             if best is None or c[np.arange(n), plan].sum() < c[np.arange(n), best].sum() - 1e-9:
                 best = plan
             found += 1
@@ -277,37 +277,46 @@ def _lp(c, values, lo, hi, cur, budget, cand, shrink):
 def _round(c, values, lo, hi, cur, budget, cand, rows, cols, x):
     """Keep the LP's integral choices; a small MILP places the fractional accounts."""
     n, k = c.shape
-    out = np.full(n, -1)
+    lp_plan = np.full(n, -1)
     one = x >= 1 - 1e-6
-    out[rows[one]] = cols[one]
-    frac = np.flatnonzero(out < 0)
+    lp_plan[rows[one]] = cols[one]
+    frac = np.flatnonzero(lp_plan < 0)
     if len(frac) == 0:
-        return out if _feasible(values, out, lo, hi, cur, budget, k) else None
-    closed = out >= 0
-    lo_r = lo - _totals(values[closed], out[closed], k)
-    hi_r = hi - _totals(values[closed], out[closed], k)
-    r2, c2 = np.nonzero(cand[frac])
-    a_eq, a_bal = _pairs_matrices(values[frac], r2, c2, k, len(frac))
+        return lp_plan if _feasible(values, lp_plan, lo, hi, cur, budget, k) else None
+    return _milp_open(c, values, lo, hi, cur, budget, cand, lp_plan, frac)
+
+
+def _milp_open(c, values, lo, hi, cur, budget, cand, start, open_idx):
+    """MILP over the open accounts (their candidates) with every other account at ``start``."""
+    k = c.shape[1]
+    out = start.copy()
+    closed = np.ones(len(start), bool)
+    closed[open_idx] = False
+    lo_r = lo - totals(values[closed], out[closed], k)
+    hi_r = hi - totals(values[closed], out[closed], k)
+    r2, c2 = np.nonzero(cand[open_idx])
+    a_eq, a_bal = _pairs_matrices(values[open_idx], r2, c2, k, len(open_idx))
     cons = [LinearConstraint(a_eq, 1, 1), LinearConstraint(a_bal, lo_r.ravel(), hi_r.ravel())]
     if budget is not None:
         has = cur >= 0
         moved_closed = int((has & closed & (out != cur)).sum())
-        stay = _budget_row(cur[frac], r2, c2)
-        cons.append(LinearConstraint(stay[None, :], int(has[frac].sum()) - (budget - moved_closed),
+        stay = _budget_row(cur[open_idx], r2, c2)
+        cons.append(LinearConstraint(stay[None, :],
+                                     int(has[open_idx].sum()) - (budget - moved_closed),
                                      np.inf))  # fmt: skip
-    res = milp(c[frac][r2, c2], constraints=cons, integrality=np.ones(len(r2)), bounds=(0, 1),
-               options={"node_limit": 2000, "disp": False})  # fmt: skip
+    res = milp(c[open_idx][r2, c2], constraints=cons, integrality=np.ones(len(r2)),
+               bounds=(0, 1), options={"node_limit": 2000, "disp": False})  # fmt: skip
     if res.x is None:
         return None
     pick = res.x > 0.5
-    out[frac[r2[pick]]] = c2[pick]
+    out[open_idx[r2[pick]]] = c2[pick]
     return out if _feasible(values, out, lo, hi, cur, budget, k) else None
 
 
 def _feasible(values, assign, lo, hi, cur, budget, k) -> bool:
     if (assign < 0).any():
         return False
-    load = _totals(values, assign, k)
+    load = totals(values, assign, k)
     eps = 1e-9 * (1 + np.abs(hi))
     if (load > hi + eps).any() or (load < lo - eps).any():
         return False
@@ -317,7 +326,7 @@ def _feasible(values, assign, lo, hi, cur, budget, k) -> bool:
     return True
 
 
-def _local_search(c, values, lo, hi, cur, budget, assign, cand, passes: int = 8,
+def local_search(c, values, lo, hi, cur, budget, assign, cand, passes: int = 8,
                   max_trials: int = 60_000):  # fmt: skip
     """Improving shifts and swaps between candidate territories that keep every bound.
 
@@ -325,7 +334,7 @@ def _local_search(c, values, lo, hi, cur, budget, assign, cand, passes: int = 8,
     """
     n, k = c.shape
     a = assign.copy()
-    load = _totals(values, a, k)
+    load = totals(values, a, k)
     eps = 1e-9 * (1 + np.abs(hi))
     lo_e, hi_e = lo - eps, hi + eps
     has = cur >= 0 if cur is not None else np.zeros(n, bool)

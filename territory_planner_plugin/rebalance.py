@@ -120,10 +120,8 @@ def rebalance_territories(
     eps = 0.5 * unit / max(float(np.where(allowed, dist, 0).max(1).sum()), 1e-9)
     cost = move_cost + eps * dist
     report(progress, 0.3, "Assignment")
-    assign, _, lower, _ = terr._solve(
-        cost, values, capacity, tol, locks, current, budget, allowed, solver, time_limit_s,
-        fields, cen_ids, is_cancelled=is_cancelled, rooms=(0.0, 0.03, 0.1, 0.25), keep=3,
-    )  # fmt: skip
+    assign, lower = _fewest_moves(cost, values, capacity, tol, locks, current, budget, allowed,
+                                  solver, time_limit_s, fields, cen_ids, is_cancelled)  # fmt: skip
     terr._verify(assign, values, capacity, tol, locks, current, budget, allowed, ids, cen_ids)
     moved_value = float(move_cost[np.arange(len(acc)), assign].sum())
     bound = max(0.0, lower - eps * float(np.where(allowed, dist, np.inf).min(1).sum()))
@@ -148,6 +146,19 @@ def rebalance_territories(
                 int((has & (assign != current)).sum()), bound,
                 int((is_new | departed).sum()))  # fmt: skip
     return Rebalance(plan=plan, moves=moves, moves_lower_bound=float(bound))
+
+
+def _fewest_moves(cost, values, capacity, tol, locks, current, budget, allowed, solver,
+                  time_limit_s, fields, cen_ids, is_cancelled):  # fmt: skip
+    """Exact MILP on small models; beyond, prices + LP + local search with tight rounding margins.
+
+    Small margins first: every margin kept for rounding is balance paid for with extra moves.
+    """
+    assign, _, lower, _ = terr._solve(
+        cost, values, capacity, tol, locks, current, budget, allowed, solver, time_limit_s,
+        fields, cen_ids, is_cancelled=is_cancelled, rooms=(0.0, 0.03, 0.1, 0.25), keep=3,
+    )  # fmt: skip
+    return assign, lower
 
 
 def _text(v) -> str:

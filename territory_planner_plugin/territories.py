@@ -410,7 +410,7 @@ def _solve(cost, values, capacity, tol, locks, current, budget, allowed, solver,
         res = solve_balanced(
             cost, values, lo, hi, locks=locks, current=current, budget=budget, allowed=allowed,
             time_limit_s=time_limit_s, prices=prices, final=final, is_cancelled=is_cancelled,
-            rooms=rooms, keep=keep,
+            rooms=rooms, keep=keep, iterations=400 if final else 150,
         )  # fmt: skip
     except NoPlanFoundError as err:
         _explain_infeasible(cost, values, capacity, tol, locks, current, budget, allowed, solver,

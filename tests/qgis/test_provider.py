@@ -28,11 +28,25 @@ CONTRACT = {
             "REP_MAX_MINUTES", "BALANCE_FIELDS", "BALANCE_WEIGHTS", "TRAVEL_WEIGHT", "TOLERANCE",
             "LOCK_FIELD", "CURRENT_FIELD", "MAX_MOVES", "NETWORK", "QUOTA_TOTAL", "SEED",
             "TIME_LIMIT", "SOLVER", "OUTPUT_ACCOUNTS", "OUTPUT_TERRITORIES", "OUTPUT_CENTRES",
-            "OUTPUT_SUMMARY",
+            "OUTPUT_SUMMARY", "MANIFEST", "OUTPUT_MANIFEST",
         },
         {
             "OUTPUT_ACCOUNTS", "OUTPUT_TERRITORIES", "OUTPUT_CENTRES", "OUTPUT_SUMMARY",
-            "OBJECTIVE", "LOWER_BOUND", "GAP_PCT", "MAX_DEVIATION_PCT", "MOVED",
+            "OBJECTIVE", "LOWER_BOUND", "GAP_PCT", "MAX_DEVIATION_PCT", "MOVED", "OUTPUT_MANIFEST",
+        },
+    ),
+    "rebalanceterritories": (
+        {
+            "ACCOUNTS", "ID_FIELD", "CURRENT_FIELD", "REPS", "REP_ID_FIELD", "REP_CAPACITY_FIELD",
+            "REP_MAX_MINUTES", "BALANCE_FIELDS", "BALANCE_WEIGHTS", "TOLERANCE", "LOCK_FIELD",
+            "MAX_MOVES", "MINIMISE", "MINIMISE_FIELD", "NETWORK", "TIME_LIMIT", "SOLVER",
+            "OUTPUT_ACCOUNTS", "OUTPUT_TERRITORIES", "OUTPUT_CENTRES", "OUTPUT_SUMMARY",
+            "OUTPUT_MOVES", "MANIFEST", "OUTPUT_MANIFEST",
+        },
+        {
+            "OUTPUT_ACCOUNTS", "OUTPUT_TERRITORIES", "OUTPUT_CENTRES", "OUTPUT_SUMMARY",
+            "OUTPUT_MOVES", "OBJECTIVE", "LOWER_BOUND", "GAP_PCT", "MAX_DEVIATION_PCT", "MOVED",
+            "MOVES_LOWER_BOUND", "OUTPUT_MANIFEST",
         },
     ),
     "checkaccounts": (
@@ -69,6 +83,7 @@ MODULES = (
     "travel_time_matrix",
     "check_accounts",
     "design_territories",
+    "rebalance_territories",
     "export_territories",
     "territory_report",
     "compare_plans",
