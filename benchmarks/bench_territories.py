@@ -1,14 +1,21 @@
-"""Territory benchmark: design_territories against the straightforward PuLP formulation.
+"""Territory benchmark: design_territories and rebalance_territories against their goals.
 
-Both solve the same model (every account-territory pair a binary, CBC, same centres and tolerance).
-The engine adds the LP lower bound and the verification; the ratio shows what that costs.
-Also compares compactness with unconstrained nearest-centre assignment (no balance).
+1. Rep homes as centres, two balanced measures, 5% tolerance, sizes up to 100,000 x 50: time, peak
+   memory (each size in its own process), gap to the proven lower bound; for sizes where it can
+   run, the straightforward formulation (PuLP, every account-territory pair a binary, CBC, same
+   centres and tolerance) in the same run, with time and objective ratios.
+2. Compactness without reps (K = 50): total distance of the balanced plan against unconstrained
+   k-median territories (nearest centre + medoid, best of 3 seeds) with the same K.
+3. Rebalancing 10,000 x 50 after 5% of the accounts change value: time, moves and the proven
+   lower bound on the moves.
 Prints figures and writes benchmarks/results/territories.json.
 """
 
 from __future__ import annotations
 
 import json
+import resource
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -20,7 +27,12 @@ import pulp
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from territory_planner_plugin.territories import design_territories  # noqa: E402
+from territory_planner_plugin.rebalance import rebalance_territories  # noqa: E402
+from territory_planner_plugin.territories import _kmeanspp, _kmedian, design_territories  # noqa: E402
+
+STRAIGHTFORWARD_LIMIT_S = 120  # CBC time limit for the straightforward formulation
+SIZES = ((500, 5), (1000, 10), (2000, 20), (10_000, 50), (100_000, 50))
+STRAIGHTFORWARD_SIZES = {(500, 5), (1000, 10), (2000, 20)}  # beyond: hours for CBC
 
 
 def instance(n: int, k: int, seed: int = 0):
@@ -40,7 +52,7 @@ def instance(n: int, k: int, seed: int = 0):
     return acc, reps
 
 
-def straightforward(acc, reps, tol: float, time_limit: float) -> tuple[float, float]:
+def straightforward(acc, reps, tol: float, time_limit: float) -> tuple[float, float | None]:
     """The textbook PuLP model, written directly: returns (seconds, objective)."""
     t = time.perf_counter()
     xy = np.column_stack([acc.geometry.x, acc.geometry.y])
@@ -60,33 +72,91 @@ def straightforward(acc, reps, tol: float, time_limit: float) -> tuple[float, fl
             prob += e <= target * (1 + tol / 100)
             prob += e >= target * (1 - tol / 100)
     prob.solve(pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit))
-    return time.perf_counter() - t, float(pulp.value(prob.objective))
+    found = prob.sol_status in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible)
+    return time.perf_counter() - t, float(pulp.value(prob.objective)) if found else None
+
+
+def one_size(n: int, k: int) -> dict:
+    """Engine on one size (run in a child process so that peak memory is its own)."""
+    acc, reps = instance(n, k)
+    t = time.perf_counter()
+    plan = design_territories(acc, id_field="id", reps=reps, rep_id_field="rep",
+                              balance_fields=["revenue", "visits"], tolerance_pct=5,
+                              time_limit_s=60)  # fmt: skip
+    seconds = time.perf_counter() - t
+    return {
+        "accounts": n, "territories": k, "engine_s": round(seconds, 2),
+        "engine_objective": round(plan.objective, 2), "lower_bound": round(plan.lower_bound, 2),
+        "gap_pct": round(plan.gap_pct, 3), "max_deviation_pct": plan.max_deviation_pct,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+    }  # fmt: skip
+
+
+def compactness(n: int = 10_000, k: int = 50) -> dict:
+    """Balanced plan without reps against unconstrained k-median with the same K."""
+    acc, _ = instance(n, k)
+    t = time.perf_counter()
+    plan = design_territories(acc, id_field="id", n_territories=k,
+                              balance_fields=["revenue", "visits"], tolerance_pct=5)  # fmt: skip
+    seconds = time.perf_counter() - t
+    xy = np.column_stack([acc.geometry.x, acc.geometry.y])
+    best = np.inf
+    for seed in range(3):
+        cen = _kmedian(xy, _kmeanspp(xy, k, np.random.default_rng(seed)), np.full(n, -1), None,
+                       acc.crs, None)  # fmt: skip
+        d = np.sqrt(((xy[:, None] - cen[None]) ** 2).sum(-1)).min(1).sum() / 1000
+        best = min(best, d)
+    return {"accounts": n, "territories": k, "balanced_s": round(seconds, 2),
+            "balanced_km": round(plan.objective, 1), "kmedian_km": round(best, 1),
+            "ratio": round(plan.objective / best, 3), "goal": 1.10}  # fmt: skip
+
+
+def rebalance(n: int = 10_000, k: int = 50) -> dict:
+    """5% of the accounts change revenue; rebalance with the fewest moves."""
+    acc, reps = instance(n, k)
+    base = design_territories(acc, id_field="id", reps=reps, rep_id_field="rep",
+                              balance_fields=["revenue", "visits"], tolerance_pct=5)  # fmt: skip
+    changed = acc.copy()
+    changed["current"] = base.accounts["territory_id"].to_numpy()
+    rng = np.random.default_rng(5)
+    idx = rng.choice(n, n // 20, replace=False)
+    changed.loc[idx, "revenue"] = changed.loc[idx, "revenue"] * rng.uniform(0.3, 2.5, len(idx))
+    t = time.perf_counter()
+    res = rebalance_territories(changed, id_field="id", current_field="current", reps=reps,
+                                rep_id_field="rep", balance_fields=["revenue", "visits"],
+                                tolerance_pct=5)  # fmt: skip
+    seconds = time.perf_counter() - t
+    return {"accounts": n, "territories": k, "changed": len(idx), "seconds": round(seconds, 2),
+            "moves": res.plan.moved, "moves_lower_bound": res.moves_lower_bound,
+            "ratio_to_bound": round(res.plan.moved / max(res.moves_lower_bound, 1), 2),
+            "goal_ratio": 2.0, "goal_s": 5.0}  # fmt: skip
 
 
 def main() -> None:
     """Run the benchmark and print/write the figures."""
+    if len(sys.argv) == 4 and sys.argv[1] == "--one":
+        print(json.dumps(one_size(int(sys.argv[2]), int(sys.argv[3]))))
+        return
     rows = []
-    for n, k in ((500, 5), (1000, 10)):
-        acc, reps = instance(n, k)
-        t = time.perf_counter()
-        plan = design_territories(acc, id_field="id", reps=reps, rep_id_field="rep",
-                                  balance_fields=["revenue", "visits"], tolerance_pct=5,
-                                  time_limit_s=60)  # fmt: skip
-        ours = time.perf_counter() - t
-        plain_s, plain_obj = straightforward(acc, reps, 5, 60)
-        xy = np.column_stack([acc.geometry.x, acc.geometry.y])
-        cxy = np.column_stack([reps.geometry.x, reps.geometry.y])
-        nearest = (np.sqrt(((xy[:, None] - cxy[None]) ** 2).sum(-1)).min(1) / 1000).sum()
-        rows.append({
-            "accounts": n, "territories": k, "engine_s": round(ours, 2),
-            "straightforward_s": round(plain_s, 2), "time_ratio": round(ours / plain_s, 2),
-            "engine_objective": round(plan.objective, 2), "straightforward_objective": round(plain_obj, 2),
-            "objective_ratio": round(plan.objective / plain_obj, 4), "gap_pct": round(plan.gap_pct, 3),
-            "compactness_vs_unbalanced": round(plan.objective / nearest, 3),
-        })  # fmt: skip
-        print(rows[-1], flush=True)
+    for n, k in SIZES:
+        child = subprocess.run([sys.executable, __file__, "--one", str(n), str(k)],
+                               capture_output=True, text=True, check=True)  # fmt: skip
+        row = json.loads(child.stdout.strip().splitlines()[-1])
+        if (n, k) in STRAIGHTFORWARD_SIZES:
+            acc, reps = instance(n, k)
+            plain_s, plain_obj = straightforward(acc, reps, 5, STRAIGHTFORWARD_LIMIT_S)
+            row.update(straightforward_s=round(plain_s, 2),
+                       straightforward_objective=round(plain_obj, 2) if plain_obj else None,
+                       time_ratio=round(plain_s / row["engine_s"], 1),
+                       objective_ratio=round(row["engine_objective"] / plain_obj, 4)
+                       if plain_obj else None)  # fmt: skip
+        rows.append(row)
+        print(row, flush=True)
+    result = {"design_with_reps": rows, "compactness": compactness(), "rebalance": rebalance()}
+    print(result["compactness"], flush=True)
+    print(result["rebalance"], flush=True)
     out = ROOT / "benchmarks" / "results" / "territories.json"
-    out.write_text(json.dumps(rows, indent=2) + "\n")
+    out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"-> {out}")
 
 
