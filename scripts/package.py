@@ -35,6 +35,11 @@ ALGORITHMS = (
     "drivetimecatchments",
     "traveltimematrix",
     "designterritories",
+    "rebalanceterritories",
+    "checkaccounts",
+    "compareplans",
+    "territoryreport",
+    "exportterritories",
     "territory_plan",  # the model shipped in models/, loaded by the provider
 )
 
