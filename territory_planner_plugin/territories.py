@@ -285,12 +285,22 @@ def _kmedian(xy, cen_xy, locks, network, crs, is_cancelled) -> np.ndarray:
 
 
 def _medoids(xy: np.ndarray, assign: np.ndarray, k: int, old: np.ndarray) -> np.ndarray:
+    """Member of each territory with the least total distance to the others (its medoid).
+
+    Large territories test only the 64 members nearest the coordinate-wise median (memory and
+    time stay linear in the territory's size).
+    """
     out = old.copy()
     for j in range(k):
         members = xy[assign == j]
-        if len(members):
-            d = np.sqrt(((members[:, None, :] - members[None, :, :]) ** 2).sum(-1)).sum(1)
-            out[j] = members[int(np.argmin(d))]
+        if len(members) == 0:
+            continue
+        cands = members
+        if len(members) > 500:
+            d0 = ((members - np.median(members, axis=0)) ** 2).sum(1)
+            cands = members[np.argpartition(d0, 63)[:64]]
+        d = np.sqrt(((cands[:, None, :] - members[None, :, :]) ** 2).sum(-1)).sum(1)
+        out[j] = cands[int(np.argmin(d))]
     return out
 
 
@@ -553,6 +563,8 @@ def _build_plan(acc, original, ids, fields, values, assign, cost, cost_km, cost_
     nearest = np.argmin(cost, 1)
     reason = np.where(locks >= 0, "locked", np.where(assign == nearest, "nearest", "balance"))
     reason = np.where((reason == "balance") & ~allowed[rows, nearest], "max drive time", reason)
+    small = capacity[nearest] < capacity.mean() - 1e-9  # the nearest rep has a smaller share
+    reason = np.where((reason == "balance") & small, "capacity", reason)
     if budget is not None:
         reason = np.where((reason == "balance") & (assign == current), "disruption budget", reason)
     out["reason"] = reason
