@@ -5,6 +5,7 @@ from __future__ import annotations
 from qgis.core import (
     QgsMapRendererSequentialJob,
     QgsMapSettings,
+    QgsProcessing,
     QgsProcessingOutputHtml,
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterField,
@@ -21,13 +22,14 @@ from .base import (
     TerritoryPlannerAlgorithm,
     engine_run,
     optional_field,
+    optional_number,
     source_or_error,
     source_to_gdf,
 )
 
 
 class TerritoryReportAlgorithm(TerritoryPlannerAlgorithm):
-    """KPIs against targets, balance charts, disruption and a map in one HTML file."""
+    """KPIs against targets, balance charts, disruption, a map and an optional second plan."""
 
     ALGORITHM_ID = "territoryreport"
     DISPLAY_NAME = "Territory report"
@@ -40,6 +42,13 @@ class TerritoryReportAlgorithm(TerritoryPlannerAlgorithm):
     CURRENT_FIELD = "CURRENT_FIELD"
     TERRITORIES = "TERRITORIES"
     TOLERANCE = "TOLERANCE"
+    ID_FIELD = "ID_FIELD"
+    ACTIVE_FIELD = "ACTIVE_FIELD"
+    VISIT_MINUTES_FIELD = "VISIT_MINUTES_FIELD"
+    VISIT_MINUTES = "VISIT_MINUTES"
+    VISITS_FIELD = "VISITS_FIELD"
+    COMPARE_ACCOUNTS = "COMPARE_ACCOUNTS"
+    COMPARE_TERRITORY_FIELD = "COMPARE_TERRITORY_FIELD"
     OUTPUT_HTML = "OUTPUT_HTML"
     OUTPUT_CSV = "OUTPUT_CSV"
     OUTPUT = "OUTPUT"
@@ -82,6 +91,71 @@ class TerritoryReportAlgorithm(TerritoryPlannerAlgorithm):
             )
         )
         self.addParameter(
+            QgsProcessingParameterField(
+                self.ACTIVE_FIELD,
+                self.tr("Active prospect field (true/1/yes; empty = active_prospect or all)"),
+                None,
+                self.ACCOUNTS,
+                optional=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterField(
+                self.VISITS_FIELD,
+                self.tr("Visits per year field (travel efficiency)"),
+                None,
+                self.ACCOUNTS,
+                QgsProcessingParameterField.Numeric,
+                optional=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterField(
+                self.VISIT_MINUTES_FIELD,
+                self.tr("Minutes per visit field (travel efficiency)"),
+                None,
+                self.ACCOUNTS,
+                QgsProcessingParameterField.Numeric,
+                optional=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.VISIT_MINUTES,
+                self.tr("Minutes per visit (travel efficiency)"),
+                QgsProcessingParameterNumber.Double,
+                None,
+                optional=True,
+                minValue=0.0,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFeatureSource(
+                self.COMPARE_ACCOUNTS,
+                self.tr("Second plan to compare (accounts with the same ids)"),
+                [QgsProcessing.TypeVectorPoint],
+                optional=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterField(
+                self.COMPARE_TERRITORY_FIELD,
+                self.tr("Territory field of the second plan"),
+                "territory_id",
+                self.COMPARE_ACCOUNTS,
+                optional=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterField(
+                self.ID_FIELD,
+                self.tr("Account id field (to match the second plan)"),
+                "id",
+                self.ACCOUNTS,
+                optional=True,
+            )
+        )
+        self.addParameter(
             QgsProcessingParameterFileDestination(
                 self.OUTPUT_HTML, self.tr("Report"), "HTML files (*.html)"
             )
@@ -100,9 +174,28 @@ class TerritoryReportAlgorithm(TerritoryPlannerAlgorithm):
         balance = self.parameterAsFields(parameters, self.BALANCE_FIELDS, context)
         current = optional_field(self, parameters, self.CURRENT_FIELD, context)
         tolerance = self.parameterAsDouble(parameters, self.TOLERANCE, context)
+        active = optional_field(self, parameters, self.ACTIVE_FIELD, context)
+        visits = optional_field(self, parameters, self.VISITS_FIELD, context)
+        minutes_field = optional_field(self, parameters, self.VISIT_MINUTES_FIELD, context)
+        minutes = optional_number(self, parameters, self.VISIT_MINUTES, context)
+        id_field = optional_field(self, parameters, self.ID_FIELD, context) or "id"
+        compare_field = (
+            optional_field(self, parameters, self.COMPARE_TERRITORY_FIELD, context)
+            or "territory_id"
+        )
         html_path = self.parameterAsFileOutput(parameters, self.OUTPUT_HTML, context)
         csv_path = self.parameterAsFileOutput(parameters, self.OUTPUT_CSV, context)
         gdf = source_to_gdf(source, feedback=feedback, name=self.ACCOUNTS)
+        second = None
+        if parameters.get(self.COMPARE_ACCOUNTS) not in (None, ""):
+            compare_source = source_or_error(self, parameters, self.COMPARE_ACCOUNTS, context)
+            second = source_to_gdf(
+                compare_source,
+                feedback=feedback,
+                name=self.COMPARE_ACCOUNTS,
+                target_crs=gdf.crs,
+                points=True,
+            )
         map_png = None
         territories = self.parameterAsVectorLayer(parameters, self.TERRITORIES, context)
         if territories is not None:
@@ -115,6 +208,13 @@ class TerritoryReportAlgorithm(TerritoryPlannerAlgorithm):
             tolerance_pct=tolerance,
             map_png=map_png,
             parameters={k: str(v) for k, v in parameters.items()},
+            active_field=active,
+            visit_minutes=minutes,
+            visit_minutes_field=minutes_field,
+            visits_field=visits,
+            compare_accounts=second,
+            compare_territory_field=compare_field,
+            id_field=id_field,
         )
         with open(html_path, "w", encoding="utf-8") as fh:
             fh.write(text)

@@ -9,7 +9,9 @@ from __future__ import annotations
 import base64
 import html
 import io
+import math
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -18,23 +20,203 @@ from .errors import InvalidInputError
 
 TARGETS = {"revenue_cv": 0.10, "workload_cv": 0.15, "travel_efficiency": 0.75}
 PROSPECTS_RANGE = (80, 120)
+ASSUMED_SPEED_KMH = 50.0  # centre_km -> minutes when the accounts have no centre_min
+ACTIVE_DEFAULT = "active_prospect"  # counted without ACTIVE_FIELD when the accounts have it
+_TRUE_WORDS = {"true", "t", "yes", "y", "1"}
+EFFICIENCY_UNKNOWN = "not known (give VISIT_MINUTES and VISITS_FIELD)"
 
 
 def territory_summary(
-    accounts: pd.DataFrame, *, territory_field: str, balance_fields: Sequence[str] = ()
+    accounts: pd.DataFrame,
+    *,
+    territory_field: str,
+    balance_fields: Sequence[str] = (),
+    active_field: str | None = None,
 ) -> pd.DataFrame:
-    """One row per territory: ``accounts`` count and the total of each balance field."""
+    """One row per territory: ``accounts`` count and the total of each balance field.
+
+    ``active_prospects`` counts the accounts whose ``active_field`` is true/1/yes; without
+    ``active_field`` the ``active_prospect`` field is used when the accounts have one.
+    """
     _check(accounts, territory_field, balance_fields)
+    active = active_column(accounts, active_field)
     grouped = accounts.groupby(territory_field, sort=True, dropna=True)
     out = pd.DataFrame({"accounts": grouped.size()})
     for f in balance_fields:
         out[f"{f}_total"] = grouped[f].sum()
-    if "active_prospect" in accounts.columns:
-        out["active_prospects"] = grouped["active_prospect"].apply(
-            lambda s: int(pd.to_numeric(s, errors="coerce").fillna(0).astype(bool).sum())
-        )
+    if active:
+        flags = truthy(accounts[active]).astype(int)
+        out["active_prospects"] = flags.groupby(accounts[territory_field]).sum().astype(int)
     out.index.name = territory_field
     return out.reset_index()
+
+
+def active_column(accounts: pd.DataFrame, active_field: str | None) -> str | None:
+    """The field marking active prospects: ``active_field`` (checked), else ``active_prospect``."""
+    if active_field:
+        _require(accounts, active_field, "ACTIVE_FIELD")
+        return active_field
+    return ACTIVE_DEFAULT if ACTIVE_DEFAULT in accounts.columns else None
+
+
+def truthy(values: pd.Series) -> pd.Series:
+    """True for true / non-zero numbers / 'true', 'yes', 'y', 't', '1' (any case); else False."""
+    if values.dtype == bool:
+        return values.copy()
+    if values.dtype.kind in "iuf":
+        return values.fillna(0).ne(0)
+
+    def one(v) -> bool:
+        if isinstance(v, (bool, np.bool_)):
+            return bool(v)
+        if isinstance(v, (int, float, np.integer, np.floating)):
+            return bool(v == v and v != 0)
+        if isinstance(v, str):
+            text = v.strip().lower()
+            if text in _TRUE_WORDS:
+                return True
+            try:
+                return float(text) != 0 and not math.isnan(float(text))
+            except ValueError:
+                return False
+        return False
+
+    return pd.Series([one(v) for v in values], index=values.index, dtype=bool)
+
+
+@dataclass
+class TravelEfficiency:
+    """Visit time / (visit time + travel time), per territory and for the whole plan.
+
+    ``per_territory`` has the territory, ``visit_minutes``, ``travel_minutes`` (per year) and
+    ``travel_efficiency`` (0-1); it is None when the efficiency is not known (``note`` says why).
+    """
+
+    per_territory: pd.DataFrame | None
+    overall: float
+    note: str
+
+    @property
+    def known(self) -> bool:
+        return self.per_territory is not None
+
+
+def travel_efficiency(
+    accounts: pd.DataFrame,
+    *,
+    territory_field: str,
+    visit_minutes: float | None = None,
+    visit_minutes_field: str | None = None,
+    visits_field: str | None = None,
+) -> TravelEfficiency:
+    """Travel efficiency per territory: visit time / (visit time + travel time).
+
+    Per account and year: visit time = visits × minutes per visit (``visit_minutes_field``,
+    its blanks filled with ``visit_minutes``); travel time = visits × 2 × ``centre_min`` (a round
+    trip from the rep's home or territory centre per visit), ``centre_km`` at
+    ``ASSUMED_SPEED_KMH`` where there are no drive minutes. Without ``visits_field`` each account
+    gets one visit. Accounts missing a value are left out (and counted in ``note``).
+    """
+    _require(accounts, territory_field, "TERRITORY_FIELD")
+    if visit_minutes is not None and (not math.isfinite(visit_minutes) or visit_minutes < 0):
+        raise InvalidInputError(
+            f"VISIT_MINUTES: {visit_minutes} is not a duration; give the minutes of one visit (>= 0)."
+        )
+    for field, key in (
+        (visit_minutes_field, "VISIT_MINUTES_FIELD"),
+        (visits_field, "VISITS_FIELD"),
+    ):
+        if field:
+            _require(accounts, field, key)
+    travel, travel_note = _travel_minutes(accounts)
+    if visit_minutes is None and not visit_minutes_field:
+        if travel is None:
+            return TravelEfficiency(None, float("nan"), EFFICIENCY_UNKNOWN)
+        return TravelEfficiency(
+            None,
+            float("nan"),
+            f"{EFFICIENCY_UNKNOWN}: visit durations are not known; drive times are in the accounts.",
+        )
+    if travel is None:
+        return TravelEfficiency(
+            None,
+            float("nan"),
+            "not known: the accounts have no centre_min or centre_km drive times (use the accounts "
+            "output of Design territories).",
+        )
+    minutes = pd.Series(np.nan, index=accounts.index, dtype=float)
+    if visit_minutes_field:
+        minutes = pd.to_numeric(accounts[visit_minutes_field], errors="coerce").astype(float)
+    if visit_minutes is not None:
+        minutes = minutes.fillna(float(visit_minutes))
+    if visits_field:
+        visits = pd.to_numeric(accounts[visits_field], errors="coerce").astype(float)
+    else:
+        visits = pd.Series(1.0, index=accounts.index)
+    for series, key in ((minutes, "VISIT_MINUTES_FIELD"), (visits, "VISITS_FIELD")):
+        if (series < 0).any():
+            raise InvalidInputError(
+                f"{key}: {int((series < 0).sum())} account(s) have a negative value; "
+                "durations and visit counts must be 0 or more."
+            )
+    ok = minutes.notna() & visits.notna() & travel.notna() & accounts[territory_field].notna()
+    frame = pd.DataFrame(
+        {
+            territory_field: accounts.loc[ok, territory_field],
+            "visit_minutes": (visits * minutes)[ok],
+            "travel_minutes": (visits * 2.0 * travel)[ok],
+        }
+    )
+    per = frame.groupby(territory_field, sort=True).sum()
+    total = per["visit_minutes"] + per["travel_minutes"]
+    per["travel_efficiency"] = (per["visit_minutes"] / total.where(total > 0)).round(4)
+    grand = float(total.sum())
+    overall = float(per["visit_minutes"].sum() / grand) if grand > 0 else float("nan")
+    basis = f"visits per year from {visits_field}" if visits_field else "one visit per account"
+    duration = (
+        f"minutes per visit from {visit_minutes_field}"
+        + (f" ({visit_minutes:g} where blank)" if visit_minutes is not None else "")
+        if visit_minutes_field
+        else f"{visit_minutes:g} minutes per visit"
+    )
+    note = (
+        f"Travel efficiency = visit time / (visit time + travel time), with {duration}, {basis} "
+        f"and {travel_note}; travel per visit is a round trip (2 × the one-way time) from the "
+        "rep's home or the territory centre, so visits chained in one trip make the real "
+        "efficiency higher."
+    )
+    left_out = int((~ok).sum())
+    if left_out:
+        note += (
+            f" {left_out} account(s) without a duration, visit count or drive time are left out."
+        )
+    per.index.name = territory_field
+    return TravelEfficiency(per.reset_index(), overall, note)
+
+
+def _travel_minutes(accounts: pd.DataFrame) -> tuple[pd.Series | None, str]:
+    """One-way drive minutes per account from centre_min, else centre_km at ASSUMED_SPEED_KMH."""
+    minutes = _numeric(accounts, "centre_min")
+    km = _numeric(accounts, "centre_km")
+    if minutes is None and km is None:
+        return None, ""
+    from_km = None if km is None else km * 60.0 / ASSUMED_SPEED_KMH
+    if minutes is None:
+        return from_km, f"drive time from centre_km at an assumed {ASSUMED_SPEED_KMH:g} km/h"
+    if from_km is None or not (minutes.isna() & from_km.notna()).any():
+        return minutes, "drive minutes from centre_min"
+    filled = int((minutes.isna() & from_km.notna()).sum())
+    return minutes.fillna(from_km), (
+        f"drive minutes from centre_min ({filled} account(s) without it: centre_km at an "
+        f"assumed {ASSUMED_SPEED_KMH:g} km/h)"
+    )
+
+
+def _numeric(accounts: pd.DataFrame, column: str) -> pd.Series | None:
+    if column not in accounts.columns:
+        return None
+    values = pd.to_numeric(accounts[column], errors="coerce").astype(float)
+    return values if values.notna().any() else None
 
 
 def kpis(
@@ -74,12 +256,29 @@ def build_report(
     map_png: bytes | None = None,
     parameters: Mapping[str, object] | None = None,
     title: str = "Territory plan report",
+    active_field: str | None = None,
+    visit_minutes: float | None = None,
+    visit_minutes_field: str | None = None,
+    visits_field: str | None = None,
+    compare_accounts: pd.DataFrame | None = None,
+    compare_territory_field: str = "territory_id",
+    id_field: str = "id",
+    plan_names: Sequence[str] = ("this plan", "second plan"),
 ) -> tuple[str, pd.DataFrame]:
-    """Return ``(html, summary)``; the HTML embeds every image (base64) and needs no other file."""
+    """Return ``(html, summary)``; the HTML embeds every image (base64) and needs no other file.
+
+    ``active_field`` marks the active prospects counted against the 80-120 guidance;
+    ``visit_minutes`` / ``visit_minutes_field`` and ``visits_field`` give the travel efficiency
+    (see :func:`travel_efficiency`); ``compare_accounts`` (a second plan of the same accounts,
+    matched on ``id_field``, territory in ``compare_territory_field``) adds a comparison section.
+    """
     if len(accounts) == 0:
         raise InvalidInputError("ACCOUNTS is empty: there is nothing to report.")
     summary = territory_summary(
-        accounts, territory_field=territory_field, balance_fields=balance_fields
+        accounts,
+        territory_field=territory_field,
+        balance_fields=balance_fields,
+        active_field=active_field,
     )
     revenue = next((f for f in balance_fields if "revenue" in f), None)
     k = kpis(
@@ -89,6 +288,27 @@ def build_report(
         current_field=current_field,
         revenue_field=revenue,
     )
+    efficiency_args = {
+        "visit_minutes": visit_minutes,
+        "visit_minutes_field": visit_minutes_field,
+        "visits_field": visits_field,
+    }
+    efficiency = travel_efficiency(accounts, territory_field=territory_field, **efficiency_args)
+    if efficiency.known:
+        per = efficiency.per_territory.set_index(territory_field)["travel_efficiency"]
+        summary["travel_efficiency"] = summary[territory_field].map(per)
+    comparison = None
+    if compare_accounts is not None:
+        comparison = compare_with(
+            accounts,
+            compare_accounts,
+            id_field=id_field,
+            territory_field=territory_field,
+            compare_territory_field=compare_territory_field,
+            balance_fields=balance_fields,
+            names=plan_names,
+        )
+    active = active_column(accounts, active_field)
     parts = [html_head(title)]
     if map_png:
         parts.append(
@@ -101,22 +321,24 @@ def build_report(
         target = cv_target(f)
         value = k[f"cv_{f}"]
         status = "" if target is None else ("ok" if value < target else "bad")
-        parts.append(
-            f"<tr><td>CV of {html.escape(f)}</td><td>{value:.3f}</td><td>{'' if target is None else f'&lt; {target:.2f}'}</td>"
-            f"<td class='{status}'>{ {'ok': 'met', 'bad': 'missed', '': '-'}[status] }</td></tr>"
-        )
+        parts.append(_kpi_row(f"CV of {f}", f"{value:.3f}", target, status, "&lt;"))
+    parts.append(_efficiency_row(efficiency))
+    parts.append(_prospects_row(summary, active))
     parts.append("</table>")
+    if efficiency.note:
+        parts.append(f"<p id='efficiency'>{html.escape(efficiency.note)}</p>")
+    formatters = {"travel_efficiency": lambda v: "-" if pd.isna(v) else f"{v:.1%}"}
     parts.append(
         "<h2>Accounts per territory</h2>"
-        + summary.to_html(index=False, table_id="summary", float_format=lambda v: f"{v:,.1f}")
-    )
-    if "active_prospects" in summary.columns:
-        lo, hi = PROSPECTS_RANGE
-        outside = summary[(summary.active_prospects < lo) | (summary.active_prospects > hi)]
-        parts.append(
-            f"<p id='prospects'>Guidance: {lo}-{hi} active prospects per territory; "
-            f"{len(outside)} of {len(summary)} territories outside.</p>"
+        + summary.to_html(
+            index=False,
+            table_id="summary",
+            float_format=lambda v: f"{v:,.1f}",
+            formatters=formatters,
+            na_rep="-",
         )
+    )
+    parts.append(f"<p id='prospects'>{html.escape(prospects_text(summary, active))}</p>")
     for f in balance_fields:
         parts.append(
             f"<h2>Balance: {html.escape(f)}</h2><img class='chart' alt='{html.escape(f)} chart' src='"
@@ -129,6 +351,12 @@ def build_report(
             + (f"; revenue moved: {k['revenue_moved']:,.0f}" if "revenue_moved" in k else "")
             + "</p>"
         )
+    if comparison is not None:
+        other = _as_territory(compare_accounts, compare_territory_field, territory_field)
+        other_efficiency = travel_efficiency(
+            other, territory_field=territory_field, **efficiency_args
+        )
+        parts.append(comparison_section(comparison, [efficiency, other_efficiency]))
     if parameters:
         rows = "".join(
             f"<tr><td>{html.escape(str(a))}</td><td>{html.escape(str(b))}</td></tr>"
@@ -137,6 +365,221 @@ def build_report(
         parts.append(f"<h2>Parameters</h2><table id='parameters'>{rows}</table>")
     parts.append("</body></html>")
     return "".join(parts), summary
+
+
+def prospects_text(summary: pd.DataFrame, active: str | None) -> str:
+    """The 80-120 guidance sentence: how many territories are outside, and what was counted."""
+    lo, hi = PROSPECTS_RANGE
+    column = "active_prospects" if active else "accounts"
+    counts = summary[column]
+    outside = summary[(counts < lo) | (counts > hi)]
+    what = (
+        f"counted from {active}: true, 1 or yes"
+        if active
+        else "no ACTIVE_FIELD: every account counts as an active prospect"
+    )
+    return (
+        f"Guidance: {lo}-{hi} active prospects per territory ({what}); "
+        f"{len(outside)} of {len(summary)} territories outside."
+    )
+
+
+def compare_with(
+    accounts: pd.DataFrame,
+    other: pd.DataFrame,
+    *,
+    id_field: str = "id",
+    territory_field: str = "territory_id",
+    compare_territory_field: str = "territory_id",
+    balance_fields: Sequence[str] = (),
+    names: Sequence[str] = ("this plan", "second plan"),
+):
+    """:func:`compare.compare_plans` of this plan (the baseline) and a second plan of the accounts.
+
+    The second plan's territory is read from ``compare_territory_field``; balance fields it lacks
+    are taken from this plan by account id. The revenue field (if any) is compared first, so that
+    the ``moved_<field>`` KPI is the revenue that changes territory.
+    """
+    from . import compare  # compare imports this module
+
+    if len(other) == 0:
+        raise InvalidInputError("COMPARE_ACCOUNTS is empty: give the second plan's accounts.")
+    _require(accounts, id_field, "ID_FIELD")
+    _require(other, id_field, "ID_FIELD", "the second plan (COMPARE_ACCOUNTS)")
+    _require(
+        other,
+        compare_territory_field,
+        "COMPARE_TERRITORY_FIELD",
+        "the second plan (COMPARE_ACCOUNTS)",
+    )
+    second = _as_territory(other, compare_territory_field, territory_field)
+    lookup = None
+    for f in balance_fields:
+        if f not in second.columns:
+            if lookup is None:
+                keys = [compare._key(v) for v in accounts[id_field]]
+                lookup = accounts.assign(_key=keys).drop_duplicates("_key").set_index("_key")
+            second[f] = [
+                lookup[f].get(compare._key(v), np.nan) for v in second[id_field].to_numpy()
+            ]
+    ordered = sorted(balance_fields, key=lambda f: "revenue" not in f)
+    return compare.compare_plans(
+        [accounts, second],
+        names=list(names),
+        id_field=id_field,
+        territory_field=territory_field,
+        balance_fields=ordered,
+    )
+
+
+COMPARISON_LABELS = {
+    "territories": "Territories",
+    "accounts": "Accounts",
+    "unassigned": "Accounts without a territory",
+    "max_deviation_pct": "Largest deviation from the mean (%)",
+    "compactness_km": "Compactness: mean km to territory centroid",
+    "moved_vs_baseline": "Accounts in another territory than in this plan",
+    "moved_share_pct": "Accounts in another territory (%)",
+}
+
+
+def comparison_section(
+    comparison, efficiencies: Sequence[TravelEfficiency] = (), *, max_rows: int = 50
+) -> str:
+    """HTML section "Comparison with the second plan": KPIs side by side, accounts that differ."""
+    from . import compare  # compare imports this module
+
+    k = comparison.kpis
+    names = comparison.names
+    parts = [
+        "<h2 id='comparison'>Comparison with the second plan</h2><table id='comparison-kpis'>"
+        "<tr><th>KPI</th>"
+        + "".join(f"<th>{html.escape(n)}</th>" for n in names)
+        + "<th>Target</th></tr>"
+    ]
+    revenue_moved = None
+    for column in k.columns:
+        if column in ("plan", "common_with_baseline"):
+            continue
+        label, target = COMPARISON_LABELS.get(column, column), None
+        if column.startswith("cv_"):
+            label = f"CV of {column[3:]}"
+            target = cv_target(column[3:]) if comparison.balance_fields else None
+        elif column == "travel_total":
+            label = f"Travel total ({comparison.travel_field}, one way)"
+        elif column.startswith("moved_") and column not in COMPARISON_LABELS:
+            label = f"{column[6:]} in another territory"
+            if "revenue" in column:
+                revenue_moved = k[column].iloc[-1]
+        cells = []
+        for value in k[column]:
+            status = ""
+            if target is not None and compare._finite(value):
+                status = "ok" if value < target else "bad"
+            cells.append(f"<td class='{status}'>{compare._fmt(value)}</td>")
+        parts.append(
+            f"<tr><td>{html.escape(label)}</td>{''.join(cells)}"
+            f"<td>{'' if target is None else f'&lt; {target:.2f}'}</td></tr>"
+        )
+    if efficiencies:
+        target = TARGETS["travel_efficiency"]
+        cells = []
+        for e in efficiencies:
+            known = e.known and math.isfinite(e.overall)
+            status = ("ok" if e.overall > target else "bad") if known else ""
+            cells.append(f"<td class='{status}'>{f'{e.overall:.1%}' if known else '-'}</td>")
+        parts.append(
+            f"<tr><td>Travel efficiency</td>{''.join(cells)}<td>&gt; {target:.0%}</td></tr>"
+        )
+    parts.append("</table>")
+    diff = comparison.differences
+    both = diff[diff["in_all_plans"]]
+    moved = diff[diff["changed"]]
+    text = (
+        f"{len(moved)} of {len(both)} accounts in both plans are in a different territory in "
+        f"'{names[1]}'"
+    )
+    if revenue_moved is not None and compare._finite(revenue_moved):
+        text += f"; their revenue ({comparison.balance_fields[0]}): {float(revenue_moved):,.0f}"
+    text += "."
+    missing = len(diff) - len(both)
+    if missing:
+        text += f" {missing} account(s) are in one plan only."
+    parts.append(f"<p id='comparison-moved'>{html.escape(text)}</p>")
+    if len(moved):
+        parts.append(moved.head(max_rows).drop(columns=["in_all_plans", "changed"]).to_html(
+            index=False, table_id="comparison-differences", na_rep="-"
+        ))  # fmt: skip
+        if len(moved) > max_rows:
+            parts.append(f"<p>First {max_rows} of {len(moved)} shown.</p>")
+    if comparison.notes:
+        parts.append(
+            "<ul id='comparison-notes'>"
+            + "".join(f"<li>{html.escape(n)}</li>" for n in comparison.notes)
+            + "</ul>"
+        )
+    return "".join(parts)
+
+
+def _as_territory(frame: pd.DataFrame, source: str, target: str) -> pd.DataFrame:
+    """A copy of ``frame`` whose ``target`` column holds the territory read from ``source``."""
+    out = frame.copy()
+    if source != target:
+        out[target] = out[source]
+    return out
+
+
+def _kpi_row(label: str, value: str, target: float | None, status: str, op: str) -> str:
+    words = {"ok": "met", "bad": "missed", "": "-"}
+    target_text = "" if target is None else f"{op} {target:.2f}"
+    return (
+        f"<tr><td>{html.escape(label)}</td><td>{value}</td><td>{target_text}</td>"
+        f"<td class='{status}'>{words[status]}</td></tr>"
+    )
+
+
+def _efficiency_row(efficiency: TravelEfficiency) -> str:
+    target = TARGETS["travel_efficiency"]
+    if not efficiency.known or not math.isfinite(efficiency.overall):
+        return (
+            f"<tr id='kpi-efficiency'><td>Travel efficiency</td><td>{_short(efficiency)}</td>"
+            f"<td>&gt; {target:.0%}</td><td>-</td></tr>"
+        )
+    per = efficiency.per_territory["travel_efficiency"].dropna()
+    below = int((per <= target).sum())
+    value = f"{efficiency.overall:.1%}"
+    if len(per):
+        value += (
+            f" (lowest territory {per.min():.1%}; {below} of {len(per)} territories at or below)"
+        )
+    status = "ok" if efficiency.overall > target else "bad"
+    words = {"ok": "met", "bad": "missed"}
+    return (
+        f"<tr id='kpi-efficiency'><td>Travel efficiency</td><td>{value}</td>"
+        f"<td>&gt; {target:.0%}</td><td class='{status}'>{words[status]}</td></tr>"
+    )
+
+
+def _short(efficiency: TravelEfficiency) -> str:
+    """The KPI cell of an unknown efficiency: the standard sentence, or the note saying why."""
+    if efficiency.note.startswith(EFFICIENCY_UNKNOWN):
+        return html.escape(EFFICIENCY_UNKNOWN)
+    return html.escape(efficiency.note)
+
+
+def _prospects_row(summary: pd.DataFrame, active: str | None) -> str:
+    lo, hi = PROSPECTS_RANGE
+    column = "active_prospects" if active else "accounts"
+    counts = summary[column]
+    inside = int(((counts >= lo) & (counts <= hi)).sum())
+    label = "Territories within the active prospects guidance" + (
+        "" if active else " (all accounts counted)"
+    )
+    status = "ok" if inside == len(summary) else "bad"
+    return (
+        f"<tr id='kpi-prospects'><td>{html.escape(label)}</td><td>{inside} of {len(summary)}</td>"
+        f"<td>{lo}-{hi} each</td><td class='{status}'>{'met' if status == 'ok' else 'missed'}</td></tr>"
+    )
 
 
 def cv_target(field: str) -> float | None:
@@ -179,6 +622,14 @@ def figure_png(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()
+
+
+def _require(df: pd.DataFrame, field: str, key: str, where: str = "the accounts") -> None:
+    if field not in df.columns:
+        raise InvalidInputError(
+            f"{key}: field {field!r} is not in {where}; fields are "
+            f"{', '.join(str(c) for c in df.columns if c != 'geometry')}."
+        )
 
 
 def _check(df: pd.DataFrame, field: str, others: Sequence[str]) -> None:

@@ -57,3 +57,140 @@ def test_kpis_and_errors(accounts):
         report.build_report(accounts, territory_field="nope")
     with pytest.raises(InvalidInputError, match="empty"):
         report.build_report(accounts.iloc[:0])
+
+
+def _text(out: str) -> str:
+    text = []
+
+    class P(HTMLParser):
+        def handle_data(self, d):
+            text.append(d)
+
+    P().feed(out)
+    return " ".join(text)
+
+
+@pytest.fixture
+def visits():
+    """Two territories; A from centre_min, B partly from centre_km at 50 km/h."""
+    return pd.DataFrame(
+        {
+            "id": [1, 2, 3, 4],
+            "territory_id": ["A", "A", "B", "B"],
+            "visits": [2, 4, 1, 3],
+            "minutes": [30.0, None, 60.0, 40.0],
+            "centre_min": [10.0, 5.0, None, 15.0],
+            "centre_km": [8.0, 4.0, 25.0, 12.0],
+        }
+    )
+
+
+def test_travel_efficiency_exact(visits):
+    eff = report.travel_efficiency(
+        visits,
+        territory_field="territory_id",
+        visit_minutes=45,
+        visit_minutes_field="minutes",
+        visits_field="visits",
+    )
+    per = eff.per_territory.set_index("territory_id")
+    # A: visits 2×30 + 4×45 = 240; travel 2×2×10 + 4×2×5 = 80
+    # B: visits 1×60 + 3×40 = 180; travel 1×2×(25 km at 50 km/h = 30) + 3×2×15 = 150
+    assert per.visit_minutes.tolist() == [240.0, 180.0]
+    assert per.travel_minutes.tolist() == [80.0, 150.0]
+    assert per.travel_efficiency.tolist() == [0.75, 0.5455]
+    assert eff.overall == pytest.approx(420 / 650)
+    assert "50 km/h" in eff.note
+    assert "1 account(s) without it" in eff.note
+
+    # one visit per account without VISITS_FIELD; VISIT_MINUTES alone
+    flat = report.travel_efficiency(
+        visits.iloc[:2], territory_field="territory_id", visit_minutes=45
+    )
+    assert flat.overall == pytest.approx(90 / (90 + 30))
+    assert "one visit per account" in flat.note
+
+    out, summary = report.build_report(
+        visits,
+        visit_minutes=45,
+        visit_minutes_field="minutes",
+        visits_field="visits",
+    )
+    assert summary.travel_efficiency.tolist() == [0.75, 0.5455]
+    body = _text(out)
+    assert "Travel efficiency" in body
+    assert "64.6% (lowest territory 54.5%; 2 of 2 territories at or below)" in body
+    assert "> 75%" in body
+    assert re.search(r"id='kpi-efficiency'>.*?class='bad'>missed", out)
+
+    with pytest.raises(InvalidInputError, match="VISIT_MINUTES"):
+        report.travel_efficiency(visits, territory_field="territory_id", visit_minutes=-1)
+    with pytest.raises(InvalidInputError, match="VISITS_FIELD"):
+        report.travel_efficiency(
+            visits, territory_field="territory_id", visit_minutes=45, visits_field="nope"
+        )
+
+
+def test_travel_efficiency_not_known(accounts, visits):
+    out, summary = report.build_report(accounts, balance_fields=["revenue_potential"])
+    assert "travel_efficiency" not in summary.columns
+    assert "not known (give VISIT_MINUTES and VISITS_FIELD)" in _text(out)
+    # durations given, but no drive times in the accounts
+    out, summary = report.build_report(accounts, visit_minutes=45, visits_field="workload_visits")
+    assert "travel_efficiency" not in summary.columns
+    assert "no centre_min or centre_km" in _text(out)
+    # drive times but no durations
+    eff = report.travel_efficiency(visits, territory_field="territory_id")
+    assert not eff.known
+    assert eff.note.startswith(report.EFFICIENCY_UNKNOWN)
+
+
+def test_active_prospects_counted(accounts):
+    flagged = accounts.assign(flag=["yes", "no", True, "1", 0, None])
+    summary = report.territory_summary(flagged, territory_field="territory_id", active_field="flag")
+    assert summary.active_prospects.tolist() == [1, 2, 0]
+    out, _ = report.build_report(flagged, active_field="flag")
+    body = _text(out)
+    assert "counted from flag" in body
+    assert "Territories within the active prospects guidance" in body
+    assert "3 of 3 territories outside" in body
+    # without ACTIVE_FIELD: active_prospect when present, else every account counts
+    ints = accounts.assign(active_prospect=[1, 0, 1, 1, 0, 0])
+    summary = report.territory_summary(ints, territory_field="territory_id")
+    assert summary.active_prospects.tolist() == [1, 2, 0]
+    out, summary = report.build_report(accounts)
+    assert "active_prospects" not in summary.columns
+    assert "every account counts as an active prospect" in _text(out)
+    assert "(all accounts counted)" in _text(out)
+    with pytest.raises(InvalidInputError, match="ACTIVE_FIELD"):
+        report.build_report(accounts, active_field="nope")
+    assert report.truthy(pd.Series(["Yes", "TRUE", "n", "2", "", "0.0"])).tolist() == [
+        True, True, False, True, False, False,
+    ]  # fmt: skip
+
+
+def test_comparison_section(accounts):
+    second = accounts[["id", "current_territory", "workload_visits"]].iloc[::-1]
+    out, _ = report.build_report(
+        accounts,
+        balance_fields=["workload_visits", "revenue_potential"],
+        compare_accounts=second,
+        compare_territory_field="current_territory",
+    )
+    body = _text(out)
+    assert "Comparison with the second plan" in body
+    assert re.search(r"<th>this plan</th><th>second plan</th>", out)
+    # ids 1 (revenue 10) and 5 (revenue 9) differ; revenue taken from this plan by id
+    assert "2 of 6 accounts in both plans are in a different territory" in body
+    assert "their revenue (revenue_potential): 19" in body
+    assert "CV of revenue_potential" in body
+    assert 'id="comparison-differences"' in out
+    comparison = report.compare_with(accounts, second, compare_territory_field="current_territory")
+    assert comparison.kpis.moved_vs_baseline.tolist() == [0, 2]
+    with pytest.raises(InvalidInputError, match="COMPARE_TERRITORY_FIELD"):
+        report.build_report(accounts, compare_accounts=second)
+    with pytest.raises(InvalidInputError, match="ID_FIELD"):
+        report.build_report(
+            accounts, compare_accounts=second, compare_territory_field="current_territory",
+            id_field="code",
+        )  # fmt: skip

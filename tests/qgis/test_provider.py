@@ -63,7 +63,9 @@ CONTRACT = {
     "territoryreport": (
         {
             "ACCOUNTS", "TERRITORY_FIELD", "BALANCE_FIELDS", "CURRENT_FIELD", "TERRITORIES",
-            "TOLERANCE", "OUTPUT_HTML", "OUTPUT_CSV",
+            "TOLERANCE", "OUTPUT_HTML", "OUTPUT_CSV", "ACTIVE_FIELD", "VISITS_FIELD",
+            "VISIT_MINUTES_FIELD", "VISIT_MINUTES", "COMPARE_ACCOUNTS", "COMPARE_TERRITORY_FIELD",
+            "ID_FIELD",
         },
         {"OUTPUT_HTML", "OUTPUT_CSV", "OUTPUT"},
     ),

@@ -207,3 +207,62 @@ def test_territoryreport_algorithm(qgis_processing, plugin_on_path, territories_
     assert text.count("data:image/png;base64,") == 2  # map + one chart
     assert "Accounts moved: 1 of 3" in text
     assert (tmp_path / "r.csv").read_text(encoding="utf-8").startswith("territory_id,accounts")
+
+
+def test_territoryreport_second_plan_and_efficiency(territory_provider, accounts_gpkg, tmp_path):
+    """A designterritories plan against today's plan (the sample accounts), with visit times."""
+    import pandas as pd
+    import processing
+
+    sample = f"{accounts_gpkg}|layername=accounts"
+    balance = ["revenue_potential", "workload_visits"]
+    design = processing.run(
+        "territory_planner:designterritories",
+        {
+            "ACCOUNTS": sample,
+            "ID_FIELD": "id",
+            "TERRITORIES": 5,
+            "BALANCE_FIELDS": balance,
+            "TOLERANCE": 10,
+            "SEED": 1,
+            "TIME_LIMIT": 20,
+            "SOLVER": 0,
+            **{
+                key: str(tmp_path / f"{key.lower()}.gpkg")
+                for key in (
+                    "OUTPUT_ACCOUNTS", "OUTPUT_TERRITORIES", "OUTPUT_CENTRES", "OUTPUT_SUMMARY"
+                )
+            },
+        },
+    )  # fmt: skip
+    res = processing.run(
+        "territory_planner:territoryreport",
+        {
+            "ACCOUNTS": design["OUTPUT_ACCOUNTS"],
+            "TERRITORY_FIELD": "territory_id",
+            "BALANCE_FIELDS": balance,
+            "CURRENT_FIELD": "current_territory",
+            "TERRITORIES": design["OUTPUT_TERRITORIES"],
+            "COMPARE_ACCOUNTS": sample,
+            "COMPARE_TERRITORY_FIELD": "current_territory",
+            "VISIT_MINUTES": 45,
+            "VISITS_FIELD": "workload_visits",
+            "OUTPUT_HTML": str(tmp_path / "r.html"),
+            "OUTPUT_CSV": str(tmp_path / "r.csv"),
+        },
+    )
+    text = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert res["OUTPUT"] == str(tmp_path / "r.html")
+    assert "Comparison with the second plan" in text
+    assert "<th>this plan</th><th>second plan</th>" in text
+    assert "accounts in both plans are in a different territory" in text
+    assert "<td>Travel efficiency</td>" in text
+    assert "not known" not in text.split("id='kpi-efficiency'")[1].split("</tr>")[0]
+    assert "assumed 50 km/h" in text  # no road network: centre_km, said in the report
+    assert "counted from active_prospect" in text
+    assert "<h2>Parameters</h2>" in text
+    summary = pd.read_csv(tmp_path / "r.csv")
+    assert len(summary) == 5
+    assert "travel_efficiency" in summary.columns
+    assert summary.travel_efficiency.between(0, 1).all()
+    assert summary.active_prospects.sum() > 0
