@@ -354,6 +354,24 @@ def step_feedback(feedback: QgsProcessingFeedback, steps: int) -> QgsProcessingM
     return QgsProcessingMultiStepFeedback(steps, feedback)
 
 
+def network_steps(
+    feedback: QgsProcessingFeedback, network_path: str | None, steps: int = 3
+) -> tuple[QgsProcessingMultiStepFeedback, Callable[..., None], Callable[[], bool], Any]:
+    """``(steps, progress, is_cancelled, network)`` for a run whose first step loads NETWORK.
+
+    The network is None without ``network_path``; on return ``steps`` is at step 1.
+    """
+    from ..territory_planner_plugin import network as road_network
+
+    multi = step_feedback(feedback, steps)
+    progress, is_cancelled = engine_callbacks(multi, root=feedback)
+    net = None
+    if network_path:
+        net = road_network.load_network(network_path, progress=progress, is_cancelled=is_cancelled)
+    multi.setCurrentStep(1)
+    return multi, progress, is_cancelled, net
+
+
 def check_cancelled(feedback: QgsProcessingFeedback) -> None:
     """Raise the engine's ``Cancelled`` when the user pressed Cancel (caught by engine_run)."""
     if feedback.isCanceled():

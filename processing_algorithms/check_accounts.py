@@ -18,19 +18,17 @@ from qgis.core import (
 from qgis.PyQt.QtGui import QColor
 
 from ..territory_planner_plugin import checks
-from ..territory_planner_plugin import network as road_network
 from .base import (
     TerritoryPlannerAlgorithm,
     check_cancelled,
-    engine_callbacks,
     engine_run,
     max_snap_parameter,
     network_parameter,
+    network_steps,
     optional_field,
     sink_parameter,
     source_or_error,
     source_to_gdf,
-    step_feedback,
     write_sink,
 )
 
@@ -162,14 +160,7 @@ class CheckAccountsAlgorithm(TerritoryPlannerAlgorithm):
         if parameters.get(self.STUDY_AREA) not in (None, "") and area_source is None:
             raise QgsProcessingException(self.invalidSourceError(parameters, self.STUDY_AREA))
 
-        steps = step_feedback(feedback, 3)
-        progress, is_cancelled = engine_callbacks(steps, root=feedback)
-        net = None
-        if network_path:
-            net = road_network.load_network(
-                network_path, progress=progress, is_cancelled=is_cancelled
-            )
-        steps.setCurrentStep(1)
+        steps, progress, is_cancelled, net = network_steps(feedback, network_path)
         accounts = source_to_gdf(source, feedback=steps, name=self.INPUT)  # input CRS kept
         area = None
         if area_source is not None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import pandas as pd
 import pulp  # noqa: F401  (import at module level: see ENV-NOTES #8, empty GeoPackage trap)
 from qgis.core import (
@@ -11,96 +9,44 @@ from qgis.core import (
     QgsProcessingException,
     QgsProcessingOutputNumber,
     QgsProcessingParameterEnum,
-    QgsProcessingParameterFeatureSource,
     QgsProcessingParameterField,
-    QgsProcessingParameterNumber,
-    QgsProcessingParameterString,
 )
 
-from ..territory_planner_plugin import network as road_network
 from ..territory_planner_plugin import rebalance
 from .base import (
-    PROJECTED,
-    SOLVERS,
-    TerritoryPlannerAlgorithm,
-    add_manifest_parameters,
-    attach_style,
     check_cancelled,
-    engine_callbacks,
     engine_run,
     enum_value,
-    network_parameter,
     optional_field,
-    optional_number,
-    parse_number_list,
     sink_parameter,
     solver_parameter,
-    source_or_error,
-    source_to_gdf,
-    start_run_manifest,
-    step_feedback,
     time_limit_parameter,
     write_run_manifest,
-    write_sink,
 )
-
-_Number = QgsProcessingParameterNumber
+from .planning import PlanningAlgorithm, finite
 
 # (engine value, label): "accounts" minimises the number of moved accounts, "value" the moved value.
 MINIMISE_CHOICES = (("accounts", "Accounts moved"), ("value", "Value moved"))
 
 
-class RebalanceTerritoriesAlgorithm(TerritoryPlannerAlgorithm):
+class RebalanceTerritoriesAlgorithm(PlanningAlgorithm):
     """Move as few accounts (or as little revenue) as needed to bring territories back in balance."""
 
     ALGORITHM_ID = "rebalanceterritories"
     DISPLAY_NAME = "Rebalance territories"
-    GROUP = "Territories"
-    GROUP_ID = "territories"
 
-    ACCOUNTS = "ACCOUNTS"
-    ID_FIELD = "ID_FIELD"
-    CURRENT_FIELD = "CURRENT_FIELD"
-    REPS = "REPS"
-    REP_ID_FIELD = "REP_ID_FIELD"
-    REP_CAPACITY_FIELD = "REP_CAPACITY_FIELD"
-    REP_MAX_MINUTES = "REP_MAX_MINUTES"
-    BALANCE_FIELDS = "BALANCE_FIELDS"
-    BALANCE_WEIGHTS = "BALANCE_WEIGHTS"
-    TOLERANCE = "TOLERANCE"
-    LOCK_FIELD = "LOCK_FIELD"
-    MAX_MOVES = "MAX_MOVES"
     MINIMISE = "MINIMISE"
     MINIMISE_FIELD = "MINIMISE_FIELD"
-    NETWORK = "NETWORK"
-    TIME_LIMIT = "TIME_LIMIT"
-    SOLVER = "SOLVER"
-    MANIFEST = "MANIFEST"
-    OUTPUT_MANIFEST = "OUTPUT_MANIFEST"
-    OUTPUT_ACCOUNTS = "OUTPUT_ACCOUNTS"
-    OUTPUT_TERRITORIES = "OUTPUT_TERRITORIES"
-    OUTPUT_CENTRES = "OUTPUT_CENTRES"
-    OUTPUT_SUMMARY = "OUTPUT_SUMMARY"
     OUTPUT_MOVES = "OUTPUT_MOVES"
     NUMERIC_OUTPUTS = (
         ("OBJECTIVE", "objective", "Objective value (accounts or value moved)"),
-        ("LOWER_BOUND", "lower_bound", "Lower bound of the objective"),
-        ("GAP_PCT", "gap_pct", "Optimality gap (%)"),
-        ("MAX_DEVIATION_PCT", "max_deviation_pct", "Largest balance deviation (%)"),
-        ("MOVED", "moved", "Accounts moved from their current territory"),
+        *PlanningAlgorithm.NUMERIC_OUTPUTS[1:],
     )
     MOVES_LOWER_BOUND = "MOVES_LOWER_BOUND"
 
     def initAlgorithm(self, config=None) -> None:
-        point = [QgsProcessing.TypeVectorPoint]
-        numeric = QgsProcessingParameterField.Numeric
         add = self.addParameter
-        add(QgsProcessingParameterFeatureSource(self.ACCOUNTS, self.tr("Accounts (points)"), point))
-        add(
-            QgsProcessingParameterField(
-                self.ID_FIELD, self.tr("Account id field"), None, self.ACCOUNTS
-            )
-        )
+        self.add_account_parameters()
         add(
             QgsProcessingParameterField(
                 self.CURRENT_FIELD,
@@ -109,91 +55,9 @@ class RebalanceTerritoriesAlgorithm(TerritoryPlannerAlgorithm):
                 self.ACCOUNTS,
             )
         )
-        add(
-            QgsProcessingParameterFeatureSource(
-                self.REPS,
-                self.tr("Reps (empty = keep today's territories)"),
-                point,
-                None,
-                True,
-            )
-        )
-        add(
-            QgsProcessingParameterField(
-                self.REP_ID_FIELD, self.tr("Rep id field"), None, self.REPS, optional=True
-            )
-        )
-        add(
-            QgsProcessingParameterField(
-                self.REP_CAPACITY_FIELD,
-                self.tr("Rep capacity field (relative size)"),
-                None,
-                self.REPS,
-                numeric,
-                optional=True,
-            )
-        )
-        add(
-            _Number(
-                self.REP_MAX_MINUTES,
-                self.tr("Longest drive from a rep to an account (minutes)"),
-                _Number.Double,
-                None,
-                True,
-                0.0,
-            )
-        )
-        add(
-            QgsProcessingParameterField(
-                self.BALANCE_FIELDS,
-                self.tr("Fields to balance (e.g. revenue, visits)"),
-                None,
-                self.ACCOUNTS,
-                numeric,
-                allowMultiple=True,
-                optional=True,
-            )
-        )
-        add(
-            QgsProcessingParameterString(
-                self.BALANCE_WEIGHTS,
-                self.tr("Weights of those fields (e.g. 40,30)"),
-                None,
-                False,
-                True,
-            )
-        )
-        add(
-            _Number(
-                self.TOLERANCE,
-                self.tr("Allowed imbalance (%)"),
-                _Number.Double,
-                5.0,
-                False,
-                0.0,
-                100.0,
-            )
-        )
-        add(
-            QgsProcessingParameterField(
-                self.LOCK_FIELD,
-                self.tr("Lock field (territory an account must stay in)"),
-                None,
-                self.ACCOUNTS,
-                optional=True,
-            )
-        )
-        add(
-            _Number(
-                self.MAX_MOVES,
-                self.tr("Most accounts that may change territory (%)"),
-                _Number.Double,
-                None,
-                True,
-                0.0,
-                100.0,
-            )
-        )
+        self.add_rep_and_balance_parameters(self.tr("Reps (empty = keep today's territories)"))
+        self.add_tolerance_and_lock_parameters()
+        self.add_max_moves_parameter()
         add(
             QgsProcessingParameterEnum(
                 self.MINIMISE,
@@ -209,49 +73,16 @@ class RebalanceTerritoriesAlgorithm(TerritoryPlannerAlgorithm):
                 self.tr("Value field for 'Value moved' (e.g. revenue)"),
                 None,
                 self.ACCOUNTS,
-                numeric,
+                QgsProcessingParameterField.Numeric,
                 optional=True,
             )
         )
-        add(
-            network_parameter(
-                optional=True, description=self.tr("Road network (empty = straight lines)")
-            )
-        )
+        self.add_network_parameter()
         add(time_limit_parameter())
         add(solver_parameter())
-        add(
-            sink_parameter(
-                self.OUTPUT_ACCOUNTS,
-                self.tr("Accounts with territory"),
-                QgsProcessing.TypeVectorPoint,
-            )
+        self.add_plan_outputs(
+            sink_parameter(self.OUTPUT_MOVES, self.tr("Moves"), QgsProcessing.TypeVector)
         )
-        add(
-            sink_parameter(
-                self.OUTPUT_TERRITORIES, self.tr("Territories"), QgsProcessing.TypeVectorPolygon
-            )
-        )
-        add(
-            sink_parameter(
-                self.OUTPUT_CENTRES,
-                self.tr("Territory centres"),
-                QgsProcessing.TypeVectorPoint,
-                optional=True,
-            )
-        )
-        add(
-            sink_parameter(
-                self.OUTPUT_SUMMARY,
-                self.tr("Territory summary"),
-                QgsProcessing.TypeVector,
-                optional=True,
-            )
-        )
-        add(sink_parameter(self.OUTPUT_MOVES, self.tr("Moves"), QgsProcessing.TypeVector))
-        add_manifest_parameters(self)
-        for key, _, label in self.NUMERIC_OUTPUTS:
-            self.addOutput(QgsProcessingOutputNumber(key, self.tr(label)))
         self.addOutput(
             QgsProcessingOutputNumber(
                 self.MOVES_LOWER_BOUND, self.tr("Proven lower bound of the moves needed")
@@ -260,37 +91,16 @@ class RebalanceTerritoriesAlgorithm(TerritoryPlannerAlgorithm):
 
     @engine_run
     def processAlgorithm(self, parameters, context, feedback):
-        accounts_source = source_or_error(self, parameters, self.ACCOUNTS, context)
-        reps_source = self.parameterAsSource(parameters, self.REPS, context)
-        id_field = self.parameterAsFields(parameters, self.ID_FIELD, context)[0]
+        inputs = self.read_plan_inputs(parameters, context)
         current_field = optional_field(self, parameters, self.CURRENT_FIELD, context)
-        balance_fields = self.parameterAsFields(parameters, self.BALANCE_FIELDS, context)
-        weights_text = self.parameterAsString(parameters, self.BALANCE_WEIGHTS, context)
-        network_path = self.parameterAsFile(parameters, self.NETWORK, context)
         minimise = enum_value(self, parameters, self.MINIMISE, context, MINIMISE_CHOICES)
         minimise_field = optional_field(self, parameters, self.MINIMISE_FIELD, context)
-        options = {
-            "rep_id_field": optional_field(self, parameters, self.REP_ID_FIELD, context),
-            "rep_capacity_field": optional_field(
-                self, parameters, self.REP_CAPACITY_FIELD, context
-            ),
-            "rep_max_minutes": optional_number(self, parameters, self.REP_MAX_MINUTES, context),
-            "tolerance_pct": self.parameterAsDouble(parameters, self.TOLERANCE, context),
-            "lock_field": optional_field(self, parameters, self.LOCK_FIELD, context),
-            "max_moves_pct": optional_number(self, parameters, self.MAX_MOVES, context),
-            "time_limit_s": self.parameterAsDouble(parameters, self.TIME_LIMIT, context),
-            "solver": enum_value(self, parameters, self.SOLVER, context, SOLVERS),
-        }
-
         if not current_field:
             raise QgsProcessingException(
                 "CURRENT_FIELD: choose the field holding each account's territory (or rep) today; "
                 "to plan from scratch use designterritories."
             )
-        if parameters.get(self.REPS) not in (None, "") and reps_source is None:
-            raise QgsProcessingException(self.invalidSourceError(parameters, self.REPS))
-        if reps_source is not None and not options["rep_id_field"]:
-            raise QgsProcessingException("REP_ID_FIELD: choose the field that identifies each rep.")
+        self.check_reps(parameters, inputs)
         if minimise == "value" and not minimise_field:
             raise QgsProcessingException(
                 "MINIMISE_FIELD: 'Value moved' needs the numeric field to count (e.g. revenue); "
@@ -301,81 +111,30 @@ class RebalanceTerritoriesAlgorithm(TerritoryPlannerAlgorithm):
                 f"MINIMISE is 'Accounts moved': MINIMISE_FIELD '{minimise_field}' is not used."
             )
             minimise_field = None
-        weights = parse_number_list(weights_text, self.BALANCE_WEIGHTS, positive=False) or None
-        if weights is not None and len(weights) != len(balance_fields):
-            raise QgsProcessingException(
-                f"BALANCE_WEIGHTS has {len(weights)} value(s) but BALANCE_FIELDS has "
-                f"{len(balance_fields)} field(s): give one weight per field, in the same order."
-            )
+        inputs.weights = self.balance_weights(inputs)
 
-        steps = step_feedback(feedback, 3)
-        progress, is_cancelled = engine_callbacks(steps, root=feedback)
-        net = None
-        if network_path:
-            net = road_network.load_network(
-                network_path, progress=progress, is_cancelled=is_cancelled
-            )
-        steps.setCurrentStep(1)
-        target = net.crs if net is not None else PROJECTED  # metres for the engine
-        accounts = source_to_gdf(
-            accounts_source, feedback=steps, name="ACCOUNTS", target_crs=target, points=True
-        )
-        if minimise_field:
-            _check_minimise_field(accounts, minimise_field, id_field)
-        reps = None
-        if reps_source is not None:
-            reps = source_to_gdf(
-                reps_source, feedback=steps, name="REPS", target_crs=accounts.crs, points=True
-            )
-        steps.setCurrentStep(2)
-        manifest_run = start_run_manifest(
-            self, parameters, context, feedback,
-            frames={self.ACCOUNTS: accounts, self.REPS: reps}, files={self.NETWORK: network_path},
-        )  # fmt: skip
+        def check_accounts(accounts):
+            if minimise_field:
+                _check_minimise_field(accounts, minimise_field, inputs.id_field)
+
+        self.load_plan_layers(inputs, parameters, context, feedback, check_accounts=check_accounts)
         result = rebalance.rebalance_territories(
-            accounts,
-            id_field=id_field,
+            inputs.accounts,
             current_field=current_field,
-            reps=reps,
-            balance_fields=tuple(balance_fields),
-            balance_weights=weights,
             minimise_field=minimise_field,
-            network=net,
-            progress=progress,
-            is_cancelled=is_cancelled,
-            **options,
+            **inputs.engine_arguments(),
         )
         check_cancelled(feedback)
         plan = result.plan
 
-        results = {}
-        for key, frame, kind in (
-            (self.OUTPUT_ACCOUNTS, plan.accounts, "accounts"),
-            (self.OUTPUT_TERRITORIES, plan.territories, "territories"),
-            (self.OUTPUT_CENTRES, plan.centres, "centres"),
-            (self.OUTPUT_SUMMARY, plan.summary, "summary"),
-        ):
-            is_table = key == self.OUTPUT_SUMMARY
-            results[key] = write_sink(
-                self, parameters, key, context, frame, feedback=feedback, geometry=not is_table
-            )
-            attach_style(context, results[key], kind)
-        results[self.OUTPUT_MOVES] = write_sink(
-            self, parameters, self.OUTPUT_MOVES, context, _moves_table(result.moves),
-            feedback=feedback, geometry=False,
-        )  # fmt: skip
-        for key, attribute, label in self.NUMERIC_OUTPUTS:
-            results[key] = _finite(getattr(plan, attribute, None))
-            feedback.pushInfo(f"{label}: {results[key]}")
-        results[self.MOVES_LOWER_BOUND] = _finite(result.moves_lower_bound)
+        moves = {self.OUTPUT_MOVES: _moves_table(result.moves)}
+        results = self.write_plan_outputs(parameters, context, feedback, plan, tables=moves)
+        results[self.MOVES_LOWER_BOUND] = finite(result.moves_lower_bound)
         _report_moves(feedback, result.moves, results, minimise_field)
-        manifest_run.extra["moves_lower_bound"] = results[self.MOVES_LOWER_BOUND]
-        return write_run_manifest(manifest_run, plan, results, feedback, id_field=id_field)
-
-
-def _finite(value) -> float | None:
-    """A float for a numeric output, None (NULL) for a missing or NaN value (e.g. no bound)."""
-    return float(value) if value is not None and math.isfinite(float(value)) else None
+        inputs.manifest.extra["moves_lower_bound"] = results[self.MOVES_LOWER_BOUND]
+        return write_run_manifest(
+            inputs.manifest, plan, results, feedback, id_field=inputs.id_field
+        )
 
 
 def _report_moves(feedback, moves: pd.DataFrame, results: dict, minimise_field: str | None) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import re
 
-import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pulp
@@ -16,32 +15,7 @@ from hypothesis import strategies as st
 from territory_planner_plugin.errors import InfeasibleError, InvalidInputError
 from territory_planner_plugin.rebalance import MOVE_COLUMNS, rebalance_territories
 from territory_planner_plugin.territories import EXACT_PAIRS, design_territories
-
-CRS = "EPSG:32635"
-
-
-def _accounts(n: int, seed: int = 0) -> gpd.GeoDataFrame:
-    rng = np.random.default_rng(seed)
-    xy = rng.uniform(0, 20_000, (n, 2))
-    return gpd.GeoDataFrame(
-        {
-            "id": [f"A{i}" for i in range(n)],
-            "revenue": rng.integers(10, 100, n).astype(float),
-            "visits": rng.integers(1, 10, n).astype(float),
-        },
-        geometry=gpd.points_from_xy(xy[:, 0] + 300_000, xy[:, 1] + 6_600_000),
-        crs=CRS,
-    )
-
-
-def _reps(k: int, seed: int = 1) -> gpd.GeoDataFrame:
-    rng = np.random.default_rng(seed)
-    xy = rng.uniform(0, 20_000, (k, 2))
-    return gpd.GeoDataFrame(
-        {"rep": [f"R{j}" for j in range(k)], "cap": np.ones(k)},
-        geometry=gpd.points_from_xy(xy[:, 0] + 300_000, xy[:, 1] + 6_600_000),
-        crs=CRS,
-    )
+from tests.engine.helpers import random_accounts, random_reps
 
 
 def _run(acc, reps=None, **kwargs):
@@ -61,7 +35,7 @@ def _run(acc, reps=None, **kwargs):
 
 def _balanced(n=60, k=3, seed=0, tol=10.0):
     """Accounts whose 'current' is a balanced designterritories plan, and the reps."""
-    acc, reps = _accounts(n, seed), _reps(k, seed + 1)
+    acc, reps = random_accounts(n, seed), random_reps(k, seed + 1)
     plan = design_territories(acc, id_field="id", reps=reps, rep_id_field="rep",
                               balance_fields=["revenue"], tolerance_pct=tol)  # fmt: skip
     acc["current"] = plan.accounts["territory_id"].to_numpy()
@@ -174,7 +148,7 @@ def _exact_min_moves(acc, field, tol, weight=None):
 
 @pytest.mark.parametrize(("n", "seed", "weight"), [(45, 0, None), (60, 3, None), (50, 5, "visits")])
 def test_moves_equal_the_exact_minimum_on_small_instances(n, seed, weight) -> None:
-    acc = _accounts(n, seed)
+    acc = random_accounts(n, seed)
     rng = np.random.default_rng(seed + 100)
     acc["current"] = [f"T{j}" for j in rng.integers(0, 3, n)]
     assert n * 3 <= EXACT_PAIRS  # the exact path of territories._solve
@@ -222,7 +196,7 @@ def test_departing_rep_is_handed_over_and_new_accounts_are_placed() -> None:
 
 def test_joining_rep_gets_accounts_from_the_neighbours() -> None:
     acc, reps = _balanced(n=60, k=3, seed=6, tol=10)
-    joined = pd.concat([reps, _reps(4, 99).iloc[[3]].assign(rep="R_new")], ignore_index=True)
+    joined = pd.concat([reps, random_reps(4, 99).iloc[[3]].assign(rep="R_new")], ignore_index=True)
     res = _run(acc, joined, balance_fields=["revenue"], tolerance_pct=10)
     out = res.plan.accounts
     assert (out["territory_id"] == "R_new").sum() > 0
@@ -312,8 +286,8 @@ def test_missing_current_values_are_new_accounts_not_errors() -> None:
     with_reps=st.booleans(),
 )
 def test_constraints_hold_or_infeasibility_is_named(n, k, tol, seed, n_locks, moves, with_reps):
-    acc = _accounts(n, seed)
-    reps = _reps(k, seed + 1) if with_reps else None
+    acc = random_accounts(n, seed)
+    reps = random_reps(k, seed + 1) if with_reps else None
     rng = np.random.default_rng(seed)
     acc["current"] = [f"R{j}" for j in rng.integers(0, k, n)]
     acc["lock"] = None
@@ -344,7 +318,7 @@ def test_constraints_hold_or_infeasibility_is_named(n, k, tol, seed, n_locks, mo
 
 def test_large_path_keeps_constraints() -> None:
     """Beyond EXACT_PAIRS the Lagrangian path: constraints still hold, the bound is a bound."""
-    acc, reps = _accounts(400, 8), _reps(4, 9)
+    acc, reps = random_accounts(400, 8), random_reps(4, 9)
     rng = np.random.default_rng(8)
     acc["current"] = [f"R{j}" for j in rng.integers(0, 4, len(acc))]
     acc["lock"] = None

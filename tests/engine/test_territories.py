@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 
-import geopandas as gpd
 import numpy as np
 import pulp
 import pytest
@@ -13,32 +12,7 @@ from hypothesis import strategies as st
 
 from territory_planner_plugin.errors import InfeasibleError, InvalidInputError
 from territory_planner_plugin.territories import EXACT_PAIRS, design_territories
-
-CRS = "EPSG:32635"
-
-
-def _accounts(n: int, seed: int = 0) -> gpd.GeoDataFrame:
-    rng = np.random.default_rng(seed)
-    xy = rng.uniform(0, 20_000, (n, 2))
-    return gpd.GeoDataFrame(
-        {
-            "id": [f"A{i}" for i in range(n)],
-            "revenue": rng.integers(10, 100, n).astype(float),
-            "visits": rng.integers(1, 10, n).astype(float),
-        },
-        geometry=gpd.points_from_xy(xy[:, 0] + 300_000, xy[:, 1] + 6_600_000),
-        crs=CRS,
-    )
-
-
-def _reps(k: int, seed: int = 1) -> gpd.GeoDataFrame:
-    rng = np.random.default_rng(seed)
-    xy = rng.uniform(0, 20_000, (k, 2))
-    return gpd.GeoDataFrame(
-        {"rep": [f"R{j}" for j in range(k)], "cap": np.ones(k)},
-        geometry=gpd.points_from_xy(xy[:, 0] + 300_000, xy[:, 1] + 6_600_000),
-        crs=CRS,
-    )
+from tests.engine.helpers import CRS, random_accounts, random_reps
 
 
 def _brute_force(acc, reps, field, tol):
@@ -58,7 +32,7 @@ def _brute_force(acc, reps, field, tol):
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_matches_brute_force_on_tiny_instances(seed: int) -> None:
-    acc, reps = _accounts(8, seed), _reps(3, seed + 10)
+    acc, reps = random_accounts(8, seed), random_reps(3, seed + 10)
     ref = _brute_force(acc, reps, "revenue", 25)
     if not np.isfinite(ref):
         with pytest.raises(InfeasibleError):
@@ -73,8 +47,8 @@ def test_matches_brute_force_on_tiny_instances(seed: int) -> None:
 
 def _check_plan_or_named(n, k, tol, seed, n_locks, moves) -> None:
     """Hard constraints hold in the plan, or the infeasibility names what to relax."""
-    acc = _accounts(n, seed)
-    reps = _reps(k, seed + 1)
+    acc = random_accounts(n, seed)
+    reps = random_reps(k, seed + 1)
     rng = np.random.default_rng(seed)
     acc["current"] = [f"R{j}" for j in rng.integers(0, k, n)]
     acc["lock"] = None
@@ -137,7 +111,7 @@ def test_hard_constraints_hold_on_the_large_path(n, k, tol, seed, n_locks, moves
 
 def test_large_path_is_close_to_the_exact_milp() -> None:
     """Independent reference: the full MILP (PuLP/CBC) on a model just above EXACT_PAIRS."""
-    acc, reps = _accounts(130, 21), _reps(8, 22)
+    acc, reps = random_accounts(130, 21), random_reps(8, 22)
     plan = design_territories(acc, id_field="id", reps=reps, rep_id_field="rep",
                               balance_fields=["revenue", "visits"], tolerance_pct=10)  # fmt: skip
     xy = np.column_stack([acc.geometry.x, acc.geometry.y])
@@ -165,17 +139,17 @@ def test_large_path_is_close_to_the_exact_milp() -> None:
 
 
 def test_budget_too_small_names_the_moves_needed() -> None:
-    acc = _accounts(300, 8)
+    acc = random_accounts(300, 8)
     acc["current"] = "R0"  # everything in one territory: balance needs most of them to move
     with pytest.raises(InfeasibleError, match=r"MAX_MOVES allows 3 moves.*needs.*at least"):
-        design_territories(acc, id_field="id", reps=_reps(4), rep_id_field="rep",
+        design_territories(acc, id_field="id", reps=random_reps(4), rep_id_field="rep",
                            balance_fields=["revenue"], current_field="current",
                            max_moves_pct=1.0)  # fmt: skip
 
 
 def test_balance_weights_widen_the_band_of_lighter_measures() -> None:
-    acc = _accounts(300, 9)
-    plan = design_territories(acc, id_field="id", reps=_reps(4), rep_id_field="rep",
+    acc = random_accounts(300, 9)
+    plan = design_territories(acc, id_field="id", reps=random_reps(4), rep_id_field="rep",
                               balance_fields=["revenue", "visits"], balance_weights=[40, 20],
                               tolerance_pct=2)  # fmt: skip
     dev = plan.summary
@@ -183,12 +157,12 @@ def test_balance_weights_widen_the_band_of_lighter_measures() -> None:
     assert dev["visits_dev_pct"].abs().max() <= 4 + 1e-6
     assert "balance_score" in plan.kpis
     with pytest.raises(InvalidInputError, match="BALANCE_WEIGHTS"):
-        design_territories(acc, id_field="id", reps=_reps(4), rep_id_field="rep",
+        design_territories(acc, id_field="id", reps=random_reps(4), rep_id_field="rep",
                            balance_fields=["revenue", "visits"], balance_weights=[40, 0])  # fmt: skip
 
 
 def test_large_path_is_deterministic() -> None:
-    acc = _accounts(400, 5)
+    acc = random_accounts(400, 5)
     runs = [design_territories(acc, id_field="id", n_territories=6, balance_fields=["revenue"],
                                seed=3) for _ in range(2)]  # fmt: skip
     assert runs[0].accounts["territory_id"].tolist() == runs[1].accounts["territory_id"].tolist()
@@ -196,24 +170,24 @@ def test_large_path_is_deterministic() -> None:
 
 
 def test_deterministic_with_seed() -> None:
-    acc = _accounts(60, 3)
+    acc = random_accounts(60, 3)
     a = design_territories(acc, id_field="id", n_territories=4, balance_fields=["revenue"], seed=7)
     b = design_territories(acc, id_field="id", n_territories=4, balance_fields=["revenue"], seed=7)
     assert a.accounts["territory_id"].tolist() == b.accounts["territory_id"].tolist()
 
 
 def test_locks_that_break_balance_name_the_territory() -> None:
-    acc = _accounts(20, 4)
+    acc = random_accounts(20, 4)
     acc["lock"] = "R0"
     with pytest.raises(InfeasibleError, match=r"R0.*TOLERANCE"):
-        design_territories(acc, id_field="id", reps=_reps(3), rep_id_field="rep",
+        design_territories(acc, id_field="id", reps=random_reps(3), rep_id_field="rep",
                            balance_fields=["revenue"], lock_field="lock")  # fmt: skip
 
 
 def test_zero_tolerance_names_the_needed_tolerance() -> None:
-    acc = _accounts(15, 5)
+    acc = random_accounts(15, 5)
     with pytest.raises(InfeasibleError, match=r"TOLERANCE must be at least \d"):
-        design_territories(acc, id_field="id", reps=_reps(4), rep_id_field="rep",
+        design_territories(acc, id_field="id", reps=random_reps(4), rep_id_field="rep",
                            balance_fields=["revenue"], tolerance_pct=0.0)  # fmt: skip
 
 
@@ -226,20 +200,20 @@ def test_zero_tolerance_names_the_needed_tolerance() -> None:
     ],
 )
 def test_bad_input_names_the_record(change, needle: str) -> None:
-    acc = change(_accounts(10).assign(lock=None))
+    acc = change(random_accounts(10).assign(lock=None))
     with pytest.raises(InvalidInputError, match=needle):
-        design_territories(acc, id_field="id", reps=_reps(2), rep_id_field="rep",
+        design_territories(acc, id_field="id", reps=random_reps(2), rep_id_field="rep",
                            balance_fields=["revenue"], lock_field="lock")  # fmt: skip
 
 
 @pytest.mark.parametrize("k", [0, 11])
 def test_bad_k(k: int) -> None:
     with pytest.raises(InvalidInputError, match="TERRITORIES"):
-        design_territories(_accounts(10), id_field="id", n_territories=k)
+        design_territories(random_accounts(10), id_field="id", n_territories=k)
 
 
 def test_geographic_input_is_reprojected_and_outputs_keep_its_crs() -> None:
-    acc = _accounts(30).to_crs("EPSG:4326")
+    acc = random_accounts(30).to_crs("EPSG:4326")
     plan = design_territories(acc, id_field="id", n_territories=3, balance_fields=["revenue"])
     assert plan.accounts.crs == acc.crs
     assert plan.territories.crs == acc.crs
