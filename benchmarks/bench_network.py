@@ -7,6 +7,7 @@ Prints figures and writes benchmarks/results/network.json. Not a test: figures d
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -89,6 +90,14 @@ def main() -> None:
     minutes = matrix.cost_matrix_minutes(net, mi, mj)
     figures["matrix_1000x1000_s"] = round(time.perf_counter() - t, 2)
     figures["matrix_finite_share"] = round(float(np.isfinite(minutes).mean()), 3)
+    # extra figures: the same matrix forced into this one process, and that the numbers agree
+    figures["cpus"] = (
+        len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    )
+    t = time.perf_counter()
+    one, _ = matrix._times_and_km(net, mi, mj, None, None, None, workers=1)
+    figures["matrix_1000x1000_one_process_s"] = round(time.perf_counter() - t, 2)
+    figures["matrix_same_in_one_process"] = bool(np.array_equal(one, minutes))
     out = ROOT / "benchmarks" / "results" / "network.json"
     out.write_text(json.dumps(figures, indent=2) + "\n")
     for key, value in figures.items():

@@ -20,6 +20,7 @@ logger = logging.getLogger(__name__)
 
 SHAPES = ("convex", "concave", "roads")
 _ROAD_BUFFER_M = 50.0
+_BATCH = 4  # origins per Dijkstra call
 
 
 @dataclass
@@ -32,8 +33,27 @@ class CatchmentResult:
 
 def reachable_nodes(net: RoadNetwork, source_idx: int, max_seconds: float) -> np.ndarray:
     """Indices of the nodes reachable from ``source_idx`` within ``max_seconds``."""
-    t = dijkstra(net.time_csr, indices=int(source_idx), limit=float(max_seconds))
-    return np.flatnonzero(t <= max_seconds)
+    return _reached_within(net, np.array([int(source_idx)]), float(max_seconds))[0][0]
+
+
+def _reached_within(
+    net: RoadNetwork, sources: np.ndarray, limit: float
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per source: the sorted nodes reached within ``limit`` seconds, and their seconds.
+
+    ``limit`` stops scipy's Dijkstra at the band edge, so a search only visits the nodes it
+    reaches, plus an O(n_nodes) set-up and scan (~0.1 ms on 100k nodes). Measured on the 100k-node
+    benchmark graph (5 min, ~2,350 nodes reached): 2-4 sources per call are ~10% faster than
+    one (less call overhead), 32 or more are slower (a full-length row each); cutting a local
+    subgraph instead (KD-tree ball of radius limit x top speed, then the induced CSR, exact since
+    no route within the limit leaves that ball) costs ~2 ms per origin, more than it saves.
+    """
+    t = np.atleast_2d(dijkstra(net.time_csr, indices=sources, limit=limit))
+    out = []
+    for row in t:
+        nodes = np.flatnonzero(row <= limit)
+        out.append((nodes, row[nodes]))
+    return out
 
 
 def validate_bands(bands_minutes: Sequence[float]) -> list[float]:
@@ -85,11 +105,16 @@ def drive_time_catchments(
     if partition:
         _partition(net, ids, snap, snapped, bands, rows, geoms)
     else:
+        found: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         for k, i in enumerate(snapped):
             check_cancel(is_cancelled)
-            t = dijkstra(net.time_csr, indices=int(snap.node_index[i]), limit=limit)
+            source = int(snap.node_index[i])
+            if source not in found:  # search this and the next few origins in one call
+                batch = dict.fromkeys(snap.node_index[snapped[k : k + _BATCH]].tolist())
+                found = dict(zip(batch, _reached_within(net, np.array(list(batch)), limit)))
+            nodes, seconds = found[source]
             for band in bands:
-                reached = np.flatnonzero(t <= band * 60.0)
+                reached = nodes if band * 60.0 >= limit else nodes[seconds <= band * 60.0]
                 geom = _shape(net, reached, shape)
                 rows.append(
                     {"origin_id": ids[i], "band_min": band, "reachable_nodes": len(reached),
@@ -109,6 +134,9 @@ def drive_time_catchments(
 
 
 def _shape(net: RoadNetwork, reached: np.ndarray, shape: str):
+    if shape == "convex" and len(reached) >= 3:
+        geom = _convex_hull(net.x[reached], net.y[reached])
+        return geom.buffer(1.0) if geom.area == 0 else geom
     pts = shapely.multipoints(np.column_stack([net.x[reached], net.y[reached]]))
     if shape == "convex" or len(reached) < 3:
         geom = pts.convex_hull
@@ -119,6 +147,34 @@ def _shape(net: RoadNetwork, reached: np.ndarray, shape: str):
         net.edges["v_idx"].to_numpy(), reached
     )
     return shapely.union_all(shapely.buffer(net.edges.geometry.values[mask], _ROAD_BUFFER_M))
+
+
+def _convex_hull(x: np.ndarray, y: np.ndarray):
+    """Convex hull of the points ``(x, y)`` (3 or more): the polygon GEOS gives for all of them.
+
+    Akl-Toussaint filter first: the points extreme in 8 directions span a polygon Q inside the
+    hull, and a point strictly inside Q is no hull vertex, so only the points outside or on Q
+    (typically < 10%) go to GEOS. Dropping is safe whatever Q's shape: all cross products > 0
+    means Q winds around the point, so it lies inside the hull of Q's vertices, which an extreme
+    point never does. The test runs on centred coordinates, with a margin for rounding.
+    """
+    keep = slice(None)
+    if len(x) > 32:
+        cx, cy = x - x[0], y - y[0]
+        s, d = cx + cy, cx - cy
+        # counter-clockwise: E, NE, N, NW, W, SW, S, SE
+        ext = np.array([cx.argmax(), s.argmax(), cy.argmax(), d.argmin(),
+                        cx.argmin(), s.argmin(), cy.argmin(), d.argmax()])  # fmt: skip
+        ext = ext[ext != ext[[7, 0, 1, 2, 3, 4, 5, 6]]]
+        if len(ext) >= 3:
+            ax, ay = cx[ext], cy[ext]
+            ex, ey = np.append(ax[1:], ax[0]) - ax, np.append(ay[1:], ay[0]) - ay  # edges a -> b
+            # cross(b - a, p - a) = ex * py - ey * px + (ey * ax - ex * ay), all edges at once
+            cross = np.column_stack([-ey, ex]) @ np.vstack([cx, cy])
+            cross += (ey * ax - ex * ay)[:, None]
+            scale = max(float(np.abs(s).max()), float(np.abs(d).max()), 1.0)
+            keep = ~(cross > 1e-9 * scale * scale).all(axis=0)
+    return shapely.linestrings(np.column_stack([x[keep], y[keep]])).convex_hull
 
 
 def _partition(net, ids, snap, snapped, bands, rows, geoms) -> None:

@@ -3,10 +3,21 @@
 from __future__ import annotations
 
 import logging
+import multiprocessing
+import os
+import pickle
+import re
+import sys
+import time
+from collections import deque
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from scipy.sparse.csgraph import dijkstra
 
 from ._validate import check_points
@@ -14,7 +25,7 @@ from .network import RoadNetwork, snap_points
 from .progress import CancelCheck, ProgressCallback, check_cancel, report
 
 logger = logging.getLogger(__name__)
-_CHUNK = 64
+_CHUNK = 16
 
 
 def cost_matrix_minutes(
@@ -82,7 +93,14 @@ def travel_time_matrix(
     return table
 
 
-def _times_and_km(net, o_nodes, d_nodes, max_minutes, progress, is_cancelled):
+def _times_and_km(net, o_nodes, d_nodes, max_minutes, progress, is_cancelled, *, workers=None):
+    """Minutes and km, origin rows x destination columns; one search per distinct origin node.
+
+    The searches run in chunks. After the first chunk, when the rest would take more than
+    ``_POOL_MIN_SECONDS`` here, worker processes take chunks too while this process keeps
+    searching (``workers`` processes in all, by default one per CPU, see :func:`_pool_size`;
+    ``workers=1`` keeps everything in this process). The numbers are the same either way.
+    """
     time_units = np.round(net.time_csr.data * 100.0)  # 0.01 s
     len_units = np.round(net.length_csr.data * 10.0)  # 0.1 m
     scale = float(2 ** int(np.ceil(np.log2(len_units.sum() + 2))))
@@ -97,10 +115,13 @@ def _times_and_km(net, o_nodes, d_nodes, max_minutes, progress, is_cancelled):
     km = np.full_like(minutes, np.nan)
     valid_o = np.flatnonzero(o_nodes >= 0)
     valid_d = np.flatnonzero(d_nodes >= 0)
-    for start in range(0, len(valid_o), _CHUNK):
-        check_cancel(is_cancelled)
-        rows = valid_o[start : start + _CHUNK]
-        dist = dijkstra(weights, indices=o_nodes[rows], limit=limit)[:, d_nodes[valid_d]]
+    # origins on the same node share one search
+    sources, row_of = np.unique(o_nodes[valid_o], return_inverse=True)
+    targets = d_nodes[valid_d]
+    done = 0
+
+    def store(first: int, dist: np.ndarray) -> None:
+        nonlocal done
         if scale:
             with np.errstate(invalid="ignore"):
                 t = np.floor(dist / scale)
@@ -110,7 +131,108 @@ def _times_and_km(net, o_nodes, d_nodes, max_minutes, progress, is_cancelled):
         t_min = t / 6000.0
         if max_minutes is not None:
             t_min[t_min > max_minutes] = np.inf
-        minutes[np.ix_(rows, valid_d)] = t_min
-        km[np.ix_(rows, valid_d)] = np.where(np.isfinite(t_min), length / 10000.0, np.nan)
-        report(progress, min(1.0, (start + _CHUNK) / max(1, len(valid_o))), "Travel times")
+        pick = (row_of >= first) & (row_of < first + len(dist))
+        rows, local = valid_o[pick], row_of[pick] - first
+        minutes[np.ix_(rows, valid_d)] = t_min[local]
+        km[np.ix_(rows, valid_d)] = np.where(np.isfinite(t_min), length / 10000.0, np.nan)[local]
+        done += len(dist)
+        report(progress, done / max(1, len(sources)), "Travel times")
+
+    def search_here(first: int) -> None:
+        check_cancel(is_cancelled)
+        store(first, _search(weights, sources[first : first + _CHUNK], targets, limit))
+
+    todo = deque(range(0, len(sources), _CHUNK))
+    clock = time.perf_counter()
+    if todo:
+        search_here(todo.popleft())
+    n_proc = workers or _pool_size((time.perf_counter() - clock) / max(1, done) * len(sources))
+    if n_proc > 1 and len(todo) > 1:
+        _search_shared(n_proc - 1, weights, sources, targets, limit, todo, store, search_here)
+    while todo:
+        search_here(todo.popleft())
     return minutes, km
+
+
+def _search(weights, sources: np.ndarray, targets: np.ndarray, limit: float) -> np.ndarray:
+    """Lexicographic distances from ``sources`` (rows) to ``targets`` (columns)."""
+    return dijkstra(weights, indices=sources, limit=limit)[:, targets]
+
+
+# ------------------------------------------------------------------ worker processes
+
+_POOL_MIN_SECONDS = 3.0  # a spawned worker takes ~1 s to import numpy, scipy and this package
+_worker_state: dict = {}
+
+
+def _pool_size(serial_seconds: float) -> int:
+    """Processes worth searching in, this one included, for ``serial_seconds`` of work (1: only this).
+
+    Only from a real Python interpreter: inside QGIS ``sys.executable`` can be the QGIS program
+    itself, and spawning it would start QGIS, so searches stay in-process there. Never from a
+    worker process either (a script without ``if __name__ == "__main__":`` runs again in each
+    spawned worker; it then searches in-process instead of starting workers of its own).
+    """
+    if serial_seconds < _POOL_MIN_SECONDS or multiprocessing.parent_process() is not None:
+        return 1
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    if cpus < 2 or not _is_python_interpreter(sys.executable):
+        return 1
+    return cpus
+
+
+def _is_python_interpreter(executable: str | None) -> bool:
+    name = Path(executable or "").name.lower()
+    return (
+        bool(re.fullmatch(r"python(\d+(\.\d+)*)?w?(\.exe)?", name)) and Path(executable).is_file()
+    )
+
+
+def _init_worker(data, indices, indptr, shape, targets, limit) -> None:
+    _worker_state["weights"] = sp.csr_matrix((data, indices, indptr), shape=shape)
+    _worker_state["targets"] = targets
+    _worker_state["limit"] = limit
+
+
+def _search_worker(sources: np.ndarray) -> np.ndarray:
+    st = _worker_state
+    return _search(st["weights"], sources, st["targets"], st["limit"])
+
+
+def _search_shared(n_workers, weights, sources, targets, limit, todo, store, search_here) -> None:
+    """Share the chunks in ``todo`` between ``n_workers`` spawned processes and this one.
+
+    Workers take chunks from the back of ``todo`` (four queued each), this process from the
+    front, so nothing waits while the workers start. The graph goes to each worker once
+    (initializer). If the pool cannot start or breaks, the chunks it held go back to ``todo``
+    for this process; on cancel (``search_here`` raises) queued chunks are dropped.
+    """
+    ctx = multiprocessing.get_context("spawn")  # no fork: safe with threads in the caller
+    init = (weights.data, weights.indices, weights.indptr, weights.shape, targets, limit)
+    try:
+        pool = ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_init_worker,
+                                   initargs=init)  # fmt: skip
+    except (OSError, ValueError) as err:
+        logger.info("Worker processes unavailable (%s); searching in-process.", err)
+        return
+    pending: dict = {}
+    try:
+        while todo or pending:
+            while todo and len(pending) < 4 * n_workers:
+                first = todo.pop()
+                pending[pool.submit(_search_worker, sources[first : first + _CHUNK])] = first
+            for fut in [f for f in pending if f.done()]:
+                dist = fut.result()
+                store(pending.pop(fut), dist)
+            if todo:
+                search_here(todo.popleft())
+            elif pending:
+                wait(pending, return_when=FIRST_COMPLETED)
+    except (BrokenProcessPool, OSError, pickle.PicklingError) as err:
+        logger.info("Worker processes failed (%s); finishing in-process.", err)
+        todo.extend(pending.values())
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)

@@ -8,6 +8,7 @@ import os
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from xml.sax.saxutils import quoteattr
 
@@ -18,6 +19,7 @@ import pandas as pd
 import scipy.sparse as sp
 import shapely
 from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
 
 from .errors import InvalidInputError, NetworkUnavailableError
 from .progress import CancelCheck, ProgressCallback, check_cancel, report
@@ -64,6 +66,11 @@ class RoadNetwork:
     def component_labels(self) -> np.ndarray:
         """Weakly connected component label of each node."""
         return connected_components(self.time_csr, directed=True, connection="weak")[1]
+
+    @cached_property
+    def node_tree(self) -> cKDTree:
+        """KD-tree of the node coordinates, built once on first use (snapping, local searches)."""
+        return cKDTree(np.column_stack([self.x, self.y]), balanced_tree=False, compact_nodes=False)
 
 
 @dataclass(frozen=True)
@@ -277,15 +284,18 @@ def network_from_frames(nodes: pd.DataFrame, edges: gpd.GeoDataFrame) -> RoadNet
 
 def snap_points(net: RoadNetwork, points: gpd.GeoSeries, *, max_snap_m: float) -> SnapResult:
     """Nearest node for each point (in ``net.crs``); -1 where it is farther than ``max_snap_m``."""
-    tree = shapely.STRtree(shapely.points(net.x, net.y))
     geoms = np.asarray(points.values, dtype=object)
     node = np.full(len(geoms), -1, dtype=int)
     dist = np.full(len(geoms), np.inf)
     valid = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
-    if valid.any():
-        (src, dst), d = tree.query_nearest(geoms[valid], return_distance=True, all_matches=False)
-        idx = np.flatnonzero(valid)[src]
-        node[idx], dist[idx] = dst, d
+    idx = np.flatnonzero(valid)
+    if len(idx) and (shapely.get_type_id(geoms[idx]) == 0).all():
+        # points: the network's cached KD-tree (an STRtree per call cost ~50 ms on 100k nodes)
+        dist[idx], node[idx] = net.node_tree.query(shapely.get_coordinates(geoms[idx]), k=1)
+    elif len(idx):
+        tree = shapely.STRtree(shapely.points(net.x, net.y))
+        (src, dst), d = tree.query_nearest(geoms[idx], return_distance=True, all_matches=False)
+        node[idx[src]], dist[idx[src]] = dst, d
     node[dist > max_snap_m] = -1
     return SnapResult(node_index=node, distance_m=dist)
 

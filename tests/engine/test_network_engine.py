@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections import deque
 from pathlib import Path
 
 import geopandas as gpd
 import networkx as nx
 import numpy as np
 import pytest
+import shapely
+from scipy.sparse.csgraph import dijkstra
 from shapely.geometry import LineString, Point
 
 from territory_planner_plugin import catchments, matrix, network
@@ -192,3 +195,82 @@ def test_engine_imports_no_qgis() -> None:
         " assert not [m for m in sys.modules if m.split('.')[0] == 'qgis'], 'qgis imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+def test_bounded_search_equals_full_dijkstra(net: network.RoadNetwork) -> None:
+    for source in (0, 5, 60, 120, net.n_nodes - 1):
+        full = dijkstra(net.time_csr, indices=source)
+        for limit in (30.0, 90.0, 240.0):
+            nodes, seconds = catchments._reached_within(net, np.array([source]), limit)[0]
+            assert np.array_equal(nodes, np.flatnonzero(full <= limit))
+            assert np.array_equal(seconds, full[nodes])
+
+
+def test_fast_convex_hull_equals_geos(net: network.RoadNetwork) -> None:
+    rng = np.random.default_rng(3)
+    sets = [catchments.reachable_nodes(net, int(i), 180) for i in (5, 60, 120)]
+    sets = [np.column_stack([net.x[s], net.y[s]]) for s in sets if len(s) >= 3]
+    sets += [rng.normal(size=(n, 2)) * 500 + 6.6e6 for n in (3, 40, 400)]
+    sets += [np.round(rng.uniform(0, 4, size=(300, 2))) + 3e5]  # many ties and collinear points
+    t = rng.uniform(size=100)
+    sets += [np.column_stack([t, 2 * t]) * 100 + 1e6]  # all collinear: a line, no area
+    angle = rng.uniform(0, 2 * np.pi, 200)
+    sets += [np.column_stack([np.cos(angle), np.sin(angle)]) * 1e4 + 6.6e6]  # all on the hull
+    for xy in sets:
+        mine = catchments._convex_hull(xy[:, 0], xy[:, 1])
+        ref = shapely.multipoints(xy).convex_hull
+        assert mine.normalize().equals_exact(ref.normalize(), 0)
+
+
+def test_snap_kdtree_matches_strtree(net: network.RoadNetwork) -> None:
+    rng = np.random.default_rng(4)
+    xy = np.column_stack([rng.uniform(net.x.min(), net.x.max(), 50),
+                          rng.uniform(net.y.min(), net.y.max(), 50)])  # fmt: skip
+    pts = gpd.GeoSeries(shapely.points(xy), crs=net.crs)
+    pts.iloc[3] = None
+    snap = network.snap_points(net, pts, max_snap_m=150.0)
+    tree = shapely.STRtree(shapely.points(net.x, net.y))
+    ok = np.flatnonzero(pts.notna().to_numpy())
+    _, ref = tree.query_nearest(pts.values[ok], return_distance=True, all_matches=False)
+    assert np.allclose(snap.distance_m[ok], ref)
+    assert snap.node_index[3] == -1
+    assert np.isinf(snap.distance_m[3])
+    assert ((snap.node_index >= 0) == (snap.distance_m <= 150.0)).all()
+
+
+def test_matrix_worker_processes_equal_in_process(net: network.RoadNetwork) -> None:
+    rng = np.random.default_rng(5)
+    o_nodes = rng.choice(net.n_nodes, 60)  # with repeats: shared searches
+    o_nodes[[4, 17]] = -1  # unsnapped
+    d_nodes = rng.choice(net.n_nodes, 25)
+    d_nodes[2] = -1
+    for max_minutes in (None, 1.5):
+        one = matrix._times_and_km(net, o_nodes, d_nodes, max_minutes, None, None, workers=1)
+        two = matrix._times_and_km(net, o_nodes, d_nodes, max_minutes, None, None, workers=2)
+        assert np.array_equal(one[0], two[0])
+        assert np.array_equal(one[1], two[1], equal_nan=True)
+    assert np.isinf(one[0][4]).all()
+    # the worker ran the chunks it was given (no silent fallback), this process the others
+    sources, targets = np.arange(0, 112, dtype=np.int32), d_nodes[d_nodes >= 0]
+    stored, here = {}, []
+    todo = deque(range(0, 112, 16))
+    matrix._search_shared(1, net.time_csr, sources, targets, np.inf, todo, stored.__setitem__,
+                          here.append)  # fmt: skip
+    assert not todo
+    assert here[0] == 0  # this process starts at the front while the worker starts
+    assert {96, 80, 64, 48} <= set(stored)  # the worker's first four, from the back
+    assert sorted(here + list(stored)) == list(range(0, 112, 16))
+    ref = dijkstra(net.time_csr, indices=sources[96:112])[:, targets]
+    assert np.array_equal(stored[96], ref)
+
+
+def test_worker_processes_only_from_python_and_for_long_jobs(tmp_path: Path) -> None:
+    assert matrix._pool_size(0.5) == 1  # short jobs stay in-process
+    fake = tmp_path / "qgis-bin.exe"
+    fake.write_text("")
+    assert not matrix._is_python_interpreter(str(fake))
+    assert not matrix._is_python_interpreter(str(tmp_path / "python3"))  # does not exist
+    assert not matrix._is_python_interpreter("")
+    assert matrix._is_python_interpreter(sys.executable) == (
+        Path(sys.executable).name.lower().startswith("python")
+    )
