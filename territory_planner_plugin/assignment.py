@@ -84,6 +84,12 @@ def solve_balanced(
         bud = budget - int(((current >= 0) & fixed & (locks != current)).sum())
         if bud < 0:
             raise NoPlanFoundError(proven=True)
+    if len(free) == 0:  # every account is locked: the plan is the locks
+        assign = locks.copy()
+        if not _feasible(values, assign, lo, hi, current, budget, k):
+            raise NoPlanFoundError(proven=True)
+        obj = float(cost[np.arange(n), assign].sum())
+        return Assignment(assign, obj, obj, np.zeros((k, values.shape[1] + 1)), 0, True)
     c = np.where(allowed[free], cost[free], np.inf)
     cur = np.where(current[free] >= 0, current[free], -1) if bud is not None else None
     scale = np.maximum(np.abs(hi).mean(0), 1e-12)  # prices are per unit of a territory's target

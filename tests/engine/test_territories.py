@@ -221,3 +221,13 @@ def test_geographic_input_is_reprojected_and_outputs_keep_its_crs() -> None:
     polys = plan.territories.to_crs(CRS)
     overlap = polys.area.sum() - polys.union_all().area
     assert overlap == pytest.approx(0, abs=1.0)  # m²
+
+
+def test_all_locked_on_the_large_path_returns_the_locks() -> None:
+    acc = random_accounts(300, 12)
+    acc["lock"] = [f"R{i % 4}" for i in range(300)]
+    plan = design_territories(acc, id_field="id", reps=random_reps(4), rep_id_field="rep",
+                              balance_fields=["revenue"], lock_field="lock",
+                              tolerance_pct=50)  # fmt: skip
+    assert (plan.accounts["territory_id"] == acc["lock"]).all()
+    assert plan.gap_pct == 0
