@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import pandas as pd
 from qgis.core import (
+    QgsFeatureRequest,
     QgsMapRendererSequentialJob,
     QgsMapSettings,
     QgsProcessing,
@@ -20,6 +22,8 @@ from ..territory_planner_plugin import report
 from . import styles
 from .base import (
     TerritoryPlannerAlgorithm,
+    _column,
+    _python_value,
     engine_run,
     optional_field,
     optional_number,
@@ -41,6 +45,7 @@ class TerritoryReportAlgorithm(TerritoryPlannerAlgorithm):
     BALANCE_FIELDS = "BALANCE_FIELDS"
     CURRENT_FIELD = "CURRENT_FIELD"
     TERRITORIES = "TERRITORIES"
+    SUMMARY = "SUMMARY"
     TOLERANCE = "TOLERANCE"
     ID_FIELD = "ID_FIELD"
     ACTIVE_FIELD = "ACTIVE_FIELD"
@@ -83,6 +88,14 @@ class TerritoryReportAlgorithm(TerritoryPlannerAlgorithm):
         self.addParameter(
             QgsProcessingParameterFeatureSource(
                 self.TERRITORIES, self.tr("Territory polygons (map)"), optional=True
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFeatureSource(
+                self.SUMMARY,
+                self.tr("Plan summary with rep capacities (targets weighted by capacity)"),
+                [QgsProcessing.TypeVector],
+                optional=True,
             )
         )
         self.addParameter(
@@ -196,6 +209,10 @@ class TerritoryReportAlgorithm(TerritoryPlannerAlgorithm):
                 target_crs=gdf.crs,
                 points=True,
             )
+        plan_summary = None
+        if parameters.get(self.SUMMARY) not in (None, ""):
+            plan_summary = _table(source_or_error(self, parameters, self.SUMMARY, context))
+            feedback.pushInfo("Targets weighted by rep capacity from SUMMARY.")
         map_png = None
         territories = self.parameterAsVectorLayer(parameters, self.TERRITORIES, context)
         if territories is not None:
@@ -215,6 +232,7 @@ class TerritoryReportAlgorithm(TerritoryPlannerAlgorithm):
             compare_accounts=second,
             compare_territory_field=compare_field,
             id_field=id_field,
+            plan_summary=plan_summary,
         )
         with open(html_path, "w", encoding="utf-8") as fh:
             fh.write(text)
@@ -223,6 +241,18 @@ class TerritoryReportAlgorithm(TerritoryPlannerAlgorithm):
             summary.to_csv(csv_path, index=False, encoding="utf-8")
             results[self.OUTPUT_CSV] = csv_path
         return results
+
+
+def _table(source) -> pd.DataFrame:
+    """The attributes of a feature source (a table or any layer) as a DataFrame, no geometry."""
+    fields = source.fields()
+    names = fields.names()
+    columns: dict[str, list] = {n: [] for n in names}
+    request = QgsFeatureRequest().setFlags(QgsFeatureRequest.NoGeometry)
+    for feature in source.getFeatures(request):
+        for name, value in zip(names, feature.attributes()):
+            columns[name].append(_python_value(value))
+    return pd.DataFrame({n: _column(fields.field(n), columns[n]) for n in names})
 
 
 def _render_map(layer: QgsVectorLayer, field: str) -> bytes:

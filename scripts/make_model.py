@@ -193,6 +193,7 @@ def build() -> QgsProcessingModelAlgorithm:
                 "TERRITORY_FIELD": static("territory_id"),
                 "BALANCE_FIELDS": source_param("BALANCE_FIELDS"),
                 "TERRITORIES": child_output("design", "OUTPUT_TERRITORIES"),
+                "SUMMARY": child_output("design", "OUTPUT_SUMMARY"),  # capacity-weighted targets
                 "TOLERANCE": source_param("TOLERANCE"),
             },
             {"report": ("OUTPUT_HTML", "Report (HTML)")},

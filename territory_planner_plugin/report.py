@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -18,12 +19,16 @@ import pandas as pd
 
 from .errors import InvalidInputError
 
+logger = logging.getLogger(__name__)
+
 TARGETS = {"revenue_cv": 0.10, "workload_cv": 0.15, "travel_efficiency": 0.75}
 PROSPECTS_RANGE = (80, 120)
 ASSUMED_SPEED_KMH = 50.0  # centre_km -> minutes when the accounts have no centre_min
 ACTIVE_DEFAULT = "active_prospect"  # counted without ACTIVE_FIELD when the accounts have it
 _TRUE_WORDS = {"true", "t", "yes", "y", "1"}
 EFFICIENCY_UNKNOWN = "not known (give VISIT_MINUTES and VISITS_FIELD)"
+SUMMARY_COLUMNS = ("territory_id", "capacity")  # the summary output of designterritories
+WEIGHTED_NOTE = "targets weighted by rep capacity from SUMMARY"
 
 
 def territory_summary(
@@ -226,14 +231,30 @@ def kpis(
     balance_fields: Sequence[str] = (),
     current_field: str | None = None,
     revenue_field: str | None = None,
+    plan_summary: pd.DataFrame | None = None,
 ) -> dict[str, float]:
-    """Coefficient of variation per balance field (``cv_<field>``), accounts and revenue moved."""
+    """Coefficient of variation per balance field (``cv_<field>``), accounts and revenue moved.
+
+    With ``plan_summary`` (the summary output of Design territories, see
+    :func:`weight_by_capacity`) the CV is that of each territory's total per unit of capacity,
+    as Design territories computes it; without it, that of the totals.
+    """
     summary = territory_summary(
         accounts, territory_field=territory_field, balance_fields=balance_fields
     )
+    if plan_summary is not None:
+        summary = weight_by_capacity(
+            summary,
+            plan_summary,
+            territory_field=territory_field,
+            balance_fields=balance_fields,
+            warn=False,
+        )
     out: dict[str, float] = {"territories": float(len(summary))}
     for f in balance_fields:
         totals = summary[f"{f}_total"].astype(float)
+        if plan_summary is not None:
+            totals = totals / summary["capacity"].astype(float)
         out[f"cv_{f}"] = (
             float(totals.std(ddof=0) / totals.mean()) if totals.mean() else float("nan")
         )
@@ -243,6 +264,122 @@ def kpis(
         out["accounts_moved"] = float(moved.sum())
         if revenue_field and revenue_field in accounts.columns:
             out["revenue_moved"] = float(accounts.loc[moved, revenue_field].sum())
+    return out
+
+
+def read_capacities(plan_summary: pd.DataFrame) -> pd.DataFrame:
+    """Capacity (and quota) per territory from Design territories' summary table (SUMMARY).
+
+    Returns a frame indexed by the territory's text key (``1.0`` -> ``'1'``) with the
+    ``territory_id`` as given, a ``capacity`` (> 0) and, when the table has one, a ``quota``.
+    """
+    from . import compare  # compare imports this module
+
+    missing = [c for c in SUMMARY_COLUMNS if c not in plan_summary.columns]
+    if missing:
+        fields = ", ".join(str(c) for c in plan_summary.columns if c not in ("geometry", "fid"))
+        raise InvalidInputError(
+            f"SUMMARY: the table has no {' or '.join(missing)} field; give the summary output of "
+            "Design territories (OUTPUT_SUMMARY), which has one row per territory with the fields "
+            f"territory_id and capacity. Its fields are: {fields or 'none'}."
+        )
+    keys = [compare._key(v) for v in plan_summary["territory_id"]]
+    if any(k is None for k in keys):
+        raise InvalidInputError(
+            f"SUMMARY: {sum(k is None for k in keys)} row(s) have no territory_id; give one "
+            "territory_id per row."
+        )
+    seen, twice = set(), []
+    for k in keys:
+        if k in seen and k not in twice:
+            twice.append(k)
+        seen.add(k)
+    if twice:
+        raise InvalidInputError(
+            f"SUMMARY: territory_id {', '.join(twice[:10])} appear(s) in more than one row; "
+            "give one row per territory."
+        )
+    capacity = pd.to_numeric(plan_summary["capacity"], errors="coerce").astype(float)
+    bad = capacity.isna() | ~np.isfinite(capacity) | (capacity <= 0)
+    if bad.any():
+        names = [keys[i] for i in np.flatnonzero(bad.to_numpy())][:10]
+        raise InvalidInputError(
+            f"SUMMARY: capacity must be a positive number for every territory; it is not for "
+            f"{', '.join(names)}."
+        )
+    out = pd.DataFrame(
+        {
+            "territory_id": plan_summary["territory_id"].to_numpy(),
+            "capacity": capacity.to_numpy(),
+        },
+        index=pd.Index(keys, name="key"),
+    )
+    if "quota" in plan_summary.columns:
+        out["quota"] = (
+            pd.to_numeric(plan_summary["quota"], errors="coerce").astype(float).to_numpy()
+        )
+    return out
+
+
+def weight_by_capacity(
+    summary: pd.DataFrame,
+    plan_summary: pd.DataFrame,
+    *,
+    territory_field: str = "territory_id",
+    balance_fields: Sequence[str] = (),
+    warn: bool = True,
+) -> pd.DataFrame:
+    """Add capacity-weighted targets to a :func:`territory_summary` frame.
+
+    ``plan_summary`` is Design territories' summary table (``territory_id``, ``capacity``,
+    optional ``quota``). Each territory gets its ``capacity`` (and ``quota``) and, per balance
+    field, ``<field>_target`` = total × capacity / sum of capacities and ``<field>_dev_pct`` =
+    100 × (total / target - 1), as Design territories reports them. Territories of the accounts
+    missing from the summary count with capacity 1; territories of the summary without accounts
+    are listed with 0 accounts (both with a warning when ``warn``).
+    """
+    from . import compare  # compare imports this module
+
+    table = read_capacities(plan_summary)
+    out = summary.copy()
+    keys = [compare._key(v) for v in out[territory_field]]
+    known = set(keys)
+    not_in_summary = [str(v) for v, k in zip(out[territory_field], keys) if k not in table.index]
+    only_summary = table[~table.index.isin(known)]
+    if warn and not_in_summary:
+        logger.warning(
+            "SUMMARY has no row for territory(ies) %s of ACCOUNTS; they count with capacity 1.",
+            ", ".join(not_in_summary[:20]),
+        )
+    if warn and len(only_summary):
+        logger.warning(
+            "SUMMARY lists territory(ies) %s that no account of ACCOUNTS is in; they are listed "
+            "with 0 accounts.",
+            ", ".join(str(v) for v in only_summary["territory_id"][:20]),
+        )
+    if len(only_summary):
+        extra = pd.DataFrame({territory_field: only_summary["territory_id"].to_numpy()})
+        for column in out.columns:
+            if column != territory_field:
+                extra[column] = 0
+        out = pd.concat([out, extra], ignore_index=True)
+        keys += list(only_summary.index)
+    capacity = pd.Series([table["capacity"].get(k, 1.0) for k in keys], index=out.index)
+    position = out.columns.get_loc("accounts") + 1 if "accounts" in out.columns else 1
+    out.insert(position, "capacity", capacity.astype(float))
+    if "quota" in table.columns:
+        out.insert(
+            position + 1,
+            "quota",
+            [table["quota"].get(k, np.nan) for k in keys],
+        )
+    share = capacity.astype(float) / capacity.sum()
+    for f in balance_fields:
+        totals = out[f"{f}_total"].astype(float)
+        target = totals.sum() * share
+        dev = (100.0 * (totals / target.where(target != 0) - 1.0)).fillna(0.0)
+        out[f"{f}_target"] = target.round(2)
+        out[f"{f}_dev_pct"] = dev.round(2)
     return out
 
 
@@ -264,8 +401,15 @@ def build_report(
     compare_territory_field: str = "territory_id",
     id_field: str = "id",
     plan_names: Sequence[str] = ("this plan", "second plan"),
+    plan_summary: pd.DataFrame | None = None,
 ) -> tuple[str, pd.DataFrame]:
     """Return ``(html, summary)``; the HTML embeds every image (base64) and needs no other file.
+
+    Without ``plan_summary`` every territory's target is the mean; with it (the summary output
+    of Design territories: ``territory_id``, ``capacity``, optional ``quota``) targets are
+    weighted by capacity, the CVs are those of the totals per unit of capacity and the summary
+    gains ``capacity``, ``quota`` and ``<field>_target`` / ``<field>_dev_pct`` columns (see
+    :func:`weight_by_capacity`).
 
     ``active_field`` marks the active prospects counted against the 80-120 guidance;
     ``visit_minutes`` / ``visit_minutes_field`` and ``visits_field`` give the travel efficiency
@@ -280,6 +424,11 @@ def build_report(
         balance_fields=balance_fields,
         active_field=active_field,
     )
+    weighted = plan_summary is not None
+    if weighted:
+        summary = weight_by_capacity(
+            summary, plan_summary, territory_field=territory_field, balance_fields=balance_fields
+        )
     revenue = next((f for f in balance_fields if "revenue" in f), None)
     k = kpis(
         accounts,
@@ -287,6 +436,7 @@ def build_report(
         balance_fields=balance_fields,
         current_field=current_field,
         revenue_field=revenue,
+        plan_summary=plan_summary,
     )
     efficiency_args = {
         "visit_minutes": visit_minutes,
@@ -321,10 +471,16 @@ def build_report(
         target = cv_target(f)
         value = k[f"cv_{f}"]
         status = "" if target is None else ("ok" if value < target else "bad")
-        parts.append(_kpi_row(f"CV of {f}", f"{value:.3f}", target, status, "&lt;"))
+        label = f"CV of {f}" + (" per unit of capacity" if weighted else "")
+        parts.append(_kpi_row(label, f"{value:.3f}", target, status, "&lt;"))
+    if weighted:
+        for f in balance_fields:
+            parts.append(_tolerance_row(summary, f, tolerance_pct))
     parts.append(_efficiency_row(efficiency))
     parts.append(_prospects_row(summary, active))
     parts.append("</table>")
+    if weighted:
+        parts.append(f"<p id='targets'>{html.escape(_weighted_text(summary))}</p>")
     if efficiency.note:
         parts.append(f"<p id='efficiency'>{html.escape(efficiency.note)}</p>")
     formatters = {"travel_efficiency": lambda v: "-" if pd.isna(v) else f"{v:.1%}"}
@@ -342,7 +498,15 @@ def build_report(
     for f in balance_fields:
         parts.append(
             f"<h2>Balance: {html.escape(f)}</h2><img class='chart' alt='{html.escape(f)} chart' src='"
-            + png_data_uri(_bar_chart(summary, territory_field, f"{f}_total", tolerance_pct))
+            + png_data_uri(
+                _bar_chart(
+                    summary,
+                    territory_field,
+                    f"{f}_total",
+                    tolerance_pct,
+                    f"{f}_target" if weighted else None,
+                )
+            )
             + "'>"
         )
     if current_field:
@@ -529,6 +693,31 @@ def _as_territory(frame: pd.DataFrame, source: str, target: str) -> pd.DataFrame
     return out
 
 
+def _weighted_text(summary: pd.DataFrame) -> str:
+    """The sentence saying how the targets were set from SUMMARY."""
+    text = (
+        f"Balance: {WEIGHTED_NOTE} (each territory's target = the total × its capacity / the sum "
+        f"of capacities, {summary['capacity'].sum():g}); the CVs are of the totals per unit of "
+        "capacity."
+    )
+    if "quota" in summary.columns:
+        text += " Quota per territory from SUMMARY."
+    return text
+
+
+def _tolerance_row(summary: pd.DataFrame, field: str, tolerance_pct: float) -> str:
+    """KPI row: territories within ±TOLERANCE of their capacity-weighted target."""
+    dev = summary[f"{field}_dev_pct"].astype(float)
+    inside = int((dev.abs() <= tolerance_pct + 1e-9).sum())
+    status = "ok" if inside == len(summary) else "bad"
+    label = f"Territories within ±{tolerance_pct:g}% of their {field} target"
+    value = f"{inside} of {len(summary)} (largest deviation {dev.abs().max():.1f}%)"
+    return (
+        f"<tr><td>{html.escape(label)}</td><td>{value}</td><td>all</td>"
+        f"<td class='{status}'>{'met' if status == 'ok' else 'missed'}</td></tr>"
+    )
+
+
 def _kpi_row(label: str, value: str, target: float | None, status: str, op: str) -> str:
     words = {"ok": "met", "bad": "missed", "": "-"}
     target_text = "" if target is None else f"{op} {target:.2f}"
@@ -641,25 +830,53 @@ def _check(df: pd.DataFrame, field: str, others: Sequence[str]) -> None:
 
 
 def _bar_chart(
-    summary: pd.DataFrame, territory_field: str, column: str, tolerance_pct: float
+    summary: pd.DataFrame,
+    territory_field: str,
+    column: str,
+    tolerance_pct: float,
+    target_column: str | None = None,
 ) -> bytes:
+    """Bars of ``column`` per territory against the target (the mean, or ``target_column`` per
+    territory) and the ±``tolerance_pct`` band."""
     from . import palette
 
     values = summary[column].astype(float).to_numpy()
     labels = summary[territory_field].astype(str).tolist()
-    target = float(np.mean(values)) if len(values) else 0.0
     colours = palette.assign_colours(labels)
     fig = agg_figure(7, 3.5)
     ax = fig.subplots()
-    ax.axhspan(
-        target * (1 - tolerance_pct / 100),
-        target * (1 + tolerance_pct / 100),
-        color="#cccccc",
-        alpha=0.6,
-        label=f"target ±{tolerance_pct:g}%",
-    )
-    ax.bar(labels, values, color=[colours[x] for x in labels], edgecolor="#333333")
-    ax.axhline(target, color="black", lw=1, ls="--", label="target (mean)")
+    if target_column is None:
+        target = float(np.mean(values)) if len(values) else 0.0
+        ax.axhspan(
+            target * (1 - tolerance_pct / 100),
+            target * (1 + tolerance_pct / 100),
+            color="#cccccc",
+            alpha=0.6,
+            label=f"target ±{tolerance_pct:g}%",
+        )
+    else:
+        targets = summary[target_column].astype(float).to_numpy()
+        x = np.arange(len(labels))
+        ax.bar(
+            x,
+            2 * targets * tolerance_pct / 100,
+            bottom=targets * (1 - tolerance_pct / 100),
+            width=1.0,
+            color="#cccccc",
+            alpha=0.6,
+            label=f"target ±{tolerance_pct:g}%",
+        )
+    bars = [colours[x] for x in labels]
+    if target_column is None:
+        ax.bar(labels, values, color=bars, edgecolor="#333333")
+        ax.axhline(target, color="black", lw=1, ls="--", label="target (mean)")
+    else:
+        ax.bar(x, values, color=bars, edgecolor="#333333")
+        ax.hlines(
+            targets, x - 0.5, x + 0.5, color="black", lw=1, ls="--", label="target (by capacity)"
+        )
+        ax.set_xticks(x)
+        ax.set_xticklabels(labels)
     ax.set_ylabel(column)
     ax.legend(loc="lower right", fontsize=8)
     return figure_png(fig)

@@ -194,3 +194,95 @@ def test_comparison_section(accounts):
             accounts, compare_accounts=second, compare_territory_field="current_territory",
             id_field="code",
         )  # fmt: skip
+
+
+@pytest.fixture
+def two():
+    """Territory A (capacity 1) and B (capacity 2): 40 + 50 revenue, 3 + 3 visits."""
+    accounts = pd.DataFrame(
+        {
+            "territory_id": ["A", "A", "B", "B", "B"],
+            "revenue_potential": [10.0, 30.0, 20.0, 20.0, 10.0],
+            "workload_visits": [1, 2, 1, 1, 1],
+        }
+    )
+    plan = pd.DataFrame(
+        {"territory_id": ["A", "B"], "capacity": [1.0, 2.0], "quota": [100.0, 200.0]}
+    )
+    return accounts, plan
+
+
+def test_capacity_weighted_targets_exact(two):
+    accounts, plan = two
+    fields = ["revenue_potential", "workload_visits"]
+    out, summary = report.build_report(accounts, balance_fields=fields, plan_summary=plan)
+    # targets: total × capacity / 3 -> revenue 30 and 60, visits 2 and 4
+    assert summary.territory_id.tolist() == ["A", "B"]
+    assert summary.capacity.tolist() == [1.0, 2.0]
+    assert summary.quota.tolist() == [100.0, 200.0]
+    assert summary.revenue_potential_target.tolist() == [30.0, 60.0]
+    assert summary.workload_visits_target.tolist() == [2.0, 4.0]
+    assert summary.revenue_potential_dev_pct.tolist() == pytest.approx(
+        [100 * (40 / 30 - 1), -100 * 10 / 60], abs=0.005
+    )
+    assert summary.workload_visits_dev_pct.tolist() == [50.0, -25.0]
+    # CV of the totals per unit of capacity: revenue 40 and 25, visits 3 and 1.5
+    k = report.kpis(
+        accounts, territory_field="territory_id", balance_fields=fields, plan_summary=plan
+    )
+    assert k["cv_revenue_potential"] == pytest.approx(7.5 / 32.5)
+    assert k["cv_workload_visits"] == pytest.approx(0.75 / 2.25)
+    body = _text(out)
+    assert "targets weighted by rep capacity from SUMMARY" in body
+    assert "CV of revenue_potential per unit of capacity" in body
+    assert f"{7.5 / 32.5:.3f}" in body
+    assert "Territories within ±5% of their workload_visits target" in body
+    assert "0 of 2 (largest deviation 50.0%)" in body
+    assert "quota" in out.split('id="summary"')[1].split("</table>")[0]
+    assert out.count("data:image/png;base64,") == 2
+
+
+def test_without_summary_targets_are_the_mean(two):
+    accounts, _ = two
+    out, summary = report.build_report(accounts, balance_fields=["revenue_potential"])
+    assert "capacity" not in summary.columns
+    assert "revenue_potential_dev_pct" not in summary.columns
+    assert "weighted" not in out
+    k = report.kpis(accounts, territory_field="territory_id", balance_fields=["revenue_potential"])
+    assert k["cv_revenue_potential"] == pytest.approx(5 / 45)
+
+
+def test_summary_and_accounts_territories_differ(two, caplog):
+    accounts, _ = two
+    plan = pd.DataFrame({"territory_id": ["A", "C"], "capacity": [2, 3]})
+    with caplog.at_level("WARNING", logger="territory_planner_plugin.report"):
+        _, summary = report.build_report(
+            accounts, balance_fields=["revenue_potential"], plan_summary=plan
+        )
+    # B is not in SUMMARY: capacity 1; C has no accounts: listed with 0, capacity 3
+    assert summary.territory_id.tolist() == ["A", "B", "C"]
+    assert summary.accounts.tolist() == [2, 3, 0]
+    assert summary.capacity.tolist() == [2.0, 1.0, 3.0]
+    assert summary.revenue_potential_target.tolist() == [30.0, 15.0, 45.0]
+    assert summary.revenue_potential_dev_pct.tolist()[2] == -100.0
+    messages = " ".join(r.getMessage() for r in caplog.records)
+    assert "SUMMARY has no row for territory(ies) B" in messages
+    assert "SUMMARY lists territory(ies) C" in messages
+
+
+@pytest.mark.parametrize(
+    ("plan", "message"),
+    [
+        (pd.DataFrame({"territory_id": ["A", "B"], "reps": [1, 2]}), "no capacity field"),
+        (pd.DataFrame({"territory": ["A", "B"], "capacity": [1, 2]}), "no territory_id field"),
+        (pd.DataFrame({"territory_id": ["A", "B"], "capacity": [1, 0]}), "positive number"),
+        (pd.DataFrame({"territory_id": ["A", "A"], "capacity": [1, 2]}), "more than one row"),
+    ],
+)
+def test_bad_summary_is_explained(two, plan, message):
+    accounts, _ = two
+    with pytest.raises(InvalidInputError, match="SUMMARY") as err:
+        report.build_report(accounts, balance_fields=["revenue_potential"], plan_summary=plan)
+    assert message in str(err.value)
+    if "field" in message:
+        assert "territory_id and capacity" in str(err.value)

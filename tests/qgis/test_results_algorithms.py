@@ -266,3 +266,76 @@ def test_territoryreport_second_plan_and_efficiency(territory_provider, accounts
     assert "travel_efficiency" in summary.columns
     assert summary.travel_efficiency.between(0, 1).all()
     assert summary.active_prospects.sum() > 0
+
+
+def test_territoryreport_capacity_weighted_summary(
+    territory_provider, accounts_gpkg, reps_gpkg, tmp_path
+):
+    """designterritories with rep capacities, then the report with SUMMARY = its summary table."""
+    import re
+
+    import pandas as pd
+    import processing
+    from qgis.core import QgsProcessingException
+
+    balance = ["revenue_potential", "workload_visits"]
+    design = processing.run(
+        "territory_planner:designterritories",
+        {
+            "ACCOUNTS": f"{accounts_gpkg}|layername=accounts",
+            "ID_FIELD": "id",
+            "REPS": f"{reps_gpkg}|layername=reps",
+            "REP_ID_FIELD": "rep_id",
+            "REP_CAPACITY_FIELD": "capacity",
+            "BALANCE_FIELDS": balance,
+            "TOLERANCE": 10,
+            "SEED": 1,
+            "TIME_LIMIT": 20,
+            "SOLVER": 0,
+            **{
+                key: str(tmp_path / f"{key.lower()}.gpkg")
+                for key in (
+                    "OUTPUT_ACCOUNTS", "OUTPUT_TERRITORIES", "OUTPUT_CENTRES", "OUTPUT_SUMMARY"
+                )
+            },
+        },
+    )  # fmt: skip
+    plan = pd.DataFrame(
+        gpd.read_file(design["OUTPUT_SUMMARY"], engine="pyogrio").drop(
+            columns="geometry", errors="ignore"
+        )
+    )
+    assert plan.capacity.nunique() > 1  # the sample reps have different capacities
+    params = {
+        "ACCOUNTS": design["OUTPUT_ACCOUNTS"],
+        "TERRITORY_FIELD": "territory_id",
+        "BALANCE_FIELDS": balance,
+        "SUMMARY": design["OUTPUT_SUMMARY"],
+        "TOLERANCE": 10,
+        "OUTPUT_HTML": str(tmp_path / "r.html"),
+        "OUTPUT_CSV": str(tmp_path / "r.csv"),
+    }
+    processing.run("territory_planner:territoryreport", params)
+    text = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert "targets weighted by rep capacity from SUMMARY" in text
+    assert "per unit of capacity" in text
+    summary = pd.read_csv(tmp_path / "r.csv")
+    merged = summary.merge(
+        plan.assign(territory_id=plan.territory_id.astype(str)),
+        on="territory_id",
+        suffixes=("", "_plan"),
+    )
+    assert len(merged) == len(plan) == len(summary)
+    assert merged.capacity.tolist() == merged.capacity_plan.tolist()
+    for f in balance:
+        assert merged[f"{f}_dev_pct"].to_numpy() == pytest.approx(
+            merged[f"{f}_dev_pct_plan"].to_numpy(), abs=0.011
+        )
+    # the report's CVs are Design territories' (totals per unit of capacity)
+    for f in balance:
+        shown = re.search(f"CV of {f} per unit of capacity</td><td>([0-9.]+)</td>", text)
+        assert float(shown.group(1)) == pytest.approx(plan[f"cv_{f}"].iloc[0], abs=0.0011)
+
+    params["SUMMARY"] = design["OUTPUT_ACCOUNTS"]  # no capacity field
+    with pytest.raises(QgsProcessingException, match=r"SUMMARY.*territory_id and capacity"):
+        processing.run("territory_planner:territoryreport", params)
