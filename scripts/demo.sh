@@ -4,7 +4,9 @@
 #   2. drivetimecatchments   5/10/15 min around each rep -> demo_output/catchments.gpkg
 #   3. traveltimematrix      reps x accounts             -> demo_output/matrix.gpkg
 #   4. designterritories     reps, balance, locks, moves -> demo_output/territories.gpkg (+ accounts, centres, summary)
-#   5. territoryreport -> demo_output/report.html; 6-7. exportterritories -> KML and CRM CSV. Each step's JSON answer is kept in demo_output/<step>.json.
+#   5. territoryreport -> demo_output/report.html; 6-7. exportterritories -> KML and CRM CSV.
+#   0. checkaccounts (data quality first) and 8. rebalanceterritories (today's plan, fewest moves).
+# Each step's JSON answer is kept in demo_output/<step>.json.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$HERE"
@@ -46,6 +48,10 @@ run() {
 rm -f "$OUT"/network.gpkg "$OUT"/catchments.gpkg "$OUT"/matrix.gpkg "$OUT"/accounts_assigned.gpkg \
   "$OUT"/territories.gpkg "$OUT"/centres.gpkg "$OUT"/summary.gpkg
 
+rm -f "$OUT"/checked.gpkg "$OUT"/check_summary.gpkg
+run 0-check checkaccounts INPUT="$ACCOUNTS" ID_FIELD=id NAME_FIELD=name \
+  NUMERIC_FIELDS=revenue_potential NUMERIC_FIELDS=workload_visits \
+  OUTPUT="$OUT/checked.gpkg" OUTPUT_SUMMARY="$OUT/check_summary.gpkg"
 run 1-network buildroadnetwork INPUT_OSM="$OSM" NETWORK_TYPE=0 OUTPUT="$OUT/network.gpkg"
 run 2-catchments drivetimecatchments INPUT="$REPS" ID_FIELD=rep_id NETWORK="$OUT/network.gpkg" \
   BANDS=5,10,15 SHAPE=1 PARTITION=false MAX_SNAP=500 OUTPUT="$OUT/catchments.gpkg"
@@ -53,7 +59,7 @@ run 3-matrix traveltimematrix ORIGINS="$REPS" ORIGIN_ID_FIELD=rep_id DESTINATION
   DESTINATION_ID_FIELD=id NETWORK="$OUT/network.gpkg" MAX_SNAP=500 OUTPUT="$OUT/matrix.gpkg"
 run 4-territories designterritories ACCOUNTS="$ACCOUNTS" ID_FIELD=id \
   REPS="$REPS" REP_ID_FIELD=rep_id REP_CAPACITY_FIELD=capacity \
-  BALANCE_FIELDS=revenue_potential BALANCE_FIELDS=workload_visits BALANCE_WEIGHTS=40,30 \
+  BALANCE_FIELDS=revenue_potential BALANCE_FIELDS=workload_visits \
   TOLERANCE=5 LOCK_FIELD=locked_to CURRENT_FIELD=current_territory MAX_MOVES=15 \
   NETWORK="$OUT/network.gpkg" SEED=0 TIME_LIMIT=30 SOLVER=0 \
   OUTPUT_ACCOUNTS="$OUT/accounts_assigned.gpkg" OUTPUT_TERRITORIES="$OUT/territories.gpkg" \
@@ -68,6 +74,13 @@ run 6-export-kml exportterritories INPUT="$OUT/territories.gpkg" TERRITORY_FIELD
   FORMAT=2 SPLIT=false OUTPUT="$OUT/territories.kml"
 run 7-export-crm exportterritories INPUT="$OUT/accounts_assigned.gpkg" TERRITORY_FIELD=territory_id \
   FORMAT=5 FIELDS=name SPLIT=false OUTPUT="$OUT/crm_import.csv"
+rm -f "$OUT"/rebalanced.gpkg "$OUT"/rebalanced_territories.gpkg "$OUT"/moves.gpkg
+run 8-rebalance rebalanceterritories ACCOUNTS="$ACCOUNTS" ID_FIELD=id \
+  CURRENT_FIELD=current_territory REPS="$REPS" REP_ID_FIELD=rep_id REP_CAPACITY_FIELD=capacity \
+  BALANCE_FIELDS=revenue_potential BALANCE_FIELDS=workload_visits TOLERANCE=5 \
+  LOCK_FIELD=locked_to MINIMISE=0 TIME_LIMIT=30 SOLVER=0 \
+  OUTPUT_ACCOUNTS="$OUT/rebalanced.gpkg" OUTPUT_TERRITORIES="$OUT/rebalanced_territories.gpkg" \
+  OUTPUT_MOVES="$OUT/moves.gpkg"
 
 "$PY" - "$OUT" <<'PY'
 import json, sys
@@ -78,9 +91,11 @@ def results(step):
     return json.loads((out / f"{step}.json").read_text())["results"]
 
 c, m, t = results("2-catchments"), results("3-matrix"), results("4-territories")
+q, r = results("0-check"), results("8-rebalance")
 print()
 print(f"Outputs in {out}/:")
 for name, text in (
+    ("checked.gpkg", "accounts with data-quality flags (chk_* fields)"),
     ("network.gpkg", "road network (layers nodes, edges)"),
     ("catchments.gpkg", "5/10/15-minute drive-time areas around each rep"),
     ("matrix.gpkg", "rep x account drive times (minutes, km)"),
@@ -92,10 +107,13 @@ for name, text in (
     ("summary.csv", "per-territory summary as CSV"),
     ("territories.kml", "territories for Google Earth"),
     ("crm_import.csv", "account id, territory id, rep id for a CRM import"),
+    ("rebalanced.gpkg", "today's plan rebalanced with the fewest moves"),
+    ("moves.gpkg", "the moves: account, from, to, reason"),
 ):
     print(f"  {name:<24} {text}")
 print()
 print("KPIs:")
+print(f"  data quality score (%)             : {q.get('QUALITY_SCORE')}")
 print(f"  reps too far from the road network : {c.get('UNSNAPPED')}")
 print(f"  unreachable rep-account pairs      : {m.get('UNREACHABLE')}")
 for key, label in (("MAX_DEVIATION_PCT", "largest balance deviation (%)"),
@@ -103,6 +121,7 @@ for key, label in (("MAX_DEVIATION_PCT", "largest balance deviation (%)"),
                    ("OBJECTIVE", "objective"), ("LOWER_BOUND", "lower bound")):
     value = t.get(key)
     print(f"  {label:<35}: {value:.2f}" if isinstance(value, (int, float)) else f"  {label:<35}: {value}")
+print(f"  rebalance of today's plan: moves   : {r.get('MOVED')} (proven minimum {r.get('MOVES_LOWER_BOUND')})")
 try:
     import pyogrio
     summary = pyogrio.read_dataframe(str(out / "summary.gpkg"))
