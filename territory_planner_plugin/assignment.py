@@ -61,6 +61,7 @@ def solve_balanced(
     final: bool = True,
     rooms: tuple[float, ...] | None = None,
     keep: int = 1,
+    tiers: tuple[tuple[int, int], ...] | None = None,
     is_cancelled: CancelCheck | None = None,
 ) -> Assignment:
     """Assign accounts (rows of ``cost``) to territories (columns) within the balance bounds.
@@ -69,7 +70,8 @@ def solve_balanced(
     multipliers (from an earlier call on similar costs). With ``final`` false only the priced
     assignment is returned (fast, may break balance slightly: for centre updates between rounds).
     ``rooms`` are the margins (x the largest account value) kept for rounding, tried in order;
-    on large models the best of the first ``keep`` plans found is returned.
+    on large models the best of the first ``keep`` plans found is returned. ``tiers`` are the
+    candidate sets tried in turn: (best priced territories, nearest territories) per account.
     Raises :class:`NoPlanFoundError`.
     """
     t0 = time.perf_counter()
@@ -107,7 +109,7 @@ def solve_balanced(
     if not final:
         assign[free] = priced.argmin(1)
         return Assignment(assign, float(cost[np.arange(n), assign].sum()), bound, lam, 0, False)
-    sub = _primal(c, values[free], lo_r, hi_r, cur, bud, priced, is_cancelled, rooms, keep)
+    sub = _primal(c, values[free], lo_r, hi_r, cur, bud, priced, is_cancelled, rooms, keep, tiers)
     if sub is None:
         raise NoPlanFoundError(proven=False)
     assign[free] = sub
@@ -214,13 +216,15 @@ def _budget_row(cur, rows, cols):
     return ((cur[rows] >= 0) & (cols == cur[rows])).astype(float)
 
 
-def _primal(c, values, lo, hi, cur, budget, priced, is_cancelled, rooms=None, keep=1):
+def _primal(c, values, lo, hi, cur, budget, priced, is_cancelled, rooms=None, keep=1,
+            tiers=None):  # fmt: skip
     """A feasible plan from the prices: LP on the best candidates, rounding MILP, local search."""
     n, k = c.shape
     rooms = _SHRINKS if rooms is None else rooms
     order = np.argsort(priced, axis=1, kind="stable")
     near = np.argsort(c, axis=1, kind="stable")  # geographic neighbours keep the LP connected
-    for n_cand, n_near in ((2, 0), (2, 2), (4, 4), (k, 0)):
+    for n_cand, n_near in tiers or _TIERS:
+        n_cand = min(n_cand, k)
         cand = np.zeros((n, k), bool)
         cand[np.arange(n)[:, None], order[:, : min(n_cand, k)]] = True
         cand[np.arange(n)[:, None], near[:, : min(n_near, k)]] = True
@@ -257,6 +261,7 @@ def _primal(c, values, lo, hi, cur, budget, priced, is_cancelled, rooms=None, ke
 
 
 _SHRINKS = (0.25, 0.1, 0.5, 0.03, 1.0, 0.0)  # room kept for rounding, x the largest account value
+_TIERS = ((2, 0), (2, 2), (4, 4), (10**9, 0))  # candidates: best priced, then also nearest
 _TRY_ALL_PAIRS = 100_000  # up to this model size every room is tried and the best plan kept
 
 

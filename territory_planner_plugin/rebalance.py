@@ -150,13 +150,15 @@ def rebalance_territories(
 
 def _fewest_moves(cost, values, capacity, tol, locks, current, budget, allowed, solver,
                   time_limit_s, fields, cen_ids, is_cancelled):  # fmt: skip
-    """Exact MILP on small models; beyond, prices + LP + local search with tight rounding margins.
+    """Exact MILP on small models; beyond, prices + LP + local search with small rounding margins.
 
-    Small margins first: every margin kept for rounding is balance paid for with extra moves.
+    Every margin kept for rounding is balance paid for with extra moves, so margins stay small;
+    with flat move costs the LP starts from the nearest territories as well as the priced ones.
     """
     assign, _, lower, _ = terr._solve(
         cost, values, capacity, tol, locks, current, budget, allowed, solver, time_limit_s,
-        fields, cen_ids, is_cancelled=is_cancelled, rooms=(0.0, 0.03, 0.1, 0.25), keep=3,
+        fields, cen_ids, is_cancelled=is_cancelled, rooms=(0.1, 0.03, 0.25, 0.0), keep=2,
+        tiers=((4, 4), (10**9, 0)),  # move costs are flat: the nearest territories matter most
     )  # fmt: skip
     return assign, lower
 

@@ -407,7 +407,7 @@ def _model(cost, values, capacity, tol, locks, current, budget, allowed, relax, 
 
 def _solve(cost, values, capacity, tol, locks, current, budget, allowed, solver, time_limit_s,
            fields, cen_ids, *, prices=None, final=True, is_cancelled=None, rooms=None,
-           keep=1):  # fmt: skip
+           keep=1, tiers=None):  # fmt: skip
     """Exact MILP (PuLP) for small models; prices, LP and local search (assignment.py) beyond."""
     if cost.size <= EXACT_PAIRS:
         assign, objective, lower = _solve_exact(
@@ -420,7 +420,7 @@ def _solve(cost, values, capacity, tol, locks, current, budget, allowed, solver,
         res = solve_balanced(
             cost, values, lo, hi, locks=locks, current=current, budget=budget, allowed=allowed,
             time_limit_s=time_limit_s, prices=prices, final=final, is_cancelled=is_cancelled,
-            rooms=rooms, keep=keep, iterations=400 if final else 150,
+            rooms=rooms, keep=keep, tiers=tiers, iterations=400 if final else 150,
         )  # fmt: skip
     except NoPlanFoundError as err:
         _explain_infeasible(cost, values, capacity, tol, locks, current, budget, allowed, solver,
