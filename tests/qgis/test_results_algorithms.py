@@ -209,6 +209,18 @@ def test_territoryreport_algorithm(qgis_processing, plugin_on_path, territories_
     assert (tmp_path / "r.csv").read_text(encoding="utf-8").startswith("territory_id,accounts")
 
 
+def _design(tmp_path, params: dict) -> dict:
+    """designterritories on the sample data (10% tolerance, seed 1), outputs in tmp_path."""
+    import processing
+
+    outputs = ("OUTPUT_ACCOUNTS", "OUTPUT_TERRITORIES", "OUTPUT_CENTRES", "OUTPUT_SUMMARY")
+    return processing.run(
+        "territory_planner:designterritories",
+        {"ID_FIELD": "id", "TOLERANCE": 10, "SEED": 1, "TIME_LIMIT": 20, "SOLVER": 0, **params,
+         **{key: str(tmp_path / f"{key.lower()}.gpkg") for key in outputs}},
+    )  # fmt: skip
+
+
 def test_territoryreport_second_plan_and_efficiency(territory_provider, accounts_gpkg, tmp_path):
     """A designterritories plan against today's plan (the sample accounts), with visit times."""
     import pandas as pd
@@ -216,25 +228,7 @@ def test_territoryreport_second_plan_and_efficiency(territory_provider, accounts
 
     sample = f"{accounts_gpkg}|layername=accounts"
     balance = ["revenue_potential", "workload_visits"]
-    design = processing.run(
-        "territory_planner:designterritories",
-        {
-            "ACCOUNTS": sample,
-            "ID_FIELD": "id",
-            "TERRITORIES": 5,
-            "BALANCE_FIELDS": balance,
-            "TOLERANCE": 10,
-            "SEED": 1,
-            "TIME_LIMIT": 20,
-            "SOLVER": 0,
-            **{
-                key: str(tmp_path / f"{key.lower()}.gpkg")
-                for key in (
-                    "OUTPUT_ACCOUNTS", "OUTPUT_TERRITORIES", "OUTPUT_CENTRES", "OUTPUT_SUMMARY"
-                )
-            },
-        },
-    )  # fmt: skip
+    design = _design(tmp_path, {"ACCOUNTS": sample, "TERRITORIES": 5, "BALANCE_FIELDS": balance})
     res = processing.run(
         "territory_planner:territoryreport",
         {
@@ -279,27 +273,16 @@ def test_territoryreport_capacity_weighted_summary(
     from qgis.core import QgsProcessingException
 
     balance = ["revenue_potential", "workload_visits"]
-    design = processing.run(
-        "territory_planner:designterritories",
+    design = _design(
+        tmp_path,
         {
             "ACCOUNTS": f"{accounts_gpkg}|layername=accounts",
-            "ID_FIELD": "id",
             "REPS": f"{reps_gpkg}|layername=reps",
             "REP_ID_FIELD": "rep_id",
             "REP_CAPACITY_FIELD": "capacity",
             "BALANCE_FIELDS": balance,
-            "TOLERANCE": 10,
-            "SEED": 1,
-            "TIME_LIMIT": 20,
-            "SOLVER": 0,
-            **{
-                key: str(tmp_path / f"{key.lower()}.gpkg")
-                for key in (
-                    "OUTPUT_ACCOUNTS", "OUTPUT_TERRITORIES", "OUTPUT_CENTRES", "OUTPUT_SUMMARY"
-                )
-            },
         },
-    )  # fmt: skip
+    )
     plan = pd.DataFrame(
         gpd.read_file(design["OUTPUT_SUMMARY"], engine="pyogrio").drop(
             columns="geometry", errors="ignore"
