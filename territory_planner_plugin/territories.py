@@ -456,6 +456,15 @@ def _explain_infeasible(cost, values, capacity, tol, locks, current, budget, all
     """Raise InfeasibleError naming the smallest TOLERANCE (LP bound) and MAX_MOVES that could work."""
     parts = [f"No plan satisfies every hard constraint ({status})."]
     n = cost.shape[0]
+    if budget is not None:
+        forced = int(((locks >= 0) & (current >= 0) & (locks != current)).sum())
+        if forced > budget:
+            parts.append(
+                f"LOCK_FIELD moves {forced} accounts away from their CURRENT_FIELD territory, but "
+                f"MAX_MOVES allows {budget} ({100 * budget / n:.1f}% of accounts): set MAX_MOVES "
+                f"to at least {math.ceil(1000 * forced / n) / 10:.1f}% or unlock them."
+            )
+            raise InfeasibleError(" ".join(parts))
     if cost.size <= EXPLAIN_PAIRS:
         need = _min_tolerance(cost, values, capacity, tol, locks, current, budget, allowed,
                               solver, time_limit_s, relax=True)  # fmt: skip
@@ -485,6 +494,9 @@ def _explain_infeasible(cost, values, capacity, tol, locks, current, budget, all
         elif low is not None:
             parts.append(f"MAX_MOVES allows {budget} moves; balance alone needs {low}, so the "
                          "conflict is with locks or REP_MAX_MINUTES together with the budget.")  # fmt: skip
+    if len(parts) == 1:
+        parts.append("Raise TOLERANCE or MAX_MOVES, or unlock some accounts: the solver could not "
+                     "tell which change is enough.")  # fmt: skip
     raise InfeasibleError(" ".join(parts))
 
 

@@ -231,3 +231,14 @@ def test_all_locked_on_the_large_path_returns_the_locks() -> None:
                               tolerance_pct=50)  # fmt: skip
     assert (plan.accounts["territory_id"] == acc["lock"]).all()
     assert plan.gap_pct == 0
+
+
+def test_locks_that_exceed_the_move_budget_name_both() -> None:
+    acc = random_accounts(20, 1)
+    acc["current"] = ["R0"] * 10 + ["R1"] * 10
+    acc["lock"] = None
+    acc.loc[[0, 1, 2], "lock"] = "R1"  # three locked accounts must leave R0; the budget is one
+    with pytest.raises(InfeasibleError, match=r"LOCK_FIELD moves 3 accounts.*MAX_MOVES allows 1"):
+        design_territories(acc, id_field="id", reps=random_reps(2), rep_id_field="rep",
+                           balance_fields=["revenue"], tolerance_pct=50, lock_field="lock",
+                           current_field="current", max_moves_pct=5.0)  # fmt: skip
