@@ -20,6 +20,7 @@ import pandas as pd
 import shapely
 
 from . import territories as terr
+from .assignment import totals
 from .errors import InvalidInputError
 from .progress import CancelCheck, ProgressCallback, check_cancel, report
 
@@ -125,6 +126,9 @@ def rebalance_territories(
     terr._verify(assign, values, capacity, tol, locks, current, budget, allowed, ids, cen_ids)
     moved_value = float(move_cost[np.arange(len(acc)), assign].sum())
     bound = max(0.0, lower - eps * float(np.where(allowed, dist, np.inf).min(1).sum()))
+    if not minimise_field:
+        _, lo, hi = terr._bounds(values, capacity, tol)
+        bound = max(bound, _cover_bound(values, lo, hi, locks, current, allowed))
     bound = min(math.ceil(bound - 1e-6) if not minimise_field else bound, moved_value)
     report(progress, 0.9, "Outputs")
     plan = terr._build_plan(
@@ -146,6 +150,43 @@ def rebalance_territories(
                 int((has & (assign != current)).sum()), bound,
                 int((is_new | departed).sum()))  # fmt: skip
     return Rebalance(plan=plan, moves=moves, moves_lower_bound=float(bound))
+
+
+def _cover_bound(values, lo, hi, locks, current, allowed) -> float:
+    """Fewest moves by counting: each territory over a bound must give away, each one under must
+    receive, at least as many accounts as its largest movable ones need to cover the gap.
+
+    Every move takes one account out of one territory and into one other, so the moves are at least
+    the larger of the two sums (receiving counts only when no new account could fill the gap).
+    Locks that differ from today's territory are moves in any plan and come on top.
+    """
+    k = lo.shape[0]
+    has = current >= 0
+    forced = has & (locks >= 0) & (locks != current)
+    start = np.where(locks >= 0, locks, current)
+    placed = start >= 0
+    load = totals(values[placed], start[placed], k)
+    movable = has & (locks < 0)
+    out_needed = in_needed = 0
+    for j in range(k):
+        mine = np.flatnonzero(movable & (current == j))
+        others = np.flatnonzero(movable & (current != j) & allowed[:, j])
+        give = take = 0
+        for m in range(values.shape[1]):
+            give = max(give, _count_to_cover(values[mine, m], load[j, m] - hi[j, m]))
+            take = max(take, _count_to_cover(values[others, m], lo[j, m] - load[j, m]))
+        out_needed += give
+        in_needed += take
+    free_accounts = bool((~placed).any())  # new accounts can fill a gap without a move
+    return float(forced.sum() + max(out_needed, 0 if free_accounts else in_needed))
+
+
+def _count_to_cover(vals: np.ndarray, gap: float) -> int:
+    """Smallest number of these values whose sum reaches ``gap`` (0 when there is no gap)."""
+    if gap <= 1e-9:
+        return 0
+    cum = np.cumsum(np.sort(vals)[::-1])
+    return int(np.searchsorted(cum, gap - 1e-9) + 1) if len(cum) and cum[-1] >= gap - 1e-9 else 0
 
 
 def _fewest_moves(cost, values, capacity, tol, locks, current, budget, allowed, solver,

@@ -333,3 +333,22 @@ def test_large_path_keeps_constraints() -> None:
     assert _deviation_ok(out, "revenue", 10, reps["rep"])
     assert res.moves_lower_bound <= res.plan.moved <= 200
     _check_moves_table(res, acc)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_counting_bound_never_exceeds_the_exact_minimum(seed: int) -> None:
+    """The cover bound (largest accounts needed to close each gap) is a valid lower bound."""
+    from territory_planner_plugin import rebalance as rb
+    from territory_planner_plugin import territories as terr
+
+    acc = random_accounts(40, seed)
+    rng = np.random.default_rng(seed + 7)
+    acc["current"] = [f"T{j}" for j in rng.choice(3, 40, p=[0.5, 0.3, 0.2])]  # unbalanced
+    exact = _exact_min_moves(acc, "revenue", 10, None)
+    values = acc[["revenue"]].to_numpy(float)
+    _, lo, hi = terr._bounds(values, np.ones(3), np.array([10.0]))
+    current = np.array([int(c[1]) for c in acc["current"]])
+    bound = rb._cover_bound(values, lo, hi, np.full(40, -1), current, np.ones((40, 3), bool))
+    assert 0 < bound <= exact + 1e-9
+    res = _run(acc, balance_fields=["revenue"], tolerance_pct=10)
+    assert res.moves_lower_bound >= bound
