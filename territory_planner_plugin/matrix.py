@@ -17,9 +17,8 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
-from scipy.sparse.csgraph import dijkstra
 
+from . import _matrix_worker
 from ._validate import check_points
 from .network import RoadNetwork, snap_points
 from .progress import CancelCheck, ProgressCallback, check_cancel, report
@@ -154,15 +153,12 @@ def _times_and_km(net, o_nodes, d_nodes, max_minutes, progress, is_cancelled, *,
     return minutes, km
 
 
-def _search(weights, sources: np.ndarray, targets: np.ndarray, limit: float) -> np.ndarray:
-    """Lexicographic distances from ``sources`` (rows) to ``targets`` (columns)."""
-    return dijkstra(weights, indices=sources, limit=limit)[:, targets]
+_search = _matrix_worker.search
 
 
 # ------------------------------------------------------------------ worker processes
 
-_POOL_MIN_SECONDS = 3.0  # a spawned worker takes ~1 s to import numpy, scipy and this package
-_worker_state: dict = {}
+_POOL_MIN_SECONDS = 3.0  # a spawned worker takes a few tenths of a second to import numpy, scipy
 
 
 def _pool_size(serial_seconds: float) -> int:
@@ -191,17 +187,6 @@ def _is_python_interpreter(executable: str | None) -> bool:
     )
 
 
-def _init_worker(data, indices, indptr, shape, targets, limit) -> None:
-    _worker_state["weights"] = sp.csr_matrix((data, indices, indptr), shape=shape)
-    _worker_state["targets"] = targets
-    _worker_state["limit"] = limit
-
-
-def _search_worker(sources: np.ndarray) -> np.ndarray:
-    st = _worker_state
-    return _search(st["weights"], sources, st["targets"], st["limit"])
-
-
 def _search_shared(n_workers, weights, sources, targets, limit, todo, store, search_here) -> None:
     """Share the chunks in ``todo`` between ``n_workers`` spawned processes and this one.
 
@@ -213,7 +198,7 @@ def _search_shared(n_workers, weights, sources, targets, limit, todo, store, sea
     ctx = multiprocessing.get_context("spawn")  # no fork: safe with threads in the caller
     init = (weights.data, weights.indices, weights.indptr, weights.shape, targets, limit)
     try:
-        pool = ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_init_worker,
+        pool = ProcessPoolExecutor(n_workers, mp_context=ctx, initializer=_matrix_worker.init_worker,
                                    initargs=init)  # fmt: skip
     except (OSError, ValueError) as err:
         logger.info("Worker processes unavailable (%s); searching in-process.", err)
@@ -223,7 +208,9 @@ def _search_shared(n_workers, weights, sources, targets, limit, todo, store, sea
         while todo or pending:
             while todo and len(pending) < 4 * n_workers:
                 first = todo.pop()
-                pending[pool.submit(_search_worker, sources[first : first + _CHUNK])] = first
+                pending[
+                    pool.submit(_matrix_worker.search_worker, sources[first : first + _CHUNK])
+                ] = first
             for fut in [f for f in pending if f.done()]:
                 dist = fut.result()
                 store(pending.pop(fut), dist)
