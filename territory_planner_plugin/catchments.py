@@ -10,6 +10,7 @@ import geopandas as gpd
 import numpy as np
 import shapely
 from scipy.sparse.csgraph import dijkstra
+from shapely.ops import substring
 
 from ._validate import check_points
 from .errors import InvalidInputError
@@ -114,8 +115,10 @@ def drive_time_catchments(
                 found = dict(zip(batch, _reached_within(net, np.array(list(batch)), limit)))
             nodes, seconds = found[source]
             for band in bands:
-                reached = nodes if band * 60.0 >= limit else nodes[seconds <= band * 60.0]
-                geom = _shape(net, reached, shape)
+                within = seconds <= band * 60.0
+                reached = nodes if band * 60.0 >= limit else nodes[within]
+                secs = seconds if band * 60.0 >= limit else seconds[within]
+                geom = _shape(net, reached, shape, secs, band * 60.0)
                 rows.append(
                     {"origin_id": ids[i], "band_min": band, "reachable_nodes": len(reached),
                      "snap_m": float(snap.distance_m[i])}
@@ -133,20 +136,45 @@ def drive_time_catchments(
     return CatchmentResult(polygons=out, unsnapped=unsnapped)
 
 
-def _shape(net: RoadNetwork, reached: np.ndarray, shape: str):
+def _shape(net: RoadNetwork, reached: np.ndarray, shape: str, seconds=None, limit_s=None):
+    """The catchment polygon of the reached nodes (``seconds``: their times, for ``roads``)."""
+    if shape == "roads":
+        roads = _reached_roads(net, reached, seconds, limit_s)
+        if len(roads):
+            return shapely.union_all(shapely.buffer(roads, _ROAD_BUFFER_M))
     if shape == "convex" and len(reached) >= 3:
         geom = _convex_hull(net.x[reached], net.y[reached])
         return geom.buffer(1.0) if geom.area == 0 else geom
     pts = shapely.multipoints(np.column_stack([net.x[reached], net.y[reached]]))
-    if shape == "convex" or len(reached) < 3:
-        geom = pts.convex_hull
-        return geom.buffer(1.0) if geom.area == 0 else geom
-    if shape == "concave":
+    if shape == "concave" and len(reached) >= 3:
         return shapely.concave_hull(pts, ratio=0.3).buffer(1.0)
-    mask = np.isin(net.edges["u_idx"].to_numpy(), reached) & np.isin(
-        net.edges["v_idx"].to_numpy(), reached
-    )
-    return shapely.union_all(shapely.buffer(net.edges.geometry.values[mask], _ROAD_BUFFER_M))
+    geom = pts.convex_hull
+    return geom.buffer(1.0) if geom.area == 0 else geom
+
+
+def _reached_roads(net: RoadNetwork, reached, seconds, limit_s) -> np.ndarray:
+    """The stretches of road drivable within ``limit_s``: whole edges, and the first part of an
+    edge whose end is out of reach (cut at the fraction of its travel time that is left)."""
+    u = net.edges["u_idx"].to_numpy()
+    geoms = net.edges.geometry.values
+    if seconds is None or limit_s is None:  # no times: edges with both ends reached
+        return geoms[np.isin(u, reached) & np.isin(net.edges["v_idx"].to_numpy(), reached)]
+    t = np.full(net.n_nodes, np.inf)
+    t[reached] = seconds
+    left = (limit_s - t[u]) / np.maximum(net.edges["travel_time_s"].to_numpy(float), 1e-9)
+    whole = left >= 1.0
+    part = np.flatnonzero((left > 0) & ~whole)
+    pieces = []
+    for e in part:  # the piece starts at u, whichever way the edge's geometry was drawn
+        g, f = geoms[e], float(left[e])
+        x0, y0 = shapely.get_coordinates(g)[0]
+        v = int(net.edges["v_idx"].iat[e])
+        from_start = np.hypot(x0 - net.x[u[e]], y0 - net.y[u[e]]) <= np.hypot(
+            x0 - net.x[v], y0 - net.y[v]
+        )
+        pieces.append(substring(g, 0.0, f, normalized=True) if from_start
+                      else substring(g, 1.0 - f, 1.0, normalized=True))  # fmt: skip
+    return np.concatenate([geoms[whole], np.array(pieces, dtype=object)])
 
 
 def _convex_hull(x: np.ndarray, y: np.ndarray):

@@ -274,3 +274,25 @@ def test_worker_processes_only_from_python_and_for_long_jobs(tmp_path: Path) -> 
     assert matrix._is_python_interpreter(sys.executable) == (
         Path(sys.executable).name.lower().startswith("python")
     )
+
+
+@pytest.mark.parametrize("reverse_geometry", [False, True])
+def test_roads_shape_cuts_the_edge_where_time_runs_out(reverse_geometry: bool) -> None:
+    """One 1,000 m road at 60 km/h: half a minute reaches its first 500 m, not the far end."""
+    from shapely.geometry import LineString, Point
+
+    crs = "EPSG:32635"
+    a, b = (500_000.0, 6_700_000.0), (501_000.0, 6_700_000.0)
+    nodes = gpd.GeoDataFrame({"osmid": [1, 2]}, geometry=[Point(a), Point(b)], crs=crs)
+    line = LineString([b, a] if reverse_geometry else [a, b])
+    edges = gpd.GeoDataFrame({"u": [1], "v": [2], "length_m": [1000.0], "travel_time_s": [60.0]},
+                             geometry=[line], crs=crs)  # fmt: skip
+    net = network.network_from_frames(nodes, edges)
+    origin = gpd.GeoDataFrame({"id": ["o"]}, geometry=[Point(a)], crs=crs)
+    res = catchments.drive_time_catchments(net, origin, id_field="id", bands_minutes=[0.5],
+                                           shape="roads")  # fmt: skip
+    geom = res.polygons.geometry.iloc[0]
+    assert geom.contains(Point(a[0] + 450, a[1]))
+    assert not geom.intersects(Point(a[0] + 600, a[1]))
+    expected = LineString([a, (a[0] + 500, a[1])]).buffer(catchments._ROAD_BUFFER_M).area
+    assert geom.area == pytest.approx(expected, rel=0.02)
