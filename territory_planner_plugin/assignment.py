@@ -1,13 +1,14 @@
-"""Balanced assignment at any size: a Lagrangian lower bound, then an exact MILP on the core.
+"""Balanced assignment at any size: a Lagrangian lower bound, an LP, rounding and local search.
 
 The model is the one in :mod:`territories`: minimise total cost, each account in exactly one
 territory, every balanced measure of every territory within [lo, hi], locks, an optional budget of
 moves against the current territory, and forbidden pairs. The balance rows and the budget are
-priced out (Lagrangian relaxation, subgradient ascent on k*m + 1 multipliers); every price vector
-gives a proven lower bound, the best one is reported. With the prices, most accounts have one clearly
-best territory; only the accounts whose best and second-best priced costs are close (the core)
-go to a MILP (HiGHS, bundled with scipy), the rest keep their priced choice. When the core is every
-account the MILP is the full model and the answer is exact. Cost per iteration is O(n*k).
+priced out (Lagrangian relaxation, subgradient ascent on k*m + 1 multipliers, O(n*k) an
+iteration); every price vector gives a proven lower bound, the best one is reported. An LP over each
+account's best priced (then also nearest) territories, with the bounds tightened by a small margin,
+fixes almost every account; a node-limited MILP places the few fractional ones (HiGHS, bundled
+with SciPy) and a local search of shifts and swaps that keep every bound improves the plan.
+Everything is deterministic: no step depends on the clock except the ascent's deadline.
 """
 
 from __future__ import annotations
@@ -33,8 +34,6 @@ class Assignment:
     objective: float
     lower_bound: float
     prices: np.ndarray
-    core: int
-    exact: bool
 
 
 class NoPlanFoundError(Exception):
@@ -91,7 +90,7 @@ def solve_balanced(
         if not _feasible(values, assign, lo, hi, current, budget, k):
             raise NoPlanFoundError(proven=True)
         obj = float(cost[np.arange(n), assign].sum())
-        return Assignment(assign, obj, obj, np.zeros((k, values.shape[1] + 1)), 0, True)
+        return Assignment(assign, obj, obj, np.zeros((k, values.shape[1] + 1)))
     c = np.where(allowed[free], cost[free], np.inf)
     cur = np.where(current[free] >= 0, current[free], -1) if bud is not None else None
     scale = np.maximum(np.abs(hi).mean(0), 1e-12)  # prices are per unit of a territory's target
@@ -108,7 +107,7 @@ def solve_balanced(
     assign = np.where(fixed, locks, -1)
     if not final:
         assign[free] = priced.argmin(1)
-        return Assignment(assign, float(cost[np.arange(n), assign].sum()), bound, lam, 0, False)
+        return Assignment(assign, float(cost[np.arange(n), assign].sum()), bound, lam)
     sub = _primal(c, values[free], lo_r, hi_r, cur, bud, priced, is_cancelled, rooms, keep, tiers)
     if sub is None:
         raise NoPlanFoundError(proven=False)
@@ -116,7 +115,7 @@ def solve_balanced(
     objective = float(cost[np.arange(n), assign].sum())
     logger.info("Assignment: objective %.4f, Lagrangian bound %.4f (%.1f s).",
                 objective, bound, time.perf_counter() - t0)  # fmt: skip
-    return Assignment(assign, objective, min(bound, objective), lam, 0, False)
+    return Assignment(assign, objective, min(bound, objective), lam)
 
 
 def totals(values: np.ndarray, idx: np.ndarray, k: int) -> np.ndarray:
