@@ -246,7 +246,7 @@ def _primal(c, values, lo, hi, cur, budget, priced, is_cancelled, rooms=None, ke
             search = np.zeros((n, k), bool)
             search[np.arange(n)[:, None], order[:, : min(3, k)]] = True
             search[np.arange(n)[:, None], near[:, : min(3, k)]] = True
-            plan = local_search(c, values, lo, hi, cur, budget, plan, search & np.isfinite(c))
+            plan = _local_search(c, values, lo, hi, cur, budget, plan, search & np.isfinite(c))
             if best is None or c[np.arange(n), plan].sum() < c[np.arange(n), best].sum() - 1e-9:
                 best = plan
             found += 1
@@ -336,7 +336,7 @@ def _feasible(values, assign, lo, hi, cur, budget, k) -> bool:
     return True
 
 
-def local_search(c, values, lo, hi, cur, budget, assign, cand, passes: int = 8,
+def _local_search(c, values, lo, hi, cur, budget, assign, cand, passes: int = 8,
                   max_trials: int = 60_000):  # fmt: skip
     """Improving shifts and swaps between candidate territories that keep every bound.
 

@@ -136,7 +136,7 @@ def drive_time_catchments(
     return CatchmentResult(polygons=out, unsnapped=unsnapped)
 
 
-def _shape(net: RoadNetwork, reached: np.ndarray, shape: str, seconds=None, limit_s=None):
+def _shape(net: RoadNetwork, reached: np.ndarray, shape: str, seconds: np.ndarray, limit_s: float):
     """The catchment polygon of the reached nodes (``seconds``: their times, for ``roads``)."""
     if shape == "roads":
         roads = _reached_roads(net, reached, seconds, limit_s)
@@ -155,10 +155,8 @@ def _shape(net: RoadNetwork, reached: np.ndarray, shape: str, seconds=None, limi
 def _reached_roads(net: RoadNetwork, reached, seconds, limit_s) -> np.ndarray:
     """The stretches of road drivable within ``limit_s``: whole edges, and the first part of an
     edge whose end is out of reach (cut at the fraction of its travel time that is left)."""
-    u = net.edges["u_idx"].to_numpy()
+    u, v_idx = net.edges["u_idx"].to_numpy(), net.edges["v_idx"].to_numpy()
     geoms = net.edges.geometry.values
-    if seconds is None or limit_s is None:  # no times: edges with both ends reached
-        return geoms[np.isin(u, reached) & np.isin(net.edges["v_idx"].to_numpy(), reached)]
     t = np.full(net.n_nodes, np.inf)
     t[reached] = seconds
     left = (limit_s - t[u]) / np.maximum(net.edges["travel_time_s"].to_numpy(float), 1e-9)
@@ -168,7 +166,7 @@ def _reached_roads(net: RoadNetwork, reached, seconds, limit_s) -> np.ndarray:
     for e in part:  # the piece starts at u, whichever way the edge's geometry was drawn
         g, f = geoms[e], float(left[e])
         x0, y0 = shapely.get_coordinates(g)[0]
-        v = int(net.edges["v_idx"].iat[e])
+        v = int(v_idx[e])
         from_start = np.hypot(x0 - net.x[u[e]], y0 - net.y[u[e]]) <= np.hypot(
             x0 - net.x[v], y0 - net.y[v]
         )

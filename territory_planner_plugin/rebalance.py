@@ -65,8 +65,7 @@ def rebalance_territories(
     ``current_field``, centred on the medoid of their current accounts. Accounts whose current
     territory is empty are new; those naming a rep not in REPS belong to a rep who left.
     """
-    params = {k: v for k, v in locals().items() if k not in ("accounts", "reps", "network",
-                                                              "progress", "is_cancelled")}  # fmt: skip
+    params = terr.run_parameters(locals())
     acc = terr._prepare_accounts(accounts, id_field)
     ids = acc[id_field].astype(str).to_numpy()
     if not current_field or current_field not in acc.columns:
@@ -115,8 +114,7 @@ def rebalance_territories(
     terr._precheck(values, fields, capacity, tol, locks, allowed, ids, cen_ids)
     # moves first; distance only breaks ties (all of it is worth less than the smallest move)
     has = current >= 0
-    move_cost = np.where(has[:, None], weight[:, None], 0.0) * np.ones_like(dist)
-    move_cost[np.flatnonzero(has), current[has]] = 0.0
+    move_cost = terr.move_costs(current, dist.shape[1], weight)
     unit = weight[has & (weight > 0)].min() if (has & (weight > 0)).any() else 1.0
     eps = 0.5 * unit / max(float(np.where(allowed, dist, 0).max(1).sum()), 1e-9)
     cost = move_cost + eps * dist

@@ -83,8 +83,7 @@ def design_territories(
     local UTM zone, logged). Accounts the network cannot reach are costed by straight line at
     30 km/h and listed in the log. Raises :class:`InfeasibleError` naming the smallest relaxation.
     """
-    params = {k: v for k, v in locals().items() if k not in ("accounts", "reps", "network",
-                                                              "progress", "is_cancelled")}  # fmt: skip
+    params = run_parameters(locals())
     acc = _prepare_accounts(accounts, id_field)
     ids = acc[id_field].astype(str).to_numpy()
     fields = list(balance_fields)
@@ -154,6 +153,12 @@ def design_territories(
 
 
 # ----------------------------------------------------------------------------- preparation
+
+
+def run_parameters(scope: dict) -> dict:
+    """The plain parameters of a planning call (for the manifest): no layers, network or callbacks."""
+    skip = ("accounts", "reps", "network", "progress", "is_cancelled")
+    return {k: v for k, v in scope.items() if k not in skip}
 
 
 def _prepare_accounts(accounts: gpd.GeoDataFrame, id_field: str) -> gpd.GeoDataFrame:
@@ -512,12 +517,19 @@ def _min_tolerance(cost, values, capacity, tol, locks, current, budget, allowed,
     return (math.floor if relax else math.ceil)(10 * t + (1e-6 if relax else -1e-6)) / 10
 
 
+def move_costs(current: np.ndarray, k: int, weight: np.ndarray | None = None) -> np.ndarray:
+    """(n, k) cost of putting each account in each territory: its weight (1 by default) anywhere
+    but its current territory, 0 there and for accounts without one."""
+    w = np.ones(len(current)) if weight is None else np.asarray(weight, float)
+    has = current >= 0
+    cost = np.repeat(np.where(has, w, 0.0)[:, None], k, axis=1)
+    cost[np.flatnonzero(has), current[has]] = 0.0
+    return cost
+
+
 def _min_moves(values, capacity, tol, locks, current, allowed, time_limit_s):
     """Fewest moves that restore balance: (proven lower bound, moves in a plan found)."""
-    n, k = allowed.shape
-    has = current >= 0
-    cost = np.where(has[:, None], 1.0, 0.0) * np.ones((n, k))
-    cost[np.flatnonzero(has), current[has]] = 0.0
+    cost = move_costs(current, allowed.shape[1])
     _, lo, hi = _bounds(values, capacity, tol)
     try:
         res = solve_balanced(cost, values, lo, hi, locks=locks, current=current, budget=None,
