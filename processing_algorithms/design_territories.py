@@ -53,9 +53,9 @@ class DesignTerritoriesAlgorithm(PlanningAlgorithm):
         add(
             _Number(
                 self.TRAVEL_WEIGHT,
-                self.tr("Weight of travel balance in the combined score"),
+                self.tr("Weight of travel balance (0 = off; e.g. 30 next to weights 40,30)"),
                 _Number.Double,
-                1.0,
+                0.0,
                 False,
                 0.0,
             )

@@ -174,7 +174,7 @@ def build() -> QgsProcessingModelAlgorithm:
                 "TERRITORIES": source_param("TERRITORIES"),
                 "TOLERANCE": source_param("TOLERANCE"),
                 "NETWORK": child_output("network", "NETWORK"),
-                "TRAVEL_WEIGHT": static(1.0),
+                "TRAVEL_WEIGHT": static(0.0),
                 "SEED": static(0),
                 "TIME_LIMIT": source_param("TIME_LIMIT"),
                 "SOLVER": static(0),

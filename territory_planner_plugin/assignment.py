@@ -61,6 +61,7 @@ def solve_balanced(
     rooms: tuple[float, ...] | None = None,
     keep: int = 1,
     tiers: tuple[tuple[int, int], ...] | None = None,
+    travel: tuple[np.ndarray, float] | None = None,
     is_cancelled: CancelCheck | None = None,
 ) -> Assignment:
     """Assign accounts (rows of ``cost``) to territories (columns) within the balance bounds.
@@ -71,7 +72,9 @@ def solve_balanced(
     ``rooms`` are the margins (x the largest account value) kept for rounding, tried in order;
     on large models the best of the first ``keep`` plans found is returned. ``tiers`` are the
     candidate sets tried in turn: (best priced territories, nearest territories) per account.
-    Raises :class:`NoPlanFoundError`.
+    ``travel`` = (share per territory, weight mu) adds mu x the sum over territories of
+    |travel - share x total travel| to the objective (see :func:`travel_penalty`); the bound
+    (on travel alone) stays a valid lower bound. Raises :class:`NoPlanFoundError`.
     """
     t0 = time.perf_counter()
     n, k = cost.shape
@@ -90,6 +93,8 @@ def solve_balanced(
         if not _feasible(values, assign, lo, hi, current, budget, k):
             raise NoPlanFoundError(proven=True)
         obj = float(cost[np.arange(n), assign].sum())
+        if travel is not None:
+            obj += travel_penalty(cost, assign, *travel)
         return Assignment(assign, obj, obj, np.zeros((k, values.shape[1] + 1)))
     c = np.where(allowed[free], cost[free], np.inf)
     cur = np.where(current[free] >= 0, current[free], -1) if bud is not None else None
@@ -108,14 +113,32 @@ def solve_balanced(
     if not final:
         assign[free] = priced.argmin(1)
         return Assignment(assign, float(cost[np.arange(n), assign].sum()), bound, lam)
-    sub = _primal(c, values[free], lo_r, hi_r, cur, bud, priced, is_cancelled, rooms, keep, tiers)
+    term = None
+    if travel is not None and travel[1] > 0:
+        base = np.bincount(locks[fixed], weights=cost[fixed, locks[fixed]], minlength=k)
+        term = _TravelTerm(travel[0], travel[1], base)
+        if c.size <= _TRAVEL_LP_PAIRS:  # the LP with travel: a tighter bound than the prices
+            lp = _lp(c, values[free], lo_r, hi_r, cur, bud, np.isfinite(c), 0.0, term)
+            if lp is None:
+                raise NoPlanFoundError(proven=True)
+            bound = max(bound, lp[3] + fixed_cost)
+    sub = _primal(c, values[free], lo_r, hi_r, cur, bud, priced, is_cancelled, rooms, keep, tiers,
+                  term)  # fmt: skip
     if sub is None:
         raise NoPlanFoundError(proven=False)
     assign[free] = sub
     objective = float(cost[np.arange(n), assign].sum())
+    if term is not None:
+        objective += travel_penalty(cost, assign, *travel)
     logger.info("Assignment: objective %.4f, Lagrangian bound %.4f (%.1f s).",
                 objective, bound, time.perf_counter() - t0)  # fmt: skip
     return Assignment(assign, objective, min(bound, objective), lam)
+
+
+def travel_penalty(cost: np.ndarray, assign: np.ndarray, share: np.ndarray, mu: float) -> float:
+    """mu x sum over territories of |travel - share x total travel| (travel = summed cost)."""
+    travel = np.bincount(assign, weights=cost[np.arange(len(assign)), assign], minlength=len(share))
+    return float(mu * np.abs(travel - share * travel.sum()).sum())
 
 
 def totals(values: np.ndarray, idx: np.ndarray, k: int) -> np.ndarray:
@@ -216,9 +239,21 @@ def _budget_row(cur, rows, cols):
 
 
 def _primal(c, values, lo, hi, cur, budget, priced, is_cancelled, rooms=None, keep=1,
-            tiers=None):  # fmt: skip
-    """A feasible plan from the prices: LP on the best candidates, rounding MILP, local search."""
+            tiers=None, travel=None):  # fmt: skip
+    """A feasible plan from the prices: LP on the best candidates, rounding MILP, local search.
+
+    With ``travel`` (a :class:`_TravelTerm`) a second local search includes its penalty, and
+    so do the LPs up to ``_TRAVEL_LP_PAIRS`` (beyond, the dense total-travel row is too slow).
+    """
     n, k = c.shape
+
+    def score(plan):
+        total = c[np.arange(n), plan].sum()
+        if travel is None:
+            return total
+        travel.start(c, plan)
+        return total + travel.value(travel.travel)
+
     rooms = _SHRINKS if rooms is None else rooms
     order = np.argsort(priced, axis=1, kind="stable")
     near = np.argsort(c, axis=1, kind="stable")  # geographic neighbours keep the LP connected
@@ -234,20 +269,24 @@ def _primal(c, values, lo, hi, cur, budget, priced, is_cancelled, rooms=None, ke
         best, found = None, 0
         for shrink in rooms:
             check_cancel(is_cancelled)
-            lp = _lp(c, values, lo, hi, cur, budget, cand, shrink)
+            lp = _lp(c, values, lo, hi, cur, budget, cand, shrink,
+                     travel if c.size <= _TRAVEL_LP_PAIRS else None)  # fmt: skip
             if lp is None:
                 logger.debug("LP on %d candidates, room %.2f: infeasible.", n_cand, shrink)
                 continue
-            plan = _round(c, values, lo, hi, cur, budget, cand, *lp)
+            plan = _round(c, values, lo, hi, cur, budget, cand, *lp[:3])
             logger.debug("LP on %d candidates, room %.2f: %s.", n_cand, shrink,
                          "rounded" if plan is not None else "rounding failed")  # fmt: skip
             if plan is None:
                 continue
-            search = np.zeros((n, k), bool)
-            search[np.arange(n)[:, None], order[:, : min(3, k)]] = True
-            search[np.arange(n)[:, None], near[:, : min(3, k)]] = True
-            plan = _local_search(c, values, lo, hi, cur, budget, plan, search & np.isfinite(c))
-            if best is None or c[np.arange(n), plan].sum() < c[np.arange(n), best].sum() - 1e-9:
+            search = _neighbours(c, priced, 3, order, near) & np.isfinite(c)
+            if travel is None or c.size > _TRAVEL_LP_PAIRS:  # (the LP had no travel term)
+                plan = _local_search(c, values, lo, hi, cur, budget, plan, search)
+            if travel is not None:
+                search = _neighbours(c, priced, _TRAVEL_NEIGHBOURS, order, near) & np.isfinite(c)
+                plan = _local_search(c, values, lo, hi, cur, budget, plan, search, travel=travel,
+                                     max_trials=_TRAVEL_TRIALS)  # fmt: skip
+            if best is None or score(plan) < score(best) - 1e-9:
                 best = plan
             found += 1
             if c.size > _TRY_ALL_PAIRS and found >= keep:
@@ -259,15 +298,37 @@ def _primal(c, values, lo, hi, cur, budget, priced, is_cancelled, rooms=None, ke
     return None
 
 
+def _neighbours(c, priced, count, order=None, near=None) -> np.ndarray:
+    """(n, k) mask of each account's ``count`` best priced and ``count`` nearest territories."""
+    n, k = c.shape
+    order = np.argsort(priced, axis=1, kind="stable") if order is None else order
+    near = np.argsort(c, axis=1, kind="stable") if near is None else near
+    mask = np.zeros((n, k), bool)
+    mask[np.arange(n)[:, None], order[:, : min(count, k)]] = True
+    mask[np.arange(n)[:, None], near[:, : min(count, k)]] = True
+    return mask
+
+
 _SHRINKS = (0.25, 0.1, 0.5, 0.03, 1.0, 0.0)  # room kept for rounding, x the largest account value
 _TIERS = ((2, 0), (2, 2), (4, 4), (10**9, 0))  # candidates: best priced, then also nearest
 _TRY_ALL_PAIRS = 100_000  # up to this model size every room is tried and the best plan kept
+# rounding MILP: the open accounts are a few hundred; within 2% of their share is plenty, and
+# HiGHS's presolve took seconds at the root on uneven data
+_ROUNDING_MILP = {"node_limit": 2000, "disp": False, "mip_rel_gap": 0.02, "presolve": False}
+_TRAVEL_LP_PAIRS = 60_000  # up to this size the LPs carry the travel penalty (and bound it)
+_TRAVEL_TRIALS = 200_000  # moves the local search may try when it also evens out travel
+_TRAVEL_NEIGHBOURS = 4  # ... to this many best priced and nearest territories
 
 
-def _lp(c, values, lo, hi, cur, budget, cand, shrink):
-    """LP over the candidate pairs with bounds tightened by ``shrink`` (room for rounding)."""
+def _lp(c, values, lo, hi, cur, budget, cand, shrink, travel=None):
+    """LP over the candidate pairs with bounds tightened by ``shrink`` (room for rounding).
+
+    Returns (rows, cols, x, objective) or None. With ``travel`` the objective has its penalty:
+    variables dev_j >= |travel_j - share_j x T| and T = total travel (one dense row).
+    """
     n, k = c.shape
     rows, cols = np.nonzero(cand)
+    ncol = len(rows)
     a_eq, a_bal = _pairs_matrices(values, rows, cols, k, n)
     room = np.minimum(shrink * values.max(0, initial=0.0)[None, :], 0.4 * (hi - lo))
     a_ub = [a_bal, -a_bal]
@@ -276,12 +337,28 @@ def _lp(c, values, lo, hi, cur, budget, cand, shrink):
         n_cur = int((cur >= 0).sum())
         a_ub.append(sp.csr_matrix(-_budget_row(cur, rows, cols)[None, :]))
         b_ub.append(np.array([budget - n_cur], float))
-    res = linprog(c[rows, cols], A_ub=sp.vstack(a_ub).tocsc(), b_ub=np.concatenate(b_ub),
-                  A_eq=a_eq.tocsc(), b_eq=np.ones(n), bounds=(0, 1),
+    obj = c[rows, cols]
+    b_eq = np.ones(n)
+    bounds = (0, 1)
+    if travel is not None:  # columns: pairs, dev_0..dev_k-1, T
+        a_ub = [sp.hstack([a, sp.csr_matrix((a.shape[0], k + 1))]) for a in a_ub]
+        a_eq = sp.hstack([a_eq, sp.csr_matrix((n, k + 1))])
+        per_t = sp.csr_matrix((obj, (cols, np.arange(ncol))), shape=(k, ncol))  # travel_j
+        eye, share, base = sp.identity(k), travel.share[:, None], travel.base
+        # travel_j + base_j - share_j T <= dev_j and the mirror row
+        a_ub += [sp.hstack([per_t, -eye, -share]), sp.hstack([-per_t, -eye, share])]
+        b_ub += [-base, base]
+        a_eq = sp.vstack([a_eq, sp.hstack([sp.csr_matrix(obj[None, :]), sp.csr_matrix((1, k)),
+                                           [[-1.0]]])])  # fmt: skip
+        b_eq = np.append(b_eq, -base.sum())
+        obj = np.concatenate([obj, np.full(k, travel.mu), [0.0]])
+        bounds = [(0, 1)] * ncol + [(0, None)] * (k + 1)
+    res = linprog(obj, A_ub=sp.vstack(a_ub).tocsc(), b_ub=np.concatenate(b_ub),
+                  A_eq=sp.csr_matrix(a_eq).tocsc(), b_eq=b_eq, bounds=bounds,
                   method="highs-ds")  # fmt: skip
     if res.status != 0:
         return None
-    return rows, cols, res.x
+    return rows, cols, res.x[:ncol], float(res.fun)
 
 
 def _round(c, values, lo, hi, cur, budget, cand, rows, cols, x):
@@ -314,8 +391,14 @@ def _milp_open(c, values, lo, hi, cur, budget, cand, start, open_idx):
         cons.append(LinearConstraint(stay[None, :],
                                      int(has[open_idx].sum()) - (budget - moved_closed),
                                      np.inf))  # fmt: skip
-    res = milp(c[open_idx][r2, c2], constraints=cons, integrality=np.ones(len(r2)),
-               bounds=(0, 1), options={"node_limit": 2000, "disp": False})  # fmt: skip
+    logger.debug("rounding MILP: %d open accounts, %d pairs", len(open_idx), len(r2))
+    res = milp(
+        c[open_idx][r2, c2],
+        constraints=cons,
+        integrality=np.ones(len(r2)),
+        bounds=(0, 1),
+        options=_ROUNDING_MILP,
+    )
     if res.x is None:
         return None
     pick = res.x > 0.5
@@ -336,11 +419,57 @@ def _feasible(values, assign, lo, hi, cur, budget, k) -> bool:
     return True
 
 
+class _TravelTerm:
+    """The travel-balance penalty, kept up to date while the local search moves accounts.
+
+    F = mu x sum_j |travel_j - share_j x T| with T the total travel; ``base`` is the travel of
+    accounts outside the search (locked ones).
+    """
+
+    def __init__(self, share: np.ndarray, mu: float, base: np.ndarray) -> None:
+        self.share, self.mu, self.base = share, mu, base
+        self.travel = base.copy()
+
+    def start(self, c: np.ndarray, a: np.ndarray) -> None:
+        self.travel = self.base + np.bincount(a, weights=c[np.arange(len(a)), a],
+                                              minlength=len(self.share))  # fmt: skip
+
+    def value(self, travel: np.ndarray) -> float:
+        return float(self.mu * np.abs(travel - self.share * travel.sum()).sum())
+
+    def estimate(self, c: np.ndarray, a: np.ndarray) -> np.ndarray:
+        """(n, k) change of F if each account moved to each territory (total held fixed)."""
+        dev = self.travel - self.share * self.travel.sum()
+        own = c[np.arange(len(a)), a]
+        leave = np.abs(dev[a] - own) - np.abs(dev[a])
+        join = np.abs(dev[None, :] + c) - np.abs(dev)[None, :]
+        return self.mu * (leave[:, None] + join)
+
+    def delta(self, src: int, dst: int, d_src: float, d_dst: float) -> float:
+        """Exact change of F when src's travel changes by d_src and dst's by d_dst."""
+        new = self.travel.copy()
+        new[src] += d_src
+        new[dst] += d_dst
+        return self.value(new) - self.value(self.travel)
+
+    def swap_estimates(self, src, dst, d_src: np.ndarray, d_dst: np.ndarray) -> np.ndarray:
+        """Change of F for several (d_src, d_dst) at once, the targets held fixed."""
+        dev = self.travel - self.share * self.travel.sum()
+        return self.mu * (np.abs(dev[src] + d_src) - abs(dev[src])
+                          + np.abs(dev[dst] + d_dst) - abs(dev[dst]))  # fmt: skip
+
+    def apply(self, src: int, dst: int, d_src: float, d_dst: float) -> None:
+        self.travel[src] += d_src
+        self.travel[dst] += d_dst
+
+
 def _local_search(c, values, lo, hi, cur, budget, assign, cand, passes: int = 8,
-                  max_trials: int = 60_000):  # fmt: skip
+                  max_trials: int = 60_000, travel: _TravelTerm | None = None):  # fmt: skip
     """Improving shifts and swaps between candidate territories that keep every bound.
 
-    Deterministic: at most ``max_trials`` tried moves in all, the most promising first.
+    The objective is the summed cost, plus the travel-balance penalty when ``travel`` is given
+    (every accepted move lowers it exactly). Deterministic: at most ``max_trials`` tried moves
+    in all, the most promising first.
     """
     n, k = c.shape
     a = assign.copy()
@@ -351,9 +480,13 @@ def _local_search(c, values, lo, hi, cur, budget, assign, cand, passes: int = 8,
     moved = int((a[has] != cur[has]).sum()) if budget is not None else 0
     rows = np.arange(n)
     tried = 0
+    if travel is not None:
+        travel.start(c, a)
     for _ in range(passes):
         improved = False
         gain = np.where(cand, c - c[rows, a][:, None], np.inf)  # < 0: cheaper elsewhere
+        if travel is not None:
+            gain += travel.estimate(c, a)
         gain[rows, a] = np.inf
         ii, jj = np.nonzero(gain < -1e-12)
         by_terr = np.argsort(a, kind="stable")
@@ -363,14 +496,19 @@ def _local_search(c, values, lo, hi, cur, budget, assign, cand, passes: int = 8,
         for t in trials:
             i, j = int(ii[t]), int(jj[t])
             src = int(a[i])
-            if src == j or c[i, j] >= c[i, src]:
+            d_cost = c[i, j] - c[i, src]
+            if src == j or (travel is None and d_cost >= 0):
                 continue
             v = values[i]
             dm = 0
             if budget is not None and has[i]:
                 dm = int(j != cur[i]) - int(src != cur[i])
-            if ((load[src] - v >= lo_e[src]).all() and (load[j] + v <= hi_e[j]).all()
-                    and moved + dm <= (budget if budget is not None else moved + dm)):  # fmt: skip
+            fits = ((load[src] - v >= lo_e[src]).all() and (load[j] + v <= hi_e[j]).all()
+                    and moved + dm <= (budget if budget is not None else moved + dm))  # fmt: skip
+            if fits and (travel is None
+                         or d_cost + travel.delta(src, j, -c[i, src], c[i, j]) < -1e-9):  # fmt: skip
+                if travel is not None:
+                    travel.apply(src, j, -c[i, src], c[i, j])
                 a[i] = j
                 load[src] -= v
                 load[j] += v
@@ -382,7 +520,11 @@ def _local_search(c, values, lo, hi, cur, budget, assign, cand, passes: int = 8,
             mates = mates[(a[mates] == j) & cand[mates, src]]
             if len(mates) == 0:
                 continue
-            delta = (c[i, j] - c[i, src]) + (c[mates, src] - c[mates, j])
+            d_src = c[mates, src] - c[i, src]  # travel change of src, of j below
+            d_dst = c[i, j] - c[mates, j]
+            delta = d_src + d_dst
+            if travel is not None:
+                delta = delta + travel.swap_estimates(src, j, d_src, d_dst)
             vm = values[mates]
             ok = delta < -1e-12
             ok &= ((load[src] - v + vm >= lo_e[src]) & (load[src] - v + vm <= hi_e[src])).all(1)
@@ -394,6 +536,11 @@ def _local_search(c, values, lo, hi, cur, budget, assign, cand, passes: int = 8,
             if not ok.any():
                 continue
             best = int(np.flatnonzero(ok)[np.argmin(delta[ok])])
+            if travel is not None:
+                exact = d_src[best] + d_dst[best] + travel.delta(src, j, d_src[best], d_dst[best])
+                if exact >= -1e-9:
+                    continue
+                travel.apply(src, j, d_src[best], d_dst[best])
             i2 = int(mates[best])
             a[i], a[i2] = j, src
             load[src] += values[i2] - v

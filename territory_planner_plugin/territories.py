@@ -89,9 +89,7 @@ def design_territories(
     fields = list(balance_fields)
     values = _balance_values(acc, ids, fields)
     tol = _tolerances(tolerance_pct, balance_weights, fields)
-    if travel_weight:
-        logger.info("TRAVEL_WEIGHT %g weighs the travel balance in the combined score; travel is "
-                    "minimised, not held within TOLERANCE.", travel_weight)  # fmt: skip
+    mu = _travel_mu(travel_weight, balance_weights, fields)
     xy = shapely.get_coordinates(acc.geometry.values)
     rng = np.random.default_rng(seed)
     if reps is not None:
@@ -134,7 +132,7 @@ def design_territories(
         assign, objective, lower, prices = _solve(
             cost, values, capacity, tol, locks, current, budget, allowed,
             solver, time_limit_s, fields, cen_ids, prices=prices if final else None, final=final,
-            is_cancelled=is_cancelled,
+            is_cancelled=is_cancelled, travel=(capacity / capacity.sum(), mu) if final else None,
         )  # fmt: skip
         report(progress, 0.2 + 0.7 * (rnd + 1) / (rounds + 1), "Assignment")
         if final:
@@ -211,6 +209,27 @@ def _tolerances(tolerance_pct, weights, fields) -> np.ndarray:
     for f, t in zip(fields, tol):
         logger.info("Tolerance for %s: ±%.2f%%.", f, t)
     return tol
+
+
+def _travel_mu(travel_weight, balance_weights, fields) -> float:
+    """Weight of the travel-balance penalty: TRAVEL_WEIGHT's share of all the weights.
+
+    The balance fields weigh their BALANCE_WEIGHTS (1 each when none are given), as in the
+    summary's ``balance_score``: revenue 40 / workload 30 / travel 30 gives 0.3.
+    """
+    tw = 0.0 if travel_weight is None else float(travel_weight)
+    if not np.isfinite(tw) or tw < 0:
+        msg = f"TRAVEL_WEIGHT: {travel_weight} must be 0 (off) or a positive weight, e.g. 30."
+        raise InvalidInputError(msg)
+    if tw == 0:
+        return 0.0
+    w = list(balance_weights) if balance_weights else [1.0] * max(len(fields), 1)
+    mu = tw / (sum(w) + tw)
+    logger.info(
+        "TRAVEL_WEIGHT %g: the plan also evens out travel per territory; each minute (km) of "
+        "travel above or below a territory's share of the total costs %.2f extra.", tw, mu,
+    )  # fmt: skip
+    return mu
 
 
 def _prepare_reps(reps, id_field, capacity_field, crs):
@@ -319,9 +338,9 @@ def _costs(xy, cen_xy, net, crs):
     if gpd.GeoSeries([], crs=crs).crs != gpd.GeoSeries([], crs=net.crs).crs:
         msg = "NETWORK: accounts must be in the network's CRS (the QGIS wrapper reprojects them)."
         raise InvalidInputError(msg)
-    a_nodes = snap_points(net, gpd.GeoSeries(shapely.points(xy)), max_snap_m=np.inf).node_index
-    c_nodes = snap_points(net, gpd.GeoSeries(shapely.points(cen_xy)), max_snap_m=np.inf).node_index
-    minutes = cost_matrix_minutes(net, c_nodes, a_nodes).T
+    a_snap = snap_points(net, gpd.GeoSeries(shapely.points(xy)), max_snap_m=np.inf)
+    c_snap = snap_points(net, gpd.GeoSeries(shapely.points(cen_xy)), max_snap_m=np.inf)
+    minutes = cost_matrix_minutes(net, c_snap, a_snap).T  # from/to where they meet their roads
     bad = ~np.isfinite(minutes)
     if bad.any():
         logger.warning(
@@ -412,9 +431,16 @@ def _model(cost, values, capacity, tol, locks, current, budget, allowed, relax, 
 
 def _solve(cost, values, capacity, tol, locks, current, budget, allowed, solver, time_limit_s,
            fields, cen_ids, *, prices=None, final=True, is_cancelled=None, rooms=None,
-           keep=1, tiers=None):  # fmt: skip
-    """Exact MILP (PuLP) for small models; prices, LP and local search (assignment.py) beyond."""
-    if cost.size <= EXACT_PAIRS:
+           keep=1, tiers=None, travel=None):  # fmt: skip
+    """Exact MILP (PuLP) for small models; prices, LP and local search (assignment.py) beyond.
+
+    ``travel`` = (share per territory, weight) adds the travel-balance penalty
+    (:func:`assignment.travel_penalty`); such models always take the second path, whose LP with
+    the penalty gives the bound (the MILP with it is slow for CBC even on small models).
+    """
+    if travel is not None and travel[1] <= 0:
+        travel = None
+    if cost.size <= EXACT_PAIRS and travel is None:
         assign, objective, lower = _solve_exact(
             cost, values, capacity, tol, locks, current, budget, allowed, solver, time_limit_s,
             fields,
@@ -425,7 +451,7 @@ def _solve(cost, values, capacity, tol, locks, current, budget, allowed, solver,
         res = solve_balanced(
             cost, values, lo, hi, locks=locks, current=current, budget=budget, allowed=allowed,
             time_limit_s=time_limit_s, prices=prices, final=final, is_cancelled=is_cancelled,
-            rooms=rooms, keep=keep, tiers=tiers, iterations=400 if final else 150,
+            rooms=rooms, keep=keep, tiers=tiers, iterations=400 if final else 150, travel=travel,
         )  # fmt: skip
     except NoPlanFoundError as err:
         _explain_infeasible(cost, values, capacity, tol, locks, current, budget, allowed, solver,
