@@ -8,6 +8,8 @@
    k-median territories (nearest centre + medoid, best of 3 seeds) with the same K.
 3. Rebalancing 10,000 x 50 after 5% of the accounts change value: time, moves and the proven
    lower bound on the moves.
+4. Travel balance: revenue 40 / workload 30 with and without travel 30 (TRAVEL_WEIGHT): CV of
+   travel per territory, total travel, time and gap.
 Prints figures and writes benchmarks/results/territories.json.
 """
 
@@ -132,10 +134,35 @@ def rebalance(n: int = 10_000, k: int = 50) -> dict:
             "goal_ratio": 2.0, "goal_s": 5.0}  # fmt: skip
 
 
+def travel_balance(sizes=((2000, 20), (10_000, 50))) -> list[dict]:
+    """Revenue 40 / workload 30, then the same with travel 30: what evening out travel costs."""
+    rows = []
+    for n, k in sizes:
+        acc, reps = instance(n, k)
+        row: dict = {"accounts": n, "territories": k}
+        for weight in (0.0, 30.0):
+            t = time.perf_counter()
+            plan = design_territories(acc, id_field="id", reps=reps, rep_id_field="rep",
+                                      balance_fields=["revenue", "visits"],
+                                      balance_weights=[40, 30], travel_weight=weight,
+                                      tolerance_pct=5)  # fmt: skip
+            tag = "travel30" if weight else "no_travel"
+            row.update({f"{tag}_s": round(time.perf_counter() - t, 2),
+                        f"{tag}_cv_travel": plan.kpis["cv_travel"],
+                        f"{tag}_travel_km": round(float(plan.summary["travel_total"].sum()), 1),
+                        f"{tag}_gap_pct": round(plan.gap_pct, 2)})  # fmt: skip
+        row["travel_ratio"] = round(row["travel30_travel_km"] / row["no_travel_travel_km"], 4)
+        rows.append(row)
+    return rows
+
+
 def main() -> None:
     """Run the benchmark and print/write the figures."""
     if len(sys.argv) == 4 and sys.argv[1] == "--one":
         print(json.dumps(one_size(int(sys.argv[2]), int(sys.argv[3]))))
+        return
+    if sys.argv[1:] == ["--travel"]:
+        print(json.dumps(travel_balance()))
         return
     rows = []
     for n, k in SIZES:
@@ -152,9 +179,10 @@ def main() -> None:
                        if plain_obj else None)  # fmt: skip
         rows.append(row)
         print(row, flush=True)
-    result = {"design_with_reps": rows, "compactness": compactness(), "rebalance": rebalance()}
-    print(result["compactness"], flush=True)
-    print(result["rebalance"], flush=True)
+    result = {"design_with_reps": rows, "compactness": compactness(), "rebalance": rebalance(),
+              "travel_balance": travel_balance()}  # fmt: skip
+    for key in ("compactness", "rebalance", "travel_balance"):
+        print(result[key], flush=True)
     out = ROOT / "benchmarks" / "results" / "territories.json"
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"-> {out}")
