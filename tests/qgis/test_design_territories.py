@@ -107,3 +107,16 @@ def test_cancel_returns_cleanly(run_alg, accounts_gpkg, tmp_path):
     result = run_alg("designterritories", _params(accounts_gpkg, tmp_path, TERRITORIES=3), feedback)
     assert not result.get("OUTPUT_ACCOUNTS")
     assert not (tmp_path / "output_accounts.gpkg").exists()
+
+
+def test_travel_weight_evens_out_travel(run_alg, tp, accounts_gpkg, reps_gpkg, tmp_path):
+    cv = {}
+    for weight in (0, 30):
+        params = _params(accounts_gpkg, tmp_path / str(weight), REPS=f"{reps_gpkg}|layername=reps",
+                         REP_ID_FIELD="rep_id", BALANCE_WEIGHTS="40,30", TRAVEL_WEIGHT=weight)  # fmt: skip
+        (tmp_path / str(weight)).mkdir()
+        result = run_alg("designterritories", params)
+        summary = tp.read_layer(result["OUTPUT_SUMMARY"])
+        cv[weight] = float(summary["cv_travel"].iloc[0])
+        assert result["LOWER_BOUND"] <= result["OBJECTIVE"] + 1e-6
+    assert cv[30] < cv[0], cv
