@@ -119,9 +119,8 @@ def solve_balanced(
         term = _TravelTerm(travel[0], travel[1], base)
         if c.size <= _TRAVEL_LP_PAIRS:  # the LP with travel: a tighter bound than the prices
             lp = _lp(c, values[free], lo_r, hi_r, cur, bud, np.isfinite(c), 0.0, term)
-            if lp is None:
-                raise NoPlanFoundError(proven=True)
-            bound = max(bound, lp[3] + fixed_cost)
+            if lp is not None:  # (None: infeasible or unsolved; the primal steps will say which)
+                bound = max(bound, lp[3] + fixed_cost)
     sub = _primal(c, values[free], lo_r, hi_r, cur, bud, priced, is_cancelled, rooms, keep, tiers,
                   term)  # fmt: skip
     if sub is None:
