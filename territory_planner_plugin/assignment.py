@@ -201,6 +201,11 @@ class _Lagrangian:
             if it % 20 == 0:
                 check_cancel(is_cancelled)
                 if time.perf_counter() > deadline:
+                    logger.warning(
+                        "Half of TIME_LIMIT went on the lower bound (%d price updates); stopped "
+                        "there. A machine of another speed may stop elsewhere and give another "
+                        "plan: raise TIME_LIMIT for runs that repeat exactly.", it,
+                    )  # fmt: skip
                     break
             history.append(best)
             if it >= 50 and np.isfinite(history[-50]) and best - history[-50] <= 2e-6 * abs(best):

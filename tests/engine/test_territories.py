@@ -242,3 +242,14 @@ def test_locks_that_exceed_the_move_budget_name_both() -> None:
         design_territories(acc, id_field="id", reps=random_reps(2), rep_id_field="rep",
                            balance_fields=["revenue"], tolerance_pct=50, lock_field="lock",
                            current_field="current", max_moves_pct=5.0)  # fmt: skip
+
+
+def test_time_limit_cut_of_the_bound_is_logged(caplog) -> None:
+    """A run stopped by TIME_LIMIT says that it may not repeat on another machine."""
+    acc = random_accounts(3000, 1)
+    with caplog.at_level("WARNING"):
+        plan = design_territories(acc, id_field="id", reps=random_reps(10), rep_id_field="rep",
+                                  balance_fields=["revenue"], time_limit_s=0.001)  # fmt: skip
+    assert "raise TIME_LIMIT for runs that repeat exactly" in caplog.text
+    assert plan.lower_bound <= plan.objective + 1e-6
+    assert plan.summary["revenue_dev_pct"].abs().max() <= 5 + 1e-6
