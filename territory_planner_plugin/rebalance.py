@@ -108,9 +108,7 @@ def rebalance_territories(
     check_cancel(is_cancelled)
     cost_km, cost_min = terr._costs(xy, cen_xy, network, acc.crs)
     dist = cost_min if cost_min is not None else cost_km
-    allowed = np.ones_like(dist, dtype=bool)
-    if rep_max_minutes is not None and cost_min is not None:
-        allowed = cost_min <= rep_max_minutes
+    allowed = terr.reach_mask(cost_km, cost_min, rep_max_minutes)
     terr._precheck(values, fields, capacity, tol, locks, allowed, ids, cen_ids)
     # moves first; distance only breaks ties (all of it is worth less than the smallest move)
     has = current >= 0

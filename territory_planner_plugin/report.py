@@ -18,12 +18,13 @@ import numpy as np
 import pandas as pd
 
 from .errors import InvalidInputError
+from .territories import STRAIGHT_LINE_KMH
 
 logger = logging.getLogger(__name__)
 
 TARGETS = {"revenue_cv": 0.10, "workload_cv": 0.15, "travel_efficiency": 0.75}
 PROSPECTS_RANGE = (80, 120)
-ASSUMED_SPEED_KMH = 50.0  # centre_km -> minutes when the accounts have no centre_min
+ASSUMED_SPEED_KMH = STRAIGHT_LINE_KMH  # centre_km -> minutes when the accounts have no centre_min
 ACTIVE_DEFAULT = "active_prospect"  # counted without ACTIVE_FIELD when the accounts have it
 _TRUE_WORDS = {"true", "t", "yes", "y", "1"}
 EFFICIENCY_UNKNOWN = "not known (give VISIT_MINUTES and VISITS_FIELD)"

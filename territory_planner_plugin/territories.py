@@ -34,6 +34,7 @@ _MAX_CENTRE_ROUNDS = 8  # balanced centre updates after the k-median start
 _KMEDIAN_ROUNDS = 12
 EXACT_PAIRS = 1_000  # up to this many account-territory pairs: the exact MILP through PuLP
 EXPLAIN_PAIRS = 200_000  # up to this many pairs an infeasible run gets the LP's minimal tolerance
+STRAIGHT_LINE_KMH = 50.0  # straight-line km -> minutes where there is no NETWORK (also the report)
 
 
 @dataclass
@@ -122,11 +123,7 @@ def design_territories(
         check_cancel(is_cancelled)
         cost_km, cost_min = _costs(xy, cen_xy, network, acc.crs)
         cost = cost_min if cost_min is not None else cost_km
-        allowed = np.ones_like(cost, dtype=bool)
-        if rep_max_minutes is not None and cost_min is not None:
-            allowed = cost_min <= rep_max_minutes
-        elif rep_max_minutes is not None and rnd == 0:
-            logger.warning("REP_MAX_MINUTES needs a NETWORK; without one it is not applied.")
+        allowed = reach_mask(cost_km, cost_min, rep_max_minutes, log=rnd == 0)
         _precheck(values, fields, capacity, tol, locks, allowed, ids, cen_ids)
         final = fixed_centres or rnd == rounds
         assign, objective, lower, prices = _solve(
@@ -157,6 +154,23 @@ def run_parameters(scope: dict) -> dict:
     """The plain parameters of a planning call (for the manifest): no layers, network or callbacks."""
     skip = ("accounts", "reps", "network", "progress", "is_cancelled")
     return {k: v for k, v in scope.items() if k not in skip}
+
+
+def reach_mask(cost_km: np.ndarray, cost_min: np.ndarray | None, max_minutes: float | None, *,
+               log: bool = True) -> np.ndarray:  # fmt: skip
+    """(n, k) pairs allowed by REP_MAX_MINUTES: drive minutes, or without a NETWORK the
+    straight-line distance at ``STRAIGHT_LINE_KMH``."""
+    if max_minutes is None:
+        return np.ones_like(cost_km, dtype=bool)
+    if cost_min is not None:
+        return cost_min <= max_minutes
+    if log:
+        logger.info(
+            "REP_MAX_MINUTES without a NETWORK: straight-line distance at %g km/h, i.e. at most "
+            "%.1f km from a rep home; give a NETWORK for drive times on roads.",
+            STRAIGHT_LINE_KMH, max_minutes * STRAIGHT_LINE_KMH / 60.0,
+        )  # fmt: skip
+    return cost_km * 60.0 / STRAIGHT_LINE_KMH <= max_minutes
 
 
 def _prepare_accounts(accounts: gpd.GeoDataFrame, id_field: str) -> gpd.GeoDataFrame:

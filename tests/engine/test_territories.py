@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from territory_planner_plugin.errors import InfeasibleError, InvalidInputError
-from territory_planner_plugin.territories import EXACT_PAIRS, design_territories
+from territory_planner_plugin.territories import EXACT_PAIRS, STRAIGHT_LINE_KMH, design_territories
 from tests.engine.helpers import CRS, random_accounts, random_reps
 
 
@@ -253,3 +253,24 @@ def test_time_limit_cut_of_the_bound_is_logged(caplog) -> None:
     assert "raise TIME_LIMIT for runs that repeat exactly" in caplog.text
     assert plan.lower_bound <= plan.objective + 1e-6
     assert plan.summary["revenue_dev_pct"].abs().max() <= 5 + 1e-6
+
+
+def test_rep_max_minutes_without_network_uses_straight_lines() -> None:
+    """REP_MAX_MINUTES holds by straight-line km at STRAIGHT_LINE_KMH when there is no NETWORK."""
+    acc, reps = random_accounts(300, 13), random_reps(8, 14)
+    kw = {"id_field": "id", "reps": reps, "rep_id_field": "rep", "balance_fields": ["revenue"],
+          "tolerance_pct": 10}  # fmt: skip
+    free = design_territories(acc, **kw)
+    xy = np.column_stack([acc.geometry.x, acc.geometry.y])
+    cxy = np.column_stack([reps.geometry.x, reps.geometry.y])
+    nearest_km = np.sqrt(((xy[:, None] - cxy[None]) ** 2).sum(-1)).min(1) / 1000
+    limit_km = (
+        nearest_km.max() + free.accounts["centre_km"].max()
+    ) / 2  # every account keeps a rep
+    assert free.accounts["centre_km"].max() > limit_km  # and it binds: the free plan goes farther
+    minutes = limit_km * 60 / STRAIGHT_LINE_KMH
+    plan = design_territories(acc, rep_max_minutes=minutes, **kw)
+    assert plan.accounts["centre_km"].max() <= limit_km + 1e-3
+    assert plan.summary["revenue_dev_pct"].abs().max() <= 10 + 1e-6
+    with pytest.raises(InfeasibleError, match="REP_MAX_MINUTES"):
+        design_territories(acc, rep_max_minutes=1.0, **kw)  # 0.8 km: most accounts have no rep
