@@ -270,13 +270,16 @@ def _primal(c, values, lo, hi, cur, budget, priced, is_cancelled, rooms=None, ke
             has = cur >= 0
             cand[np.flatnonzero(has), cur[has]] = True
         cand &= np.isfinite(c)
-        best, found = None, 0
+        best, found, failed = None, 0, np.inf
         for shrink in rooms:
+            if shrink >= failed:
+                continue  # a wider room only tightens the bounds of an LP already infeasible
             check_cancel(is_cancelled)
             lp = _lp(c, values, lo, hi, cur, budget, cand, shrink,
                      travel if c.size <= _TRAVEL_LP_PAIRS else None)  # fmt: skip
             if lp is None:
                 logger.debug("LP on %d candidates, room %.2f: infeasible.", n_cand, shrink)
+                failed = shrink
                 continue
             plan = _round(c, values, lo, hi, cur, budget, cand, *lp[:3])
             logger.debug("LP on %d candidates, room %.2f: %s.", n_cand, shrink,
