@@ -170,7 +170,7 @@ def network_parameter(
 
 
 def max_snap_parameter() -> QgsProcessingParameterNumber:
-    """MAX_SNAP: metres between a point and its nearest road node before it counts as unsnapped."""
+    """MAX_SNAP: metres between a point and the nearest road before it counts as unsnapped."""
     return QgsProcessingParameterNumber(
         MAX_SNAP,
         "Maximum distance to the road network (metres)",

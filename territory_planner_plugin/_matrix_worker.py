@@ -1,30 +1,74 @@
-"""Code that runs in matrix worker processes: numpy and scipy only, so that they start fast.
+"""Matrix searches, and the worker process that runs them for :mod:`matrix` (stdlib, numpy, scipy only).
 
-A spawned worker imports this module, not :mod:`matrix` (which pulls in geopandas and the
-network code, over a second of start-up per worker).
+Run as a script (``python _matrix_worker.py``), it talks pickle over stdin/stdout: the parent
+sends its ``sys.path``; the worker imports numpy and scipy and answers ``(python version, "ready")``
+or ``(python version, error text)``; the parent sends the graph ``(data, indices, indptr, shape,
+targets, limit)``; then each array of source nodes is answered with their distances (rows x
+targets) or an error text. End of input ends the worker.
 """
 
 from __future__ import annotations
 
-import numpy as np
-import scipy.sparse as sp
-from scipy.sparse.csgraph import dijkstra
+import os
+import pickle
+import sys
+from typing import TYPE_CHECKING
 
-_state: dict = {}
+if TYPE_CHECKING:
+    import numpy as np
+
+PROTOCOL = min(5, pickle.HIGHEST_PROTOCOL)
 
 
 def search(weights, sources: np.ndarray, targets: np.ndarray, limit: float) -> np.ndarray:
     """Lexicographic distances from ``sources`` (rows) to ``targets`` (columns)."""
+    from scipy.sparse.csgraph import dijkstra
+
     return dijkstra(weights, indices=sources, limit=limit)[:, targets]
 
 
-def init_worker(data, indices, indptr, shape, targets, limit) -> None:
-    """Pool initializer: rebuild the graph once per worker."""
-    _state["weights"] = sp.csr_matrix((data, indices, indptr), shape=shape)
-    _state["targets"] = targets
-    _state["limit"] = limit
+def _send(stream, message) -> None:
+    """One pickled message to the parent."""
+    pickle.dump(message, stream, protocol=PROTOCOL)
+    stream.flush()
 
 
-def search_worker(sources: np.ndarray) -> np.ndarray:
-    """One chunk of origins, in a worker."""
-    return search(_state["weights"], sources, _state["targets"], _state["limit"])
+def main() -> None:
+    """Serve the parent's search requests until its end of input."""
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr  # a stray print must not corrupt the answers
+    version = f"{sys.version_info[0]}.{sys.version_info[1]}"
+    try:
+        parent_path = pickle.load(stdin)
+    except EOFError:
+        return
+    here = os.path.dirname(os.path.abspath(__file__))
+    if sys.path and os.path.abspath(sys.path[0] or os.curdir) == here:
+        del sys.path[0]  # this package's folder: its modules are not top-level modules
+    sys.path[:0] = [p for p in parent_path if isinstance(p, str)]
+    try:
+        import scipy.sparse as sp
+        from scipy.sparse.csgraph import dijkstra  # noqa: F401  (import errors show here)
+    except Exception as err:  # any failure means: no worker
+        _send(stdout, (version, f"{type(err).__name__}: {err}"))
+        return
+    _send(stdout, (version, "ready"))
+    try:
+        data, indices, indptr, shape, targets, limit = pickle.load(stdin)
+    except EOFError:
+        return
+    weights = sp.csr_matrix((data, indices, indptr), shape=shape)
+    while True:
+        try:
+            sources = pickle.load(stdin)
+        except EOFError:
+            return
+        try:
+            answer = search(weights, sources, targets, limit)
+        except Exception as err:  # the parent searches these itself
+            answer = f"{type(err).__name__}: {err}"
+        _send(stdout, answer)
+
+
+if __name__ == "__main__":
+    main()

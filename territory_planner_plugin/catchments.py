@@ -14,7 +14,7 @@ from shapely.ops import substring
 
 from ._validate import check_points
 from .errors import InvalidInputError
-from .network import RoadNetwork, snap_points
+from .network import RoadNetwork, SnappedNetwork, edge_drawn_from_u, snap_points, with_points
 from .progress import CancelCheck, ProgressCallback, check_cancel, report
 
 logger = logging.getLogger(__name__)
@@ -86,6 +86,7 @@ def drive_time_catchments(
     ``shape``: ``convex`` hull of reached nodes, ``concave`` hull, or ``roads`` (reached road
     segments buffered by 50 m), the last two never claiming land the roads do not reach.
     With ``partition`` every node goes to its fastest origin and band; the rest is ``unreachable``.
+    Each origin snaps to the nearest road (within ``max_snap_m``) and is driven from that point.
     """
     bands = validate_bands(bands_minutes)
     if shape not in SHAPES:
@@ -93,7 +94,9 @@ def drive_time_catchments(
         raise InvalidInputError(msg)
     ids = check_points(origins, id_field, layer="INPUT", noun="origins", allow_missing=True)
     snap = snap_points(net, origins.geometry, max_snap_m=max_snap_m)
-    unsnapped = [ids[i] for i in np.flatnonzero(snap.node_index < 0)]
+    routing = with_points(net, snap)  # searches start where each origin meets its road
+    source_of = routing.nodes[0]
+    unsnapped = [ids[i] for i in np.flatnonzero(source_of < 0)]
     if unsnapped:
         logger.warning(
             "%d origin(s) farther than %g m from the network get no catchment: %s",
@@ -102,25 +105,31 @@ def drive_time_catchments(
     limit = bands[-1] * 60.0
     rows: list[dict] = []
     geoms: list = []
-    snapped = np.flatnonzero(snap.node_index >= 0)
+    snapped = np.flatnonzero(source_of >= 0)
+    n_road = routing.n_road_nodes
     if partition:
-        _partition(net, ids, snap, snapped, bands, rows, geoms)
+        _partition(net, routing, ids, snap, snapped, bands, rows, geoms)
     else:
         found: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         for k, i in enumerate(snapped):
             check_cancel(is_cancelled)
-            source = int(snap.node_index[i])
+            source = int(source_of[i])
             if source not in found:  # search this and the next few origins in one call
-                batch = dict.fromkeys(snap.node_index[snapped[k : k + _BATCH]].tolist())
-                found = dict(zip(batch, _reached_within(net, np.array(list(batch)), limit)))
+                batch = dict.fromkeys(source_of[snapped[k : k + _BATCH]].tolist())
+                found = dict(zip(batch, _reached_within(routing.net, np.array(list(batch)), limit)))
             nodes, seconds = found[source]
+            if source >= n_road:  # keep road nodes and the origin's own point, not other origins'
+                keep = (nodes < n_road) | (nodes == source)
+                nodes, seconds = nodes[keep], seconds[keep]
+            start = (int(snap.edge_index[i]), float(snap.fraction[i])) if source >= n_road else None
             for band in bands:
                 within = seconds <= band * 60.0
                 reached = nodes if band * 60.0 >= limit else nodes[within]
                 secs = seconds if band * 60.0 >= limit else seconds[within]
-                geom = _shape(net, reached, shape, secs, band * 60.0)
+                geom = _shape(routing.net, reached, shape, secs, band * 60.0, start)
                 rows.append(
-                    {"origin_id": ids[i], "band_min": band, "reachable_nodes": len(reached),
+                    {"origin_id": ids[i], "band_min": band,
+                     "reachable_nodes": int((reached < n_road).sum()),
                      "snap_m": float(snap.distance_m[i])}
                 )  # fmt: skip
                 geoms.append(geom)
@@ -136,10 +145,22 @@ def drive_time_catchments(
     return CatchmentResult(polygons=out, unsnapped=unsnapped)
 
 
-def _shape(net: RoadNetwork, reached: np.ndarray, shape: str, seconds: np.ndarray, limit_s: float):
-    """The catchment polygon of the reached nodes (``seconds``: their times, for ``roads``)."""
+def _shape(
+    net: RoadNetwork,
+    reached: np.ndarray,
+    shape: str,
+    seconds: np.ndarray,
+    limit_s: float,
+    start: tuple[int, float] | None = None,
+):
+    """The catchment polygon of the reached nodes (``seconds``: their times, for ``roads``).
+
+    ``start``: the edge and fraction of an origin between road nodes (its own road is cut too).
+    """
     if shape == "roads":
         roads = _reached_roads(net, reached, seconds, limit_s)
+        if start is not None:
+            roads = np.concatenate([roads, _road_from_start(net, *start, limit_s)])
         if len(roads):
             return shapely.union_all(shapely.buffer(roads, _ROAD_BUFFER_M))
     if shape == "convex" and len(reached) >= 3:
@@ -175,6 +196,22 @@ def _reached_roads(net: RoadNetwork, reached, seconds, limit_s) -> np.ndarray:
     return np.concatenate([geoms[whole], np.array(pieces, dtype=object)])
 
 
+def _road_from_start(net: RoadNetwork, edge: int, fraction: float, limit_s: float) -> np.ndarray:
+    """The stretches of the origin's own road drivable within ``limit_s`` from its snapped point:
+    on towards ``v``, and back towards ``u`` when the road is two-way."""
+    seconds = net.edges["travel_time_s"].to_numpy(float)
+    line = net.edges.geometry.values[edge]
+    spans = [(fraction, min(1.0, fraction + limit_s / max(seconds[edge], 1e-9)))]
+    back = int(net.reverse_edge[edge])
+    if back >= 0:
+        spans.append((max(0.0, fraction - limit_s / max(seconds[back], 1e-9)), fraction))
+    from_u = bool(edge_drawn_from_u(net, np.array([edge]))[0])
+    pieces = [substring(line, a, b, normalized=True) if from_u
+              else substring(line, 1.0 - b, 1.0 - a, normalized=True)
+              for a, b in spans]  # fmt: skip
+    return np.array(pieces, dtype=object)
+
+
 def _convex_hull(x: np.ndarray, y: np.ndarray):
     """Convex hull of the points ``(x, y)`` (3 or more): the polygon GEOS gives for all of them.
 
@@ -203,13 +240,14 @@ def _convex_hull(x: np.ndarray, y: np.ndarray):
     return shapely.linestrings(np.column_stack([x[keep], y[keep]])).convex_hull
 
 
-def _partition(net, ids, snap, snapped, bands, rows, geoms) -> None:
+def _partition(net, routing: SnappedNetwork, ids, snap, snapped, bands, rows, geoms) -> None:
     """Label each node with its fastest origin and band; Voronoi cells of nodes dissolved by label."""
-    sources = snap.node_index[snapped]
+    sources = routing.nodes[0][snapped]
     t, _, src = dijkstra(
-        net.time_csr, indices=sources, min_only=True, return_predecessors=True,
+        routing.net.time_csr, indices=sources, min_only=True, return_predecessors=True,
         limit=bands[-1] * 60.0,
     )  # fmt: skip
+    t, src = t[: net.n_nodes], src[: net.n_nodes]  # road nodes only
     origin_of_node = {int(n): ids[i] for n, i in zip(sources, snapped)}
     band_idx = np.searchsorted(np.asarray(bands) * 60.0, t, side="left")
     pts = shapely.points(net.x, net.y)

@@ -185,7 +185,7 @@ def check_accounts(
         for k in np.flatnonzero(far):
             reasons[k].append(f"{_distance_text(snap_m[k])} from the road network")
         rows.append(_row("far from the road network", "chk_far_from_road", int(far.sum()), n,
-                         f"nearest road node farther than {max_snap_m:g} m"))  # fmt: skip
+                         f"nearest road farther than {max_snap_m:g} m"))  # fmt: skip
     else:
         rows.append(_row("far from the road network", "chk_far_from_road", None, n,
                          "not run: no NETWORK given"))  # fmt: skip
@@ -438,7 +438,7 @@ def _numeric(series: pd.Series, outlier_z: float, field: str) -> tuple[list, lis
 
 
 def _snap_distance(network, accounts: gpd.GeoDataFrame, usable: np.ndarray) -> np.ndarray:
-    """Metres from each usable point to its nearest road node (NaN for unusable geometry)."""
+    """Metres from each usable point to the nearest road (NaN for unusable geometry)."""
     from .network import snap_points
 
     dist = np.full(len(accounts), np.nan)
