@@ -8,6 +8,11 @@
 # pyproj, shapely, pyogrio and rtree are BUILT FROM SOURCE against Debian's PROJ/GEOS/GDAL/libspatialindex:
 # their PyPI wheels bundle their own copies, which clash with the ones QGIS has loaded
 # (qgis_process exits 134/139 or shapely raises GEOSException).
+# Debian 13 (trixie) and later: QGIS 3.40 and Debian's own numpy/scipy/pandas/geopandas/pyproj/shapely/
+# pyogrio/rtree/networkx (all built by Debian against its PROJ/GEOS/GDAL, so nothing is compiled);
+# pip adds only osmnx, PuLP, highspy, osmium and the test tools, constrained to Debian's versions.
+# (Trixie's package names and versions were checked against its archive; the run itself was verified
+# on Debian 12 only.)
 # Idempotent: apt only for missing packages; pip is skipped when the pins stamp matches and the check passes.
 # Also writes VENV_DIR/bin/qgis_process: a wrapper around /usr/bin/qgis_process.bin that sees the venv.
 set -euo pipefail
@@ -56,9 +61,25 @@ PYPROJ_BUILD_PINS='cython<3.1'
 t0=$(date +%s)
 log() { printf '[install-env %3ss] %s\n' "$(( $(date +%s) - t0 ))" "$*"; }
 
-if ! grep -q 'VERSION_CODENAME=bookworm' /etc/os-release 2>/dev/null; then
-  log "WARNING: written and verified for Debian 12 (bookworm) only"
+CODENAME="$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-unknown}")" || CODENAME=unknown
+MODE=pins  # Debian 12: pinned wheels/source builds in the venv
+if [ "$CODENAME" != bookworm ]; then
+  MODE=debian  # Debian 13+: Debian's own Python geo stack
+  APT_PKGS+=(python3-numpy python3-scipy python3-pandas python3-geopandas python3-pyproj python3-shapely
+             python3-pyogrio python3-rtree python3-networkx python3-requests)
+  [ "$CODENAME" = trixie ] || log "WARNING: written for Debian 12 (bookworm) and 13 (trixie); this is $CODENAME"
 fi
+# Debian 13 mode: what pip adds (pure Python or self-contained wheels, all with cp313 wheels on PyPI)
+DEB_PINS='osmnx==2.1.1
+PuLP==3.3.2
+highspy==1.13.0
+osmium==4.3.2
+pytest==9.2.0
+pytest-qgis==5.0.2
+hypothesis==6.170.17
+ruff==0.17.6'
+DEB_TOP=(osmnx PuLP highspy osmium pytest pytest-qgis hypothesis ruff)
+DEB_OWN=(numpy scipy pandas geopandas pyproj shapely pyogrio rtree networkx requests)
 
 # ---------------------------------------------------------------- 1. apt (only what is missing)
 missing=()
@@ -90,8 +111,8 @@ VENV_ABS="$(cd "$VENV" && pwd)"
 PY="$VENV_ABS/bin/python"
 PYVER="$("$PY" -c 'import sys; print(f"{sys.version_info[0]}.{sys.version_info[1]}")')"
 STAMP="$VENV_ABS/.install-env.stamp"
-STAMP_WANT="$(printf '%s\n' "$PINS" "${TOP_LEVEL[*]}" "$SOURCE_BUILT" "$PYPROJ_BUILD_PINS" "$PYVER" \
-              | sha256sum | cut -d' ' -f1)"
+STAMP_WANT="$(printf '%s\n' "$MODE" "$PINS" "${TOP_LEVEL[*]}" "$SOURCE_BUILT" "$PYPROJ_BUILD_PINS" \
+              "$PYVER" "$DEB_PINS" | sha256sum | cut -d' ' -f1)"
 
 # Prints "name:why" for each source-built package that is not yet a good build inside this venv
 # (why = missing | wheel: manylinux wheel with its own PROJ/GEOS/GDAL/libspatialindex | broken).
@@ -118,16 +139,51 @@ print(" ".join(f"{k}:{v}" for k, v in sorted(bad.items())))
 EOF
 }
 
+# Debian 13 mode: prints each of Debian's packages that a copy inside the venv would shadow.
+shadow_check() {
+  "$PY" - "${DEB_OWN[@]}" <<'EOF'
+import importlib.metadata as md, os, sys
+venv = os.path.realpath(sys.prefix) + os.sep
+print(" ".join(n for n in sys.argv[1:]
+               if os.path.realpath(md.distribution(n).locate_file("")).startswith(venv)))
+EOF
+}
+
 # ---------------------------------------------------------------- 3. pip (skipped when up to date)
-BAD="$(native_check 2>/dev/null || echo pyproj:broken)"
+if [ "$MODE" = debian ]; then
+  BAD="$(shadow_check 2>/dev/null || echo unknown)"
+else
+  BAD="$(native_check 2>/dev/null || echo pyproj:broken)"
+fi
 if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$STAMP_WANT" ] && [ -z "$BAD" ]; then
   log "pip: pins unchanged, source builds OK -> nothing to install"
 else
   rm -f "$STAMP"
   tmp="$(mktemp -d)"; trap 'rm -rf "$tmp"' EXIT
+  export PIP_DISABLE_PIP_VERSION_CHECK=1
+fi
+if [ -f "$STAMP" ]; then
+  :
+elif [ "$MODE" = debian ]; then
+  if [ -n "$BAD" ]; then
+    log "pip: removing venv copies that shadow Debian's packages: $BAD"
+    # shellcheck disable=SC2086
+    "$PY" -m pip uninstall -y -q $BAD
+  fi
+  # Debian's versions as constraints, so that pip never replaces them with wheels
+  "$PY" - "${DEB_OWN[@]}" > "$tmp/debian.txt" <<'EOF'
+import importlib.metadata as md, sys
+print("\n".join(f"{n}=={md.version(n)}" for n in sys.argv[1:]))
+EOF
+  printf '%s\n' "$DEB_PINS" > "$tmp/pins.txt"
+  log "pip: installing ${DEB_TOP[*]} (Debian's geo stack stays as it is)"
+  "$PY" -m pip install -q -c "$tmp/pins.txt" -c "$tmp/debian.txt" "${DEB_TOP[@]}"
+  BAD="$(shadow_check)"
+  if [ -n "$BAD" ]; then echo "ERROR: pip put its own copies of $BAD in the venv" >&2; exit 1; fi
+  echo "$STAMP_WANT" > "$STAMP"
+else
   printf '%s\n' "$PINS" > "$tmp/pins.txt"
   printf '%s\n%s\n' "$PINS" "$PYPROJ_BUILD_PINS" > "$tmp/pyproj-build.txt"
-  export PIP_DISABLE_PIP_VERSION_CHECK=1
   installed_bad=()
   for d in $BAD; do case "$d" in *:wheel|*:broken) installed_bad+=("${d%%:*}");; esac; done
   if [ ${#installed_bad[@]} -gt 0 ]; then
