@@ -244,9 +244,16 @@ def optional_number(
     return alg.parameterAsDouble(parameters, key, context)
 
 
+def field_names(alg: QgsProcessingAlgorithm, parameters: dict, key: str, context) -> list[str]:
+    """The field names of a field parameter (parameterAsFields is deprecated from QGIS 3.32 on)."""
+    if hasattr(alg, "parameterAsStrings"):
+        return alg.parameterAsStrings(parameters, key, context)
+    return alg.parameterAsFields(parameters, key, context)
+
+
 def optional_field(alg: QgsProcessingAlgorithm, parameters: dict, key: str, context) -> str | None:
     """The field name of an optional field parameter, or None."""
-    names = alg.parameterAsFields(parameters, key, context)
+    names = field_names(alg, parameters, key, context)
     return names[0] if names else None
 
 
@@ -560,28 +567,42 @@ def _single_points(gdf, *, feedback: QgsProcessingFeedback, name: str):
 # --------------------------------------------------------------------------------------------
 # GeoDataFrames -> sinks
 # --------------------------------------------------------------------------------------------
+if Qgis.QGIS_VERSION_INT >= 33800:  # QgsField(name, QVariant.Type) is deprecated from QGIS 3.38 on
+    from qgis.PyQt.QtCore import QMetaType
+
+    _FIELD_TYPES = {
+        "Bool": QMetaType.Bool, "LongLong": QMetaType.LongLong, "Double": QMetaType.Double,
+        "DateTime": QMetaType.QDateTime, "Date": QMetaType.QDate, "String": QMetaType.QString,
+    }  # fmt: skip
+else:
+    _FIELD_TYPES = {
+        "Bool": QVariant.Bool, "LongLong": QVariant.LongLong, "Double": QVariant.Double,
+        "DateTime": QVariant.DateTime, "Date": QVariant.Date, "String": QVariant.String,
+    }  # fmt: skip
+
+
 def _qgs_field(name: str, series: pd.Series) -> QgsField:
     dtype = series.dtype
     if pd.api.types.is_bool_dtype(dtype):
-        return QgsField(name, QVariant.Bool)
+        return QgsField(name, _FIELD_TYPES["Bool"])
     if pd.api.types.is_integer_dtype(dtype):
-        return QgsField(name, QVariant.LongLong)
+        return QgsField(name, _FIELD_TYPES["LongLong"])
     if pd.api.types.is_float_dtype(dtype):
-        return QgsField(name, QVariant.Double)
+        return QgsField(name, _FIELD_TYPES["Double"])
     if pd.api.types.is_datetime64_any_dtype(dtype):
-        return QgsField(name, QVariant.DateTime)
+        return QgsField(name, _FIELD_TYPES["DateTime"])
     sample = [v for v in series if not _is_missing(v)]
     if sample and all(isinstance(v, (bool, np.bool_)) for v in sample):
-        return QgsField(name, QVariant.Bool)
+        return QgsField(name, _FIELD_TYPES["Bool"])
     if sample and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in sample):
-        return QgsField(name, QVariant.LongLong)
+        return QgsField(name, _FIELD_TYPES["LongLong"])
     if sample and all(isinstance(v, (float, int, np.number)) for v in sample):
-        return QgsField(name, QVariant.Double)
+        return QgsField(name, _FIELD_TYPES["Double"])
     if sample and all(isinstance(v, dt.datetime) for v in sample):
-        return QgsField(name, QVariant.DateTime)
+        return QgsField(name, _FIELD_TYPES["DateTime"])
     if sample and all(isinstance(v, dt.date) for v in sample):
-        return QgsField(name, QVariant.Date)
-    return QgsField(name, QVariant.String)
+        return QgsField(name, _FIELD_TYPES["Date"])
+    return QgsField(name, _FIELD_TYPES["String"])
 
 
 def _is_missing(value: Any) -> bool:
@@ -791,7 +812,7 @@ def manifest_parameters(
             layers = alg.parameterAsLayerList(parameters, key, context)
             values[key] = [_absolute_source(layer.source()) for layer in layers]
         elif kind == "field":
-            names = alg.parameterAsFields(parameters, key, context)
+            names = field_names(alg, parameters, key, context)
             values[key] = (
                 list(names) if definition.allowMultiple() else (names[0] if names else None)
             )

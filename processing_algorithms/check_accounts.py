@@ -22,6 +22,7 @@ from .base import (
     TerritoryPlannerAlgorithm,
     check_cancelled,
     engine_run,
+    field_names,
     max_snap_parameter,
     network_parameter,
     network_steps,
@@ -147,11 +148,11 @@ class CheckAccountsAlgorithm(TerritoryPlannerAlgorithm):
     @engine_run
     def processAlgorithm(self, parameters, context, feedback):
         source = source_or_error(self, parameters, self.INPUT, context)
-        id_fields = self.parameterAsFields(parameters, self.ID_FIELD, context)
+        id_fields = field_names(self, parameters, self.ID_FIELD, context)
         if not id_fields:
             raise QgsProcessingException("ID_FIELD: choose the field that identifies each account.")
         name_field = optional_field(self, parameters, self.NAME_FIELD, context)
-        numeric_fields = self.parameterAsFields(parameters, self.NUMERIC_FIELDS, context)
+        numeric_fields = field_names(self, parameters, self.NUMERIC_FIELDS, context)
         distance = self.parameterAsDouble(parameters, self.DUPLICATE_DISTANCE, context)
         outlier_z = self.parameterAsDouble(parameters, self.OUTLIER_Z, context)
         network_path = self.parameterAsFile(parameters, self.NETWORK, context)

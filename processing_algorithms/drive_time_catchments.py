@@ -21,6 +21,7 @@ from .base import (
     engine_callbacks,
     engine_run,
     enum_value,
+    field_names,
     max_snap_parameter,
     network_parameter,
     parse_number_list,
@@ -94,7 +95,7 @@ class DriveTimeCatchmentsAlgorithm(TerritoryPlannerAlgorithm):
     @engine_run
     def processAlgorithm(self, parameters, context, feedback):
         source = source_or_error(self, parameters, self.INPUT, context)
-        id_field = self.parameterAsFields(parameters, self.ID_FIELD, context)[0]
+        id_field = field_names(self, parameters, self.ID_FIELD, context)[0]
         network_path = self.parameterAsFile(parameters, self.NETWORK, context)
         bands = parse_number_list(
             self.parameterAsString(parameters, self.BANDS, context), self.BANDS

@@ -12,7 +12,14 @@ from qgis.core import (
 )
 
 from ..territory_planner_plugin import export
-from .base import TerritoryPlannerAlgorithm, engine_run, enum_value, source_or_error, source_to_gdf
+from .base import (
+    TerritoryPlannerAlgorithm,
+    engine_run,
+    enum_value,
+    field_names,
+    source_or_error,
+    source_to_gdf,
+)
 
 FORMATS = (
     ("ESRI Shapefile", "ESRI Shapefile (.shp, field names cut to 10 characters)"),
@@ -83,7 +90,7 @@ class ExportTerritoriesAlgorithm(TerritoryPlannerAlgorithm):
         source = source_or_error(self, parameters, self.INPUT, context)
         field = self.parameterAsString(parameters, self.TERRITORY_FIELD, context) or "territory_id"
         fmt = enum_value(self, parameters, self.FORMAT, context, FORMATS)
-        fields = self.parameterAsFields(parameters, self.FIELDS, context)
+        fields = field_names(self, parameters, self.FIELDS, context)
         split = self.parameterAsBool(parameters, self.SPLIT, context)
         output = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
         gdf = source_to_gdf(source, feedback=feedback, name=self.INPUT)

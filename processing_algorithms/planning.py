@@ -30,6 +30,7 @@ from .base import (
     add_manifest_parameters,
     attach_style,
     enum_value,
+    field_names,
     network_parameter,
     network_steps,
     optional_field,
@@ -275,8 +276,8 @@ class PlanningAlgorithm(TerritoryPlannerAlgorithm):
         return PlanInputs(
             accounts_source=source_or_error(self, parameters, self.ACCOUNTS, context),
             reps_source=self.parameterAsSource(parameters, self.REPS, context),
-            id_field=self.parameterAsFields(parameters, self.ID_FIELD, context)[0],
-            balance_fields=self.parameterAsFields(parameters, self.BALANCE_FIELDS, context),
+            id_field=field_names(self, parameters, self.ID_FIELD, context)[0],
+            balance_fields=field_names(self, parameters, self.BALANCE_FIELDS, context),
             weights_text=self.parameterAsString(parameters, self.BALANCE_WEIGHTS, context),
             network_path=self.parameterAsFile(parameters, self.NETWORK, context),
             options={

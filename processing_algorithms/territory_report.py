@@ -25,6 +25,7 @@ from .base import (
     _column,
     _python_value,
     engine_run,
+    field_names,
     optional_field,
     optional_number,
     source_or_error,
@@ -184,7 +185,7 @@ class TerritoryReportAlgorithm(TerritoryPlannerAlgorithm):
     def processAlgorithm(self, parameters, context, feedback):
         source = source_or_error(self, parameters, self.ACCOUNTS, context)
         field = self.parameterAsString(parameters, self.TERRITORY_FIELD, context) or "territory_id"
-        balance = self.parameterAsFields(parameters, self.BALANCE_FIELDS, context)
+        balance = field_names(self, parameters, self.BALANCE_FIELDS, context)
         current = optional_field(self, parameters, self.CURRENT_FIELD, context)
         tolerance = self.parameterAsDouble(parameters, self.TOLERANCE, context)
         active = optional_field(self, parameters, self.ACTIVE_FIELD, context)

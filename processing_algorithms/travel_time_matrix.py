@@ -17,6 +17,7 @@ from .base import (
     check_cancelled,
     engine_callbacks,
     engine_run,
+    field_names,
     max_snap_parameter,
     network_parameter,
     optional_number,
@@ -84,8 +85,8 @@ class TravelTimeMatrixAlgorithm(TerritoryPlannerAlgorithm):
     def processAlgorithm(self, parameters, context, feedback):
         origins_source = source_or_error(self, parameters, self.ORIGINS, context)
         destinations_source = source_or_error(self, parameters, self.DESTINATIONS, context)
-        origin_id = self.parameterAsFields(parameters, self.ORIGIN_ID_FIELD, context)[0]
-        destination_id = self.parameterAsFields(parameters, self.DESTINATION_ID_FIELD, context)[0]
+        origin_id = field_names(self, parameters, self.ORIGIN_ID_FIELD, context)[0]
+        destination_id = field_names(self, parameters, self.DESTINATION_ID_FIELD, context)[0]
         network_path = self.parameterAsFile(parameters, self.NETWORK, context)
         max_minutes = optional_number(self, parameters, self.MAX_MINUTES, context)
         max_snap_m = self.parameterAsDouble(parameters, self.MAX_SNAP, context)

@@ -11,8 +11,7 @@
 # Debian 13 (trixie) and later: QGIS 3.40 and Debian's own numpy/scipy/pandas/geopandas/pyproj/shapely/
 # pyogrio/rtree/networkx (all built by Debian against its PROJ/GEOS/GDAL, so nothing is compiled);
 # pip adds only osmnx, PuLP, highspy, osmium and the test tools, constrained to Debian's versions.
-# (Trixie's package names and versions were checked against its archive; the run itself was verified
-# on Debian 12 only.)
+# (Verified in a fresh trixie chroot: make test and make demo pass; see ENV-NOTES.md.)
 # Idempotent: apt only for missing packages; pip is skipped when the pins stamp matches and the check passes.
 # Also writes VENV_DIR/bin/qgis_process: a wrapper around /usr/bin/qgis_process.bin that sees the venv.
 set -euo pipefail
@@ -20,7 +19,7 @@ set -euo pipefail
 VENV="${1:-.venv}"
 SYS_PY=/usr/bin/python3
 
-APT_PKGS=(qgis python3-qgis qgis-providers xvfb python3-matplotlib
+APT_PKGS=(qgis python3-qgis qgis-providers xvfb unzip python3-matplotlib
           libgdal-dev libproj-dev proj-bin libgeos-dev libspatialindex-dev
           python3-venv python3-dev build-essential pkg-config)
 
