@@ -247,8 +247,20 @@ class _Todo:
             self.spans.extend(spans)
 
 
+WORKERS_ENV = "TERRITORY_PLANNER_PROCESSES"  # e.g. 1: never start workers; 2: always, two in all
+
+
 def _pool_size(serial_seconds: float) -> int:
-    """Processes worth searching in, this one included, for ``serial_seconds`` of work (1: only this)."""
+    """Processes worth searching in, this one included, for ``serial_seconds`` of work (1: only this).
+
+    The environment variable ``TERRITORY_PLANNER_PROCESSES`` (a whole number >= 1) overrides it,
+    e.g. to keep a shared server to one process.
+    """
+    forced = os.environ.get(WORKERS_ENV, "").strip()
+    if forced:
+        if forced.isdigit() and int(forced) >= 1:
+            return int(forced)
+        logger.warning("%s=%r is not a whole number from 1 up; ignored.", WORKERS_ENV, forced)
     if serial_seconds < _POOL_MIN_SECONDS:
         return 1
     try:

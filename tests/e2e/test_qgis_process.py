@@ -235,3 +235,35 @@ def test_bad_parameter_exits_nonzero_with_message(qp, e2e_data, e2e_network, tmp
     assert done.returncode != 0
     assert "BANDS" in done.stdout + done.stderr
     assert not (tmp_path / "bad.gpkg").exists()
+
+
+def test_matrix_workers_start_inside_qgis_process(qp, e2e_data, e2e_network, tmp_path, monkeypatch):
+    """A long matrix searches in worker processes under qgis_process too, with the same numbers."""
+    import geopandas as gpd
+    import numpy as np
+    import shapely
+
+    from territory_planner_plugin import matrix, network
+
+    net = network.load_network(e2e_network)
+    x0, y0, x1, y1 = net.x.min(), net.y.min(), net.x.max(), net.y.max()
+    rng = np.random.default_rng(0)
+    pts = gpd.GeoDataFrame({"pid": np.arange(3000)}, crs=net.crs,
+                           geometry=shapely.points(rng.uniform(x0, x1, 3000),
+                                                   rng.uniform(y0, y1, 3000)))  # fmt: skip
+    pts.to_file(tmp_path / "pts.gpkg", layer="pts")
+    monkeypatch.setenv(matrix.WORKERS_ENV, "2")  # a fast machine may not need workers for this
+    result = qp.run_json("traveltimematrix", {
+        "ORIGINS": f"{tmp_path / 'pts.gpkg'}|layername=pts", "ORIGIN_ID_FIELD": "pid",
+        "DESTINATIONS": REPS.format(reps=e2e_data["reps"]), "DESTINATION_ID_FIELD": "rep_id",
+        "NETWORK": e2e_network, "OUTPUT": tmp_path / "m.gpkg"})  # fmt: skip
+    assert "Matrix worker process started" in str(result.get("log")), result.get("log")
+    out = gpd.read_file(tmp_path / "m.gpkg").sort_values(["origin_id", "destination_id"])
+    monkeypatch.setenv(matrix.WORKERS_ENV, "1")  # the reference: one process
+    reps = gpd.read_file(e2e_data["reps"], layer="reps").to_crs(net.crs)
+    ref = matrix.travel_time_matrix(net, pts, reps, origin_id_field="pid",
+                                    destination_id_field="rep_id", max_snap_m=500.0)  # fmt: skip
+    ref = ref.sort_values(["origin_id", "destination_id"])
+    assert len(out) == len(ref) == 3000 * len(reps)
+    assert np.allclose(out["minutes"].to_numpy(float), ref["minutes"].to_numpy(float),
+                       equal_nan=True)  # fmt: skip

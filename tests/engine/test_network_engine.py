@@ -733,3 +733,15 @@ def test_matrix_km_at_coarse_steps_matches_networkx(net, monkeypatch, resolution
             assert row["km"] == pytest.approx(km, rel=0.05, abs=len(path) * 0.02)
             checked += 1
     assert checked > 20
+
+
+def test_processes_environment_variable(monkeypatch, caplog) -> None:
+    """TERRITORY_PLANNER_PROCESSES fixes the number of processes; a bad value is named and ignored."""
+    monkeypatch.setenv(matrix.WORKERS_ENV, "1")
+    assert matrix._pool_size(1000.0) == 1
+    monkeypatch.setenv(matrix.WORKERS_ENV, "3")
+    assert matrix._pool_size(0.0) == 3
+    monkeypatch.setenv(matrix.WORKERS_ENV, "two")
+    with caplog.at_level("WARNING"):
+        assert matrix._pool_size(0.0) == 1
+    assert "TERRITORY_PLANNER_PROCESSES='two'" in caplog.text
