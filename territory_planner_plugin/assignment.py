@@ -8,6 +8,8 @@ iteration); every price vector gives a proven lower bound, the best one is repor
 account's best priced (then also nearest) territories, with the bounds tightened by a small margin,
 fixes almost every account; a node-limited MILP places the few fractional ones (HiGHS, bundled
 with SciPy) and a local search of shifts and swaps that keep every bound improves the plan.
+An optional travel-balance penalty (TRAVEL_WEIGHT, :func:`travel_penalty`) joins the objective of
+the LPs (up to ``_TRAVEL_LP_PAIRS``) and of a second local search.
 Everything is deterministic: no step depends on the clock except the ascent's deadline.
 """
 
