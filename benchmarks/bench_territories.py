@@ -105,7 +105,7 @@ def compactness(n: int = 10_000, k: int = 50) -> dict:
     best = np.inf
     for seed in range(3):
         cen = _kmedian(xy, _kmeanspp(xy, k, np.random.default_rng(seed)), np.full(n, -1), None,
-                       acc.crs, None)  # fmt: skip
+                       None, None)  # fmt: skip
         d = np.sqrt(((xy[:, None] - cen[None]) ** 2).sum(-1)).min(1).sum() / 1000
         best = min(best, d)
     return {"accounts": n, "territories": k, "balanced_s": round(seconds, 2),

@@ -106,7 +106,7 @@ def rebalance_territories(
         weight = terr._balance_values(acc, ids, [minimise_field])[:, 0]
     report(progress, 0.1, "Costs")
     check_cancel(is_cancelled)
-    cost_km, cost_min = terr._costs(xy, cen_xy, network, acc.crs)
+    cost_km, cost_min = terr._costs(xy, cen_xy, network, terr.snap_accounts(xy, network, acc.crs))
     dist = cost_min if cost_min is not None else cost_km
     allowed = terr.reach_mask(cost_km, cost_min, rep_max_minutes)
     terr._precheck(values, fields, capacity, tol, locks, allowed, ids, cen_ids)

@@ -117,11 +117,12 @@ def design_territories(
     report(progress, 0.1, "Costs")
     prices = None
     rounds = 1 if fixed_centres else _MAX_CENTRE_ROUNDS
+    a_snap = snap_accounts(xy, network, acc.crs)  # once: only the centres move between rounds
     if not fixed_centres:  # start from compact (k-median) centres, then balance
-        cen_xy = _kmedian(xy, cen_xy, locks, network, acc.crs, is_cancelled)
+        cen_xy = _kmedian(xy, cen_xy, locks, network, a_snap, is_cancelled)
     for rnd in range(rounds + 1):
         check_cancel(is_cancelled)
-        cost_km, cost_min = _costs(xy, cen_xy, network, acc.crs)
+        cost_km, cost_min = _costs(xy, cen_xy, network, a_snap)
         cost = cost_min if cost_min is not None else cost_km
         allowed = reach_mask(cost_km, cost_min, rep_max_minutes, log=rnd == 0)
         _precheck(values, fields, capacity, tol, locks, allowed, ids, cen_ids)
@@ -307,12 +308,12 @@ def _kmeanspp(xy: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
     return np.array(centres)
 
 
-def _kmedian(xy, cen_xy, locks, network, crs, is_cancelled) -> np.ndarray:
+def _kmedian(xy, cen_xy, locks, network, a_snap, is_cancelled) -> np.ndarray:
     """Unbalanced k-median (nearest centre, then medoid) from the seeded start, locks kept."""
     k = len(cen_xy)
     for _ in range(_KMEDIAN_ROUNDS):
         check_cancel(is_cancelled)
-        cost_km, cost_min = _costs(xy, cen_xy, network, crs)
+        cost_km, cost_min = _costs(xy, cen_xy, network, a_snap)
         cost = cost_min if cost_min is not None else cost_km
         assign = np.where(locks >= 0, locks, np.argmin(cost, 1))
         new_xy = _medoids(xy, assign, k, cen_xy)
@@ -342,17 +343,27 @@ def _medoids(xy: np.ndarray, assign: np.ndarray, k: int, old: np.ndarray) -> np.
     return out
 
 
-def _costs(xy, cen_xy, net, crs):
+def snap_accounts(xy: np.ndarray, net: object | None, crs: object) -> object | None:
+    """Where each account (x, y in ``crs``) meets its road, for :func:`_costs`; None without a
+    network. Accounts do not move during a run, so this is done once per run."""
+    if net is None:
+        return None
+    from .network import snap_points
+
+    if gpd.GeoSeries([], crs=crs).crs != gpd.GeoSeries([], crs=net.crs).crs:
+        msg = "NETWORK: accounts must be in the network's CRS (the QGIS wrapper reprojects them)."
+        raise InvalidInputError(msg)
+    return snap_points(net, gpd.GeoSeries(shapely.points(xy)), max_snap_m=np.inf)
+
+
+def _costs(xy, cen_xy, net, a_snap):
+    """Straight-line km and, with a network, drive minutes from each account to each centre."""
     km = np.sqrt(((xy[:, None, :] - cen_xy[None, :, :]) ** 2).sum(-1)) / 1000.0
     if net is None:
         return km, None
     from .matrix import cost_matrix_minutes
     from .network import snap_points
 
-    if gpd.GeoSeries([], crs=crs).crs != gpd.GeoSeries([], crs=net.crs).crs:
-        msg = "NETWORK: accounts must be in the network's CRS (the QGIS wrapper reprojects them)."
-        raise InvalidInputError(msg)
-    a_snap = snap_points(net, gpd.GeoSeries(shapely.points(xy)), max_snap_m=np.inf)
     c_snap = snap_points(net, gpd.GeoSeries(shapely.points(cen_xy)), max_snap_m=np.inf)
     minutes = cost_matrix_minutes(net, c_snap, a_snap).T  # from/to where they meet their roads
     bad = ~np.isfinite(minutes)
