@@ -108,12 +108,9 @@ def _times_and_km(net, o_nodes, d_nodes, max_minutes, progress, is_cancelled, *,
     searching (``workers`` processes in all, by default one per CPU, see :func:`_pool_size`;
     ``workers=1`` keeps everything in this process). The numbers are the same either way.
     """
-    per_s, per_m, scale = _encoding(net.time_csr.data, net.length_csr.data)
-    time_units = np.maximum(np.round(net.time_csr.data * per_s), 1.0)
+    per_s, per_m, scale, encoded = _encoding(net.time_csr.data, net.length_csr.data)
     weights = net.time_csr.copy()
-    weights.data = (
-        time_units * scale + np.round(net.length_csr.data * per_m) if scale else time_units
-    )
+    weights.data = encoded
     limit = np.inf if max_minutes is None else (max_minutes * 60 * per_s + 1) * (scale or 1.0)
     o_nodes = np.asarray(o_nodes)
     d_nodes = np.asarray(d_nodes)
@@ -169,24 +166,27 @@ _search = _matrix_worker.search
 _RESOLUTIONS = ((100.0, 10.0), (10.0, 1.0), (1.0, 0.1))
 
 
-def _encoding(seconds: np.ndarray, metres: np.ndarray) -> tuple[float, float, float]:
-    """Finest units in which time and length of every simple path fit one exact float64.
+def _encoding(seconds: np.ndarray, metres: np.ndarray) -> tuple[float, float, float, np.ndarray]:
+    """Edge weights in the finest units in which time and length of every simple path fit one
+    exact float64: ``time_units x scale + length_units``.
 
-    A path's weight is ``time_units x scale + length_units``; exact while time units x scale stay
-    below 2**53 for the whole network (sums bound every path). Returns (units per s, units per m,
-    scale); scale 0 when even the coarsest (1 s, 10 m) does not fit: km are then not computed.
+    Exact while time units x scale stay below 2**53 for the whole network (sums bound every
+    path). Returns (units per s, units per m, scale, weights); scale 0 (weights: time units only)
+    when even the coarsest (1 s, 10 m) does not fit: km are then not computed.
     """
     for per_s, per_m in _RESOLUTIONS:
-        t_sum = np.maximum(np.round(seconds * per_s), 1.0).sum()
-        scale = float(2 ** int(np.ceil(np.log2(np.round(metres * per_m).sum() + 2))))
-        if t_sum * scale < 2.0**53:
+        time_units = np.maximum(np.round(seconds * per_s), 1.0)
+        len_units = np.round(metres * per_m)
+        scale = float(2 ** int(np.ceil(np.log2(len_units.sum() + 2))))
+        if time_units.sum() * scale < 2.0**53:
             if per_s < _RESOLUTIONS[0][0]:
                 logger.info("Large network: route times in %g s and lengths in %g m steps per "
                             "road segment.", 1 / per_s, 1 / per_m)  # fmt: skip
-            return per_s, per_m, scale
+            return per_s, per_m, scale, time_units * scale + len_units
     logger.warning("The network is too large to give the km of the fastest routes exactly; the "
                    "km column stays empty (minutes are exact).")  # fmt: skip
-    return _RESOLUTIONS[0][0], _RESOLUTIONS[0][1], 0.0
+    per_s, per_m = _RESOLUTIONS[0]
+    return per_s, per_m, 0.0, np.maximum(np.round(seconds * per_s), 1.0)
 
 
 # ------------------------------------------------------------------ worker processes
