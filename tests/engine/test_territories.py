@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import pulp
 import pytest
@@ -12,28 +10,13 @@ from hypothesis import strategies as st
 
 from territory_planner_plugin.errors import InfeasibleError, InvalidInputError
 from territory_planner_plugin.territories import EXACT_PAIRS, STRAIGHT_LINE_KMH, design_territories
-from tests.engine.helpers import CRS, random_accounts, random_reps
-
-
-def _brute_force(acc, reps, field, tol):
-    xy = np.column_stack([acc.geometry.x, acc.geometry.y])
-    cxy = np.column_stack([reps.geometry.x, reps.geometry.y])
-    d = np.sqrt(((xy[:, None] - cxy[None]) ** 2).sum(-1)) / 1000
-    v = acc[field].to_numpy()
-    target = v.sum() / len(reps)
-    best = np.inf
-    for combo in itertools.product(range(len(reps)), repeat=len(acc)):
-        a = np.array(combo)
-        tot = np.array([v[a == j].sum() for j in range(len(reps))])
-        if (np.abs(tot - target) <= tol / 100 * target + 1e-9).all():
-            best = min(best, d[np.arange(len(acc)), a].sum())
-    return best
+from tests.engine.helpers import CRS, brute_force, random_accounts, random_reps
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_matches_brute_force_on_tiny_instances(seed: int) -> None:
     acc, reps = random_accounts(8, seed), random_reps(3, seed + 10)
-    ref = _brute_force(acc, reps, "revenue", 25)
+    ref = brute_force(acc, reps, "revenue", 25)
     if not np.isfinite(ref):
         with pytest.raises(InfeasibleError):
             design_territories(acc, id_field="id", reps=reps, rep_id_field="rep",

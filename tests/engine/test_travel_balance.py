@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-
 import geopandas as gpd
 import numpy as np
 import pytest
@@ -11,10 +9,9 @@ import shapely
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from territory_planner_plugin.assignment import travel_penalty
 from territory_planner_plugin.errors import InfeasibleError, InvalidInputError
 from territory_planner_plugin.territories import design_territories
-from tests.engine.helpers import random_accounts, random_reps
+from tests.engine.helpers import brute_force, random_accounts, random_reps
 
 ORIGIN = np.array([300_000.0, 6_600_000.0])
 
@@ -55,28 +52,11 @@ def test_travel_weight_evens_out_travel(n: int, k: int) -> None:
         assert even.summary[f"{name}_dev_pct"].abs().max() <= tol + 1e-6
 
 
-def _brute_force(acc, reps, mu: float, tol: float) -> float:
-    xy = shapely.get_coordinates(acc.geometry.values)
-    cxy = shapely.get_coordinates(reps.geometry.values)
-    d = np.sqrt(((xy[:, None] - cxy[None]) ** 2).sum(-1)) / 1000
-    v = acc["revenue"].to_numpy()
-    k = len(reps)
-    best = np.inf
-    for combo in itertools.product(range(k), repeat=len(acc)):
-        a = np.array(combo)
-        tot = np.bincount(a, weights=v, minlength=k)
-        if (np.abs(tot - v.sum() / k) <= tol / 100 * v.sum() / k + 1e-9).all():
-            best = min(
-                best, d[np.arange(len(a)), a].sum() + travel_penalty(d, a, np.full(k, 1 / k), mu)
-            )
-    return best
-
-
 @pytest.mark.parametrize("seed", [0, 1, 2, 3])
 def test_tiny_cases_against_brute_force(seed: int) -> None:
     """Independent reference: every assignment of 8 accounts to 3 reps, penalty included."""
     acc, reps = random_accounts(8, seed), random_reps(3, seed + 10)
-    ref = _brute_force(acc, reps, 0.5, 30)
+    ref = brute_force(acc, reps, "revenue", 30, mu=0.5)
     kw = {
         "id_field": "id",
         "reps": reps,
