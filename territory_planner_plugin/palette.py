@@ -68,6 +68,73 @@ def assign_colours(
     return out
 
 
+COLOUR_FIELD = "colour"  # output field that carries each territory's colour ("#RRGGBB")
+
+
+def plan_colours(
+    territory_ids: Sequence[Hashable],
+    *,
+    adjacency: Mapping[Hashable, set] | None = None,
+    existing: Mapping[Hashable, str] | None = None,
+    palette: Sequence[str] = PALETTE,
+) -> dict[Hashable, str]:
+    """The one colour of each territory of a plan, decided once and stored with the plan.
+
+    Territories named in ``existing`` (e.g. read from the plan a rebalance starts from with
+    :func:`colours_from_table`) keep their colour, so a territory looks the same in design,
+    rebalance, report, comparison and exports; the others get palette colours by
+    :func:`assign_colours`, avoiding the colours of their neighbours and, where the palette
+    allows, colours already taken.
+    """
+    keep = {k: c for k, c in (existing or {}).items() if k in set(territory_ids) and is_colour(c)}
+    rest = [k for k in territory_ids if k not in keep]
+    if not rest:
+        return {k: keep[k] for k in territory_ids}
+    taken = set(keep.values())
+    free = [c for c in palette if c not in taken] or list(palette)
+    adjacency = adjacency or {}
+    out = dict(keep)
+    order = sorted(rest, key=lambda k: (-len(adjacency.get(k, ())), str(k)))
+    used = dict.fromkeys(free, 0)
+    for k in order:
+        near = {out[n] for n in adjacency.get(k, ()) if n in out}
+        cands = [c for c in free if c not in near] or free
+        c = min(cands, key=lambda c: (used[c], free.index(c)))
+        used[c] += 1
+        out[k] = c
+    return {k: out[k] for k in territory_ids}
+
+
+def colours_from_table(
+    rows: object, *, territory_field: str = "territory_id", colour_field: str = COLOUR_FIELD
+) -> dict[str, str]:
+    """Territory id -> colour from a plan output (a DataFrame with both fields); {} without them.
+
+    The first valid ``#RRGGBB`` value of each territory counts.
+    """
+    cols = getattr(rows, "columns", ())
+    if territory_field not in cols or colour_field not in cols:
+        return {}
+    out: dict[str, str] = {}
+    for tid, col in zip(rows[territory_field], rows[colour_field]):  # type: ignore[index]
+        if tid is None or (isinstance(tid, float) and tid != tid):
+            continue
+        if is_colour(col):
+            out.setdefault(str(tid), str(col).upper())
+    return out
+
+
+def is_colour(value: object) -> bool:
+    """True for a ``"#RRGGBB"`` string."""
+    if not isinstance(value, str) or len(value) != 7 or not value.startswith("#"):
+        return False
+    try:
+        int(value[1:], 16)
+    except ValueError:
+        return False
+    return True
+
+
 def hex_to_rgb(colour: str) -> tuple[int, int, int]:
     """``"#RRGGBB"`` -> ``(r, g, b)``."""
     c = colour.lstrip("#")
