@@ -334,8 +334,8 @@ def _feed_worker(python, graph, sources, todo, events, stop, procs) -> None:
         events.put((None, f"Matrix worker process started ({python}, Python {version})."))
         while not stop.is_set():
             while len(held) < _IN_FLIGHT and (span := todo.take(front=False)) is not None:
+                held.append(span)  # before sending: a send to a dead worker gives it back too
                 _send(proc.stdin, sources[span[0] : span[1]])
-                held.append(span)
             if not held:
                 return
             dist = pickle.load(proc.stdout)

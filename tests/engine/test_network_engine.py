@@ -348,6 +348,33 @@ def test_matrix_worker_failure_falls_back_in_process(
     assert np.array_equal(one[1], two[1], equal_nan=True)
 
 
+def test_matrix_chunk_sent_to_a_dead_worker_is_searched_here(
+    net: network.RoadNetwork, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A worker that dies between two chunks makes the next send fail (broken pipe): that chunk
+    must still be searched (it was once lost, leaving part of the matrix unsearched)."""
+    o_nodes, d_nodes = _nodes(net)
+    one = matrix._times_and_km(net, o_nodes, d_nodes, None, None, None, workers=1)
+    real_send = matrix._send
+    sent_chunks: list[int] = []
+
+    def send(stream, message) -> None:
+        if isinstance(message, np.ndarray):  # a chunk of sources (not sys.path or the graph)
+            sent_chunks.append(len(message))
+            if len(sent_chunks) == 2:
+                raise BrokenPipeError(32, "Broken pipe")
+        real_send(stream, message)
+
+    monkeypatch.setattr(matrix, "_send", send)
+    _slow_here(monkeypatch, [], delay=0.03)
+    with caplog.at_level(logging.INFO, logger="territory_planner_plugin"):
+        two = matrix._times_and_km(net, o_nodes, d_nodes, None, None, None, workers=2)
+    assert len(sent_chunks) >= 2
+    assert "Broken pipe" in caplog.text
+    assert np.array_equal(one[0], two[0])
+    assert np.array_equal(one[1], two[1], equal_nan=True)
+
+
 def test_matrix_cancel_stops_the_workers(
     net: network.RoadNetwork, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
