@@ -390,9 +390,11 @@ def engine_run(process: Callable) -> Callable:
     """Decorate ``processAlgorithm``: forward engine logs, map engine errors, handle Cancel.
 
     ``TerritoryPlannerError`` -> ``QgsProcessingException(str(err))``; ``Cancelled`` -> a message
-    and an empty result (sinks are only created after the engine call, so nothing half-written is
-    left behind). Any other exception propagates with its traceback.
+    and an empty result. Outputs are all or nothing (``outputs.guard_outputs``): their paths are
+    checked before any work, and a failed or cancelled run removes what it wrote and puts back
+    the files it replaced. Any other exception propagates with its traceback.
     """
+    from .outputs import guard_outputs
 
     @functools.wraps(process)
     def wrapper(self, parameters, context, feedback):
@@ -400,7 +402,8 @@ def engine_run(process: Callable) -> Callable:
             feedback = QgsProcessingFeedback()
         with forward_engine_log(feedback):
             try:
-                return process(self, parameters, context, feedback)
+                with guard_outputs(self, parameters, context):
+                    return process(self, parameters, context, feedback)
             except Cancelled:
                 feedback.pushInfo("Cancelled: no output was written.")
                 return {}
