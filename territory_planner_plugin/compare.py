@@ -499,7 +499,7 @@ def kpi_rows(comparison: Comparison, *, extra: Sequence[tuple[str, list, str]] =
                 status = "ok" if ok else "bad"
             elif column == "within_tolerance":
                 status = "ok" if bool(value) else "bad"
-            text = fmt(value, digits=2) if column.endswith("_pct") else fmt(value)
+            text = _cell(column, value)
             if column == "within_tolerance":
                 text = plan_kpis.verdict(bool(value))
             cells.append(f"<td class='num {status}'>{text}</td>")
@@ -598,6 +598,19 @@ def comparison_html(
 
 _finite = finite
 _fmt = fmt
+
+
+def _cell(column: str, value) -> str:
+    """A KPI value as people read it: shares and deviations with 2 decimals, amounts whole."""
+    if not finite(value):
+        return fmt(value)
+    if column == "headcount_fte":
+        return f"{float(value):g}"
+    if column.endswith("_pct"):
+        return fmt(value, digits=2)
+    if column.startswith("moved_") or column == "travel_total":
+        return fmt(value, digits=0 if column.startswith("moved_") else 1)
+    return fmt(value)
 
 
 def _cv_chart(kpis: pd.DataFrame, measures: Sequence[str], fields: Sequence[str],

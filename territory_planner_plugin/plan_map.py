@@ -39,7 +39,7 @@ def draw_plan_map(
     moved=None,
     rep_names: Mapping[str, str] | None = None,
     width_in: float = 10.0,
-    height_in: float = 7.5,
+    height_in: float = 8.0,
 ) -> PlanMap:
     """Draw the plan (GeoDataFrames; drawn in a metric CRS) and return a :class:`PlanMap`.
 
@@ -54,8 +54,14 @@ def draw_plan_map(
     keys = np.array([text_key(v) for v in acc[territory_field].to_numpy()[ok]], dtype=object)
     moved_ok = None if moved is None else np.asarray(moved, dtype=bool)[ok]
     (x0, y0, x1, y1), outside = _view(xy)
-    fig = agg_figure(width_in, height_in, dpi=110)
-    ax = fig.add_axes([0.01, 0.01, 0.74, 0.98])
+    # the map keeps its shape: the figure follows the view's aspect, the legend on the right
+    legend_in = 2.9
+    map_w = width_in - legend_in
+    map_h = min(max(map_w * (y1 - y0) / max(x1 - x0, 1e-9), 4.0), height_in)
+    map_w = min(map_w, map_h * (x1 - x0) / max(y1 - y0, 1e-9))
+    fig_w, fig_h = map_w + legend_in + 0.2, map_h + 0.2
+    fig = agg_figure(fig_w, fig_h, dpi=110)
+    ax = fig.add_axes([0.1 / fig_w, 0.1 / fig_h, map_w / fig_w, map_h / fig_h])
     ax.set_aspect("equal")
     ax.set_xlim(x0, x1)
     ax.set_ylim(y0, y1)
@@ -99,7 +105,8 @@ def draw_plan_map(
         )  # fmt: skip
     _scale_bar(ax, x0, y0, x1, y1)
     _north_arrow(ax)
-    _legend(fig, colours, sorted(label_at), rep_names or {}, moved_ok, centre_handles)
+    _legend(fig, colours, sorted(label_at), rep_names or {}, moved_ok, centre_handles,
+            (map_w + 0.3) / fig_w)  # fmt: skip
     note = ""
     if outside:
         note = (
@@ -211,8 +218,10 @@ def _scale_bar(ax, x0, y0, x1, y1) -> None:
     ax.add_patch(_rect(bx, by, length / 2, h, "black"))
     ax.add_patch(_rect(bx + length / 2, by, length / 2, h, "white"))
     text = f"{length / 1000:g} km" if length >= 1000 else f"{length:g} m"
-    ax.annotate(text, (bx + length, by + h * 2.2), ha="right", va="bottom", fontsize=9, zorder=7)
-    ax.annotate("0", (bx, by + h * 2.2), ha="left", va="bottom", fontsize=9, zorder=7)
+    box = {"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.85}
+    ax.annotate(text, (bx + length, by + h * 2.2), ha="center", va="bottom", fontsize=9,
+                zorder=7, bbox=box)  # fmt: skip
+    ax.annotate("0", (bx, by + h * 2.2), ha="center", va="bottom", fontsize=9, zorder=7, bbox=box)
 
 
 def _rect(x, y, w, h, colour):
@@ -227,7 +236,7 @@ def _north_arrow(ax) -> None:
                 arrowprops={"arrowstyle": "-|>", "color": "black", "lw": 1.5})  # fmt: skip
 
 
-def _legend(fig, colours, keys, rep_names, moved, centres) -> None:
+def _legend(fig, colours, keys, rep_names, moved, centres, left: float) -> None:
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
@@ -238,15 +247,15 @@ def _legend(fig, colours, keys, rep_names, moved, centres) -> None:
         handles.append(Patch(facecolor=colours.get(k, "#999999"), edgecolor=_darker(
             colours.get(k, "#999999")), label=text))  # fmt: skip
     handles.append(Line2D([], [], marker="o", ls="", color="#bbbbbb", markeredgecolor="#333333",
-                          label="account (colour of its territory)"))  # fmt: skip
+                          label="account"))  # fmt: skip
     if moved is not None and moved.any():
         handles.append(Line2D([], [], marker="o", ls="", markerfacecolor="none",
                               markeredgecolor="black", markersize=9,
-                              label=f"moved account ({int(moved.sum()):,})"))  # fmt: skip
+                              label=f"moved ({int(moved.sum()):,} accounts)"))  # fmt: skip
     if centres:
         handles.append(Line2D([], [], marker="*", ls="", markerfacecolor="white",
-                              markeredgecolor="black", markersize=14, label="rep home / centre"))  # fmt: skip
-    fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.76, 0.98), fontsize=10,
+                              markeredgecolor="black", markersize=14, label="rep home"))  # fmt: skip
+    fig.legend(handles=handles, loc="upper left", bbox_to_anchor=(left, 0.98), fontsize=10,
                title="Territories", title_fontsize=11, frameon=False)  # fmt: skip
 
 

@@ -721,8 +721,8 @@ def _territory_table(summary, territory_field, balance_fields, tolerance_pct, we
         header.append("Quota")
     header.append("Accounts")
     for f in balance_fields:
-        header += [plan_kpis.label(f), "Target", "Deviation"]
-    header.append("Active prospects" if active else "Accounts vs guidance")
+        header += [plan_kpis.label(f), "vs target"]
+    header += ["Active prospects" if active else "Accounts", "Guidance"]
     if "travel_efficiency" in summary.columns:
         header.append("Travel efficiency")
     if "pieces" in summary.columns:
@@ -743,11 +743,10 @@ def _territory_table(summary, territory_field, balance_fields, tolerance_pct, we
         for f in balance_fields:
             dev = float(r[f"{f}_dev_pct"])
             ok = abs(dev) <= tolerance_pct + 0.005
-            row += [fmt(float(r[f"{f}_total"]), digits=0), fmt(float(r[f"{f}_target"]), digits=0),
-                    (f"{dev:+.1f}%", "ok" if ok else "bad")]  # fmt: skip
+            row += [fmt(float(r[f"{f}_total"]), digits=0), (f"{dev:+.1f}%", "ok" if ok else "bad")]
         n = int(r["active_prospects" if active else "accounts"])
         inside = lo[i] - 1e-9 <= n <= hi[i] + 1e-9
-        row.append((f"{n:,} ({lo[i]:,.0f}-{hi[i]:,.0f})", "ok" if inside else "bad"))
+        row += [(f"{n:,}", "ok" if inside else "bad"), f"{lo[i]:,.0f}-{hi[i]:,.0f}"]
         if "travel_efficiency" in summary.columns:
             v = r["travel_efficiency"]
             row.append("-" if pd.isna(v) else f"{v:.1%}")
