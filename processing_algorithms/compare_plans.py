@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 from qgis.core import (
+    QgsFeatureRequest,
     QgsProcessing,
     QgsProcessingException,
     QgsProcessingOutputHtml,
     QgsProcessingOutputNumber,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterMultipleLayers,
+    QgsProcessingParameterNumber,
     QgsProcessingParameterString,
     QgsVectorLayer,
 )
 
 from ..territory_planner_plugin import compare
+from ..territory_planner_plugin import kpis as plan_kpis
 from .base import (
     PROJECTED,
     TerritoryPlannerAlgorithm,
+    _python_value,
     check_cancelled,
     engine_callbacks,
     engine_run,
@@ -40,6 +44,8 @@ class ComparePlansAlgorithm(TerritoryPlannerAlgorithm):
     TERRITORY_FIELD = "TERRITORY_FIELD"
     BALANCE_FIELDS = "BALANCE_FIELDS"
     PLAN_NAMES = "PLAN_NAMES"
+    CAPACITIES = "CAPACITIES"
+    TOLERANCE = "TOLERANCE"
     OUTPUT_KPIS = "OUTPUT_KPIS"
     OUTPUT_DIFFERENCES = "OUTPUT_DIFFERENCES"
     OUTPUT_HTML = "OUTPUT_HTML"
@@ -77,6 +83,28 @@ class ComparePlansAlgorithm(TerritoryPlannerAlgorithm):
                 None,
                 False,
                 True,
+            )
+        )
+        add(
+            QgsProcessingParameterMultipleLayers(
+                self.CAPACITIES,
+                self.tr(
+                    "Capacities: each plan's territories or summary (capacity field; in the "
+                    "order of PLANS, or one for all plans)"
+                ),
+                QgsProcessing.TypeVector,
+                optional=True,
+            )
+        )
+        add(
+            QgsProcessingParameterNumber(
+                self.TOLERANCE,
+                self.tr("Tolerance (%): judge each plan's balance against it"),
+                QgsProcessingParameterNumber.Double,
+                None,
+                optional=True,
+                minValue=0.0,
+                maxValue=100.0,
             )
         )
         add(sink_parameter(self.OUTPUT_KPIS, self.tr("Plan KPIs"), QgsProcessing.TypeVector))
@@ -128,6 +156,14 @@ class ComparePlansAlgorithm(TerritoryPlannerAlgorithm):
             )
         names = names or compare.unique_names([layer.name() for layer in layers])
 
+        capacities = _capacities(
+            self.parameterAsLayerList(parameters, self.CAPACITIES, context), layers, names
+        )
+        tolerance = (
+            None
+            if parameters.get(self.TOLERANCE) in (None, "")
+            else self.parameterAsDouble(parameters, self.TOLERANCE, context)
+        )
         steps = step_feedback(feedback, len(layers) + 1)
         frames, target = [], PROJECTED
         for i, (layer, name) in enumerate(zip(layers, names)):
@@ -145,6 +181,8 @@ class ComparePlansAlgorithm(TerritoryPlannerAlgorithm):
             id_field=id_field,
             territory_field=territory_field,
             balance_fields=balance,
+            capacities=capacities,
+            tolerance_pct=tolerance,
             progress=progress,
             is_cancelled=is_cancelled,
         )
@@ -171,11 +209,12 @@ class ComparePlansAlgorithm(TerritoryPlannerAlgorithm):
                 fh.write(text)
             results[self.OUTPUT_HTML] = html_path
             results[self.OUTPUT] = html_path
+        feedback.pushInfo(compare.targets_sentence(comparison))
         for _, row in comparison.kpis.iterrows():
             feedback.pushInfo(
                 f"{row['plan']}: {int(row['territories'])} territories, largest deviation "
-                f"{row['max_deviation_pct']}%, compactness {row['compactness_km']} km, "
-                f"{int(row['moved_vs_baseline'])} moved vs baseline."
+                f"from target {row['max_deviation_pct']}%, compactness {row['compactness_km']} "
+                f"km, {int(row['moved_vs_baseline'])} moved vs baseline."
             )
         return results
 
@@ -189,3 +228,33 @@ def _names_list(value) -> list[str]:
     for item in items:
         out.extend(p.strip() for p in str(item).replace(";", ",").split(","))
     return [p for p in out if p]
+
+
+def _capacities(tables, plans, names) -> list | None:
+    """Capacity maps per plan from the CAPACITIES layers: one per plan, or one for all."""
+    if not tables:
+        return None
+    if len(tables) not in (1, len(plans)):
+        raise QgsProcessingException(
+            f"CAPACITIES: {len(tables)} layer(s) for {len(plans)} plans; give one territories or "
+            "summary layer per plan, in the order of PLANS, or one for all plans."
+        )
+    out = []
+    for i, name in enumerate(names):
+        layer = tables[i if len(tables) > 1 else 0]
+        where = f"CAPACITIES ({layer.name()}, for plan '{name}')"
+        table = plan_kpis.read_capacities(_attributes(layer), where=where)
+        out.append(plan_kpis.capacity_map(table))
+    return out
+
+
+def _attributes(layer):
+    """The attributes of a layer as a DataFrame (no geometry)."""
+    import pandas as pd
+
+    names = layer.fields().names()
+    rows = [
+        [_python_value(v) for v in f.attributes()]
+        for f in layer.getFeatures(QgsFeatureRequest().setFlags(QgsFeatureRequest.NoGeometry))
+    ]
+    return pd.DataFrame(rows, columns=names)

@@ -1,25 +1,24 @@
-"""territory_planner:territoryreport - self-contained HTML report + summary CSV."""
+"""territory_planner:territoryreport - self-contained HTML report + summary CSV.
+
+Reads the plan's outputs (accounts, territories, centres or reps, summary) into frames; the engine
+(territory_planner_plugin.report) judges the plan by its own capacity-weighted targets and draws
+the map with matplotlib.
+"""
 
 from __future__ import annotations
 
 import pandas as pd
 from qgis.core import (
     QgsFeatureRequest,
-    QgsMapRendererSequentialJob,
-    QgsMapSettings,
     QgsProcessing,
     QgsProcessingOutputHtml,
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterField,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterNumber,
-    QgsVectorLayer,
 )
-from qgis.PyQt.QtCore import QBuffer, QByteArray, QIODevice, QSize
-from qgis.PyQt.QtGui import QColor
 
 from ..territory_planner_plugin import report
-from . import styles
 from .base import (
     TerritoryPlannerAlgorithm,
     _column,
@@ -46,7 +45,9 @@ class TerritoryReportAlgorithm(TerritoryPlannerAlgorithm):
     BALANCE_FIELDS = "BALANCE_FIELDS"
     CURRENT_FIELD = "CURRENT_FIELD"
     TERRITORIES = "TERRITORIES"
+    CENTRES = "CENTRES"
     SUMMARY = "SUMMARY"
+    MAX_MOVES = "MAX_MOVES"
     TOLERANCE = "TOLERANCE"
     ID_FIELD = "ID_FIELD"
     ACTIVE_FIELD = "ACTIVE_FIELD"
@@ -88,15 +89,37 @@ class TerritoryReportAlgorithm(TerritoryPlannerAlgorithm):
         )
         self.addParameter(
             QgsProcessingParameterFeatureSource(
-                self.TERRITORIES, self.tr("Territory polygons (map)"), optional=True
+                self.TERRITORIES,
+                self.tr("Territory polygons (map; their capacity field weights the targets)"),
+                [QgsProcessing.TypeVectorPolygon],
+                optional=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterFeatureSource(
+                self.CENTRES,
+                self.tr("Rep homes or centres (map; rep_name or name fields give the legend)"),
+                [QgsProcessing.TypeVectorPoint],
+                optional=True,
             )
         )
         self.addParameter(
             QgsProcessingParameterFeatureSource(
                 self.SUMMARY,
-                self.tr("Plan summary with rep capacities (targets weighted by capacity)"),
+                self.tr("Plan summary (capacities, optimality gap, disruption budget)"),
                 [QgsProcessing.TypeVector],
                 optional=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterNumber(
+                self.MAX_MOVES,
+                self.tr("Disruption budget: most accounts moved (% of accounts)"),
+                QgsProcessingParameterNumber.Double,
+                None,
+                optional=True,
+                minValue=0.0,
+                maxValue=100.0,
             )
         )
         self.addParameter(
@@ -213,18 +236,24 @@ class TerritoryReportAlgorithm(TerritoryPlannerAlgorithm):
         plan_summary = None
         if parameters.get(self.SUMMARY) not in (None, ""):
             plan_summary = _table(source_or_error(self, parameters, self.SUMMARY, context))
-            feedback.pushInfo("Targets weighted by rep capacity from SUMMARY.")
-        map_png = None
-        territories = self.parameterAsVectorLayer(parameters, self.TERRITORIES, context)
-        if territories is not None:
-            map_png = _render_map(territories.clone(), field)
+        territories = centres = None
+        if parameters.get(self.TERRITORIES) not in (None, ""):
+            territories = source_to_gdf(
+                source_or_error(self, parameters, self.TERRITORIES, context),
+                feedback=feedback, name=self.TERRITORIES, target_crs=gdf.crs,
+            )  # fmt: skip
+        if parameters.get(self.CENTRES) not in (None, ""):
+            centres = source_to_gdf(
+                source_or_error(self, parameters, self.CENTRES, context),
+                feedback=feedback, name=self.CENTRES, target_crs=gdf.crs, points=True,
+            )  # fmt: skip
+        max_moves = optional_number(self, parameters, self.MAX_MOVES, context)
         text, summary = report.build_report(
             gdf,
             territory_field=field,
             balance_fields=balance,
             current_field=current,
             tolerance_pct=tolerance,
-            map_png=map_png,
             parameters={k: str(v) for k, v in parameters.items()},
             active_field=active,
             visit_minutes=minutes,
@@ -234,6 +263,16 @@ class TerritoryReportAlgorithm(TerritoryPlannerAlgorithm):
             compare_territory_field=compare_field,
             id_field=id_field,
             plan_summary=plan_summary,
+            territories=territories,
+            centres=centres,
+            max_moves_pct=max_moves,
+        )
+        weighted = "capacity" in summary.columns
+        feedback.pushInfo(
+            "Balance targets weighted by rep capacity."
+            if weighted
+            else "Balance targets: the mean of the territories (no capacities in SUMMARY, "
+            "TERRITORIES or CENTRES)."
         )
         with open(html_path, "w", encoding="utf-8") as fh:
             fh.write(text)
@@ -254,22 +293,3 @@ def _table(source) -> pd.DataFrame:
         for name, value in zip(names, feature.attributes()):
             columns[name].append(_python_value(value))
     return pd.DataFrame({n: _column(fields.field(n), columns[n]) for n in names})
-
-
-def _render_map(layer: QgsVectorLayer, field: str) -> bytes:
-    """Render ``layer`` styled as territories to PNG bytes (sequential job: safe off the GUI)."""
-    styles.style_layer(layer, "territories", field)
-    settings = QgsMapSettings()
-    settings.setLayers([layer])
-    settings.setDestinationCrs(layer.crs())
-    settings.setExtent(layer.extent().buffered(layer.extent().width() * 0.05))
-    settings.setOutputSize(QSize(800, 600))
-    settings.setBackgroundColor(QColor("white"))
-    job = QgsMapRendererSequentialJob(settings)
-    job.start()
-    job.waitForFinished()
-    data = QByteArray()
-    buffer = QBuffer(data)
-    buffer.open(QIODevice.WriteOnly)
-    job.renderedImage().save(buffer, "PNG")
-    return bytes(data)

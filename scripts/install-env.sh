@@ -21,7 +21,7 @@ SYS_PY=/usr/bin/python3
 
 APT_PKGS=(qgis python3-qgis qgis-providers xvfb unzip python3-matplotlib
           libgdal-dev libproj-dev proj-bin libgeos-dev libspatialindex-dev
-          python3-venv python3-dev build-essential pkg-config)
+          python3-venv python3-dev build-essential pkg-config chromium)
 
 # Exact pins (pip constraints). Everything here was verified together with QGIS 3.22.16.
 # numpy must stay < 2: Debian's osgeo.gdal_array (used by QGIS/processing) is built against numpy 1.x.

@@ -1,14 +1,16 @@
 """Side-by-side comparison of territory plans: KPIs per plan, per-account differences, HTML.
 
 Each plan is an accounts table with an id and a territory field (e.g. outputs of designterritories
-with different K, weights or tolerances); the first plan is the baseline for disruption.
+with different K, weights or tolerances); the first plan is the baseline for disruption. Balance is
+judged against capacity-weighted targets when the plans' capacities are known, with the KPIs of
+:mod:`.kpis` (the same figures Design territories and the report give); territories are matched
+to the baseline's by the accounts they share before moved accounts are counted.
 """
 
 from __future__ import annotations
 
 import html
 import logging
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -17,8 +19,9 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from . import report
+from . import kpis as plan_kpis
 from .errors import InvalidInputError
+from .htmlpage import agg_figure, figure_png, finite, fmt, html_head, png_data_uri
 from .progress import CancelCheck, ProgressCallback, check_cancel
 from .progress import report as report_progress
 
@@ -40,6 +43,9 @@ class Comparison:
     balance_fields: list[str] = field(default_factory=list)
     travel_field: str | None = None
     notes: list[str] = field(default_factory=list)
+    weighted: list[bool] = field(default_factory=list)
+    tolerance_pct: float | None = None
+    matches: list[dict] = field(default_factory=list)
 
 
 def unique_names(labels: Sequence[str]) -> list[str]:
@@ -64,10 +70,20 @@ def compare_plans(
     id_field: str = "id",
     territory_field: str = "territory_id",
     balance_fields: Sequence[str] = (),
+    capacities: Sequence[Mapping[str, float] | None] | None = None,
+    tolerance_pct: float | None = None,
     progress: ProgressCallback | None = None,
     is_cancelled: CancelCheck | None = None,
 ) -> Comparison:
-    """Compare ``plans`` (the first is the baseline): KPIs per plan and per-account differences."""
+    """Compare ``plans`` (the first is the baseline): KPIs per plan and per-account differences.
+
+    ``capacities`` gives, per plan, its territories' capacities (territory id -> capacity, e.g.
+    from the territories or summary output of Design territories; None where unknown); a plan
+    without one uses the ``capacity`` field of its accounts when it has one, else capacity 1.
+    Targets are weighted by capacity as in :func:`.kpis.balance`; with ``tolerance_pct`` each
+    plan gets a within-tolerance verdict. Territories are matched to the baseline's by the
+    accounts they share (:func:`.kpis.match_territories`) before moved accounts are counted.
+    """
     plans = list(plans)
     if len(plans) < 2:
         msg = (
@@ -76,6 +92,12 @@ def compare_plans(
         )
         raise InvalidInputError(msg)
     names = _check_names(names, len(plans), id_field)
+    if capacities is not None and len(capacities) != len(plans):
+        msg = (
+            f"CAPACITIES: {len(capacities)} capacity table(s) for {len(plans)} plans; give one "
+            "per plan, in order (or one for all)."
+        )
+        raise InvalidInputError(msg)
     fields = list(dict.fromkeys(balance_fields))
     notes: list[str] = []
     keys, territories, values = [], [], []
@@ -85,6 +107,10 @@ def compare_plans(
         keys.append(key)
         territories.append(terr)
         values.append(vals)
+    caps = [
+        _plan_capacity(plan, name, terr, None if capacities is None else capacities[i], notes)
+        for i, (plan, name, terr) in enumerate(zip(plans, names, territories))
+    ]
     crs = _projected_crs(plans)
     travel_field, travel_unit = _travel_field(plans)
     if travel_field:
@@ -92,18 +118,20 @@ def compare_plans(
     _note_sets(notes, names, keys, territories)
 
     base = pd.Series(territories[0], index=keys[0])
-    rows = []
+    rows, matches = [], []
     for i, (plan, name) in enumerate(zip(plans, names)):
         check_cancel(is_cancelled)
         report_progress(progress, i / len(plans), f"KPIs of {name}")
-        rows.append(
-            _plan_kpis(
-                plan, name, keys[i], territories[i], values[i], fields, crs, travel_field, base,
-                values[0], notes,
-            )
+        row, match = _plan_kpis(
+            plan, name, keys[i], territories[i], values[i], fields, crs, travel_field, base,
+            values[0], caps[i], tolerance_pct,
         )  # fmt: skip
+        rows.append(row)
+        matches.append(match)
+        if i:
+            _note_matching(notes, name, names[0], match)
     kpis = pd.DataFrame(rows)
-    differences = _differences(plans, id_field, names, keys, territories)
+    differences = _differences(plans, id_field, names, keys, territories, matches)
     report_progress(progress, 1.0, "Comparison done")
     logger.info(
         "Compared %d plans: %s.",
@@ -113,7 +141,43 @@ def compare_plans(
     return Comparison(
         kpis=kpis, differences=differences, names=names, id_field=id_field,
         balance_fields=fields, travel_field=travel_field, notes=notes,
+        weighted=[c is not None for c in caps], tolerance_pct=tolerance_pct, matches=matches,
     )  # fmt: skip
+
+
+def _plan_capacity(plan, name, terr, given, notes) -> dict[str, float] | None:
+    """Capacity per territory key of one plan: ``given``, else its accounts' capacity field."""
+    present = {t for t in terr if t is not None}
+    if given is not None:
+        caps = {plan_kpis.text_key(k): float(v) for k, v in dict(given).items()}
+    elif "capacity" in plan.columns:
+        caps = {}
+        for t, c in zip(terr, pd.to_numeric(plan["capacity"], errors="coerce")):
+            if t is not None and np.isfinite(c) and c > 0:
+                caps.setdefault(t, float(c))
+    else:
+        return None
+    missing = sorted(present - set(caps))
+    if missing:
+        _note(
+            notes,
+            f"Plan '{name}': no capacity for territory(ies) {', '.join(missing[:_LIST_LIMIT])}; "
+            "they count with capacity 1.",
+            logging.WARNING,
+        )
+    return {t: caps.get(t, 1.0) for t in sorted(present)}
+
+
+def _note_matching(notes, name, base_name, match) -> None:
+    renamed = {o: b for o, b in match.items() if o != b}
+    if renamed:
+        pairs = ", ".join(f"{o} = {b}" for o, b in sorted(renamed.items())[:_LIST_LIMIT])
+        _note(
+            notes,
+            f"Territories of '{name}' matched to those of '{base_name}' by the accounts they "
+            f"share: {pairs}; an account counts as moved only when its territory differs after "
+            "this matching.",
+        )
 
 
 # ----------------------------------------------------------------------------- checks
@@ -144,17 +208,7 @@ def _check_names(names, n: int, id_field: str) -> list[str]:
     return names
 
 
-def _key(value) -> str | None:
-    """Text key of an id or territory value (1.0 -> '1'); None for missing values."""
-    if value is None or value is pd.NA or value is pd.NaT:
-        return None
-    if isinstance(value, (float, np.floating)):
-        if math.isnan(value):
-            return None
-        if float(value).is_integer():
-            return str(int(value))
-    text = str(value).strip()
-    return text or None
+_key = plan_kpis.text_key  # the text key of an id or territory value (1.0 -> "1")
 
 
 def _read_plan(plan, name, id_field, territory_field, fields, notes):
@@ -295,30 +349,32 @@ def _note_sets(notes, names, keys, territories) -> None:
 # ----------------------------------------------------------------------------- KPIs
 
 
-def _plan_kpis(plan, name, ids, terr, vals, fields, crs, travel_field, base, base_vals, notes):
+def _plan_kpis(plan, name, ids, terr, vals, fields, crs, travel_field, base, base_vals, caps,
+               tolerance_pct):  # fmt: skip
+    """One row of KPIs of a plan, and its territories matched to the baseline's."""
     measures = fields or ["accounts"]
     assigned = np.array([t is not None for t in terr])
-    frame = pd.DataFrame(vals[:, : len(measures)], columns=[f"_{m}" for m in measures])
+    frame = pd.DataFrame(vals[:, : len(measures)], columns=[f"{m}_total" for m in measures])
     frame["_territory"] = terr
-    summary = report.territory_summary(
-        frame[assigned],
-        territory_field="_territory",
-        balance_fields=[f"_{m}" for m in measures] if fields else (),
-    )
+    grouped = frame[assigned].groupby("_territory", sort=True)
+    totals = grouped.sum().reset_index() if fields else grouped.size().rename("accounts_total")
+    if not fields:
+        totals = totals.reset_index()
+    bal = plan_kpis.balance(totals, territory_field="_territory", measures=measures,
+                            capacity=caps)  # fmt: skip
     row: dict[str, object] = {
         "plan": name,
-        "territories": len(summary),
+        "territories": len(bal.table),
+        "headcount_fte": round(float(bal.table["capacity"].sum()), 2) if caps else float("nan"),
         "accounts": len(plan),
         "unassigned": int((~assigned).sum()),
     }
-    worst = 0.0
     for m in measures:
-        totals = summary["accounts" if not fields else f"_{m}_total"].astype(float).to_numpy()
-        mean = totals.mean() if len(totals) else 0.0
-        row[f"cv_{m}"] = round(float(totals.std() / mean), 4) if mean else float("nan")
-        if mean:
-            worst = max(worst, float(np.abs(totals / mean - 1).max() * 100))
-    row["max_deviation_pct"] = round(worst, 2)
+        row[f"cv_{m}"] = round(bal.cv[m], 4)
+    row["max_deviation_pct"] = round(bal.max_deviation_pct, 2)
+    if tolerance_pct is not None:
+        devs = np.concatenate([bal.table[f"{m}_dev_pct"].to_numpy() for m in measures])
+        row["within_tolerance"] = plan_kpis.within_tolerance(devs, tolerance_pct)
     row["compactness_km"] = _compactness_km(plan, terr, crs)
     if travel_field:
         row["travel_total"] = (
@@ -328,14 +384,18 @@ def _plan_kpis(plan, name, ids, terr, vals, fields, crs, travel_field, base, bas
         )
     here = pd.Series(terr, index=ids)
     common = here.index.intersection(base.index)
-    changed = np.array([base[k] != here[k] for k in common], dtype=bool)
+    moved, match = plan_kpis.moved_after_matching(base[common].tolist(), here[common].tolist())
     row["common_with_baseline"] = len(common)
-    row["moved_vs_baseline"] = int(changed.sum())
-    row["moved_share_pct"] = round(100 * changed.sum() / len(common), 2) if len(common) else 0.0
+    row["moved_vs_baseline"] = int(moved.sum())
+    row["moved_share_pct"] = round(100 * moved.sum() / len(common), 2) if len(common) else 0.0
     if fields:
         base_value = pd.Series(base_vals[:, 0], index=base.index)
-        row[f"moved_{fields[0]}"] = round(float(base_value[common[changed]].sum()), 2)
-    return row
+        total = float(base_value[common].sum())
+        row[f"moved_{fields[0]}"] = round(float(base_value[common[moved]].sum()), 2)
+        row[f"moved_{fields[0]}_pct"] = (
+            round(100 * row[f"moved_{fields[0]}"] / total, 2) if total else 0.0
+        )
+    return row, match
 
 
 def _compactness_km(plan, terr, crs) -> float:
@@ -350,15 +410,12 @@ def _compactness_km(plan, terr, crs) -> float:
     ok = (geoms.notna() & ~geoms.is_empty).to_numpy() & np.array([t is not None for t in terr])
     if not ok.any():
         return float("nan")
-    xy = shapely.get_coordinates(geoms.to_numpy()[ok])
-    labels = pd.Series(terr[ok])
-    centroid = pd.DataFrame(xy, columns=["x", "y"]).groupby(labels.to_numpy()).transform("mean")
-    dist = np.hypot(xy[:, 0] - centroid["x"].to_numpy(), xy[:, 1] - centroid["y"].to_numpy())
-    return round(float(dist.mean() / 1000.0), 3)
+    return plan_kpis.compactness_km(shapely.get_coordinates(geoms.to_numpy()[ok]), terr[ok])
 
 
-def _differences(plans, id_field, names, keys, territories) -> pd.DataFrame:
-    """One row per account: its id, its territory in each plan, in_all_plans and changed."""
+def _differences(plans, id_field, names, keys, territories, matches) -> pd.DataFrame:
+    """One row per account: its id, its territory in each plan, in_all_plans and changed (its
+    territory differs from the baseline's once territories are matched by overlap)."""
     raw: dict[str, object] = {}
     for plan, ks in zip(plans, keys):
         for k, v in zip(ks, plan[id_field].tolist()):
@@ -369,7 +426,15 @@ def _differences(plans, id_field, names, keys, territories) -> pd.DataFrame:
     for name, lk in zip(names, lookups):
         out[name] = pd.Series([lk.get(k) for k in order], dtype=object)
     base = lookups[0]
-    changed = [any(k in base and k in lk and base[k] != lk[k] for lk in lookups[1:]) for k in order]
+
+    def differs(k, lk, match):
+        b, o = base.get(k), lk.get(k)
+        return b is not None and (o is None or match.get(o) != b)
+
+    changed = [
+        any(k in base and k in lk and differs(k, lk, m) for lk, m in zip(lookups[1:], matches[1:]))
+        for k in order
+    ]
     out["in_all_plans"] = [all(k in lk for lk in lookups) for k in order]
     out["changed"] = pd.Series(changed, dtype=bool)
     return out
@@ -386,6 +451,88 @@ def _ids_column(ids: list) -> pd.Series:
 # ----------------------------------------------------------------------------- HTML
 
 
+KPI_LABELS = {
+    "territories": "Territories",
+    "headcount_fte": "Headcount (FTE, sum of capacities)",
+    "accounts": "Accounts",
+    "unassigned": "Accounts without a territory",
+    "max_deviation_pct": "Largest deviation from a territory's target (%)",
+    "within_tolerance": "Every territory within tolerance",
+    "compactness_km": "Compactness: mean km to territory centroid (lower is better)",
+    "moved_vs_baseline": "Accounts moved vs baseline",
+    "moved_share_pct": "Accounts moved vs baseline (%)",
+}
+_SKIP = ("plan", "common_with_baseline")
+
+
+def kpi_rows(comparison: Comparison, *, extra: Sequence[tuple[str, list, str]] = ()) -> str:
+    """The rows (``<tr>``) of the KPIs-against-targets table: one column per plan, verdicts.
+
+    Shared by :func:`comparison_html` and the report's comparison section, so that a plan
+    gets the same words in both. ``extra`` rows are (label, cells, target) already formatted.
+    """
+    k = comparison.kpis
+    weighted = any(comparison.weighted)
+    rows = []
+    for column in k.columns:
+        if column in _SKIP or (column == "headcount_fte" and not weighted):
+            continue
+        label, target, op = KPI_LABELS.get(column, column), None, ""
+        if column.startswith("cv_"):
+            m = column[3:]
+            label = f"CV of {plan_kpis.label(m)}" + (" per unit of capacity" if weighted else "")
+            target = plan_kpis.cv_target(m) if comparison.balance_fields else None
+            op = "&lt;"
+        elif column == "travel_total":
+            label = f"Travel total ({plan_kpis.label(comparison.travel_field or '')}, one way)"
+        elif column == "max_deviation_pct" and comparison.tolerance_pct is not None:
+            target, op = comparison.tolerance_pct, "≤"
+        elif column.startswith("moved_") and column.endswith("_pct") and column not in KPI_LABELS:
+            label = f"{plan_kpis.label(column[6:-4])} moved vs baseline (% of the total)"
+        elif column.startswith("moved_") and column not in KPI_LABELS:
+            label = f"{plan_kpis.label(column[6:])} moved vs baseline"
+        cells = []
+        for value in k[column]:
+            status = ""
+            if target is not None and finite(value):
+                ok = value < target if op == "&lt;" else value <= target + 0.005
+                status = "ok" if ok else "bad"
+            elif column == "within_tolerance":
+                status = "ok" if bool(value) else "bad"
+            text = _cell(column, value)
+            if column == "within_tolerance":
+                text = plan_kpis.verdict(bool(value))
+            cells.append(f"<td class='num {status}'>{text}</td>")
+        goal = ""
+        if target is not None:
+            goal = f"{op} {target:.2f}" if op == "&lt;" else f"{op} {target:g}%"
+        if column == "within_tolerance":
+            goal = f"±{comparison.tolerance_pct:g}%"
+        rows.append(f"<tr><td>{html.escape(label)}</td>{''.join(cells)}<td>{goal}</td></tr>")
+    for text, cells, goal in extra:
+        rows.append(f"<tr><td>{html.escape(text)}</td>{''.join(cells)}<td>{goal}</td></tr>")
+    return "".join(rows)
+
+
+def targets_sentence(comparison: Comparison) -> str:
+    """How the plans' balance targets were set (capacity-weighted or the mean)."""
+    names = comparison.names
+    weighted = [n for n, w in zip(names, comparison.weighted) if w]
+    if not weighted:
+        return (
+            "Balance targets: every territory's target is the mean of the plan's territories "
+            "(no capacities known: give each plan's territories or summary output of Design "
+            "territories for capacity-weighted targets)."
+        )
+    text = (
+        "Balance targets are weighted by rep capacity (a territory's target = the plan's total "
+        "× its capacity / the sum of capacities); the CVs are of the totals per unit of capacity"
+    )
+    if len(weighted) < len(names):
+        text += f" (for {', '.join(weighted)}; the others: the mean, no capacities known)"
+    return text + "."
+
+
 def comparison_html(
     comparison: Comparison,
     *,
@@ -396,61 +543,36 @@ def comparison_html(
     """Self-contained HTML: KPI table against targets, CV and trade-off charts, moved accounts."""
     k = comparison.kpis
     measures = comparison.balance_fields or ["accounts"]
-    parts = [report.html_head(title)]
+    parts = [html_head(title, subtitle=f"{len(comparison.names)} plans")]
     parts.append(
-        f"<p id='baseline'>Baseline: <b>{html.escape(comparison.names[0])}</b>. "
-        "Disruption counts the accounts in both a plan and the baseline whose territory differs.</p>"
+        f"<p id='baseline'>Baseline: <b>{html.escape(comparison.names[0])}</b>. Disruption counts "
+        "the accounts in both a plan and the baseline whose territory differs, once each plan's "
+        "territories are matched to the baseline's by the accounts they share.</p>"
     )
     parts.append(
-        "<h2>KPIs against targets</h2><table id='kpis'><tr><th>KPI</th>"
-        + "".join(f"<th>{html.escape(n)}</th>" for n in comparison.names)
-        + "<th>Target</th></tr>"
+        "<h2>Headcount, balance, compactness and disruption</h2><table id='kpis'><thead><tr>"
+        "<th>KPI</th>"
+        + "".join(f"<th class='num'>{html.escape(n)}</th>" for n in comparison.names)
+        + "<th>Target</th></tr></thead><tbody>"
+        + kpi_rows(comparison)
+        + "</tbody></table>"
     )
-    labels = {
-        "territories": "Territories",
-        "accounts": "Accounts",
-        "unassigned": "Unassigned accounts",
-        "max_deviation_pct": "Largest deviation from the mean (%)",
-        "compactness_km": "Compactness: mean km to territory centroid",
-        "travel_total": f"Travel total ({comparison.travel_field})",
-        "moved_vs_baseline": "Accounts moved vs baseline",
-        "moved_share_pct": "Accounts moved vs baseline (%)",
-    }
-    for column in k.columns:
-        if column in ("plan", "common_with_baseline"):
-            continue
-        label = labels.get(column, column)
-        target = None
-        if column.startswith("cv_"):
-            field = column[3:]
-            label = f"CV of {field}"
-            target = report.cv_target(field) if comparison.balance_fields else None
-        elif column.startswith("moved_") and column not in labels:
-            label = f"{column[6:]} moved vs baseline"
-        cells = []
-        for value in k[column]:
-            status = ""
-            if target is not None and _finite(value):
-                status = "ok" if value < target else "bad"
-            cells.append(f"<td class='{status}'>{_fmt(value)}</td>")
-        parts.append(
-            f"<tr><td>{html.escape(label)}</td>{''.join(cells)}"
-            f"<td>{'' if target is None else f'&lt; {target:.2f}'}</td></tr>"
-        )
-    parts.append("</table>")
+    parts.append(f"<p id='targets' class='note'>{html.escape(targets_sentence(comparison))}</p>")
+    cv_png = _cv_chart(k, measures, comparison.balance_fields, any(comparison.weighted))
     parts.append(
         "<h2>Balance: coefficient of variation per measure</h2>"
-        f"<img id='cv-chart' class='chart' alt='CV per plan' src='{report.png_data_uri(_cv_chart(k, measures, comparison.balance_fields))}'>"
+        f"<img id='cv-chart' class='chart' alt='CV per plan' src='{png_data_uri(cv_png)}'>"
     )
     parts.append(
         "<h2>Trade-off: balance, compactness and disruption</h2>"
-        f"<img id='tradeoff-chart' class='chart' alt='balance vs compactness vs disruption' src='{report.png_data_uri(_tradeoff_chart(k))}'>"
+        f"<img id='tradeoff-chart' class='chart' alt='balance vs compactness vs disruption' "
+        f"src='{png_data_uri(_tradeoff_chart(k))}'>"
     )
     diff = comparison.differences
     moved = diff[diff["changed"]]
     parts.append(
-        f"<h2>Accounts that change territory</h2><p id='moved'>{len(moved)} of {len(diff)} "
-        f"accounts change territory in at least one plan; {int((~diff['in_all_plans']).sum())} "
+        f"<h2>Accounts that change territory</h2><p id='moved'>{len(moved):,} of {len(diff):,} "
+        f"accounts change territory in at least one plan; {int((~diff['in_all_plans']).sum()):,} "
         "are not in every plan.</p>"
     )
     if len(moved):
@@ -474,64 +596,62 @@ def comparison_html(
     return "".join(parts)
 
 
-def _finite(value) -> bool:
-    try:
-        return math.isfinite(float(value))
-    except (TypeError, ValueError):
-        return False
+_finite = finite
+_fmt = fmt
 
 
-def _fmt(value) -> str:
-    if isinstance(value, (bool, np.bool_)):
-        return str(bool(value))
-    if isinstance(value, (int, np.integer)):
-        return f"{int(value):,}"
-    if _finite(value):
-        v = float(value)
-        return f"{v:.3f}" if abs(v) < 10 else f"{v:,.1f}"
-    if isinstance(value, (float, np.floating)):
-        return "-"
-    return html.escape(str(value))
+def _cell(column: str, value) -> str:
+    """A KPI value as people read it: shares and deviations with 2 decimals, amounts whole."""
+    if not finite(value):
+        return fmt(value)
+    if column == "headcount_fte":
+        return f"{float(value):g}"
+    if column.endswith("_pct"):
+        return fmt(value, digits=2)
+    if column.startswith("moved_") or column == "travel_total":
+        return fmt(value, digits=0 if column.startswith("moved_") else 1)
+    return fmt(value)
 
 
-def _cv_chart(kpis: pd.DataFrame, measures: Sequence[str], fields: Sequence[str]) -> bytes:
-    fig = report.agg_figure(7, 3.5)
+def _cv_chart(kpis: pd.DataFrame, measures: Sequence[str], fields: Sequence[str],
+              weighted: bool = False) -> bytes:  # fmt: skip
+    fig = agg_figure(7, 3.5)
     ax = fig.subplots()
     n = len(kpis)
     width = 0.8 / max(1, n)
     x = np.arange(len(measures))
     for i, (_, row) in enumerate(kpis.iterrows()):
-        heights = [float(row[f"cv_{m}"]) if _finite(row[f"cv_{m}"]) else 0.0 for m in measures]
+        heights = [float(row[f"cv_{m}"]) if finite(row[f"cv_{m}"]) else 0.0 for m in measures]
         ax.bar(x - 0.4 + width * (i + 0.5), heights, width, label=str(row["plan"]),
                edgecolor="#333333")  # fmt: skip
-    top = max([0.0, *(float(v) for m in measures for v in kpis[f"cv_{m}"] if _finite(v))])
+    top = max([0.0, *(float(v) for m in measures for v in kpis[f"cv_{m}"] if finite(v))])
     for j, m in enumerate(measures):
-        target = report.cv_target(m) if fields else None
+        target = plan_kpis.cv_target(m) if fields else None
         if target is not None:
             top = max(top, target)
             ax.hlines(target, j - 0.45, j + 0.45, colors="black", linestyles="--", lw=1)
             ax.annotate(f"target < {target:.2f}", (j - 0.45, target), fontsize=7, ha="left",
                         va="bottom")  # fmt: skip
     ax.set_xticks(x)
-    ax.set_xticklabels(list(measures))
+    ax.set_xticklabels([plan_kpis.label(m) for m in measures])
     ax.set_ylim(0, top * 1.35 if top else 1.0)
-    ax.set_ylabel("coefficient of variation (lower is better)")
+    ax.set_ylabel("CV" + (" per unit of capacity" if weighted else "") + " (lower is better)")
     ax.legend(fontsize=8, loc="upper right", ncol=min(4, max(1, n)))
-    return report.figure_png(fig)
+    return figure_png(fig)
 
 
 def _tradeoff_chart(kpis: pd.DataFrame) -> bytes:
-    fig = report.agg_figure(7, 4)
+    fig = agg_figure(7, 4)
     ax = fig.subplots()
     x = pd.to_numeric(kpis["compactness_km"], errors="coerce").fillna(0.0).to_numpy()
     y = pd.to_numeric(kpis["max_deviation_pct"], errors="coerce").fillna(0.0).to_numpy()
     moved = kpis["moved_share_pct"].astype(float).to_numpy()
     points = ax.scatter(x, y, c=moved, s=60 + 4 * moved, cmap="viridis", vmin=0,
                         vmax=max(1.0, float(moved.max())), edgecolors="#333333")  # fmt: skip
-    for xi, yi, label in zip(x, y, kpis["plan"].astype(str)):
-        ax.annotate(label, (xi, yi), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    for xi, yi, text in zip(x, y, kpis["plan"].astype(str)):
+        ax.annotate(text, (xi, yi), textcoords="offset points", xytext=(6, 4), fontsize=8)
     fig.colorbar(points, ax=ax, label="accounts moved vs baseline (%)")
     ax.set_xlabel("compactness: mean km to territory centroid (lower is better)")
-    ax.set_ylabel("largest deviation from the mean (%, lower is better)")
+    ax.set_ylabel("largest deviation from target (%, lower is better)")
     ax.margins(0.15)
-    return report.figure_png(fig)
+    return figure_png(fig)

@@ -1,14 +1,15 @@
-"""Self-contained HTML report of a territory plan: KPIs against targets, balance charts, disruption.
+"""Self-contained HTML report of a territory plan: KPIs against the plan's own targets, a map,
+balance charts, disruption against the budget, an optional comparison with a second plan.
 
-Takes any accounts table with a territory field; the map comes in as PNG bytes (rendered by the
-QGIS wrapper). Charts use matplotlib's Agg backend; images are embedded as base64.
+Takes any accounts table with a territory field; the plan's other outputs (territories, centres,
+summary) add capacities, polygons, rep homes and names. Targets are weighted by capacity wherever
+capacities are known, with the KPIs of :mod:`.kpis` (Design territories' own figures). Charts and
+the map use matplotlib's Agg backend; images are embedded as base64.
 """
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -17,19 +18,26 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from . import compare, palette
+from . import kpis as plan_kpis
 from .errors import InvalidInputError
+from .htmlpage import agg_figure, figure_png, finite, fmt, html_head, png_data_uri
+from .plan_map import draw_plan_map, rep_names_from, territory_field_of
 from .territories import STRAIGHT_LINE_KMH
 
 logger = logging.getLogger(__name__)
 
-TARGETS = {"revenue_cv": 0.10, "workload_cv": 0.15, "travel_efficiency": 0.75}
-PROSPECTS_RANGE = (80, 120)
+TARGETS = plan_kpis.TARGETS
+PROSPECTS_RANGE = plan_kpis.PROSPECTS_PER_FTE
 ASSUMED_SPEED_KMH = STRAIGHT_LINE_KMH  # centre_km -> minutes when the accounts have no centre_min
 ACTIVE_DEFAULT = "active_prospect"  # counted without ACTIVE_FIELD when the accounts have it
 _TRUE_WORDS = {"true", "t", "yes", "y", "1"}
 EFFICIENCY_UNKNOWN = "not known (give VISIT_MINUTES and VISITS_FIELD)"
-SUMMARY_COLUMNS = ("territory_id", "capacity")  # the summary output of designterritories
-WEIGHTED_NOTE = "targets weighted by rep capacity from SUMMARY"
+WEIGHTED_NOTE = "targets weighted by rep capacity"
+cv_target = plan_kpis.cv_target
+# shared helpers other modules and tests import from here
+__all__ = ["agg_figure", "build_report", "cv_target", "figure_png", "html_head", "kpis",
+           "png_data_uri", "territory_summary", "travel_efficiency"]  # fmt: skip
 
 
 def territory_summary(
@@ -225,6 +233,9 @@ def _numeric(accounts: pd.DataFrame, column: str) -> pd.Series | None:
     return values if values.notna().any() else None
 
 
+# ----------------------------------------------------------------------------- KPIs
+
+
 def kpis(
     accounts: pd.DataFrame,
     *,
@@ -233,155 +244,148 @@ def kpis(
     current_field: str | None = None,
     revenue_field: str | None = None,
     plan_summary: pd.DataFrame | None = None,
+    capacity: Mapping[str, float] | None = None,
 ) -> dict[str, float]:
-    """Coefficient of variation per balance field (``cv_<field>``), accounts and revenue moved.
+    """CV per balance field (``cv_<field>``), the largest deviation, accounts and revenue moved.
 
-    With ``plan_summary`` (the summary output of Design territories, see
-    :func:`weight_by_capacity`) the CV is that of each territory's total per unit of capacity,
-    as Design territories computes it; without it, that of the totals.
+    With capacities (``capacity``: territory id -> capacity, or ``plan_summary``: a table with
+    ``territory_id`` and ``capacity``) the CV is that of each territory's total per unit of
+    capacity and the deviation is from the capacity-weighted target, as Design territories
+    computes them (:func:`.kpis.balance`); without them, those of the totals against the mean.
     """
     summary = territory_summary(
         accounts, territory_field=territory_field, balance_fields=balance_fields
     )
     if plan_summary is not None:
-        summary = weight_by_capacity(
-            summary,
-            plan_summary,
-            territory_field=territory_field,
-            balance_fields=balance_fields,
-            warn=False,
-        )
+        summary = _with_capacity(summary, plan_kpis.read_capacities(plan_summary),
+                                 territory_field, warn=False)  # fmt: skip
+        capacity = _capacity_of(summary, territory_field)
+    measures = list(balance_fields) or ["accounts"]
+    bal = plan_kpis.balance(summary, territory_field=territory_field, measures=measures,
+                            capacity=capacity)  # fmt: skip
     out: dict[str, float] = {"territories": float(len(summary))}
     for f in balance_fields:
-        totals = summary[f"{f}_total"].astype(float)
-        if plan_summary is not None:
-            totals = totals / summary["capacity"].astype(float)
-        out[f"cv_{f}"] = (
-            float(totals.std(ddof=0) / totals.mean()) if totals.mean() else float("nan")
-        )
+        out[f"cv_{f}"] = bal.cv[f]
+    out["max_deviation_pct"] = bal.max_deviation_pct
     if current_field:
         _check(accounts, current_field, ())
-        moved = accounts[territory_field].astype(str) != accounts[current_field].astype(str)
-        out["accounts_moved"] = float(moved.sum())
-        if revenue_field and revenue_field in accounts.columns:
-            out["revenue_moved"] = float(accounts.loc[moved, revenue_field].sum())
+        revenue = accounts[revenue_field] if revenue_field in accounts.columns else None
+        d = plan_kpis.disruption(accounts[territory_field], accounts[current_field],
+                                 revenue=revenue)  # fmt: skip
+        out["accounts_moved"] = float(d.moved)
+        if d.revenue_moved is not None:
+            out["revenue_moved"] = d.revenue_moved
     return out
 
 
-def read_capacities(plan_summary: pd.DataFrame) -> pd.DataFrame:
-    """Capacity (and quota) per territory from Design territories' summary table (SUMMARY).
-
-    Returns a frame indexed by the territory's text key (``1.0`` -> ``'1'``) with the
-    ``territory_id`` as given, a ``capacity`` (> 0) and, when the table has one, a ``quota``.
-    """
-    from . import compare  # compare imports this module
-
-    missing = [c for c in SUMMARY_COLUMNS if c not in plan_summary.columns]
-    if missing:
-        fields = ", ".join(str(c) for c in plan_summary.columns if c not in ("geometry", "fid"))
-        raise InvalidInputError(
-            f"SUMMARY: the table has no {' or '.join(missing)} field; give the summary output of "
-            "Design territories (OUTPUT_SUMMARY), which has one row per territory with the fields "
-            f"territory_id and capacity. Its fields are: {fields or 'none'}."
-        )
-    keys = [compare._key(v) for v in plan_summary["territory_id"]]
-    if any(k is None for k in keys):
-        raise InvalidInputError(
-            f"SUMMARY: {sum(k is None for k in keys)} row(s) have no territory_id; give one "
-            "territory_id per row."
-        )
-    seen, twice = set(), []
-    for k in keys:
-        if k in seen and k not in twice:
-            twice.append(k)
-        seen.add(k)
-    if twice:
-        raise InvalidInputError(
-            f"SUMMARY: territory_id {', '.join(twice[:10])} appear(s) in more than one row; "
-            "give one row per territory."
-        )
-    capacity = pd.to_numeric(plan_summary["capacity"], errors="coerce").astype(float)
-    bad = capacity.isna() | ~np.isfinite(capacity) | (capacity <= 0)
-    if bad.any():
-        names = [keys[i] for i in np.flatnonzero(bad.to_numpy())][:10]
-        raise InvalidInputError(
-            f"SUMMARY: capacity must be a positive number for every territory; it is not for "
-            f"{', '.join(names)}."
-        )
-    out = pd.DataFrame(
-        {
-            "territory_id": plan_summary["territory_id"].to_numpy(),
-            "capacity": capacity.to_numpy(),
-        },
-        index=pd.Index(keys, name="key"),
-    )
-    if "quota" in plan_summary.columns:
-        out["quota"] = (
-            pd.to_numeric(plan_summary["quota"], errors="coerce").astype(float).to_numpy()
-        )
-    return out
-
-
-def weight_by_capacity(
-    summary: pd.DataFrame,
-    plan_summary: pd.DataFrame,
+def plan_capacities(
     *,
+    plan_summary: pd.DataFrame | None = None,
+    territories: pd.DataFrame | None = None,
+    centres: pd.DataFrame | None = None,
+    accounts: pd.DataFrame | None = None,
     territory_field: str = "territory_id",
-    balance_fields: Sequence[str] = (),
-    warn: bool = True,
-) -> pd.DataFrame:
-    """Add capacity-weighted targets to a :func:`territory_summary` frame.
+) -> tuple[pd.DataFrame | None, str]:
+    """The plan's capacities (a :func:`.kpis.read_capacities` table) and where they came from.
 
-    ``plan_summary`` is Design territories' summary table (``territory_id``, ``capacity``,
-    optional ``quota``). Each territory gets its ``capacity`` (and ``quota``) and, per balance
-    field, ``<field>_target`` = total × capacity / sum of capacities and ``<field>_dev_pct`` =
-    100 × (total / target - 1), as Design territories reports them. Territories of the accounts
-    missing from the summary count with capacity 1; territories of the summary without accounts
-    are listed with 0 accounts (both with a warning when ``warn``).
+    Read from SUMMARY when given (an error when it has no capacities), else from the
+    territories or centres output of Design territories (their ``capacity`` field), else from a
+    ``capacity`` field of the accounts; ``(None, "")`` when none has them.
     """
-    from . import compare  # compare imports this module
+    if plan_summary is not None:
+        return plan_kpis.read_capacities(plan_summary, where="SUMMARY"), "SUMMARY"
+    for table, where in ((territories, "TERRITORIES"), (centres, "CENTRES")):
+        if table is not None and plan_kpis.has_capacities(_ids_as(table, territory_field)):
+            frame = pd.DataFrame(_ids_as(table, territory_field).drop(columns="geometry",
+                                                                      errors="ignore"))  # fmt: skip
+            frame = frame.drop_duplicates(subset="territory_id")
+            return plan_kpis.read_capacities(frame, where=where), where
+    if accounts is not None and "capacity" in accounts.columns and territory_field in accounts:
+        frame = pd.DataFrame(
+            {"territory_id": accounts[territory_field], "capacity": accounts["capacity"]}
+        ).dropna(subset=["territory_id"])
+        frame = frame.assign(_k=[plan_kpis.text_key(v) for v in frame.territory_id])
+        return plan_kpis.read_capacities(
+            frame.drop_duplicates("_k").drop(columns="_k"), where="ACCOUNTS (capacity field)"
+        ), "the accounts' capacity field"  # fmt: skip
+    return None, ""
 
-    table = read_capacities(plan_summary)
+
+def _ids_as(table: pd.DataFrame, territory_field: str) -> pd.DataFrame:
+    """``table`` with its territory id in ``territory_id`` (read from territory_field/rep_id)."""
+    field = territory_field_of(table, territory_field)
+    if field is None or field == "territory_id":
+        return table
+    out = table.drop(columns=[c for c in ("territory_id",) if c in table.columns])
+    return out.rename(columns={field: "territory_id"})
+
+
+def _with_capacity(summary: pd.DataFrame, table: pd.DataFrame, territory_field: str, *,
+                   warn: bool = True) -> pd.DataFrame:  # fmt: skip
+    """Add ``capacity`` (and ``quota``) to a :func:`territory_summary` frame from a capacity
+    table; territories of the table without accounts are listed with 0 accounts, territories
+    missing from the table count with capacity 1 (both with a warning when ``warn``)."""
     out = summary.copy()
-    keys = [compare._key(v) for v in out[territory_field]]
-    known = set(keys)
-    not_in_summary = [str(v) for v, k in zip(out[territory_field], keys) if k not in table.index]
-    only_summary = table[~table.index.isin(known)]
-    if warn and not_in_summary:
+    keys = [plan_kpis.text_key(v) for v in out[territory_field]]
+    not_in_table = [str(v) for v, k in zip(out[territory_field], keys) if k not in table.index]
+    only_table = table[~table.index.isin(set(keys))]
+    if warn and not_in_table:
         logger.warning(
             "SUMMARY has no row for territory(ies) %s of ACCOUNTS; they count with capacity 1.",
-            ", ".join(not_in_summary[:20]),
+            ", ".join(not_in_table[:20]),
         )
-    if warn and len(only_summary):
+    if warn and len(only_table):
         logger.warning(
             "SUMMARY lists territory(ies) %s that no account of ACCOUNTS is in; they are listed "
             "with 0 accounts.",
-            ", ".join(str(v) for v in only_summary["territory_id"][:20]),
+            ", ".join(str(v) for v in only_table["territory_id"][:20]),
         )
-    if len(only_summary):
-        extra = pd.DataFrame({territory_field: only_summary["territory_id"].to_numpy()})
+    if len(only_table):
+        extra = pd.DataFrame({territory_field: only_table["territory_id"].to_numpy()})
         for column in out.columns:
             if column != territory_field:
                 extra[column] = 0
         out = pd.concat([out, extra], ignore_index=True)
-        keys += list(only_summary.index)
-    capacity = pd.Series([table["capacity"].get(k, 1.0) for k in keys], index=out.index)
+        keys += list(only_table.index)
     position = out.columns.get_loc("accounts") + 1 if "accounts" in out.columns else 1
-    out.insert(position, "capacity", capacity.astype(float))
+    out.insert(position, "capacity", [float(table["capacity"].get(k, 1.0)) for k in keys])
     if "quota" in table.columns:
-        out.insert(
-            position + 1,
-            "quota",
-            [table["quota"].get(k, np.nan) for k in keys],
-        )
-    share = capacity.astype(float) / capacity.sum()
-    for f in balance_fields:
-        totals = out[f"{f}_total"].astype(float)
-        target = totals.sum() * share
-        dev = (100.0 * (totals / target.where(target != 0) - 1.0)).fillna(0.0)
-        out[f"{f}_target"] = target.round(2)
-        out[f"{f}_dev_pct"] = dev.round(2)
+        out.insert(position + 1, "quota", [table["quota"].get(k, np.nan) for k in keys])
     return out
+
+
+def _capacity_of(summary: pd.DataFrame, territory_field: str) -> dict[str, float]:
+    return {
+        plan_kpis.text_key(t): float(c)
+        for t, c in zip(summary[territory_field], summary["capacity"])
+    }
+
+
+def plan_colours_for(
+    ids: Sequence[str], *tables, territories=None, territory_field: str = "territory_id"
+) -> dict[str, str]:
+    """Each territory's one colour: the ``colour`` field of the plan's outputs when present,
+    else :func:`.palette.plan_colours` (neighbouring polygons apart)."""
+    known: dict[str, str] = {}
+    for table in (territories, *tables):
+        if table is None:
+            continue
+        field = territory_field_of(table, territory_field)
+        if field:
+            for k, c in palette.colours_from_table(table, territory_field=field).items():
+                known.setdefault(plan_kpis.text_key(k), c)
+    adjacency = None
+    field = territory_field_of(territories, territory_field) if territories is not None else None
+    if field and hasattr(territories, "geometry"):
+        geoms = {}
+        for t, g in zip(territories[field], territories.geometry):
+            if plan_kpis.text_key(t) is not None and g is not None:
+                geoms[plan_kpis.text_key(t)] = g
+        adjacency = palette.adjacency_from_geometries(geoms)
+    return palette.plan_colours(list(ids), adjacency=adjacency, existing=known)
+
+
+# ----------------------------------------------------------------------------- the report
 
 
 def build_report(
@@ -403,19 +407,28 @@ def build_report(
     id_field: str = "id",
     plan_names: Sequence[str] = ("this plan", "second plan"),
     plan_summary: pd.DataFrame | None = None,
+    territories: pd.DataFrame | None = None,
+    centres: pd.DataFrame | None = None,
+    max_moves_pct: float | None = None,
+    gap_pct: float | None = None,
 ) -> tuple[str, pd.DataFrame]:
     """Return ``(html, summary)``; the HTML embeds every image (base64) and needs no other file.
 
-    Without ``plan_summary`` every territory's target is the mean; with it (the summary output
-    of Design territories: ``territory_id``, ``capacity``, optional ``quota``) targets are
-    weighted by capacity, the CVs are those of the totals per unit of capacity and the summary
-    gains ``capacity``, ``quota`` and ``<field>_target`` / ``<field>_dev_pct`` columns (see
-    :func:`weight_by_capacity`).
+    Targets are weighted by capacity when the plan's outputs carry capacities (``plan_summary``,
+    else the ``capacity`` field of ``territories`` or ``centres``, see :func:`plan_capacities`);
+    otherwise every territory's target is the mean. The summary has per territory ``accounts``,
+    ``capacity`` (when known), ``quota``, ``<field>_total``, ``<field>_target`` and
+    ``<field>_dev_pct`` (as Design territories reports them), ``active_prospects``,
+    ``travel_efficiency``, ``pieces``, ``rep_name`` and ``colour`` when known.
 
-    ``active_field`` marks the active prospects counted against the 80-120 guidance;
-    ``visit_minutes`` / ``visit_minutes_field`` and ``visits_field`` give the travel efficiency
-    (see :func:`travel_efficiency`); ``compare_accounts`` (a second plan of the same accounts,
-    matched on ``id_field``, territory in ``compare_territory_field``) adds a comparison section.
+    The map is drawn from the accounts (GeoDataFrame), ``territories`` (polygons) and ``centres``
+    (rep homes or centres; ``rep_name``/``name`` give the legend's names) unless ``map_png`` is
+    given. ``max_moves_pct`` is the disruption budget (MAX_MOVES) and ``gap_pct`` the optimality
+    gap shown in the header (both also read from the summary's ``max_moves_pct`` / ``gap_pct``
+    fields). ``active_field`` marks the active prospects counted against the 80-120 per FTE
+    guidance; ``visit_minutes`` / ``visit_minutes_field`` and ``visits_field`` give the travel
+    efficiency (see :func:`travel_efficiency`); ``compare_accounts`` (a second plan of the same
+    accounts, matched on ``id_field``, territory in ``compare_territory_field``) adds a comparison.
     """
     if len(accounts) == 0:
         raise InvalidInputError("ACCOUNTS is empty: there is nothing to report.")
@@ -425,20 +438,36 @@ def build_report(
         balance_fields=balance_fields,
         active_field=active_field,
     )
-    weighted = plan_summary is not None
-    if weighted:
-        summary = weight_by_capacity(
-            summary, plan_summary, territory_field=territory_field, balance_fields=balance_fields
-        )
-    revenue = next((f for f in balance_fields if "revenue" in f), None)
-    k = kpis(
-        accounts,
+    table, source = plan_capacities(
+        plan_summary=plan_summary, territories=territories, centres=centres, accounts=accounts,
         territory_field=territory_field,
-        balance_fields=balance_fields,
-        current_field=current_field,
-        revenue_field=revenue,
-        plan_summary=plan_summary,
+    )  # fmt: skip
+    capacity = None
+    if table is not None:
+        summary = _with_capacity(summary, table, territory_field)
+        capacity = _capacity_of(summary, territory_field)
+    measures = list(balance_fields) or ["accounts"]
+    bal = plan_kpis.balance(summary, territory_field=territory_field, measures=measures,
+                            capacity=capacity)  # fmt: skip
+    summary = bal.table if capacity else bal.table.drop(columns="capacity")
+    cap = summary["capacity"].to_numpy(float) if capacity else np.ones(len(summary))
+    gap_pct = _plan_value(plan_summary, "gap_pct", gap_pct)
+    max_moves_pct = _plan_value(plan_summary, "max_moves_pct", max_moves_pct)
+    keys = [plan_kpis.text_key(v) for v in summary[territory_field]]
+    colours = plan_colours_for(keys, accounts, centres, territories=territories,
+                               territory_field=territory_field)  # fmt: skip
+    names = rep_names_from(centres, territory_field)
+    pieces = plan_kpis.pieces(
+        _ids_as(territories, territory_field) if territories is not None else None
     )
+    revenue = next((f for f in balance_fields if "revenue" in f), None)
+    disruption = None
+    if current_field:
+        _check(accounts, current_field, ())
+        disruption = plan_kpis.disruption(
+            accounts[territory_field], accounts[current_field], budget_pct=max_moves_pct,
+            revenue=accounts[revenue] if revenue else None,
+        )  # fmt: skip
     efficiency_args = {
         "visit_minutes": visit_minutes,
         "visit_minutes_field": visit_minutes_field,
@@ -448,72 +477,71 @@ def build_report(
     if efficiency.known:
         per = efficiency.per_territory.set_index(territory_field)["travel_efficiency"]
         summary["travel_efficiency"] = summary[territory_field].map(per)
+    if pieces:
+        summary["pieces"] = [pieces.get(k, np.nan) for k in keys]
+    if names:
+        summary["rep_name"] = [names.get(k, "") for k in keys]
+    summary["colour"] = [colours.get(k) for k in keys]
     comparison = None
     if compare_accounts is not None:
         comparison = compare_with(
-            accounts,
-            compare_accounts,
-            id_field=id_field,
-            territory_field=territory_field,
-            compare_territory_field=compare_territory_field,
-            balance_fields=balance_fields,
-            names=plan_names,
-        )
+            accounts, compare_accounts, id_field=id_field, territory_field=territory_field,
+            compare_territory_field=compare_territory_field, balance_fields=balance_fields,
+            names=plan_names, capacity=capacity, tolerance_pct=tolerance_pct,
+        )  # fmt: skip
     active = active_column(accounts, active_field)
-    parts = [html_head(title)]
+    map_note = ""
+    if map_png is None and hasattr(accounts, "geometry") and accounts.geometry.notna().any():
+        drawn = draw_plan_map(
+            accounts, territory_field=territory_field, colours=colours, territories=territories,
+            centres=centres, rep_names=names,
+            moved=_moved_mask(accounts, territory_field, current_field),
+        )  # fmt: skip
+        map_png, map_note = drawn.png, drawn.note
+
+    subtitle = [f"{len(summary)} territories", f"{len(accounts):,} accounts"]
+    if names:
+        subtitle.append("reps: " + ", ".join(f"{names[k]} ({k})" for k in keys if k in names))
+    subtitle.append(
+        f"optimality gap {gap_pct:.2f}%" if finite(gap_pct) else "optimality gap: not known"
+    )
+    subtitle.append(f"tolerance ±{tolerance_pct:g}%")
+    parts = [html_head(title, subtitle=" · ".join(subtitle))]
+    verdicts = _verdicts(summary, bal, measures, tolerance_pct, capacity, efficiency, active,
+                         cap, pieces, disruption, revenue, source)  # fmt: skip
+    parts.append(_glance(verdicts))
     if map_png:
         parts.append(
-            f"<h2>Map</h2><img id='map' alt='territory map' src='{png_data_uri(map_png)}'>"
-        )
-    parts.append(
-        "<h2>KPIs against targets</h2><table id='kpis'><tr><th>KPI</th><th>Value</th><th>Target</th><th>Status</th></tr>"
-    )
-    for f in balance_fields:
-        target = cv_target(f)
-        value = k[f"cv_{f}"]
-        status = "" if target is None else ("ok" if value < target else "bad")
-        label = f"CV of {f}" + (" per unit of capacity" if weighted else "")
-        parts.append(_kpi_row(label, f"{value:.3f}", target, status, "&lt;"))
-    if weighted:
-        for f in balance_fields:
-            parts.append(_tolerance_row(summary, f, tolerance_pct))
-    parts.append(_efficiency_row(efficiency))
-    parts.append(_prospects_row(summary, active))
-    parts.append("</table>")
-    if weighted:
-        parts.append(f"<p id='targets'>{html.escape(_weighted_text(summary))}</p>")
-    if efficiency.note:
-        parts.append(f"<p id='efficiency'>{html.escape(efficiency.note)}</p>")
-    formatters = {"travel_efficiency": lambda v: "-" if pd.isna(v) else f"{v:.1%}"}
-    parts.append(
-        "<h2>Accounts per territory</h2>"
-        + summary.to_html(
-            index=False,
-            table_id="summary",
-            float_format=lambda v: f"{v:,.1f}",
-            formatters=formatters,
-            na_rep="-",
-        )
-    )
-    parts.append(f"<p id='prospects'>{html.escape(prospects_text(summary, active))}</p>")
-    for f in balance_fields:
-        parts.append(
-            f"<h2>Balance: {html.escape(f)}</h2><img class='chart' alt='{html.escape(f)} chart' src='"
-            + png_data_uri(
-                _bar_chart(
-                    summary,
-                    territory_field,
-                    f"{f}_total",
-                    tolerance_pct,
-                    f"{f}_target" if weighted else None,
-                )
+            "<h2>Map</h2><figure class='keep' style='margin:0'>"
+            f"<img id='map' alt='territory map' src='{png_data_uri(map_png)}'>"
+            + (
+                f"<figcaption id='map-note' class='note'>{html.escape(map_note)}</figcaption>"
+                if map_note
+                else ""
             )
-            + "'>"
+            + "</figure>"
         )
-    if current_field:
+    parts.append("<h2>KPIs against the plan's targets</h2>" + _kpi_table(verdicts))
+    parts.append(f"<p id='targets' class='note'>{html.escape(_targets_text(source, cap))}</p>")
+    if efficiency.note:
+        parts.append(f"<p id='efficiency' class='note'>{html.escape(efficiency.note)}</p>")
+    parts.append("<h2>Territories</h2>" + _territory_table(
+        summary, territory_field, balance_fields, tolerance_pct, bool(capacity), active, cap))  # fmt: skip
+    parts.append(
+        f"<p id='prospects' class='note'>{html.escape(prospects_text(summary, active, cap))}</p>"
+    )
+    for m in measures:
+        png = _deviation_chart(summary, territory_field, m, tolerance_pct, colours, names,
+                               bool(capacity))  # fmt: skip
         parts.append(
-            f"<h2>Disruption</h2><p id='disruption'>Accounts moved: {int(k['accounts_moved'])} of {len(accounts)}"
-            + (f"; revenue moved: {k['revenue_moved']:,.0f}" if "revenue_moved" in k else "")
+            f"<h2>Balance: {html.escape(plan_kpis.label(m))}</h2><img class='chart' "
+            f"alt='{html.escape(plan_kpis.label(m))}: deviation from target' "
+            f"src='{png_data_uri(png)}'>"
+        )
+    if disruption is not None:
+        parts.append(
+            "<h2>Disruption</h2><p id='disruption'>"
+            + html.escape(disruption.text(plan_kpis.label(revenue) if revenue else "revenue"))
             + "</p>"
         )
     if comparison is not None:
@@ -532,21 +560,228 @@ def build_report(
     return "".join(parts), summary
 
 
-def prospects_text(summary: pd.DataFrame, active: str | None) -> str:
-    """The 80-120 guidance sentence: how many territories are outside, and what was counted."""
+def _plan_value(plan_summary, column: str, given):
+    if given is not None or plan_summary is None or column not in plan_summary.columns:
+        return given
+    values = pd.to_numeric(plan_summary[column], errors="coerce").dropna()
+    return float(values.iloc[0]) if len(values) else None
+
+
+def _moved_mask(accounts, territory_field, current_field):
+    if not current_field:
+        return None
+    return np.array([
+        c is not None and c != t
+        for t, c in zip(
+            (plan_kpis.text_key(v) for v in accounts[territory_field]),
+            (plan_kpis.text_key(v) for v in accounts[current_field]),
+        )
+    ])  # fmt: skip
+
+
+@dataclass
+class Verdict:
+    """One KPI row: what, the value, the target and met/missed/- (``ok`` None = not judged)."""
+
+    ident: str
+    label: str
+    value: str
+    target: str
+    ok: bool | None
+
+
+def _verdicts(summary, bal, measures, tolerance_pct, capacity, efficiency, active, cap, pieces,
+              disruption, revenue, source) -> list[Verdict]:  # fmt: skip
+    out = []
+    basis = "capacity-weighted target" if capacity else "target (the mean)"
+    for m in measures:
+        dev = summary[f"{m}_dev_pct"].to_numpy(float)
+        inside = int((np.abs(dev) <= tolerance_pct + 0.005 + 1e-6).sum())
+        out.append(Verdict(
+            f"kpi-tolerance-{m}",
+            f"{plan_kpis.label(m)}: territories within ±{tolerance_pct:g}% of their {basis}",
+            f"{inside} of {len(summary)} (largest deviation {bal.max_dev_pct[m]:.1f}%)",
+            "all", plan_kpis.within_tolerance(dev, tolerance_pct),
+        ))  # fmt: skip
+    for m in measures:
+        if m == "accounts":
+            continue
+        goal = plan_kpis.cv_target(m)
+        out.append(Verdict(
+            f"kpi-cv-{m}",
+            f"CV of {plan_kpis.label(m)}" + (" per unit of capacity" if capacity else ""),
+            f"{bal.cv[m]:.3f}", "" if goal is None else f"< {goal:.2f}",
+            plan_kpis.cv_verdict(bal.cv[m], m),
+        ))  # fmt: skip
+    out.append(_efficiency_verdict(efficiency))
+    column = "active_prospects" if active else "accounts"
+    inside = plan_kpis.prospects_inside(summary[column].to_numpy(float), cap)
+    lo, hi = PROSPECTS_RANGE
+    out.append(Verdict(
+        "kpi-prospects",
+        "Territories within the active prospects guidance" + (
+            "" if active else " (all accounts counted)"),
+        f"{int(inside.sum())} of {len(summary)}",
+        f"{lo}-{hi} per FTE" if capacity else f"{lo}-{hi} each", bool(inside.all()),
+    ))  # fmt: skip
+    if disruption is not None:
+        value = f"{disruption.moved:,} of {disruption.accounts:,} = {disruption.moved_pct:.1f}%"
+        if disruption.revenue_moved_pct is not None:
+            value += f" (revenue moved {disruption.revenue_moved_pct:.1f}%)"
+        target = ""
+        if disruption.budget_pct is not None:
+            target = f"≤ {disruption.budget_pct:g}% ({disruption.budget_moves:,} accounts)"
+        out.append(Verdict("kpi-disruption", "Accounts moved from their current territory",
+                           value, target, disruption.within_budget))  # fmt: skip
+    out.append(Verdict(
+        "kpi-headcount", "Headcount",
+        plan_kpis.headcount(capacity, len(summary)), "", None,
+    ))  # fmt: skip
+    if pieces:
+        split = {k: n for k, n in pieces.items() if n > 1}
+        value = "every territory in one piece" if not split else ", ".join(
+            f"{k} in {n} pieces" for k, n in sorted(split.items()))  # fmt: skip
+        out.append(Verdict("kpi-pieces", "Territories in one piece", value, "1 each",
+                           not split))  # fmt: skip
+    return out
+
+
+def _efficiency_verdict(efficiency: TravelEfficiency) -> Verdict:
+    target = TARGETS["travel_efficiency"]
+    goal = f"> {target:.0%}"
+    if not efficiency.known or not math.isfinite(efficiency.overall):
+        return Verdict("kpi-efficiency", "Travel efficiency", _short(efficiency), goal, None)
+    per = efficiency.per_territory["travel_efficiency"].dropna()
+    below = int((per <= target).sum())
+    value = f"{efficiency.overall:.1%}"
+    if len(per):
+        value += (
+            f" (lowest territory {per.min():.1%}; {below} of {len(per)} territories at or below)"
+        )
+    return Verdict("kpi-efficiency", "Travel efficiency", value, goal, efficiency.overall > target)
+
+
+def _kpi_table(verdicts: Sequence[Verdict]) -> str:
+    rows = []
+    for v in verdicts:
+        status = "" if v.ok is None else ("ok" if v.ok else "bad")
+        rows.append(
+            f"<tr id='{v.ident}'><td>{html.escape(v.label)}</td><td>{html.escape(v.value)}</td>"
+            f"<td>{html.escape(v.target)}</td><td class='{status}'>{plan_kpis.verdict(v.ok)}</td>"
+            "</tr>"
+        )
+    return (
+        "<table id='kpis'><thead><tr><th>KPI</th><th>Value</th><th>Target</th><th>Status</th>"
+        f"</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def _glance(verdicts: Sequence[Verdict]) -> str:
+    """The verdicts in one short list at the top of the page."""
+    judged = [v for v in verdicts if v.ok is not None]
+    missed = [v for v in judged if not v.ok]
+    head = (
+        f"All {len(judged)} targets met."
+        if not missed
+        else f"{len(judged) - len(missed)} of {len(judged)} targets met; missed: "
+        + "; ".join(v.label for v in missed)
+        + "."
+    )
+    css = "ok" if not missed else "bad"
+    return f"<p id='glance' class='{css}'>{html.escape(head)}</p>"
+
+
+def _targets_text(source: str, cap: np.ndarray) -> str:
+    if not source:
+        return (
+            "Balance targets: every territory's target is the mean of the territories (no "
+            "capacities found: give TERRITORIES or SUMMARY from Design territories to weight "
+            "them by rep capacity)."
+        )
+    same = len(set(np.round(cap, 9))) <= 1
+    text = (
+        f"Balance: {WEIGHTED_NOTE} from {source} (each territory's target = the total × its "
+        f"capacity / the sum of capacities, {cap.sum():g} FTE); the CVs are of the totals per "
+        "unit of capacity, as Design territories reports them."
+    )
+    if same:
+        text += " Every territory has the same capacity, so each target is the mean."
+    return text
+
+
+def _territory_table(summary, territory_field, balance_fields, tolerance_pct, weighted, active,
+                     cap) -> str:  # fmt: skip
+    header = ["Territory"]
+    has_names = "rep_name" in summary.columns
+    if has_names:
+        header.append("Rep")
+    if weighted:
+        header.append("Capacity (FTE)")
+    if "quota" in summary.columns:
+        header.append("Quota")
+    header.append("Accounts")
+    for f in balance_fields:
+        header += [plan_kpis.label(f), "vs target"]
+    header += ["Active prospects" if active else "Accounts", "Guidance"]
+    if "travel_efficiency" in summary.columns:
+        header.append("Travel efficiency")
+    if "pieces" in summary.columns:
+        header.append("Pieces")
+    lo, hi = plan_kpis.prospects_range(cap)
+    rows = []
+    for i, (_, r) in enumerate(summary.iterrows()):
+        colour = r.get("colour") or "#999999"
+        swatch = f"<span class='swatch' style='background:{colour}'></span>"
+        row = [swatch + html.escape(str(r[territory_field]))]
+        if has_names:
+            row.append(html.escape(str(r["rep_name"])))
+        if weighted:
+            row.append(fmt(float(r["capacity"]), digits=2))
+        if "quota" in summary.columns:
+            row.append(fmt(r["quota"], digits=0))
+        row.append(fmt(int(r["accounts"])))
+        for f in balance_fields:
+            dev = float(r[f"{f}_dev_pct"])
+            ok = abs(dev) <= tolerance_pct + 0.005
+            row += [fmt(float(r[f"{f}_total"]), digits=0), (f"{dev:+.1f}%", "ok" if ok else "bad")]
+        n = int(r["active_prospects" if active else "accounts"])
+        inside = lo[i] - 1e-9 <= n <= hi[i] + 1e-9
+        row += [(f"{n:,}", "ok" if inside else "bad"), f"{lo[i]:,.0f}-{hi[i]:,.0f}"]
+        if "travel_efficiency" in summary.columns:
+            v = r["travel_efficiency"]
+            row.append("-" if pd.isna(v) else f"{v:.1%}")
+        if "pieces" in summary.columns:
+            row.append(fmt(r["pieces"]) if finite(r["pieces"]) else "-")
+        rows.append(row)
+    numeric = set(range(1 + has_names, len(header)))
+    from .htmlpage import table
+
+    return table(header, rows, table_id="summary", numeric=numeric)
+
+
+def prospects_text(summary: pd.DataFrame, active: str | None, capacity=None) -> str:
+    """The guidance sentence: 80-120 active prospects per FTE, how many territories are outside."""
     lo, hi = PROSPECTS_RANGE
     column = "active_prospects" if active else "accounts"
-    counts = summary[column]
-    outside = summary[(counts < lo) | (counts > hi)]
+    cap = np.ones(len(summary)) if capacity is None else np.asarray(capacity, dtype=float)
+    inside = plan_kpis.prospects_inside(summary[column].to_numpy(float), cap)
     what = (
         f"counted from {active}: true, 1 or yes"
         if active
         else "no ACTIVE_FIELD: every account counts as an active prospect"
     )
-    return (
-        f"Guidance: {lo}-{hi} active prospects per territory ({what}); "
-        f"{len(outside)} of {len(summary)} territories outside."
+    scaled = (
+        " per full-time rep, scaled by each territory's capacity"
+        if len(set(np.round(cap, 9))) > 1
+        else ""
     )
+    return (
+        f"Guidance: {lo}-{hi} active prospects per territory{scaled} ({what}); "
+        f"{int((~inside).sum())} of {len(summary)} territories outside."
+    )
+
+
+# ----------------------------------------------------------------------------- comparison
 
 
 def compare_with(
@@ -558,15 +793,16 @@ def compare_with(
     compare_territory_field: str = "territory_id",
     balance_fields: Sequence[str] = (),
     names: Sequence[str] = ("this plan", "second plan"),
+    capacity: Mapping[str, float] | None = None,
+    tolerance_pct: float | None = None,
 ):
     """:func:`compare.compare_plans` of this plan (the baseline) and a second plan of the accounts.
 
     The second plan's territory is read from ``compare_territory_field``; balance fields it lacks
     are taken from this plan by account id. The revenue field (if any) is compared first, so that
-    the ``moved_<field>`` KPI is the revenue that changes territory.
+    the ``moved_<field>`` KPI is the revenue that changes territory. ``capacity`` (this plan's)
+    also weighs the second plan's targets where its territories have the same ids.
     """
-    from . import compare  # compare imports this module
-
     if len(other) == 0:
         raise InvalidInputError("COMPARE_ACCOUNTS is empty: give the second plan's accounts.")
     _require(accounts, id_field, "ID_FIELD")
@@ -582,90 +818,67 @@ def compare_with(
     for f in balance_fields:
         if f not in second.columns:
             if lookup is None:
-                keys = [compare._key(v) for v in accounts[id_field]]
+                keys = [plan_kpis.text_key(v) for v in accounts[id_field]]
                 lookup = accounts.assign(_key=keys).drop_duplicates("_key").set_index("_key")
             second[f] = [
-                lookup[f].get(compare._key(v), np.nan) for v in second[id_field].to_numpy()
+                lookup[f].get(plan_kpis.text_key(v), np.nan) for v in second[id_field].to_numpy()
             ]
+    capacities = None
+    if capacity:
+        ids = {plan_kpis.text_key(v) for v in second[territory_field]} - {None}
+        capacities = [capacity, capacity if ids <= set(capacity) else None]
     ordered = sorted(balance_fields, key=lambda f: "revenue" not in f)
+    first = accounts.drop(columns=["capacity"], errors="ignore")
+    second = second.drop(columns=["capacity"], errors="ignore")
     return compare.compare_plans(
-        [accounts, second],
+        [first, second],
         names=list(names),
         id_field=id_field,
         territory_field=territory_field,
         balance_fields=ordered,
+        capacities=capacities,
+        tolerance_pct=tolerance_pct,
     )
-
-
-COMPARISON_LABELS = {
-    "territories": "Territories",
-    "accounts": "Accounts",
-    "unassigned": "Accounts without a territory",
-    "max_deviation_pct": "Largest deviation from the mean (%)",
-    "compactness_km": "Compactness: mean km to territory centroid",
-    "moved_vs_baseline": "Accounts in another territory than in this plan",
-    "moved_share_pct": "Accounts in another territory (%)",
-}
 
 
 def comparison_section(
     comparison, efficiencies: Sequence[TravelEfficiency] = (), *, max_rows: int = 50
 ) -> str:
     """HTML section "Comparison with the second plan": KPIs side by side, accounts that differ."""
-    from . import compare  # compare imports this module
-
-    k = comparison.kpis
     names = comparison.names
-    parts = [
-        "<h2 id='comparison'>Comparison with the second plan</h2><table id='comparison-kpis'>"
-        "<tr><th>KPI</th>"
-        + "".join(f"<th>{html.escape(n)}</th>" for n in names)
-        + "<th>Target</th></tr>"
-    ]
-    revenue_moved = None
-    for column in k.columns:
-        if column in ("plan", "common_with_baseline"):
-            continue
-        label, target = COMPARISON_LABELS.get(column, column), None
-        if column.startswith("cv_"):
-            label = f"CV of {column[3:]}"
-            target = cv_target(column[3:]) if comparison.balance_fields else None
-        elif column == "travel_total":
-            label = f"Travel total ({comparison.travel_field}, one way)"
-        elif column.startswith("moved_") and column not in COMPARISON_LABELS:
-            label = f"{column[6:]} in another territory"
-            if "revenue" in column:
-                revenue_moved = k[column].iloc[-1]
-        cells = []
-        for value in k[column]:
-            status = ""
-            if target is not None and compare._finite(value):
-                status = "ok" if value < target else "bad"
-            cells.append(f"<td class='{status}'>{compare._fmt(value)}</td>")
-        parts.append(
-            f"<tr><td>{html.escape(label)}</td>{''.join(cells)}"
-            f"<td>{'' if target is None else f'&lt; {target:.2f}'}</td></tr>"
-        )
+    extra = []
     if efficiencies:
         target = TARGETS["travel_efficiency"]
         cells = []
         for e in efficiencies:
             known = e.known and math.isfinite(e.overall)
             status = ("ok" if e.overall > target else "bad") if known else ""
-            cells.append(f"<td class='{status}'>{f'{e.overall:.1%}' if known else '-'}</td>")
-        parts.append(
-            f"<tr><td>Travel efficiency</td>{''.join(cells)}<td>&gt; {target:.0%}</td></tr>"
-        )
-    parts.append("</table>")
+            cells.append(f"<td class='num {status}'>{f'{e.overall:.1%}' if known else '-'}</td>")
+        extra.append(("Travel efficiency", cells, f"&gt; {target:.0%}"))
+    parts = [
+        "<h2 id='comparison'>Comparison with the second plan</h2><table id='comparison-kpis'>"
+        "<thead><tr><th>KPI</th>"
+        + "".join(f"<th class='num'>{html.escape(n)}</th>" for n in names)
+        + "<th>Target</th></tr></thead><tbody>"
+        + compare.kpi_rows(comparison, extra=extra)
+        + "</tbody></table>",
+        f"<p class='note'>{html.escape(compare.targets_sentence(comparison))}</p>",
+    ]
+    k = comparison.kpis
+    revenue_moved = None
+    if comparison.balance_fields and f"moved_{comparison.balance_fields[0]}" in k.columns:
+        revenue_moved = k[f"moved_{comparison.balance_fields[0]}"].iloc[-1]
     diff = comparison.differences
     both = diff[diff["in_all_plans"]]
     moved = diff[diff["changed"]]
     text = (
-        f"{len(moved)} of {len(both)} accounts in both plans are in a different territory in "
+        f"{len(moved):,} of {len(both):,} accounts in both plans are in a different territory in "
         f"'{names[1]}'"
     )
-    if revenue_moved is not None and compare._finite(revenue_moved):
-        text += f"; their revenue ({comparison.balance_fields[0]}): {float(revenue_moved):,.0f}"
+    if revenue_moved is not None and finite(revenue_moved):
+        text += f"; their {plan_kpis.label(comparison.balance_fields[0]).lower()}: " + (
+            f"{float(revenue_moved):,.0f}"
+        )
     text += "."
     missing = len(diff) - len(both)
     if missing:
@@ -694,124 +907,11 @@ def _as_territory(frame: pd.DataFrame, source: str, target: str) -> pd.DataFrame
     return out
 
 
-def _weighted_text(summary: pd.DataFrame) -> str:
-    """The sentence saying how the targets were set from SUMMARY."""
-    text = (
-        f"Balance: {WEIGHTED_NOTE} (each territory's target = the total × its capacity / the sum "
-        f"of capacities, {summary['capacity'].sum():g}); the CVs are of the totals per unit of "
-        "capacity."
-    )
-    if "quota" in summary.columns:
-        text += " Quota per territory from SUMMARY."
-    return text
-
-
-def _tolerance_row(summary: pd.DataFrame, field: str, tolerance_pct: float) -> str:
-    """KPI row: territories within ±TOLERANCE of their capacity-weighted target."""
-    dev = summary[f"{field}_dev_pct"].astype(float)
-    inside = int((dev.abs() <= tolerance_pct + 1e-9).sum())
-    status = "ok" if inside == len(summary) else "bad"
-    label = f"Territories within ±{tolerance_pct:g}% of their {field} target"
-    value = f"{inside} of {len(summary)} (largest deviation {dev.abs().max():.1f}%)"
-    return (
-        f"<tr><td>{html.escape(label)}</td><td>{value}</td><td>all</td>"
-        f"<td class='{status}'>{'met' if status == 'ok' else 'missed'}</td></tr>"
-    )
-
-
-def _kpi_row(label: str, value: str, target: float | None, status: str, op: str) -> str:
-    words = {"ok": "met", "bad": "missed", "": "-"}
-    target_text = "" if target is None else f"{op} {target:.2f}"
-    return (
-        f"<tr><td>{html.escape(label)}</td><td>{value}</td><td>{target_text}</td>"
-        f"<td class='{status}'>{words[status]}</td></tr>"
-    )
-
-
-def _efficiency_row(efficiency: TravelEfficiency) -> str:
-    target = TARGETS["travel_efficiency"]
-    if not efficiency.known or not math.isfinite(efficiency.overall):
-        return (
-            f"<tr id='kpi-efficiency'><td>Travel efficiency</td><td>{_short(efficiency)}</td>"
-            f"<td>&gt; {target:.0%}</td><td>-</td></tr>"
-        )
-    per = efficiency.per_territory["travel_efficiency"].dropna()
-    below = int((per <= target).sum())
-    value = f"{efficiency.overall:.1%}"
-    if len(per):
-        value += (
-            f" (lowest territory {per.min():.1%}; {below} of {len(per)} territories at or below)"
-        )
-    status = "ok" if efficiency.overall > target else "bad"
-    words = {"ok": "met", "bad": "missed"}
-    return (
-        f"<tr id='kpi-efficiency'><td>Travel efficiency</td><td>{value}</td>"
-        f"<td>&gt; {target:.0%}</td><td class='{status}'>{words[status]}</td></tr>"
-    )
-
-
 def _short(efficiency: TravelEfficiency) -> str:
     """The KPI cell of an unknown efficiency: the standard sentence, or the note saying why."""
     if efficiency.note.startswith(EFFICIENCY_UNKNOWN):
-        return html.escape(EFFICIENCY_UNKNOWN)
-    return html.escape(efficiency.note)
-
-
-def _prospects_row(summary: pd.DataFrame, active: str | None) -> str:
-    lo, hi = PROSPECTS_RANGE
-    column = "active_prospects" if active else "accounts"
-    counts = summary[column]
-    inside = int(((counts >= lo) & (counts <= hi)).sum())
-    label = "Territories within the active prospects guidance" + (
-        "" if active else " (all accounts counted)"
-    )
-    status = "ok" if inside == len(summary) else "bad"
-    return (
-        f"<tr id='kpi-prospects'><td>{html.escape(label)}</td><td>{inside} of {len(summary)}</td>"
-        f"<td>{lo}-{hi} each</td><td class='{status}'>{'met' if status == 'ok' else 'missed'}</td></tr>"
-    )
-
-
-def cv_target(field: str) -> float | None:
-    """The published CV target of a balance field (revenue < 0.10, workload/visits < 0.15), or None."""
-    if "revenue" in field:
-        return TARGETS["revenue_cv"]
-    if "workload" in field or "visit" in field:
-        return TARGETS["workload_cv"]
-    return None
-
-
-def html_head(title: str) -> str:
-    """Start of a report page: doctype, title, the shared style and the ``<h1>``."""
-    return (
-        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-        "td,th{border:1px solid #999;padding:3px 8px}.ok{color:#006d2c}.bad{color:#b30000}</style>"
-        f"</head><body><h1>{html.escape(title)}</h1>"
-    )
-
-
-def png_data_uri(png: bytes) -> str:
-    """A ``data:image/png;base64,...`` URI, to embed an image in a self-contained page."""
-    return "data:image/png;base64," + base64.b64encode(png).decode()
-
-
-def agg_figure(width: float, height: float):
-    """A matplotlib Figure on the Agg backend (no GUI, safe in worker threads)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
-
-    return Figure(figsize=(width, height), dpi=100)
-
-
-def figure_png(fig) -> bytes:
-    """PNG bytes of a matplotlib Figure (tight layout)."""
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()
+        return EFFICIENCY_UNKNOWN
+    return efficiency.note
 
 
 def _require(df: pd.DataFrame, field: str, key: str, where: str = "the accounts") -> None:
@@ -830,54 +930,36 @@ def _check(df: pd.DataFrame, field: str, others: Sequence[str]) -> None:
             )
 
 
-def _bar_chart(
-    summary: pd.DataFrame,
-    territory_field: str,
-    column: str,
-    tolerance_pct: float,
-    target_column: str | None = None,
-) -> bytes:
-    """Bars of ``column`` per territory against the target (the mean, or ``target_column`` per
-    territory) and the ±``tolerance_pct`` band."""
-    from . import palette
-
-    values = summary[column].astype(float).to_numpy()
-    labels = summary[territory_field].astype(str).tolist()
-    colours = palette.assign_colours(labels)
-    fig = agg_figure(7, 3.5)
+def _deviation_chart(summary, territory_field, measure, tolerance_pct, colours, names,
+                     weighted) -> bytes:  # fmt: skip
+    """Each territory's deviation from its target (%) as bars in the territory's colour, the
+    ±tolerance band shaded; bars outside the band are hatched and labelled in red."""
+    dev = summary[f"{measure}_dev_pct"].astype(float).to_numpy()
+    keys = [plan_kpis.text_key(v) for v in summary[territory_field]]
+    ticks = [f"{k}\n{names[k]}" if k in names else str(k) for k in keys]
+    fig = agg_figure(7.5, 3.4)
     ax = fig.subplots()
-    if target_column is None:
-        target = float(np.mean(values)) if len(values) else 0.0
-        ax.axhspan(
-            target * (1 - tolerance_pct / 100),
-            target * (1 + tolerance_pct / 100),
-            color="#cccccc",
-            alpha=0.6,
-            label=f"target ±{tolerance_pct:g}%",
-        )
-    else:
-        targets = summary[target_column].astype(float).to_numpy()
-        x = np.arange(len(labels))
-        ax.bar(
-            x,
-            2 * targets * tolerance_pct / 100,
-            bottom=targets * (1 - tolerance_pct / 100),
-            width=1.0,
-            color="#cccccc",
-            alpha=0.6,
-            label=f"target ±{tolerance_pct:g}%",
-        )
-    bars = [colours[x] for x in labels]
-    if target_column is None:
-        ax.bar(labels, values, color=bars, edgecolor="#333333")
-        ax.axhline(target, color="black", lw=1, ls="--", label="target (mean)")
-    else:
-        ax.bar(x, values, color=bars, edgecolor="#333333")
-        ax.hlines(
-            targets, x - 0.5, x + 0.5, color="black", lw=1, ls="--", label="target (by capacity)"
-        )
-        ax.set_xticks(x)
-        ax.set_xticklabels(labels)
-    ax.set_ylabel(column)
-    ax.legend(loc="lower right", fontsize=8)
+    x = np.arange(len(keys))
+    ax.axhspan(-tolerance_pct, tolerance_pct, color="#d9ead3", alpha=0.9,
+               label=f"within ±{tolerance_pct:g}% of target")  # fmt: skip
+    ax.axhline(0, color="black", lw=1)
+    outside = np.abs(dev) > tolerance_pct + 0.005
+    bars = ax.bar(x, dev, color=[colours.get(k, "#999999") for k in keys], edgecolor="#333333",
+                  width=0.6)  # fmt: skip
+    for bar, out in zip(bars, outside):
+        if out:
+            bar.set_hatch("//")
+            bar.set_edgecolor("#b30000")
+    for xi, d, out in zip(x, dev, outside):
+        ax.annotate(f"{d:+.1f}%", (xi, d), textcoords="offset points",
+                    xytext=(0, 4 if d >= 0 else -11), ha="center", fontsize=8,
+                    color="#b30000" if out else "#222222")  # fmt: skip
+    top = max(tolerance_pct * 1.6, float(np.abs(dev).max()) * 1.25 if len(dev) else 1.0)
+    ax.set_ylim(-top, top)
+    ax.set_xticks(x)
+    ax.set_xticklabels(ticks, fontsize=8)
+    ax.set_xlim(-0.6, len(keys) - 0.4)
+    basis = "capacity-weighted target" if weighted else "target (the mean)"
+    ax.set_ylabel(f"% above / below {basis}", fontsize=8)
+    ax.legend(loc="upper right", fontsize=8)
     return figure_png(fig)

@@ -21,6 +21,7 @@ import pandas as pd
 import pulp
 import shapely
 
+from . import kpis as plan_kpis
 from ._validate import check_points
 from .assignment import NoPlanFoundError, solve_balanced
 from .errors import InfeasibleError, InvalidInputError, SolverError
@@ -670,11 +671,9 @@ def _build_plan(acc, original, ids, fields, values, assign, cost, cost_km, cost_
         summary_rows.append(row)
         polys.append(geom)
     summary = pd.DataFrame(summary_rows)
-    per_cap = (
-        np.array([[r[f"{nm}_total"] for nm in names] for r in summary_rows]) / capacity[:, None]
-    )
-    cv = {nm: float(per_cap[:, m].std() / per_cap[:, m].mean()) if per_cap[:, m].mean() else 0.0
-          for m, nm in enumerate(names)}  # fmt: skip
+    # the CVs per unit of capacity: one definition for the summary, report and compareplans
+    cv = {nm: plan_kpis.cv_per_capacity([r[f"{nm}_total"] for r in summary_rows], capacity)
+          for nm in names}  # fmt: skip
     max_dev = float(max(abs(summary[f"{nm}_dev_pct"]).max() for nm in names))
     moved = int(out["moved"].sum())
     gap = 100 * (objective - lower) / objective if objective > 0 and np.isfinite(lower) else 0.0
@@ -689,6 +688,10 @@ def _build_plan(acc, original, ids, fields, values, assign, cost, cost_km, cost_
     compact = float(cost[rows, assign].sum()) / n
     kpis.update(max_deviation_pct=round(max_dev, 2), compactness_mean=round(compact, 3),
                 moved=moved, balance_score=round(score, 4))  # fmt: skip
+    # the plan's own figures the report reads from the summary (header gap, disruption budget)
+    budget_pct = params.get("max_moves_pct") if budget is not None else None
+    kpis.update(gap_pct=round(gap, 4),
+                max_moves_pct=float("nan") if budget_pct is None else float(budget_pct))  # fmt: skip
     for key, value in kpis.items():
         summary[key] = value
     territories = gpd.GeoDataFrame(summary.drop(columns=list(kpis)), geometry=polys, crs=acc.crs)

@@ -42,10 +42,11 @@ def test_report_has_charts_kpis_disruption(accounts):
 
     P().feed(out)
     body = " ".join(text)
-    assert "CV of revenue_potential" in body
+    assert "CV of Revenue potential" in body
     assert "< 0.10" in body
-    assert "Accounts moved: 2 of 6" in body
-    assert "revenue moved: 19" in body
+    assert "2 of 6 accounts moved = 33.3%" in body
+    assert "Revenue potential moved: 19 = 31.7% of the total" in body
+    assert "Made on " in body  # the date in the header
 
 
 def test_kpis_and_errors(accounts):
@@ -179,11 +180,11 @@ def test_comparison_section(accounts):
     )
     body = _text(out)
     assert "Comparison with the second plan" in body
-    assert re.search(r"<th>this plan</th><th>second plan</th>", out)
+    assert re.search(r"<th class='num'>this plan</th><th class='num'>second plan</th>", out)
     # ids 1 (revenue 10) and 5 (revenue 9) differ; revenue taken from this plan by id
     assert "2 of 6 accounts in both plans are in a different territory" in body
-    assert "their revenue (revenue_potential): 19" in body
-    assert "CV of revenue_potential" in body
+    assert "their revenue potential: 19" in body
+    assert "CV of Revenue potential" in body
     assert 'id="comparison-differences"' in out
     comparison = report.compare_with(accounts, second, compare_territory_field="current_territory")
     assert comparison.kpis.moved_vs_baseline.tolist() == [0, 2]
@@ -234,11 +235,11 @@ def test_capacity_weighted_targets_exact(two):
     assert k["cv_workload_visits"] == pytest.approx(0.75 / 2.25)
     body = _text(out)
     assert "targets weighted by rep capacity from SUMMARY" in body
-    assert "CV of revenue_potential per unit of capacity" in body
+    assert "CV of Revenue potential per unit of capacity" in body
     assert f"{7.5 / 32.5:.3f}" in body
-    assert "Territories within ±5% of their workload_visits target" in body
+    assert "Workload (visits per year): territories within ±5% of their capacity-weighted" in body
     assert "0 of 2 (largest deviation 50.0%)" in body
-    assert "quota" in out.split('id="summary"')[1].split("</table>")[0]
+    assert "Quota" in out.split("id='summary'")[1].split("</table>")[0]
     assert out.count("data:image/png;base64,") == 2
 
 
@@ -246,8 +247,11 @@ def test_without_summary_targets_are_the_mean(two):
     accounts, _ = two
     out, summary = report.build_report(accounts, balance_fields=["revenue_potential"])
     assert "capacity" not in summary.columns
-    assert "revenue_potential_dev_pct" not in summary.columns
+    # targets are the mean: 90 / 2 = 45 each
+    assert summary.revenue_potential_target.tolist() == [45.0, 45.0]
+    assert summary.revenue_potential_dev_pct.tolist() == [-11.11, 11.11]
     assert "weighted" not in out
+    assert "target (the mean)" in _text(out)
     k = report.kpis(accounts, territory_field="territory_id", balance_fields=["revenue_potential"])
     assert k["cv_revenue_potential"] == pytest.approx(5 / 45)
 

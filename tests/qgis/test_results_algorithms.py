@@ -205,7 +205,7 @@ def test_territoryreport_algorithm(qgis_processing, plugin_on_path, territories_
     text = (tmp_path / "r.html").read_text(encoding="utf-8")
     assert res["OUTPUT"] == str(tmp_path / "r.html")
     assert text.count("data:image/png;base64,") == 2  # map + one chart
-    assert "Accounts moved: 1 of 3" in text
+    assert "1 of 3 accounts moved = 33.3%" in text
     assert (tmp_path / "r.csv").read_text(encoding="utf-8").startswith("territory_id,accounts")
 
 
@@ -248,7 +248,7 @@ def test_territoryreport_second_plan_and_efficiency(territory_provider, accounts
     text = (tmp_path / "r.html").read_text(encoding="utf-8")
     assert res["OUTPUT"] == str(tmp_path / "r.html")
     assert "Comparison with the second plan" in text
-    assert "<th>this plan</th><th>second plan</th>" in text
+    assert "<th class='num'>this plan</th><th class='num'>second plan</th>" in text
     assert "accounts in both plans are in a different territory" in text
     assert "<td>Travel efficiency</td>" in text
     assert "not known" not in text.split("id='kpi-efficiency'")[1].split("</tr>")[0]
@@ -302,6 +302,7 @@ def test_territoryreport_capacity_weighted_summary(
     text = (tmp_path / "r.html").read_text(encoding="utf-8")
     assert "targets weighted by rep capacity from SUMMARY" in text
     assert "per unit of capacity" in text
+    assert "no capacities found" not in text
     summary = pd.read_csv(tmp_path / "r.csv")
     merged = summary.merge(
         plan.assign(territory_id=plan.territory_id.astype(str)),
@@ -316,7 +317,7 @@ def test_territoryreport_capacity_weighted_summary(
         )
     # the report's CVs are Design territories' (totals per unit of capacity)
     for f in balance:
-        shown = re.search(f"CV of {f} per unit of capacity</td><td>([0-9.]+)</td>", text)
+        shown = re.search(f"id='kpi-cv-{f}'><td>[^<]*</td><td>([0-9.]+)</td>", text)
         assert float(shown.group(1)) == pytest.approx(plan[f"cv_{f}"].iloc[0], abs=0.0011)
 
     params["SUMMARY"] = design["OUTPUT_ACCOUNTS"]  # no capacity field
