@@ -213,20 +213,19 @@ class _Context:
             if head:
                 return "nearest", f"{head}, its nearest territory."
             return "nearest", f"In {tj}, its nearest territory."
-        lead = f"{head}: " if head else f"In {tj}: "
         q = self._nearer_allowed(i, j)
+        p = int(np.argmin(self.cost[i])) if q is None else q
+        tp = self.ids[p]
+        lead = f"{head} rather than to {tp}" if head else f"In {tj} rather than {tp}"
+        lead += f", whose centre is {self._amount(self.cost[i, j] - self.cost[i, p])} nearer"
         if q is None:  # every nearer territory is out of reach
-            p = int(np.argmin(self.cost[i]))
             return "max drive time", (
-                f"{lead}{self.ids[p]}'s centre is {self._amount(self.cost[i, j] - self.cost[i, p])} "
-                f"nearer but beyond REP_MAX_MINUTES ({self._amount(self.cost[i, p])})."
+                f"{lead} but beyond REP_MAX_MINUTES ({self._amount(self.cost[i, p])} away)."
             )  # fmt: skip
         block = self._block(i, dest=q, src=j, moved=False)
         if block is not None:
             kind, why = block
-            tq = self.ids[q]
-            saving = self._amount(self.cost[i, j] - self.cost[i, q])
-            return kind, f"{lead}{tq}'s centre is {saving} nearer, but moving it there would {why}."
+            return kind, f"{lead}: moving it there would {why}."
         return None, None
 
     def _nearer_allowed(self, i, j):
@@ -269,10 +268,10 @@ class _Context:
         tol = _pct(self.tol_pct[m])
         if moved:  # "Moved from <dest> to <src> to ..."
             with_it = "without it" if side == "below" else "with it"
-            why = f"bring {tid}'s {name} within {tol} of its target ({with_it} {_pct(dev)} {side}{note})"
+            why = f"bring {tid}'s {name} within {tol} of its target ({with_it} {_dev(dev, self.tol_pct[m])} {side}{note})"
         else:  # "moving it there would ..."
             verb = "put" if side == "above" else "leave"
-            why = f"{verb} {tid}'s {name} {_pct(dev)} {side} its target (allowed ±{tol}{note})"
+            why = f"{verb} {tid}'s {name} {_dev(dev, self.tol_pct[m])} {side} its target (allowed ±{tol}{note})"
         return ("capacity" if capacity else "balance"), why
 
     def _placed(self, i, head):
@@ -307,6 +306,12 @@ class _Context:
 
 def _pct(x: float) -> str:
     return f"{round(float(x), 1):g}%"
+
+
+def _dev(x: float, band: float) -> str:
+    """A deviation beyond ``band``: one decimal, or two where one would round onto the band."""
+    x = float(x)
+    return f"{round(x, 2 if round(x, 1) <= round(float(band), 1) else 1):g}%"
 
 
 def _measure(name: str) -> str:
