@@ -57,7 +57,8 @@ CONTRACT = {
         {"OUTPUT", "OUTPUT_SUMMARY", "QUALITY_SCORE", "FLAGGED"},
     ),
     "exportterritories": (
-        {"INPUT", "TERRITORY_FIELD", "FORMAT", "FIELDS", "SPLIT", "OUTPUT"},
+        {"INPUT", "TERRITORY_FIELD", "FORMAT", "FIELDS", "ID_FIELD", "REP_FIELD", "ENCODING",
+         "SPLIT", "OUTPUT"},  # fmt: skip
         {"OUTPUT", "OUTPUT_FILES"},
     ),
     "territoryreport": (
