@@ -50,7 +50,8 @@ def test_nearest_and_balance_name_the_measure_and_the_territory() -> None:
     out = _explain([0, 1, 1, 0], cost, [10, 10, 10, 10])
     assert list(out["reason"]) == ["nearest", "balance", "nearest", "nearest"]
     text = out.loc[1, "explanation"]
-    assert "T01" in text and "revenue" in text and "above" in text and "1.0 min nearer" in text
+    for words in ("T01", "revenue", "above", "1.0 min nearer"):
+        assert words in text
     assert out.loc[1, "nearest_saving_min"] == pytest.approx(1.0)
     assert out.loc[1, "next_best_id"] == "T01"
     assert out.loc[1, "next_best_extra_min"] == 0.0  # the nearer one is not "extra"
@@ -148,7 +149,8 @@ def test_differences_never_negative_and_each_reason_is_the_binding_rule(seed, k,
         if reason == "nearest":
             assert len(nearer) == 0
         elif reason == "max drive time":
-            assert len(nearer) and not reachable
+            assert len(nearer)
+            assert not reachable
         elif reason in ("balance", "capacity"):
             q = min(reachable, key=lambda q: cost[i, q])
             breaks = tot[q] + values[i] > hi[q] + 1e-9 or tot[j] - values[i] < lo[j] - 1e-9
@@ -165,12 +167,15 @@ def test_design_names_the_old_territory_of_every_moved_account() -> None:
                               current_field="current", max_moves_pct=40)  # fmt: skip
     out = plan.accounts
     assert "next_best_extra" not in out.columns
-    assert (out["next_best_extra_km"] >= 0).all() and (out["nearest_saving_km"] >= 0).all()
+    assert (out["next_best_extra_km"] >= 0).all()
+    assert (out["nearest_saving_km"] >= 0).all()
     moved = out["moved"].to_numpy(bool)
     assert moved.any()
     for _, row in out[moved].iterrows():
         assert row["previous_territory_id"] == row["current"]
-        assert row["explanation"].startswith(f"Moved from {row['current']} to {row['territory_id']}")
+        assert row["explanation"].startswith(
+            f"Moved from {row['current']} to {row['territory_id']}"
+        )
     assert out.loc[~moved, "previous_territory_id"].isna().all()
     assert set(out["reason"]) <= set(REASONS)
 

@@ -1,5 +1,6 @@
 import os
 import zipfile
+from pathlib import Path
 
 import geopandas as gpd
 import pandas as pd
@@ -118,7 +119,7 @@ def _accounts():
 def test_crm_csv_with_id_field_bom_previous_territory_and_changed_flag(tmp_path):
     (path,) = export.export_plan(_accounts(), str(tmp_path / "crm.csv"), fmt="CSV",
                                  id_field="kunde_nr", fields=["name"], encoding="utf-8-sig")  # fmt: skip
-    raw = open(path, "rb").read()
+    raw = Path(path).read_bytes()
     assert raw.startswith(b"\xef\xbb\xbf")  # Excel reads UTF-8 only with the byte-order mark
     back = pd.read_csv(path, encoding="utf-8-sig")
     assert list(back.columns) == [
@@ -130,22 +131,23 @@ def test_crm_csv_with_id_field_bom_previous_territory_and_changed_flag(tmp_path)
     assert back["name"].tolist()[0] == "Café Åbo"
     (plain,) = export.export_plan(_accounts(), str(tmp_path / "plain.csv"), fmt="CSV",
                                   id_field="kunde_nr")  # fmt: skip
-    assert not open(plain, "rb").read().startswith(b"\xef\xbb\xbf")
+    assert not Path(plain).read_bytes().startswith(b"\xef\xbb\xbf")
 
 
 def test_crm_csv_without_the_id_field_is_refused(tmp_path):
-    with pytest.raises(InvalidInputError, match="ID_FIELD 'id'.*kunde_nr"):
+    with pytest.raises(InvalidInputError, match=r"ID_FIELD 'id'.*kunde_nr"):
         export.export_plan(_accounts(), str(tmp_path / "crm.csv"), fmt="CSV")
     assert os.listdir(tmp_path) == []
 
 
 def test_kml_is_typed_names_reps_uses_the_plan_colour_and_drops_internal_ids(tmp_path):
     (path,) = export.export_plan(_accounts(), str(tmp_path / "a.kml"), fmt="KML")
-    text = open(path, encoding="utf-8").read()
+    text = Path(path).read_text(encoding="utf-8")
     assert '<SimpleField type="double" name="centre_min"/>' in text
     assert '<SimpleField type="int" name="visits"/>' in text
     assert '<SimpleField type="bool" name="moved"/>' in text
-    assert 'name="fid"' not in text and 'name="colour"' not in text
+    assert 'name="fid"' not in text
+    assert 'name="colour"' not in text
     assert "<name>T02 (Eero)</name>" in text
     # the stored colour #56B4E9 as KML aabbggrr
     assert '<Style id="t_T02"><LineStyle><color>ffe9b456</color>' in text
@@ -178,7 +180,8 @@ def test_shapefile_names_cut_by_bytes_and_dictionary_matches_the_file(tmp_path):
     assert dd["short_name"].tolist() == fields
     assert dd["full_name"].tolist() == list(gdf.columns.drop("geometry"))
     units = dict(zip(dd["full_name"], dd["unit"].fillna("")))
-    assert units["centre_km"] == "km" and units["revenue_dev_pct"] == "%"
+    assert units["centre_km"] == "km"
+    assert units["revenue_dev_pct"] == "%"
     assert dd["description"].notna().all()
     qml = (tmp_path / "plan.qml").read_text(encoding="utf-8")
     assert all(f'field="{f}"' in qml for f in fields)

@@ -99,7 +99,8 @@ def test_export_crm_csv_for_excel_with_id_and_rep_fields(run_alg, crm_accounts_g
         },
     )
     (path,) = res["OUTPUT_FILES"]
-    assert open(path, "rb").read(3) == b"\xef\xbb\xbf"
+    with open(path, "rb") as handle:
+        assert handle.read(3) == b"\xef\xbb\xbf"
     crm = pd.read_csv(path, encoding="utf-8-sig")
     assert list(crm.columns) == [
         "kunde_nr", "territory_id", "rep_name", "previous_territory_id", "changed", "name",
