@@ -138,6 +138,13 @@ class _Context:
         self.totals = np.zeros((k, values.shape[1]))
         np.add.at(self.totals, assign, values)
         self.capacity = np.asarray(capacity, float)
+        own = cost[np.arange(len(assign)), assign]
+        closer = cost < own[:, None] - _EPS
+        self._closer_any = closer.any(1)
+        reach = closer & allowed
+        self._q = np.where(reach.any(1), np.argmin(np.where(reach, cost, np.inf), 1), -1)
+        self._vals, self._tot = values.tolist(), self.totals.tolist()
+        self._hi, self._lo, self._tg = self.hi.tolist(), self.lo.tolist(), self.target.tolist()
 
     # ------------------------------------------------------------------ one account
     def explain(self, i, *, lock, cur, prev, new, gone, budget_full, budget, fewest_moves,
@@ -208,8 +215,7 @@ class _Context:
     def _stay(self, i, j, *, head):
         """Why it is in j rather than a nearer territory; reason None when nothing blocks."""
         tj = self.ids[j]
-        closer = self.cost[i] < self.cost[i, j] - _EPS
-        if not closer.any():
+        if not self._closer_any[i]:
             if head:
                 return "nearest", f"{head}, its nearest territory."
             return "nearest", f"In {tj}, its nearest territory."
@@ -229,10 +235,9 @@ class _Context:
         return None, None
 
     def _nearer_allowed(self, i, j):
-        mask = self.allowed[i] & (self.cost[i] < self.cost[i, j] - _EPS)
-        if not mask.any():
-            return None
-        return int(np.argmin(np.where(mask, self.cost[i], np.inf)))
+        """The nearest territory within reach that is nearer than its own j (None: none)."""
+        q = int(self._q[i])
+        return None if q < 0 else q
 
     def _block(self, i, *, dest, src, moved):
         """Balance bands broken by moving account i alone from ``src`` to ``dest``.
@@ -240,22 +245,25 @@ class _Context:
         Returns (reason, words) or None. Words complete "Moved from dest to src to ..." when
         ``moved`` (dest is the territory it left), else "moving it there would ...".
         """
-        v = self.values[i]
-        up_tot = self.totals[dest] + v
-        down_tot = self.totals[src] - v
-        up = up_tot > self.hi[dest] + _EPS * (1 + np.abs(self.hi[dest]))
-        down = down_tot < self.lo[src] - _EPS * (1 + np.abs(self.lo[src]))
-        if not (up.any() or down.any()):
+        # plain Python on the few measures: this runs for most accounts of large plans
+        v = self._vals[i]
+        tot_d, tot_s = self._tot[dest], self._tot[src]
+        hi_d, lo_s = self._hi[dest], self._lo[src]
+        tg_d, tg_s = self._tg[dest], self._tg[src]
+        best = None  # (how far beyond the band relative to the target, measure, side, total)
+        for m, x in enumerate(v):
+            up = tot_d[m] + x
+            if up > hi_d[m] + _EPS * (1 + abs(hi_d[m])):
+                key = ((up - hi_d[m]) / max(tg_d[m], _EPS), m, "above", up)
+                best = key if best is None or key[0] > best[0] else best
+            down = tot_s[m] - x
+            if down < lo_s[m] - _EPS * (1 + abs(lo_s[m])):
+                key = ((lo_s[m] - down) / max(tg_s[m], _EPS), m, "below", down)
+                best = key if best is None or key[0] > best[0] else best
+        if best is None:
             return None
-        # the measure broken by most (relative to its target)
-        over = np.where(up, (up_tot - self.hi[dest]) / np.maximum(self.target[dest], _EPS), -np.inf)
-        under = np.where(
-            down, (self.lo[src] - down_tot) / np.maximum(self.target[src], _EPS), -np.inf
-        )
-        if over.max() >= under.max():
-            m, t, total, side = int(np.argmax(over)), dest, up_tot[int(np.argmax(over))], "above"
-        else:
-            m, t, total, side = int(np.argmax(under)), src, down_tot[int(np.argmax(under))], "below"
+        _, m, side, total = best
+        t = dest if side == "above" else src
         # capacity: the nearer territory is full because its rep's capacity (and so its share)
         # is smaller than that of the rep the account is with
         capacity = side == "above" and self.capacity[dest] < self.capacity[src] - _EPS
