@@ -3,6 +3,7 @@ explains which Python packages are missing."""
 
 from __future__ import annotations
 
+import html
 import sys
 
 from qgis.core import Qgis, QgsApplication, QgsMessageLog
@@ -52,7 +53,8 @@ class MissingDependenciesPlugin:
         if self._reported:
             return
         self._reported = True
-        QgsMessageLog.logMessage(self.message, LOG_TAG, Qgis.Warning)
+        # the log panel and the message bar read HTML: "PuLP<4" must stay text
+        QgsMessageLog.logMessage(_html(self.message), LOG_TAG, Qgis.Warning)
         if self.iface is None:  # qgis_process: no message bar, say it on stderr
             print(self.message, file=sys.stderr)
 
@@ -65,16 +67,16 @@ class MissingDependenciesPlugin:
             bar = self.iface.messageBar()
             text = self.message.splitlines()[0]
             if self.command:
-                text += f" Install them with: {self.command} and restart QGIS."
+                text += f" Install them. {self.command}. Then restart QGIS."
             text += f" Details: View > Panels > Log Messages ({LOG_TAG})."
-            bar.pushMessage(
-                LOG_TAG,
-                text,
-                Qgis.Warning,
-                0,
-            )
+            bar.pushMessage(LOG_TAG, html.escape(text, quote=True), Qgis.Warning, 0)
         except Exception as err:  # start-up must never fail
             QgsMessageLog.logMessage(f"Could not show the message bar: {err}", LOG_TAG, Qgis.Info)
 
     def unload(self) -> None:
         """Nothing was registered, nothing to remove."""
+
+
+def _html(text: str) -> str:
+    """Plain text as HTML: special characters escaped, line breaks kept."""
+    return html.escape(text, quote=True).replace("\n", "<br>")

@@ -135,7 +135,12 @@ def help_path(algorithm_id: str) -> str:
 
 @functools.cache
 def load_help(algorithm_id: str) -> str:
-    """The help text shown in the algorithm dialog (HTML body of ``help/<id>.html``)."""
+    """The help text shown in the algorithm dialog (HTML body of ``help/<id>.html``).
+
+    QGIS 3.22 turns every newline of a help text into a line break, so the source's line
+    wrapping is joined into single lines here (except inside ``<pre>``): paragraphs read as
+    written, in every QGIS version.
+    """
     path = help_path(algorithm_id)
     if not path:
         return ""
@@ -143,7 +148,16 @@ def load_help(algorithm_id: str) -> str:
         text = handle.read()
     lower = text.lower()
     start, end = lower.find("<body>"), lower.rfind("</body>")
-    return text[start + len("<body>") : end].strip() if start >= 0 and end > start else text
+    body = text[start + len("<body>") : end] if start >= 0 and end > start else text
+    return reflow_html(body)
+
+
+def reflow_html(html: str) -> str:
+    """``html`` without line breaks in its source (each run of whitespace with a newline becomes
+    one space), except inside ``<pre>`` blocks, which keep theirs."""
+    parts = re.split(r"(<pre\b.*?</pre>)", html, flags=re.IGNORECASE | re.DOTALL)
+    out = [p if i % 2 else re.sub(r"[ \t]*\r?\n\s*", " ", p) for i, p in enumerate(parts)]
+    return "".join(out).strip()
 
 
 # --------------------------------------------------------------------------------------------

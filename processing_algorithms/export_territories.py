@@ -17,18 +17,22 @@ from .base import (
     engine_run,
     enum_value,
     field_names,
+    optional_field,
     source_or_error,
     source_to_gdf,
 )
 
 FORMATS = (
-    ("ESRI Shapefile", "ESRI Shapefile (.shp, field names cut to 10 characters)"),
+    ("ESRI Shapefile", "ESRI Shapefile (.shp, field names cut to 10 bytes)"),
     ("GPKG", "GeoPackage (.gpkg)"),
     ("KML", "KML (Google Earth)"),
     ("KMZ", "KMZ (zipped KML)"),
     ("GeoJSON", "GeoJSON (EPSG:4326, RFC 7946)"),
-    ("CSV", "CRM import CSV (account id, territory id, rep id + FIELDS)"),
+    ("CSV", "CRM import CSV (account id, territory, rep, previous territory, changed + FIELDS)"),
 )
+
+
+ENCODINGS = (("utf-8", "UTF-8"), ("utf-8-sig", "UTF-8 with BOM (Excel)"))
 
 
 class ExportTerritoriesAlgorithm(TerritoryPlannerAlgorithm):
@@ -43,6 +47,9 @@ class ExportTerritoriesAlgorithm(TerritoryPlannerAlgorithm):
     TERRITORY_FIELD = "TERRITORY_FIELD"
     FORMAT = "FORMAT"
     FIELDS = "FIELDS"
+    ID_FIELD = "ID_FIELD"
+    REP_FIELD = "REP_FIELD"
+    ENCODING = "ENCODING"
     SPLIT = "SPLIT"
     OUTPUT = "OUTPUT"
     OUTPUT_FILES = "OUTPUT_FILES"
@@ -72,6 +79,33 @@ class ExportTerritoriesAlgorithm(TerritoryPlannerAlgorithm):
             )
         )
         self.addParameter(
+            QgsProcessingParameterField(
+                self.ID_FIELD,
+                self.tr("Account id field (CRM CSV; default id)"),
+                None,
+                self.INPUT,
+                optional=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterField(
+                self.REP_FIELD,
+                self.tr("Rep field (CRM CSV and KML names; default rep_id)"),
+                None,
+                self.INPUT,
+                optional=True,
+            )
+        )
+        self.addParameter(
+            QgsProcessingParameterEnum(
+                self.ENCODING,
+                self.tr("CSV encoding"),
+                [label for _, label in ENCODINGS],
+                defaultValue=0,
+                optional=True,  # older models and scripts that do not set it keep working
+            )
+        )
+        self.addParameter(
             QgsProcessingParameterBoolean(self.SPLIT, self.tr("One file per territory"), False)
         )
         self.addParameter(
@@ -91,6 +125,9 @@ class ExportTerritoriesAlgorithm(TerritoryPlannerAlgorithm):
         field = self.parameterAsString(parameters, self.TERRITORY_FIELD, context) or "territory_id"
         fmt = enum_value(self, parameters, self.FORMAT, context, FORMATS)
         fields = field_names(self, parameters, self.FIELDS, context)
+        id_field = optional_field(self, parameters, self.ID_FIELD, context) or "id"
+        rep_field = optional_field(self, parameters, self.REP_FIELD, context) or "rep_id"
+        encoding = enum_value(self, parameters, self.ENCODING, context, ENCODINGS)
         split = self.parameterAsBool(parameters, self.SPLIT, context)
         output = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
         gdf = source_to_gdf(source, feedback=feedback, name=self.INPUT)
@@ -99,8 +136,9 @@ class ExportTerritoriesAlgorithm(TerritoryPlannerAlgorithm):
         if split:
             output = output.rsplit(".", 1)[0]
         files = export.export_plan(
-            gdf, output, territory_field=field, fmt=fmt, split=split, fields=fields
-        )
+            gdf, output, territory_field=field, fmt=fmt, split=split, fields=fields,
+            id_field=id_field, rep_field=rep_field, encoding=encoding,
+        )  # fmt: skip
         for path in files:
             feedback.pushInfo(f"Written: {path}")
         return {self.OUTPUT: files[0] if len(files) == 1 else output, self.OUTPUT_FILES: files}

@@ -162,6 +162,7 @@ def _moves_table(moves: pd.DataFrame) -> pd.DataFrame:
             "reason": moves["reason"].astype(object),
             "moved_value": pd.to_numeric(moves["moved_value"]).astype(float),
             "centre_km": pd.to_numeric(moves["centre_km"]).astype(float),
+            "explanation": moves["explanation"].astype(object),
         },
         columns=list(rebalance.MOVE_COLUMNS),
     )

@@ -218,7 +218,7 @@ def build() -> QgsProcessingModelAlgorithm:
                 "INPUT": child_output("design", "OUTPUT_ACCOUNTS"),
                 "TERRITORY_FIELD": static("territory_id"),
                 "FORMAT": static(5),
-                "FIELDS": source_param("ID_FIELD"),
+                "ID_FIELD": source_param("ID_FIELD"),
                 "SPLIT": static(False),
             },
             {"crm": ("OUTPUT", "CRM import CSV")},

@@ -4,4 +4,4 @@ Plain Python on geopandas, shapely, scipy, osmnx and pulp. Nothing here imports 
 the Processing wrappers in ``processing_algorithms`` convert layers and call these modules.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

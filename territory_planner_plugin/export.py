@@ -17,6 +17,7 @@ from xml.sax.saxutils import escape
 
 import geopandas as gpd
 import pandas as pd
+import pyogrio
 
 from . import palette
 from .errors import InvalidInputError
@@ -35,6 +36,8 @@ EXTENSIONS = {
 SHP_FIELD_LEN = 10
 SHP_TEXT_LEN = 254
 SHP_SIDECARS = (".shp", ".shx", ".dbf", ".prj", ".cpg")
+ENCODINGS = ("utf-8", "utf-8-sig")  # CRM CSV: plain, or with a byte-order mark for Excel
+INTERNAL_FIELDS = ("fid", "ogc_fid", "colour")  # not carried as data into KML
 
 
 def export_plan(
@@ -47,6 +50,7 @@ def export_plan(
     fields: tuple[str, ...] | list[str] = (),
     id_field: str = "id",
     rep_field: str = "rep_id",
+    encoding: str = "utf-8",
 ) -> list[str]:
     """Write ``gdf`` to ``output`` in ``fmt``; return the written file paths.
 
@@ -59,7 +63,12 @@ def export_plan(
         that receives one file per territory.
     fmt
         One of ``FORMATS``. ``CSV`` is the CRM import table: ``id_field``, territory,
-        ``rep_field`` (when present) plus ``fields``.
+        ``rep_field`` (when present), ``previous_territory_id`` and ``changed`` (when the input
+        is an accounts output that has them) plus ``fields``.
+    id_field, rep_field
+        Account id (required for ``CSV``) and rep field (optional; used in CSV and KML names).
+    encoding
+        ``CSV`` only: ``"utf-8"`` or ``"utf-8-sig"`` (with a byte-order mark, for Excel).
 
     Raises
     ------
@@ -78,6 +87,13 @@ def export_plan(
     missing = [f for f in fields if f not in gdf.columns]
     if missing:
         raise InvalidInputError(f"FIELDS not in the input: {', '.join(missing)}.")
+    if fmt == "CSV" and id_field not in gdf.columns:
+        raise InvalidInputError(
+            f"ID_FIELD {id_field!r} is not a field of the input, so the CRM CSV would have no "
+            f"account ids; choose the account id field (fields: {', '.join(map(str, gdf.columns))})."
+        )
+    if encoding not in ENCODINGS:
+        raise InvalidInputError(f"ENCODING {encoding!r} is not one of {', '.join(ENCODINGS)}.")
     gdf = gdf.copy()
     colours = _colours(gdf, territory_field)
     if split:
@@ -105,34 +121,103 @@ def export_plan(
             fields=fields,
             id_field=id_field,
             rep_field=rep_field,
+            encoding=encoding,
         )
         written.append(path)
     return written
 
 
 def shorten_field_names(names: list[str], *, max_len: int = SHP_FIELD_LEN) -> dict[str, str]:
-    """Map each name to a unique name of at most ``max_len`` characters (case-insensitive)."""
+    """Map each name to a unique name of at most ``max_len`` UTF-8 bytes (case-insensitive).
+
+    Names are cut between characters, never inside one; a name that collides with an earlier
+    one gets ``_1``, ``_2``, ... in place of its last characters.
+    """
     out: dict[str, str] = {}
     seen: set[str] = set()
     for name in names:
-        short = name[:max_len]
+        short = _cut_bytes(name, max_len) or "field"
         n = 1
         while short.lower() in seen:
             suffix = f"_{n}"
-            short = name[: max_len - len(suffix)] + suffix
+            short = _cut_bytes(name, max_len - len(suffix)) + suffix
             n += 1
         seen.add(short.lower())
         out[name] = short
     return out
 
 
+def _cut_bytes(text: str, max_bytes: int) -> str:
+    """The longest start of ``text`` that fits in ``max_bytes`` UTF-8 bytes."""
+    out, used = [], 0
+    for ch in text:
+        size = len(ch.encode("utf-8"))
+        if used + size > max_bytes:
+            break
+        out.append(ch)
+        used += size
+    return "".join(out)
+
+
+# what each field of a plan output holds; other fields are described from their name's unit
+FIELD_DESCRIPTIONS = {
+    "territory_id": ("", "territory id"),
+    "rep_id": ("", "rep id of the territory"),
+    "centre_km": ("km", "straight-line distance from the account to its territory's centre"),
+    "centre_min": ("min", "drive time from the account to its territory's centre"),
+    "locked": ("", "true when LOCK_FIELD fixed the account's territory"),
+    "moved": ("", "true when the account changed territory against CURRENT_FIELD"),
+    "previous_territory_id": ("", "territory the account left (empty when not moved)"),
+    "next_best_id": ("", "best territory other than its own"),
+    "next_best_extra_min": ("min", "how much farther the next best territory's centre is (>= 0)"),
+    "next_best_extra_km": ("km", "how much farther the next best territory's centre is (>= 0)"),
+    "nearest_saving_min": ("min", "how much nearer the nearest territory's centre is (0 when its own)"),
+    "nearest_saving_km": ("km", "how much nearer the nearest territory's centre is (0 when its own)"),
+    "reason": ("", "rule that decided the territory"),
+    "explanation": ("", "why the account is in its territory, in plain words"),
+    "accounts": ("count", "number of accounts"),
+    "capacity": ("", "rep capacity (1 = a full share)"),
+    "travel_total": ("min or km", "total distance from the accounts to the centre"),
+    "quota": ("", "quota share of the territory"),
+    "colour": ("", "territory colour (#RRGGBB)"),
+}  # fmt: skip
+_UNIT_SUFFIXES = (("_pct", "%"), ("_km", "km"), ("_min", "min"), ("_m", "m"), ("_s", "s"))
+
+
+def describe_field(name: str, dtype: object = None) -> tuple[str, str]:
+    """(unit, description) of a plan output field, for the shapefile's data dictionary."""
+    if name in FIELD_DESCRIPTIONS:
+        return FIELD_DESCRIPTIONS[name]
+    unit = next((u for suffix, u in _UNIT_SUFFIXES if name.endswith(suffix)), "")
+    base = name
+    for suffix in ("_dev_pct", "_total", "_target"):
+        if name.endswith(suffix):
+            base = name[: -len(suffix)]
+            break
+    if name.endswith("_dev_pct"):
+        return "%", f"deviation of {base} from the territory's target"
+    if name.endswith("_total"):
+        return unit, f"total {base} of the territory"
+    if name.endswith("_target"):
+        return unit, f"target {base} of the territory"
+    if name.startswith("input_"):
+        return unit, f"input field {name[6:]} (renamed: the plan writes a field of that name)"
+    kind = "number" if dtype is not None and pd.api.types.is_numeric_dtype(dtype) else "text"
+    return unit, f"input field ({kind})"
+
+
 def _colours(gdf: gpd.GeoDataFrame, territory_field: str) -> dict:
+    """Territory -> colour: the plan's ``colour`` field where present, else the palette."""
     keys = sorted(gdf[territory_field].dropna().unique().tolist(), key=str)
+    stored = palette.colours_from_table(gdf, territory_field=territory_field)
+    if keys and all(str(k) in stored for k in keys):
+        return {k: stored[str(k)] for k in keys}
     adj = None
     if gdf.geom_type.isin(["Polygon", "MultiPolygon"]).all():
         dissolved = gdf.dissolve(by=territory_field)
         adj = palette.adjacency_from_geometries(dict(zip(dissolved.index, dissolved.geometry)))
-    return palette.assign_colours(keys, adj)
+    existing = {k: stored[str(k)] for k in keys if str(k) in stored}
+    return palette.plan_colours(keys, adjacency=adj, existing=existing)
 
 
 def _safe_name(text: str) -> str:
@@ -140,7 +225,8 @@ def _safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
 
 
-def _write_one(gdf, path, *, fmt, territory_field, colours, fields, id_field, rep_field) -> None:
+def _write_one(gdf, path, *, fmt, territory_field, colours, fields, id_field, rep_field,
+               encoding) -> None:  # fmt: skip
     folder = os.path.dirname(os.path.abspath(path))
     tmpdir = tempfile.mkdtemp(prefix=".tp_export_", dir=folder)
     try:
@@ -157,11 +243,11 @@ def _write_one(gdf, path, *, fmt, territory_field, colours, fields, id_field, re
         elif fmt == "GeoJSON":
             gdf.to_crs(4326).to_file(tmp, driver="GeoJSON", engine="pyogrio", RFC7946="YES")
         elif fmt == "CSV":
-            cols = [c for c in (id_field, territory_field, rep_field) if c in gdf.columns]
-            cols += [f for f in fields if f not in cols]
-            pd.DataFrame(gdf[cols]).to_csv(tmp, index=False, encoding="utf-8")
+            _crm_table(gdf, territory_field, fields, id_field, rep_field).to_csv(
+                tmp, index=False, encoding=encoding
+            )
         else:
-            kml = _kml(gdf, territory_field, colours)
+            kml = _kml(gdf, territory_field, colours, rep_field)
             if fmt == "KML":
                 with open(tmp, "w", encoding="utf-8") as fh:
                     fh.write(kml)
@@ -203,12 +289,24 @@ def _write_shapefile(gdf: gpd.GeoDataFrame, tmp: str) -> None:
     base = os.path.splitext(tmp)[0]
     with open(base + ".cpg", "w", encoding="ascii") as fh:
         fh.write("UTF-8")
-    pd.DataFrame({"short_name": list(mapping.values()), "full_name": list(mapping.keys())}).to_csv(
+    # the dictionary is read from the file written, so it names exactly the fields in it
+    written = list(pyogrio.read_info(tmp, encoding="UTF-8")["fields"])
+    if len(written) != len(names):
+        raise InvalidInputError(
+            f"The shapefile was written with {len(written)} fields instead of {len(names)}; "
+            "choose GeoPackage."
+        )
+    rows = []
+    for short, full in zip(written, names):
+        unit, text = describe_field(full, gdf[full].dtype)
+        rows.append({"short_name": short, "full_name": full, "unit": unit, "description": text})
+    pd.DataFrame(rows, columns=["short_name", "full_name", "unit", "description"]).to_csv(
         base + "_fields.csv", index=False, encoding="utf-8"
     )
+    q = {chr(34): "&quot;"}
     aliases = "".join(
-        f'<alias field="{escape(s, {chr(34): "&quot;"})}" index="{i}" name="{escape(f, {chr(34): "&quot;"})}"/>'
-        for i, (f, s) in enumerate(mapping.items())
+        f'<alias field="{escape(r["short_name"], q)}" index="{i}" name="{escape(r["full_name"], q)}"/>'
+        for i, r in enumerate(rows)
     )
     with open(base + ".qml", "w", encoding="utf-8") as fh:
         fh.write(
@@ -216,7 +314,27 @@ def _write_shapefile(gdf: gpd.GeoDataFrame, tmp: str) -> None:
         )
 
 
-def _kml(gdf: gpd.GeoDataFrame, territory_field: str, colours: dict) -> str:
+def _crm_table(gdf, territory_field, fields, id_field, rep_field) -> pd.DataFrame:
+    """The CRM import table: id, territory, rep, previous territory and changed flag, FIELDS."""
+    cols = [c for c in (id_field, territory_field, rep_field) if c in gdf.columns]
+    table = pd.DataFrame(gdf[cols])
+    if "previous_territory_id" in gdf.columns or "moved" in gdf.columns:
+        prev = gdf.get("previous_territory_id")
+        prev = prev.where(prev.notna(), None) if prev is not None else None
+        if "moved" in gdf.columns:
+            changed = gdf["moved"].fillna(False).astype(bool)
+        else:
+            changed = prev.notna() & (prev.astype(str) != gdf[territory_field].astype(str))
+        table["previous_territory_id"] = prev if prev is not None else None
+        table["changed"] = changed.to_numpy()
+    for f in fields:
+        if f not in table.columns:
+            table[f] = gdf[f].to_numpy()
+    return table
+
+
+def _kml(gdf: gpd.GeoDataFrame, territory_field: str, colours: dict, rep_field: str) -> str:
+    """KML: one style per territory (its colour), typed ExtendedData without internal ids."""
     g = gdf.to_crs(4326)
     styles = []
     for key, col in colours.items():
@@ -226,24 +344,68 @@ def _kml(gdf: gpd.GeoDataFrame, territory_field: str, colours: dict) -> str:
             f"<PolyStyle><color>{palette.kml_colour(col, 128)}</color></PolyStyle>"
             f"<IconStyle><color>{palette.kml_colour(col)}</color></IconStyle></Style>"
         )
+    attr_cols = [
+        c for c in g.columns if c != g.geometry.name and str(c).lower() not in INTERNAL_FIELDS
+    ]
+    types = {c: _kml_type(g[c]) for c in attr_cols}
+    schema = '<Schema name="plan" id="plan">' + "".join(
+        f'<SimpleField type="{types[c]}" name="{escape(str(c), {chr(34): "&quot;"})}"/>'
+        for c in attr_cols
+    ) + "</Schema>"  # fmt: skip
+    has_rep = rep_field in g.columns and rep_field != territory_field
     marks = []
-    attr_cols = [c for c in g.columns if c != g.geometry.name]
     for _, row in g.iterrows():
         key = row[territory_field]
+        name = str(key)
+        if has_rep and not pd.isna(row[rep_field]) and str(row[rep_field]) != name:
+            name = f"{name} ({row[rep_field]})"
         data = "".join(
-            f'<Data name="{escape(str(c))}"><value>{escape("" if pd.isna(row[c]) else str(row[c]))}</value></Data>'
+            f'<SimpleData name="{escape(str(c), {chr(34): "&quot;"})}">{escape(_kml_value(row[c], types[c]))}</SimpleData>'
             for c in attr_cols
+            if not _missing(row[c])
         )
         marks.append(
-            f"<Placemark><name>{escape(str(key))}</name><styleUrl>#t_{_safe_name(str(key))}</styleUrl>"
-            f"<ExtendedData>{data}</ExtendedData>{_kml_geom(row.geometry)}</Placemark>"
+            f"<Placemark><name>{escape(name)}</name><styleUrl>#t_{_safe_name(str(key))}</styleUrl>"
+            f'<ExtendedData><SchemaData schemaUrl="#plan">{data}</SchemaData></ExtendedData>'
+            f"{_kml_geom(row.geometry)}</Placemark>"
         )
     return (
         '<?xml version="1.0" encoding="UTF-8"?>\n<kml xmlns="http://www.opengis.net/kml/2.2"><Document>'
+        + schema
         + "".join(styles)
         + "".join(marks)
         + "</Document></kml>\n"
     )
+
+
+def _kml_type(series: pd.Series) -> str:
+    if pd.api.types.is_bool_dtype(series.dtype):
+        return "bool"
+    if pd.api.types.is_integer_dtype(series.dtype):
+        return "int"
+    if pd.api.types.is_float_dtype(series.dtype):
+        return "double"
+    sample = [v for v in series if not _missing(v)]
+    if sample and all(isinstance(v, bool) for v in sample):
+        return "bool"
+    return "string"
+
+
+def _kml_value(value, kind: str) -> str:
+    if kind == "bool":
+        return "true" if bool(value) else "false"
+    if kind == "int":
+        return str(int(value))
+    if kind == "double":
+        return f"{float(value):.10g}"
+    return str(value)
+
+
+def _missing(value) -> bool:
+    try:
+        return value is None or bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return False
 
 
 def _coords(seq) -> str:

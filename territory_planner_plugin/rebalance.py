@@ -22,11 +22,13 @@ import shapely
 from . import territories as terr
 from .assignment import totals
 from .errors import InvalidInputError
+from .explain import explain_accounts
 from .progress import CancelCheck, ProgressCallback, check_cancel, report
 
 logger = logging.getLogger(__name__)
 
-MOVE_COLUMNS = ("account_id", "from_id", "to_id", "reason", "moved_value", "centre_km")
+MOVE_COLUMNS = ("account_id", "from_id", "to_id", "reason", "moved_value", "centre_km",
+                "explanation")  # fmt: skip
 
 
 @dataclass
@@ -132,15 +134,23 @@ def rebalance_territories(
         capacity, tol, locks, current, budget, moved_value, bound, None, params,
         allowed, balance_weights, 0.0,
     )  # fmt: skip
-    reasons = np.where(departed, "rep left", np.where(is_new, "new account",
-                       np.where(locks >= 0, "locked", "balance")))  # fmt: skip
+    # the rebalance's own reasons (new account, rep left, fewest moves) for the same columns
+    _, lo, hi = terr._bounds(values, capacity, tol)
+    why = explain_accounts(
+        assign=assign, cost=dist, unit="min" if cost_min is not None else "km",
+        territory_ids=cen_ids, values=values, measure_names=fields, lo=lo, hi=hi,
+        capacity=capacity, locks=locks, current=current, allowed=allowed, budget=budget,
+        previous=raw, is_new=is_new, departed=departed, fewest_moves=True,
+    )  # fmt: skip
+    for col in why.columns:
+        plan.accounts[col] = why[col].to_numpy()
     raw_from = np.where(departed | has, raw, None)
     changed = is_new | departed | (has & (assign != current))
-    plan.accounts["reason"] = np.where(changed, reasons, plan.accounts["reason"])
     moves = pd.DataFrame({
         "account_id": ids[changed], "from_id": raw_from[changed], "to_id": cen_ids[assign][changed],
-        "reason": reasons[changed], "moved_value": weight[changed],
+        "reason": why["reason"].to_numpy()[changed], "moved_value": weight[changed],
         "centre_km": np.round(cost_km[np.arange(len(acc)), assign][changed], 3),
+        "explanation": why["explanation"].to_numpy()[changed],
     })  # fmt: skip
     logger.info("Rebalance: %d accounts moved (proven minimum %s), %d new or handed over.",
                 int((has & (assign != current)).sum()), bound,

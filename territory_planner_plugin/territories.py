@@ -25,12 +25,14 @@ from . import kpis as plan_kpis
 from ._validate import check_points
 from .assignment import NoPlanFoundError, solve_balanced
 from .errors import InfeasibleError, InvalidInputError, SolverError
+from .explain import COLUMNS as EXPLAIN_COLUMNS
+from .explain import explain_accounts
 from .progress import CancelCheck, ProgressCallback, check_cancel, report
 
 logger = logging.getLogger(__name__)
 
 OUTPUT_COLUMNS = ("territory_id", "rep_id", "centre_km", "centre_min", "locked", "moved",
-                  "next_best_id", "next_best_extra", "reason")  # fmt: skip
+                  *EXPLAIN_COLUMNS)  # fmt: skip
 _MAX_CENTRE_ROUNDS = 8  # balanced centre updates after the k-median start
 _KMEDIAN_ROUNDS = 12
 EXACT_PAIRS = 1_000  # up to this many account-territory pairs: the exact MILP through PuLP
@@ -618,32 +620,28 @@ def _build_plan(acc, original, ids, fields, values, assign, cost, cost_km, cost_
                 cen_xy, capacity, tol, locks, current, budget, objective, lower, quota_total,
                 params, allowed, weights, travel_weight):  # fmt: skip
     n = cost.shape[0]
-    k = len(cen_ids)
     out = original.copy()
     for col in OUTPUT_COLUMNS:
         if col in out.columns:
             logger.info("Input field '%s' is kept as 'input_%s'.", col, col)
             out = out.rename(columns={col: f"input_{col}"})
     rows = np.arange(n)
-    alt = cost.copy()
-    alt[rows, assign] = np.inf
-    nxt = np.argmin(alt, 1) if k > 1 else np.zeros(n, int)
     out["territory_id"] = cen_ids[assign]
     out["rep_id"] = cen_ids[assign]
     out["centre_km"] = np.round(cost_km[rows, assign], 3)
     out["centre_min"] = np.round(cost_min[rows, assign], 2) if cost_min is not None else np.nan
     out["locked"] = locks >= 0
     out["moved"] = (current >= 0) & (assign != current)
-    out["next_best_id"] = cen_ids[nxt] if k > 1 else None
-    out["next_best_extra"] = np.round(alt[rows, nxt] - cost[rows, assign], 3) if k > 1 else np.nan
-    nearest = np.argmin(cost, 1)
-    reason = np.where(locks >= 0, "locked", np.where(assign == nearest, "nearest", "balance"))
-    reason = np.where((reason == "balance") & ~allowed[rows, nearest], "max drive time", reason)
-    small = capacity[nearest] < capacity.mean() - 1e-9  # the nearest rep has a smaller share
-    reason = np.where((reason == "balance") & small, "capacity", reason)
-    if budget is not None:
-        reason = np.where((reason == "balance") & (assign == current), "disruption budget", reason)
-    out["reason"] = reason
+    # why each account is where it is (explain.py): previous territory, next best, reason, text
+    _, lo, hi = _bounds(values, capacity, tol)
+    why = explain_accounts(
+        assign=assign, cost=cost, unit="min" if cost_min is not None else "km",
+        territory_ids=cen_ids, values=values, measure_names=fields, lo=lo, hi=hi,
+        capacity=capacity, locks=locks, current=current, allowed=allowed, budget=budget,
+        travel_weight=float(travel_weight or 0.0),
+    )  # fmt: skip
+    for col in why.columns:
+        out[col] = why[col].to_numpy()
     # territories: Voronoi cells of accounts dissolved by territory, clipped to a buffered hull
     pts = shapely.points(shapely.get_coordinates(acc.geometry.values))
     hull = shapely.convex_hull(shapely.multipoints(pts)).buffer(1000.0)

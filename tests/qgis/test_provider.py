@@ -57,7 +57,10 @@ CONTRACT = {
         {"OUTPUT", "OUTPUT_SUMMARY", "QUALITY_SCORE", "FLAGGED"},
     ),
     "exportterritories": (
-        {"INPUT", "TERRITORY_FIELD", "FORMAT", "FIELDS", "SPLIT", "OUTPUT"},
+        {
+            "INPUT", "TERRITORY_FIELD", "FORMAT", "FIELDS", "ID_FIELD", "REP_FIELD", "ENCODING",
+            "SPLIT", "OUTPUT",
+        },
         {"OUTPUT", "OUTPUT_FILES"},
     ),
     "territoryreport": (

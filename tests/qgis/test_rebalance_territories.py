@@ -7,7 +7,8 @@ import re
 
 import pytest
 
-MOVE_COLUMNS = ["account_id", "from_id", "to_id", "reason", "moved_value", "centre_km"]
+MOVE_COLUMNS = ["account_id", "from_id", "to_id", "reason", "moved_value", "centre_km",
+                "explanation"]  # fmt: skip
 BASE = {
     "ID_FIELD": "id",
     "CURRENT_FIELD": "current_territory",
@@ -65,8 +66,15 @@ def test_sample_plan_is_rebalanced_with_a_moves_table(
     moved = accounts[accounts["territory_id"] != accounts["current_territory"]]
     assert sorted(moves["account_id"]) == sorted(moved["id"])
     assert len(moves) == result["MOVED"] == int(accounts["moved"].astype(bool).sum())
-    assert set(moves["reason"]) <= {"balance", "locked"}
+    assert set(moves["reason"]) <= {"balance", "capacity", "locked", "max drive time"}
     by_id = accounts.set_index("id")
+    # the moves table says what the accounts output says, and names where each account came from
+    assert (moves["reason"].to_numpy() == by_id.loc[moves["account_id"], "reason"]).all()
+    assert (moves["explanation"].to_numpy() == by_id.loc[moves["account_id"], "explanation"]).all()
+    assert all(
+        e.startswith(f"Moved from {f} to {t}")
+        for e, f, t in zip(moves["explanation"], moves["from_id"], moves["to_id"])
+    )
     assert (
         moves["from_id"].to_numpy() == by_id.loc[moves["account_id"], "current_territory"]
     ).all()

@@ -2,7 +2,7 @@
 
 import geopandas as gpd
 import pytest
-from shapely.geometry import box
+from shapely.geometry import Point, box
 
 
 @pytest.fixture
@@ -38,7 +38,7 @@ def territories_gpkg(tmp_path):
     return path
 
 
-@pytest.mark.parametrize("fmt_index", [0, 1, 2, 4, 5])
+@pytest.mark.parametrize("fmt_index", [0, 1, 2, 4])
 def test_export_formats(run_alg, territories_gpkg, tmp_path, fmt_index):
     out = tmp_path / "out" / "plan"
     out.parent.mkdir()
@@ -52,17 +52,77 @@ def test_export_formats(run_alg, territories_gpkg, tmp_path, fmt_index):
         },
     )
     (path,) = res["OUTPUT_FILES"]
-    if path.endswith(".csv"):
-        import pandas as pd
+    # QGIS sets SHAPE_ENCODING="" in-process: name the encoding when reading back
+    extra = {"encoding": "utf-8"} if path.endswith(".shp") else {}
+    back = gpd.read_file(path, engine="pyogrio", **extra)
+    texts = {str(v) for col in back.columns if col != "geometry" for v in back[col]}
+    assert len(back) == 3
+    assert "Ü3" in texts
+    if path.endswith(".kml"):
+        assert "fid" not in back.columns
 
-        assert pd.read_csv(path).territory_id.tolist() == ["T1", "T2", "Ü3"]
-    else:
-        # QGIS sets SHAPE_ENCODING="" in-process: name the encoding when reading back
-        extra = {"encoding": "utf-8"} if path.endswith(".shp") else {}
-        back = gpd.read_file(path, engine="pyogrio", **extra)
-        texts = {str(v) for col in back.columns if col != "geometry" for v in back[col]}
-        assert len(back) == 3
-        assert "Ü3" in texts
+
+@pytest.fixture
+def crm_accounts_gpkg(tmp_path):
+    """An accounts output whose id field is not called ``id``."""
+    gdf = gpd.GeoDataFrame(
+        {
+            "kunde_nr": ["K1", "K2"],
+            "territory_id": ["T01", "T02"],
+            "rep_name": ["Aino", "Eero"],
+            "previous_territory_id": [None, "T01"],
+            "moved": [False, True],
+            "name": ["Café", "Nord"],
+        },
+        geometry=[Point(24.9, 60.1), Point(24.95, 60.2)],
+        crs=4326,
+    )
+    path = tmp_path / "crm_accounts.gpkg"
+    gdf.to_file(path, layer="accounts", engine="pyogrio")
+    return path
+
+
+def test_export_crm_csv_for_excel_with_id_and_rep_fields(run_alg, crm_accounts_gpkg, tmp_path):
+    import pandas as pd
+
+    res = run_alg(
+        "exportterritories",
+        {
+            "INPUT": str(crm_accounts_gpkg),
+            "TERRITORY_FIELD": "territory_id",
+            "FORMAT": 5,
+            "ID_FIELD": "kunde_nr",
+            "REP_FIELD": "rep_name",
+            "ENCODING": 1,
+            "FIELDS": ["name"],
+            "OUTPUT": str(tmp_path / "crm.csv"),
+        },
+    )
+    (path,) = res["OUTPUT_FILES"]
+    with open(path, "rb") as handle:
+        assert handle.read(3) == b"\xef\xbb\xbf"
+    crm = pd.read_csv(path, encoding="utf-8-sig")
+    assert list(crm.columns) == [
+        "kunde_nr", "territory_id", "rep_name", "previous_territory_id", "changed", "name",
+    ]  # fmt: skip
+    assert crm["kunde_nr"].tolist() == ["K1", "K2"]
+    assert crm["changed"].tolist() == [False, True]
+
+
+def test_export_crm_csv_without_id_field_is_refused(run_alg, territories_gpkg, tmp_path):
+    from qgis.core import QgsProcessingException
+
+    with pytest.raises(QgsProcessingException, match="ID_FIELD"):
+        run_alg(
+            "exportterritories",
+            {
+                "INPUT": str(territories_gpkg),
+                "TERRITORY_FIELD": "territory_id",
+                "FORMAT": 5,
+                "OUTPUT": str(tmp_path / "crm.csv"),
+            },
+        )
+    assert not (tmp_path / "crm.csv").exists()
 
 
 def test_export_empty_plan_fails(run_alg, tmp_path, territories_gpkg):
