@@ -124,6 +124,57 @@ def colours_from_table(
     return out
 
 
+def colour_plan(
+    accounts: object,
+    territories: object,
+    centres: object,
+    *,
+    previous: object | None = None,
+    current_field: str | None = None,
+    territory_field: str = "territory_id",
+) -> dict[str, str]:
+    """Decide a plan's territory colours once and store them in its three outputs (in place).
+
+    Each frame gets a :data:`COLOUR_FIELD` column (``"#RRGGBB"``, replacing one it had) from its
+    ``territory_field``. Neighbouring territory polygons get different colours; a plan started
+    from ``previous`` (the input accounts, with today's territory in ``current_field`` and a
+    colour field, e.g. the output of an earlier run) keeps that plan's colours.
+
+    Parameters
+    ----------
+    accounts, territories, centres
+        The plan's outputs (DataFrames with ``territory_field``; territories with polygons).
+    previous
+        The accounts the run started from, or None.
+    current_field
+        Field of ``previous`` that names each account's current territory, or None.
+    territory_field
+        Territory id field of the outputs.
+
+    Returns
+    -------
+    dict
+        Territory id -> colour.
+    """
+    ids = [str(t) for t in territories[territory_field]]  # type: ignore[index]
+    geoms = getattr(territories, "geometry", None)
+    adjacency = adjacency_from_geometries(dict(zip(ids, geoms))) if geoms is not None else None
+    existing = (
+        colours_from_table(previous, territory_field=current_field)
+        if previous is not None and current_field
+        else {}
+    )
+    colours = plan_colours(ids, adjacency=adjacency, existing=existing)
+    for frame in (accounts, territories, centres):
+        if frame is None or territory_field not in getattr(frame, "columns", ()):
+            continue
+        clash = [c for c in frame.columns if str(c).lower() == COLOUR_FIELD]  # type: ignore[attr-defined]
+        if clash:
+            frame.drop(columns=clash, inplace=True)  # type: ignore[attr-defined]
+        frame[COLOUR_FIELD] = [colours.get(str(t)) for t in frame[territory_field]]  # type: ignore[index]
+    return colours
+
+
 def is_colour(value: object) -> bool:
     """True for a ``"#RRGGBB"`` string."""
     if not isinstance(value, str) or len(value) != 7 or not value.startswith("#"):
