@@ -5,7 +5,7 @@ from __future__ import annotations
 from qgis.core import (
     QgsProcessing,
     QgsProcessingException,
-    QgsProcessingOutputHtml,
+    QgsProcessingOutputFile,
     QgsProcessingOutputNumber,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterMultipleLayers,
@@ -97,7 +97,8 @@ class ComparePlansAlgorithm(TerritoryPlannerAlgorithm):
                 True,
             )
         )
-        self.addOutput(QgsProcessingOutputHtml(self.OUTPUT, self.tr("Comparison report")))
+        # OUTPUT_HTML is already an HTML output (the results viewer lists it): OUTPUT is a plain file
+        self.addOutput(QgsProcessingOutputFile(self.OUTPUT, self.tr("Comparison report")))
         self.addOutput(QgsProcessingOutputNumber(self.PLANS_COMPARED, self.tr("Plans compared")))
 
     @engine_run

@@ -8,7 +8,7 @@ from qgis.core import (
     QgsMapRendererSequentialJob,
     QgsMapSettings,
     QgsProcessing,
-    QgsProcessingOutputHtml,
+    QgsProcessingOutputFile,
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterField,
     QgsProcessingParameterFileDestination,
@@ -179,7 +179,9 @@ class TerritoryReportAlgorithm(TerritoryPlannerAlgorithm):
                 self.OUTPUT_CSV, self.tr("Summary CSV"), "CSV files (*.csv)", optional=True
             )
         )
-        self.addOutput(QgsProcessingOutputHtml(self.OUTPUT, self.tr("Report")))
+        # OUTPUT_HTML is already an HTML output (listed in the results viewer); OUTPUT is the same
+        # path as a plain file output, so the report is listed once
+        self.addOutput(QgsProcessingOutputFile(self.OUTPUT, self.tr("Report")))
 
     @engine_run
     def processAlgorithm(self, parameters, context, feedback):
