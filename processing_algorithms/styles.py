@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Callable
 
 from qgis.core import (
     QgsCategorizedSymbolRenderer,
@@ -125,24 +126,31 @@ def territory_colours(layer: QgsVectorLayer, field: str, values: list) -> dict[s
     return palette.plan_colours(keys, adjacency=adjacency, existing=stored)
 
 
-def save_style_with_data(dest_id: str | None, kind: str, field: str | None = None) -> list[str]:
+def save_style_with_data(
+    dest_id: str | None,
+    kind: str,
+    field: str | None = None,
+    *,
+    style: Callable[[QgsVectorLayer], bool] | None = None,
+) -> list[str]:
     """Style the written output ``dest_id`` and store the style with it; return what was written.
 
     A GeoPackage (or another database format) gets the style as its default style (table
     ``layer_styles``, loaded by QGIS whenever the layer is opened); every file output also
     gets a ``.qml`` beside it: ``<file>.qml``, or ``<file>_<layer>.qml`` for a layer of a
     file with several layers. Memory layers and non-file outputs are left alone (the
-    post-processor styles them when they are loaded). Safe in a worker thread: the layer
-    opened here belongs to no project.
+    post-processor styles them when they are loaded). ``style(layer) -> bool`` replaces
+    :func:`style_layer` for outputs of another kind (e.g. checkaccounts). Safe in a worker
+    thread: the layer opened here belongs to no project. Never raises (problems are logged).
     """
     path, layer_name = _file_and_layer(dest_id)
-    if path is None or kind not in KINDS:
+    if path is None or (style is None and kind not in KINDS):
         return []
     uri = path if not layer_name else f"{path}|layername={layer_name}"
     layer = QgsVectorLayer(uri, kind, "ogr")
     written: list[str] = []
     try:
-        if not style_layer(layer, kind, field):
+        if not (style(layer) if style is not None else style_layer(layer, kind, field)):
             return []
         if layer.dataProvider().isSaveAndLoadStyleToDatabaseSupported():
             error = layer.saveStyleToDatabase(STYLE_NAME, f"Territory Planner {kind}", True, "")
@@ -158,6 +166,8 @@ def save_style_with_data(dest_id: str | None, kind: str, field: str | None = Non
             written.append(qml)
         else:
             LOG.warning("Could not write %s: %s", qml, message)
+    except Exception as err:  # a style must never fail a run
+        LOG.warning("Could not store the style of %s: %s", uri, err)
     finally:
         del layer  # release the file before QGIS loads it again
     return written

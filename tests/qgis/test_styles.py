@@ -171,3 +171,15 @@ def test_report_is_one_html_output(territory_provider, alg_id):
     html = [o.name() for o in alg.outputDefinitions() if isinstance(o, QgsProcessingOutputHtml)]
     assert html == ["OUTPUT_HTML"]
     assert "OUTPUT" in [o.name() for o in alg.outputDefinitions()]  # models keep their link
+
+
+def test_checked_accounts_open_styled(run_alg, accounts_gpkg, tmp_path):
+    out = str(tmp_path / "checked.gpkg")
+    run_alg("checkaccounts", {
+        "INPUT": f"{accounts_gpkg}|layername=accounts", "ID_FIELD": "id", "OUTPUT": out,
+    })  # fmt: skip
+    assert Path(out).with_suffix(".qml").is_file()
+    project, layer = _open(out)
+    assert layer.renderer().type() == "categorizedSymbol"
+    assert layer.renderer().classAttribute() == "chk_ok"
+    project.removeAllMapLayers()
