@@ -228,18 +228,17 @@ def move_to_group(layer, project) -> None:
         return
     group = root.findGroup(GROUP_NAME) or root.insertGroup(0, GROUP_NAME)
     rank = _rank(layer)
-    index = 0
-    for child in group.children():
-        if child is node:
-            continue
-        other = child.layer() if hasattr(child, "layer") else None
+    children = group.children()
+    position = len(children)
+    for i, child in enumerate(children):
+        other = child.layer() if child is not node and hasattr(child, "layer") else None
         if other is not None and _rank(other) > rank:
+            position = i
             break
-        index += 1
     parent = node.parent()
-    clone = node.clone()
+    # the clone first: a layer whose last tree node is removed is removed from the project
+    group.insertChildNode(position, node.clone())
     parent.removeChildNode(node)
-    group.insertChildNode(index, clone)
 
 
 def _rank(layer) -> int:
@@ -265,8 +264,9 @@ def _labels(layer: QgsVectorLayer, field: str, kind: str) -> None:
     names = layer.fields().names()
     totals = [n for n in names if n.endswith("_total") or n in ("n_accounts", "accounts")]
     expression = f'"{field}"'
-    for name in totals[:2]:
-        expression += f" || '\\n{name}: ' || coalesce(format_number(\"{name}\", 0), '')"
+    for name in totals[:2]:  # "revenue_potential_total" -> "revenue potential 3,606,779"
+        label = name.removesuffix("_total").replace("_", " ")
+        expression += f" || '\\n{label} ' || coalesce(format_number(\"{name}\", 0), '')"
     settings = QgsPalLayerSettings()
     settings.fieldName = expression
     settings.isExpression = True

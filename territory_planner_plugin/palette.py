@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
 
-# Okabe-Ito (colour-blind safe) followed by Paul Tol "muted"; hex RGB.
+# Okabe-Ito (colour-blind safe) followed by Paul Tol "muted"; hex RGB. The first five differ in
+# hue (the two blues and orange/vermillion are not both among the first five).
 PALETTE: tuple[str, ...] = (
     "#E69F00",
     "#56B4E9",
     "#009E73",
     "#F0E442",
+    "#CC79A7",
     "#0072B2",
     "#D55E00",
-    "#CC79A7",
     "#999999",
     "#332288",
     "#88CCEE",

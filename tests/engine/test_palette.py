@@ -38,7 +38,8 @@ def test_plan_colours_keep_existing_and_keep_neighbours_apart():
 
     adj = {"T1": {"T2"}, "T2": {"T1", "T3"}, "T3": {"T2"}}
     first = plan_colours(["T1", "T2", "T3"], adjacency=adj)
-    assert first["T1"] != first["T2"] and first["T2"] != first["T3"]
+    assert first["T1"] != first["T2"]
+    assert first["T2"] != first["T3"]
     assert plan_colours(["T1", "T2", "T3"], adjacency=adj) == first  # deterministic
     # a later plan of the same territories (plus a new one) keeps every colour it is given
     later = plan_colours(["T1", "T2", "T3", "T4"], existing=first)
@@ -52,6 +53,8 @@ def test_colours_from_table_reads_first_valid_colour():
 
     from territory_planner_plugin.palette import colours_from_table
 
-    df = pd.DataFrame({"territory_id": ["A", "A", "B", None], "colour": [None, "#e69f00", "zz", "#000000"]})
+    df = pd.DataFrame(
+        {"territory_id": ["A", "A", "B", None], "colour": [None, "#e69f00", "zz", "#000000"]}
+    )
     assert colours_from_table(df) == {"A": "#E69F00"}
     assert colours_from_table(df.drop(columns="colour")) == {}

@@ -140,7 +140,7 @@ def test_road_network_is_styled_and_grouped(run_alg, tp, tmp_path):
 
 
 def test_group_order_centres_accounts_territories_catchments_roads(plugin_on_path):
-    from qgis.core import QgsProject, QgsVectorLayer
+    from qgis.core import QgsApplication, QgsProject, QgsVectorLayer
     from territory_planner.processing_algorithms import styles
 
     project = QgsProject()
@@ -157,7 +157,12 @@ def test_group_order_centres_accounts_territories_catchments_roads(plugin_on_pat
         project.addMapLayer(layer)
         assert styles.style_layer(layer, kind)
         styles.move_to_group(layer, project)
+    QgsApplication.processEvents()  # the layer tree removes orphaned layers on the next loop
+    assert len(project.mapLayers()) == len(kinds)
     group = project.layerTreeRoot().findGroup(styles.GROUP_NAME)
+    assert [child.layer().name() for child in group.children()] == kinds
+    styles.move_to_group(project.mapLayersByName("roads")[0], project)  # again: stays in place
+    QgsApplication.processEvents()
     assert [child.layer().name() for child in group.children()] == kinds
     project.removeAllMapLayers()
 
