@@ -23,6 +23,7 @@ from qgis.core import (
     QgsProviderRegistry,
     QgsRendererCategory,
     QgsRendererRange,
+    QgsSimpleLineSymbolLayer,
     QgsSimpleMarkerSymbolLayerBase,
     QgsSingleSymbolRenderer,
     QgsSymbol,
@@ -49,7 +50,7 @@ KINDS = tuple(DEFAULT_FIELDS)
 KIND_ORDER = KINDS  # top to bottom in the group: centres, accounts, territories, catchments, roads
 KIND_PROPERTY = "territory_planner/kind"  # layer custom property: the kind a layer was styled as
 POLYGON_ALPHA = 110  # territory fill (0-255): accounts of the same colour stay visible on it
-BAND_FILL_ALPHA = 20  # catchment fill (0-255): 15 nested bands stay see-through
+BAND_EDGE_ALPHA = 70  # catchment inner edge strip (0-255); bands have no fill
 STYLE_NAME = "Territory Planner"
 # strong references: Processing does not own the Python object (sip), see QuickOSM
 _KEEP: list[QgsProcessingLayerPostProcessorInterface] = []
@@ -281,10 +282,11 @@ def _labels(layer: QgsVectorLayer, field: str, kind: str) -> None:
 
 
 def _graduated_bands(layer, field, values, geom_type) -> None:
-    """Nested drive-time bands as bands: a coloured outline per band over a faint fill.
+    """Nested drive-time bands read as bands: each band is its outline with a soft inner edge.
 
-    Many overlapping bands (several origins x several bands) stay see-through: the fill is
-    nearly transparent and the outline carries the band colour (short = blue, long = orange).
+    No band fills its inside, so many overlapping bands (several origins x several bands) never
+    add up to an opaque block: the coloured outline and a translucent strip just inside it
+    (short = blue, long = orange) show where each band ends.
     """
     bands = sorted(float(v) for v in values)
     ranges = []
@@ -294,11 +296,15 @@ def _graduated_bands(layer, field, values, geom_type) -> None:
         line = QColor.fromRgbF(0.0 + 0.84 * t, 0.45 + 0.1 * t, 0.7 * (1 - t))
         symbol = QgsSymbol.defaultSymbol(geom_type)
         if geom_type == QgsWkbTypes.PolygonGeometry:
-            fill = QColor(line)
-            fill.setAlpha(BAND_FILL_ALPHA)
-            symbol.setColor(fill)
-            symbol.symbolLayer(0).setStrokeColor(line)
-            symbol.symbolLayer(0).setStrokeWidth(0.5 + 0.2 * (len(bands) - 1 - i))
+            outline = symbol.symbolLayer(0)
+            outline.setBrushStyle(Qt.NoBrush)
+            outline.setStrokeColor(line)
+            outline.setStrokeWidth(0.6)
+            edge = QColor(line)
+            edge.setAlpha(BAND_EDGE_ALPHA)
+            strip = QgsSimpleLineSymbolLayer(edge, 3.0)
+            strip.setDrawInsidePolygon(True)  # the strip lies inside the band only
+            symbol.insertSymbolLayer(0, strip)
         else:
             symbol.setColor(line)
         ranges.append(QgsRendererRange(lower, band, symbol, f"≤ {band:g} min"))
