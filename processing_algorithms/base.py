@@ -731,22 +731,25 @@ def write_sink(
     return dest_id
 
 
-def attach_style(context, dest_id: str | None, kind: str) -> None:
-    """Ask the styling module (owned by the results engineer) to style ``dest_id`` on load."""
-    if not dest_id or not context.willLoadLayerOnCompletion(dest_id):
+def attach_style(context, dest_id: str | None, kind: str, field: str | None = None) -> None:
+    """Style the written output ``dest_id`` as ``kind`` (see ``styles.KINDS``), now and on load.
+
+    Call it right after the output is written. A file output gets its style stored with it
+    (GeoPackage default style and a ``.qml``), so it opens styled later whichever way it was
+    made (dialog, ``qgis_process``, batch, model); a layer that Processing loads when the run
+    finishes is also styled then and put in the "Territory Planner" group. Never fails a run.
+    """
+    if not dest_id:
         return
     try:
         from . import styles
     except ImportError:
         return
-    for function_name in ("attach_post_processor", "attach_style", "set_post_processor"):
-        function = getattr(styles, function_name, None)
-        if callable(function):
-            try:
-                function(context, dest_id, kind)
-            except Exception as err:  # styling must never fail a run
-                LOG.warning("Could not style %s: %s", dest_id, err)
-            return
+    try:
+        styles.save_style_with_data(dest_id, kind, field)
+        styles.attach_style(context, dest_id, kind, field)
+    except Exception as err:  # styling must never fail a run
+        LOG.warning("Could not style %s: %s", dest_id, err)
 
 
 # --------------------------------------------------------------------------------------------

@@ -19,7 +19,13 @@ from qgis.core import (
 )
 
 from ..territory_planner_plugin import network
-from .base import TerritoryPlannerAlgorithm, engine_callbacks, engine_run, enum_value
+from .base import (
+    TerritoryPlannerAlgorithm,
+    attach_style,
+    engine_callbacks,
+    engine_run,
+    enum_value,
+)
 
 OSM_FILE_FILTER = (
     "OpenStreetMap (*.osm *.pbf *.osm.pbf *.bz2 *.osm.bz2 *.graphml);;"
@@ -152,6 +158,8 @@ class BuildRoadNetworkAlgorithm(TerritoryPlannerAlgorithm):
             for key, layer in ((self.EDGES, "edges"), (self.NODES, "nodes")):
                 details = QgsProcessingContext.LayerDetails(f"Road {layer}", context.project(), key)
                 context.addLayerToLoadOnCompletion(f"{output}|layername={layer}", details)
+        for layer in ("edges", "nodes"):  # quiet grey style, stored in the GeoPackage
+            attach_style(context, f"{output}|layername={layer}", "roads")
         return {
             self.OUTPUT: output,
             self.NETWORK: output,

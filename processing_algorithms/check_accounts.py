@@ -18,6 +18,7 @@ from qgis.core import (
 from qgis.PyQt.QtGui import QColor
 
 from ..territory_planner_plugin import checks
+from . import styles
 from .base import (
     TerritoryPlannerAlgorithm,
     check_cancelled,
@@ -197,6 +198,7 @@ class CheckAccountsAlgorithm(TerritoryPlannerAlgorithm):
             ),
         }
         _attach_style(context, results[self.OUTPUT])
+        styles.save_style_with_data(results[self.OUTPUT], "checks", style=style_checked)
         results[self.QUALITY_SCORE] = float(result.quality_score)
         results[self.FLAGGED] = int(result.n_flagged)
         feedback.pushInfo(
@@ -222,17 +224,24 @@ class CheckStylePostProcessor(QgsProcessingLayerPostProcessorInterface):
     """Categorized style on ``chk_ok``; NOT the algorithm class (runs in the main thread)."""
 
     def postProcessLayer(self, layer, context, feedback) -> None:
-        if not isinstance(layer, QgsVectorLayer) or layer.fields().indexOf("chk_ok") < 0:
-            return
-        categories = []
-        for value, colour, size, label in (
-            (True, "#1a9850", 1.8, "clean"),
-            (False, "#d73027", 3.0, "flagged (see chk_reasons)"),
-        ):
-            symbol = QgsSymbol.defaultSymbol(layer.geometryType())
-            symbol.setColor(QColor(colour))
-            if hasattr(symbol, "setSize"):  # marker symbols (point layers)
-                symbol.setSize(size)
-            categories.append(QgsRendererCategory(value, symbol, label))
-        layer.setRenderer(QgsCategorizedSymbolRenderer("chk_ok", categories))
-        layer.triggerRepaint()
+        if isinstance(layer, QgsVectorLayer):
+            style_checked(layer)
+
+
+def style_checked(layer: QgsVectorLayer) -> bool:
+    """Colour ``layer`` by ``chk_ok``; False when it has no such field."""
+    if layer.fields().indexOf("chk_ok") < 0:
+        return False
+    categories = []
+    for value, colour, size, label in (
+        (True, "#1a9850", 1.8, "clean"),
+        (False, "#d73027", 3.0, "flagged (see chk_reasons)"),
+    ):
+        symbol = QgsSymbol.defaultSymbol(layer.geometryType())
+        symbol.setColor(QColor(colour))
+        if hasattr(symbol, "setSize"):  # marker symbols (point layers)
+            symbol.setSize(size)
+        categories.append(QgsRendererCategory(value, symbol, label))
+    layer.setRenderer(QgsCategorizedSymbolRenderer("chk_ok", categories))
+    layer.triggerRepaint()
+    return True

@@ -6,7 +6,7 @@ from qgis.core import (
     QgsFeatureRequest,
     QgsProcessing,
     QgsProcessingException,
-    QgsProcessingOutputHtml,
+    QgsProcessingOutputFile,
     QgsProcessingOutputNumber,
     QgsProcessingParameterFileDestination,
     QgsProcessingParameterMultipleLayers,
@@ -125,7 +125,8 @@ class ComparePlansAlgorithm(TerritoryPlannerAlgorithm):
                 True,
             )
         )
-        self.addOutput(QgsProcessingOutputHtml(self.OUTPUT, self.tr("Comparison report")))
+        # OUTPUT_HTML is already an HTML output (the results viewer lists it): OUTPUT is a plain file
+        self.addOutput(QgsProcessingOutputFile(self.OUTPUT, self.tr("Comparison report")))
         self.addOutput(QgsProcessingOutputNumber(self.PLANS_COMPARED, self.tr("Plans compared")))
 
     @engine_run

@@ -11,7 +11,7 @@ import pandas as pd
 from qgis.core import (
     QgsFeatureRequest,
     QgsProcessing,
-    QgsProcessingOutputHtml,
+    QgsProcessingOutputFile,
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterField,
     QgsProcessingParameterFileDestination,
@@ -202,7 +202,9 @@ class TerritoryReportAlgorithm(TerritoryPlannerAlgorithm):
                 self.OUTPUT_CSV, self.tr("Summary CSV"), "CSV files (*.csv)", optional=True
             )
         )
-        self.addOutput(QgsProcessingOutputHtml(self.OUTPUT, self.tr("Report")))
+        # OUTPUT_HTML is already an HTML output (listed in the results viewer); OUTPUT is the same
+        # path as a plain file output, so the report is listed once
+        self.addOutput(QgsProcessingOutputFile(self.OUTPUT, self.tr("Report")))
 
     @engine_run
     def processAlgorithm(self, parameters, context, feedback):

@@ -3,7 +3,8 @@
 Once the main window is up: load the sample accounts and reps, open the Processing toolbox on the
 Territory Planner provider, save the main window to ``toolbox.png``; open the 'Design territories'
 dialog, save it to ``designterritories-dialog.png``; open the shipped model in the Model
-Designer, save it to ``model.png``; quit QGIS. Paths come from the environment
+Designer, save it to ``model.png``; run 'Design territories' on the sample data and save the
+main window with the styled plan to ``designterritories-map.png``; quit QGIS. Paths come from the environment
 (TP_SCREENSHOT_DIR, TP_SAMPLE_DATA, TP_SCREENSHOT_LOG). Any error is logged and QGIS exits at once.
 """
 
@@ -13,6 +14,7 @@ import traceback
 from qgis.core import QgsApplication, QgsProject
 from qgis.PyQt.QtCore import Qt, QTimer
 from qgis.PyQt.QtGui import QColor
+from qgis.PyQt.QtWidgets import QDockWidget
 from qgis.utils import iface, plugins
 
 OUT = os.environ.get("TP_SCREENSHOT_DIR", os.path.join(os.getcwd(), "docs", "screenshots"))
@@ -175,14 +177,83 @@ def open_model():
     QgsApplication.processEvents()
     view = designer.view()
     view.fitInView(view.scene().itemsBoundingRect().adjusted(-20, -20, 20, 20), Qt.KeepAspectRatio)
-    step(lambda: (save(designer, "model.png"), step(quit_qgis, 200)), 1500)
+    step(lambda: (save(designer, "model.png"), step(design_plan, 200)), 1500)
 
 
-def quit_qgis():
+def design_plan():
+    """Run 'Design territories' as the dialog above would and show the styled plan on the map."""
+    import processing
+
     designer = STATE.pop("designer", None)
     if designer is not None:
         designer.setDirty(False) if hasattr(designer, "setDirty") else None
         designer.close()
+    project = QgsProject.instance()
+    layers = {name: project.mapLayersByName(name) for name in ("accounts", "reps")}
+    if not (layers["accounts"] and layers["reps"]):
+        raise RuntimeError("the sample accounts and reps are not loaded")
+    processing.runAndLoadResults(
+        DIALOG_ALG,
+        {
+            "ACCOUNTS": layers["accounts"][0].id(),
+            "ID_FIELD": "id",
+            "REPS": layers["reps"][0].id(),
+            "REP_ID_FIELD": "rep_id",
+            "REP_CAPACITY_FIELD": "capacity",
+            "BALANCE_FIELDS": ["revenue_potential", "workload_visits"],
+            "TOLERANCE": 10,
+            "OUTPUT_ACCOUNTS": "TEMPORARY_OUTPUT",
+            "OUTPUT_TERRITORIES": "TEMPORARY_OUTPUT",
+            "OUTPUT_CENTRES": "TEMPORARY_OUTPUT",
+        },
+    )
+    root = project.layerTreeRoot()
+    for layer in layers["accounts"] + layers["reps"]:  # the plan's own layers show them
+        node = root.findLayer(layer.id())
+        if node is not None:
+            node.setItemVisibilityChecked(False)
+    group = root.findGroup("Territory Planner")
+    if group is None:
+        raise RuntimeError("no 'Territory Planner' group after designterritories")
+    order = [child.name() for child in group.children()]
+    log(f"Territory Planner group (top to bottom): {order}")
+    plugins["processing"].toolbox.setVisible(False)
+    group.setExpanded(True)
+    for child in group.children():
+        child.setExpanded(True)  # the legend: one colour per territory
+    browser = iface.mainWindow().findChild(QDockWidget, "Browser")
+    if browser is not None:
+        browser.setVisible(False)  # room for the layer tree
+    canvas = iface.mapCanvas()
+    accounts = project.mapLayersByName("Accounts with territory")
+    if accounts:  # where the accounts are: a few far outliers would shrink the map
+        extent = canvas.mapSettings().layerExtentToOutputExtent(accounts[0], _core(accounts[0]))
+        canvas.setExtent(extent.buffered(max(extent.width(), extent.height()) * 0.15))
+    canvas.refresh()
+    step(save_map, 3000)
+
+
+def _core(layer):
+    """The extent of the middle 96 % of ``layer``'s points along each axis."""
+    from qgis.core import QgsRectangle
+
+    xs, ys = [], []
+    for feature in layer.getFeatures():
+        point = feature.geometry().asPoint()
+        xs.append(point.x())
+        ys.append(point.y())
+    xs.sort()
+    ys.sort()
+    lo, hi = int(0.02 * (len(xs) - 1)), int(0.98 * (len(xs) - 1))
+    return QgsRectangle(xs[lo], ys[lo], xs[hi], ys[hi])
+
+
+def save_map():
+    save(iface.mainWindow(), "designterritories-map.png")
+    step(quit_qgis, 200)
+
+
+def quit_qgis():
     QgsProject.instance().setDirty(False)  # no "save the project?" question
     log("done; quitting QGIS")
     step(lambda: os._exit(0), 10000)  # in case the normal exit hangs

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
 
-# Okabe-Ito (colour-blind safe) followed by Paul Tol "muted"; hex RGB.
+# Okabe-Ito (colour-blind safe) followed by Paul Tol "muted"; hex RGB. The first five differ in
+# hue (the two blues and orange/vermillion are not both among the first five).
 PALETTE: tuple[str, ...] = (
     "#E69F00",
     "#56B4E9",
     "#009E73",
     "#F0E442",
+    "#CC79A7",
     "#0072B2",
     "#D55E00",
-    "#CC79A7",
     "#999999",
     "#332288",
     "#88CCEE",
@@ -122,6 +123,57 @@ def colours_from_table(
         if is_colour(col):
             out.setdefault(str(tid), str(col).upper())
     return out
+
+
+def colour_plan(
+    accounts: object,
+    territories: object,
+    centres: object,
+    *,
+    previous: object | None = None,
+    current_field: str | None = None,
+    territory_field: str = "territory_id",
+) -> dict[str, str]:
+    """Decide a plan's territory colours once and store them in its three outputs (in place).
+
+    Each frame gets a :data:`COLOUR_FIELD` column (``"#RRGGBB"``, replacing one it had) from its
+    ``territory_field``. Neighbouring territory polygons get different colours; a plan started
+    from ``previous`` (the input accounts, with today's territory in ``current_field`` and a
+    colour field, e.g. the output of an earlier run) keeps that plan's colours.
+
+    Parameters
+    ----------
+    accounts, territories, centres
+        The plan's outputs (DataFrames with ``territory_field``; territories with polygons).
+    previous
+        The accounts the run started from, or None.
+    current_field
+        Field of ``previous`` that names each account's current territory, or None.
+    territory_field
+        Territory id field of the outputs.
+
+    Returns
+    -------
+    dict
+        Territory id -> colour.
+    """
+    ids = [str(t) for t in territories[territory_field]]  # type: ignore[index]
+    geoms = getattr(territories, "geometry", None)
+    adjacency = adjacency_from_geometries(dict(zip(ids, geoms))) if geoms is not None else None
+    existing = (
+        colours_from_table(previous, territory_field=current_field)
+        if previous is not None and current_field
+        else {}
+    )
+    colours = plan_colours(ids, adjacency=adjacency, existing=existing)
+    for frame in (accounts, territories, centres):
+        if frame is None or territory_field not in getattr(frame, "columns", ()):
+            continue
+        clash = [c for c in frame.columns if str(c).lower() == COLOUR_FIELD]  # type: ignore[attr-defined]
+        if clash:
+            frame.drop(columns=clash, inplace=True)  # type: ignore[attr-defined]
+        frame[COLOUR_FIELD] = [colours.get(str(t)) for t in frame[territory_field]]  # type: ignore[index]
+    return colours
 
 
 def is_colour(value: object) -> bool:

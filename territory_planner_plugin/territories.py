@@ -22,6 +22,7 @@ import pulp
 import shapely
 
 from . import kpis as plan_kpis
+from . import palette
 from ._validate import check_points
 from .assignment import NoPlanFoundError, solve_balanced
 from .errors import InfeasibleError, InvalidInputError, SolverError
@@ -699,6 +700,9 @@ def _build_plan(acc, original, ids, fields, values, assign, cost, cost_km, cost_
         geometry=shapely.points(cen_xy), crs=acc.crs,
     )  # fmt: skip
     centres = centres.to_crs(original.crs) if original.crs is not None else centres
+    # one colour per territory, kept from the plan the run starts from (palette.colour_plan)
+    palette.colour_plan(out, territories, centres, previous=original,
+                        current_field=params.get("current_field"))  # fmt: skip
     logger.info("Plan: objective %.3f, lower bound %.3f, gap %.2f%%, largest deviation %.2f%%, "
                 "%d moved.", objective, lower, gap, max_dev, moved)  # fmt: skip
     return TerritoryPlan(

@@ -169,7 +169,8 @@ def test_style_layer_colours_neighbours_apart(
     assert post is not None
     QgsProject.instance().addMapLayer(layer)
     post.postProcessLayer(layer, context, None)
-    assert (tmp_path / "territories.qml").exists()
+    group = QgsProject.instance().layerTreeRoot().findGroup(styles.GROUP_NAME)
+    assert group.findLayer(layer.id()) is not None
     QgsProject.instance().removeMapLayer(layer.id())
     del layer
 
