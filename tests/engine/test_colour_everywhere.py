@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import io
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -78,7 +79,7 @@ def test_report_table_map_and_charts_use_the_plans_colours(plan):
 def test_kml_uses_the_plans_colours(plan, tmp_path):
     colours = palette.colours_from_table(plan.territories)
     (path,) = export.export_plan(plan.territories, str(tmp_path / "plan.kml"), fmt="KML")
-    text = open(path, encoding="utf-8").read()
+    text = Path(path).read_text(encoding="utf-8")
     kml = set(re.findall(r"<PolyStyle><color>([0-9a-f]{8})</color>", text))
     assert kml == {palette.kml_colour(c, 128) for c in colours.values()}
 
