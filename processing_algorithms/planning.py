@@ -48,6 +48,11 @@ from .base import (
 _Number = QgsProcessingParameterNumber
 _Field = QgsProcessingParameterField
 _POLYGON = [QgsProcessing.TypeVectorPolygon]
+# The engine's defaults of the units and contiguity arguments (contract of territories.py).
+ENGINE_DEFAULTS = {
+    "units": None, "unit_id_field": None, "study_area": None, "contiguous": None,
+    "adjacency": "rook", "snap_m": 1.0, "unit_max_distance_m": 0.0,
+}  # fmt: skip
 
 # (engine value, label) pairs of the enums; the index is what qgis_process and models pass.
 CONTIGUOUS_CHOICES = (
@@ -86,8 +91,12 @@ class PlanInputs:
     is_cancelled: Callable | None = None
 
     def engine_arguments(self) -> dict:
-        """Keyword arguments for the engine call (all but the accounts frame)."""
-        return {
+        """Keyword arguments for the engine call (all but the accounts frame).
+
+        Units and contiguity arguments at their engine defaults are left out, so a plan from
+        accounts calls the engine exactly as before.
+        """
+        arguments = {
             "id_field": self.id_field,
             "reps": self.reps,
             "balance_fields": tuple(self.balance_fields),
@@ -100,6 +109,12 @@ class PlanInputs:
             "is_cancelled": self.is_cancelled,
             **self.options,
         }
+        for key, default in ENGINE_DEFAULTS.items():
+            value = arguments.get(key)
+            same = value is None if default is None else isinstance(value, type(default))
+            if same and (default is None or value == default):
+                arguments.pop(key, None)
+        return arguments
 
 
 def advanced(param):
