@@ -93,11 +93,12 @@ class DesignTerritoriesAlgorithm(PlanningAlgorithm):
         inputs.weights = self.balance_weights(inputs)
 
         self.load_plan_layers(inputs, parameters, context, feedback)
-        plan = territories.design_territories(
-            inputs.accounts,
-            n_territories=None if n_territories is None else int(n_territories),
-            **inputs.engine_arguments(),
-        )
+        with self.unit_field_names(inputs):
+            plan = territories.design_territories(
+                inputs.accounts,
+                n_territories=None if n_territories is None else int(n_territories),
+                **inputs.engine_arguments(),
+            )
         check_cancelled(feedback)
         results = self.write_plan_outputs(parameters, context, feedback, plan)
         recorded, id_field = self.manifest_plan(plan, inputs)

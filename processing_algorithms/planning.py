@@ -9,6 +9,9 @@ and numeric results. Each algorithm keeps its own parameters, checks and engine 
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, Callable
@@ -25,6 +28,7 @@ from qgis.core import (
     QgsWkbTypes,
 )
 
+from ..territory_planner_plugin.errors import TerritoryPlannerError
 from .base import (
     PROJECTED,
     SOLVERS,
@@ -668,6 +672,25 @@ class PlanningAlgorithm(TerritoryPlannerAlgorithm):
             feedback.pushInfo(f"{label}: {results[key]}")
         results.update(_piece_results(plan, feedback))
         return results
+
+    @contextmanager
+    def unit_field_names(self, inputs: PlanInputs) -> Iterator[None]:
+        """For units alone, engine messages about BALANCE_FIELDS etc. name the UNIT_* parameters.
+
+        The engine calls a measure BALANCE_FIELDS whichever layer it is read from; in the dialog
+        the units' fields are UNIT_BALANCE_FIELDS, UNIT_LOCK_FIELD and UNIT_CURRENT_FIELD.
+        """
+        try:
+            yield
+        except TerritoryPlannerError as err:
+            text = str(err)
+            if inputs.accounts_source is not None or inputs.units_source is None:
+                raise
+            for key in (self.BALANCE_FIELDS, self.LOCK_FIELD, self.CURRENT_FIELD):
+                text = re.sub(rf"(?<![A-Z_]){key}\b", f"UNIT_{key}", text)
+            if text == str(err):
+                raise
+            raise QgsProcessingException(text) from None
 
     def manifest_plan(self, plan, inputs: PlanInputs) -> tuple[Any, str]:
         """``(plan, id field)`` for write_run_manifest: the units stand in for absent accounts."""

@@ -119,12 +119,13 @@ class RebalanceTerritoriesAlgorithm(PlanningAlgorithm):
                 _check_minimise_field(accounts, minimise_field, inputs.id_field)
 
         self.load_plan_layers(inputs, parameters, context, feedback, check_accounts=check_accounts)
-        result = rebalance.rebalance_territories(
-            inputs.accounts,
-            current_field=current_field,
-            minimise_field=minimise_field,
-            **inputs.engine_arguments(),
-        )
+        with self.unit_field_names(inputs):
+            result = rebalance.rebalance_territories(
+                inputs.accounts,
+                current_field=current_field,
+                minimise_field=minimise_field,
+                **inputs.engine_arguments(),
+            )
         check_cancelled(feedback)
         plan = result.plan
 
