@@ -12,17 +12,30 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
 
-from . import territories as terr
 from .assignment import totals
 from .errors import InvalidInputError
+from .model import (
+    TerritoryModel,
+    balance_values,
+    move_costs,
+    point_costs,
+    prepare_accounts,
+    prepare_reps,
+    reach_mask,
+    run_parameters,
+    snap_points_once,
+    territory_codes,
+    tolerances,
+)
 from .progress import CancelCheck, ProgressCallback, check_cancel, report
+from .territories import TerritoryPlan, build_plan
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +46,7 @@ MOVE_COLUMNS = ("account_id", "from_id", "to_id", "reason", "moved_value", "cent
 class Rebalance:
     """A rebalanced plan, the list of moves and the proven lower bound on the moves needed."""
 
-    plan: terr.TerritoryPlan
+    plan: TerritoryPlan
     moves: pd.DataFrame
     moves_lower_bound: float
 
@@ -65,21 +78,19 @@ def rebalance_territories(
     ``current_field``, centred on the medoid of their current accounts. Accounts whose current
     territory is empty are new; those naming a rep not in REPS belong to a rep who left.
     """
-    params = terr.run_parameters(locals())
-    acc = terr._prepare_accounts(accounts, id_field)
+    params = run_parameters(locals())
+    acc = prepare_accounts(accounts, id_field)
     ids = acc[id_field].astype(str).to_numpy()
     if not current_field or current_field not in acc.columns:
         msg = f"CURRENT_FIELD: '{current_field}' is not a field of ACCOUNTS; choose today's territory field."
         raise InvalidInputError(msg)
     fields = list(balance_fields)
-    values = terr._balance_values(acc, ids, fields)
-    tol = terr._tolerances(tolerance_pct, balance_weights, fields)
+    values = balance_values(acc, ids, fields)
+    tol = tolerances(tolerance_pct, balance_weights, fields)
     xy = shapely.get_coordinates(acc.geometry.values)
     raw = acc[current_field].map(_text).to_numpy(object)
     if reps is not None:
-        cen_ids, cen_xy, capacity = terr._prepare_reps(
-            reps, rep_id_field, rep_capacity_field, acc.crs
-        )
+        cen_ids, cen_xy, capacity = prepare_reps(reps, rep_id_field, rep_capacity_field, acc.crs)
     else:
         cen_ids = np.array(sorted({v for v in raw if v}))
         if len(cen_ids) == 0:
@@ -96,41 +107,51 @@ def rebalance_territories(
                        ", ".join(gone), int(departed.sum()))  # fmt: skip
     if is_new.any():
         logger.info("%d new accounts (no current territory) are placed.", int(is_new.sum()))
-    locks = terr._codes(acc, lock_field, cen_ids, "LOCK_FIELD", ids)
-    current = terr._codes(acc, current_field, cen_ids, "CURRENT_FIELD", ids, strict=False)
+    locks = territory_codes(acc, lock_field, cen_ids, "LOCK_FIELD", ids)
+    current = territory_codes(acc, current_field, cen_ids, "CURRENT_FIELD", ids, strict=False)
     budget = None
     if max_moves_pct is not None:
         budget = math.floor(max_moves_pct / 100.0 * len(acc) + 1e-9)
     weight = np.ones(len(acc))
     if minimise_field:
-        weight = terr._balance_values(acc, ids, [minimise_field])[:, 0]
+        weight = balance_values(acc, ids, [minimise_field])[:, 0]
     report(progress, 0.1, "Costs")
     check_cancel(is_cancelled)
-    cost_km, cost_min = terr._costs(xy, cen_xy, network, terr.snap_accounts(xy, network, acc.crs))
+    cost_km, cost_min = point_costs(xy, cen_xy, network, snap_points_once(xy, network, acc.crs))
     dist = cost_min if cost_min is not None else cost_km
-    allowed = terr.reach_mask(cost_km, cost_min, rep_max_minutes)
-    terr._precheck(values, fields, capacity, tol, locks, allowed, ids, cen_ids)
+    allowed = reach_mask(cost_km, cost_min, rep_max_minutes)
     # moves first; distance only breaks ties (all of it is worth less than the smallest move)
     has = current >= 0
-    move_cost = terr.move_costs(current, dist.shape[1], weight)
+    move_cost = move_costs(current, dist.shape[1], weight)
     unit = weight[has & (weight > 0)].min() if (has & (weight > 0)).any() else 1.0
     eps = 0.5 * unit / max(float(np.where(allowed, dist, 0).max(1).sum()), 1e-9)
-    cost = move_cost + eps * dist
+    model = TerritoryModel.from_cost_matrix(
+        move_cost + eps * dist, values=values, capacity=capacity, tolerance_pct=tol, locks=locks,
+        current=current, budget=budget, allowed=allowed, names=fields, row_ids=ids,
+        territory_ids=cen_ids,
+    )  # fmt: skip
+    model.precheck()
     report(progress, 0.3, "Assignment")
-    assign, lower = _fewest_moves(cost, values, capacity, tol, locks, current, budget, allowed,
-                                  solver, time_limit_s, fields, cen_ids, is_cancelled)  # fmt: skip
-    terr._verify(assign, values, capacity, tol, locks, current, budget, allowed, ids, cen_ids)
+    sol = model.solve(
+        solver, time_limit_s=time_limit_s, is_cancelled=is_cancelled,
+        rooms=(0.1, 0.03, 0.25, 0.0), keep=2,
+        tiers=((4, 4), (10**9, 0)),  # move costs are flat: the nearest territories matter most
+    )  # fmt: skip
+    assign = sol.assign
+    model.verify(assign)
     moved_value = float(move_cost[np.arange(len(acc)), assign].sum())
-    bound = max(0.0, lower - eps * float(np.where(allowed, dist, np.inf).min(1).sum()))
+    bound = max(0.0, sol.lower_bound - eps * float(np.where(allowed, dist, np.inf).min(1).sum()))
     if not minimise_field:
-        _, lo, hi = terr._bounds(values, capacity, tol)
+        _, lo, hi = model.bounds()
         bound = max(bound, _cover_bound(values, lo, hi, locks, current, allowed))
     bound = min(math.ceil(bound - 1e-6) if not minimise_field else bound, moved_value)
     report(progress, 0.9, "Outputs")
-    plan = terr._build_plan(
-        acc, accounts, ids, fields, values, assign, dist, cost_km, cost_min, cen_ids, cen_xy,
-        capacity, tol, locks, current, budget, moved_value, bound, None, params,
-        allowed, balance_weights, 0.0,
+    sol = replace(sol, objective=moved_value, lower_bound=bound)
+    # the outputs report distances (next best, travel) with the moves' plan
+    plan = build_plan(
+        replace(model, cost=dist), sol, layer=acc, original=accounts, cost_km=cost_km,
+        cost_min=cost_min,
+        cen_xy=cen_xy, quota_total=None, params=params, weights=balance_weights, travel_weight=0.0,
     )  # fmt: skip
     reasons = np.where(departed, "rep left", np.where(is_new, "new account",
                        np.where(locks >= 0, "locked", "balance")))  # fmt: skip
@@ -183,21 +204,6 @@ def _count_to_cover(vals: np.ndarray, gap: float) -> int:
         return 0
     cum = np.cumsum(np.sort(vals)[::-1])
     return int(np.searchsorted(cum, gap - 1e-9) + 1) if len(cum) and cum[-1] >= gap - 1e-9 else 0
-
-
-def _fewest_moves(cost, values, capacity, tol, locks, current, budget, allowed, solver,
-                  time_limit_s, fields, cen_ids, is_cancelled):  # fmt: skip
-    """Exact MILP on small models; beyond, prices + LP + local search with small rounding margins.
-
-    Every margin kept for rounding is balance paid for with extra moves, so margins stay small;
-    with flat move costs the LP starts from the nearest territories as well as the priced ones.
-    """
-    assign, _, lower, _ = terr._solve(
-        cost, values, capacity, tol, locks, current, budget, allowed, solver, time_limit_s,
-        fields, cen_ids, is_cancelled=is_cancelled, rooms=(0.1, 0.03, 0.25, 0.0), keep=2,
-        tiers=((4, 4), (10**9, 0)),  # move costs are flat: the nearest territories matter most
-    )  # fmt: skip
-    return assign, lower
 
 
 def _text(v) -> str:
