@@ -84,7 +84,8 @@ def test_both_paths_solve_the_same_model() -> None:
         model.cost, values=model.values, capacity=model.capacity, tolerance_pct=10.0,
         travel=(np.full(4, 0.25), 1e-9),
     ).solve()  # fmt: skip
-    assert "SciPy" in priced.solver_used and "PuLP" in exact.solver_used
+    assert "SciPy" in priced.solver_used
+    assert "PuLP" in exact.solver_used
     assert priced.lower_bound <= exact.objective + 1e-6
     assert priced.objective >= exact.objective - 1e-6
     assert priced.objective <= 1.03 * exact.objective
@@ -124,8 +125,8 @@ def test_rebalance_uses_no_private_function_of_territories() -> None:
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and "territories" in node.module:
             names |= {a.name for a in node.names}
-        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
-            if node.value.id in ("terr", "territories"):
-                names.add(node.attr)
+        is_attr = isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+        if is_attr and node.value.id in ("terr", "territories"):
+            names.add(node.attr)
     assert names, "rebalance should use the public build_plan/TerritoryPlan of territories"
     assert not [n for n in names if n.startswith("_")]
