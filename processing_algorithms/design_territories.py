@@ -100,6 +100,6 @@ class DesignTerritoriesAlgorithm(PlanningAlgorithm):
                 **inputs.engine_arguments(),
             )
         check_cancelled(feedback)
-        results = self.write_plan_outputs(parameters, context, feedback, plan)
+        results = self.write_plan_outputs(parameters, context, feedback, plan, inputs=inputs)
         recorded, id_field = self.manifest_plan(plan, inputs)
         return write_run_manifest(inputs.manifest, recorded, results, feedback, id_field=id_field)

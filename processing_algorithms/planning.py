@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any, Callable
 
+import numpy as np
 from qgis.core import (
     QgsProcessing,
     QgsProcessingException,
@@ -638,7 +639,9 @@ class PlanningAlgorithm(TerritoryPlannerAlgorithm):
             files={self.NETWORK: inputs.network_path},
         )  # fmt: skip
 
-    def write_plan_outputs(self, parameters, context, feedback, plan, tables=None) -> dict:
+    def write_plan_outputs(
+        self, parameters, context, feedback, plan, tables=None, inputs: PlanInputs | None = None
+    ) -> dict:
         """Write the plan sinks (styled), then ``tables`` ({key: frame}), then the numbers.
 
         OUTPUT_ACCOUNTS is left out for units without accounts, OUTPUT_UNITS without units.
@@ -670,7 +673,7 @@ class PlanningAlgorithm(TerritoryPlannerAlgorithm):
         for key, attribute, label in self.NUMERIC_OUTPUTS:
             results[key] = finite(getattr(plan, attribute, None))  # NaN (e.g. no bound) -> NULL
             feedback.pushInfo(f"{label}: {results[key]}")
-        results.update(_piece_results(plan, feedback))
+        results.update(_piece_results(plan, feedback, inputs))
         return results
 
     @contextmanager
@@ -730,7 +733,19 @@ def _check_crs(source, key: str) -> None:
         )
 
 
-def _piece_results(plan, feedback) -> dict:
+def _accounts_outside(inputs: PlanInputs | None) -> int | None:
+    """Accounts that lie in no unit (the engine placed them in the nearest), None without both."""
+    if inputs is None or inputs.accounts is None or inputs.units is None:
+        return None
+    import shapely
+
+    units = shapely.make_valid(np.asarray(inputs.units.geometry.values))
+    points = np.asarray(inputs.accounts.geometry.values)
+    inside = shapely.STRtree(units).query(points, predicate="intersects")[0]
+    return int(len(points) - len(np.unique(inside)))
+
+
+def _piece_results(plan, feedback, inputs: PlanInputs | None = None) -> dict:
     """SPLIT_TERRITORIES and ACCOUNTS_OUTSIDE_UNITS, logged with the split territories' pieces."""
     kpis = getattr(plan, "kpis", None) or {}
     summary = plan.summary
@@ -749,6 +764,8 @@ def _piece_results(plan, feedback) -> dict:
         elif len(pieces):
             feedback.pushInfo(f"Every territory is one piece ({len(pieces)} territories).")
     outside = kpis.get("accounts_outside_units")
+    if outside is None:
+        outside = _accounts_outside(inputs)
     results = {"SPLIT_TERRITORIES": finite(split), "ACCOUNTS_OUTSIDE_UNITS": finite(outside)}
     for key, value in results.items():
         feedback.pushInfo(f"{key}: {value}")

@@ -130,7 +130,9 @@ class RebalanceTerritoriesAlgorithm(PlanningAlgorithm):
         plan = result.plan
 
         moves = {self.OUTPUT_MOVES: _moves_table(result.moves)}
-        results = self.write_plan_outputs(parameters, context, feedback, plan, tables=moves)
+        results = self.write_plan_outputs(
+            parameters, context, feedback, plan, tables=moves, inputs=inputs
+        )
         results[self.MOVES_LOWER_BOUND] = finite(result.moves_lower_bound)
         _report_moves(feedback, result.moves, results, minimise_field)
         inputs.manifest.extra["moves_lower_bound"] = results[self.MOVES_LOWER_BOUND]
