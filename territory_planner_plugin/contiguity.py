@@ -274,6 +274,8 @@ def make_contiguous(
     s.repair()
     s.balance()
     if s.total_violation() > 0:
+        s.regrow()
+    if s.total_violation() > 0:
         exact = s.exact_fallback()
         if exact is None:
             s.raise_balance()
@@ -320,6 +322,7 @@ class _Search:
         self.hi_e = self.hi + 1e-9 * (1 + np.abs(self.hi))
         spread = float(np.ptp(self.cost[np.isfinite(self.cost)])) if self.cost.size else 1.0
         self.big = 10.0 * (spread + 1.0)
+        self.ignore_budget = False  # repair and balance first, then fit the budget
         self.load(np.asarray(assign, int).copy())
 
     # -- state
@@ -366,7 +369,7 @@ class _Search:
         return float(self._viol(np.arange(self.k), self.tot).sum())
 
     def _budget_ok(self, i: int, t: int, extra: int = 0) -> bool:
-        if self.budget is None or self.current[i] < 0:
+        if self.budget is None or self.current[i] < 0 or self.ignore_budget:
             return True
         d = int(self.current[i] == self.a[i]) - int(self.current[i] == t)
         return self.moves + d + extra <= self.budget
@@ -544,6 +547,53 @@ class _Search:
             key += 0.1 * self.big
         return key
 
+    def regrow(self) -> None:
+        """Stuck on balance: grow all territories again from their centres and locked units,
+        always extending the least filled one, then repair and balance; keep the better plan."""
+        old_a, old_viol = self.a.copy(), self.total_violation()
+        seeds = np.full(self.k, -1)
+        for j in range(self.k):
+            pool = np.flatnonzero(self.locks == j)
+            if not len(pool):
+                pool = np.flatnonzero(self.a == j)
+            if not len(pool):
+                pool = np.flatnonzero((self.locks < 0) & self.allowed[:, j])
+            pool = pool[~np.isin(pool, seeds)]
+            if len(pool):
+                seeds[j] = pool[np.argmin(self.cost[pool, j])]
+        new = np.where(self.locks >= 0, self.locks, -1)
+        new[seeds[seeds >= 0]] = np.flatnonzero(seeds >= 0)
+        self.load(new)
+        frontier: list[list] = [[] for _ in range(self.k)]
+        for i in np.flatnonzero(self.a >= 0).tolist():
+            t = int(self.a[i])
+            for w in self.nbrs[i]:
+                if self.a[w] < 0 and self.allowed[w, t]:
+                    frontier[t].append((self.cost[w, t], w))
+        for f in frontier:
+            heapq.heapify(f)
+        fill = (self.tot / self.scale).max(1)
+        active = [j for j in range(self.k) if frontier[j]]
+        while active:
+            j = min(active, key=lambda q: (fill[q], q))
+            heap = frontier[j]
+            while heap and self.a[heap[0][1]] >= 0:
+                heapq.heappop(heap)
+            if not heap:
+                active.remove(j)
+                continue
+            _, i = heapq.heappop(heap)
+            self._set(i, j)
+            fill[j] = (self.tot[j] / self.scale[j]).max()
+            for w in self.nbrs[i]:
+                if self.a[w] < 0 and self.allowed[w, j]:
+                    heapq.heappush(heap, (self.cost[w, j], w))
+        self._fill()
+        self.repair()
+        self.balance()
+        if self.total_violation() >= old_viol:
+            self.load(old_a)
+
     # -- candidate moves
     def _border_moves(self) -> tuple[np.ndarray, np.ndarray]:
         """Distinct (unit, neighbouring territory) pairs of movable boundary units."""
@@ -568,13 +618,52 @@ class _Search:
 
     # -- phase 2: balance
     def balance(self) -> None:
-        for _ in range(50 * self.k + 100):
-            if self.total_violation() <= 0 or self._stop():
-                return
-            if self._balance_pass():
+        self.ignore_budget = True
+        try:
+            for _ in range(50 * self.k + 100):
+                if self.total_violation() <= 0 or self._stop():
+                    return
+                if self._balance_pass() or self._balance_swaps():
+                    continue
+                if not self._chain():
+                    return
+        finally:
+            self.ignore_budget = False
+
+    def _balance_swaps(self) -> bool:
+        """Swap two boundary units of neighbouring territories when it lowers the violation."""
+        viol = self._viol(np.arange(self.k), self.tot)
+        pairs = self._pair_candidates()
+        best = None
+        for (s, t), cand in pairs.items():
+            if (t, s) not in pairs or viol[s] + viol[t] <= 0:
                 continue
-            if not self._chain():
-                return
+            ci = cand[:40]
+            cj = pairs[(t, s)][:40]
+            dv = self.v[cj][None, :, :] - self.v[ci][:, None, :]  # s gains w, loses i
+            ts = self.tot[s] + dv
+            tt = self.tot[t] - dv
+            after = self._viol(np.full(ts.shape[:2], s), ts) + self._viol(
+                np.full(tt.shape[:2], t), tt
+            )
+            gain = viol[s] + viol[t] - after
+            for p in np.argsort(-gain, axis=None)[:5].tolist():
+                x, y = divmod(p, len(cj))
+                if gain[x, y] <= 1e-12:
+                    break
+                if best is None or gain[x, y] > best[0]:
+                    best = (float(gain[x, y]), int(ci[x]), int(cj[y]), s, t)
+                break
+        if best is None:
+            return False
+        _, i, w, s, t = best
+        self._set(i, t)
+        self._set(w, s)
+        if self._connected(s) and self._connected(t):
+            return True
+        self._set(w, t)
+        self._set(i, s)
+        return False
 
     def _balance_pass(self) -> bool:
         u, t = self._border_moves()
@@ -836,7 +925,7 @@ class _Search:
             if len(members) == 0:
                 return None
             roots[j] = members[np.argmin(self.cost[members, j])]
-        left = 30.0
+        left = 20.0
         if self.deadline is not None:
             left = max(5.0, min(left, self.deadline - time.perf_counter()))
         res = contiguous_milp(self.cost, self.v, self.lo, self.hi, adjacency=self.mat,
