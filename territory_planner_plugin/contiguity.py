@@ -84,36 +84,43 @@ def polygon_adjacency(geoms, *, rule: str = "rook", snap_m: float = 1.0) -> Adja
     cols = np.zeros(0, int)
     snapped = 0
     if n > 1:
-        tree = shapely.STRtree(g)
-        left, right = tree.query(g, predicate="dwithin", distance=snap)
-        keep = left < right
-        left, right = left[keep], right[keep]
-        a, b = g[left], g[right]
-        touch = shapely.intersects(a, b)
-        if rule == "queen":
-            ok = np.ones(len(left), bool)
-            snapped = int((~touch).sum())
-        else:
-            ba, bb = shapely.boundary(a), shapely.boundary(b)
-            shared = shapely.length(shapely.intersection(ba, bb))
-            overlap = touch & ~shapely.touches(a, b)  # interiors overlap: neighbours too
-            ok = (shared > max(1e-6, 0.05 * snap)) | overlap
-            rest = np.flatnonzero(~ok)
-            if snap > 0 and len(rest):
-                # An edge within the tolerance: longer than the ~2 x snap a corner contact gives.
-                near = shapely.length(
-                    shapely.intersection(ba[rest], shapely.buffer(bb[rest], snap, quad_segs=2))
-                )
-                hit = near > 3.0 * snap
-                ok[rest[hit]] = True
-                snapped = int(hit.sum())
-        rows, cols = left[ok], right[ok]
+        with np.errstate(invalid="ignore"):  # GEOS may flag degenerate shared boundaries
+            rows, cols, snapped = _neighbour_pairs(g, rule, snap)
     matrix = _symmetric(rows, cols, n)
     matrix, linked = _link_components(g, matrix)
     if snapped:
         logger.info("Adjacency: %d neighbour pair(s) found only within the %.2f m snapping "
                     "tolerance (digitising gaps).", snapped, snap)  # fmt: skip
     return Adjacency(matrix=matrix, linked=linked, snapped=snapped)
+
+
+def _neighbour_pairs(g: np.ndarray, rule: str, snap: float) -> tuple[np.ndarray, np.ndarray, int]:
+    """Neighbour pairs (i < j) under the rule and the number found only by snapping."""
+    tree = shapely.STRtree(g)
+    snapped = 0
+    left, right = tree.query(g, predicate="dwithin", distance=snap)
+    keep = left < right
+    left, right = left[keep], right[keep]
+    a, b = g[left], g[right]
+    touch = shapely.intersects(a, b)
+    if rule == "queen":
+        ok = np.ones(len(left), bool)
+        snapped = int((~touch).sum())
+    else:
+        ba, bb = shapely.boundary(a), shapely.boundary(b)
+        shared = shapely.length(shapely.intersection(ba, bb))
+        overlap = touch & ~shapely.touches(a, b)  # interiors overlap: neighbours too
+        ok = (shared > max(1e-6, 0.05 * snap)) | overlap
+        rest = np.flatnonzero(~ok)
+        if snap > 0 and len(rest):
+            # An edge within the tolerance: longer than the ~2 x snap a corner contact gives.
+            near = shapely.length(
+                shapely.intersection(ba[rest], shapely.buffer(bb[rest], snap, quad_segs=2))
+            )
+            hit = near > 3.0 * snap
+            ok[rest[hit]] = True
+            snapped = int(hit.sum())
+    return left[ok], right[ok], snapped
 
 
 def point_adjacency(xy: np.ndarray, *, study_area=None) -> tuple[Adjacency, np.ndarray]:

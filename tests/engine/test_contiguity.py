@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import time
 
 import networkx as nx
 import numpy as np
@@ -304,7 +305,8 @@ def test_every_territory_is_one_piece_within_the_rules(rows, cols, k, tol, seed,
     current = start.copy()
     budget = None if budget_pct is None else int(budget_pct / 100 * n)
     args = {"adjacency": adj, "cost": cost, "values": values, "lo": lo, "hi": hi,
-            "locks": locks, "allowed": allowed, "current": current, "budget": budget}  # fmt: skip
+            "locks": locks, "allowed": allowed, "current": current, "budget": budget,
+            "deadline": time.perf_counter() + 5.0}  # fmt: skip
     before = [a.copy() for a in (start, cost, values, lo, hi, locks)]
     try:
         assign = make_contiguous(start, **args)
