@@ -313,8 +313,10 @@ class TerritoryModel:
         assign = make_contiguous(
             sol.assign, adjacency=self.adjacency, cost=self.cost, values=self.values, lo=lo,
             hi=hi, locks=self.locks, allowed=self.allowed, current=self.current,
-            budget=self.budget, deadline=time.monotonic() + max(time_limit_s, 1.0),
-            is_cancelled=is_cancelled,
+            budget=self.budget, deadline=time.perf_counter() + max(time_limit_s, 1.0),
+            is_cancelled=is_cancelled, names=list(self.territory_ids),
+            measures=self.names or ["account count" if self.noun == "accounts" else "unit count"],
+            unit_ids=list(self.row_ids),
         )  # fmt: skip
         objective = self.objective_of(assign)
         split = int((before > 1).sum())

@@ -17,7 +17,6 @@ from dataclasses import dataclass, replace
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-import shapely
 
 from .assignment import totals
 from .errors import InvalidInputError
@@ -25,17 +24,21 @@ from .model import (
     TerritoryModel,
     balance_values,
     move_costs,
-    point_costs,
-    prepare_accounts,
     prepare_reps,
-    reach_mask,
     run_parameters,
     snap_points_once,
-    territory_codes,
     tolerances,
 )
 from .progress import CancelCheck, ProgressCallback, check_cancel, report
-from .territories import TerritoryPlan, build_plan
+from .territories import (
+    PlanRows,
+    TerritoryPlan,
+    build_plan,
+    prepare_rows,
+    row_codes,
+    row_costs,
+    row_reach,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -52,9 +55,9 @@ class Rebalance:
 
 
 def rebalance_territories(
-    accounts: gpd.GeoDataFrame,
+    accounts: gpd.GeoDataFrame | None = None,
     *,
-    id_field: str,
+    id_field: str | None = None,
     current_field: str,
     reps: gpd.GeoDataFrame | None = None,
     rep_id_field: str | None = None,
@@ -67,59 +70,72 @@ def rebalance_territories(
     max_moves_pct: float | None = None,
     minimise_field: str | None = None,
     network: object | None = None,
+    units: gpd.GeoDataFrame | None = None,
+    unit_id_field: str | None = None,
+    contiguous: bool | None = None,
+    adjacency: str = "rook",
+    snap_m: float = 1.0,
+    study_area: gpd.GeoDataFrame | None = None,
+    unit_max_distance_m: float = 0.0,
     time_limit_s: float = 60.0,
     solver: str = "CBC",
     progress: ProgressCallback | None = None,
     is_cancelled: CancelCheck | None = None,
 ) -> Rebalance:
-    """Move as few accounts (or as little of ``minimise_field``) as needed to restore balance.
+    """Move as few accounts or units (or as little of ``minimise_field``) as needed to restore
+    balance.
 
     Territories are the REPS (ids = rep ids) when given, otherwise the ids found in
     ``current_field``, centred on the medoid of their current accounts. Accounts whose current
-    territory is empty are new; those naming a rep not in REPS belong to a rep who left.
+    territory is empty are new; those naming a rep not in REPS belong to a rep who left. With
+    ``units`` the plan moves whole units (a unit is in the territory most of its accounts are in
+    today) and, with ``contiguous`` (default with units), keeps every territory in one piece.
     """
     params = run_parameters(locals())
-    acc = prepare_accounts(accounts, id_field)
-    ids = acc[id_field].astype(str).to_numpy()
-    if not current_field or current_field not in acc.columns:
-        msg = f"CURRENT_FIELD: '{current_field}' is not a field of ACCOUNTS; choose today's territory field."
-        raise InvalidInputError(msg)
-    fields = list(balance_fields)
-    values = balance_values(acc, ids, fields)
+    rows = prepare_rows(accounts, id_field=id_field, balance_fields=balance_fields, units=units,
+                        unit_id_field=unit_id_field, contiguous=contiguous, adjacency=adjacency,
+                        snap_m=snap_m, study_area=study_area,
+                        unit_max_distance_m=unit_max_distance_m)  # fmt: skip
+    ids, fields, values, noun = rows.ids, rows.names, rows.values, rows.noun
+    raw, raw_src = _current_text(rows, current_field)
     tol = tolerances(tolerance_pct, balance_weights, fields)
-    xy = shapely.get_coordinates(acc.geometry.values)
-    raw = acc[current_field].map(_text).to_numpy(object)
     if reps is not None:
-        cen_ids, cen_xy, capacity = prepare_reps(reps, rep_id_field, rep_capacity_field, acc.crs)
+        cen_ids, cen_xy, capacity = prepare_reps(reps, rep_id_field, rep_capacity_field, rows.crs)
     else:
-        cen_ids = np.array(sorted({v for v in raw if v}))
+        cen_ids = np.array(sorted({v for v in raw_src if v}))
         if len(cen_ids) == 0:
-            msg = f"CURRENT_FIELD: '{current_field}' is empty for every account; use designterritories."
+            msg = f"CURRENT_FIELD: '{current_field}' is empty for every {noun[:-1]}; use designterritories."
             raise InvalidInputError(msg)
-        cen_xy = np.array([_medoid(xy[raw == c]) for c in cen_ids])
+        cen_xy = np.array([_medoid(rows.src_xy[raw_src == c]) for c in cen_ids])
         capacity = np.ones(len(cen_ids))
     known = set(cen_ids)
     is_new = np.array([not v for v in raw])
     departed = np.array([bool(v) and v not in known for v in raw])
     if departed.any():
         gone = sorted({v for v, d in zip(raw, departed) if d})
-        logger.warning("Territories %s are not in REPS: their %d accounts are handed over.",
-                       ", ".join(gone), int(departed.sum()))  # fmt: skip
+        logger.warning("Territories %s are not in REPS: their %d %s are handed over.",
+                       ", ".join(gone), int(departed.sum()), noun)  # fmt: skip
     if is_new.any():
-        logger.info("%d new accounts (no current territory) are placed.", int(is_new.sum()))
-    locks = territory_codes(acc, lock_field, cen_ids, "LOCK_FIELD", ids)
-    current = territory_codes(acc, current_field, cen_ids, "CURRENT_FIELD", ids, strict=False)
+        logger.info("%d new %s (no current territory) are placed.", int(is_new.sum()), noun)
+    locks, src_locks = row_codes(rows, lock_field, cen_ids, "LOCK_FIELD")
+    lookup = {c: j for j, c in enumerate(cen_ids)}
+    current = np.array([lookup.get(v, -1) for v in raw], int)
+    src_current = np.array([lookup.get(v, -1) for v in raw_src], int)
     budget = None
     if max_moves_pct is not None:
-        budget = math.floor(max_moves_pct / 100.0 * len(acc) + 1e-9)
-    weight = np.ones(len(acc))
+        budget = math.floor(max_moves_pct / 100.0 * rows.n + 1e-9)
+    weight = np.ones(rows.n)
     if minimise_field:
-        weight = balance_values(acc, ids, [minimise_field])[:, 0]
+        frame = rows.accounts if rows.accounts is not None else rows.layer
+        src_ids = rows.account_ids if rows.accounts is not None else ids
+        w_src = balance_values(frame, src_ids, [minimise_field])
+        weight = rows.aggregate(w_src)[:, 0] if rows.accounts is not None else w_src[:, 0]
     report(progress, 0.1, "Costs")
     check_cancel(is_cancelled)
-    cost_km, cost_min = point_costs(xy, cen_xy, network, snap_points_once(xy, network, acc.crs))
+    costs = row_costs(rows, cen_xy, network, snap_points_once(rows.src_xy, network, rows.crs))
+    cost_km, cost_min = costs[0], costs[1]
     dist = cost_min if cost_min is not None else cost_km
-    allowed = reach_mask(cost_km, cost_min, rep_max_minutes)
+    allowed = row_reach(rows, costs, rep_max_minutes, log=True)
     # moves first; distance only breaks ties (all of it is worth less than the smallest move)
     has = current >= 0
     move_cost = move_costs(current, dist.shape[1], weight)
@@ -127,8 +143,9 @@ def rebalance_territories(
     eps = 0.5 * unit / max(float(np.where(allowed, dist, 0).max(1).sum()), 1e-9)
     model = TerritoryModel.from_cost_matrix(
         move_cost + eps * dist, values=values, capacity=capacity, tolerance_pct=tol, locks=locks,
-        current=current, budget=budget, allowed=allowed, names=fields, row_ids=ids,
-        territory_ids=cen_ids,
+        current=current, budget=budget, allowed=allowed,
+        adjacency=None if rows.adjacency is None else rows.adjacency.matrix,
+        contiguous=rows.contiguous, names=fields, row_ids=ids, territory_ids=cen_ids, noun=noun,
     )  # fmt: skip
     model.precheck()
     report(progress, 0.3, "Assignment")
@@ -139,7 +156,7 @@ def rebalance_territories(
     )  # fmt: skip
     assign = sol.assign
     model.verify(assign)
-    moved_value = float(move_cost[np.arange(len(acc)), assign].sum())
+    moved_value = float(move_cost[np.arange(rows.n), assign].sum())
     bound = max(0.0, sol.lower_bound - eps * float(np.where(allowed, dist, np.inf).min(1).sum()))
     if not minimise_field:
         _, lo, hi = model.bounds()
@@ -149,24 +166,46 @@ def rebalance_territories(
     sol = replace(sol, objective=moved_value, lower_bound=bound)
     # the outputs report distances (next best, travel) with the moves' plan
     plan = build_plan(
-        replace(model, cost=dist), sol, layer=acc, original=accounts, cost_km=cost_km,
-        cost_min=cost_min,
-        cen_xy=cen_xy, quota_total=None, params=params, weights=balance_weights, travel_weight=0.0,
+        replace(model, cost=dist), sol, rows=rows, costs=costs, src_locks=src_locks,
+        src_current=src_current, cen_xy=cen_xy, quota_total=None, params=params,
+        weights=balance_weights, travel_weight=0.0,
     )  # fmt: skip
-    reasons = np.where(departed, "rep left", np.where(is_new, "new account",
+    reasons = np.where(departed, "rep left", np.where(is_new, f"new {noun[:-1]}",
                        np.where(locks >= 0, "locked", "balance")))  # fmt: skip
     raw_from = np.where(departed | has, raw, None)
     changed = is_new | departed | (has & (assign != current))
-    plan.accounts["reason"] = np.where(changed, reasons, plan.accounts["reason"])
+    out = plan.units if rows.has_units else plan.accounts
+    out["reason"] = np.where(changed, reasons, out["reason"])
     moves = pd.DataFrame({
         "account_id": ids[changed], "from_id": raw_from[changed], "to_id": cen_ids[assign][changed],
         "reason": reasons[changed], "moved_value": weight[changed],
-        "centre_km": np.round(cost_km[np.arange(len(acc)), assign][changed], 3),
+        "centre_km": np.round(cost_km[np.arange(rows.n), assign][changed], 3),
     })  # fmt: skip
-    logger.info("Rebalance: %d accounts moved (proven minimum %s), %d new or handed over.",
-                int((has & (assign != current)).sum()), bound,
+    logger.info("Rebalance: %d %s moved (proven minimum %s), %d new or handed over.",
+                int((has & (assign != current)).sum()), noun, bound,
                 int((is_new | departed).sum()))  # fmt: skip
     return Rebalance(plan=plan, moves=moves, moves_lower_bound=float(bound))
+
+
+def _current_text(rows: PlanRows, current_field: str) -> tuple[np.ndarray, np.ndarray]:
+    """Today's territory (text) per row and per cost point; a unit with accounts takes the one
+    most of its accounts are in (ties: the first in sort order)."""
+    frame = rows.accounts if rows.accounts is not None else rows.layer
+    layer = "ACCOUNTS" if rows.accounts is not None or not rows.has_units else "UNITS"
+    if not current_field or current_field not in frame.columns:
+        msg = (f"CURRENT_FIELD: '{current_field}' is not a field of {layer}; choose today's "
+               "territory field.")  # fmt: skip
+        raise InvalidInputError(msg)
+    raw_src = frame[current_field].map(_text).to_numpy(object)
+    if rows.src_row is None:
+        return raw_src, raw_src
+    df = pd.DataFrame({"u": rows.src_row, "v": raw_src})
+    df = df[df["v"] != ""]
+    top = df.groupby(["u", "v"]).size().reset_index(name="c")
+    top = top.sort_values(["u", "c", "v"], ascending=[True, False, True]).drop_duplicates("u")
+    raw = np.full(rows.n, "", dtype=object)
+    raw[top["u"].to_numpy(int)] = top["v"].to_numpy(object)
+    return raw, raw_src
 
 
 def _cover_bound(values, lo, hi, locks, current, allowed) -> float:

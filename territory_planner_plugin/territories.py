@@ -1,11 +1,13 @@
-"""Balanced, compact territories: assign accounts to K centres or rep homes with PuLP.
+"""Balanced, compact territories: assign accounts or units (base areas) to K centres or rep homes.
 
-The model: minimise the total distance (km, or drive minutes with a network) from each account to
-its territory's centre, subject to hard constraints: each account in exactly one territory, every
-balanced measure of every territory within TOLERANCE of its capacity-weighted target, locks,
-a disruption budget (MAX_MOVES) and a maximum drive time to the rep's home. The LP relaxation of the
-same model gives the proven lower bound reported with every plan. Without reps, centres move to the
-medoid of their territory, alternating with the balanced assignment until stable (k-median style).
+The model (:class:`model.TerritoryModel`): minimise the total distance (km, or drive minutes with
+a network) from each account to its territory's centre, subject to hard constraints: each account
+(or unit, with all its accounts) in exactly one territory, every balanced measure of every
+territory within TOLERANCE of its capacity-weighted target, locks, a disruption budget
+(MAX_MOVES), a maximum drive time to the rep's home and, with CONTIGUOUS, every territory in one
+piece. The LP relaxation of the same model gives the lower bound reported with every plan. Without
+reps, centres move to the medoid of their territory, alternating with the balanced assignment
+until stable (k-median style); the bound then holds for the centres found (``bound_scope``).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass, field
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 import shapely
 
 from .errors import InvalidInputError
@@ -41,20 +44,27 @@ from .progress import CancelCheck, ProgressCallback, check_cancel, report
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["EXACT_PAIRS", "OUTPUT_COLUMNS", "STRAIGHT_LINE_KMH", "TerritoryPlan", "build_plan",
-           "design_territories"]  # fmt: skip
+__all__ = ["EXACT_PAIRS", "OUTPUT_COLUMNS", "STRAIGHT_LINE_KMH", "PlanRows", "TerritoryPlan",
+           "build_plan", "design_territories", "prepare_rows"]  # fmt: skip
 
 OUTPUT_COLUMNS = ("territory_id", "rep_id", "centre_km", "centre_min", "locked", "moved",
                   "next_best_id", "next_best_extra", "reason")  # fmt: skip
 _MAX_CENTRE_ROUNDS = 8  # balanced centre updates after the k-median start
 _KMEDIAN_ROUNDS = 12
+EMPTY_UNIT_WEIGHT = 1e-3  # units without accounts: this x their own distance (nearest centre)
+BOUND_PROBLEM = "problem"  # LOWER_BOUND holds for the problem as posed (reps given)
+BOUND_THESE_CENTRES = "these centres"  # ... only for the centres the algorithm chose
 
 
 @dataclass
 class TerritoryPlan:
-    """A territory plan: per-account assignment, polygons, centres, summary and quality figures."""
+    """A territory plan: assignment (accounts and/or units), polygons, centres, summary, figures.
 
-    accounts: gpd.GeoDataFrame
+    ``accounts`` is None for units without accounts, ``units`` None without units.
+    ``bound_scope`` names what ``lower_bound`` bounds: "problem" or "these centres".
+    """
+
+    accounts: gpd.GeoDataFrame | None
     territories: gpd.GeoDataFrame
     centres: gpd.GeoDataFrame
     summary: pd.DataFrame
@@ -65,12 +75,206 @@ class TerritoryPlan:
     moved: int
     kpis: dict = field(default_factory=dict)
     parameters: dict = field(default_factory=dict)
+    units: gpd.GeoDataFrame | None = None
+    bound_scope: str = BOUND_PROBLEM
+
+
+@dataclass
+class PlanRows:
+    """What a plan assigns: point accounts, or units (base areas) with the accounts in them.
+
+    ``layer`` is the prepared (projected) copy of the rows, ``original`` the input rows whose
+    columns and CRS the outputs keep. Costs start from ``src_xy`` (the accounts, or the units'
+    representative points); ``src_row`` is the row of each (None: the rows themselves).
+    """
+
+    layer: gpd.GeoDataFrame
+    original: gpd.GeoDataFrame
+    ids: np.ndarray
+    xy: np.ndarray
+    values: np.ndarray
+    names: list[str]
+    noun: str
+    src_xy: np.ndarray
+    src_row: np.ndarray | None = None
+    accounts: gpd.GeoDataFrame | None = None  # prepared accounts with units
+    accounts_original: gpd.GeoDataFrame | None = None
+    account_ids: np.ndarray | None = None
+    adjacency: object | None = None  # contiguity.Adjacency
+    cells: np.ndarray | None = None  # account Voronoi cells (accounts without units)
+    area: object | None = None  # clip area of account cells
+    contiguous: bool = False
+    outside: int = 0
+
+    @property
+    def n(self) -> int:
+        """Number of rows."""
+        return len(self.ids)
+
+    @property
+    def crs(self):
+        """The projected CRS the rows are planned in."""
+        return self.layer.crs
+
+    @property
+    def has_units(self) -> bool:
+        """True when the rows are units."""
+        return self.noun == "units"
+
+    def aggregate(self, src: np.ndarray) -> np.ndarray:
+        """Sum an (n_src, k) array of the cost points over their rows ((n, k))."""
+        if self.src_row is None:
+            return src
+        agg = sp.csr_matrix((np.ones(len(self.src_row)), (self.src_row,
+                            np.arange(len(self.src_row)))), shape=(self.n, len(self.src_row)))  # fmt: skip
+        return np.asarray(agg @ src)
+
+
+def prepare_rows(
+    accounts: gpd.GeoDataFrame | None,
+    *,
+    id_field: str | None,
+    balance_fields: Sequence[str] = (),
+    units: gpd.GeoDataFrame | None = None,
+    unit_id_field: str | None = None,
+    contiguous: bool | None = None,
+    adjacency: str = "rook",
+    snap_m: float = 1.0,
+    study_area: gpd.GeoDataFrame | None = None,
+    unit_max_distance_m: float = 0.0,
+) -> PlanRows:
+    """Check and prepare the rows of a plan: accounts, units, or units with their accounts.
+
+    Parameters
+    ----------
+    accounts, id_field : point accounts and their id field (None with units alone).
+    balance_fields : measures (account fields, or unit fields for units alone).
+    units, unit_id_field : polygons of base areas and their id field.
+    contiguous : every territory one piece (None: on with units, off without).
+    adjacency, snap_m : "rook" or "queen" and the digitising-gap tolerance of unit adjacency.
+    study_area : polygons clipping the territory polygons of accounts without units.
+    unit_max_distance_m : accounts outside every unit join the nearest one within this distance.
+
+    Returns
+    -------
+    PlanRows
+    """
+    from . import contiguity
+
+    fields = list(balance_fields)
+    if units is None:
+        if accounts is None:
+            msg = "ACCOUNTS: give the accounts (points) or UNITS (polygons of base areas)."
+            raise InvalidInputError(msg)
+        acc = prepare_accounts(accounts, id_field)
+        ids = acc[id_field].astype(str).to_numpy()
+        xy = shapely.get_coordinates(acc.geometry.values)
+        area = None
+        if study_area is not None and len(study_area):
+            area = shapely.union_all(study_area.to_crs(acc.crs).geometry.values)
+            inside = shapely.covers(area, shapely.points(xy))
+            if not inside.any():
+                msg = "STUDY_AREA: no account lies inside it; choose the area of the accounts."
+                raise InvalidInputError(msg)
+            if not inside.all():
+                logger.warning("STUDY_AREA: %d account(s) lie outside it: %s; their cells are "
+                               "empty.", int((~inside).sum()), list(ids[~inside][:10]))  # fmt: skip
+        rows = PlanRows(layer=acc, original=accounts, ids=ids, xy=xy,
+                        values=balance_values(acc, ids, fields), names=fields, noun="accounts",
+                        src_xy=xy, area=area, contiguous=bool(contiguous))  # fmt: skip
+        if rows.contiguous:
+            adj, cells = contiguity.point_adjacency(xy, study_area=area)
+            rows.adjacency, rows.cells = adj, cells
+            _log_links(adj, ids, "accounts")
+        return rows
+    from .units import prepare_units
+
+    if not unit_id_field:
+        msg = "UNIT_ID_FIELD: choose the field with a unique id per unit (e.g. the postal code)."
+        raise InvalidInputError(msg)
+    us = prepare_units(units, id_field=unit_id_field, balance_fields=fields, accounts=accounts,
+                       account_id_field=id_field, max_distance_m=unit_max_distance_m)  # fmt: skip
+    if us.repaired:
+        logger.info("UNITS: %d invalid polygon(s) repaired.", us.repaired)
+    if us.overlaps:
+        logger.warning("UNITS: %d pair(s) of units overlap: %s.", len(us.overlaps),
+                       ", ".join(f"{a}/{b}" for a, b in us.overlaps[:10]))  # fmt: skip
+    original = us.units.to_crs(units.crs) if units.crs is not None else us.units
+    rows = PlanRows(layer=us.units, original=original, ids=np.asarray(us.ids, str),
+                    xy=np.asarray(us.points, float), values=np.asarray(us.values, float),
+                    names=fields, noun="units", src_xy=np.asarray(us.points, float),
+                    contiguous=True if contiguous is None else bool(contiguous),
+                    outside=len(us.outside))  # fmt: skip
+    if accounts is not None:
+        acc = accounts if accounts.crs == us.units.crs else accounts.to_crs(us.units.crs)
+        rows.accounts, rows.accounts_original = acc, accounts
+        rows.account_ids = acc[id_field].astype(str).to_numpy()
+        rows.src_xy = shapely.get_coordinates(acc.geometry.values)
+        rows.src_row = np.asarray(us.account_unit, int)
+        empty = np.bincount(rows.src_row, minlength=rows.n) == 0
+        if empty.any():
+            logger.info("UNITS: %d unit(s) hold no account; each joins a territory next to it "
+                        "(the plan covers the whole map).", int(empty.sum()))  # fmt: skip
+    adj = contiguity.polygon_adjacency(us.units.geometry, rule=adjacency, snap_m=snap_m)
+    rows.adjacency = adj
+    _log_links(adj, rows.ids, "units")
+    return rows
+
+
+def _log_links(adj, ids: np.ndarray, noun: str) -> None:
+    if adj.linked:
+        logger.info("%s with no neighbour (islands, exclaves) linked to their nearest: %s.",
+                    noun.capitalize(), ", ".join(f"{ids[i]} -> {ids[j]}"
+                                                 for i, j in adj.linked[:10]))  # fmt: skip
+
+
+def row_costs(rows: PlanRows, cen_xy: np.ndarray, network, snapped):
+    """(km, minutes) of the rows and (km, minutes) of the cost points to each centre.
+
+    Units with accounts cost the sum over their accounts; units without any cost
+    ``EMPTY_UNIT_WEIGHT`` x their own straight-line distance (they join a near territory).
+    """
+    km_s, min_s = point_costs(rows.src_xy, cen_xy, network, snapped)
+    if rows.src_row is None:
+        return km_s, min_s, km_s, min_s
+    km, mins = rows.aggregate(km_s), None if min_s is None else rows.aggregate(min_s)
+    empty = np.bincount(rows.src_row, minlength=rows.n) == 0
+    if empty.any():
+        own = np.sqrt(((rows.xy[empty, None, :] - cen_xy[None]) ** 2).sum(-1)) / 1000.0
+        km[empty] = EMPTY_UNIT_WEIGHT * own
+        if mins is not None:
+            mins[empty] = EMPTY_UNIT_WEIGHT * own * 60.0 / STRAIGHT_LINE_KMH
+    return km, mins, km_s, min_s
+
+
+def row_codes(rows: PlanRows, fld: str | None, cen_ids, key: str, *, strict: bool = True):
+    """Territory index per row and per cost point from a field (locks or current territories).
+
+    With units and accounts the field is the accounts'; a unit takes its accounts' lock (they
+    must agree) or the territory most of them are in today.
+    """
+    if rows.accounts is None:
+        layer = "UNITS" if rows.has_units else "ACCOUNTS"
+        codes = territory_codes(rows.layer, fld, cen_ids, key, rows.ids, strict=strict,
+                                layer=layer, noun=rows.noun)  # fmt: skip
+        return codes, codes
+    from .units import unit_codes
+
+    acc_codes = territory_codes(rows.accounts, fld, cen_ids, key, rows.account_ids, strict=strict)
+    codes = unit_codes(acc_codes, rows.src_row, rows.n, key=key, account_ids=rows.account_ids,
+                       unit_ids=rows.ids)  # fmt: skip
+    return codes, acc_codes
+
+
+def src_of(rows: PlanRows, per_row: np.ndarray) -> np.ndarray:
+    """A per-row array at the cost points (accounts of units, or the rows themselves)."""
+    return per_row if rows.src_row is None else per_row[rows.src_row]
 
 
 def design_territories(
-    accounts: gpd.GeoDataFrame,
+    accounts: gpd.GeoDataFrame | None = None,
     *,
-    id_field: str,
+    id_field: str | None = None,
     n_territories: int | None = None,
     reps: gpd.GeoDataFrame | None = None,
     rep_id_field: str | None = None,
@@ -85,63 +289,76 @@ def design_territories(
     max_moves_pct: float | None = None,
     network: object | None = None,
     quota_total: float | None = None,
+    units: gpd.GeoDataFrame | None = None,
+    unit_id_field: str | None = None,
+    contiguous: bool | None = None,
+    adjacency: str = "rook",
+    snap_m: float = 1.0,
+    study_area: gpd.GeoDataFrame | None = None,
+    unit_max_distance_m: float = 0.0,
     seed: int = 0,
     time_limit_s: float = 60.0,
     solver: str = "CBC",
     progress: ProgressCallback | None = None,
     is_cancelled: CancelCheck | None = None,
 ) -> TerritoryPlan:
-    """Assign every account to a territory, balanced within ``tolerance_pct`` and compact.
+    """Assign every account (or unit) to a territory, balanced within ``tolerance_pct``, compact.
 
-    Accounts (points) must be in a projected CRS in metres, or geographic (then reprojected to a
-    local UTM zone, logged). Accounts the network cannot reach are costed by straight line at
-    30 km/h and listed in the log. Raises :class:`InfeasibleError` naming the smallest relaxation.
+    Accounts (points) or units (polygons) must be in a projected CRS in metres, or geographic
+    (then reprojected to a local UTM zone, logged). With ``units`` every unit goes whole to one
+    territory (with all its accounts) and, with ``contiguous`` (default with units), every
+    territory is one piece. Pairs the network cannot connect are costed by straight line at
+    ``STRAIGHT_LINE_KMH`` and counted in the log. Raises :class:`InfeasibleError` naming the
+    smallest relaxation.
     """
     params = run_parameters(locals())
-    acc = prepare_accounts(accounts, id_field)
-    ids = acc[id_field].astype(str).to_numpy()
-    fields = list(balance_fields)
-    values = balance_values(acc, ids, fields)
+    rows = prepare_rows(accounts, id_field=id_field, balance_fields=balance_fields, units=units,
+                        unit_id_field=unit_id_field, contiguous=contiguous, adjacency=adjacency,
+                        snap_m=snap_m, study_area=study_area,
+                        unit_max_distance_m=unit_max_distance_m)  # fmt: skip
+    fields = rows.names
     tol = tolerances(tolerance_pct, balance_weights, fields)
     mu = travel_mu(travel_weight, balance_weights, fields)
-    xy = shapely.get_coordinates(acc.geometry.values)
     rng = np.random.default_rng(seed)
     if reps is not None:
-        cen_ids, cen_xy, capacity = prepare_reps(reps, rep_id_field, rep_capacity_field, acc.crs)
+        cen_ids, cen_xy, capacity = prepare_reps(reps, rep_id_field, rep_capacity_field, rows.crs)
         fixed_centres = True
     else:
         if n_territories is None or n_territories < 1:
             msg = f"TERRITORIES: {n_territories} must be at least 1."
             raise InvalidInputError(msg)
-        if n_territories > len(acc):
-            msg = f"TERRITORIES: {n_territories} is more than the {len(acc)} accounts; lower it."
+        if n_territories > rows.n:
+            msg = f"TERRITORIES: {n_territories} is more than the {rows.n} {rows.noun}; lower it."
             raise InvalidInputError(msg)
         k = int(n_territories)
         cen_ids = np.array([f"T{j + 1:02d}" for j in range(k)])
-        cen_xy = _kmeanspp(xy, k, rng)
+        cen_xy = _kmeanspp(rows.src_xy, k, rng)
         capacity = np.ones(k)
         fixed_centres = False
     k = len(cen_ids)
-    locks = territory_codes(acc, lock_field, cen_ids, "LOCK_FIELD", ids)
-    current = territory_codes(acc, current_field, cen_ids, "CURRENT_FIELD", ids, strict=False)
+    locks, src_locks = row_codes(rows, lock_field, cen_ids, "LOCK_FIELD")
+    current, src_current = row_codes(rows, current_field, cen_ids, "CURRENT_FIELD", strict=False)
     budget = None
     if max_moves_pct is not None and current_field:
-        budget = math.floor(max_moves_pct / 100.0 * len(acc) + 1e-9)
+        budget = math.floor(max_moves_pct / 100.0 * rows.n + 1e-9)
     report(progress, 0.1, "Costs")
     prices = None
     rounds = 1 if fixed_centres else _MAX_CENTRE_ROUNDS
-    a_snap = snap_points_once(xy, network, acc.crs)  # once: only the centres move between rounds
+    snapped = snap_points_once(rows.src_xy, network, rows.crs)  # once: only the centres move
     if not fixed_centres:  # start from compact (k-median) centres, then balance
-        cen_xy = _kmedian(xy, cen_xy, locks, network, a_snap, is_cancelled)
+        cen_xy = _kmedian(rows.src_xy, cen_xy, src_of(rows, locks), network, snapped,
+                          is_cancelled)  # fmt: skip
     for rnd in range(rounds + 1):
         check_cancel(is_cancelled)
-        cost_km, cost_min = point_costs(xy, cen_xy, network, a_snap)
+        costs = row_costs(rows, cen_xy, network, snapped)
+        cost_km, cost_min = costs[0], costs[1]
         model = TerritoryModel.from_cost_matrix(
-            cost_min if cost_min is not None else cost_km, values=values, capacity=capacity,
+            cost_min if cost_min is not None else cost_km, values=rows.values, capacity=capacity,
             tolerance_pct=tol, locks=locks, current=current, budget=budget,
-            allowed=reach_mask(cost_km, cost_min, rep_max_minutes, log=rnd == 0),
-            travel=(capacity / capacity.sum(), mu), names=fields, row_ids=ids,
-            territory_ids=cen_ids,
+            allowed=row_reach(rows, costs, rep_max_minutes, log=rnd == 0),
+            adjacency=None if rows.adjacency is None else rows.adjacency.matrix,
+            contiguous=rows.contiguous, travel=(capacity / capacity.sum(), mu), names=fields,
+            row_ids=rows.ids, territory_ids=cen_ids, noun=rows.noun,
         )  # fmt: skip
         model.precheck()
         final = fixed_centres or rnd == rounds
@@ -151,17 +368,28 @@ def design_territories(
         report(progress, 0.2 + 0.7 * (rnd + 1) / (rounds + 1), "Assignment")
         if final:
             break
-        new_xy = _medoids(xy, sol.assign, k, cen_xy)
+        new_xy = _medoids(rows.src_xy, src_of(rows, sol.assign), k, cen_xy)
         if np.allclose(new_xy, cen_xy):
             rounds = rnd + 1  # centres are stable: one last, full solve on them
         cen_xy = new_xy
     model.verify(sol.assign)
+    scope = BOUND_PROBLEM if fixed_centres else BOUND_THESE_CENTRES
     report(progress, 0.95, "Outputs")
     return build_plan(
-        model, sol, layer=acc, original=accounts, cost_km=cost_km, cost_min=cost_min,
+        model, sol, rows=rows, costs=costs, src_locks=src_locks, src_current=src_current,
         cen_xy=cen_xy, quota_total=quota_total, params=params, weights=balance_weights,
-        travel_weight=travel_weight,
+        travel_weight=travel_weight, bound_scope=scope,
     )  # fmt: skip
+
+
+def row_reach(rows: PlanRows, costs, max_minutes: float | None, *, log: bool) -> np.ndarray:
+    """(n, k) pairs allowed by REP_MAX_MINUTES; a unit with accounts needs every account in reach
+    (a unit without accounts may go anywhere)."""
+    km, mins, km_s, min_s = costs
+    if rows.src_row is None:
+        return reach_mask(km, mins, max_minutes, log=log)
+    ok_s = reach_mask(km_s, min_s, max_minutes, log=log)
+    return rows.aggregate((~ok_s).astype(float)) == 0
 
 
 # ----------------------------------------------------------------------------- centres
@@ -219,27 +447,129 @@ def build_plan(
     model: TerritoryModel,
     sol: Solution,
     *,
-    layer: gpd.GeoDataFrame,
-    original: gpd.GeoDataFrame,
-    cost_km: np.ndarray,
-    cost_min: np.ndarray | None,
+    rows: PlanRows,
+    costs: tuple,
+    src_locks: np.ndarray,
+    src_current: np.ndarray,
     cen_xy: np.ndarray,
     quota_total: float | None,
     params: dict,
     weights: Sequence[float] | None,
     travel_weight: float,
+    bound_scope: str = BOUND_PROBLEM,
 ) -> TerritoryPlan:
-    """The plan's outputs from a solved model: rows with their territory and reason, territory
-    polygons, centres, summary and KPIs (one place for both algorithms).
+    """The plan's outputs from a solved model (one place for both algorithms).
 
-    ``layer`` is the prepared (projected) copy of ``original``, whose columns and CRS the outputs
-    keep; ``cost_km``/``cost_min`` are the straight-line km and drive minutes of the pairs.
+    Rows (accounts and/or units) with their territory and reason, territory polygons (dissolved
+    units, or account Voronoi cells clipped to the study area or a tight outline), centres,
+    summary (with ``pieces``) and KPIs. ``costs`` is :func:`row_costs`' (km, minutes, km and
+    minutes of the cost points); ``src_locks``/``src_current`` are per cost point (account).
     """
+    from .contiguity import count_pieces, tight_outline
+
     assign, objective, lower = sol.assign, sol.objective, sol.lower_bound
     cost, values, capacity = model.cost, model.values, model.capacity
-    locks, current, budget, allowed = model.locks, model.current, model.budget, model.allowed
-    cen_ids, fields, acc = model.territory_ids, list(model.names), layer
-    n, k = model.n, model.k
+    cen_ids, k = model.territory_ids, model.k
+    km, mins, km_s, min_s = costs
+    row_out = _assignment_columns(rows.original, assign, cost, km, mins, model, model.locks,
+                                  model.current, model.allowed)  # fmt: skip
+    accounts_out, units_out = (None, row_out) if rows.has_units else (row_out, None)
+    src_assign = src_of(rows, assign)
+    if rows.has_units and rows.accounts is not None:
+        accounts_out = _assignment_columns(
+            rows.accounts_original, src_assign, min_s if min_s is not None else km_s, km_s,
+            min_s, model, src_of(rows, model.locks), src_current, src_of(rows, model.allowed),
+        )  # fmt: skip
+    if rows.has_units:
+        from .units import dissolve_units
+
+        polys = dissolve_units(rows.layer.geometry, assign, k)
+    else:
+        cells = rows.cells
+        if cells is None:
+            cells = _account_cells(rows.xy, rows.area if rows.area is not None
+                                   else tight_outline(rows.xy))  # fmt: skip
+        polys = [shapely.union_all(cells[(assign == j) & ~shapely.is_empty(cells)])
+                 for j in range(k)]  # fmt: skip
+    if rows.adjacency is not None:
+        pieces = count_pieces(assign, rows.adjacency.matrix, k)
+    else:  # accounts without contiguity: the parts of each territory's polygon
+        pieces = np.array([0 if p.is_empty else shapely.get_num_geometries(p) for p in polys])
+    names = list(model.names) or [rows.noun if rows.accounts is None else "accounts"]
+    target, _, _ = model.bounds()
+    with_accounts = not rows.has_units or rows.accounts is not None
+    n_acc = np.bincount(src_assign, minlength=k) if with_accounts else None
+    summary_rows = []
+    for j, cid in enumerate(cen_ids):
+        members = assign == j
+        row = {"territory_id": cid}
+        if n_acc is not None:
+            row["accounts"] = int(n_acc[j])
+        if rows.has_units:
+            row["units"] = int(members.sum())
+        row["capacity"] = capacity[j]
+        for m, name in enumerate(names):
+            total = float(values[members, m].sum())
+            row[f"{name}_total"] = round(total, 2)
+            row[f"{name}_dev_pct"] = (
+                round(100 * (total / target[j, m] - 1), 2) if target[j, m] else 0.0
+            )
+        row["travel_total"] = round(float(cost[members, j].sum()), 2)
+        row["pieces"] = int(pieces[j])
+        if quota_total is not None:
+            row["quota"] = round(quota_total * values[members, 0].sum() / values[:, 0].sum(), 2)
+        summary_rows.append(row)
+    summary = pd.DataFrame(summary_rows)
+    per_cap = (
+        np.array([[r[f"{nm}_total"] for nm in names] for r in summary_rows]) / capacity[:, None]
+    )
+    cv = {nm: float(per_cap[:, m].std() / per_cap[:, m].mean()) if per_cap[:, m].mean() else 0.0
+          for m, nm in enumerate(names)}  # fmt: skip
+    max_dev = float(max(abs(summary[f"{nm}_dev_pct"]).max() for nm in names))
+    moved = int(((model.current >= 0) & (assign != model.current)).sum())
+    gap = 100 * (objective - lower) / objective if objective > 0 and np.isfinite(lower) else 0.0
+    kpis = {f"cv_{nm}": round(v, 4) for nm, v in cv.items()}
+    travel = np.array([r["travel_total"] for r in summary_rows]) / capacity
+    cv_travel = float(travel.std() / travel.mean()) if travel.mean() else 0.0
+    w = list(weights) if weights else [1.0] * len(names)
+    score = (sum(wi * cv[nm] for wi, nm in zip(w, names)) + travel_weight * cv_travel) / (
+        sum(w) + travel_weight
+    )
+    kpis["cv_travel"] = round(cv_travel, 4)
+    per = len(src_assign) if rows.accounts is not None or not rows.has_units else model.n
+    compact = float(cost[np.arange(model.n), assign].sum()) / max(per, 1)
+    kpis.update(max_deviation_pct=round(max_dev, 2), compactness_mean=round(compact, 3),
+                moved=moved, balance_score=round(score, 4),
+                split_territories=int((pieces > 1).sum()), bound_scope=bound_scope)  # fmt: skip
+    if rows.has_units and rows.accounts is not None:
+        kpis["accounts_outside_units"] = rows.outside
+    for key, value in kpis.items():
+        summary[key] = value
+    crs = rows.original.crs
+    territories = gpd.GeoDataFrame(summary.drop(columns=list(kpis)), geometry=polys,
+                                   crs=rows.crs)  # fmt: skip
+    territories = territories.to_crs(crs) if crs is not None else territories
+    centres = gpd.GeoDataFrame({"territory_id": cen_ids, "capacity": capacity},
+                               geometry=shapely.points(cen_xy), crs=rows.crs)  # fmt: skip
+    centres = centres.to_crs(crs) if crs is not None else centres
+    scope = ("" if bound_scope == BOUND_PROBLEM else
+             " (a bound for these centres, which the algorithm chose; other centres may do better)")  # fmt: skip
+    logger.info("Plan: objective %.3f, lower bound %.3f%s, gap %.2f%%, largest deviation %.2f%%, "
+                "%d moved, %d territories in more than one piece.", objective, lower, scope, gap,
+                max_dev, moved, kpis["split_territories"])  # fmt: skip
+    return TerritoryPlan(
+        accounts=accounts_out, territories=territories, centres=centres, summary=summary,
+        objective=objective, lower_bound=lower, gap_pct=gap, max_deviation_pct=max_dev,
+        moved=moved, kpis=kpis, parameters=params, units=units_out, bound_scope=bound_scope,
+    )  # fmt: skip
+
+
+def _assignment_columns(original, assign, cost, cost_km, cost_min, model, locks, current,
+                        allowed) -> gpd.GeoDataFrame:  # fmt: skip
+    """A copy of ``original`` with territory_id, rep_id, distances, lock/move flags, next best
+    territory and the reason of each row's territory."""
+    n = len(assign)
+    k, cen_ids, capacity = model.k, model.territory_ids, model.capacity
     out = original.copy()
     for col in OUTPUT_COLUMNS:
         if col in out.columns:
@@ -262,68 +592,20 @@ def build_plan(
     reason = np.where((reason == "balance") & ~allowed[rows, nearest], "max drive time", reason)
     small = capacity[nearest] < capacity.mean() - 1e-9  # the nearest rep has a smaller share
     reason = np.where((reason == "balance") & small, "capacity", reason)
-    if budget is not None:
+    if model.budget is not None:
         reason = np.where((reason == "balance") & (assign == current), "disruption budget", reason)
+    if model.contiguous and model.adjacency is not None:
+        reason = np.where(reason == "balance", "balance or contiguity", reason)
     out["reason"] = reason
-    # territories: Voronoi cells of accounts dissolved by territory, clipped to a buffered hull
-    pts = shapely.points(shapely.get_coordinates(acc.geometry.values))
-    hull = shapely.convex_hull(shapely.multipoints(pts)).buffer(1000.0)
-    cells = shapely.get_parts(shapely.voronoi_polygons(shapely.multipoints(pts), extend_to=hull))
-    tree = shapely.STRtree(cells)
-    p_idx, c_idx = tree.query(pts, predicate="within")
-    cell_of = np.full(n, -1)
-    cell_of[p_idx] = c_idx
-    names = fields or ["accounts"]
-    target, _, _ = model.bounds()
-    summary_rows, polys = [], []
-    for j, cid in enumerate(cen_ids):
-        members = assign == j
-        geom = shapely.union_all(cells[cell_of[members & (cell_of >= 0)]]).intersection(hull)
-        row = {"territory_id": cid, "accounts": int(members.sum()), "capacity": capacity[j]}
-        for m, name in enumerate(names):
-            total = float(values[members, m].sum())
-            row[f"{name}_total"] = round(total, 2)
-            row[f"{name}_dev_pct"] = (
-                round(100 * (total / target[j, m] - 1), 2) if target[j, m] else 0.0
-            )
-        row["travel_total"] = round(float(cost[members, j].sum()), 2)
-        if quota_total is not None:
-            row["quota"] = round(quota_total * values[members, 0].sum() / values[:, 0].sum(), 2)
-        summary_rows.append(row)
-        polys.append(geom)
-    summary = pd.DataFrame(summary_rows)
-    per_cap = (
-        np.array([[r[f"{nm}_total"] for nm in names] for r in summary_rows]) / capacity[:, None]
-    )
-    cv = {nm: float(per_cap[:, m].std() / per_cap[:, m].mean()) if per_cap[:, m].mean() else 0.0
-          for m, nm in enumerate(names)}  # fmt: skip
-    max_dev = float(max(abs(summary[f"{nm}_dev_pct"]).max() for nm in names))
-    moved = int(out["moved"].sum())
-    gap = 100 * (objective - lower) / objective if objective > 0 and np.isfinite(lower) else 0.0
-    kpis = {f"cv_{nm}": round(v, 4) for nm, v in cv.items()}
-    travel = np.array([r["travel_total"] for r in summary_rows]) / capacity
-    cv_travel = float(travel.std() / travel.mean()) if travel.mean() else 0.0
-    w = list(weights) if weights else [1.0] * len(names)
-    score = (sum(wi * cv[nm] for wi, nm in zip(w, names)) + travel_weight * cv_travel) / (
-        sum(w) + travel_weight
-    )
-    kpis["cv_travel"] = round(cv_travel, 4)
-    compact = float(cost[rows, assign].sum()) / n
-    kpis.update(max_deviation_pct=round(max_dev, 2), compactness_mean=round(compact, 3),
-                moved=moved, balance_score=round(score, 4))  # fmt: skip
-    for key, value in kpis.items():
-        summary[key] = value
-    territories = gpd.GeoDataFrame(summary.drop(columns=list(kpis)), geometry=polys, crs=acc.crs)
-    territories = territories.to_crs(original.crs) if original.crs is not None else territories
-    centres = gpd.GeoDataFrame(
-        {"territory_id": cen_ids, "capacity": capacity},
-        geometry=shapely.points(cen_xy), crs=acc.crs,
-    )  # fmt: skip
-    centres = centres.to_crs(original.crs) if original.crs is not None else centres
-    logger.info("Plan: objective %.3f, lower bound %.3f, gap %.2f%%, largest deviation %.2f%%, "
-                "%d moved.", objective, lower, gap, max_dev, moved)  # fmt: skip
-    return TerritoryPlan(
-        accounts=out, territories=territories, centres=centres, summary=summary,
-        objective=objective, lower_bound=lower, gap_pct=gap, max_deviation_pct=max_dev,
-        moved=moved, kpis=kpis, parameters=params,
-    )  # fmt: skip
+    return out
+
+
+def _account_cells(xy: np.ndarray, area) -> np.ndarray:
+    """Voronoi cell of each account clipped to ``area`` (duplicates share one cell)."""
+    pts = shapely.points(xy)
+    cells = shapely.get_parts(shapely.voronoi_polygons(shapely.multipoints(pts), extend_to=area))
+    p_idx, c_idx = shapely.STRtree(cells).query(pts, predicate="within")
+    out = np.empty(len(xy), dtype=object)
+    out[:] = [shapely.Polygon()] * len(xy)
+    out[p_idx] = shapely.intersection(cells[c_idx], area)
+    return out
