@@ -159,7 +159,8 @@ def test_accounts_outside_units_are_refused_or_placed(run_alg, tp, tmp_path):
     params = {
         "ACCOUNTS": accounts_source, "ID_FIELD": "acc_id", "BALANCE_FIELDS": ["revenue"],
         "UNITS": units_source, "UNIT_ID_FIELD": "unit_id", "TERRITORIES": 3, "TOLERANCE": 15,
-        "TIME_LIMIT": 20, **_outputs(tmp_path, "OUTPUT_ACCOUNTS", "OUTPUT_UNITS"),
+        "TIME_LIMIT": 20,
+        **_outputs(tmp_path, "OUTPUT_ACCOUNTS", "OUTPUT_UNITS", "OUTPUT_TERRITORIES"),
     }  # fmt: skip
     with pytest.raises(QgsProcessingException) as err:
         run_alg("designterritories", params)
@@ -185,6 +186,7 @@ def test_accounts_outside_units_are_refused_or_placed(run_alg, tp, tmp_path):
         ("duplicate", "U04"),
         ("no_crs", "no coordinate reference system"),
         ("account_fields_without_accounts", "UNIT_BALANCE_FIELDS"),
+        ("required_output_missing", "OUTPUT_TERRITORIES"),
     ],
 )
 def test_bad_units_are_explained(run_alg, tmp_path, case, message):
@@ -206,6 +208,8 @@ def test_bad_units_are_explained(run_alg, tmp_path, case, message):
         del params["UNIT_ID_FIELD"]
     elif case == "account_fields_without_accounts":
         params["BALANCE_FIELDS"] = ["population"]
+    elif case == "required_output_missing":  # Processing refuses it before any output is written
+        del params["OUTPUT_TERRITORIES"]
     elif case == "no_crs":
         layer = QgsVectorLayer("Polygon?field=unit_id:string", "no_crs", "memory")
         layer.setCrs(QgsCoordinateReferenceSystem())  # memory layers default to EPSG:4326
@@ -285,3 +289,71 @@ def test_point_accounts_contiguous_within_study_area(run_alg, tp, tmp_path):
     assert union.difference(area.buffer(1.0)).area < 1.0  # clipped to the study area
     assert union.area == pytest.approx(area.area, rel=0.01)  # and covering it (no holes)
     assert all(shapely_parts(g) == 1 for g in territories.geometry)
+
+
+def _pieces_by_graph(units, *, snap_m: float = 1.0) -> dict:
+    """Territory -> connected pieces under rook adjacency with the documented island rule.
+
+    Independent reference: two units are neighbours when their outlines grown by ``snap_m / 2``
+    overlap by more than ``snap_m`` m² (a shared edge, not a corner); each group of units with no
+    neighbour outside it, except the largest group, is linked to its nearest unit outside it.
+    """
+    import shapely
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    geoms = np.asarray(units.geometry.values)
+    grown = shapely.buffer(geoms, snap_m / 2)
+    left, right = shapely.STRtree(grown).query(grown, predicate="intersects")
+    keep = left < right
+    left, right = left[keep], right[keep]
+    shared = shapely.area(shapely.intersection(grown[left], grown[right])) > snap_m
+    edges = list(zip(left[shared], right[shared]))
+    n = len(geoms)
+
+    def components(pairs, nodes):
+        index = {u: i for i, u in enumerate(nodes)}
+        pairs = [(index[a], index[b]) for a, b in pairs if a in index and b in index]
+        rows = [a for a, _ in pairs] + [b for _, b in pairs]
+        cols = [b for _, b in pairs] + [a for a, _ in pairs]
+        graph = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(len(nodes), len(nodes)))
+        return connected_components(graph, directed=False)
+
+    count, label = components(edges, list(range(n)))
+    largest = np.bincount(label).argmax()
+    for group in range(count):
+        if group == largest:
+            continue
+        inside = np.flatnonzero(label == group)
+        outside = np.flatnonzero(label != group)
+        union = shapely.union_all(geoms[inside])
+        nearest = outside[np.argmin(shapely.distance(geoms[outside], union))]
+        member = inside[np.argmin(shapely.distance(geoms[inside], geoms[nearest]))]
+        edges.append((member, nearest))
+    pieces = {}
+    territory = units["territory_id"].to_numpy()
+    for tid in sorted(set(territory)):
+        nodes = list(np.flatnonzero(territory == tid))
+        pieces[tid] = components(edges, nodes)[0]
+    return pieces
+
+
+@pytest.mark.parametrize("contiguous", [0, 2])  # Automatic (on with UNITS), Off
+def test_sample_areas_pieces_match_the_dissolved_units(run_alg, tp, tmp_path, contiguous):
+    """On the shipped areas (one block group lies apart) the summary's pieces match a reference."""
+    source = tp.sample_file("areas.gpkg")
+    params = {
+        "UNITS": f"{source}|layername=areas", "UNIT_ID_FIELD": "area_id",
+        "UNIT_BALANCE_FIELDS": ["population"], "TERRITORIES": 6, "TOLERANCE": 10,
+        "CONTIGUOUS": contiguous, "SEED": 0, "TIME_LIMIT": 20, **_outputs(tmp_path),
+    }  # fmt: skip
+    result = run_alg("designterritories", params)
+    units = tp.read_layer(result["OUTPUT_UNITS"])
+    assert len(units) == len(tp.read_layer(source, "areas"))
+    assert units["territory_id"].notna().all()
+    summary = tp.read_layer(result["OUTPUT_SUMMARY"]).set_index("territory_id")["pieces"]
+    reference = _pieces_by_graph(units)
+    assert summary.to_dict() == reference
+    assert result["SPLIT_TERRITORIES"] == sum(n > 1 for n in reference.values())
+    if contiguous == 0:
+        assert set(reference.values()) == {1}
