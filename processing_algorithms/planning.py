@@ -37,6 +37,7 @@ from .base import (
     TerritoryPlannerAlgorithm,
     add_manifest_parameters,
     attach_style,
+    crs_to_pyproj_string,
     enum_value,
     field_names,
     network_parameter,
@@ -586,8 +587,8 @@ class PlanningAlgorithm(TerritoryPlannerAlgorithm):
     ) -> None:
         """Load the network and the layers into ``inputs`` and start the run manifest.
 
-        Accounts (or, without them, units) are projected to the network's CRS (a local metric
-        CRS without one); units, study area and reps to that same CRS. Units or a study area
+        Every layer is projected to the network's CRS; without a network to the units' CRS when
+        it is metric, else a local metric CRS (UTM) around the accounts or units. Units or a study area
         without a CRS are refused (their position would be a guess). ``check_accounts(accounts)``
         runs before the other layers are read.
         """
@@ -595,6 +596,11 @@ class PlanningAlgorithm(TerritoryPlannerAlgorithm):
             feedback, inputs.network_path
         )
         target = net.crs if net is not None else PROJECTED  # metres for the engine
+        if inputs.units_source is not None:
+            _check_crs(inputs.units_source, self.UNITS)
+            units_crs = inputs.units_source.sourceCrs()
+            if net is None and not units_crs.isGeographic():
+                target = crs_to_pyproj_string(units_crs)  # keep the areas' own metric CRS
         accounts = units = study_area = None
         if inputs.accounts_source is not None:
             accounts = source_to_gdf(
@@ -605,7 +611,6 @@ class PlanningAlgorithm(TerritoryPlannerAlgorithm):
                 check_accounts(accounts)
             target = accounts.crs
         if inputs.units_source is not None:
-            _check_crs(inputs.units_source, self.UNITS)
             units = source_to_gdf(
                 inputs.units_source, feedback=steps, name="UNITS", target_crs=target
             )

@@ -28,13 +28,17 @@ def render(units_path: str, territories_path: str, out_path: str, accounts_path:
     ids = sorted(territories["territory_id"].astype(str))
     geoms = dict(zip(territories["territory_id"].astype(str), territories.geometry))
     colours = palette.assign_colours(ids, palette.adjacency_from_geometries(geoms))
-    fig, ax = plt.subplots(figsize=(8, 7), dpi=110)
+    fig, ax = plt.subplots(figsize=(7, 8), dpi=110)
     units_colour = units["territory_id"].astype(str).map(colours)
     units.plot(ax=ax, color=units_colour, alpha=0.55, edgecolor="white", linewidth=0.5)
-    territories.boundary.plot(ax=ax, color="#303030", linewidth=1.6)
+    territories.boundary.plot(ax=ax, color="#303030", linewidth=1.1)
     if accounts_path:
-        accounts = pyogrio.read_dataframe(accounts_path)
+        accounts = pyogrio.read_dataframe(accounts_path).to_crs(units.crs)
         accounts.plot(ax=ax, color="#202020", markersize=2, alpha=0.6)
+    x0, y0, x1, y1 = units.total_bounds  # the areas, not accounts placed from far away
+    margin = 0.03 * max(x1 - x0, y1 - y0)
+    ax.set_xlim(x0 - margin, x1 + margin)
+    ax.set_ylim(y0 - margin, y1 + margin)
     for tid, geom in geoms.items():
         point = geom.representative_point()
         ax.annotate(tid, (point.x, point.y), ha="center", va="center", fontsize=11,
