@@ -42,6 +42,9 @@ from territory_planner_plugin.contiguity import (  # noqa: E402
 from territory_planner_plugin.units import prepare_units  # noqa: E402
 
 CRS = "EPSG:3067"
+SPREAD_M = (
+    float(sys.argv[3]) if len(sys.argv) > 3 else 12_000.0
+)  # spread of accounts around 40 towns
 
 
 def voronoi_units(n: int, side_m: float, seed: int) -> np.ndarray:
@@ -135,7 +138,7 @@ def point_accounts() -> dict:
     n, k = 10_000, 50
     rng = np.random.default_rng(4)
     towns = rng.uniform(0, 200_000, (40, 2))
-    xy = towns[rng.integers(0, 40, n)] + rng.normal(0, 4_000, (n, 2))
+    xy = towns[rng.integers(0, 40, n)] + rng.normal(0, SPREAD_M, (n, 2))
     t0 = time.perf_counter()
     adj, _cells = point_adjacency(xy)
     t1 = time.perf_counter()
