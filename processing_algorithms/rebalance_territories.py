@@ -129,7 +129,10 @@ class RebalanceTerritoriesAlgorithm(PlanningAlgorithm):
         check_cancelled(feedback)
         plan = result.plan
 
-        moves = {self.OUTPUT_MOVES: _moves_table(result.moves)}
+        table = _moves_table(result.moves)
+        if getattr(plan, "units", None) is not None:  # whole units move: name them as such
+            table = table.rename(columns={"account_id": "unit_id"})
+        moves = {self.OUTPUT_MOVES: table}
         results = self.write_plan_outputs(
             parameters, context, feedback, plan, tables=moves, inputs=inputs
         )

@@ -7,6 +7,8 @@ test on the inputs.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -252,6 +254,7 @@ def test_rebalance_units_alone_from_today(run_alg, tp, tmp_path):
         "UNIT_CURRENT_FIELD": "today", "TOLERANCE": 3, "TIME_LIMIT": 20,
         **_outputs(tmp_path, "OUTPUT_UNITS", "OUTPUT_TERRITORIES", "OUTPUT_SUMMARY",
                    "OUTPUT_MOVES"),
+        "OUTPUT_MANIFEST": str(tmp_path / "run.json"),
     }  # fmt: skip
     result = run_alg("rebalanceterritories", params)
     units = tp.read_layer(result["OUTPUT_UNITS"])
@@ -263,6 +266,17 @@ def test_rebalance_units_alone_from_today(run_alg, tp, tmp_path):
         (units.set_index("unit_id")["territory_id"] != grid.set_index("unit_id")["today"]).sum()
     )
     assert result["MOVED"] == changed
+    moves = tp.read_layer(result["OUTPUT_MOVES"])
+    assert "unit_id" in moves.columns  # whole units move
+    moved = units.set_index("unit_id")["territory_id"] != grid.set_index("unit_id")["today"]
+    assert set(moves["unit_id"]) == set(moved[moved].index)
+    manifest = json.loads((tmp_path / "run.json").read_text())  # recorded from the units
+    assert manifest["assignment_hash"]
+    assert manifest["parameters"]["UNIT_CURRENT_FIELD"] == "today"
+
+    again = run_alg("rebalanceterritories", {**params, "MANIFEST": str(tmp_path / "run.json"),
+                                              "OUTPUT_MANIFEST": None})  # fmt: skip
+    assert again["MOVED"] == changed  # reproduced (a differing plan raises)
 
 
 def test_point_accounts_contiguous_within_study_area(run_alg, tp, tmp_path):
