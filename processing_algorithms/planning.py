@@ -229,6 +229,7 @@ class PlanningAlgorithm(TerritoryPlannerAlgorithm):
                 [label for _, label in CONTIGUOUS_CHOICES],
                 False,
                 0,
+                True,  # optional with a default: older models and scripts stay valid
             )
         )
         add(
@@ -238,6 +239,7 @@ class PlanningAlgorithm(TerritoryPlannerAlgorithm):
                 [label for _, label in ADJACENCY_CHOICES],
                 False,
                 0,
+                True,  # optional with a default: older models and scripts stay valid
             )
         )
         add(
@@ -247,7 +249,7 @@ class PlanningAlgorithm(TerritoryPlannerAlgorithm):
                     self.tr("Gap between units still counted as shared boundary (metres)"),
                     _Number.Double,
                     1.0,
-                    False,
+                    True,
                     0.0,
                 )
             )
@@ -268,7 +270,7 @@ class PlanningAlgorithm(TerritoryPlannerAlgorithm):
                     self.tr("Accounts outside every unit: nearest unit within (metres)"),
                     _Number.Double,
                     0.0,
-                    False,
+                    True,
                     0.0,
                 )
             )
