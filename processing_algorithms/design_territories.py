@@ -1,19 +1,14 @@
-"""Processing wrapper: design balanced, compact sales territories from accounts (and reps)."""
+"""Processing wrapper: design balanced, compact sales territories from accounts or areas."""
 
 from __future__ import annotations
 
 import pulp  # noqa: F401  (import at module level: see ENV-NOTES #8, empty GeoPackage trap)
-from qgis.core import (
-    QgsProcessingException,
-    QgsProcessingParameterField,
-    QgsProcessingParameterNumber,
-)
+from qgis.core import QgsProcessingException, QgsProcessingParameterNumber
 
 from ..territory_planner_plugin import territories
 from .base import (
     check_cancelled,
     engine_run,
-    optional_field,
     optional_number,
     seed_parameter,
     solver_parameter,
@@ -26,7 +21,7 @@ _Number = QgsProcessingParameterNumber
 
 
 class DesignTerritoriesAlgorithm(PlanningAlgorithm):
-    """Assign accounts to K territories (or to reps) with balanced workload and short drives."""
+    """Assign accounts or units to K territories (or reps), balanced, compact and in one piece."""
 
     ALGORITHM_ID = "designterritories"
     DISPLAY_NAME = "Design territories"
@@ -61,16 +56,9 @@ class DesignTerritoriesAlgorithm(PlanningAlgorithm):
             )
         )
         self.add_tolerance_and_lock_parameters()
-        add(
-            QgsProcessingParameterField(
-                self.CURRENT_FIELD,
-                self.tr("Current territory field"),
-                None,
-                self.ACCOUNTS,
-                optional=True,
-            )
-        )
+        self.add_current_field_parameters(self.tr("Current territory field"))
         self.add_max_moves_parameter()
+        self.add_contiguity_parameters()
         self.add_network_parameter()
         add(
             _Number(
@@ -93,7 +81,7 @@ class DesignTerritoriesAlgorithm(PlanningAlgorithm):
         n_territories = optional_number(self, parameters, self.TERRITORIES, context)
         inputs.options.update(
             travel_weight=self.parameterAsDouble(parameters, self.TRAVEL_WEIGHT, context),
-            current_field=optional_field(self, parameters, self.CURRENT_FIELD, context),
+            current_field=self.current_field(parameters, context, inputs),
             quota_total=optional_number(self, parameters, self.QUOTA_TOTAL, context),
             seed=self.parameterAsInt(parameters, self.SEED, context),
         )
@@ -105,13 +93,13 @@ class DesignTerritoriesAlgorithm(PlanningAlgorithm):
         inputs.weights = self.balance_weights(inputs)
 
         self.load_plan_layers(inputs, parameters, context, feedback)
-        plan = territories.design_territories(
-            inputs.accounts,
-            n_territories=None if n_territories is None else int(n_territories),
-            **inputs.engine_arguments(),
-        )
+        with self.unit_field_names(inputs):
+            plan = territories.design_territories(
+                inputs.accounts,
+                n_territories=None if n_territories is None else int(n_territories),
+                **inputs.engine_arguments(),
+            )
         check_cancelled(feedback)
-        results = self.write_plan_outputs(parameters, context, feedback, plan)
-        return write_run_manifest(
-            inputs.manifest, plan, results, feedback, id_field=inputs.id_field
-        )
+        results = self.write_plan_outputs(parameters, context, feedback, plan, inputs=inputs)
+        recorded, id_field = self.manifest_plan(plan, inputs)
+        return write_run_manifest(inputs.manifest, recorded, results, feedback, id_field=id_field)

@@ -1,27 +1,35 @@
 """What the planning wrappers (designterritories, rebalanceterritories) share.
 
-:class:`PlanningAlgorithm` builds their common parameters (accounts, reps, balance, tolerance,
-locks, moves budget, network and the four plan outputs), reads them into :class:`PlanInputs`,
-loads the layers and the network, and writes a plan's outputs with styles and numeric results.
-Each algorithm keeps its own parameters, checks and engine call in its module.
+:class:`PlanningAlgorithm` builds their common parameters (accounts, units and contiguity, reps,
+balance, tolerance, locks, moves budget, network and the plan outputs), reads them into
+:class:`PlanInputs`, loads the layers and the network, and writes a plan's outputs with styles
+and numeric results. Each algorithm keeps its own parameters, checks and engine call in its module.
 """
 
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any, Callable
 
+import numpy as np
 from qgis.core import (
     QgsProcessing,
     QgsProcessingException,
     QgsProcessingOutputNumber,
+    QgsProcessingParameterEnum,
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterField,
     QgsProcessingParameterNumber,
     QgsProcessingParameterString,
+    QgsWkbTypes,
 )
 
+from ..territory_planner_plugin.errors import TerritoryPlannerError
 from .base import (
     PROJECTED,
     SOLVERS,
@@ -29,6 +37,7 @@ from .base import (
     TerritoryPlannerAlgorithm,
     add_manifest_parameters,
     attach_style,
+    crs_to_pyproj_string,
     enum_value,
     field_names,
     network_parameter,
@@ -37,46 +46,87 @@ from .base import (
     optional_number,
     parse_number_list,
     sink_parameter,
-    source_or_error,
     source_to_gdf,
     start_run_manifest,
     write_sink,
 )
 
 _Number = QgsProcessingParameterNumber
+_Field = QgsProcessingParameterField
+_POLYGON = [QgsProcessing.TypeVectorPolygon]
+# The engine's defaults of the units and contiguity arguments (contract of territories.py).
+ENGINE_DEFAULTS = {
+    "units": None, "unit_id_field": None, "study_area": None, "contiguous": None,
+    "adjacency": "rook", "snap_m": 1.0, "unit_max_distance_m": 0.0,
+}  # fmt: skip
+
+# (engine value, label) pairs of the enums; the index is what qgis_process and models pass.
+CONTIGUOUS_CHOICES = (
+    (None, "Automatic: on with UNITS, off without"),
+    (True, "On: every territory in one piece"),
+    (False, "Off"),
+)
+ADJACENCY_CHOICES = (
+    ("rook", "Shared edge (rook)"),
+    ("queen", "Any shared point, corners too (queen)"),
+)
 
 
 @dataclass
 class PlanInputs:
     """The shared parameters of a planning run, then (load_plan_layers) its layers and network."""
 
-    accounts_source: Any
+    accounts_source: Any  # None: units alone
     reps_source: Any
-    id_field: str
+    id_field: str | None
     balance_fields: list
     weights_text: str
     network_path: str
     options: dict  # engine keyword arguments; an algorithm adds its own
+    units_source: Any = None
+    study_area_source: Any = None
+    unit_id_field: str | None = None
     weights: list | None = None
     accounts: Any = None
     reps: Any = None
+    units: Any = None
+    study_area: Any = None
     network: Any = None
     manifest: RunManifest | None = None
     progress: Callable | None = None
     is_cancelled: Callable | None = None
 
     def engine_arguments(self) -> dict:
-        """Keyword arguments for the engine call (all but the accounts frame)."""
-        return {
+        """Keyword arguments for the engine call (all but the accounts frame).
+
+        Units and contiguity arguments at their engine defaults are left out, so a plan from
+        accounts calls the engine exactly as before.
+        """
+        arguments = {
             "id_field": self.id_field,
             "reps": self.reps,
             "balance_fields": tuple(self.balance_fields),
             "balance_weights": self.weights,
             "network": self.network,
+            "units": self.units,
+            "unit_id_field": self.unit_id_field,
+            "study_area": self.study_area,
             "progress": self.progress,
             "is_cancelled": self.is_cancelled,
             **self.options,
         }
+        for key, default in ENGINE_DEFAULTS.items():
+            value = arguments.get(key)
+            same = value is None if default is None else isinstance(value, type(default))
+            if same and (default is None or value == default):
+                arguments.pop(key, None)
+        return arguments
+
+
+def advanced(param):
+    """``param`` shown in the Advanced section of the dialog."""
+    param.setFlags(param.flags() | param.FlagAdvanced)
+    return param
 
 
 def finite(value) -> float | None:
@@ -92,6 +142,19 @@ class PlanningAlgorithm(TerritoryPlannerAlgorithm):
 
     ACCOUNTS = "ACCOUNTS"
     ID_FIELD = "ID_FIELD"
+    UNITS = "UNITS"
+    UNIT_ID_FIELD = "UNIT_ID_FIELD"
+    UNIT_BALANCE_FIELDS = "UNIT_BALANCE_FIELDS"
+    UNIT_LOCK_FIELD = "UNIT_LOCK_FIELD"
+    UNIT_CURRENT_FIELD = "UNIT_CURRENT_FIELD"
+    CONTIGUOUS = "CONTIGUOUS"
+    ADJACENCY = "ADJACENCY"
+    SNAP_DISTANCE = "SNAP_DISTANCE"
+    STUDY_AREA = "STUDY_AREA"
+    UNIT_MAX_DISTANCE = "UNIT_MAX_DISTANCE"
+    OUTPUT_UNITS = "OUTPUT_UNITS"
+    SPLIT_TERRITORIES = "SPLIT_TERRITORIES"
+    ACCOUNTS_OUTSIDE_UNITS = "ACCOUNTS_OUTSIDE_UNITS"
     CURRENT_FIELD = "CURRENT_FIELD"
     REPS = "REPS"
     REP_ID_FIELD = "REP_ID_FIELD"
@@ -122,14 +185,94 @@ class PlanningAlgorithm(TerritoryPlannerAlgorithm):
 
     # ---------------------------------------------------------------- parameters (dialog order)
     def add_account_parameters(self) -> None:
-        """ACCOUNTS, ID_FIELD."""
+        """ACCOUNTS, ID_FIELD, UNITS, UNIT_ID_FIELD (accounts, units or both; checked on run)."""
         point = [QgsProcessing.TypeVectorPoint]
-        self.addParameter(
-            QgsProcessingParameterFeatureSource(self.ACCOUNTS, self.tr("Accounts (points)"), point)
+        add = self.addParameter
+        add(
+            QgsProcessingParameterFeatureSource(
+                self.ACCOUNTS, self.tr("Accounts (points; optional with UNITS)"), point, None, True
+            )
         )
-        self.addParameter(
-            QgsProcessingParameterField(
-                self.ID_FIELD, self.tr("Account id field"), None, self.ACCOUNTS
+        add(_Field(self.ID_FIELD, self.tr("Account id field"), None, self.ACCOUNTS, optional=True))
+        add(
+            QgsProcessingParameterFeatureSource(
+                self.UNITS,
+                self.tr("Units: areas to build territories from (postal areas, municipalities)"),
+                _POLYGON,
+                None,
+                True,
+            )
+        )
+        add(_Field(self.UNIT_ID_FIELD, self.tr("Unit id field"), None, self.UNITS, optional=True))
+
+    def add_current_field_parameters(self, description: str) -> None:
+        """CURRENT_FIELD (accounts) and UNIT_CURRENT_FIELD (units alone), both optional here."""
+        add = self.addParameter
+        add(_Field(self.CURRENT_FIELD, description, None, self.ACCOUNTS, optional=True))
+        add(
+            _Field(
+                self.UNIT_CURRENT_FIELD,
+                self.tr("Current territory field of the units (units without accounts)"),
+                None,
+                self.UNITS,
+                optional=True,
+            )
+        )
+
+    def add_contiguity_parameters(self) -> None:
+        """CONTIGUOUS, ADJACENCY, SNAP_DISTANCE, STUDY_AREA, UNIT_MAX_DISTANCE."""
+        add = self.addParameter
+        add(
+            QgsProcessingParameterEnum(
+                self.CONTIGUOUS,
+                self.tr("Every territory in one piece"),
+                [label for _, label in CONTIGUOUS_CHOICES],
+                False,
+                0,
+                True,  # optional with a default: older models and scripts stay valid
+            )
+        )
+        add(
+            QgsProcessingParameterEnum(
+                self.ADJACENCY,
+                self.tr("Units are neighbours when they share"),
+                [label for _, label in ADJACENCY_CHOICES],
+                False,
+                0,
+                True,  # optional with a default: older models and scripts stay valid
+            )
+        )
+        add(
+            advanced(
+                _Number(
+                    self.SNAP_DISTANCE,
+                    self.tr("Gap between units still counted as shared boundary (metres)"),
+                    _Number.Double,
+                    1.0,
+                    True,
+                    0.0,
+                )
+            )
+        )
+        add(
+            QgsProcessingParameterFeatureSource(
+                self.STUDY_AREA,
+                self.tr("Study area clipping the territory polygons (accounts without units)"),
+                _POLYGON,
+                None,
+                True,
+            )
+        )
+        add(
+            advanced(
+                _Number(
+                    self.UNIT_MAX_DISTANCE,
+                    self.tr("Accounts outside every unit: nearest unit within (metres)"),
+                    _Number.Double,
+                    0.0,
+                    True,
+                    0.0,
+                )
             )
         )
 
@@ -179,6 +322,17 @@ class PlanningAlgorithm(TerritoryPlannerAlgorithm):
             )
         )
         add(
+            QgsProcessingParameterField(
+                self.UNIT_BALANCE_FIELDS,
+                self.tr("Fields of the units to balance (units without accounts, e.g. population)"),
+                None,
+                self.UNITS,
+                numeric,
+                allowMultiple=True,
+                optional=True,
+            )
+        )
+        add(
             QgsProcessingParameterString(
                 self.BALANCE_WEIGHTS,
                 self.tr("Weights of those fields (e.g. 40,30)"),
@@ -210,6 +364,15 @@ class PlanningAlgorithm(TerritoryPlannerAlgorithm):
                 optional=True,
             )
         )
+        self.addParameter(
+            QgsProcessingParameterField(
+                self.UNIT_LOCK_FIELD,
+                self.tr("Lock field of the units (units without accounts)"),
+                None,
+                self.UNITS,
+                optional=True,
+            )
+        )
 
     def add_max_moves_parameter(self) -> None:
         """MAX_MOVES."""
@@ -234,13 +397,14 @@ class PlanningAlgorithm(TerritoryPlannerAlgorithm):
         )
 
     def add_plan_outputs(self, *extra_sinks) -> None:
-        """The four plan sinks, ``extra_sinks``, MANIFEST/OUTPUT_MANIFEST and NUMERIC_OUTPUTS."""
+        """The plan sinks, ``extra_sinks``, MANIFEST/OUTPUT_MANIFEST and the numeric outputs."""
         add = self.addParameter
         add(
             sink_parameter(
                 self.OUTPUT_ACCOUNTS,
                 self.tr("Accounts with territory"),
                 QgsProcessing.TypeVectorPoint,
+                optional=True,  # not written for units without accounts
             )
         )
         add(
@@ -264,22 +428,76 @@ class PlanningAlgorithm(TerritoryPlannerAlgorithm):
                 optional=True,
             )
         )
+        add(
+            sink_parameter(
+                self.OUTPUT_UNITS,
+                self.tr("Units with territory"),
+                QgsProcessing.TypeVectorPolygon,
+                optional=True,
+            )
+        )
         for sink in extra_sinks:
             add(sink)
         add_manifest_parameters(self)
         for key, _, label in self.NUMERIC_OUTPUTS:
             self.addOutput(QgsProcessingOutputNumber(key, self.tr(label)))
+        self.addOutput(
+            QgsProcessingOutputNumber(
+                self.SPLIT_TERRITORIES, self.tr("Territories in more than one piece")
+            )
+        )
+        self.addOutput(
+            QgsProcessingOutputNumber(
+                self.ACCOUNTS_OUTSIDE_UNITS,
+                self.tr("Accounts outside every unit (placed in the nearest unit)"),
+            )
+        )
 
     # ---------------------------------------------------------------- running
     def read_plan_inputs(self, parameters, context) -> PlanInputs:
-        """The shared parameters (an unreadable ACCOUNTS layer or SOLVER raises here)."""
+        """The shared parameters, checked (unreadable or missing layers and fields raise here).
+
+        ACCOUNTS, UNITS or both; without ACCOUNTS the balance, lock and current fields are the
+        UNIT_* fields of the units.
+        """
+        accounts_source = self._optional_source(parameters, self.ACCOUNTS, context)
+        units_source = self._optional_source(parameters, self.UNITS, context)
+        if accounts_source is None and units_source is None:
+            raise QgsProcessingException(
+                "Give ACCOUNTS (points), UNITS (areas such as postal codes or municipalities) or "
+                "both: there is nothing to divide into territories."
+            )
+        id_field = optional_field(self, parameters, self.ID_FIELD, context)
+        if accounts_source is not None and not id_field:
+            raise QgsProcessingException("ID_FIELD: choose the field that identifies each account.")
+        unit_id_field = optional_field(self, parameters, self.UNIT_ID_FIELD, context)
+        if units_source is not None:
+            if not unit_id_field:
+                raise QgsProcessingException(
+                    "UNIT_ID_FIELD: choose the field that identifies each unit (e.g. the postal "
+                    "code or municipality code)."
+                )
+            _check_polygons(units_source, self.UNITS, "postal areas, municipalities, counties")
+        study_area_source = self._optional_source(parameters, self.STUDY_AREA, context)
+        if study_area_source is not None:
+            _check_polygons(study_area_source, self.STUDY_AREA, "the market or land area")
+        fields = {
+            key: self._level_fields(parameters, context, key, unit_key, accounts_source)
+            for key, unit_key in (
+                (self.BALANCE_FIELDS, self.UNIT_BALANCE_FIELDS),
+                (self.LOCK_FIELD, self.UNIT_LOCK_FIELD),
+            )
+        }
         return PlanInputs(
-            accounts_source=source_or_error(self, parameters, self.ACCOUNTS, context),
+            accounts_source=accounts_source,
             reps_source=self.parameterAsSource(parameters, self.REPS, context),
-            id_field=field_names(self, parameters, self.ID_FIELD, context)[0],
-            balance_fields=field_names(self, parameters, self.BALANCE_FIELDS, context),
+            id_field=id_field,
+            balance_fields=fields[self.BALANCE_FIELDS],
             weights_text=self.parameterAsString(parameters, self.BALANCE_WEIGHTS, context),
             network_path=self.parameterAsFile(parameters, self.NETWORK, context),
+            units_source=units_source,
+            study_area_source=study_area_source,
+            unit_id_field=unit_id_field if units_source is not None else None,
             options={
                 "rep_id_field": optional_field(self, parameters, self.REP_ID_FIELD, context),
                 "rep_capacity_field": optional_field(
@@ -287,12 +505,58 @@ class PlanningAlgorithm(TerritoryPlannerAlgorithm):
                 ),
                 "rep_max_minutes": optional_number(self, parameters, self.REP_MAX_MINUTES, context),
                 "tolerance_pct": self.parameterAsDouble(parameters, self.TOLERANCE, context),
-                "lock_field": optional_field(self, parameters, self.LOCK_FIELD, context),
+                "lock_field": (fields[self.LOCK_FIELD] or [None])[0],
                 "max_moves_pct": optional_number(self, parameters, self.MAX_MOVES, context),
                 "time_limit_s": self.parameterAsDouble(parameters, self.TIME_LIMIT, context),
                 "solver": enum_value(self, parameters, self.SOLVER, context, SOLVERS),
+                "contiguous": enum_value(
+                    self, parameters, self.CONTIGUOUS, context, CONTIGUOUS_CHOICES
+                ),
+                "adjacency": enum_value(
+                    self, parameters, self.ADJACENCY, context, ADJACENCY_CHOICES
+                ),
+                "snap_m": self.parameterAsDouble(parameters, self.SNAP_DISTANCE, context),
+                "unit_max_distance_m": self.parameterAsDouble(
+                    parameters, self.UNIT_MAX_DISTANCE, context
+                ),
             },
         )
+
+    def current_field(self, parameters, context, inputs: PlanInputs) -> str | None:
+        """CURRENT_FIELD (of the accounts) or, for units without accounts, UNIT_CURRENT_FIELD."""
+        fields = self._level_fields(
+            parameters, context, self.CURRENT_FIELD, self.UNIT_CURRENT_FIELD,
+            inputs.accounts_source,
+        )  # fmt: skip
+        return fields[0] if fields else None
+
+    def _optional_source(self, parameters, key: str, context):
+        """The source of an optional layer parameter; None when unset, an error when unreadable."""
+        source = self.parameterAsSource(parameters, key, context)
+        if source is None and parameters.get(key) not in (None, ""):
+            raise QgsProcessingException(self.invalidSourceError(parameters, key))
+        return source
+
+    def _level_fields(self, parameters, context, key: str, unit_key: str, accounts) -> list:
+        """The fields of ``key`` (accounts) or ``unit_key`` (units alone); the other must be empty.
+
+        With ACCOUNTS every measure, lock and current territory is read from the accounts (and
+        summed or voted per unit); without them from the units.
+        """
+        names = field_names(self, parameters, key, context)
+        unit_names = field_names(self, parameters, unit_key, context)
+        if accounts is not None and unit_names:
+            raise QgsProcessingException(
+                f"{unit_key} is for UNITS without ACCOUNTS. With ACCOUNTS the accounts' fields "
+                f"count ({key}: each account counts in the unit that contains it); move "
+                f"{', '.join(unit_names)} to {key} as account fields, or leave {unit_key} empty."
+            )
+        if accounts is None and names:
+            raise QgsProcessingException(
+                f"{key} names fields of ACCOUNTS, but no ACCOUNTS are given. For UNITS alone "
+                f"choose the units' fields in {unit_key} instead."
+            )
+        return names if accounts is not None else unit_names
 
     def check_reps(self, parameters, inputs: PlanInputs) -> None:
         """A REPS layer that cannot be read, or REPS without REP_ID_FIELD, is an error."""
@@ -302,11 +566,13 @@ class PlanningAlgorithm(TerritoryPlannerAlgorithm):
             raise QgsProcessingException("REP_ID_FIELD: choose the field that identifies each rep.")
 
     def balance_weights(self, inputs: PlanInputs) -> list | None:
-        """BALANCE_WEIGHTS as numbers (None when empty), one per BALANCE_FIELDS field."""
+        """BALANCE_WEIGHTS as numbers (None when empty), one per balance field."""
         weights = parse_number_list(inputs.weights_text, self.BALANCE_WEIGHTS, positive=False)
+        accounts = inputs.accounts_source is not None
+        key = self.BALANCE_FIELDS if accounts else self.UNIT_BALANCE_FIELDS
         if weights and len(weights) != len(inputs.balance_fields):
             raise QgsProcessingException(
-                f"BALANCE_WEIGHTS has {len(weights)} value(s) but BALANCE_FIELDS has "
+                f"BALANCE_WEIGHTS has {len(weights)} value(s) but {key} has "
                 f"{len(inputs.balance_fields)} field(s): give one weight per field, in the same "
                 "order."
             )
@@ -323,44 +589,85 @@ class PlanningAlgorithm(TerritoryPlannerAlgorithm):
     ) -> None:
         """Load the network and the layers into ``inputs`` and start the run manifest.
 
-        Accounts are projected to the network's CRS (a local metric CRS without one), reps to
-        the accounts' CRS; ``check_accounts(accounts)`` runs before the reps are read.
+        Every layer is projected to the network's CRS; without a network to the units' CRS when
+        it is metric, else a local metric CRS (UTM) around the accounts or units. Units or a study area
+        without a CRS are refused (their position would be a guess). ``check_accounts(accounts)``
+        runs before the other layers are read.
         """
         steps, inputs.progress, inputs.is_cancelled, net = network_steps(
             feedback, inputs.network_path
         )
         target = net.crs if net is not None else PROJECTED  # metres for the engine
-        accounts = source_to_gdf(
-            inputs.accounts_source, feedback=steps, name="ACCOUNTS", target_crs=target, points=True
-        )
-        if check_accounts is not None:
-            check_accounts(accounts)
+        if inputs.units_source is not None:
+            _check_crs(inputs.units_source, self.UNITS)
+            units_crs = inputs.units_source.sourceCrs()
+            if net is None and not units_crs.isGeographic():
+                target = crs_to_pyproj_string(units_crs)  # keep the areas' own metric CRS
+        accounts = units = study_area = None
+        if inputs.accounts_source is not None:
+            accounts = source_to_gdf(
+                inputs.accounts_source, feedback=steps, name="ACCOUNTS", target_crs=target,
+                points=True,
+            )  # fmt: skip
+            if check_accounts is not None:
+                check_accounts(accounts)
+            target = accounts.crs
+        if inputs.units_source is not None:
+            units = source_to_gdf(
+                inputs.units_source, feedback=steps, name="UNITS", target_crs=target
+            )
+            target = units.crs
+        if inputs.study_area_source is not None:
+            if units is not None:
+                feedback.pushInfo(
+                    "STUDY_AREA is not used with UNITS: the territories are the dissolved units."
+                )
+            else:
+                _check_crs(inputs.study_area_source, self.STUDY_AREA)
+                study_area = source_to_gdf(
+                    inputs.study_area_source, feedback=steps, name="STUDY_AREA", target_crs=target
+                )
         reps = None
         if inputs.reps_source is not None:
             reps = source_to_gdf(
-                inputs.reps_source,
-                feedback=steps,
-                name="REPS",
-                target_crs=accounts.crs,
-                points=True,
+                inputs.reps_source, feedback=steps, name="REPS", target_crs=target, points=True
             )
         steps.setCurrentStep(2)
         inputs.network, inputs.accounts, inputs.reps = net, accounts, reps
+        inputs.units, inputs.study_area = units, study_area
+        frames = {self.ACCOUNTS: accounts, self.REPS: reps}
+        if units is not None:
+            frames[self.UNITS] = units
+        if study_area is not None:
+            frames[self.STUDY_AREA] = study_area
         inputs.manifest = start_run_manifest(
             self, parameters, context, feedback,
-            frames={self.ACCOUNTS: accounts, self.REPS: reps},
+            frames=frames,
             files={self.NETWORK: inputs.network_path},
         )  # fmt: skip
 
-    def write_plan_outputs(self, parameters, context, feedback, plan, tables=None) -> dict:
-        """Write the four plan sinks (styled), then ``tables`` ({key: frame}), then the numbers."""
+    def write_plan_outputs(
+        self, parameters, context, feedback, plan, tables=None, inputs: PlanInputs | None = None
+    ) -> dict:
+        """Write the plan sinks (styled), then ``tables`` ({key: frame}), then the numbers.
+
+        OUTPUT_ACCOUNTS is left out for units without accounts, OUTPUT_UNITS without units.
+        """
         results = {}
+        units = getattr(plan, "units", None)
         for key, frame, kind in (
             (self.OUTPUT_ACCOUNTS, plan.accounts, "accounts"),
             (self.OUTPUT_TERRITORIES, plan.territories, "territories"),
             (self.OUTPUT_CENTRES, plan.centres, "centres"),
             (self.OUTPUT_SUMMARY, plan.summary, "summary"),
+            (self.OUTPUT_UNITS, units, "territories"),
         ):
+            if frame is None:
+                results[key] = None
+                if not _unset(parameters.get(key)):
+                    layer = "ACCOUNTS" if key == self.OUTPUT_ACCOUNTS else "UNITS"
+                    feedback.pushInfo(f"{key} is not written: the run has no {layer}.")
+                continue
             is_table = key == self.OUTPUT_SUMMARY
             results[key] = write_sink(
                 self, parameters, key, context, frame, feedback=feedback, geometry=not is_table
@@ -373,4 +680,100 @@ class PlanningAlgorithm(TerritoryPlannerAlgorithm):
         for key, attribute, label in self.NUMERIC_OUTPUTS:
             results[key] = finite(getattr(plan, attribute, None))  # NaN (e.g. no bound) -> NULL
             feedback.pushInfo(f"{label}: {results[key]}")
+        results.update(_piece_results(plan, feedback, inputs))
         return results
+
+    @contextmanager
+    def unit_field_names(self, inputs: PlanInputs) -> Iterator[None]:
+        """For units alone, engine messages about BALANCE_FIELDS etc. name the UNIT_* parameters.
+
+        The engine calls a measure BALANCE_FIELDS whichever layer it is read from; in the dialog
+        the units' fields are UNIT_BALANCE_FIELDS, UNIT_LOCK_FIELD and UNIT_CURRENT_FIELD.
+        """
+        try:
+            yield
+        except TerritoryPlannerError as err:
+            text = str(err)
+            if inputs.accounts_source is not None or inputs.units_source is None:
+                raise
+            for key in (self.BALANCE_FIELDS, self.LOCK_FIELD, self.CURRENT_FIELD):
+                text = re.sub(rf"(?<![A-Z_]){key}\b", f"UNIT_{key}", text)
+            if text == str(err):
+                raise
+            raise QgsProcessingException(text) from None
+
+    def manifest_plan(self, plan, inputs: PlanInputs) -> tuple[Any, str]:
+        """``(plan, id field)`` for write_run_manifest: the units stand in for absent accounts."""
+        if plan.accounts is not None or getattr(plan, "units", None) is None:
+            return plan, inputs.id_field
+        view = SimpleNamespace(**{
+            name: getattr(plan, name, None)
+            for name in ("objective", "lower_bound", "gap_pct", "max_deviation_pct", "moved",
+                         "kpis", "parameters")
+        })  # fmt: skip
+        view.accounts = plan.units
+        return view, inputs.unit_id_field
+
+
+def _unset(value) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _check_polygons(source, key: str, examples: str) -> None:
+    """A layer of ``key`` must hold polygons (the dialog filters, qgis_process does not)."""
+    kind = QgsWkbTypes.geometryType(source.wkbType())
+    if kind != QgsWkbTypes.PolygonGeometry:
+        name = QgsWkbTypes.displayString(source.wkbType()) or "no geometry"
+        raise QgsProcessingException(
+            f"{key} must be a polygon layer ({examples}); '{source.sourceName()}' has {name} "
+            "geometries. Choose a polygon layer, or give points as ACCOUNTS."
+        )
+
+
+def _check_crs(source, key: str) -> None:
+    """A layer without a valid CRS is refused: guessing where areas lie would misplace them."""
+    if not source.sourceCrs().isValid():
+        raise QgsProcessingException(
+            f"{key} '{source.sourceName()}' has no coordinate reference system. Set it (Layer "
+            "Properties > Source > Assign CRS, or the 'Assign projection' algorithm) and run "
+            "again."
+        )
+
+
+def _accounts_outside(inputs: PlanInputs | None) -> int | None:
+    """Accounts that lie in no unit (the engine placed them in the nearest), None without both."""
+    if inputs is None or inputs.accounts is None or inputs.units is None:
+        return None
+    import shapely
+
+    units = shapely.make_valid(np.asarray(inputs.units.geometry.values))
+    points = np.asarray(inputs.accounts.geometry.values)
+    inside = shapely.STRtree(units).query(points, predicate="intersects")[0]
+    return int(len(points) - len(np.unique(inside)))
+
+
+def _piece_results(plan, feedback, inputs: PlanInputs | None = None) -> dict:
+    """SPLIT_TERRITORIES and ACCOUNTS_OUTSIDE_UNITS, logged with the split territories' pieces."""
+    kpis = getattr(plan, "kpis", None) or {}
+    summary = plan.summary
+    split = kpis.get("split_territories")
+    if "pieces" in getattr(summary, "columns", ()):
+        pieces = summary.set_index("territory_id")["pieces"].dropna()
+        many = pieces[pieces > 1]
+        if split is None:
+            split = len(many)
+        if len(many):
+            feedback.pushWarning(
+                "Territories in more than one piece: "
+                + ", ".join(f"{tid} ({int(n)} pieces)" for tid, n in many.items())
+                + ". Set CONTIGUOUS to 'On' to keep every territory in one piece."
+            )
+        elif len(pieces):
+            feedback.pushInfo(f"Every territory is one piece ({len(pieces)} territories).")
+    outside = kpis.get("accounts_outside_units")
+    if outside is None:
+        outside = _accounts_outside(inputs)
+    results = {"SPLIT_TERRITORIES": finite(split), "ACCOUNTS_OUTSIDE_UNITS": finite(outside)}
+    for key, value in results.items():
+        feedback.pushInfo(f"{key}: {value}")
+    return results

@@ -30,7 +30,7 @@ MINIMISE_CHOICES = (("accounts", "Accounts moved"), ("value", "Value moved"))
 
 
 class RebalanceTerritoriesAlgorithm(PlanningAlgorithm):
-    """Move as few accounts (or as little revenue) as needed to bring territories back in balance."""
+    """Move as few accounts or units (or as little value) as needed to restore the balance."""
 
     ALGORITHM_ID = "rebalanceterritories"
     DISPLAY_NAME = "Rebalance territories"
@@ -47,17 +47,13 @@ class RebalanceTerritoriesAlgorithm(PlanningAlgorithm):
     def initAlgorithm(self, config=None) -> None:
         add = self.addParameter
         self.add_account_parameters()
-        add(
-            QgsProcessingParameterField(
-                self.CURRENT_FIELD,
-                self.tr("Current territory field (today's territory or rep of each account)"),
-                None,
-                self.ACCOUNTS,
-            )
+        self.add_current_field_parameters(
+            self.tr("Current territory field (today's territory or rep of each account)")
         )
         self.add_rep_and_balance_parameters(self.tr("Reps (empty = keep today's territories)"))
         self.add_tolerance_and_lock_parameters()
         self.add_max_moves_parameter()
+        self.add_contiguity_parameters()
         add(
             QgsProcessingParameterEnum(
                 self.MINIMISE,
@@ -92,12 +88,17 @@ class RebalanceTerritoriesAlgorithm(PlanningAlgorithm):
     @engine_run
     def processAlgorithm(self, parameters, context, feedback):
         inputs = self.read_plan_inputs(parameters, context)
-        current_field = optional_field(self, parameters, self.CURRENT_FIELD, context)
+        current_field = self.current_field(parameters, context, inputs)
         minimise = enum_value(self, parameters, self.MINIMISE, context, MINIMISE_CHOICES)
         minimise_field = optional_field(self, parameters, self.MINIMISE_FIELD, context)
         if not current_field:
+            key, what = (
+                (self.CURRENT_FIELD, "account")
+                if inputs.accounts_source is not None
+                else (self.UNIT_CURRENT_FIELD, "unit")
+            )
             raise QgsProcessingException(
-                "CURRENT_FIELD: choose the field holding each account's territory (or rep) today; "
+                f"{key}: choose the field holding each {what}'s territory (or rep) today; "
                 "to plan from scratch use designterritories."
             )
         self.check_reps(parameters, inputs)
@@ -118,23 +119,28 @@ class RebalanceTerritoriesAlgorithm(PlanningAlgorithm):
                 _check_minimise_field(accounts, minimise_field, inputs.id_field)
 
         self.load_plan_layers(inputs, parameters, context, feedback, check_accounts=check_accounts)
-        result = rebalance.rebalance_territories(
-            inputs.accounts,
-            current_field=current_field,
-            minimise_field=minimise_field,
-            **inputs.engine_arguments(),
-        )
+        with self.unit_field_names(inputs):
+            result = rebalance.rebalance_territories(
+                inputs.accounts,
+                current_field=current_field,
+                minimise_field=minimise_field,
+                **inputs.engine_arguments(),
+            )
         check_cancelled(feedback)
         plan = result.plan
 
-        moves = {self.OUTPUT_MOVES: _moves_table(result.moves)}
-        results = self.write_plan_outputs(parameters, context, feedback, plan, tables=moves)
+        table = _moves_table(result.moves)
+        if getattr(plan, "units", None) is not None:  # whole units move: name them as such
+            table = table.rename(columns={"account_id": "unit_id"})
+        moves = {self.OUTPUT_MOVES: table}
+        results = self.write_plan_outputs(
+            parameters, context, feedback, plan, tables=moves, inputs=inputs
+        )
         results[self.MOVES_LOWER_BOUND] = finite(result.moves_lower_bound)
         _report_moves(feedback, result.moves, results, minimise_field)
         inputs.manifest.extra["moves_lower_bound"] = results[self.MOVES_LOWER_BOUND]
-        return write_run_manifest(
-            inputs.manifest, plan, results, feedback, id_field=inputs.id_field
-        )
+        recorded, id_field = self.manifest_plan(plan, inputs)
+        return write_run_manifest(inputs.manifest, recorded, results, feedback, id_field=id_field)
 
 
 def _report_moves(feedback, moves: pd.DataFrame, results: dict, minimise_field: str | None) -> None:

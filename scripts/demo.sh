@@ -6,6 +6,8 @@
 #   4. designterritories     reps, balance, locks, moves -> demo_output/territories.gpkg (+ accounts, centres, summary)
 #   5. territoryreport -> demo_output/report.html; 6-7. exportterritories -> KML and CRM CSV.
 #   0. checkaccounts (data quality first) and 8. rebalanceterritories (today's plan, fewest moves).
+#   9. designterritories from areas: sample_data/areas.gpkg as UNITS, every territory one piece
+#      -> demo_output/areas_territories.gpkg, areas_units.gpkg, areas_summary.gpkg, areas-plan.png
 # Each step's JSON answer is kept in demo_output/<step>.json.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")/.." && pwd)"
@@ -21,7 +23,7 @@ OSM=""
 for pattern in '*.osm' '*.osm.bz2' '*.osm.pbf' '*.pbf'; do
   for f in "$DATA"/$pattern; do [ -f "$f" ] && OSM="$f" && break 2; done
 done
-for f in "$OSM" "$DATA/accounts.gpkg" "$DATA/reps.gpkg"; do
+for f in "$OSM" "$DATA/accounts.gpkg" "$DATA/reps.gpkg" "$DATA/areas.gpkg"; do
   if [ -z "$f" ] || [ ! -f "$f" ]; then
     echo "demo: sample data missing (${f:-an OSM extract in sample_data/}); run 'make sample-data'." >&2
     exit 1
@@ -29,6 +31,8 @@ for f in "$OSM" "$DATA/accounts.gpkg" "$DATA/reps.gpkg"; do
 done
 ACCOUNTS="$DATA/accounts.gpkg|layername=accounts"
 REPS="$DATA/reps.gpkg|layername=reps"
+AREAS="$DATA/areas.gpkg|layername=areas"
+AREA_ID=area_id
 
 # run STEP ALG K=V ...: qgis_process --json, answer saved to $OUT/STEP.json, log on failure.
 run() {
@@ -81,6 +85,15 @@ run 8-rebalance rebalanceterritories ACCOUNTS="$ACCOUNTS" ID_FIELD=id \
   LOCK_FIELD=locked_to MINIMISE=0 TIME_LIMIT=30 SOLVER=0 \
   OUTPUT_ACCOUNTS="$OUT/rebalanced.gpkg" OUTPUT_TERRITORIES="$OUT/rebalanced_territories.gpkg" \
   OUTPUT_MOVES="$OUT/moves.gpkg"
+rm -f "$OUT"/areas_territories.gpkg "$OUT"/areas_units.gpkg "$OUT"/areas_summary.gpkg \
+  "$OUT"/areas_accounts.gpkg "$OUT"/areas-plan.png
+run 9-areas designterritories UNITS="$AREAS" UNIT_ID_FIELD="$AREA_ID" ACCOUNTS="$ACCOUNTS" ID_FIELD=id \
+  BALANCE_FIELDS=revenue_potential BALANCE_FIELDS=workload_visits TERRITORIES=5 TOLERANCE=10 \
+  CONTIGUOUS=0 ADJACENCY=0 UNIT_MAX_DISTANCE=3000 SEED=0 TIME_LIMIT=30 SOLVER=0 \
+  OUTPUT_TERRITORIES="$OUT/areas_territories.gpkg" OUTPUT_UNITS="$OUT/areas_units.gpkg" \
+  OUTPUT_SUMMARY="$OUT/areas_summary.gpkg" OUTPUT_ACCOUNTS="$OUT/areas_accounts.gpkg"
+"$PY" scripts/render_areas_plan.py "$OUT/areas_units.gpkg" "$OUT/areas_territories.gpkg" \
+  "$OUT/areas-plan.png" "$OUT/areas_accounts.gpkg"
 
 "$PY" - "$OUT" <<'PY'
 import json, sys
@@ -109,6 +122,10 @@ for name, text in (
     ("crm_import.csv", "account id, territory id, rep id for a CRM import"),
     ("rebalanced.gpkg", "today's plan rebalanced with the fewest moves"),
     ("moves.gpkg", "the moves: account, from, to, reason"),
+    ("areas_territories.gpkg", "territories built from the sample areas (dissolved units)"),
+    ("areas_units.gpkg", "the sample areas with territory_id"),
+    ("areas_summary.gpkg", "one row per area-built territory, with pieces"),
+    ("areas-plan.png", "picture of the area-built territories over their areas"),
 ):
     print(f"  {name:<24} {text}")
 print()
@@ -122,6 +139,9 @@ for key, label in (("MAX_DEVIATION_PCT", "largest balance deviation (%)"),
     value = t.get(key)
     print(f"  {label:<35}: {value:.2f}" if isinstance(value, (int, float)) else f"  {label:<35}: {value}")
 print(f"  rebalance of today's plan: moves   : {r.get('MOVED')} (proven minimum {r.get('MOVES_LOWER_BOUND')})")
+a = results("9-areas")
+print(f"  territories from areas: split      : {a.get('SPLIT_TERRITORIES')} "
+      f"(accounts placed in the nearest area: {a.get('ACCOUNTS_OUTSIDE_UNITS')})")
 try:
     import pyogrio
     summary = pyogrio.read_dataframe(str(out / "summary.gpkg"))
@@ -129,4 +149,12 @@ try:
     print(summary.to_string(index=False, max_cols=12))
 except Exception as err:  # the summary table is a bonus
     print(f"(summary table not shown: {err})")
+import pyogrio
+areas = pyogrio.read_dataframe(str(out / "areas_summary.gpkg"))
+print()
+print("Territories from areas (every territory one piece):")
+for row in areas.itertuples():
+    print(f"  {row.territory_id}: {int(row.pieces)} piece(s)")
+if (areas["pieces"] != 1).any():
+    sys.exit("demo: a territory built from areas is not in one piece")
 PY

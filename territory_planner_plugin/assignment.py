@@ -1,8 +1,8 @@
 """Balanced assignment at any size: a Lagrangian lower bound, an LP, rounding and local search.
 
-The model is the one in :mod:`territories`: minimise total cost, each account in exactly one
-territory, every balanced measure of every territory within [lo, hi], locks, an optional budget of
-moves against the current territory, and forbidden pairs. The balance rows and the budget are
+The model is the one in :mod:`model`, its rows built by :mod:`constraints`: minimise total cost,
+each account in exactly one territory, every balanced measure of every territory within [lo, hi],
+locks, an optional budget of moves against the current territory, and forbidden pairs. The balance rows and the budget are
 priced out (Lagrangian relaxation, subgradient ascent on k*m + 1 multipliers, O(n*k) an
 iteration); every price vector gives a proven lower bound, the best one is reported. An LP over each
 account's best priced (then also nearest) territories, with the bounds tightened by a small margin,
@@ -23,6 +23,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.optimize import LinearConstraint, linprog, milp
 
+from .constraints import pair_constraints
 from .progress import CancelCheck, check_cancel
 
 logger = logging.getLogger(__name__)
@@ -230,20 +231,6 @@ class _Lagrangian:
         return best, best_lam
 
 
-def _pairs_matrices(values, rows, cols, k, n_rows):
-    """Assignment rows (one per account) and balance rows (k*m) over the given pairs."""
-    ncol, m = len(rows), values.shape[1]
-    a_eq = sp.csr_matrix((np.ones(ncol), (rows, np.arange(ncol))), shape=(n_rows, ncol))
-    bal_r = (cols[:, None] * m + np.arange(m)[None, :]).ravel()
-    a_bal = sp.csr_matrix((values[rows].ravel(), (bal_r, np.repeat(np.arange(ncol), m))),
-                          shape=(k * m, ncol))  # fmt: skip
-    return a_eq, a_bal
-
-
-def _budget_row(cur, rows, cols):
-    return ((cur[rows] >= 0) & (cols == cur[rows])).astype(float)
-
-
 def _primal(c, values, lo, hi, cur, budget, priced, is_cancelled, rooms=None, keep=1,
             tiers=None, travel=None):  # fmt: skip
     """A feasible plan from the prices: LP on the best candidates, rounding MILP, local search.
@@ -338,13 +325,15 @@ def _lp(c, values, lo, hi, cur, budget, cand, shrink, travel=None):
     n, k = c.shape
     rows, cols = np.nonzero(cand)
     ncol = len(rows)
-    a_eq, a_bal = _pairs_matrices(values, rows, cols, k, n)
+    pc = pair_constraints(values, rows, cols, n_rows=n, k=k,
+                          current=cur if budget is not None else None)  # fmt: skip
+    a_eq, a_bal = pc.assign, pc.balance
     room = np.minimum(shrink * values.max(0, initial=0.0)[None, :], 0.4 * (hi - lo))
     a_ub = [a_bal, -a_bal]
     b_ub = [(hi - room).ravel(), -(lo + room).ravel()]
     if budget is not None:
         n_cur = int((cur >= 0).sum())
-        a_ub.append(sp.csr_matrix(-_budget_row(cur, rows, cols)[None, :]))
+        a_ub.append(sp.csr_matrix(-pc.stay[None, :]))
         b_ub.append(np.array([budget - n_cur], float))
     obj = c[rows, cols]
     b_eq = np.ones(n)
@@ -391,13 +380,14 @@ def _milp_open(c, values, lo, hi, cur, budget, cand, start, open_idx):
     lo_r = lo - totals(values[closed], out[closed], k)
     hi_r = hi - totals(values[closed], out[closed], k)
     r2, c2 = np.nonzero(cand[open_idx])
-    a_eq, a_bal = _pairs_matrices(values[open_idx], r2, c2, k, len(open_idx))
+    pc = pair_constraints(values[open_idx], r2, c2, n_rows=len(open_idx), k=k,
+                          current=cur[open_idx] if budget is not None else None)  # fmt: skip
+    a_eq, a_bal = pc.assign, pc.balance
     cons = [LinearConstraint(a_eq, 1, 1), LinearConstraint(a_bal, lo_r.ravel(), hi_r.ravel())]
     if budget is not None:
         has = cur >= 0
         moved_closed = int((has & closed & (out != cur)).sum())
-        stay = _budget_row(cur[open_idx], r2, c2)
-        cons.append(LinearConstraint(stay[None, :],
+        cons.append(LinearConstraint(pc.stay[None, :],
                                      int(has[open_idx].sum()) - (budget - moved_closed),
                                      np.inf))  # fmt: skip
     logger.debug("rounding MILP: %d open accounts, %d pairs", len(open_idx), len(r2))

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 REASONS = ("locked", "nearest", "balance", "capacity", "max drive time", "disruption budget",
-           "fewest moves", "new account", "rep left")  # fmt: skip
+           "fewest moves", "new account", "rep left", "contiguity")  # fmt: skip
 # every column :func:`explain_accounts` may write (both units), for field-name collisions
 COLUMNS = ("previous_territory_id", "next_best_id", "next_best_extra_min", "next_best_extra_km",
            "nearest_saving_min", "nearest_saving_km", "reason", "explanation")  # fmt: skip
@@ -45,6 +45,7 @@ def explain_accounts(
     departed: np.ndarray | None = None,
     fewest_moves: bool = False,
     travel_weight: float = 0.0,
+    contiguous: bool = False,
 ) -> pd.DataFrame:
     """Per-account explanation columns of a plan (one row per account, in input order).
 
@@ -64,6 +65,9 @@ def explain_accounts(
         accounts of a rep who left, and whether unmoved accounts stay to keep moves few.
     travel_weight
         TRAVEL_WEIGHT of the plan (> 0: travel is evened out as well).
+    contiguous
+        The plan keeps every territory in one piece (CONTIGUOUS): what no single band explains
+        is put down to contiguity.
 
     Returns
     -------
@@ -115,6 +119,7 @@ def explain_accounts(
             i, lock=int(locks[i]), cur=int(current[i]), prev=prev_text[i], new=bool(is_new[i]),
             gone=bool(departed[i]), budget_full=budget is not None and moves_used >= budget,
             budget=budget, fewest_moves=fewest_moves, travel_weight=travel_weight,
+            contiguous=contiguous,
         )  # fmt: skip
         reasons.append(reason)
         texts.append(text)
@@ -148,7 +153,7 @@ class _Context:
 
     # ------------------------------------------------------------------ one account
     def explain(self, i, *, lock, cur, prev, new, gone, budget_full, budget, fewest_moves,
-                travel_weight):  # fmt: skip
+                travel_weight, contiguous=False):  # fmt: skip
         j = int(self.assign[i])
         tj = self.ids[j]
         if gone:
@@ -181,6 +186,11 @@ class _Context:
                     f"{self._compare(i, j, cur)}."
                 )  # fmt: skip
             reason, text = self._stay(i, j, head=head)
+            if reason is None and contiguous:
+                return "contiguity", (
+                    f"{head} to keep every territory in one piece (CONTIGUOUS) and balanced; "
+                    f"{self._compare(i, j, cur)}."
+                )  # fmt: skip
             if reason is None:
                 return "balance", (
                     f"{head} to balance the territories together with other accounts; "
@@ -201,6 +211,11 @@ class _Context:
                 return "fewest moves", (
                     f"Stays in {tj}, its current territory: every band holds without moving it "
                     f"and the rebalance moves as few accounts as it can; {near}."
+                )  # fmt: skip
+            if contiguous:
+                return "contiguity", (
+                    f"In {tj} to keep every territory in one piece (CONTIGUOUS) and balanced; "
+                    f"{near}."
                 )  # fmt: skip
             if travel_weight > 0:
                 return "balance", (

@@ -12,18 +12,33 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-import shapely
 
-from . import territories as terr
 from .assignment import totals
 from .errors import InvalidInputError
-from .explain import explain_accounts
+from .model import (
+    TerritoryModel,
+    balance_values,
+    move_costs,
+    prepare_reps,
+    run_parameters,
+    snap_points_once,
+    tolerances,
+)
 from .progress import CancelCheck, ProgressCallback, check_cancel, report
+from .territories import (
+    PlanRows,
+    TerritoryPlan,
+    build_plan,
+    prepare_rows,
+    row_codes,
+    row_costs,
+    row_reach,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -35,15 +50,15 @@ MOVE_COLUMNS = ("account_id", "from_id", "to_id", "reason", "moved_value", "cent
 class Rebalance:
     """A rebalanced plan, the list of moves and the proven lower bound on the moves needed."""
 
-    plan: terr.TerritoryPlan
+    plan: TerritoryPlan
     moves: pd.DataFrame
     moves_lower_bound: float
 
 
 def rebalance_territories(
-    accounts: gpd.GeoDataFrame,
+    accounts: gpd.GeoDataFrame | None = None,
     *,
-    id_field: str,
+    id_field: str | None = None,
     current_field: str,
     reps: gpd.GeoDataFrame | None = None,
     rep_id_field: str | None = None,
@@ -56,106 +71,142 @@ def rebalance_territories(
     max_moves_pct: float | None = None,
     minimise_field: str | None = None,
     network: object | None = None,
+    units: gpd.GeoDataFrame | None = None,
+    unit_id_field: str | None = None,
+    contiguous: bool | None = None,
+    adjacency: str = "rook",
+    snap_m: float = 1.0,
+    study_area: gpd.GeoDataFrame | None = None,
+    unit_max_distance_m: float = 0.0,
     time_limit_s: float = 60.0,
     solver: str = "CBC",
     progress: ProgressCallback | None = None,
     is_cancelled: CancelCheck | None = None,
 ) -> Rebalance:
-    """Move as few accounts (or as little of ``minimise_field``) as needed to restore balance.
+    """Move as few accounts or units (or as little of ``minimise_field``) as needed to restore
+    balance.
 
     Territories are the REPS (ids = rep ids) when given, otherwise the ids found in
     ``current_field``, centred on the medoid of their current accounts. Accounts whose current
-    territory is empty are new; those naming a rep not in REPS belong to a rep who left.
+    territory is empty are new; those naming a rep not in REPS belong to a rep who left. With
+    ``units`` the plan moves whole units (a unit is in the territory most of its accounts are in
+    today) and, with ``contiguous`` (default with units), keeps every territory in one piece.
     """
-    params = terr.run_parameters(locals())
-    acc = terr._prepare_accounts(accounts, id_field)
-    ids = acc[id_field].astype(str).to_numpy()
-    if not current_field or current_field not in acc.columns:
-        msg = f"CURRENT_FIELD: '{current_field}' is not a field of ACCOUNTS; choose today's territory field."
-        raise InvalidInputError(msg)
-    fields = list(balance_fields)
-    values = terr._balance_values(acc, ids, fields)
-    tol = terr._tolerances(tolerance_pct, balance_weights, fields)
-    xy = shapely.get_coordinates(acc.geometry.values)
-    raw = acc[current_field].map(_text).to_numpy(object)
+    params = run_parameters(locals())
+    rows = prepare_rows(accounts, id_field=id_field, balance_fields=balance_fields, units=units,
+                        unit_id_field=unit_id_field, contiguous=contiguous, adjacency=adjacency,
+                        snap_m=snap_m, study_area=study_area,
+                        unit_max_distance_m=unit_max_distance_m)  # fmt: skip
+    ids, fields, values, noun = rows.ids, rows.names, rows.values, rows.noun
+    raw, raw_src = _current_text(rows, current_field)
+    tol = tolerances(tolerance_pct, balance_weights, fields)
     if reps is not None:
-        cen_ids, cen_xy, capacity = terr._prepare_reps(
-            reps, rep_id_field, rep_capacity_field, acc.crs
-        )
+        cen_ids, cen_xy, capacity = prepare_reps(reps, rep_id_field, rep_capacity_field, rows.crs)
     else:
-        cen_ids = np.array(sorted({v for v in raw if v}))
+        cen_ids = np.array(sorted({v for v in raw_src if v}))
         if len(cen_ids) == 0:
-            msg = f"CURRENT_FIELD: '{current_field}' is empty for every account; use designterritories."
+            msg = f"CURRENT_FIELD: '{current_field}' is empty for every {noun[:-1]}; use designterritories."
             raise InvalidInputError(msg)
-        cen_xy = np.array([_medoid(xy[raw == c]) for c in cen_ids])
+        cen_xy = np.array([_medoid(rows.src_xy[raw_src == c]) for c in cen_ids])
         capacity = np.ones(len(cen_ids))
     known = set(cen_ids)
     is_new = np.array([not v for v in raw])
     departed = np.array([bool(v) and v not in known for v in raw])
     if departed.any():
         gone = sorted({v for v, d in zip(raw, departed) if d})
-        logger.warning("Territories %s are not in REPS: their %d accounts are handed over.",
-                       ", ".join(gone), int(departed.sum()))  # fmt: skip
+        logger.warning("Territories %s are not in REPS: their %d %s are handed over.",
+                       ", ".join(gone), int(departed.sum()), noun)  # fmt: skip
     if is_new.any():
-        logger.info("%d new accounts (no current territory) are placed.", int(is_new.sum()))
-    locks = terr._codes(acc, lock_field, cen_ids, "LOCK_FIELD", ids)
-    current = terr._codes(acc, current_field, cen_ids, "CURRENT_FIELD", ids, strict=False)
+        logger.info("%d new %s (no current territory) are placed.", int(is_new.sum()), noun)
+    locks, src_locks = row_codes(rows, lock_field, cen_ids, "LOCK_FIELD")
+    lookup = {c: j for j, c in enumerate(cen_ids)}
+    current = np.array([lookup.get(v, -1) for v in raw], int)
+    src_current = np.array([lookup.get(v, -1) for v in raw_src], int)
     budget = None
     if max_moves_pct is not None:
-        budget = math.floor(max_moves_pct / 100.0 * len(acc) + 1e-9)
-    weight = np.ones(len(acc))
+        budget = math.floor(max_moves_pct / 100.0 * rows.n + 1e-9)
+    weight = np.ones(rows.n)
     if minimise_field:
-        weight = terr._balance_values(acc, ids, [minimise_field])[:, 0]
+        frame = rows.accounts if rows.accounts is not None else rows.layer
+        src_ids = rows.account_ids if rows.accounts is not None else ids
+        w_src = balance_values(frame, src_ids, [minimise_field])
+        weight = rows.aggregate(w_src)[:, 0] if rows.accounts is not None else w_src[:, 0]
     report(progress, 0.1, "Costs")
     check_cancel(is_cancelled)
-    cost_km, cost_min = terr._costs(xy, cen_xy, network, terr.snap_accounts(xy, network, acc.crs))
+    costs = row_costs(rows, cen_xy, network, snap_points_once(rows.src_xy, network, rows.crs))
+    cost_km, cost_min = costs[0], costs[1]
     dist = cost_min if cost_min is not None else cost_km
-    allowed = terr.reach_mask(cost_km, cost_min, rep_max_minutes)
-    terr._precheck(values, fields, capacity, tol, locks, allowed, ids, cen_ids)
+    allowed = row_reach(rows, costs, rep_max_minutes, log=True)
     # moves first; distance only breaks ties (all of it is worth less than the smallest move)
     has = current >= 0
-    move_cost = terr.move_costs(current, dist.shape[1], weight)
+    move_cost = move_costs(current, dist.shape[1], weight)
     unit = weight[has & (weight > 0)].min() if (has & (weight > 0)).any() else 1.0
     eps = 0.5 * unit / max(float(np.where(allowed, dist, 0).max(1).sum()), 1e-9)
-    cost = move_cost + eps * dist
+    model = TerritoryModel.from_cost_matrix(
+        move_cost + eps * dist, values=values, capacity=capacity, tolerance_pct=tol, locks=locks,
+        current=current, budget=budget, allowed=allowed,
+        adjacency=None if rows.adjacency is None else rows.adjacency.matrix,
+        contiguous=rows.contiguous, names=fields, row_ids=ids, territory_ids=cen_ids, noun=noun,
+    )  # fmt: skip
+    model.precheck()
     report(progress, 0.3, "Assignment")
-    assign, lower = _fewest_moves(cost, values, capacity, tol, locks, current, budget, allowed,
-                                  solver, time_limit_s, fields, cen_ids, is_cancelled)  # fmt: skip
-    terr._verify(assign, values, capacity, tol, locks, current, budget, allowed, ids, cen_ids)
-    moved_value = float(move_cost[np.arange(len(acc)), assign].sum())
-    bound = max(0.0, lower - eps * float(np.where(allowed, dist, np.inf).min(1).sum()))
+    sol = model.solve(
+        solver, time_limit_s=time_limit_s, is_cancelled=is_cancelled,
+        rooms=(0.1, 0.03, 0.25, 0.0), keep=2,
+        tiers=((4, 4), (10**9, 0)),  # move costs are flat: the nearest territories matter most
+    )  # fmt: skip
+    assign = sol.assign
+    model.verify(assign)
+    moved_value = float(move_cost[np.arange(rows.n), assign].sum())
+    bound = max(0.0, sol.lower_bound - eps * float(np.where(allowed, dist, np.inf).min(1).sum()))
     if not minimise_field:
-        _, lo, hi = terr._bounds(values, capacity, tol)
+        _, lo, hi = model.bounds()
         bound = max(bound, _cover_bound(values, lo, hi, locks, current, allowed))
     bound = min(math.ceil(bound - 1e-6) if not minimise_field else bound, moved_value)
     report(progress, 0.9, "Outputs")
-    plan = terr._build_plan(
-        acc, accounts, ids, fields, values, assign, dist, cost_km, cost_min, cen_ids, cen_xy,
-        capacity, tol, locks, current, budget, moved_value, bound, None, params,
-        allowed, balance_weights, 0.0,
+    sol = replace(sol, objective=moved_value, lower_bound=bound)
+    # the outputs report distances (next best, travel) with the moves' plan
+    plan = build_plan(
+        replace(model, cost=dist), sol, rows=rows, costs=costs, src_locks=src_locks,
+        src_current=src_current, cen_xy=cen_xy, quota_total=None, params=params,
+        weights=balance_weights, travel_weight=0.0,
+        explain_extra={"previous": raw, "is_new": is_new, "departed": departed,
+                       "fewest_moves": True},  # the rebalance's reasons: new, rep left, few moves
     )  # fmt: skip
-    # the rebalance's own reasons (new account, rep left, fewest moves) for the same columns
-    _, lo, hi = terr._bounds(values, capacity, tol)
-    why = explain_accounts(
-        assign=assign, cost=dist, unit="min" if cost_min is not None else "km",
-        territory_ids=cen_ids, values=values, measure_names=fields, lo=lo, hi=hi,
-        capacity=capacity, locks=locks, current=current, allowed=allowed, budget=budget,
-        previous=raw, is_new=is_new, departed=departed, fewest_moves=True,
-    )  # fmt: skip
-    for col in why.columns:
-        plan.accounts[col] = why[col].to_numpy()
     raw_from = np.where(departed | has, raw, None)
     changed = is_new | departed | (has & (assign != current))
+    out = plan.units if rows.has_units else plan.accounts
     moves = pd.DataFrame({
         "account_id": ids[changed], "from_id": raw_from[changed], "to_id": cen_ids[assign][changed],
-        "reason": why["reason"].to_numpy()[changed], "moved_value": weight[changed],
-        "centre_km": np.round(cost_km[np.arange(len(acc)), assign][changed], 3),
-        "explanation": why["explanation"].to_numpy()[changed],
+        "reason": out["reason"].to_numpy()[changed], "moved_value": weight[changed],
+        "centre_km": np.round(cost_km[np.arange(rows.n), assign][changed], 3),
+        "explanation": out["explanation"].to_numpy()[changed],
     })  # fmt: skip
-    logger.info("Rebalance: %d accounts moved (proven minimum %s), %d new or handed over.",
-                int((has & (assign != current)).sum()), bound,
+    logger.info("Rebalance: %d %s moved (proven minimum %s), %d new or handed over.",
+                int((has & (assign != current)).sum()), noun, bound,
                 int((is_new | departed).sum()))  # fmt: skip
     return Rebalance(plan=plan, moves=moves, moves_lower_bound=float(bound))
+
+
+def _current_text(rows: PlanRows, current_field: str) -> tuple[np.ndarray, np.ndarray]:
+    """Today's territory (text) per row and per cost point; a unit with accounts takes the one
+    most of its accounts are in (ties: the first in sort order)."""
+    frame = rows.accounts if rows.accounts is not None else rows.layer
+    layer = "ACCOUNTS" if rows.accounts is not None or not rows.has_units else "UNITS"
+    if not current_field or current_field not in frame.columns:
+        msg = (f"CURRENT_FIELD: '{current_field}' is not a field of {layer}; choose today's "
+               "territory field.")  # fmt: skip
+        raise InvalidInputError(msg)
+    raw_src = frame[current_field].map(_text).to_numpy(object)
+    if rows.src_row is None:
+        return raw_src, raw_src
+    df = pd.DataFrame({"u": rows.src_row, "v": raw_src})
+    df = df[df["v"] != ""]
+    top = df.groupby(["u", "v"]).size().reset_index(name="c")
+    top = top.sort_values(["u", "c", "v"], ascending=[True, False, True]).drop_duplicates("u")
+    raw = np.full(rows.n, "", dtype=object)
+    raw[top["u"].to_numpy(int)] = top["v"].to_numpy(object)
+    return raw, raw_src
 
 
 def _cover_bound(values, lo, hi, locks, current, allowed) -> float:
@@ -193,21 +244,6 @@ def _count_to_cover(vals: np.ndarray, gap: float) -> int:
         return 0
     cum = np.cumsum(np.sort(vals)[::-1])
     return int(np.searchsorted(cum, gap - 1e-9) + 1) if len(cum) and cum[-1] >= gap - 1e-9 else 0
-
-
-def _fewest_moves(cost, values, capacity, tol, locks, current, budget, allowed, solver,
-                  time_limit_s, fields, cen_ids, is_cancelled):  # fmt: skip
-    """Exact MILP on small models; beyond, prices + LP + local search with small rounding margins.
-
-    Every margin kept for rounding is balance paid for with extra moves, so margins stay small;
-    with flat move costs the LP starts from the nearest territories as well as the priced ones.
-    """
-    assign, _, lower, _ = terr._solve(
-        cost, values, capacity, tol, locks, current, budget, allowed, solver, time_limit_s,
-        fields, cen_ids, is_cancelled=is_cancelled, rooms=(0.1, 0.03, 0.25, 0.0), keep=2,
-        tiers=((4, 4), (10**9, 0)),  # move costs are flat: the nearest territories matter most
-    )  # fmt: skip
-    return assign, lower
 
 
 def _text(v) -> str:

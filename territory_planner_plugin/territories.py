@@ -1,11 +1,13 @@
-"""Balanced, compact territories: assign accounts to K centres or rep homes with PuLP.
+"""Balanced, compact territories: assign accounts or units (base areas) to K centres or rep homes.
 
-The model: minimise the total distance (km, or drive minutes with a network) from each account to
-its territory's centre, subject to hard constraints: each account in exactly one territory, every
-balanced measure of every territory within TOLERANCE of its capacity-weighted target, locks,
-a disruption budget (MAX_MOVES) and a maximum drive time to the rep's home. The LP relaxation of the
-same model gives the proven lower bound reported with every plan. Without reps, centres move to the
-medoid of their territory, alternating with the balanced assignment until stable (k-median style).
+The model (:class:`model.TerritoryModel`): minimise the total distance (km, or drive minutes with
+a network) from each account to its territory's centre, subject to hard constraints: each account
+(or unit, with all its accounts) in exactly one territory, every balanced measure of every
+territory within TOLERANCE of its capacity-weighted target, locks, a disruption budget
+(MAX_MOVES), a maximum drive time to the rep's home and, with CONTIGUOUS, every territory in one
+piece. The LP relaxation of the same model gives the lower bound reported with every plan. Without
+reps, centres move to the medoid of their territory, alternating with the balanced assignment
+until stable (k-median style); the bound then holds for the centres found (``bound_scope``).
 """
 
 from __future__ import annotations
@@ -18,34 +20,55 @@ from dataclasses import dataclass, field
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-import pulp
+import scipy.sparse as sp
 import shapely
 
 from . import kpis as plan_kpis
 from . import palette
-from ._validate import check_points
-from .assignment import NoPlanFoundError, solve_balanced
-from .errors import InfeasibleError, InvalidInputError, SolverError
+from .errors import InvalidInputError
 from .explain import COLUMNS as EXPLAIN_COLUMNS
 from .explain import explain_accounts
+from .model import (
+    EXACT_PAIRS,
+    STRAIGHT_LINE_KMH,
+    Solution,
+    TerritoryModel,
+    balance_values,
+    point_costs,
+    prepare_accounts,
+    prepare_reps,
+    reach_mask,
+    run_parameters,
+    snap_points_once,
+    territory_codes,
+    tolerances,
+    travel_mu,
+)
 from .progress import CancelCheck, ProgressCallback, check_cancel, report
 
 logger = logging.getLogger(__name__)
+
+__all__ = ["EXACT_PAIRS", "OUTPUT_COLUMNS", "STRAIGHT_LINE_KMH", "PlanRows", "TerritoryPlan",
+           "build_plan", "design_territories", "prepare_rows"]  # fmt: skip
 
 OUTPUT_COLUMNS = ("territory_id", "rep_id", "centre_km", "centre_min", "locked", "moved",
                   *EXPLAIN_COLUMNS)  # fmt: skip
 _MAX_CENTRE_ROUNDS = 8  # balanced centre updates after the k-median start
 _KMEDIAN_ROUNDS = 12
-EXACT_PAIRS = 1_000  # up to this many account-territory pairs: the exact MILP through PuLP
-EXPLAIN_PAIRS = 200_000  # up to this many pairs an infeasible run gets the LP's minimal tolerance
-STRAIGHT_LINE_KMH = 50.0  # straight-line km -> minutes where there is no NETWORK (also the report)
+EMPTY_UNIT_WEIGHT = 1e-3  # units without accounts: this x their own distance (nearest centre)
+BOUND_PROBLEM = "problem"  # LOWER_BOUND holds for the problem as posed (reps given)
+BOUND_THESE_CENTRES = "these centres"  # ... only for the centres the algorithm chose
 
 
 @dataclass
 class TerritoryPlan:
-    """A territory plan: per-account assignment, polygons, centres, summary and quality figures."""
+    """A territory plan: assignment (accounts and/or units), polygons, centres, summary, figures.
 
-    accounts: gpd.GeoDataFrame
+    ``accounts`` is None for units without accounts, ``units`` None without units.
+    ``bound_scope`` names what ``lower_bound`` bounds: "problem" or "these centres".
+    """
+
+    accounts: gpd.GeoDataFrame | None
     territories: gpd.GeoDataFrame
     centres: gpd.GeoDataFrame
     summary: pd.DataFrame
@@ -56,12 +79,206 @@ class TerritoryPlan:
     moved: int
     kpis: dict = field(default_factory=dict)
     parameters: dict = field(default_factory=dict)
+    units: gpd.GeoDataFrame | None = None
+    bound_scope: str = BOUND_PROBLEM
+
+
+@dataclass
+class PlanRows:
+    """What a plan assigns: point accounts, or units (base areas) with the accounts in them.
+
+    ``layer`` is the prepared (projected) copy of the rows, ``original`` the input rows whose
+    columns and CRS the outputs keep. Costs start from ``src_xy`` (the accounts, or the units'
+    representative points); ``src_row`` is the row of each (None: the rows themselves).
+    """
+
+    layer: gpd.GeoDataFrame
+    original: gpd.GeoDataFrame
+    ids: np.ndarray
+    xy: np.ndarray
+    values: np.ndarray
+    names: list[str]
+    noun: str
+    src_xy: np.ndarray
+    src_row: np.ndarray | None = None
+    accounts: gpd.GeoDataFrame | None = None  # prepared accounts with units
+    accounts_original: gpd.GeoDataFrame | None = None
+    account_ids: np.ndarray | None = None
+    adjacency: object | None = None  # contiguity.Adjacency
+    cells: np.ndarray | None = None  # account Voronoi cells (accounts without units)
+    area: object | None = None  # clip area of account cells
+    contiguous: bool = False
+    outside: int = 0
+
+    @property
+    def n(self) -> int:
+        """Number of rows."""
+        return len(self.ids)
+
+    @property
+    def crs(self):
+        """The projected CRS the rows are planned in."""
+        return self.layer.crs
+
+    @property
+    def has_units(self) -> bool:
+        """True when the rows are units."""
+        return self.noun == "units"
+
+    def aggregate(self, src: np.ndarray) -> np.ndarray:
+        """Sum an (n_src, k) array of the cost points over their rows ((n, k))."""
+        if self.src_row is None:
+            return src
+        agg = sp.csr_matrix((np.ones(len(self.src_row)), (self.src_row,
+                            np.arange(len(self.src_row)))), shape=(self.n, len(self.src_row)))  # fmt: skip
+        return np.asarray(agg @ src)
+
+
+def prepare_rows(
+    accounts: gpd.GeoDataFrame | None,
+    *,
+    id_field: str | None,
+    balance_fields: Sequence[str] = (),
+    units: gpd.GeoDataFrame | None = None,
+    unit_id_field: str | None = None,
+    contiguous: bool | None = None,
+    adjacency: str = "rook",
+    snap_m: float = 1.0,
+    study_area: gpd.GeoDataFrame | None = None,
+    unit_max_distance_m: float = 0.0,
+) -> PlanRows:
+    """Check and prepare the rows of a plan: accounts, units, or units with their accounts.
+
+    Parameters
+    ----------
+    accounts, id_field : point accounts and their id field (None with units alone).
+    balance_fields : measures (account fields, or unit fields for units alone).
+    units, unit_id_field : polygons of base areas and their id field.
+    contiguous : every territory one piece (None: on with units, off without).
+    adjacency, snap_m : "rook" or "queen" and the digitising-gap tolerance of unit adjacency.
+    study_area : polygons clipping the territory polygons of accounts without units.
+    unit_max_distance_m : accounts outside every unit join the nearest one within this distance.
+
+    Returns
+    -------
+    PlanRows
+    """
+    from . import contiguity
+
+    fields = list(balance_fields)
+    if units is None:
+        if accounts is None:
+            msg = "ACCOUNTS: give the accounts (points) or UNITS (polygons of base areas)."
+            raise InvalidInputError(msg)
+        acc = prepare_accounts(accounts, id_field)
+        ids = acc[id_field].astype(str).to_numpy()
+        xy = shapely.get_coordinates(acc.geometry.values)
+        area = None
+        if study_area is not None and len(study_area):
+            area = shapely.union_all(study_area.to_crs(acc.crs).geometry.values)
+            inside = shapely.covers(area, shapely.points(xy))
+            if not inside.any():
+                msg = "STUDY_AREA: no account lies inside it; choose the area of the accounts."
+                raise InvalidInputError(msg)
+            if not inside.all():
+                logger.warning("STUDY_AREA: %d account(s) lie outside it: %s; their cells are "
+                               "empty.", int((~inside).sum()), list(ids[~inside][:10]))  # fmt: skip
+        rows = PlanRows(layer=acc, original=accounts, ids=ids, xy=xy,
+                        values=balance_values(acc, ids, fields), names=fields, noun="accounts",
+                        src_xy=xy, area=area, contiguous=bool(contiguous))  # fmt: skip
+        if rows.contiguous:
+            adj, cells = contiguity.point_adjacency(xy, study_area=area)
+            rows.adjacency, rows.cells = adj, cells
+            _log_links(adj, ids, "accounts")
+        return rows
+    from .units import prepare_units
+
+    if not unit_id_field:
+        msg = "UNIT_ID_FIELD: choose the field with a unique id per unit (e.g. the postal code)."
+        raise InvalidInputError(msg)
+    us = prepare_units(units, id_field=unit_id_field, balance_fields=fields, accounts=accounts,
+                       account_id_field=id_field, max_distance_m=unit_max_distance_m)  # fmt: skip
+    if us.repaired:
+        logger.info("UNITS: %d invalid polygon(s) repaired.", us.repaired)
+    if us.overlaps:
+        logger.warning("UNITS: %d pair(s) of units overlap: %s.", len(us.overlaps),
+                       ", ".join(f"{a}/{b}" for a, b in us.overlaps[:10]))  # fmt: skip
+    original = us.units.to_crs(units.crs) if units.crs is not None else us.units
+    rows = PlanRows(layer=us.units, original=original, ids=np.asarray(us.ids, str),
+                    xy=np.asarray(us.points, float), values=np.asarray(us.values, float),
+                    names=fields, noun="units", src_xy=np.asarray(us.points, float),
+                    contiguous=True if contiguous is None else bool(contiguous),
+                    outside=len(us.outside))  # fmt: skip
+    if accounts is not None:
+        acc = accounts if accounts.crs == us.units.crs else accounts.to_crs(us.units.crs)
+        rows.accounts, rows.accounts_original = acc, accounts
+        rows.account_ids = acc[id_field].astype(str).to_numpy()
+        rows.src_xy = shapely.get_coordinates(acc.geometry.values)
+        rows.src_row = np.asarray(us.account_unit, int)
+        empty = np.bincount(rows.src_row, minlength=rows.n) == 0
+        if empty.any():
+            logger.info("UNITS: %d unit(s) hold no account; each joins a territory next to it "
+                        "(the plan covers the whole map).", int(empty.sum()))  # fmt: skip
+    adj = contiguity.polygon_adjacency(us.units.geometry, rule=adjacency, snap_m=snap_m)
+    rows.adjacency = adj
+    _log_links(adj, rows.ids, "units")
+    return rows
+
+
+def _log_links(adj, ids: np.ndarray, noun: str) -> None:
+    if adj.linked:
+        logger.info("%s with no neighbour (islands, exclaves) linked to their nearest: %s.",
+                    noun.capitalize(), ", ".join(f"{ids[i]} -> {ids[j]}"
+                                                 for i, j in adj.linked[:10]))  # fmt: skip
+
+
+def row_costs(rows: PlanRows, cen_xy: np.ndarray, network, snapped):
+    """(km, minutes) of the rows and (km, minutes) of the cost points to each centre.
+
+    Units with accounts cost the sum over their accounts; units without any cost
+    ``EMPTY_UNIT_WEIGHT`` x their own straight-line distance (they join a near territory).
+    """
+    km_s, min_s = point_costs(rows.src_xy, cen_xy, network, snapped)
+    if rows.src_row is None:
+        return km_s, min_s, km_s, min_s
+    km, mins = rows.aggregate(km_s), None if min_s is None else rows.aggregate(min_s)
+    empty = np.bincount(rows.src_row, minlength=rows.n) == 0
+    if empty.any():
+        own = np.sqrt(((rows.xy[empty, None, :] - cen_xy[None]) ** 2).sum(-1)) / 1000.0
+        km[empty] = EMPTY_UNIT_WEIGHT * own
+        if mins is not None:
+            mins[empty] = EMPTY_UNIT_WEIGHT * own * 60.0 / STRAIGHT_LINE_KMH
+    return km, mins, km_s, min_s
+
+
+def row_codes(rows: PlanRows, fld: str | None, cen_ids, key: str, *, strict: bool = True):
+    """Territory index per row and per cost point from a field (locks or current territories).
+
+    With units and accounts the field is the accounts'; a unit takes its accounts' lock (they
+    must agree) or the territory most of them are in today.
+    """
+    if rows.accounts is None:
+        layer = "UNITS" if rows.has_units else "ACCOUNTS"
+        codes = territory_codes(rows.layer, fld, cen_ids, key, rows.ids, strict=strict,
+                                layer=layer, noun=rows.noun)  # fmt: skip
+        return codes, codes
+    from .units import unit_codes
+
+    acc_codes = territory_codes(rows.accounts, fld, cen_ids, key, rows.account_ids, strict=strict)
+    codes = unit_codes(acc_codes, rows.src_row, rows.n, key=key, account_ids=rows.account_ids,
+                       unit_ids=rows.ids)  # fmt: skip
+    return codes, acc_codes
+
+
+def src_of(rows: PlanRows, per_row: np.ndarray) -> np.ndarray:
+    """A per-row array at the cost points (accounts of units, or the rows themselves)."""
+    return per_row if rows.src_row is None else per_row[rows.src_row]
 
 
 def design_territories(
-    accounts: gpd.GeoDataFrame,
+    accounts: gpd.GeoDataFrame | None = None,
     *,
-    id_field: str,
+    id_field: str | None = None,
     n_territories: int | None = None,
     reps: gpd.GeoDataFrame | None = None,
     rep_id_field: str | None = None,
@@ -76,230 +293,110 @@ def design_territories(
     max_moves_pct: float | None = None,
     network: object | None = None,
     quota_total: float | None = None,
+    units: gpd.GeoDataFrame | None = None,
+    unit_id_field: str | None = None,
+    contiguous: bool | None = None,
+    adjacency: str = "rook",
+    snap_m: float = 1.0,
+    study_area: gpd.GeoDataFrame | None = None,
+    unit_max_distance_m: float = 0.0,
     seed: int = 0,
     time_limit_s: float = 60.0,
     solver: str = "CBC",
     progress: ProgressCallback | None = None,
     is_cancelled: CancelCheck | None = None,
 ) -> TerritoryPlan:
-    """Assign every account to a territory, balanced within ``tolerance_pct`` and compact.
+    """Assign every account (or unit) to a territory, balanced within ``tolerance_pct``, compact.
 
-    Accounts (points) must be in a projected CRS in metres, or geographic (then reprojected to a
-    local UTM zone, logged). Accounts the network cannot reach are costed by straight line at
-    30 km/h and listed in the log. Raises :class:`InfeasibleError` naming the smallest relaxation.
+    Accounts (points) or units (polygons) must be in a projected CRS in metres, or geographic
+    (then reprojected to a local UTM zone, logged). With ``units`` every unit goes whole to one
+    territory (with all its accounts) and, with ``contiguous`` (default with units), every
+    territory is one piece. Pairs the network cannot connect are costed by straight line at
+    ``STRAIGHT_LINE_KMH`` and counted in the log. Raises :class:`InfeasibleError` naming the
+    smallest relaxation.
     """
     params = run_parameters(locals())
-    acc = _prepare_accounts(accounts, id_field)
-    ids = acc[id_field].astype(str).to_numpy()
-    fields = list(balance_fields)
-    values = _balance_values(acc, ids, fields)
-    tol = _tolerances(tolerance_pct, balance_weights, fields)
-    mu = _travel_mu(travel_weight, balance_weights, fields)
-    xy = shapely.get_coordinates(acc.geometry.values)
+    rows = prepare_rows(accounts, id_field=id_field, balance_fields=balance_fields, units=units,
+                        unit_id_field=unit_id_field, contiguous=contiguous, adjacency=adjacency,
+                        snap_m=snap_m, study_area=study_area,
+                        unit_max_distance_m=unit_max_distance_m)  # fmt: skip
+    fields = rows.names
+    tol = tolerances(tolerance_pct, balance_weights, fields)
+    mu = travel_mu(travel_weight, balance_weights, fields)
     rng = np.random.default_rng(seed)
     if reps is not None:
-        cen_ids, cen_xy, capacity = _prepare_reps(reps, rep_id_field, rep_capacity_field, acc.crs)
+        cen_ids, cen_xy, capacity = prepare_reps(reps, rep_id_field, rep_capacity_field, rows.crs)
         fixed_centres = True
     else:
         if n_territories is None or n_territories < 1:
             msg = f"TERRITORIES: {n_territories} must be at least 1."
             raise InvalidInputError(msg)
-        if n_territories > len(acc):
-            msg = f"TERRITORIES: {n_territories} is more than the {len(acc)} accounts; lower it."
+        if n_territories > rows.n:
+            msg = f"TERRITORIES: {n_territories} is more than the {rows.n} {rows.noun}; lower it."
             raise InvalidInputError(msg)
         k = int(n_territories)
         cen_ids = np.array([f"T{j + 1:02d}" for j in range(k)])
-        cen_xy = _kmeanspp(xy, k, rng)
+        cen_xy = _kmeanspp(rows.src_xy, k, rng)
         capacity = np.ones(k)
         fixed_centres = False
     k = len(cen_ids)
-    locks = _codes(acc, lock_field, cen_ids, "LOCK_FIELD", ids)
-    current = _codes(acc, current_field, cen_ids, "CURRENT_FIELD", ids, strict=False)
+    locks, src_locks = row_codes(rows, lock_field, cen_ids, "LOCK_FIELD")
+    current, src_current = row_codes(rows, current_field, cen_ids, "CURRENT_FIELD", strict=False)
     budget = None
     if max_moves_pct is not None and current_field:
-        budget = math.floor(max_moves_pct / 100.0 * len(acc) + 1e-9)
+        budget = math.floor(max_moves_pct / 100.0 * rows.n + 1e-9)
     report(progress, 0.1, "Costs")
     prices = None
     rounds = 1 if fixed_centres else _MAX_CENTRE_ROUNDS
-    a_snap = snap_accounts(xy, network, acc.crs)  # once: only the centres move between rounds
+    snapped = snap_points_once(rows.src_xy, network, rows.crs)  # once: only the centres move
     if not fixed_centres:  # start from compact (k-median) centres, then balance
-        cen_xy = _kmedian(xy, cen_xy, locks, network, a_snap, is_cancelled)
+        cen_xy = _kmedian(rows.src_xy, cen_xy, src_of(rows, locks), network, snapped,
+                          is_cancelled)  # fmt: skip
     for rnd in range(rounds + 1):
         check_cancel(is_cancelled)
-        cost_km, cost_min = _costs(xy, cen_xy, network, a_snap)
-        cost = cost_min if cost_min is not None else cost_km
-        allowed = reach_mask(cost_km, cost_min, rep_max_minutes, log=rnd == 0)
-        _precheck(values, fields, capacity, tol, locks, allowed, ids, cen_ids)
-        final = fixed_centres or rnd == rounds
-        assign, objective, lower, prices = _solve(
-            cost, values, capacity, tol, locks, current, budget, allowed,
-            solver, time_limit_s, fields, cen_ids, prices=prices if final else None, final=final,
-            is_cancelled=is_cancelled, travel=(capacity / capacity.sum(), mu) if final else None,
+        costs = row_costs(rows, cen_xy, network, snapped)
+        cost_km, cost_min = costs[0], costs[1]
+        model = TerritoryModel.from_cost_matrix(
+            cost_min if cost_min is not None else cost_km, values=rows.values, capacity=capacity,
+            tolerance_pct=tol, locks=locks, current=current, budget=budget,
+            allowed=row_reach(rows, costs, rep_max_minutes, log=rnd == 0),
+            adjacency=None if rows.adjacency is None else rows.adjacency.matrix,
+            contiguous=rows.contiguous, travel=(capacity / capacity.sum(), mu), names=fields,
+            row_ids=rows.ids, territory_ids=cen_ids, noun=rows.noun,
         )  # fmt: skip
+        model.precheck()
+        final = fixed_centres or rnd == rounds
+        sol = model.solve(solver, time_limit_s=time_limit_s, prices=prices if final else None,
+                          final=final, is_cancelled=is_cancelled)  # fmt: skip
+        prices = sol.prices
         report(progress, 0.2 + 0.7 * (rnd + 1) / (rounds + 1), "Assignment")
         if final:
             break
-        new_xy = _medoids(xy, assign, k, cen_xy)
+        new_xy = _medoids(rows.src_xy, src_of(rows, sol.assign), k, cen_xy)
         if np.allclose(new_xy, cen_xy):
             rounds = rnd + 1  # centres are stable: one last, full solve on them
         cen_xy = new_xy
-    _verify(assign, values, capacity, tol, locks, current, budget, allowed, ids, cen_ids)
+    model.verify(sol.assign)
+    scope = BOUND_PROBLEM if fixed_centres else BOUND_THESE_CENTRES
     report(progress, 0.95, "Outputs")
-    return _build_plan(
-        acc, accounts, ids, fields, values, assign, cost, cost_km, cost_min, cen_ids, cen_xy,
-        capacity, tol, locks, current, budget, objective, lower, quota_total, params,
-        allowed, balance_weights, travel_weight,
+    return build_plan(
+        model, sol, rows=rows, costs=costs, src_locks=src_locks, src_current=src_current,
+        cen_xy=cen_xy, quota_total=quota_total, params=params, weights=balance_weights,
+        travel_weight=travel_weight, bound_scope=scope,
     )  # fmt: skip
 
 
-# ----------------------------------------------------------------------------- preparation
+def row_reach(rows: PlanRows, costs, max_minutes: float | None, *, log: bool) -> np.ndarray:
+    """(n, k) pairs allowed by REP_MAX_MINUTES; a unit with accounts needs every account in reach
+    (a unit without accounts may go anywhere)."""
+    km, mins, km_s, min_s = costs
+    if rows.src_row is None:
+        return reach_mask(km, mins, max_minutes, log=log)
+    ok_s = reach_mask(km_s, min_s, max_minutes, log=log)
+    return rows.aggregate((~ok_s).astype(float)) == 0
 
 
-def run_parameters(scope: dict) -> dict:
-    """The plain parameters of a planning call (for the manifest): no layers, network or callbacks."""
-    skip = ("accounts", "reps", "network", "progress", "is_cancelled")
-    return {k: v for k, v in scope.items() if k not in skip}
-
-
-def reach_mask(cost_km: np.ndarray, cost_min: np.ndarray | None, max_minutes: float | None, *,
-               log: bool = True) -> np.ndarray:  # fmt: skip
-    """(n, k) pairs allowed by REP_MAX_MINUTES: drive minutes, or without a NETWORK the
-    straight-line distance at ``STRAIGHT_LINE_KMH``."""
-    if max_minutes is None:
-        return np.ones_like(cost_km, dtype=bool)
-    if cost_min is not None:
-        return cost_min <= max_minutes
-    if log:
-        logger.info(
-            "REP_MAX_MINUTES without a NETWORK: straight-line distance at %g km/h, i.e. at most "
-            "%.1f km from a rep home; give a NETWORK for drive times on roads.",
-            STRAIGHT_LINE_KMH, max_minutes * STRAIGHT_LINE_KMH / 60.0,
-        )  # fmt: skip
-    return cost_km * 60.0 / STRAIGHT_LINE_KMH <= max_minutes
-
-
-def _prepare_accounts(accounts: gpd.GeoDataFrame, id_field: str) -> gpd.GeoDataFrame:
-    check_points(accounts, id_field, layer="ACCOUNTS", noun="accounts")
-    acc = accounts.copy()
-    if acc.crs is None or not acc.crs.is_projected:
-        utm = acc.estimate_utm_crs() if acc.crs is not None else None
-        if utm is None:
-            msg = "ACCOUNTS: the layer has no CRS; set its CRS in QGIS (Layer Properties > Source)."
-            raise InvalidInputError(msg)
-        logger.info("Accounts reprojected to %s for distances in metres.", utm.name)
-        acc = acc.to_crs(utm)
-    return acc
-
-
-def _balance_values(acc: pd.DataFrame, ids: np.ndarray, fields: list[str]) -> np.ndarray:
-    if not fields:
-        return np.ones((len(acc), 1))
-    cols = []
-    for f in fields:
-        if f not in acc.columns:
-            msg = f"BALANCE_FIELDS: '{f}' is not a field of ACCOUNTS."
-            raise InvalidInputError(msg)
-        col = pd.to_numeric(acc[f], errors="coerce")
-        bad = col.isna() | (col < 0)
-        if bad.any():
-            msg = (
-                f"BALANCE_FIELDS: '{f}' is null, negative or not a number for accounts "
-                f"{list(ids[bad.to_numpy()][:10])}; fix them or run checkaccounts first."
-            )
-            raise InvalidInputError(msg)
-        cols.append(col.to_numpy(float))
-    return np.column_stack(cols)
-
-
-def _tolerances(tolerance_pct, weights, fields) -> np.ndarray:
-    """Per-measure tolerance: TOLERANCE for the heaviest weight, wider bands for lighter ones."""
-    if tolerance_pct is None or not (0 <= tolerance_pct < 100):
-        msg = f"TOLERANCE: {tolerance_pct} must be a percentage from 0 to 100, e.g. 5."
-        raise InvalidInputError(msg)
-    m = max(len(fields), 1)
-    if weights is None or len(weights) == 0:
-        return np.full(m, float(tolerance_pct))
-    w = np.asarray(weights, float)
-    if len(w) != len(fields) or not np.isfinite(w).all() or (w <= 0).any():
-        msg = (f"BALANCE_WEIGHTS: give one positive weight per balance field, in the same order "
-               f"(got {list(weights)} for {list(fields)}).")  # fmt: skip
-        raise InvalidInputError(msg)
-    tol = np.minimum(tolerance_pct * w.max() / w, 99.0)
-    for f, t in zip(fields, tol):
-        logger.info("Tolerance for %s: ±%.2f%%.", f, t)
-    return tol
-
-
-def _travel_mu(travel_weight, balance_weights, fields) -> float:
-    """Weight of the travel-balance penalty: TRAVEL_WEIGHT's share of all the weights.
-
-    The balance fields weigh their BALANCE_WEIGHTS (1 each when none are given), as in the
-    summary's ``balance_score``: revenue 40 / workload 30 / travel 30 gives 0.3.
-    """
-    tw = 0.0 if travel_weight is None else float(travel_weight)
-    if not np.isfinite(tw) or tw < 0:
-        msg = f"TRAVEL_WEIGHT: {travel_weight} must be 0 (off) or a positive weight, e.g. 30."
-        raise InvalidInputError(msg)
-    if tw == 0:
-        return 0.0
-    w = list(balance_weights) if balance_weights else [1.0] * max(len(fields), 1)
-    mu = tw / (sum(w) + tw)
-    logger.info(
-        "TRAVEL_WEIGHT %g: the plan also evens out travel per territory; each minute (km) of "
-        "travel above or below a territory's share of the total costs %.2f extra.", tw, mu,
-    )  # fmt: skip
-    return mu
-
-
-def _prepare_reps(reps, id_field, capacity_field, crs):
-    if id_field is None or id_field not in reps.columns:
-        msg = f"REP_ID_FIELD: '{id_field}' is not a field of REPS."
-        raise InvalidInputError(msg)
-    if len(reps) == 0:
-        msg = "REPS: the layer is empty; add rep homes or leave REPS empty and set TERRITORIES."
-        raise InvalidInputError(msg)
-    rid = reps[id_field].astype(str)
-    if rid.duplicated().any():
-        msg = f"REPS: duplicate rep ids {sorted(set(rid[rid.duplicated()]))}; make them unique."
-        raise InvalidInputError(msg)
-    cap = np.ones(len(reps))
-    if capacity_field:
-        cap = pd.to_numeric(reps[capacity_field], errors="coerce").to_numpy(float)
-        if np.isnan(cap).any() or (cap <= 0).any():
-            msg = f"REP_CAPACITY_FIELD: '{capacity_field}' must be a positive number for every rep."
-            raise InvalidInputError(msg)
-    pts = reps.to_crs(crs).geometry
-    return rid.to_numpy(), shapely.get_coordinates(pts.values), cap
-
-
-def _codes(acc, fld, cen_ids, key, ids, *, strict=True) -> np.ndarray:
-    """Territory index per account from a text field (-1 = empty)."""
-    out = np.full(len(acc), -1)
-    if not fld:
-        return out
-    if fld not in acc.columns:
-        msg = f"{key}: '{fld}' is not a field of ACCOUNTS."
-        raise InvalidInputError(msg)
-    lookup = {c: j for j, c in enumerate(cen_ids)}
-    unknown = []
-    for i, v in enumerate(acc[fld].to_numpy()):
-        if v is None or (isinstance(v, float) and np.isnan(v)) or str(v).strip() == "":
-            continue
-        j = lookup.get(str(v).strip())
-        if j is None:
-            unknown.append((ids[i], v))
-        else:
-            out[i] = j
-    if unknown and strict:
-        msg = (
-            f"{key}: values name no territory or rep: "
-            f"{', '.join(f'{a}={v}' for a, v in unknown[:10])}. Known ids: {', '.join(cen_ids)}."
-        )
-        raise InvalidInputError(msg)
-    if unknown:
-        logger.warning("%s: %d account(s) name a territory that no longer exists; they count as "
-                       "new accounts.", key, len(unknown))  # fmt: skip
-    return out
+# ----------------------------------------------------------------------------- centres
 
 
 def _kmeanspp(xy: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
@@ -317,7 +414,7 @@ def _kmedian(xy, cen_xy, locks, network, a_snap, is_cancelled) -> np.ndarray:
     k = len(cen_xy)
     for _ in range(_KMEDIAN_ROUNDS):
         check_cancel(is_cancelled)
-        cost_km, cost_min = _costs(xy, cen_xy, network, a_snap)
+        cost_km, cost_min = point_costs(xy, cen_xy, network, a_snap)
         cost = cost_min if cost_min is not None else cost_km
         assign = np.where(locks >= 0, locks, np.argmin(cost, 1))
         new_xy = _medoids(xy, assign, k, cen_xy)
@@ -347,280 +444,192 @@ def _medoids(xy: np.ndarray, assign: np.ndarray, k: int, old: np.ndarray) -> np.
     return out
 
 
-def snap_accounts(xy: np.ndarray, net: object | None, crs: object) -> object | None:
-    """Where each account (x, y in ``crs``) meets its road, for :func:`_costs`; None without a
-    network. Accounts do not move during a run, so this is done once per run."""
-    if net is None:
-        return None
-    from .network import snap_points
-
-    if gpd.GeoSeries([], crs=crs).crs != gpd.GeoSeries([], crs=net.crs).crs:
-        msg = "NETWORK: accounts must be in the network's CRS (the QGIS wrapper reprojects them)."
-        raise InvalidInputError(msg)
-    return snap_points(net, gpd.GeoSeries(shapely.points(xy)), max_snap_m=np.inf)
-
-
-def _costs(xy, cen_xy, net, a_snap):
-    """Straight-line km and, with a network, drive minutes from each account to each centre."""
-    km = np.sqrt(((xy[:, None, :] - cen_xy[None, :, :]) ** 2).sum(-1)) / 1000.0
-    if net is None:
-        return km, None
-    from .matrix import cost_matrix_minutes
-    from .network import snap_points
-
-    c_snap = snap_points(net, gpd.GeoSeries(shapely.points(cen_xy)), max_snap_m=np.inf)
-    minutes = cost_matrix_minutes(net, c_snap, a_snap).T  # from/to where they meet their roads
-    bad = ~np.isfinite(minutes)
-    if bad.any():
-        logger.warning(
-            "%d account-centre pairs are not connected by roads; they are costed by straight "
-            "line at 30 km/h.", int(bad.sum()),
-        )  # fmt: skip
-        minutes = np.where(bad, km / 30.0 * 60.0, minutes)
-    return km, minutes
-
-
-# ----------------------------------------------------------------------------- model
-
-
-def _bounds(values, capacity, tol):
-    """Per-territory target, lower and upper bound of each measure ((k, m) arrays)."""
-    share = capacity / capacity.sum()
-    target = values.sum(0)[None, :] * share[:, None]  # (k, m)
-    return target, target * (1 - tol / 100.0), target * (1 + tol / 100.0)
-
-
-def _precheck(values, fields, capacity, tol, locks, allowed, ids, cen_ids) -> None:
-    target, _, hi = _bounds(values, capacity, tol)
-    names = fields or ["account count"]
-    for j, cid in enumerate(cen_ids):
-        locked = values[locks == j].sum(0)
-        for m, name in enumerate(names):
-            if locked[m] > hi[j, m] + 1e-9:
-                share = 100 * locked[m] / max(values[:, m].sum(), 1e-12)
-                msg = (
-                    f"Locked accounts give {cid} {share:.1f}% of {name} (target "
-                    f"{100 * target[j, m] / values[:, m].sum():.1f}% ± {tol[m]:g}%): unlock some of "
-                    f"them or raise TOLERANCE to at least "
-                    f"{100 * (locked[m] / target[j, m] - 1) * tol.min() / max(tol[m], 1e-9):.1f}%."
-                )
-                raise InfeasibleError(msg)
-    orphan = ~allowed.any(1)
-    if orphan.any():
-        msg = (
-            f"REP_MAX_MINUTES: accounts {list(ids[orphan][:10])} are farther than that from every "
-            "rep home; raise REP_MAX_MINUTES or add a rep near them."
-        )
-        raise InfeasibleError(msg)
-
-
-def _solver(name: str, time_limit_s: float) -> pulp.LpSolver:
-    if str(name).upper() == "HIGHS":
-        s = pulp.HiGHS(msg=False, timeLimit=time_limit_s)
-        if s.available():
-            return s
-        logger.warning("SOLVER: HiGHS is not installed here; using CBC.")
-    return pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit_s)
-
-
-def _model(cost, values, capacity, tol, locks, current, budget, allowed, relax, slack=False):
-    n, k = cost.shape
-    cat = "Continuous" if relax else "Binary"
-    prob = pulp.LpProblem("territories", pulp.LpMinimize)
-    pairs = [(i, j) for i in range(n) for j in range(k) if allowed[i, j]]
-    x = {p: pulp.LpVariable(f"x_{p[0]}_{p[1]}", 0, 1, cat=cat) for p in pairs}
-    t = pulp.LpVariable("t", 0) if slack else None
-    by_acc: dict[int, list] = {}
-    by_ter: dict[int, list] = {}
-    for (i, j), var in x.items():
-        by_acc.setdefault(i, []).append(var)
-        by_ter.setdefault(j, []).append((i, var))
-    prob += t if slack else pulp.lpSum(cost[i, j] * v for (i, j), v in x.items())
-    for i in range(n):
-        prob += pulp.lpSum(by_acc.get(i, [])) == 1
-        if locks[i] >= 0:
-            prob += x[(i, int(locks[i]))] == 1
-    target, lo, hi = _bounds(values, capacity, tol)
-    for j in range(k):
-        for m in range(values.shape[1]):
-            expr = pulp.lpSum(values[i, m] * v for i, v in by_ter.get(j, []))
-            if slack:  # t is TOLERANCE (as a fraction); lighter measures get their wider band
-                ratio = tol[m] / tol.min() if tol.min() > 0 else 1.0
-                prob += expr <= target[j, m] + t * ratio * target[j, m]
-                prob += expr >= target[j, m] - t * ratio * target[j, m]
-            else:
-                prob += expr <= hi[j, m]
-                prob += expr >= lo[j, m]
-    if budget is not None:
-        stay = [x[(i, int(c))] for i, c in enumerate(current) if c >= 0 and (i, int(c)) in x]
-        n_cur = int((current >= 0).sum())
-        prob += n_cur - pulp.lpSum(stay) <= budget
-    return prob, x
-
-
-def _solve(cost, values, capacity, tol, locks, current, budget, allowed, solver, time_limit_s,
-           fields, cen_ids, *, prices=None, final=True, is_cancelled=None, rooms=None,
-           keep=1, tiers=None, travel=None):  # fmt: skip
-    """Exact MILP (PuLP) for small models; prices, LP and local search (assignment.py) beyond.
-
-    ``travel`` = (share per territory, weight) adds the travel-balance penalty
-    (:func:`assignment.travel_penalty`); such models always take the second path, whose LP with
-    the penalty gives the bound (the MILP with it is slow for CBC even on small models).
-    """
-    if travel is not None and travel[1] <= 0:
-        travel = None
-    if cost.size <= EXACT_PAIRS and travel is None:
-        assign, objective, lower = _solve_exact(
-            cost, values, capacity, tol, locks, current, budget, allowed, solver, time_limit_s,
-            fields,
-        )  # fmt: skip
-        return assign, objective, lower, None
-    _, lo, hi = _bounds(values, capacity, tol)
-    try:
-        res = solve_balanced(
-            cost, values, lo, hi, locks=locks, current=current, budget=budget, allowed=allowed,
-            time_limit_s=time_limit_s, prices=prices, final=final, is_cancelled=is_cancelled,
-            rooms=rooms, keep=keep, tiers=tiers, iterations=400 if final else 150, travel=travel,
-        )  # fmt: skip
-    except NoPlanFoundError as err:
-        _explain_infeasible(cost, values, capacity, tol, locks, current, budget, allowed, solver,
-                            time_limit_s, fields, "infeasible" if err.proven else "no plan found")  # fmt: skip
-    return res.assign, res.objective, res.lower_bound, res.prices
-
-
-def _solve_exact(cost, values, capacity, tol, locks, current, budget, allowed, solver,
-                 time_limit_s, fields):  # fmt: skip
-    n = cost.shape[0]
-    prob, x = _model(cost, values, capacity, tol, locks, current, budget, allowed, relax=False)
-    status = prob.solve(_solver(solver, time_limit_s))
-    sol_ok = all(v.varValue is not None for v in x.values())
-    if pulp.LpStatus[status] == "Infeasible" or not sol_ok:
-        _explain_infeasible(cost, values, capacity, tol, locks, current, budget, allowed,
-                            solver, time_limit_s, fields, pulp.LpStatus[status])  # fmt: skip
-    assign = np.full(n, -1)
-    for (i, j), v in x.items():
-        if v.varValue > 0.5:
-            assign[i] = j
-    if (assign < 0).any():
-        msg = f"The solver ({solver}) returned status {pulp.LpStatus[status]} without a full plan."
-        raise SolverError(msg)
-    objective = float(sum(cost[i, assign[i]] for i in range(n)))
-    lp, _ = _model(cost, values, capacity, tol, locks, current, budget, allowed, relax=True)
-    lp_status = lp.solve(_solver(solver, time_limit_s))
-    lower = float(pulp.value(lp.objective)) if pulp.LpStatus[lp_status] == "Optimal" else np.nan
-    return assign, objective, min(lower, objective)
-
-
-def _explain_infeasible(cost, values, capacity, tol, locks, current, budget, allowed, solver,
-                        time_limit_s, fields, status) -> None:  # fmt: skip
-    """Raise InfeasibleError naming the smallest TOLERANCE (LP bound) and MAX_MOVES that could work."""
-    parts = [f"No plan satisfies every hard constraint ({status})."]
-    n = cost.shape[0]
-    if budget is not None:
-        forced = int(((locks >= 0) & (current >= 0) & (locks != current)).sum())
-        if forced > budget:
-            parts.append(
-                f"LOCK_FIELD moves {forced} accounts away from their CURRENT_FIELD territory, but "
-                f"MAX_MOVES allows {budget} ({100 * budget / n:.1f}% of accounts): set MAX_MOVES "
-                f"to at least {math.ceil(1000 * forced / n) / 10:.1f}% or unlock them."
-            )
-            raise InfeasibleError(" ".join(parts))
-    if cost.size <= EXPLAIN_PAIRS:
-        need = _min_tolerance(cost, values, capacity, tol, locks, current, budget, allowed,
-                              solver, time_limit_s, relax=True)  # fmt: skip
-        enough = None
-        if cost.size <= EXACT_PAIRS:  # small: a whole-account plan with the smallest tolerance
-            enough = _min_tolerance(cost, values, capacity, tol, locks, current, budget, allowed,
-                                    solver, min(time_limit_s, 10.0), relax=False)  # fmt: skip
-        if need is not None and (need > tol.min() or enough is not None):
-            text = f"With these locks and MAX_MOVES, TOLERANCE must be at least {need:.1f}%"
-            if enough is not None:
-                text += f"; {enough:.1f}% is enough"
-            parts.append(text + ".")
-        elif need is not None:
-            parts.append(
-                f"The relaxation fits within TOLERANCE (it needs {need:.1f}%), but no whole-"
-                "account plan was found: raise TOLERANCE a little or TIME_LIMIT."
-            )
-    if budget is not None:
-        low, found = _min_moves(values, capacity, tol, locks, current, allowed, time_limit_s)
-        if low is not None and low > budget:
-            need = f"{low}" if found == low else f"at least {low} (a plan with {found} exists)"
-            parts.append(
-                f"MAX_MOVES allows {budget} moves ({100 * budget / n:.1f}% of accounts), but "
-                f"balancing within TOLERANCE needs {need} moves: set MAX_MOVES to at least "
-                f"{math.ceil(1000 * (found or low) / n) / 10:.1f}%, or raise TOLERANCE."
-            )
-        elif low is not None:
-            parts.append(f"MAX_MOVES allows {budget} moves; balance alone needs {low}, so the "
-                         "conflict is with locks or REP_MAX_MINUTES together with the budget.")  # fmt: skip
-    if len(parts) == 1:
-        parts.append("Raise TOLERANCE or MAX_MOVES, or unlock some accounts: the solver could not "
-                     "tell which change is enough.")  # fmt: skip
-    raise InfeasibleError(" ".join(parts))
-
-
-def _min_tolerance(cost, values, capacity, tol, locks, current, budget, allowed, solver,
-                   time_limit_s, *, relax):  # fmt: skip
-    """Smallest TOLERANCE (%) of the relaxation (a bound) or of a whole-account plan found."""
-    prob, _ = _model(cost, values, capacity, tol, locks, current, budget, allowed, relax=relax,
-                     slack=True)  # fmt: skip
-    prob.solve(_solver(solver, time_limit_s))
-    if prob.sol_status not in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible):
-        return None
-    t = 100 * float(pulp.value(prob.objective))
-    return (math.floor if relax else math.ceil)(10 * t + (1e-6 if relax else -1e-6)) / 10
-
-
-def move_costs(current: np.ndarray, k: int, weight: np.ndarray | None = None) -> np.ndarray:
-    """(n, k) cost of putting each account in each territory: its weight (1 by default) anywhere
-    but its current territory, 0 there and for accounts without one."""
-    w = np.ones(len(current)) if weight is None else np.asarray(weight, float)
-    has = current >= 0
-    cost = np.repeat(np.where(has, w, 0.0)[:, None], k, axis=1)
-    cost[np.flatnonzero(has), current[has]] = 0.0
-    return cost
-
-
-def _min_moves(values, capacity, tol, locks, current, allowed, time_limit_s):
-    """Fewest moves that restore balance: (proven lower bound, moves in a plan found)."""
-    cost = move_costs(current, allowed.shape[1])
-    _, lo, hi = _bounds(values, capacity, tol)
-    try:
-        res = solve_balanced(cost, values, lo, hi, locks=locks, current=current, budget=None,
-                             allowed=allowed, time_limit_s=time_limit_s)  # fmt: skip
-    except NoPlanFoundError:
-        return None, None
-    return math.ceil(res.lower_bound - 1e-6), round(res.objective)
-
-
-def _verify(assign, values, capacity, tol, locks, current, budget, allowed, ids, cen_ids) -> None:
-    """Independent check of every hard constraint on the final plan."""
-    problems = []
-    if (assign < 0).any():
-        problems.append("unassigned accounts")
-    if ((locks >= 0) & (assign != locks)).any():
-        problems.append("locks broken")
-    if not allowed[np.arange(len(assign)), assign].all():
-        problems.append("REP_MAX_MINUTES broken")
-    _, lo, hi = _bounds(values, capacity, tol)
-    totals = np.array([values[assign == j].sum(0) for j in range(len(cen_ids))])
-    if (totals > hi + 1e-6 * (1 + hi)).any() or (totals < lo - 1e-6 * (1 + lo)).any():
-        problems.append("tolerance broken")
-    if budget is not None and ((current >= 0) & (assign != current)).sum() > budget:
-        problems.append("MAX_MOVES broken")
-    if problems:
-        msg = f"Internal check failed ({', '.join(problems)}); please report this with your inputs."
-        raise SolverError(msg)
-
-
 # ----------------------------------------------------------------------------- outputs
 
 
-def _build_plan(acc, original, ids, fields, values, assign, cost, cost_km, cost_min, cen_ids,
-                cen_xy, capacity, tol, locks, current, budget, objective, lower, quota_total,
-                params, allowed, weights, travel_weight):  # fmt: skip
-    n = cost.shape[0]
+def build_plan(
+    model: TerritoryModel,
+    sol: Solution,
+    *,
+    rows: PlanRows,
+    costs: tuple,
+    src_locks: np.ndarray,
+    src_current: np.ndarray,
+    cen_xy: np.ndarray,
+    quota_total: float | None,
+    params: dict,
+    weights: Sequence[float] | None,
+    travel_weight: float,
+    bound_scope: str = BOUND_PROBLEM,
+    explain_extra: dict | None = None,
+) -> TerritoryPlan:
+    """The plan's outputs from a solved model (one place for both algorithms).
+
+    Rows (accounts and/or units) with their territory and reason, territory polygons (dissolved
+    units, or account Voronoi cells clipped to the study area or a tight outline), centres,
+    summary (with ``pieces``) and KPIs. ``costs`` is :func:`row_costs`' (km, minutes, km and
+    minutes of the cost points); ``src_locks``/``src_current`` are per cost point (account).
+    """
+    from .contiguity import count_pieces, tight_outline
+
+    assign, objective, lower = sol.assign, sol.objective, sol.lower_bound
+    cost, values, capacity = model.cost, model.values, model.capacity
+    cen_ids, k = model.territory_ids, model.k
+    km, mins, km_s, min_s = costs
+    why = explain_rows(model, assign, unit="min" if mins is not None else "km",
+                       travel_weight=travel_weight, **(explain_extra or {}))  # fmt: skip
+    row_out = _assignment_columns(rows.original, assign, cost, km, mins, model, model.locks,
+                                  model.current, model.allowed, why=why)  # fmt: skip
+    accounts_out, units_out = (None, row_out) if rows.has_units else (row_out, None)
+    src_assign = src_of(rows, assign)
+    if rows.has_units and rows.accounts is not None:  # accounts: their unit's reason and words
+        accounts_out = _assignment_columns(
+            rows.accounts_original, src_assign, min_s if min_s is not None else km_s, km_s,
+            min_s, model, src_of(rows, model.locks), src_current, src_of(rows, model.allowed),
+            why=accounts_why(why, rows, src_assign, min_s if min_s is not None else km_s,
+                             cen_ids, "min" if min_s is not None else "km"),
+        )  # fmt: skip
+    if rows.has_units:
+        from .units import dissolve_units
+
+        polys = dissolve_units(rows.layer.geometry, assign, k)
+    else:
+        cells = rows.cells
+        if cells is None:
+            cells = _account_cells(rows.xy, rows.area if rows.area is not None
+                                   else tight_outline(rows.xy))  # fmt: skip
+        polys = [shapely.union_all(cells[(assign == j) & ~shapely.is_empty(cells)])
+                 for j in range(k)]  # fmt: skip
+    if rows.adjacency is not None:
+        pieces = count_pieces(assign, rows.adjacency.matrix, k)
+    else:  # accounts without contiguity: the parts of each territory's polygon
+        pieces = np.array([0 if p.is_empty else shapely.get_num_geometries(p) for p in polys])
+    names = list(model.names) or [rows.noun if rows.accounts is None else "accounts"]
+    target, _, _ = model.bounds()
+    with_accounts = not rows.has_units or rows.accounts is not None
+    n_acc = np.bincount(src_assign, minlength=k) if with_accounts else None
+    summary_rows = []
+    for j, cid in enumerate(cen_ids):
+        members = assign == j
+        row = {"territory_id": cid}
+        if n_acc is not None:
+            row["accounts"] = int(n_acc[j])
+        if rows.has_units:
+            row["units"] = int(members.sum())
+        row["capacity"] = capacity[j]
+        for m, name in enumerate(names):
+            total = float(values[members, m].sum())
+            row[f"{name}_total"] = round(total, 2)
+            row[f"{name}_dev_pct"] = (
+                round(100 * (total / target[j, m] - 1), 2) if target[j, m] else 0.0
+            )
+        row["travel_total"] = round(float(cost[members, j].sum()), 2)
+        row["pieces"] = int(pieces[j])
+        if quota_total is not None:
+            row["quota"] = round(quota_total * values[members, 0].sum() / values[:, 0].sum(), 2)
+        summary_rows.append(row)
+    summary = pd.DataFrame(summary_rows)
+    per_cap = (
+        np.array([[r[f"{nm}_total"] for nm in names] for r in summary_rows]) / capacity[:, None]
+    )
+    # the CVs per unit of capacity: one definition for the summary, report and compareplans
+    cv = {nm: plan_kpis.cv_per_capacity(per_cap[:, m] * capacity, capacity)
+          for m, nm in enumerate(names)}  # fmt: skip
+    max_dev = float(max(abs(summary[f"{nm}_dev_pct"]).max() for nm in names))
+    moved = int(((model.current >= 0) & (assign != model.current)).sum())
+    gap = 100 * (objective - lower) / objective if objective > 0 and np.isfinite(lower) else 0.0
+    kpis = {f"cv_{nm}": round(v, 4) for nm, v in cv.items()}
+    travel = np.array([r["travel_total"] for r in summary_rows]) / capacity
+    cv_travel = float(travel.std() / travel.mean()) if travel.mean() else 0.0
+    w = list(weights) if weights else [1.0] * len(names)
+    score = (sum(wi * cv[nm] for wi, nm in zip(w, names)) + travel_weight * cv_travel) / (
+        sum(w) + travel_weight
+    )
+    kpis["cv_travel"] = round(cv_travel, 4)
+    per = len(src_assign) if rows.accounts is not None or not rows.has_units else model.n
+    compact = float(cost[np.arange(model.n), assign].sum()) / max(per, 1)
+    kpis.update(max_deviation_pct=round(max_dev, 2), compactness_mean=round(compact, 3),
+                moved=moved, balance_score=round(score, 4),
+                split_territories=int((pieces > 1).sum()), bound_scope=bound_scope)  # fmt: skip
+    if rows.has_units and rows.accounts is not None:
+        kpis["accounts_outside_units"] = rows.outside
+    # the plan's own figures the report reads from the summary (header gap, disruption budget)
+    budget_pct = params.get("max_moves_pct") if model.budget is not None else None
+    kpis.update(gap_pct=round(gap, 4),
+                max_moves_pct=float("nan") if budget_pct is None else float(budget_pct))  # fmt: skip
+    for key, value in kpis.items():
+        summary[key] = value
+    crs = rows.original.crs
+    territories = gpd.GeoDataFrame(summary.drop(columns=list(kpis)), geometry=polys,
+                                   crs=rows.crs)  # fmt: skip
+    territories = territories.to_crs(crs) if crs is not None else territories
+    centres = gpd.GeoDataFrame({"territory_id": cen_ids, "capacity": capacity},
+                               geometry=shapely.points(cen_xy), crs=rows.crs)  # fmt: skip
+    centres = centres.to_crs(crs) if crs is not None else centres
+    # one colour per territory, kept from the plan the run starts from (palette.colour_plan)
+    plan_rows = units_out if accounts_out is None else accounts_out
+    previous = rows.original if accounts_out is None else (
+        rows.accounts_original if rows.has_units else rows.original)  # fmt: skip
+    palette.colour_plan(plan_rows, territories, centres, previous=previous,
+                        current_field=params.get("current_field"))  # fmt: skip
+    if units_out is not None and accounts_out is not None:
+        colours = palette.colours_from_table(territories)
+        units_out[palette.COLOUR_FIELD] = units_out["territory_id"].map(colours)
+    scope = ("" if bound_scope == BOUND_PROBLEM else
+             " (a bound for these centres, which the algorithm chose; other centres may do better)")  # fmt: skip
+    logger.info("Plan: objective %.3f, lower bound %.3f%s, gap %.2f%%, largest deviation %.2f%%, "
+                "%d moved, %d territories in more than one piece.", objective, lower, scope, gap,
+                max_dev, moved, kpis["split_territories"])  # fmt: skip
+    return TerritoryPlan(
+        accounts=accounts_out, territories=territories, centres=centres, summary=summary,
+        objective=objective, lower_bound=lower, gap_pct=gap, max_deviation_pct=max_dev,
+        moved=moved, kpis=kpis, parameters=params, units=units_out, bound_scope=bound_scope,
+    )  # fmt: skip
+
+
+def explain_rows(model: TerritoryModel, assign: np.ndarray, *, unit: str,
+                 travel_weight: float = 0.0, **rebalance: object) -> pd.DataFrame:  # fmt: skip
+    """Why each row of a solved model is in its territory (:func:`explain.explain_accounts`):
+    previous territory, next best, reason and words; ``rebalance`` passes its extra arguments
+    (previous, is_new, departed, fewest_moves)."""
+    _, lo, hi = model.bounds()
+    return explain_accounts(
+        assign=assign, cost=model.cost, unit=unit, territory_ids=model.territory_ids,
+        values=model.values, measure_names=list(model.names), lo=lo, hi=hi,
+        capacity=model.capacity, locks=model.locks, current=model.current, allowed=model.allowed,
+        budget=model.budget, travel_weight=float(travel_weight or 0.0),
+        contiguous=bool(model.contiguous and model.adjacency is not None), **rebalance,
+    )  # fmt: skip
+
+
+def accounts_why(unit_why: pd.DataFrame, rows: PlanRows, assign: np.ndarray, cost: np.ndarray,
+                 territory_ids: np.ndarray, unit: str) -> pd.DataFrame:  # fmt: skip
+    """The words of each account in a unit: its unit's reason and explanation (units move
+    whole), with the next best territory and distances from the account's own costs."""
+    src = np.asarray(rows.src_row)
+    out = unit_why.iloc[src].reset_index(drop=True)
+    uid = np.asarray(rows.ids, dtype=object)[src]
+    out["explanation"] = [f"With its area {u}: {t}" if isinstance(t, str) else t
+                          for u, t in zip(uid, out["explanation"])]  # fmt: skip
+    n, k = cost.shape
+    r = np.arange(n)
+    own = cost[r, assign]
+    if k > 1:
+        alt = cost.copy()
+        alt[r, assign] = np.inf
+        nxt = np.argmin(alt, 1)
+        out["next_best_id"] = np.asarray(territory_ids, dtype=object)[nxt]
+        out[f"next_best_extra_{unit}"] = np.round(np.maximum(alt[r, nxt] - own, 0.0), 3)
+    out[f"nearest_saving_{unit}"] = np.round(np.maximum(own - cost.min(1), 0.0), 3)
+    return out
+
+
+def _assignment_columns(original, assign, cost, cost_km, cost_min, model, locks, current,
+                        allowed, *, why: pd.DataFrame) -> gpd.GeoDataFrame:  # fmt: skip
+    """A copy of ``original`` with territory_id, rep_id, distances, lock/move flags and the
+    explanation columns ``why`` (previous territory, next best, reason, words)."""
+    n = len(assign)
+    cen_ids = model.territory_ids
     out = original.copy()
     for col in OUTPUT_COLUMNS:
         if col in out.columns:
@@ -633,80 +642,17 @@ def _build_plan(acc, original, ids, fields, values, assign, cost, cost_km, cost_
     out["centre_min"] = np.round(cost_min[rows, assign], 2) if cost_min is not None else np.nan
     out["locked"] = locks >= 0
     out["moved"] = (current >= 0) & (assign != current)
-    # why each account is where it is (explain.py): previous territory, next best, reason, text
-    _, lo, hi = _bounds(values, capacity, tol)
-    why = explain_accounts(
-        assign=assign, cost=cost, unit="min" if cost_min is not None else "km",
-        territory_ids=cen_ids, values=values, measure_names=fields, lo=lo, hi=hi,
-        capacity=capacity, locks=locks, current=current, allowed=allowed, budget=budget,
-        travel_weight=float(travel_weight or 0.0),
-    )  # fmt: skip
     for col in why.columns:
         out[col] = why[col].to_numpy()
-    # territories: Voronoi cells of accounts dissolved by territory, clipped to a buffered hull
-    pts = shapely.points(shapely.get_coordinates(acc.geometry.values))
-    hull = shapely.convex_hull(shapely.multipoints(pts)).buffer(1000.0)
-    cells = shapely.get_parts(shapely.voronoi_polygons(shapely.multipoints(pts), extend_to=hull))
-    tree = shapely.STRtree(cells)
-    p_idx, c_idx = tree.query(pts, predicate="within")
-    cell_of = np.full(n, -1)
-    cell_of[p_idx] = c_idx
-    names = fields or ["accounts"]
-    target, _, _ = _bounds(values, capacity, tol)
-    summary_rows, polys = [], []
-    for j, cid in enumerate(cen_ids):
-        members = assign == j
-        geom = shapely.union_all(cells[cell_of[members & (cell_of >= 0)]]).intersection(hull)
-        row = {"territory_id": cid, "accounts": int(members.sum()), "capacity": capacity[j]}
-        for m, name in enumerate(names):
-            total = float(values[members, m].sum())
-            row[f"{name}_total"] = round(total, 2)
-            row[f"{name}_dev_pct"] = (
-                round(100 * (total / target[j, m] - 1), 2) if target[j, m] else 0.0
-            )
-        row["travel_total"] = round(float(cost[members, j].sum()), 2)
-        if quota_total is not None:
-            row["quota"] = round(quota_total * values[members, 0].sum() / values[:, 0].sum(), 2)
-        summary_rows.append(row)
-        polys.append(geom)
-    summary = pd.DataFrame(summary_rows)
-    # the CVs per unit of capacity: one definition for the summary, report and compareplans
-    cv = {nm: plan_kpis.cv_per_capacity([r[f"{nm}_total"] for r in summary_rows], capacity)
-          for nm in names}  # fmt: skip
-    max_dev = float(max(abs(summary[f"{nm}_dev_pct"]).max() for nm in names))
-    moved = int(out["moved"].sum())
-    gap = 100 * (objective - lower) / objective if objective > 0 and np.isfinite(lower) else 0.0
-    kpis = {f"cv_{nm}": round(v, 4) for nm, v in cv.items()}
-    travel = np.array([r["travel_total"] for r in summary_rows]) / capacity
-    cv_travel = float(travel.std() / travel.mean()) if travel.mean() else 0.0
-    w = list(weights) if weights else [1.0] * len(names)
-    score = (sum(wi * cv[nm] for wi, nm in zip(w, names)) + travel_weight * cv_travel) / (
-        sum(w) + travel_weight
-    )
-    kpis["cv_travel"] = round(cv_travel, 4)
-    compact = float(cost[rows, assign].sum()) / n
-    kpis.update(max_deviation_pct=round(max_dev, 2), compactness_mean=round(compact, 3),
-                moved=moved, balance_score=round(score, 4))  # fmt: skip
-    # the plan's own figures the report reads from the summary (header gap, disruption budget)
-    budget_pct = params.get("max_moves_pct") if budget is not None else None
-    kpis.update(gap_pct=round(gap, 4),
-                max_moves_pct=float("nan") if budget_pct is None else float(budget_pct))  # fmt: skip
-    for key, value in kpis.items():
-        summary[key] = value
-    territories = gpd.GeoDataFrame(summary.drop(columns=list(kpis)), geometry=polys, crs=acc.crs)
-    territories = territories.to_crs(original.crs) if original.crs is not None else territories
-    centres = gpd.GeoDataFrame(
-        {"territory_id": cen_ids, "capacity": capacity},
-        geometry=shapely.points(cen_xy), crs=acc.crs,
-    )  # fmt: skip
-    centres = centres.to_crs(original.crs) if original.crs is not None else centres
-    # one colour per territory, kept from the plan the run starts from (palette.colour_plan)
-    palette.colour_plan(out, territories, centres, previous=original,
-                        current_field=params.get("current_field"))  # fmt: skip
-    logger.info("Plan: objective %.3f, lower bound %.3f, gap %.2f%%, largest deviation %.2f%%, "
-                "%d moved.", objective, lower, gap, max_dev, moved)  # fmt: skip
-    return TerritoryPlan(
-        accounts=out, territories=territories, centres=centres, summary=summary,
-        objective=objective, lower_bound=lower, gap_pct=gap, max_deviation_pct=max_dev,
-        moved=moved, kpis=kpis, parameters=params,
-    )  # fmt: skip
+    return out
+
+
+def _account_cells(xy: np.ndarray, area) -> np.ndarray:
+    """Voronoi cell of each account clipped to ``area`` (duplicates share one cell)."""
+    pts = shapely.points(xy)
+    cells = shapely.get_parts(shapely.voronoi_polygons(shapely.multipoints(pts), extend_to=area))
+    p_idx, c_idx = shapely.STRtree(cells).query(pts, predicate="within")
+    out = np.empty(len(xy), dtype=object)
+    out[:] = [shapely.Polygon()] * len(xy)
+    out[p_idx] = shapely.intersection(cells[c_idx], area)
+    return out

@@ -339,14 +339,16 @@ def test_large_path_keeps_constraints() -> None:
 def test_counting_bound_never_exceeds_the_exact_minimum(seed: int) -> None:
     """The cover bound (largest accounts needed to close each gap) is a valid lower bound."""
     from territory_planner_plugin import rebalance as rb
-    from territory_planner_plugin import territories as terr
+    from territory_planner_plugin.model import TerritoryModel
 
     acc = random_accounts(40, seed)
     rng = np.random.default_rng(seed + 7)
     acc["current"] = [f"T{j}" for j in rng.choice(3, 40, p=[0.5, 0.3, 0.2])]  # unbalanced
     exact = _exact_min_moves(acc, "revenue", 10, None)
     values = acc[["revenue"]].to_numpy(float)
-    _, lo, hi = terr._bounds(values, np.ones(3), np.array([10.0]))
+    model = TerritoryModel.from_cost_matrix(np.zeros((40, 3)), values=values, capacity=np.ones(3),
+                                            tolerance_pct=10.0)  # fmt: skip
+    _, lo, hi = model.bounds()
     current = np.array([int(c[1]) for c in acc["current"]])
     bound = rb._cover_bound(values, lo, hi, np.full(40, -1), current, np.ones((40, 3), bool))
     assert 0 < bound <= exact + 1e-9

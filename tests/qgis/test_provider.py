@@ -6,6 +6,13 @@ import os
 
 import pytest
 
+# Units (areas) and contiguity, the same in designterritories and rebalanceterritories.
+UNIT_PARAMETERS = (
+    "UNITS", "UNIT_ID_FIELD", "UNIT_BALANCE_FIELDS", "UNIT_LOCK_FIELD", "UNIT_CURRENT_FIELD",
+    "CONTIGUOUS", "ADJACENCY", "SNAP_DISTANCE", "STUDY_AREA", "UNIT_MAX_DISTANCE", "OUTPUT_UNITS",
+)  # fmt: skip
+UNIT_OUTPUTS = ("OUTPUT_UNITS", "SPLIT_TERRITORIES", "ACCOUNTS_OUTSIDE_UNITS")
+
 CONTRACT = {
     "buildroadnetwork": (
         {"INPUT_OSM", "EXTENT", "NETWORK_TYPE", "SPEEDS", "OUTPUT"},
@@ -28,11 +35,12 @@ CONTRACT = {
             "REP_MAX_MINUTES", "BALANCE_FIELDS", "BALANCE_WEIGHTS", "TRAVEL_WEIGHT", "TOLERANCE",
             "LOCK_FIELD", "CURRENT_FIELD", "MAX_MOVES", "NETWORK", "QUOTA_TOTAL", "SEED",
             "TIME_LIMIT", "SOLVER", "OUTPUT_ACCOUNTS", "OUTPUT_TERRITORIES", "OUTPUT_CENTRES",
-            "OUTPUT_SUMMARY", "MANIFEST", "OUTPUT_MANIFEST",
+            "OUTPUT_SUMMARY", "MANIFEST", "OUTPUT_MANIFEST", *UNIT_PARAMETERS,
         },
         {
             "OUTPUT_ACCOUNTS", "OUTPUT_TERRITORIES", "OUTPUT_CENTRES", "OUTPUT_SUMMARY",
             "OBJECTIVE", "LOWER_BOUND", "GAP_PCT", "MAX_DEVIATION_PCT", "MOVED", "OUTPUT_MANIFEST",
+            *UNIT_OUTPUTS,
         },
     ),
     "rebalanceterritories": (
@@ -41,12 +49,12 @@ CONTRACT = {
             "REP_MAX_MINUTES", "BALANCE_FIELDS", "BALANCE_WEIGHTS", "TOLERANCE", "LOCK_FIELD",
             "MAX_MOVES", "MINIMISE", "MINIMISE_FIELD", "NETWORK", "TIME_LIMIT", "SOLVER",
             "OUTPUT_ACCOUNTS", "OUTPUT_TERRITORIES", "OUTPUT_CENTRES", "OUTPUT_SUMMARY",
-            "OUTPUT_MOVES", "MANIFEST", "OUTPUT_MANIFEST",
+            "OUTPUT_MOVES", "MANIFEST", "OUTPUT_MANIFEST", *UNIT_PARAMETERS,
         },
         {
             "OUTPUT_ACCOUNTS", "OUTPUT_TERRITORIES", "OUTPUT_CENTRES", "OUTPUT_SUMMARY",
             "OUTPUT_MOVES", "OBJECTIVE", "LOWER_BOUND", "GAP_PCT", "MAX_DEVIATION_PCT", "MOVED",
-            "MOVES_LOWER_BOUND", "OUTPUT_MANIFEST",
+            "MOVES_LOWER_BOUND", "OUTPUT_MANIFEST", *UNIT_OUTPUTS,
         },
     ),
     "checkaccounts": (
@@ -125,6 +133,27 @@ def test_algorithm_contract(territory_provider, alg_id):
     clone = alg.create()
     assert type(clone) is type(alg)
     assert clone is not alg
+
+
+@pytest.mark.parametrize("alg_id", ["designterritories", "rebalanceterritories"])
+def test_units_parameters_are_optional_with_documented_defaults(territory_provider, alg_id):
+    """Plans from accounts run as before: every new input is optional, enums start at Automatic."""
+    from qgis.core import QgsApplication, QgsProcessingParameterDefinition
+
+    alg = QgsApplication.processingRegistry().algorithmById(f"territory_planner:{alg_id}")
+    optional = QgsProcessingParameterDefinition.FlagOptional
+    for key in ("ACCOUNTS", "ID_FIELD", *UNIT_PARAMETERS):
+        definition = alg.parameterDefinition(key)
+        assert definition.flags() & optional or definition.defaultValue() is not None, key
+    contiguous = alg.parameterDefinition("CONTIGUOUS")
+    assert contiguous.defaultValue() == 0
+    assert contiguous.options()[0].startswith("Automatic")
+    assert [o.split(" (")[-1] for o in alg.parameterDefinition("ADJACENCY").options()] == [
+        "rook)", "queen)",
+    ]  # fmt: skip
+    assert alg.parameterDefinition("SNAP_DISTANCE").defaultValue() == 1.0
+    assert alg.parameterDefinition("UNIT_MAX_DISTANCE").defaultValue() == 0.0
+    assert alg.parameterDefinition("UNIT_ID_FIELD").parentLayerParameterName() == "UNITS"
 
 
 def test_algorithm_classes_follow_naming(territory_provider):

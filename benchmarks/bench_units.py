@@ -1,0 +1,205 @@
+"""Units and contiguity benchmark: territories in one piece each, against the non-contiguous plan.
+
+1. 10,000 postal-area-sized units (Voronoi cells of jittered random points, ~3 km across) into 50
+   territories, two measures within 5%: pieces per territory, total distance against the lower
+   bound of the same problem without contiguity (the gap), time, peak memory; then 100,000
+   accounts counted into those units (prepare_units).
+2. 10,000 point accounts into 50 contiguous territories (Voronoi adjacency in a tight outline):
+   total distance against today's non-contiguous plan of the same centres.
+3. 130 county-like units (skewed populations, one big city) into 8 territories within 10% on
+   population: against the exact contiguous MILP (same centres as roots) and the lower bound.
+Each case runs in its own process (peak memory per case). The engine functions are called
+directly: the balanced assignment (assignment.solve_balanced) then contiguity.make_contiguous,
+the steps design_territories chains. PySAL spopt is not compared (not installed in the venv).
+Prints figures and writes benchmarks/results/units.json.
+"""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import shapely
+from scipy.cluster.vq import kmeans2
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from territory_planner_plugin.assignment import solve_balanced  # noqa: E402
+from territory_planner_plugin.contiguity import (  # noqa: E402
+    contiguous_milp,
+    count_pieces,
+    make_contiguous,
+    point_adjacency,
+    polygon_adjacency,
+)
+from territory_planner_plugin.units import prepare_units  # noqa: E402
+
+CRS = "EPSG:3067"
+SPREAD_M = (
+    float(sys.argv[3]) if len(sys.argv) > 3 else 12_000.0
+)  # spread of accounts around 40 towns
+
+
+def voronoi_units(n: int, side_m: float, seed: int) -> np.ndarray:
+    """Units like postal areas: Voronoi cells of jittered grid points in a square."""
+    rng = np.random.default_rng(seed)
+    m = int(np.ceil(np.sqrt(n)))
+    gx, gy = np.meshgrid(np.arange(m), np.arange(m))
+    xy = np.column_stack([gx.ravel(), gy.ravel()])[:n] + rng.uniform(0.1, 0.9, (n, 2))
+    xy *= side_m / m
+    area = shapely.box(0, 0, side_m, side_m)
+    cells = shapely.get_parts(shapely.voronoi_polygons(shapely.multipoints(xy), extend_to=area))
+    return shapely.intersection(cells, area)
+
+
+def centres(xy: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """Centres at the units nearest to k-means centroids (fixed for both plans)."""
+    cen, _ = kmeans2(xy, k, seed=seed, minit="++")
+    idx = np.argmin(((xy[:, None] - cen[None]) ** 2).sum(2), axis=0)
+    return xy[idx]
+
+
+def plan(cost, values, tol_pct, adj, *, k):
+    """The balanced plan, its bound, and the same made contiguous."""
+    n = len(values)
+    target = values.sum(0) / k
+    lo = np.tile(target * (1 - tol_pct / 100), (k, 1))
+    hi = np.tile(target * (1 + tol_pct / 100), (k, 1))
+    locks, allowed = np.full(n, -1), np.ones((n, k), bool)
+    t0 = time.perf_counter()
+    res = solve_balanced(cost, values, lo, hi, locks=locks, current=np.full(n, -1), budget=None,
+                         allowed=allowed, time_limit_s=60)  # fmt: skip
+    t1 = time.perf_counter()
+    assign = make_contiguous(res.assign, adjacency=adj, cost=cost, values=values, lo=lo, hi=hi,
+                             locks=locks, allowed=allowed, deadline=time.perf_counter() + 60)  # fmt: skip
+    t2 = time.perf_counter()
+    tot = np.zeros((k, values.shape[1]))
+    np.add.at(tot, assign, values)
+    dev = float((np.abs(tot - target) / target).max() * 100)
+    obj = float(cost[np.arange(n), assign].sum())
+    return (
+        {
+            "balanced_s": round(t1 - t0, 2),
+            "contiguous_s": round(t2 - t1, 2),
+            "pieces_before_max": int(count_pieces(res.assign, adj, k).max()),
+            "split_before": int((count_pieces(res.assign, adj, k) > 1).sum()),
+            "pieces_max": int(count_pieces(assign, adj, k).max()),
+            "non_contiguous_km": round(res.objective, 1),
+            "lower_bound_km": round(res.lower_bound, 1),
+            "contiguous_km": round(obj, 1),
+            "gap_pct": round(100 * (obj / res.lower_bound - 1), 2),
+            "vs_non_contiguous": round(obj / res.objective, 4),
+            "max_deviation_pct": round(dev, 2),
+        },
+        assign,
+        lo,
+        hi,
+    )
+
+
+def postal_units() -> dict:
+    n, k = 10_000, 50
+    t0 = time.perf_counter()
+    geoms = voronoi_units(n, 300_000.0, 1)  # ~3 km cells
+    t1 = time.perf_counter()
+    adj = polygon_adjacency(geoms)
+    t2 = time.perf_counter()
+    xy = shapely.get_coordinates(shapely.point_on_surface(geoms))
+    rng = np.random.default_rng(2)
+    values = np.column_stack([rng.lognormal(8, 0.7, n), rng.integers(1, 40, n).astype(float)])
+    cost = np.linalg.norm(xy[:, None] - centres(xy, k, 3)[None], axis=2) / 1000.0
+    out, _, _, _ = plan(cost, values, 5.0, adj.matrix, k=k)
+    out.update({
+        "units": n, "territories": k, "tolerance_pct": 5.0,
+        "make_units_s": round(t1 - t0, 2), "adjacency_s": round(t2 - t1, 2),
+        "total_s": round(time.perf_counter() - t1, 2),
+    })  # fmt: skip
+    units = gpd.GeoDataFrame({"uid": [f"U{i}" for i in range(n)]}, geometry=list(geoms), crs=CRS)
+    pts = rng.uniform(0, 300_000.0, (100_000, 2))
+    acc = gpd.GeoDataFrame({"aid": np.arange(100_000).astype(str), "revenue": rng.lognormal(8, 1, 100_000)},
+                           geometry=shapely.points(pts), crs=CRS)  # fmt: skip
+    t3 = time.perf_counter()
+    us = prepare_units(units, id_field="uid", balance_fields=["revenue"], accounts=acc,
+                       account_id_field="aid")  # fmt: skip
+    out["accounts_100k_into_units_s"] = round(time.perf_counter() - t3, 2)
+    out["accounts_placed"] = int((us.account_unit >= 0).sum())
+    out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return out
+
+
+def point_accounts() -> dict:
+    n, k = 10_000, 50
+    rng = np.random.default_rng(4)
+    towns = rng.uniform(0, 200_000, (40, 2))
+    xy = towns[rng.integers(0, 40, n)] + rng.normal(0, SPREAD_M, (n, 2))
+    t0 = time.perf_counter()
+    adj, _cells = point_adjacency(xy)
+    t1 = time.perf_counter()
+    values = np.column_stack([rng.lognormal(9, 0.6, n), rng.integers(4, 25, n).astype(float)])
+    cost = np.linalg.norm(xy[:, None] - centres(xy, k, 5)[None], axis=2) / 1000.0
+    out, _, _, _ = plan(cost, values, 5.0, adj.matrix, k=k)
+    out.update({"accounts": n, "territories": k, "tolerance_pct": 5.0,
+                "adjacency_s": round(t1 - t0, 2), "island_links": len(adj.linked),
+                "total_s": round(time.perf_counter() - t0, 2)})  # fmt: skip
+    out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return out
+
+
+def counties() -> dict:
+    n, k, tol = 130, 8, 10.0
+    rng = np.random.default_rng(6)
+    geoms = voronoi_units(n, 400_000.0, 7)  # ~35 km across, like counties
+    adj = polygon_adjacency(geoms)
+    xy = shapely.get_coordinates(shapely.point_on_surface(geoms))
+    pop = np.round(rng.lognormal(10, 1.0, n))
+    pop[np.argmin(np.linalg.norm(xy - [200_000, 200_000], axis=1))] *= 10  # a big city
+    values = pop[:, None]
+    cen = centres(xy, k, 8)
+    cost = np.linalg.norm(xy[:, None] - cen[None], axis=2) / 1000.0 * values[:, :1] / values.mean()
+    t0 = time.perf_counter()
+    out, _, lo, hi = plan(cost, values, tol, adj.matrix, k=k)
+    roots = np.array([int(np.argmin(np.linalg.norm(xy - c, axis=1))) for c in cen])
+    t1 = time.perf_counter()
+    exact = contiguous_milp(cost, values, lo, hi, adjacency=adj.matrix, roots=roots,
+                            locks=np.full(n, -1), allowed=np.ones((n, k), bool),
+                            time_limit_s=300)  # fmt: skip
+    t2 = time.perf_counter()
+    out.update({"units": n, "territories": k, "tolerance_pct": tol,
+                "heuristic_s": round(t1 - t0, 2), "milp_s": round(t2 - t1, 2),
+                "cost": "km x population / mean population"})  # fmt: skip
+    if exact is not None:
+        out["milp_km"] = round(exact[1], 1)
+        out["vs_milp"] = round(out["contiguous_km"] / exact[1], 4)
+        out["milp_gap_to_bound_pct"] = round(100 * (exact[1] / out["lower_bound_km"] - 1), 2)
+    out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return out
+
+
+CASES = {"postal_units": postal_units, "point_accounts": point_accounts, "counties": counties}
+
+
+def main() -> None:
+    if len(sys.argv) > 2 and sys.argv[1] == "--case":
+        print(json.dumps(CASES[sys.argv[2]]()))
+        return
+    result = {}
+    for name in CASES:
+        child = subprocess.run([sys.executable, __file__, "--case", name], capture_output=True,
+                               text=True, check=True)  # fmt: skip
+        result[name] = json.loads(child.stdout.strip().splitlines()[-1])
+        print(name, json.dumps(result[name], indent=1))
+    result["run_utc"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    out = ROOT / "benchmarks" / "results" / "units.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"written {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1159 @@
+"""Contiguity: which units touch, how many pieces each territory has, plans in one piece each.
+
+Adjacency comes from shared boundaries of unit polygons (rook: a shared edge, queen: any shared
+point) with a small snapping tolerance for digitising gaps, or from the Voronoi cells of point
+accounts inside a study area. Groups with no land neighbour (islands, exclaves) are linked to
+their nearest unit, so the graph is always connected and never makes a plan infeasible alone.
+
+:func:`make_contiguous` turns any plan (e.g. the balanced assignment of :mod:`assignment`) into
+one whose every territory is one connected piece: split territories keep their main piece and
+hand the other pieces to neighbours (region growing), then boundary moves and ejection chains
+restore the balance bounds and a local search of boundary moves and swaps that keep every
+territory connected lowers the cost. :func:`contiguous_milp` is the exact model (single-commodity
+flow from a root per territory) used as the reference on small cases.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import math
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pulp
+import scipy.sparse as sp
+import shapely
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
+
+from .errors import InfeasibleError, InvalidInputError
+from .progress import CancelCheck, check_cancel
+
+logger = logging.getLogger(__name__)
+
+ADJACENCY_RULES = ("rook", "queen")
+OUTLINE_RATIO = 0.3  # concave hull ratio of tight_outline (0 = most concave, 1 = convex hull)
+_EXACT_FALLBACK_PAIRS = 2_500  # heuristic stuck on balance: try the exact model up to this n * k
+
+
+@dataclass(frozen=True)
+class Adjacency:
+    """Neighbours of units: a symmetric 0/1 matrix plus what was added to make it connected.
+
+    ``matrix`` (n, n) has no diagonal and includes the island links; ``linked`` lists those
+    links (unit of a group with no land neighbour, nearest unit outside it); ``snapped`` counts
+    neighbour pairs found only within the snapping tolerance.
+    """
+
+    matrix: sp.csr_matrix
+    linked: list[tuple[int, int]]
+    snapped: int
+
+
+# ----------------------------------------------------------------------------- adjacency
+
+
+def polygon_adjacency(geoms, *, rule: str = "rook", snap_m: float = 1.0) -> Adjacency:
+    """Neighbours of polygons by shared boundary, linked into one connected graph.
+
+    Parameters
+    ----------
+    geoms : sequence of shapely geometries (or a GeoSeries), projected, in metres.
+    rule : "rook" (a shared edge) or "queen" (any shared point).
+    snap_m : gaps up to this distance count as shared (digitising gaps); 0 for exact only.
+
+    Returns
+    -------
+    Adjacency : the matrix, the island links and the number of pairs found only by snapping.
+    """
+    if rule not in ADJACENCY_RULES:
+        msg = f"ADJACENCY: '{rule}' is not one of {', '.join(ADJACENCY_RULES)}."
+        raise InvalidInputError(msg)
+    g = _geometry_array(geoms)
+    n = len(g)
+    if n and (shapely.is_missing(g) | shapely.is_empty(g)).any():
+        bad = np.flatnonzero(shapely.is_missing(g) | shapely.is_empty(g))
+        msg = f"UNITS: rows {bad[:10].tolist()} have no geometry; remove them or fix them."
+        raise InvalidInputError(msg)
+    snap = max(float(snap_m), 0.0)
+    rows = np.zeros(0, int)
+    cols = np.zeros(0, int)
+    snapped = 0
+    if n > 1:
+        with np.errstate(invalid="ignore"):  # GEOS may flag degenerate shared boundaries
+            rows, cols, snapped = _neighbour_pairs(g, rule, snap)
+    matrix = _symmetric(rows, cols, n)
+    matrix, linked = _link_components(g, matrix)
+    if snapped:
+        logger.info("Adjacency: %d neighbour pair(s) found only within the %.2f m snapping "
+                    "tolerance (digitising gaps).", snapped, snap)  # fmt: skip
+    return Adjacency(matrix=matrix, linked=linked, snapped=snapped)
+
+
+def _neighbour_pairs(g: np.ndarray, rule: str, snap: float) -> tuple[np.ndarray, np.ndarray, int]:
+    """Neighbour pairs (i < j) under the rule and the number found only by snapping."""
+    tree = shapely.STRtree(g)
+    snapped = 0
+    left, right = tree.query(g, predicate="dwithin", distance=snap)
+    keep = left < right
+    left, right = left[keep], right[keep]
+    a, b = g[left], g[right]
+    touch = shapely.intersects(a, b)
+    if rule == "queen":
+        ok = np.ones(len(left), bool)
+        snapped = int((~touch).sum())
+    else:
+        ba, bb = shapely.boundary(a), shapely.boundary(b)
+        shared = shapely.length(shapely.intersection(ba, bb))
+        overlap = touch & ~shapely.touches(a, b)  # interiors overlap: neighbours too
+        ok = (shared > max(1e-6, 0.05 * snap)) | overlap
+        rest = np.flatnonzero(~ok)
+        if snap > 0 and len(rest):
+            # An edge within the tolerance: longer than the ~2 x snap a corner contact gives.
+            near = shapely.length(
+                shapely.intersection(ba[rest], shapely.buffer(bb[rest], snap, quad_segs=2))
+            )
+            hit = near > 3.0 * snap
+            ok[rest[hit]] = True
+            snapped = int(hit.sum())
+    return left[ok], right[ok], snapped
+
+
+def point_adjacency(xy: np.ndarray, *, study_area=None) -> tuple[Adjacency, np.ndarray]:
+    """Neighbours of point accounts: the adjacency of their Voronoi cells inside an area.
+
+    Parameters
+    ----------
+    xy : (n, 2) projected coordinates in metres (duplicates share one cell and are neighbours).
+    study_area : shapely geometry, GeoSeries or GeoDataFrame clipping the cells; default
+        :func:`tight_outline` of the points.
+
+    Returns
+    -------
+    (Adjacency, cells) : adjacency of the cells and an object array of one polygon per point
+        (same order; empty when the point's cell lies outside the study area).
+    """
+    xy = np.asarray(xy, float).reshape(-1, 2)
+    n = len(xy)
+    if n == 0:
+        msg = "ACCOUNTS: there are no accounts to build territories from."
+        raise InvalidInputError(msg)
+    area = tight_outline(xy) if study_area is None else _as_geometry(study_area)
+    uniq, first, inverse = np.unique(xy, axis=0, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    pts = shapely.points(uniq)
+    if len(uniq) == 1:
+        cells_u = np.array([area], dtype=object)
+    else:
+        diagram = shapely.voronoi_polygons(shapely.multipoints(pts), extend_to=area)
+        raw = shapely.get_parts(diagram)
+        p_idx, c_idx = shapely.STRtree(raw).query(pts, predicate="within")
+        cell_of = np.full(len(uniq), -1)
+        cell_of[p_idx] = c_idx
+        if (cell_of < 0).any():  # pragma: no cover - a generator always lies inside its cell
+            msg = "Voronoi cells could not be matched to the accounts."
+            raise RuntimeError(msg)
+        cells_u = shapely.intersection(raw[cell_of], area)
+    empty = shapely.is_empty(cells_u)
+    adj_u = polygon_adjacency(np.where(empty, pts, cells_u), rule="rook", snap_m=0.0)
+    p = sp.csr_matrix((np.ones(n), (np.arange(n), inverse)), shape=(n, len(uniq)))
+    same = (p @ p.T).tolil()
+    same.setdiag(0)
+    full = p @ adj_u.matrix @ p.T + same.tocsr()
+    matrix = _binary(full)
+    linked = [(int(first[i]), int(first[j])) for i, j in adj_u.linked]
+    cells = np.empty(n, dtype=object)
+    cells[:] = list(cells_u[inverse])
+    return Adjacency(matrix=matrix, linked=linked, snapped=adj_u.snapped), cells
+
+
+def tight_outline(xy: np.ndarray) -> shapely.Geometry:
+    """A tight area around points: their concave hull plus a small margin, never far from them.
+
+    The margin is about the typical spacing of the points; any part of the hull farther than a
+    few spacings from every point (a bay, a bridge between two clusters) is cut away.
+
+    Parameters
+    ----------
+    xy : (n, 2) projected coordinates in metres.
+
+    Returns
+    -------
+    shapely Polygon or MultiPolygon containing every point.
+    """
+    xy = np.asarray(xy, float).reshape(-1, 2)
+    uniq = np.unique(xy, axis=0)
+    if len(uniq) == 0:
+        msg = "ACCOUNTS: there are no accounts to outline."
+        raise InvalidInputError(msg)
+    if len(uniq) == 1:
+        return shapely.buffer(shapely.points(uniq[0]), 100.0)
+    nn = cKDTree(uniq).query(uniq, k=2)[0][:, 1]
+    spacing = float(np.median(nn))
+    if spacing <= 0:  # pragma: no cover - unique points have positive distances
+        spacing = 1.0
+    hull = shapely.concave_hull(shapely.multipoints(uniq), ratio=OUTLINE_RATIO)
+    outline = shapely.buffer(hull, spacing, quad_segs=4)
+    reach = max(3.0 * spacing, 1.5 * float(np.quantile(nn, 0.95)))
+    disks = shapely.union_all(shapely.buffer(shapely.points(uniq), reach, quad_segs=4))
+    return shapely.make_valid(shapely.intersection(outline, disks))
+
+
+# ----------------------------------------------------------------------------- pieces
+
+
+def count_pieces(assign: np.ndarray, adjacency, k: int) -> np.ndarray:
+    """Number of connected pieces of each territory under the adjacency (0 = empty territory).
+
+    Parameters
+    ----------
+    assign : (n,) territory index per unit (-1 = none, not counted).
+    adjacency : (n, n) sparse matrix or :class:`Adjacency`.
+    k : number of territories.
+
+    Returns
+    -------
+    (k,) int array.
+    """
+    a = np.asarray(assign, int)
+    labels, n_comp = _same_territory_components(a, _matrix(adjacency))
+    ok = a >= 0
+    terr = np.full(n_comp, -1)
+    terr[labels[ok]] = a[ok]
+    terr = terr[terr >= 0]
+    return np.bincount(terr, minlength=k)[:k].astype(int)
+
+
+def _same_territory_components(a: np.ndarray, mat: sp.csr_matrix) -> tuple[np.ndarray, int]:
+    coo = mat.tocoo()
+    keep = (a[coo.row] == a[coo.col]) & (a[coo.row] >= 0)
+    n = len(a)
+    sub = sp.csr_matrix((np.ones(int(keep.sum())), (coo.row[keep], coo.col[keep])), shape=(n, n))
+    n_comp, labels = connected_components(sub, directed=False)
+    return labels, n_comp
+
+
+# ----------------------------------------------------------------------------- heuristic
+
+
+def make_contiguous(
+    assign: np.ndarray,
+    *,
+    adjacency,
+    cost: np.ndarray,
+    values: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    locks: np.ndarray,
+    allowed: np.ndarray,
+    current: np.ndarray | None = None,
+    budget: int | None = None,
+    deadline: float | None = None,
+    is_cancelled: CancelCheck | None = None,
+    names: Sequence[str] | None = None,
+    measures: Sequence[str] | None = None,
+    unit_ids: Sequence[str] | None = None,
+) -> np.ndarray:
+    """Turn a plan into one whose every territory is one piece, within the same hard rules.
+
+    Parameters
+    ----------
+    assign : (n,) starting territory per unit (e.g. the balanced, non-contiguous plan).
+    adjacency : (n, n) sparse matrix or :class:`Adjacency` (connected, e.g. with island links).
+    cost : (n, k) cost of each unit in each territory (minimised in total).
+    values : (n, m) balanced measures; lo, hi : (k, m) bounds of each territory's totals.
+    locks : (n,) territory a unit must stay in (-1 = free); allowed : (n, k) bool pairs.
+    current, budget : current territory per unit (-1 = new) and the most units that may move.
+    deadline : ``time.perf_counter()`` value after which the local search stops improving.
+    names, measures, unit_ids : territory, measure and unit names for messages.
+
+    Returns
+    -------
+    (n,) territory index per unit. Raises :class:`InfeasibleError` naming the territory and the
+    smallest relaxation it can show when no plan in one piece per territory is found.
+    """
+    s = _Search(assign, _matrix(adjacency), cost, values, lo, hi, locks, allowed, current,
+                budget, deadline, is_cancelled, names, measures, unit_ids)  # fmt: skip
+    s.repair()
+    s.balance()
+    if s.total_violation() > 0:
+        s.regrow()
+    if s.total_violation() > 0:
+        exact = s.exact_fallback()
+        if exact is None:
+            s.raise_balance()
+        s.load(exact)
+    s.fit_budget()
+    s.improve()
+    s.check()
+    return s.a.copy()
+
+
+class _Search:
+    """State of the contiguity search: plan, totals per territory, move count (incremental)."""
+
+    def __init__(self, assign, mat, cost, values, lo, hi, locks, allowed, current, budget,
+                 deadline, is_cancelled, names, measures, unit_ids):  # fmt: skip
+        self.cost = np.asarray(cost, float)
+        n, k = self.cost.shape
+        self.n, self.k = n, k
+        v = np.asarray(values, float)
+        self.v = v.reshape(n, -1)
+        self.lo = np.asarray(lo, float).reshape(k, -1)
+        self.hi = np.asarray(hi, float).reshape(k, -1)
+        self.locks = np.asarray(locks, int)
+        self.allowed = np.asarray(allowed, bool)
+        self.current = np.full(n, -1) if current is None else np.asarray(current, int)
+        self.budget = budget
+        self.deadline = deadline
+        self.is_cancelled = is_cancelled
+        self.names = [f"T{j + 1:02d}" for j in range(k)] if names is None else list(map(str, names))
+        m = self.v.shape[1]
+        self.measures = ["count"] * m if measures is None else list(map(str, measures))
+        self.unit_ids = [str(i) for i in range(n)] if unit_ids is None else list(map(str, unit_ids))
+        if mat.shape != (n, n):
+            msg = f"adjacency has shape {mat.shape}, expected ({n}, {n})."
+            raise InvalidInputError(msg)
+        self.mat = mat
+        self.nbrs = [mat.indices[mat.indptr[i] : mat.indptr[i + 1]].tolist() for i in range(n)]
+        coo = mat.tocoo()
+        self.er, self.ec = coo.row.astype(int), coo.col.astype(int)
+        target = (self.lo + self.hi) / 2.0
+        self.target = target
+        self.scale = np.where(np.abs(target) > 1e-12, np.abs(target), 1.0)
+        self.lo_e = self.lo - 1e-9 * (1 + np.abs(self.lo))
+        self.hi_e = self.hi + 1e-9 * (1 + np.abs(self.hi))
+        spread = float(np.ptp(self.cost[np.isfinite(self.cost)])) if self.cost.size else 1.0
+        self.big = 10.0 * (spread + 1.0)
+        self.ignore_budget = False  # repair and balance first, then fit the budget
+        self.load(np.asarray(assign, int).copy())
+
+    # -- state
+    def load(self, a: np.ndarray) -> None:
+        self.a = np.asarray(a, int).copy()
+        ok = self.a >= 0
+        self.tot = np.zeros((self.k, self.v.shape[1]))
+        np.add.at(self.tot, self.a[ok], self.v[ok])
+        self.size = np.bincount(self.a[ok], minlength=self.k)
+        self.moves = int(((self.current >= 0) & (self.a != self.current)).sum())
+
+    def _set(self, i: int, t: int) -> None:
+        s = self.a[i]
+        if s >= 0:
+            self.tot[s] -= self.v[i]
+            self.size[s] -= 1
+            if self.current[i] >= 0:
+                self.moves += int(self.current[i] == s)
+        if t >= 0:
+            self.tot[t] += self.v[i]
+            self.size[t] += 1
+            if self.current[i] >= 0:
+                self.moves -= int(self.current[i] == t)
+        self.a[i] = t
+
+    def _stop(self) -> bool:
+        check_cancel(self.is_cancelled)
+        return self.deadline is not None and time.perf_counter() > self.deadline
+
+    def _viol(self, rows: np.ndarray, tot: np.ndarray) -> np.ndarray:
+        lo, hi, sc = self.lo_e[rows], self.hi_e[rows], self.scale[rows]
+        return ((np.maximum(lo - tot, 0) + np.maximum(tot - hi, 0)) / sc).sum(-1)
+
+    def _within(self, rows: np.ndarray, tot: np.ndarray) -> np.ndarray:
+        return ((tot >= self.lo_e[rows]) & (tot <= self.hi_e[rows])).all(-1)
+
+    def _fits(self, s: np.ndarray, t: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """Moves of units ``u`` from ``s`` to ``t`` keep the lower bound of s and upper of t."""
+        return (self.tot[s] - self.v[u] >= self.lo_e[s]).all(-1) & (
+            self.tot[t] + self.v[u] <= self.hi_e[t]
+        ).all(-1)
+
+    def total_violation(self) -> float:
+        return float(self._viol(np.arange(self.k), self.tot).sum())
+
+    def _budget_ok(self, i: int, t: int, extra: int = 0) -> bool:
+        if self.budget is None or self.current[i] < 0 or self.ignore_budget:
+            return True
+        d = int(self.current[i] == self.a[i]) - int(self.current[i] == t)
+        return self.moves + d + extra <= self.budget
+
+    # -- connectivity
+    def _removable(self, i: int) -> bool:
+        """Unit ``i`` can leave its territory without splitting it (and without emptying it)."""
+        s = self.a[i]
+        if self.size[s] <= 1:
+            return False
+        a = self.a
+        near = [w for w in self.nbrs[i] if a[w] == s]
+        if len(near) <= 1:
+            return len(near) == 1
+        want = set(near[1:])
+        seen = {i, near[0]}
+        queue = deque([near[0]])
+        while queue and want:
+            u = queue.popleft()
+            for w in self.nbrs[u]:
+                if w not in seen and a[w] == s:
+                    seen.add(w)
+                    want.discard(w)
+                    queue.append(w)
+        return not want
+
+    def _connected(self, j: int) -> bool:
+        members = np.flatnonzero(self.a == j)
+        if len(members) <= 1:
+            return True
+        seen = {int(members[0])}
+        queue = deque([int(members[0])])
+        a = self.a
+        while queue:
+            u = queue.popleft()
+            for w in self.nbrs[u]:
+                if w not in seen and a[w] == j:
+                    seen.add(w)
+                    queue.append(w)
+        return len(seen) == len(members)
+
+    def _touches(self, i: int, t: int) -> bool:
+        a = self.a
+        return any(a[w] == t for w in self.nbrs[i])
+
+    # -- phase 1: repair split territories
+    def repair(self) -> None:
+        for _ in range(4 * self.k + 4):
+            labels, n_comp = _same_territory_components(self.a, self.mat)
+            ok = self.a >= 0
+            terr = np.full(n_comp, -1)
+            terr[labels[ok]] = self.a[ok]
+            pieces = np.bincount(terr[terr >= 0], minlength=self.k)
+            if (pieces <= 1).all() and ok.all():
+                return
+            joined = False
+            for j in np.flatnonzero(pieces > 1):
+                comps = np.flatnonzero(terr == j)
+                locked = [c for c in comps if ((labels == c) & (self.locks == j)).any()]
+                if len(locked) > 1:
+                    self._join_locked(int(j), labels, locked)
+                    joined = True
+                    break
+                if locked:
+                    main = locked[0]
+                else:
+                    weight = [self._weight(np.flatnonzero(labels == c), j) for c in comps]
+                    main = comps[int(np.argmax(weight))]
+                for c in comps:
+                    if c != main:
+                        for i in np.flatnonzero(labels == c):
+                            self._set(int(i), -1)
+            if not joined:
+                self._fill()
+        if (count_pieces(self.a, self.mat, self.k) > 1).any():  # pragma: no cover - defensive
+            msg = "The plan could not be made contiguous; set CONTIGUOUS off."
+            raise InfeasibleError(msg)
+
+    def _weight(self, members: np.ndarray, j: int) -> float:
+        share = (self.v[members] / self.scale[j]).sum()
+        best = self.cost[members, j].min() if len(members) else 0.0
+        return float(share + len(members) * 1e-9 - best * 1e-12)
+
+    def _join_locked(self, j: int, labels: np.ndarray, locked: list) -> None:
+        """Connect the pieces of territory ``j`` that hold locked units by a path of units."""
+        sizes = [int(((labels == c) & (self.locks == j)).sum()) for c in locked]
+        main = locked[int(np.argmax(sizes))]
+        target = set(np.flatnonzero(labels == main).tolist())
+        for c in locked:
+            if c == main:
+                continue
+            start = np.flatnonzero(labels == c).tolist()
+            path = self._path(start, target, j)
+            if path is None:
+                unit = self.unit_ids[int(np.flatnonzero((labels == c) & (self.locks == j))[0])]
+                other = self.unit_ids[int(np.flatnonzero((labels == main) & (self.locks == j))[0])]
+                msg = (
+                    f"{self.names[j]}: locked units {unit} and {other} cannot be joined in one "
+                    "piece without crossing units locked to other territories or out of reach "
+                    "(REP_MAX_MINUTES): unlock one of them or set CONTIGUOUS off."
+                )
+                raise InfeasibleError(msg)
+            for i in path:
+                self._set(i, j)
+            target.update(path)
+
+    def _path(self, start: list, target: set, j: int) -> list | None:
+        """Cheapest chain of free, allowed units from ``start`` to ``target`` (Dijkstra)."""
+        dist = dict.fromkeys(start, 0.0)
+        prev: dict[int, int] = {}
+        heap = [(0.0, u) for u in start]
+        heapq.heapify(heap)
+        while heap:
+            d, u = heapq.heappop(heap)
+            if d > dist.get(u, math.inf):
+                continue
+            for w in self.nbrs[u]:
+                if w in target:
+                    path = []
+                    while u not in start:
+                        path.append(u)
+                        u = prev[u]
+                    return path
+                if (self.locks[w] >= 0 and self.locks[w] != j) or not self.allowed[w, j]:
+                    continue
+                if self.a[w] == j:
+                    step = 0.0
+                else:
+                    step = 1.0 + max(self.cost[w, j] - self.cost[w, max(self.a[w], 0)], 0.0)
+                nd = d + step
+                if nd < dist.get(w, math.inf):
+                    dist[w] = nd
+                    prev[w] = u
+                    heapq.heappush(heap, (nd, w))
+        return None
+
+    def _fill(self) -> None:
+        """Give every unassigned unit to a neighbouring territory (region growing by cost)."""
+        free = np.flatnonzero(self.a < 0)
+        if len(free) == 0:
+            return
+        heap: list = []
+        for i in free.tolist():
+            for w in self.nbrs[i]:
+                t = int(self.a[w])
+                if t >= 0 and self.allowed[i, t]:
+                    heap.append((self._fill_key(i, t), i, t))
+        heapq.heapify(heap)
+        while heap:
+            key, i, t = heapq.heappop(heap)
+            if self.a[i] >= 0:
+                continue
+            now = self._fill_key(i, t)
+            if now > key + 1e-12:
+                heapq.heappush(heap, (now, i, t))
+                continue
+            self._set(i, t)
+            for w in self.nbrs[i]:
+                if self.a[w] < 0 and self.allowed[w, t]:
+                    heapq.heappush(heap, (self._fill_key(w, t), w, t))
+        stuck = np.flatnonzero(self.a < 0)
+        if len(stuck):
+            ids = [self.unit_ids[i] for i in stuck[:10]]
+            msg = (
+                f"Units {ids} can join no neighbouring territory within REP_MAX_MINUTES; raise "
+                "REP_MAX_MINUTES or set CONTIGUOUS off."
+            )
+            raise InfeasibleError(msg)
+
+    def _fill_key(self, i: int, t: int) -> float:
+        key = float(self.cost[i, t])
+        if (self.tot[t] + self.v[i] > self.hi_e[t]).any():
+            key += self.big
+        if self.budget is not None and self.current[i] >= 0 and self.current[i] != t:
+            key += 0.1 * self.big
+        return key
+
+    def regrow(self) -> None:
+        """Stuck on balance: grow all territories again from their centres and locked units,
+        always extending the least filled one, then repair and balance; keep the better plan."""
+        old_a, old_viol = self.a.copy(), self.total_violation()
+        seeds = np.full(self.k, -1)
+        for j in range(self.k):
+            pool = np.flatnonzero(self.locks == j)
+            if not len(pool):
+                pool = np.flatnonzero(self.a == j)
+            if not len(pool):
+                pool = np.flatnonzero((self.locks < 0) & self.allowed[:, j])
+            pool = pool[~np.isin(pool, seeds)]
+            if len(pool):
+                seeds[j] = pool[np.argmin(self.cost[pool, j])]
+        new = np.where(self.locks >= 0, self.locks, -1)
+        new[seeds[seeds >= 0]] = np.flatnonzero(seeds >= 0)
+        self.load(new)
+        frontier: list[list] = [[] for _ in range(self.k)]
+        for i in np.flatnonzero(self.a >= 0).tolist():
+            t = int(self.a[i])
+            for w in self.nbrs[i]:
+                if self.a[w] < 0 and self.allowed[w, t]:
+                    frontier[t].append((self.cost[w, t], w))
+        for f in frontier:
+            heapq.heapify(f)
+        fill = (self.tot / self.scale).max(1)
+        active = [j for j in range(self.k) if frontier[j]]
+        while active:
+            j = min(active, key=lambda q: (fill[q], q))
+            heap = frontier[j]
+            while heap and self.a[heap[0][1]] >= 0:
+                heapq.heappop(heap)
+            if not heap:
+                active.remove(j)
+                continue
+            _, i = heapq.heappop(heap)
+            self._set(i, j)
+            fill[j] = (self.tot[j] / self.scale[j]).max()
+            for w in self.nbrs[i]:
+                if self.a[w] < 0 and self.allowed[w, j]:
+                    heapq.heappush(heap, (self.cost[w, j], w))
+        self._fill()
+        self.repair()
+        self.balance()
+        if self.total_violation() >= old_viol:
+            self.load(old_a)
+
+    # -- candidate moves
+    def _border_moves(self) -> tuple[np.ndarray, np.ndarray]:
+        """Distinct (unit, neighbouring territory) pairs of movable boundary units."""
+        a = self.a
+        ti = a[self.ec]
+        keep = (a[self.er] != ti) & (self.locks[self.er] < 0)
+        u, t = self.er[keep], ti[keep]
+        ok = self.allowed[u, t]
+        u, t = u[ok], t[ok]
+        if len(u) == 0:
+            return u, t
+        key = np.unique(u.astype(np.int64) * self.k + t)
+        return (key // self.k).astype(int), (key % self.k).astype(int)
+
+    def _apply_move(self, i: int, t: int) -> bool:
+        if self.a[i] == t or self.locks[i] >= 0 or not self._touches(i, t):
+            return False
+        if not self._budget_ok(i, t) or not self._removable(i):
+            return False
+        self._set(i, t)
+        return True
+
+    # -- phase 2: balance
+    def balance(self) -> None:
+        self.ignore_budget = True
+        try:
+            for _ in range(50 * self.k + 100):
+                if self.total_violation() <= 0 or self._stop():
+                    return
+                if self._balance_pass() or self._balance_swaps():
+                    continue
+                if not self._chain():
+                    return
+        finally:
+            self.ignore_budget = False
+
+    def _balance_swaps(self) -> bool:
+        """Swap two boundary units of neighbouring territories when it lowers the violation."""
+        viol = self._viol(np.arange(self.k), self.tot)
+        pairs = self._pair_candidates()
+        best = None
+        for (s, t), cand in pairs.items():
+            if (t, s) not in pairs or viol[s] + viol[t] <= 0:
+                continue
+            ci = cand[:40]
+            cj = pairs[(t, s)][:40]
+            dv = self.v[cj][None, :, :] - self.v[ci][:, None, :]  # s gains w, loses i
+            ts = self.tot[s] + dv
+            tt = self.tot[t] - dv
+            after = self._viol(np.full(ts.shape[:2], s), ts) + self._viol(
+                np.full(tt.shape[:2], t), tt
+            )
+            gain = viol[s] + viol[t] - after
+            for p in np.argsort(-gain, axis=None)[:5].tolist():
+                x, y = divmod(p, len(cj))
+                if gain[x, y] <= 1e-12:
+                    break
+                if best is None or gain[x, y] > best[0]:
+                    best = (float(gain[x, y]), int(ci[x]), int(cj[y]), s, t)
+                break
+        if best is None:
+            return False
+        _, i, w, s, t = best
+        self._set(i, t)
+        self._set(w, s)
+        if self._connected(s) and self._connected(t):
+            return True
+        self._set(w, t)
+        self._set(i, s)
+        return False
+
+    def _balance_pass(self) -> bool:
+        u, t = self._border_moves()
+        if len(u) == 0:
+            return False
+        s = self.a[u]
+        vs, vt = self.tot[s], self.tot[t]
+        dv = (self._viol(s, vs - self.v[u]) - self._viol(s, vs)
+              + self._viol(t, vt + self.v[u]) - self._viol(t, vt))  # fmt: skip
+        dc = self.cost[u, t] - self.cost[u, s]
+        good = np.flatnonzero(dv < -1e-12)
+        if len(good) == 0:
+            return False
+        order = good[np.lexsort((dc[good], dv[good]))]
+        applied = 0
+        for c in order.tolist():
+            i, tt = int(u[c]), int(t[c])
+            ss = self.a[i]
+            if ss != s[c]:
+                continue
+            rows = np.array([ss, tt])
+            before = self._viol(rows, self.tot[rows]).sum()
+            after = self._viol(rows, np.stack([self.tot[ss] - self.v[i], self.tot[tt] + self.v[i]]))
+            if after.sum() >= before - 1e-12:
+                continue
+            if self._apply_move(i, tt):
+                applied += 1
+        return applied > 0
+
+    def _chain(self) -> bool:
+        """Ejection chain: move one unit along each step of a path of territories (BFS)."""
+        rows = np.arange(self.k)
+        viol = self._viol(rows, self.tot)
+        pairs = self._pair_candidates()
+        for j in np.argsort(-viol).tolist():
+            if viol[j] <= 0:
+                break
+            push = bool((self.tot[j] > self.hi_e[j]).any())
+            if self._chain_from(j, push, pairs):
+                return True
+        return False
+
+    def _pair_candidates(self) -> dict:
+        u, t = self._border_moves()
+        s = self.a[u]
+        order = np.lexsort((u, t, s))
+        u, t, s = u[order], t[order], s[order]
+        out: dict = {}
+        if len(u) == 0:
+            return out
+        cut = np.flatnonzero((np.diff(s) != 0) | (np.diff(t) != 0)) + 1
+        for grp in np.split(np.arange(len(u)), cut):
+            out[(int(s[grp[0]]), int(t[grp[0]]))] = u[grp]
+        return out
+
+    def _chain_from(self, j: int, push: bool, pairs: dict) -> bool:
+        """BFS over territories from ``j``; apply the first chain that lowers the violation."""
+        nb: dict[int, list[int]] = {}
+        for s, t in pairs:
+            if push:
+                nb.setdefault(s, []).append(t)
+            else:
+                nb.setdefault(t, []).append(s)
+        # state: chain of (unit, from, to) moves; territory totals after the chain
+        frontier = [(j, [])]
+        visited = {j}
+        base = self.total_violation()
+        for _depth in range(min(self.k, 8)):
+            nxt = []
+            for x, chain in frontier:
+                for y in nb.get(x, []):
+                    if y in visited:
+                        continue
+                    src, dst = (x, y) if push else (y, x)
+                    cand = pairs.get((src, dst))
+                    if cand is None:
+                        continue
+                    step = self._best_step(chain, cand, src, dst)
+                    if step is None:
+                        continue
+                    new = [*chain, step]
+                    visited.add(y)
+                    if self._try_chain(new, base):
+                        return True
+                    nxt.append((y, new))
+            if not nxt:
+                return False
+            frontier = nxt
+        return False
+
+    def _chain_totals(self, chain: list) -> dict:
+        tot = {}
+        for i, s, t in chain:
+            for r in (s, t):
+                if r not in tot:
+                    tot[r] = self.tot[r].copy()
+            tot[s] -= self.v[i]
+            tot[t] += self.v[i]
+        return tot
+
+    def _best_step(self, chain, cand, src, dst):
+        moved = {c[0] for c in chain}
+        cand = np.array([c for c in cand.tolist() if c not in moved], int)
+        if len(cand) == 0:
+            return None
+        tot = self._chain_totals(chain)
+        ts = tot.get(src, self.tot[src])
+        td = tot.get(dst, self.tot[dst])
+        rs = np.full(len(cand), src)
+        rd = np.full(len(cand), dst)
+        score = self._viol(rs, ts - self.v[cand]) + self._viol(rd, td + self.v[cand])
+        score = score + 1e-9 * (self.cost[cand, dst] - self.cost[cand, src]) / self.big
+        for c in np.argsort(score, kind="stable")[:6].tolist():
+            i = int(cand[c])
+            if self._removable(i):
+                return (i, src, dst)
+        return None
+
+    def _try_chain(self, chain, base) -> bool:
+        extra = 0
+        for i, _s, t in chain:
+            if not self._budget_ok(i, t, extra):
+                return False
+            extra += int(self.current[i] == self.a[i]) - int(self.current[i] == t)
+        tot = self._chain_totals(chain)
+        rows = np.array(list(tot))
+        after = self.total_violation() - self._viol(rows, self.tot[rows]).sum()
+        after += self._viol(rows, np.stack([tot[r] for r in rows])).sum()
+        if after >= base - 1e-12:
+            return False
+        old = [(i, self.a[i]) for i, _s, _t in chain]
+        for i, _s, t in chain:
+            self._set(i, t)
+        if all(self._connected(int(r)) for r in rows):
+            return True
+        for i, s in reversed(old):
+            self._set(i, s)
+        return False
+
+    # -- phase 3: cost
+    def improve(self) -> None:
+        for _ in range(200):
+            if self._stop():
+                return
+            moved = self._improve_pass()
+            if not moved and not self._swap_pass():
+                return
+
+    def _improve_pass(self) -> bool:
+        u, t = self._border_moves()
+        if len(u) == 0:
+            return False
+        s = self.a[u]
+        dc = self.cost[u, t] - self.cost[u, s]
+        fit = self._fits(s, t, u)
+        good = np.flatnonzero((dc < -1e-9) & fit)
+        applied = 0
+        for c in good[np.argsort(dc[good], kind="stable")].tolist():
+            i, tt = int(u[c]), int(t[c])
+            ss = self.a[i]
+            if ss != s[c]:
+                continue
+            if (self.tot[ss] - self.v[i] < self.lo_e[ss]).any():
+                continue
+            if (self.tot[tt] + self.v[i] > self.hi_e[tt]).any():
+                continue
+            if self._apply_move(i, tt):
+                applied += 1
+        return applied > 0
+
+    def _swap_pass(self) -> bool:
+        """Swap two boundary units of neighbouring territories when it saves cost."""
+        pairs = self._pair_candidates()
+        applied = 0
+        for (s, t), cand in pairs.items():
+            if s > t or (t, s) not in pairs:
+                continue
+            back = pairs[(t, s)]
+            ci = cand[self.a[cand] == s]
+            cj = back[self.a[back] == t]
+            if len(ci) == 0 or len(cj) == 0:
+                continue
+            di = self.cost[ci, t] - self.cost[ci, s]
+            dj = self.cost[cj, s] - self.cost[cj, t]
+            ci, di = ci[np.argsort(di)[:8]], np.sort(di)[:8]
+            cj, dj = cj[np.argsort(dj)[:8]], np.sort(dj)[:8]
+            total = di[:, None] + dj[None, :]
+            for p in np.argsort(total, axis=None).tolist():
+                x, y = divmod(p, len(cj))
+                if total[x, y] >= -1e-9:
+                    break
+                i, w = int(ci[x]), int(cj[y])
+                if self.a[i] != s or self.a[w] != t:
+                    continue
+                dv = self.v[w] - self.v[i]
+                rows = np.array([s, t])
+                if not self._within(rows, self.tot[rows] + np.stack([dv, -dv])).all():
+                    continue
+                if self.budget is not None:
+                    extra = int(self.current[i] == s) - int(self.current[i] == t)
+                    if not self._budget_ok(w, s, extra):
+                        continue
+                self._set(i, t)
+                self._set(w, s)
+                if self._connected(s) and self._connected(t):
+                    applied += 1
+                    break
+                self._set(w, t)
+                self._set(i, s)
+        return applied > 0
+
+    # -- phase 4: budget
+    def fit_budget(self) -> None:
+        if self.budget is None or self.moves <= self.budget:
+            return
+        for _ in range(100):
+            if self.moves <= self.budget:
+                return
+            moved = self.a != self.current
+            cand = np.flatnonzero(moved & (self.current >= 0) & (self.locks < 0))
+            back = self.current[cand]
+            ok = self.allowed[cand, back]
+            cand, back = cand[ok], back[ok]
+            s = self.a[cand]
+            fit = self._fits(s, back, cand)
+            cand, back = cand[fit], back[fit]
+            order = np.argsort(self.cost[cand, back] - self.cost[cand, self.a[cand]], kind="stable")
+            applied = 0
+            for c in order.tolist():
+                if self.moves <= self.budget:
+                    break
+                i, t = int(cand[c]), int(back[c])
+                ss = self.a[i]
+                if (self.tot[ss] - self.v[i] < self.lo_e[ss]).any():
+                    continue
+                if (self.tot[t] + self.v[i] > self.hi_e[t]).any():
+                    continue
+                if self._apply_move(i, t):
+                    applied += 1
+            if not applied:
+                break
+        if self.moves > self.budget:
+            pct = 100.0 * self.moves / max(int((self.current >= 0).sum()), 1)
+            msg = (
+                f"Keeping every territory in one piece needs {self.moves} moves, more than "
+                f"MAX_MOVES allows ({self.budget}): allow MAX_MOVES of "
+                f"{math.ceil(pct * 10) / 10:.1f}% or set CONTIGUOUS off."
+            )
+            raise InfeasibleError(msg)
+
+    # -- failure: the exact model or the smallest relaxation
+    def exact_fallback(self) -> np.ndarray | None:
+        if self.n * self.k > _EXACT_FALLBACK_PAIRS or self.budget is not None:
+            return None
+        roots = np.full(self.k, -1)
+        for j in range(self.k):
+            locked = np.flatnonzero(self.locks == j)
+            members = np.flatnonzero(self.a == j) if not len(locked) else locked
+            if len(members) == 0:
+                return None
+            roots[j] = members[np.argmin(self.cost[members, j])]
+        left = 20.0
+        if self.deadline is not None:
+            left = max(5.0, min(left, self.deadline - time.perf_counter()))
+        res = contiguous_milp(self.cost, self.v, self.lo, self.hi, adjacency=self.mat,
+                              roots=roots, locks=self.locks, allowed=self.allowed,
+                              time_limit_s=left)  # fmt: skip
+        if res is None:
+            return None
+        logger.info("Contiguity: the local search could not balance the plan; the exact model "
+                    "found one (objective %.3f).", res[1])  # fmt: skip
+        return res[0]
+
+    def raise_balance(self) -> None:
+        dev = np.abs(self.tot - self.target) / self.scale * 100.0  # (k, m) % of target
+        band = (self.hi - self.target) / self.scale * 100.0
+        over = (self.tot > self.hi_e) | (self.tot < self.lo_e)
+        ratio = np.where(over, dev / np.maximum(band, 1e-9), 0.0)
+        j, mm = np.unravel_index(int(np.argmax(ratio)), ratio.shape)
+        tmin = float(band.min()) if band.size else 0.0
+        need = float(dev[j, mm]) if band[j, mm] <= 1e-9 else float(ratio[j, mm]) * tmin
+        need = math.ceil(need * 10 + 1e-9) / 10
+        under = self.tot[j, mm] < self.target[j, mm]
+        share = 100.0 - band[j, mm] if under else 100.0 + band[j, mm]
+        verb = "reach" if under else "stay below"
+        msg = (
+            f"{self.names[j]} cannot {verb} {share:.1f}% of its share of {self.measures[mm]} in "
+            f"one piece (best plan found: {100.0 * self.tot[j, mm] / self.scale[j, mm]:.1f}%): "
+            f"allow TOLERANCE of {need:.1f}% or set CONTIGUOUS off."
+        )
+        raise InfeasibleError(msg)
+
+    def check(self) -> None:
+        pieces = count_pieces(self.a, self.mat, self.k)
+        if (pieces > 1).any():  # pragma: no cover - defensive
+            j = int(np.argmax(pieces))
+            msg = f"{self.names[j]} is still in {pieces[j]} pieces; set CONTIGUOUS off."
+            raise InfeasibleError(msg)
+
+
+# ----------------------------------------------------------------------------- exact model
+
+
+def contiguous_milp(
+    cost: np.ndarray,
+    values: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    *,
+    adjacency,
+    roots: np.ndarray,
+    locks: np.ndarray,
+    allowed: np.ndarray,
+    solver=None,
+    time_limit_s: float = 60.0,
+) -> tuple[np.ndarray, float] | None:
+    """Exact contiguous plan: assignment MILP plus a single-commodity flow from each root.
+
+    Each territory j ships one unit of flow from its root ``roots[j]`` to every other unit in
+    it, along arcs between units of j only, so every territory is connected (Shirabe 2005).
+
+    Parameters
+    ----------
+    cost : (n, k); values : (n, m); lo, hi : (k, m) bounds of the territory totals.
+    adjacency : (n, n) sparse matrix or :class:`Adjacency`.
+    roots : (k,) unit index that must belong to each territory.
+    locks : (n,) (-1 = free); allowed : (n, k) bool.
+    solver : None (CBC), "CBC", "HIGHS" or a PuLP solver.
+    time_limit_s : solver time limit.
+
+    Returns
+    -------
+    (assign, objective) of the best plan found, or None when there is none (infeasible, or
+    nothing found within the time limit).
+    """
+    cost = np.asarray(cost, float)
+    n, k = cost.shape
+    vals = np.asarray(values, float).reshape(n, -1)
+    lo = np.asarray(lo, float).reshape(k, -1)
+    hi = np.asarray(hi, float).reshape(k, -1)
+    locks = np.asarray(locks, int)
+    allowed = np.asarray(allowed, bool).copy()
+    roots = np.asarray(roots, int)
+    for i in np.flatnonzero(locks >= 0):
+        keep = allowed[i, locks[i]]
+        allowed[i] = False
+        allowed[i, locks[i]] = keep
+    if not allowed[roots, np.arange(k)].all() or len(set(roots.tolist())) < k:
+        return None
+    mat = _matrix(adjacency).tocoo()
+    prob = pulp.LpProblem("contiguous", pulp.LpMinimize)
+    x = {
+        (i, j): pulp.LpVariable(f"x_{i}_{j}", 0, 1, cat="Binary")
+        for i in range(n)
+        for j in range(k)
+        if allowed[i, j]
+    }
+    prob += pulp.lpSum(cost[i, j] * var for (i, j), var in x.items())
+    for i in range(n):
+        terms = [x[(i, j)] for j in range(k) if (i, j) in x]
+        if not terms:
+            return None
+        prob += pulp.lpSum(terms) == 1
+    for j in range(k):
+        prob += x[(int(roots[j]), j)] == 1
+        for mm in range(vals.shape[1]):
+            expr = pulp.lpSum(vals[i, mm] * x[(i, j)] for i in range(n) if (i, j) in x)
+            prob += expr <= hi[j, mm]
+            prob += expr >= lo[j, mm]
+    big = n - k + 1
+    inflow: dict = {}
+    outflow: dict = {}
+    for u, w in zip(mat.row.tolist(), mat.col.tolist()):
+        if u == w:
+            continue
+        for j in range(k):
+            if (u, j) not in x or (w, j) not in x or w == roots[j]:
+                continue
+            f = pulp.LpVariable(f"f_{u}_{w}_{j}", 0)
+            prob += f <= big * x[(w, j)]
+            inflow.setdefault((w, j), []).append(f)
+            outflow.setdefault((u, j), []).append(f)
+    for (i, j), var in x.items():
+        if i == roots[j]:
+            continue
+        prob += pulp.lpSum(inflow.get((i, j), [])) - pulp.lpSum(outflow.get((i, j), [])) == var
+    prob.solve(_solver(solver, time_limit_s))
+    if prob.sol_status not in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible):
+        return None
+    assign = np.full(n, -1)
+    for (i, j), var in x.items():
+        if (var.value() or 0) > 0.5:
+            assign[i] = j
+    if (assign < 0).any():  # pragma: no cover - solver returned an incomplete solution
+        return None
+    return assign, float(cost[np.arange(n), assign].sum())
+
+
+def _solver(name, time_limit_s: float):
+    if name is not None and not isinstance(name, str):
+        return name
+    if name is not None and name.upper() == "HIGHS":
+        s = pulp.HiGHS(msg=False, timeLimit=time_limit_s)
+        if s.available():
+            return s
+        logger.warning("SOLVER: HiGHS is not installed here; using CBC.")
+    return pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit_s)
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def _geometry_array(geoms) -> np.ndarray:
+    if hasattr(geoms, "geometry") and not isinstance(geoms, shapely.Geometry):
+        geoms = geoms.geometry
+    if hasattr(geoms, "values") and not isinstance(geoms, np.ndarray):
+        geoms = geoms.values
+    arr = np.empty(len(geoms), dtype=object)
+    arr[:] = list(geoms)
+    return arr
+
+
+def _as_geometry(area) -> shapely.Geometry:
+    if isinstance(area, shapely.Geometry):
+        return shapely.make_valid(area)
+    return shapely.make_valid(shapely.union_all(_geometry_array(area)))
+
+
+def _matrix(adjacency) -> sp.csr_matrix:
+    mat = adjacency.matrix if isinstance(adjacency, Adjacency) else adjacency
+    return sp.csr_matrix(mat)
+
+
+def _symmetric(rows: np.ndarray, cols: np.ndarray, n: int) -> sp.csr_matrix:
+    r = np.concatenate([rows, cols])
+    c = np.concatenate([cols, rows])
+    return _binary(sp.csr_matrix((np.ones(len(r)), (r, c)), shape=(n, n)))
+
+
+def _binary(mat) -> sp.csr_matrix:
+    mat = sp.csr_matrix(mat)
+    mat.setdiag(0)
+    mat.eliminate_zeros()
+    mat.data[:] = 1.0
+    mat.sort_indices()
+    return mat
+
+
+def _link_components(g: np.ndarray, matrix: sp.csr_matrix) -> tuple[sp.csr_matrix, list]:
+    """Link every group with no neighbour to its nearest unit outside it until one group."""
+    n = len(g)
+    linked: list[tuple[int, int]] = []
+    if n <= 1:
+        return matrix, linked
+    tree = shapely.STRtree(g)
+    x0, y0, x1, y1 = shapely.total_bounds(g)
+    step = max(math.hypot(x1 - x0, y1 - y0) / math.sqrt(n), 1.0)
+    for _ in range(64):
+        n_comp, labels = connected_components(matrix, directed=False)
+        if n_comp <= 1:
+            break
+        main = int(np.argmax(np.bincount(labels)))
+        new = []
+        for c in range(n_comp):
+            if c == main:
+                continue
+            members = np.flatnonzero(labels == c)
+            d = step
+            while True:
+                src, dst = tree.query(g[members], predicate="dwithin", distance=d)
+                out = labels[dst] != c
+                if out.any():
+                    src, dst = members[src[out]], dst[out]
+                    dist = shapely.distance(g[src], g[dst])
+                    best = np.lexsort((dst, src, dist))[0]
+                    new.append((int(src[best]), int(dst[best])))
+                    break
+                d *= 4.0
+        linked.extend(new)
+        r = np.array([p[0] for p in new])
+        c_ = np.array([p[1] for p in new])
+        matrix = _binary(matrix + _symmetric(r, c_, n))
+    if linked:
+        logger.info("Adjacency: %d unit group(s) with no land neighbour (islands, exclaves) "
+                    "linked to their nearest unit.", len(linked))  # fmt: skip
+    return matrix, linked

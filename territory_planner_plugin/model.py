@@ -1,0 +1,667 @@
+"""The territory model shared by designterritories and rebalanceterritories.
+
+A :class:`TerritoryModel` holds one planning problem: rows (accounts or units), territories, the
+cost of each (row, territory) pair, the balanced measures with their target bands, locks, today's
+plan with a budget of moves, the allowed pairs (REP_MAX_MINUTES), an optional adjacency of the
+rows (contiguity) and an optional travel-balance penalty. It checks inputs (:meth:`precheck`),
+solves (:meth:`solve`: the exact MILP through PuLP on small models, prices + LP + local search of
+:mod:`assignment` beyond, both on the rows of :mod:`constraints`), checks a plan independently
+(:meth:`verify`) and names the smallest relaxation when nothing fits (:meth:`explain_infeasible`).
+
+The module also holds the input helpers both algorithms use (accounts, reps, measures, codes,
+costs); they are public so that neither algorithm reaches into the other.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import NoReturn
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pulp
+import scipy.sparse as sp
+import shapely
+
+from ._validate import check_points
+from .assignment import NoPlanFoundError, solve_balanced, totals, travel_penalty
+from .constraints import PairConstraints, pair_constraints
+from .errors import InfeasibleError, InvalidInputError, SolverError
+from .progress import CancelCheck
+
+logger = logging.getLogger(__name__)
+
+EXACT_PAIRS = 1_000  # up to this many row-territory pairs: the exact MILP through PuLP
+EXPLAIN_PAIRS = 200_000  # up to this many pairs an infeasible run gets the LP's minimal tolerance
+STRAIGHT_LINE_KMH = 50.0  # straight-line km -> minutes wherever there is no road (one speed)
+LP_PATH = "HiGHS via SciPy (priced LP, rounding MILP, local search)"
+
+
+@dataclass
+class Solution:
+    """A solved model: the assignment, its objective, a proven lower bound and how it was found.
+
+    ``bound_scope`` says what the bound is a bound of: ``"problem"`` (the model as given) or
+    ``"these centres"`` (set by designterritories when it chose the centres itself: the bound
+    then holds for the centres it picked, not for every choice of centres).
+    """
+
+    assign: np.ndarray
+    objective: float
+    lower_bound: float
+    solver_used: str
+    prices: np.ndarray | None = None
+    bound_scope: str = "problem"
+
+
+@dataclass
+class TerritoryModel:
+    """One territory planning problem (see the module docstring); build with :meth:`from_cost_matrix`."""
+
+    cost: np.ndarray  # (n, k)
+    values: np.ndarray  # (n, m)
+    capacity: np.ndarray  # (k,)
+    tolerance_pct: np.ndarray  # (m,)
+    locks: np.ndarray  # (n,) territory index or -1
+    current: np.ndarray  # (n,) territory index or -1
+    budget: int | None
+    allowed: np.ndarray  # (n, k) bool
+    adjacency: sp.csr_matrix | None = None  # (n, n) 0/1 neighbours of the rows
+    contiguous: bool = False
+    travel: tuple[np.ndarray, float] | None = None  # (share per territory, weight mu)
+    names: tuple[str, ...] = ()
+    row_ids: np.ndarray = field(default_factory=lambda: np.array([], str))
+    territory_ids: np.ndarray = field(default_factory=lambda: np.array([], str))
+    noun: str = "accounts"
+
+    @classmethod
+    def from_cost_matrix(
+        cls,
+        cost: np.ndarray,
+        *,
+        values: np.ndarray,
+        capacity: np.ndarray,
+        tolerance_pct: float | Sequence[float] | np.ndarray,
+        locks: np.ndarray | None = None,
+        current: np.ndarray | None = None,
+        budget: int | None = None,
+        allowed: np.ndarray | None = None,
+        adjacency: sp.spmatrix | None = None,
+        contiguous: bool | None = None,
+        travel: tuple[np.ndarray, float] | None = None,
+        names: Sequence[str] = (),
+        row_ids: Sequence[str] | np.ndarray | None = None,
+        territory_ids: Sequence[str] | np.ndarray | None = None,
+        noun: str = "accounts",
+    ) -> TerritoryModel:
+        """A model from an (n, k) cost matrix (rows = accounts or units, columns = territories).
+
+        Parameters
+        ----------
+        cost : (n, k) cost of each pair (km or minutes, or move costs).
+        values : (n,) or (n, m) balanced measures; capacity : (k,) share weights of territories.
+        tolerance_pct : one band for every measure or one per measure (±% of the target).
+        locks, current : (n,) territory index or -1; budget : most rows moved from ``current``.
+        allowed : (n, k) pairs allowed (REP_MAX_MINUTES); adjacency : (n, n) neighbours of rows.
+        contiguous : every territory one connected piece (default: when ``adjacency`` is given).
+        travel : (share per territory, weight) of the travel-balance penalty.
+        names, row_ids, territory_ids, noun : for messages ("account count" when no names).
+
+        Returns
+        -------
+        TerritoryModel
+        """
+        cost = np.asarray(cost, float)
+        n, k = cost.shape
+        vals = np.asarray(values, float)
+        vals = vals[:, None] if vals.ndim == 1 else vals
+        tol = np.broadcast_to(np.asarray(tolerance_pct, float), (vals.shape[1],)).copy()
+        none = np.full(n, -1)
+        adj = None if adjacency is None else sp.csr_matrix(adjacency)
+        return cls(
+            cost=cost, values=vals, capacity=np.asarray(capacity, float), tolerance_pct=tol,
+            locks=none.copy() if locks is None else np.asarray(locks, int),
+            current=none.copy() if current is None else np.asarray(current, int),
+            budget=None if budget is None else int(budget),
+            allowed=np.ones((n, k), bool) if allowed is None else np.asarray(allowed, bool),
+            adjacency=adj, contiguous=bool(adj is not None if contiguous is None else contiguous),
+            travel=travel if travel is not None and travel[1] > 0 else None, names=tuple(names),
+            row_ids=np.asarray([f"#{i}" for i in range(n)] if row_ids is None else row_ids, str),
+            territory_ids=np.asarray(
+                [f"T{j + 1:02d}" for j in range(k)] if territory_ids is None else territory_ids,
+                str,
+            ),
+            noun=noun,
+        )  # fmt: skip
+
+    # ------------------------------------------------------------------------- shape and bands
+
+    @property
+    def n(self) -> int:
+        """Number of rows (accounts or units)."""
+        return self.cost.shape[0]
+
+    @property
+    def k(self) -> int:
+        """Number of territories."""
+        return self.cost.shape[1]
+
+    @property
+    def measure_names(self) -> list[str]:
+        """Names of the measures for messages and columns ("accounts" when none are given)."""
+        return list(self.names) or ["accounts"]
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per-territory target, lower and upper bound of each measure ((k, m) arrays)."""
+        share = self.capacity / self.capacity.sum()
+        target = self.values.sum(0)[None, :] * share[:, None]
+        return (
+            target,
+            target * (1 - self.tolerance_pct / 100.0),
+            target * (1 + self.tolerance_pct / 100.0),
+        )
+
+    def pairs(self) -> np.ndarray:
+        """(n, k) pairs a plan may use: allowed pairs, and only its lock for a locked row."""
+        mask = self.allowed.copy()
+        locked = np.flatnonzero(self.locks >= 0)
+        mask[locked] = False
+        mask[locked, self.locks[locked]] = True
+        return mask
+
+    def constraints(self, pairs: np.ndarray | None = None) -> PairConstraints:
+        """The sparse constraint rows (assignment, balance, budget) over the pairs a plan may use."""
+        rows, cols = np.nonzero(self.pairs() if pairs is None else pairs)
+        return pair_constraints(self.values, rows, cols, n_rows=self.n, k=self.k,
+                                current=self.current if self.budget is not None else None)  # fmt: skip
+
+    # ------------------------------------------------------------------------- checks
+
+    def precheck(self) -> None:
+        """Raise :class:`InfeasibleError` for conflicts visible before solving (named)."""
+        target, _, hi = self.bounds()
+        tol = self.tolerance_pct
+        what = "account count" if not self.names else None
+        for j, cid in enumerate(self.territory_ids):
+            locked = self.values[self.locks == j].sum(0)
+            for m in range(self.values.shape[1]):
+                name = what or self.names[m]
+                if locked[m] > hi[j, m] + 1e-9:
+                    share = 100 * locked[m] / max(self.values[:, m].sum(), 1e-12)
+                    msg = (
+                        f"Locked {self.noun} give {cid} {share:.1f}% of {name} (target "
+                        f"{100 * target[j, m] / self.values[:, m].sum():.1f}% ± {tol[m]:g}%): "
+                        f"unlock some of them or raise TOLERANCE to at least "
+                        f"{100 * (locked[m] / target[j, m] - 1) * tol.min() / max(tol[m], 1e-9):.1f}%."
+                    )
+                    raise InfeasibleError(msg)
+        locked = np.flatnonzero(self.locks >= 0)
+        far = locked[~self.allowed[locked, self.locks[locked]]]
+        if len(far):
+            msg = (
+                f"LOCK_FIELD: {self.noun} {list(self.row_ids[far][:10])} are locked to a rep "
+                "farther than REP_MAX_MINUTES; unlock them or raise REP_MAX_MINUTES."
+            )
+            raise InfeasibleError(msg)
+        orphan = ~self.allowed.any(1)
+        if orphan.any():
+            msg = (
+                f"REP_MAX_MINUTES: {self.noun} {list(self.row_ids[orphan][:10])} are farther than "
+                "that from every rep home; raise REP_MAX_MINUTES or add a rep near them."
+            )
+            raise InfeasibleError(msg)
+
+    def pieces(self, assign: np.ndarray) -> np.ndarray | None:
+        """(k,) connected pieces of each territory under the adjacency (None without one)."""
+        if self.adjacency is None:
+            return None
+        from .contiguity import count_pieces
+
+        return np.asarray(count_pieces(assign, self.adjacency, self.k))
+
+    def verify(self, assign: np.ndarray) -> None:
+        """Independent check of every hard constraint on a plan; raises :class:`SolverError`."""
+        problems = []
+        if len(assign) != self.n or (assign < 0).any():
+            problems.append(f"unassigned {self.noun}")
+        else:
+            if ((self.locks >= 0) & (assign != self.locks)).any():
+                problems.append("locks broken")
+            if not self.allowed[np.arange(self.n), assign].all():
+                problems.append("REP_MAX_MINUTES broken")
+            _, lo, hi = self.bounds()
+            load = totals(self.values, assign, self.k)
+            if (load > hi + 1e-6 * (1 + hi)).any() or (load < lo - 1e-6 * (1 + lo)).any():
+                problems.append("tolerance broken")
+            has = self.current >= 0
+            if self.budget is not None and (has & (assign != self.current)).sum() > self.budget:
+                problems.append("MAX_MOVES broken")
+            if self.contiguous and self.adjacency is not None:
+                split = self.pieces(assign) > 1
+                if split.any():
+                    problems.append(f"{', '.join(self.territory_ids[split])} not in one piece")
+        if problems:
+            msg = (f"Internal check failed ({', '.join(problems)}); please report this with your "
+                   "inputs.")  # fmt: skip
+            raise SolverError(msg)
+
+    # ------------------------------------------------------------------------- solving
+
+    def objective_of(self, assign: np.ndarray) -> float:
+        """Total cost of a plan, with the travel penalty when the model has one."""
+        obj = float(self.cost[np.arange(self.n), assign].sum())
+        if self.travel is not None:
+            obj += travel_penalty(self.cost, assign, *self.travel)
+        return obj
+
+    def solve(
+        self,
+        solver: str = "CBC",
+        *,
+        time_limit_s: float = 60.0,
+        prices: np.ndarray | None = None,
+        final: bool = True,
+        rooms: tuple[float, ...] | None = None,
+        keep: int = 1,
+        tiers: tuple[tuple[int, int], ...] | None = None,
+        is_cancelled: CancelCheck | None = None,
+    ) -> Solution:
+        """Solve: the exact MILP (``solver`` through PuLP) up to ``EXACT_PAIRS`` pairs without a
+        travel penalty, otherwise prices + LP + local search (HiGHS via SciPy; logged).
+
+        With ``final`` false only a quick priced assignment is made (centre rounds; no penalty,
+        no contiguity). A contiguous model is then made contiguous (:mod:`contiguity`), keeping
+        every hard constraint; the bound stays the one without contiguity (still a lower bound).
+        Raises :class:`InfeasibleError` (naming the smallest relaxation) or :class:`SolverError`.
+        """
+        travel = self.travel if final else None
+        if self.cost.size <= EXACT_PAIRS and travel is None:
+            sol = self._solve_exact(solver, time_limit_s)
+        else:
+            if final:
+                why = ("TRAVEL_WEIGHT's penalty is solved by" if travel is not None
+                       and self.cost.size <= EXACT_PAIRS else
+                       f"{self.cost.size:,} pairs (more than {EXACT_PAIRS:,}) are solved by")  # fmt: skip
+                logger.info("SOLVER %s: %s the priced LP path (%s).", solver, why, LP_PATH)
+            _, lo, hi = self.bounds()
+            try:
+                res = solve_balanced(
+                    self.cost, self.values, lo, hi, locks=self.locks, current=self.current,
+                    budget=self.budget, allowed=self.allowed, time_limit_s=time_limit_s,
+                    prices=prices, final=final, is_cancelled=is_cancelled, rooms=rooms, keep=keep,
+                    tiers=tiers, iterations=400 if final else 150, travel=travel,
+                )  # fmt: skip
+            except NoPlanFoundError as err:
+                self.explain_infeasible("infeasible" if err.proven else "no plan found", solver,
+                                        time_limit_s)  # fmt: skip
+            sol = Solution(res.assign, res.objective, res.lower_bound, "HiGHS (SciPy)", res.prices)
+        if final and self.contiguous and self.adjacency is not None:
+            sol = self._make_contiguous(sol, time_limit_s, is_cancelled)
+        return sol
+
+    def _make_contiguous(self, sol: Solution, time_limit_s: float, is_cancelled) -> Solution:
+        import time
+
+        from .contiguity import make_contiguous
+
+        before = self.pieces(sol.assign)
+        _, lo, hi = self.bounds()
+        assign = make_contiguous(
+            sol.assign, adjacency=self.adjacency, cost=self.cost, values=self.values, lo=lo,
+            hi=hi, locks=self.locks, allowed=self.allowed, current=self.current,
+            budget=self.budget, deadline=time.perf_counter() + max(time_limit_s, 1.0),
+            is_cancelled=is_cancelled, names=list(self.territory_ids),
+            measures=self.names or ["account count" if self.noun == "accounts" else "unit count"],
+            unit_ids=list(self.row_ids),
+        )  # fmt: skip
+        objective = self.objective_of(assign)
+        split = int((before > 1).sum())
+        if split:
+            logger.info("CONTIGUOUS: %d territories were in several pieces; now each is one piece "
+                        "(objective %.3f -> %.3f).", split, sol.objective, objective)  # fmt: skip
+        return Solution(assign, objective, min(sol.lower_bound, objective), sol.solver_used,
+                        sol.prices, sol.bound_scope)  # fmt: skip
+
+    def _solve_exact(self, solver: str, time_limit_s: float) -> Solution:
+        prob, x, pc = self._pulp(relax=False)
+        engine, used = pulp_solver(solver, time_limit_s)
+        status = prob.solve(engine)
+        if pulp.LpStatus[status] == "Infeasible" or any(v.varValue is None for v in x):
+            self.explain_infeasible(pulp.LpStatus[status], solver, time_limit_s)
+        assign = np.full(self.n, -1)
+        pick = np.array([v.varValue > 0.5 for v in x], bool)
+        assign[pc.rows[pick]] = pc.cols[pick]
+        if (assign < 0).any():
+            msg = (
+                f"The solver ({used}) returned status {pulp.LpStatus[status]} without a full plan."
+            )
+            raise SolverError(msg)
+        objective = self.objective_of(assign)
+        lp, _, _ = self._pulp(relax=True)
+        lp_status = lp.solve(pulp_solver(solver, time_limit_s)[0])
+        lower = float(pulp.value(lp.objective)) if pulp.LpStatus[lp_status] == "Optimal" else np.nan
+        return Solution(assign, objective, min(lower, objective), f"{used} (PuLP, exact)")
+
+    def _pulp(self, *, relax: bool, slack: bool = False, pairs: np.ndarray | None = None):
+        """The PuLP model of the constraint rows: (problem, variables per pair, rows)."""
+        pc = self.constraints(pairs)
+        cat = "Continuous" if relax else "Binary"
+        prob = pulp.LpProblem("territories", pulp.LpMinimize)
+        x = [pulp.LpVariable(f"x_{i}_{j}", 0, 1, cat=cat) for i, j in zip(pc.rows, pc.cols)]
+        t = pulp.LpVariable("t", 0) if slack else None
+
+        def row(mat: sp.csr_matrix, r: int) -> pulp.LpAffineExpression:
+            a, b = mat.indptr[r], mat.indptr[r + 1]
+            return pulp.LpAffineExpression(
+                [(x[c], float(v)) for c, v in zip(mat.indices[a:b], mat.data[a:b])]
+            )
+
+        prob += t if slack else pulp.LpAffineExpression(
+            [(v, float(self.cost[i, j])) for v, i, j in zip(x, pc.rows, pc.cols)]
+        )  # fmt: skip
+        for i in range(self.n):
+            prob += row(pc.assign, i) == 1
+        target, lo, hi = self.bounds()
+        tol = self.tolerance_pct
+        m = self.values.shape[1]
+        for j in range(self.k):
+            for mm in range(m):
+                expr = row(pc.balance, j * m + mm)
+                if slack:  # t is TOLERANCE (as a fraction); lighter measures get their wider band
+                    ratio = tol[mm] / tol.min() if tol.min() > 0 else 1.0
+                    prob += expr <= target[j, mm] + t * ratio * target[j, mm]
+                    prob += expr >= target[j, mm] - t * ratio * target[j, mm]
+                else:
+                    prob += expr <= hi[j, mm]
+                    prob += expr >= lo[j, mm]
+        if self.budget is not None:
+            n_cur = int((self.current >= 0).sum())
+            stay = pulp.LpAffineExpression([(x[p], 1.0) for p in np.flatnonzero(pc.stay > 0)])
+            prob += n_cur - stay <= self.budget
+        return prob, x, pc
+
+    # ------------------------------------------------------------------------- infeasibility
+
+    def explain_infeasible(self, status: str, solver: str, time_limit_s: float) -> NoReturn:
+        """Raise InfeasibleError naming the smallest TOLERANCE (LP bound) and MAX_MOVES that could
+        work, or the locks that break the budget."""
+        parts = [f"No plan satisfies every hard constraint ({status})."]
+        n, budget, locks, current = self.n, self.budget, self.locks, self.current
+        if budget is not None:
+            forced = int(((locks >= 0) & (current >= 0) & (locks != current)).sum())
+            if forced > budget:
+                parts.append(
+                    f"LOCK_FIELD moves {forced} {self.noun} away from their CURRENT_FIELD "
+                    f"territory, but MAX_MOVES allows {budget} ({100 * budget / n:.1f}% of "
+                    f"{self.noun}): set MAX_MOVES to at least "
+                    f"{math.ceil(1000 * forced / n) / 10:.1f}% or unlock them."
+                )
+                raise InfeasibleError(" ".join(parts))
+        if self.cost.size <= EXPLAIN_PAIRS:
+            need = self._min_tolerance(solver, time_limit_s, relax=True)
+            enough = None
+            if self.cost.size <= EXACT_PAIRS:  # small: a whole-row plan with the least tolerance
+                enough = self._min_tolerance(solver, min(time_limit_s, 10.0), relax=False)
+            if need is not None and (need > self.tolerance_pct.min() or enough is not None):
+                text = f"With these locks and MAX_MOVES, TOLERANCE must be at least {need:.1f}%"
+                if enough is not None:
+                    text += f"; {enough:.1f}% is enough"
+                parts.append(text + ".")
+            elif need is not None:
+                parts.append(
+                    f"The relaxation fits within TOLERANCE (it needs {need:.1f}%), but no whole-"
+                    f"{self.noun[:-1]} plan was found: raise TOLERANCE a little or TIME_LIMIT."
+                )
+        if budget is not None:
+            low, found = self._min_moves(time_limit_s)
+            if low is not None and low > budget:
+                need = f"{low}" if found == low else f"at least {low} (a plan with {found} exists)"
+                parts.append(
+                    f"MAX_MOVES allows {budget} moves ({100 * budget / n:.1f}% of {self.noun}), "
+                    f"but balancing within TOLERANCE needs {need} moves: set MAX_MOVES to at "
+                    f"least {math.ceil(1000 * (found or low) / n) / 10:.1f}%, or raise TOLERANCE."
+                )
+            elif low is not None:
+                parts.append(f"MAX_MOVES allows {budget} moves; balance alone needs {low}, so the "
+                             "conflict is with locks or REP_MAX_MINUTES together with the budget.")  # fmt: skip
+        if len(parts) == 1:
+            parts.append(f"Raise TOLERANCE or MAX_MOVES, or unlock some {self.noun}: the solver "
+                         "could not tell which change is enough.")  # fmt: skip
+        raise InfeasibleError(" ".join(parts))
+
+    def _min_tolerance(self, solver: str, time_limit_s: float, *, relax: bool) -> float | None:
+        """Smallest TOLERANCE (%) of the relaxation (a bound) or of a whole-row plan found."""
+        prob, _, _ = self._pulp(relax=relax, slack=True)
+        prob.solve(pulp_solver(solver, time_limit_s)[0])
+        if prob.sol_status not in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible):
+            return None
+        t = 100 * float(pulp.value(prob.objective))
+        return (math.floor if relax else math.ceil)(10 * t + (1e-6 if relax else -1e-6)) / 10
+
+    def _min_moves(self, time_limit_s: float) -> tuple[int | None, int | None]:
+        """Fewest moves that restore balance: (proven lower bound, moves in a plan found)."""
+        cost = move_costs(self.current, self.k)
+        _, lo, hi = self.bounds()
+        try:
+            res = solve_balanced(cost, self.values, lo, hi, locks=self.locks,
+                                 current=self.current, budget=None, allowed=self.allowed,
+                                 time_limit_s=time_limit_s)  # fmt: skip
+        except NoPlanFoundError:
+            return None, None
+        return math.ceil(res.lower_bound - 1e-6), round(res.objective)
+
+
+def pulp_solver(name: str, time_limit_s: float) -> tuple[pulp.LpSolver, str]:
+    """The PuLP solver for SOLVER (CBC or HiGHS; CBC when HiGHS is missing, logged) and its name."""
+    if str(name).upper() == "HIGHS":
+        s = pulp.HiGHS(msg=False, timeLimit=time_limit_s)
+        if s.available():
+            return s, "HiGHS"
+        logger.warning("SOLVER: HiGHS is not installed here; using CBC.")
+    return pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit_s), "CBC"
+
+
+def move_costs(current: np.ndarray, k: int, weight: np.ndarray | None = None) -> np.ndarray:
+    """(n, k) cost of putting each row in each territory: its weight (1 by default) anywhere but
+    its current territory, 0 there and for rows without one."""
+    w = np.ones(len(current)) if weight is None else np.asarray(weight, float)
+    has = current >= 0
+    cost = np.repeat(np.where(has, w, 0.0)[:, None], k, axis=1)
+    cost[np.flatnonzero(has), current[has]] = 0.0
+    return cost
+
+
+# ----------------------------------------------------------------------------- input helpers
+
+
+def run_parameters(scope: dict) -> dict:
+    """The plain parameters of a planning call (for the manifest): no layers, network or callbacks."""
+    skip = ("accounts", "reps", "network", "progress", "is_cancelled", "units", "study_area")
+    return {k: v for k, v in scope.items() if k not in skip}
+
+
+def prepare_accounts(accounts: gpd.GeoDataFrame, id_field: str) -> gpd.GeoDataFrame:
+    """A copy of the account points in a projected CRS in metres (geographic -> local UTM)."""
+    check_points(accounts, id_field, layer="ACCOUNTS", noun="accounts")
+    acc = accounts.copy()
+    if acc.crs is None or not acc.crs.is_projected:
+        utm = acc.estimate_utm_crs() if acc.crs is not None else None
+        if utm is None:
+            msg = "ACCOUNTS: the layer has no CRS; set its CRS in QGIS (Layer Properties > Source)."
+            raise InvalidInputError(msg)
+        logger.info("Accounts reprojected to %s for distances in metres.", utm.name)
+        acc = acc.to_crs(utm)
+    return acc
+
+
+def balance_values(frame: pd.DataFrame, ids: np.ndarray, fields: Sequence[str], *,
+                   layer: str = "ACCOUNTS", noun: str = "accounts") -> np.ndarray:  # fmt: skip
+    """(n, m) non-negative balance measures (a column of ones when no fields are given)."""
+    if not fields:
+        return np.ones((len(frame), 1))
+    cols = []
+    for f in fields:
+        if f not in frame.columns:
+            msg = f"BALANCE_FIELDS: '{f}' is not a field of {layer}."
+            raise InvalidInputError(msg)
+        col = pd.to_numeric(frame[f], errors="coerce")
+        bad = col.isna() | (col < 0)
+        if bad.any():
+            msg = (
+                f"BALANCE_FIELDS: '{f}' is null, negative or not a number for {noun} "
+                f"{list(ids[bad.to_numpy()][:10])}; fix them or run checkaccounts first."
+            )
+            raise InvalidInputError(msg)
+        cols.append(col.to_numpy(float))
+    return np.column_stack(cols)
+
+
+def tolerances(tolerance_pct, weights, fields) -> np.ndarray:
+    """Per-measure tolerance: TOLERANCE for the heaviest weight, wider bands for lighter ones."""
+    if tolerance_pct is None or not (0 <= tolerance_pct < 100):
+        msg = f"TOLERANCE: {tolerance_pct} must be a percentage from 0 to 100, e.g. 5."
+        raise InvalidInputError(msg)
+    m = max(len(fields), 1)
+    if weights is None or len(weights) == 0:
+        return np.full(m, float(tolerance_pct))
+    w = np.asarray(weights, float)
+    if len(w) != len(fields) or not np.isfinite(w).all() or (w <= 0).any():
+        msg = (f"BALANCE_WEIGHTS: give one positive weight per balance field, in the same order "
+               f"(got {list(weights)} for {list(fields)}).")  # fmt: skip
+        raise InvalidInputError(msg)
+    tol = np.minimum(tolerance_pct * w.max() / w, 99.0)
+    for f, t in zip(fields, tol):
+        logger.info("Tolerance for %s: ±%.2f%%.", f, t)
+    return tol
+
+
+def travel_mu(travel_weight, balance_weights, fields) -> float:
+    """Weight of the travel-balance penalty: TRAVEL_WEIGHT's share of all the weights.
+
+    The balance fields weigh their BALANCE_WEIGHTS (1 each when none are given), as in the
+    summary's ``balance_score``: revenue 40 / workload 30 / travel 30 gives 0.3.
+    """
+    tw = 0.0 if travel_weight is None else float(travel_weight)
+    if not np.isfinite(tw) or tw < 0:
+        msg = f"TRAVEL_WEIGHT: {travel_weight} must be 0 (off) or a positive weight, e.g. 30."
+        raise InvalidInputError(msg)
+    if tw == 0:
+        return 0.0
+    w = list(balance_weights) if balance_weights else [1.0] * max(len(fields), 1)
+    mu = tw / (sum(w) + tw)
+    logger.info(
+        "TRAVEL_WEIGHT %g: the plan also evens out travel per territory; each minute (km) of "
+        "travel above or below a territory's share of the total costs %.2f extra.", tw, mu,
+    )  # fmt: skip
+    return mu
+
+
+def prepare_reps(reps, id_field, capacity_field, crs) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rep ids, home coordinates in ``crs`` and capacities (1 each without a capacity field)."""
+    if id_field is None or id_field not in reps.columns:
+        msg = f"REP_ID_FIELD: '{id_field}' is not a field of REPS."
+        raise InvalidInputError(msg)
+    if len(reps) == 0:
+        msg = "REPS: the layer is empty; add rep homes or leave REPS empty and set TERRITORIES."
+        raise InvalidInputError(msg)
+    rid = reps[id_field].astype(str)
+    if rid.duplicated().any():
+        msg = f"REPS: duplicate rep ids {sorted(set(rid[rid.duplicated()]))}; make them unique."
+        raise InvalidInputError(msg)
+    cap = np.ones(len(reps))
+    if capacity_field:
+        cap = pd.to_numeric(reps[capacity_field], errors="coerce").to_numpy(float)
+        if np.isnan(cap).any() or (cap <= 0).any():
+            msg = f"REP_CAPACITY_FIELD: '{capacity_field}' must be a positive number for every rep."
+            raise InvalidInputError(msg)
+    pts = reps.to_crs(crs).geometry
+    return rid.to_numpy(), shapely.get_coordinates(pts.values), cap
+
+
+def territory_codes(frame, fld, cen_ids, key, ids, *, strict=True, layer="ACCOUNTS",
+                    noun="accounts") -> np.ndarray:  # fmt: skip
+    """Territory index per record from a text field (-1 = empty); unknown values are an error
+    (``strict``) or count as empty (logged)."""
+    out = np.full(len(frame), -1)
+    if not fld:
+        return out
+    if fld not in frame.columns:
+        msg = f"{key}: '{fld}' is not a field of {layer}."
+        raise InvalidInputError(msg)
+    lookup = {c: j for j, c in enumerate(cen_ids)}
+    unknown = []
+    for i, v in enumerate(frame[fld].to_numpy()):
+        if v is None or (isinstance(v, float) and np.isnan(v)) or str(v).strip() == "":
+            continue
+        j = lookup.get(str(v).strip())
+        if j is None:
+            unknown.append((ids[i], v))
+        else:
+            out[i] = j
+    if unknown and strict:
+        msg = (
+            f"{key}: values name no territory or rep: "
+            f"{', '.join(f'{a}={v}' for a, v in unknown[:10])}. Known ids: {', '.join(cen_ids)}."
+        )
+        raise InvalidInputError(msg)
+    if unknown:
+        logger.warning("%s: %d %s name a territory that no longer exists; they count as new.",
+                       key, len(unknown), noun)  # fmt: skip
+    return out
+
+
+def reach_mask(cost_km: np.ndarray, cost_min: np.ndarray | None, max_minutes: float | None, *,
+               log: bool = True) -> np.ndarray:  # fmt: skip
+    """(n, k) pairs allowed by REP_MAX_MINUTES: drive minutes, or without a NETWORK the
+    straight-line distance at ``STRAIGHT_LINE_KMH``."""
+    if max_minutes is None:
+        return np.ones_like(cost_km, dtype=bool)
+    if cost_min is not None:
+        return cost_min <= max_minutes
+    if log:
+        logger.info(
+            "REP_MAX_MINUTES without a NETWORK: straight-line distance at %g km/h, i.e. at most "
+            "%.1f km from a rep home; give a NETWORK for drive times on roads.",
+            STRAIGHT_LINE_KMH, max_minutes * STRAIGHT_LINE_KMH / 60.0,
+        )  # fmt: skip
+    return cost_km * 60.0 / STRAIGHT_LINE_KMH <= max_minutes
+
+
+def snap_points_once(xy: np.ndarray, net: object | None, crs: object) -> object | None:
+    """Where each point (x, y in ``crs``) meets its road, for :func:`point_costs`; None without a
+    network. Points do not move during a run, so this is done once per run."""
+    if net is None:
+        return None
+    from .network import snap_points
+
+    if gpd.GeoSeries([], crs=crs).crs != gpd.GeoSeries([], crs=net.crs).crs:
+        msg = "NETWORK: accounts must be in the network's CRS (the QGIS wrapper reprojects them)."
+        raise InvalidInputError(msg)
+    return snap_points(net, gpd.GeoSeries(shapely.points(xy)), max_snap_m=np.inf)
+
+
+def point_costs(xy, cen_xy, net, snapped) -> tuple[np.ndarray, np.ndarray | None]:
+    """Straight-line km and, with a network, drive minutes from each point to each centre.
+
+    Pairs the roads do not connect are costed by straight line at ``STRAIGHT_LINE_KMH`` (logged).
+    """
+    km = np.sqrt(((xy[:, None, :] - cen_xy[None, :, :]) ** 2).sum(-1)) / 1000.0
+    if net is None:
+        return km, None
+    from .matrix import cost_matrix_minutes
+    from .network import snap_points
+
+    c_snap = snap_points(net, gpd.GeoSeries(shapely.points(cen_xy)), max_snap_m=np.inf)
+    minutes = cost_matrix_minutes(net, c_snap, snapped).T  # from/to where they meet their roads
+    bad = ~np.isfinite(minutes)
+    if bad.any():
+        logger.warning(
+            "%d point-centre pairs are not connected by roads; they are costed by straight "
+            "line at %g km/h.", int(bad.sum()), STRAIGHT_LINE_KMH,
+        )  # fmt: skip
+        minutes = np.where(bad, km / STRAIGHT_LINE_KMH * 60.0, minutes)
+    return km, minutes
