@@ -32,7 +32,8 @@ def _category_colours(layer) -> dict:
 
 
 def test_design_outputs_open_styled_with_their_stored_colours(run_alg, accounts_gpkg, tmp_path):
-    outs = {k: str(tmp_path / f"{k}.gpkg") for k in ("accounts", "territories", "centres")}
+    (tmp_path / "out").mkdir()  # not beside the input accounts.gpkg, which it would overwrite
+    outs = {k: str(tmp_path / "out" / f"{k}.gpkg") for k in ("accounts", "territories", "centres")}
     run_alg("designterritories", {
         "ACCOUNTS": f"{accounts_gpkg}|layername=accounts", "ID_FIELD": "id", "TERRITORIES": 5,
         "BALANCE_FIELDS": ["revenue_potential"], "TOLERANCE": 10, "TIME_LIMIT": 20,
