@@ -47,6 +47,7 @@ bench: env  ## run the benchmarks; JSON results go to benchmarks/results/
 
 screenshot: env package  ## real QGIS under Xvfb with the packaged plugin; PNGs go to docs/
 	@bash scripts/screenshot.sh
+	@bash scripts/screenshot_report.sh
 
 sample-data: env  ## regenerate sample_data/ accounts and reps (deterministic)
 	$(PY) scripts/make_sample_data.py

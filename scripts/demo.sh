@@ -72,7 +72,7 @@ run 4-territories designterritories ACCOUNTS="$ACCOUNTS" ID_FIELD=id \
 rm -f "$OUT"/report.html "$OUT"/summary.csv "$OUT"/territories.kml "$OUT"/crm_import.csv
 run 5-report territoryreport ACCOUNTS="$OUT/accounts_assigned.gpkg" TERRITORY_FIELD=territory_id \
   BALANCE_FIELDS=revenue_potential BALANCE_FIELDS=workload_visits CURRENT_FIELD=current_territory \
-  TERRITORIES="$OUT/territories.gpkg" TOLERANCE=5 \
+  TERRITORIES="$OUT/territories.gpkg" SUMMARY="$OUT/summary.gpkg" CENTRES="$REPS" TOLERANCE=5 \
   OUTPUT_HTML="$OUT/report.html" OUTPUT_CSV="$OUT/summary.csv"
 run 6-export-kml exportterritories INPUT="$OUT/territories.gpkg" TERRITORY_FIELD=territory_id \
   FORMAT=2 SPLIT=false OUTPUT="$OUT/territories.kml"
