@@ -239,6 +239,7 @@ class EditorDock(QgsDockWidget):
         self.load_button.clicked.connect(self.load)
         form.addRow(self.load_button)
         box.addWidget(setup)
+        self.setup_box = setup
         self.plan_label = QLabel("Pick a plan layer and press 'Show the plan'.", body)
         self.plan_label.setWordWrap(True)
         box.addWidget(self.plan_label)
@@ -248,7 +249,8 @@ class EditorDock(QgsDockWidget):
         self.grid.verticalHeader().setVisible(False)
         box.addWidget(self.grid, 3)
         self.warning_list = QListWidget(body)
-        self.warning_list.setMaximumHeight(90)
+        self.warning_list.setMaximumHeight(110)
+        self.warning_list.setWordWrap(True)
         box.addWidget(self.warning_list, 1)
         row = QHBoxLayout()
         self.assign_button = QPushButton("Assign selection to", body)
@@ -383,6 +385,7 @@ class EditorDock(QgsDockWidget):
         layer.editingStarted.connect(self._watch_undo)
         self._watch_undo()
         self._set_enabled(True)
+        self.setup_box.setCollapsed(True)  # room for the table; the pickers stay one click away
         self.refresh()
         return True
 
@@ -516,6 +519,7 @@ class EditorDock(QgsDockWidget):
         self.preview_label.setText("")
         self._show_proposal(None)
         self._set_enabled(False)
+        self.setup_box.setCollapsed(False)
         self.plan_label.setText(text)
 
     def _layers_removed(self, ids) -> None:
@@ -604,9 +608,11 @@ class EditorDock(QgsDockWidget):
         shown = t.shown()
         frame = frame[shown].reset_index(drop=True)
         travel = t.centres and np.isfinite(frame["travel_km"]).any()
-        headers = ["", "Territory", "Rep", "Count"]
+        names = bool(t.names)  # a Rep column only when the plan names its reps
+        headers = ["", "Territory", *(["Rep"] if names else []), "Count"]
         for m in t.measures:
-            headers += [kpis.label(m) if m != "accounts" else "Accounts (vs target)", "vs target"]
+            text = kpis.label(m)
+            headers += [text.replace(" ", "\n", 1) if len(text) > 12 else text, "vs\ntarget"]
         headers += ["Travel km" if travel else "Compactness km", "Pieces", "Moved"]
         self.grid.setColumnCount(len(headers))
         self.grid.setHorizontalHeaderLabels(headers)
@@ -615,8 +621,10 @@ class EditorDock(QgsDockWidget):
             key = rec["territory"]
             swatch = QTableWidgetItem("")
             swatch.setBackground(QBrush(QColor(self.colours.get(key, "#999999"))))
-            cells = [swatch, QTableWidgetItem(key), QTableWidgetItem(str(rec["rep"])),
-                     QTableWidgetItem(f"{int(rec['count']):,}")]  # fmt: skip
+            cells = [swatch, QTableWidgetItem(key)]
+            if names:
+                cells.append(QTableWidgetItem(str(rec["rep"])))
+            cells.append(QTableWidgetItem(f"{int(rec['count']):,}"))
             for m in t.measures:
                 cells.append(QTableWidgetItem(f"{rec[f'{m}_total']:,.0f}"))
                 dev = QTableWidgetItem(f"{rec[f'{m}_dev_pct']:+.1f}%")

@@ -15,6 +15,7 @@ PNGS = {
     "toolbox.png": (1200, 800),
     "designterritories-dialog.png": (600, 500),
     "model.png": (800, 600),
+    "editor.png": (1200, 800),
 }
 
 
@@ -34,6 +35,7 @@ def test_screenshots_of_toolbox_and_dialog(tmp_path):
     )  # fmt: skip
     assert done.returncode == 0, f"stdout:\n{done.stdout[-3000:]}\nstderr:\n{done.stderr[-3000:]}"
     assert "Design territories" in done.stdout  # the toolbox listed the provider's algorithms
+    assert "editor shows: Plan: CV revenue potential" in done.stdout  # the panel loaded the plan
     for name, (min_width, min_height) in PNGS.items():
         path = tmp_path / "shots" / name
         assert path.is_file(), f"{name} was not written"
