@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -119,8 +120,7 @@ class EditorEntry:
     def __init__(self, iface) -> None:
         self.iface = iface
         self.dock: EditorDock | None = None
-        icon = QIcon(str(__import__("pathlib").Path(__file__).parents[1] / "icons" /
-                         "territory_planner.svg"))  # fmt: skip
+        icon = QIcon(str(Path(__file__).parents[1] / "icons" / "territory_planner.svg"))
         self.action = QAction(icon, TITLE, iface.mainWindow())
         self.action.setObjectName("territoryPlannerEditor")
         self.action.setToolTip("Territory editor: hand-tune a plan with live balance")
@@ -390,9 +390,13 @@ class EditorDock(QgsDockWidget):
         return True
 
     def _watch_undo(self) -> None:
-        if self.layer is not None and self.layer.undoStack() is not None:
-            with contextlib.suppress(TypeError):
-                self.layer.undoStack().indexChanged.connect(self._undo_moved, type=2)
+        """Follow the layer's undo stack (once: a second connection would update twice)."""
+        stack = self.layer.undoStack() if self.layer is not None else None
+        if stack is None:
+            return
+        with contextlib.suppress(TypeError, RuntimeError):
+            stack.indexChanged.disconnect(self._undo_moved)
+        stack.indexChanged.connect(self._undo_moved)
 
     def _undo_moved(self, _index) -> None:
         self._timer.start()
