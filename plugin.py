@@ -17,6 +17,7 @@ class TerritoryPlannerPlugin:
     def __init__(self, iface) -> None:
         self.iface = iface
         self.provider = None
+        self.editor = None
 
     def initProcessing(self) -> None:
         """Add the provider once (QGIS calls this for qgis_process, initGui for the desktop)."""
@@ -32,8 +33,19 @@ class TerritoryPlannerPlugin:
 
     def initGui(self) -> None:
         self.initProcessing()
+        try:  # the Territory editor panel: menu item, toolbar button, offer after a run
+            from .gui.territory_editor import EditorEntry
+
+            self.editor = EditorEntry(self.iface)
+        except Exception as err:  # start-up must never fail
+            QgsMessageLog.logMessage(
+                f"Territory editor not available: {err}", LOG_TAG, Qgis.Warning
+            )
 
     def unload(self) -> None:
+        if self.editor is not None:
+            self.editor.unload()
+            self.editor = None
         if self.provider is not None:
             QgsApplication.processingRegistry().removeProvider(self.provider)
             self.provider = None

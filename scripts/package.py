@@ -26,7 +26,15 @@ ROOT = Path(__file__).resolve().parents[1]
 PLUGIN = "territory_planner"
 FILES = ("__init__.py", "plugin.py", "metadata.txt", "LICENSE", "README.md", "CHANGELOG.md")
 REQUIRED_FILES = ("__init__.py", "plugin.py", "metadata.txt")
-FOLDERS = ("territory_planner_plugin", "processing_algorithms", "icons", "help", "styles", "models")
+FOLDERS = (
+    "territory_planner_plugin",
+    "processing_algorithms",
+    "gui",
+    "icons",
+    "help",
+    "styles",
+    "models",
+)
 REQUIRED_FOLDERS = ("territory_planner_plugin", "processing_algorithms", "icons", "help")
 SKIP_DIRS = {"__pycache__", ".pytest_cache", ".ruff_cache", ".mypy_cache", ".ipynb_checkpoints"}
 SKIP_SUFFIXES = (".pyc", ".pyo", ".orig", ".rej", ".swp", "~")

@@ -4,7 +4,8 @@ Once the main window is up: load the sample accounts and reps, open the Processi
 Territory Planner provider, save the main window to ``toolbox.png``; open the 'Design territories'
 dialog, save it to ``designterritories-dialog.png``; open the shipped model in the Model
 Designer, save it to ``model.png``; run 'Design territories' on the sample data and save the
-main window with the styled plan to ``designterritories-map.png``; quit QGIS. Paths come from the environment
+main window with the styled plan to ``designterritories-map.png``; open a plan in the Territory
+editor beside it and save ``editor.png``; quit QGIS. Paths come from the environment
 (TP_SCREENSHOT_DIR, TP_SAMPLE_DATA, TP_SCREENSHOT_LOG). Any error is logged and QGIS exits at once.
 """
 
@@ -250,7 +251,11 @@ def _core(layer):
 
 def save_map():
     save(iface.mainWindow(), "designterritories-map.png")
-    step(quit_qgis, 200)
+    group = QgsProject.instance().layerTreeRoot().findGroup("Territory Planner")
+    if group is not None:  # the editor shows a plan of its own
+        group.setItemVisibilityChecked(False)
+        group.setExpanded(False)
+    step(open_editor, 200)
 
 
 def quit_qgis():
@@ -258,6 +263,72 @@ def quit_qgis():
     log("done; quitting QGIS")
     step(lambda: os._exit(0), 10000)  # in case the normal exit hangs
     iface.actionExit().trigger()
+
+
+def open_editor():
+    """The Territory editor beside a styled plan of the sample data: ``editor.png``."""
+    import processing
+    from qgis.core import (
+        QgsCategorizedSymbolRenderer,
+        QgsProcessing,
+        QgsRendererCategory,
+        QgsSymbol,
+    )
+
+    designer = STATE.pop("designer", None)
+    if designer is not None:
+        designer.setDirty(False) if hasattr(designer, "setDirty") else None
+        designer.close()
+    project = QgsProject.instance()
+    accounts, reps = project.mapLayersByName("accounts")[0], project.mapLayersByName("reps")[0]
+    result = processing.run(DIALOG_ALG, {
+        "ACCOUNTS": accounts.id(), "ID_FIELD": "id", "REPS": reps.id(), "REP_ID_FIELD": "rep_id",
+        "REP_CAPACITY_FIELD": "capacity", "BALANCE_FIELDS": ["revenue_potential", "workload_visits"],
+        "TOLERANCE": 10, "LOCK_FIELD": "locked_to",
+        "OUTPUT_ACCOUNTS": QgsProcessing.TEMPORARY_OUTPUT,
+        "OUTPUT_TERRITORIES": QgsProcessing.TEMPORARY_OUTPUT,
+        "OUTPUT_CENTRES": QgsProcessing.TEMPORARY_OUTPUT,
+        "OUTPUT_SUMMARY": QgsProcessing.TEMPORARY_OUTPUT,
+    })  # fmt: skip
+    for layer in (accounts,):
+        project.layerTreeRoot().findLayer(layer.id()).setItemVisibilityChecked(False)
+    from qgis.core import QgsVectorLayer
+
+    def as_layer(value, name):
+        layer = value if isinstance(value, QgsVectorLayer) else QgsVectorLayer(value, name, "ogr")
+        layer.setName(name)
+        project.addMapLayer(layer)
+        return layer
+
+    centres = as_layer(result["OUTPUT_CENTRES"], "plan centres")
+    plan = as_layer(result["OUTPUT_ACCOUNTS"], "plan accounts")
+    iface.setActiveLayer(plan)
+    entry = plugins["territory_planner"].editor
+    dock = entry.show(plan)
+    dock.capacity_combo.setLayer(centres)
+    dock.tolerance_spin.setValue(10.0)
+    if not dock.load():
+        raise RuntimeError(f"the editor did not load the plan: {dock.message_label.text()}")
+    categories = []
+    for key, colour in dock.colours.items():
+        symbol = QgsSymbol.defaultSymbol(plan.geometryType())
+        symbol.setColor(QColor(colour))
+        symbol.setSize(2.4)
+        categories.append(QgsRendererCategory(key, symbol, key))
+    plan.setRenderer(QgsCategorizedSymbolRenderer("territory_id", categories))
+    plan.triggerRepaint()
+    # a manager's edit: five accounts of the first territory handed to the second, five selected
+    keys = list(dock.colours)
+    first = [f.id() for f in plan.getFeatures() if str(f["territory_id"]) == keys[0]]
+    plan.selectByIds(first[:5])
+    dock.assign_selection(keys[1])
+    plan.selectByIds(first[5:9])
+    dock.target_combo.setCurrentText(keys[2])
+    iface.mainWindow().resizeDocks([dock], [780], Qt.Horizontal)
+    plugins["processing"].toolbox.setVisible(False)
+    zoom_to_reps()
+    log(f"editor shows: {dock.plan_label.text()}")
+    step(lambda: (save(iface.mainWindow(), "editor.png"), step(quit_qgis, 200)), 2500)
 
 
 log("QGIS is up; waiting for the main window")

@@ -16,6 +16,7 @@ PNGS = {
     "designterritories-dialog.png": (600, 500),
     "model.png": (800, 600),
     "designterritories-map.png": (1200, 800),
+    "editor.png": (1200, 800),
 }
 
 
@@ -37,6 +38,7 @@ def test_screenshots_of_toolbox_and_dialog(tmp_path):
     assert "Design territories" in done.stdout  # the toolbox listed the provider's algorithms
     order = "['Territory centres', 'Accounts with territory', 'Territories']"
     assert f"Territory Planner group (top to bottom): {order}" in done.stdout
+    assert "editor shows: Plan: CV revenue potential" in done.stdout  # the panel loaded the plan
     for name, (min_width, min_height) in PNGS.items():
         path = tmp_path / "shots" / name
         assert path.is_file(), f"{name} was not written"

@@ -1,0 +1,264 @@
+"""The Territory editor panel driven as a user would: pick a plan, select, assign, undo, redo,
+lock, re-optimise; the table's figures are compared with the engine's KPIs (report.kpis and
+kpis.balance) of the assignment read back from the layer."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+N_PER = 12  # accounts per territory in the test plan
+TERRITORIES = ("T1", "T2", "T3")
+
+
+@pytest.fixture
+def editor(plugin_on_path, qgis_iface, qgis_new_project):
+    from territory_planner.gui.territory_editor import EditorDock
+
+    dock = EditorDock(qgis_iface)
+    yield dock
+    dock.detach()
+    dock.deleteLater()
+
+
+def _plan_layers(name: str = "plan"):
+    """A plan of 36 accounts in three territories (memory layers, EPSG:3067) and its centres."""
+    from qgis.core import QgsFeature, QgsGeometry, QgsPointXY, QgsProject, QgsVectorLayer
+
+    rng = np.random.default_rng(4)
+    layer = QgsVectorLayer(
+        "Point?crs=EPSG:3067&field=account_id:string&field=territory_id:string"
+        "&field=locked:boolean&field=moved:boolean&field=input_territory_id:string"
+        "&field=revenue_potential:double&field=workload_visits:double",
+        name, "memory",
+    )  # fmt: skip
+    feats = []
+    for j, t in enumerate(TERRITORIES):
+        for i in range(N_PER):
+            f = QgsFeature(layer.fields())
+            x = 385_000 + j * 5_000 + rng.uniform(0, 4_000)
+            y = 6_672_000 + rng.uniform(0, 4_000)
+            f.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(x, y)))
+            f.setAttributes([f"A{j}{i}", t, False, False, t,
+                             float(rng.integers(50, 150)), float(rng.integers(1, 9))])  # fmt: skip
+            feats.append(f)
+    layer.dataProvider().addFeatures(feats)
+    centres = QgsVectorLayer(
+        "Point?crs=EPSG:3067&field=territory_id:string&field=capacity:double", "centres", "memory"
+    )
+    cf = []
+    for j, t in enumerate(TERRITORIES):
+        f = QgsFeature(centres.fields())
+        f.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(387_000 + j * 5_000, 6_674_000)))
+        f.setAttributes([t, 1.0])
+        cf.append(f)
+    centres.dataProvider().addFeatures(cf)
+    QgsProject.instance().addMapLayers([layer, centres])
+    return layer, centres
+
+
+def _frame(layer) -> pd.DataFrame:
+    rows = [{n: f[n] for n in ("territory_id", "input_territory_id", "revenue_potential",
+                                "workload_visits", "locked")} for f in layer.getFeatures()]  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _same_as_kpis(dock, layer) -> None:
+    """The panel's figures equal the engine's KPIs of the layer's assignment as it is now."""
+    from territory_planner.territory_planner_plugin import kpis
+    from territory_planner.territory_planner_plugin import report as rpt
+
+    df = _frame(layer)
+    fields = ["revenue_potential", "workload_visits"]
+    capacity = dict.fromkeys(TERRITORIES, 1.0)
+    shown = dock.figures().set_index("territory")
+    summary = rpt.territory_summary(df, territory_field="territory_id", balance_fields=fields)
+    ref = kpis.balance(summary, territory_field="territory_id", measures=fields,
+                       capacity=capacity)  # fmt: skip
+    for rec in ref.table.to_dict("records"):
+        row = shown.loc[rec["territory_id"]]
+        assert row["count"] == rec["accounts"]
+        for m in fields:
+            assert row[f"{m}_total"] == pytest.approx(rec[f"{m}_total"])
+            assert row[f"{m}_dev_pct"] == pytest.approx(rec[f"{m}_dev_pct"], abs=0.006)
+    got = rpt.kpis(df, territory_field="territory_id", balance_fields=fields,
+                   current_field="input_territory_id", capacity=capacity)  # fmt: skip
+    plan = dock.table.plan()
+    assert plan.max_deviation_pct == pytest.approx(got["max_deviation_pct"])
+    assert plan.moved == got["accounts_moved"]
+    for m in fields:
+        assert plan.cv[m] == pytest.approx(got[f"cv_{m}"])
+    # the table widget shows the same counts
+    headers = [dock.grid.horizontalHeaderItem(j).text() for j in range(dock.grid.columnCount())]
+    col = headers.index("Count")
+    counts = {dock.grid.item(i, 1).text(): dock.grid.item(i, col).text()
+              for i in range(dock.grid.rowCount())}  # fmt: skip
+    assert counts == {t: f"{int(shown.loc[t, 'count']):,}" for t in shown.index}
+
+
+def _settle() -> None:
+    from qgis.core import QgsApplication
+
+    for _ in range(5):
+        QgsApplication.processEvents()
+
+
+def _fids(layer, territory: str, n: int) -> list[int]:
+    return [f.id() for f in layer.getFeatures() if f["territory_id"] == territory][:n]
+
+
+def test_prefill_assign_undo_redo_lock_and_kpis(editor) -> None:
+    layer, centres = _plan_layers()
+    editor.set_layer(layer)
+    assert editor.territory_combo.currentField() == "territory_id"
+    assert editor.lock_combo.currentField() == "locked"
+    assert editor.current_combo.currentField() == "input_territory_id"
+    assert editor.capacity_combo.currentLayer() is centres
+    assert editor.balance_combo.checkedItems() == ["revenue_potential", "workload_visits"]
+    assert editor.load()
+    _same_as_kpis(editor, layer)
+    assert editor.figures()["travel_km"].notna().all()  # centres are the reps' bases
+
+    moved = _fids(layer, "T1", 4)
+    layer.selectByIds(moved)
+    editor.target_combo.setCurrentText("T2")
+    assert "Preview (4 selected → T2)" in editor.preview_label.text()
+    assert editor.figures().set_index("territory").loc["T1", "count"] == N_PER  # not applied
+    assert editor.assign_selection()
+    assert layer.isEditable()
+    assert {layer.getFeature(f)["territory_id"] for f in moved} == {"T2"}
+    counts = editor.figures().set_index("territory")["count"]
+    assert (counts["T1"], counts["T2"]) == (N_PER - 4, N_PER + 4)
+    _same_as_kpis(editor, layer)
+
+    layer.undoStack().undo()
+    _settle()
+    assert editor.figures().set_index("territory").loc["T1", "count"] == N_PER
+    _same_as_kpis(editor, layer)
+    layer.undoStack().redo()
+    _settle()
+    assert editor.figures().set_index("territory").loc["T1", "count"] == N_PER - 4
+    _same_as_kpis(editor, layer)
+
+    layer.selectByIds(moved[:2])
+    assert editor.lock_selection(True)
+    assert [layer.getFeature(f)["locked"] for f in moved[:2]] == [True, True]
+    assert editor.table.locked[[editor.row_of[f] for f in moved[:2]]].all()
+    assert editor.lock_selection(False)
+    assert not editor.table.locked.any()
+    # an edit in the attribute table (not through the panel) is followed too
+    layer.changeAttributeValue(moved[3], layer.fields().indexOf("territory_id"), "T3")
+    _settle()
+    _same_as_kpis(editor, layer)
+    assert layer.commitChanges()
+    _settle()
+    _same_as_kpis(editor, layer)
+
+
+def test_reoptimise_keeps_manual_edits_and_writes_approved_moves(editor) -> None:
+    layer, _ = _plan_layers()
+    editor.set_layer(layer)
+    editor.tolerance_spin.setValue(15.0)
+    assert editor.load()
+    manual = _fids(layer, "T1", 5)
+    layer.selectByIds(manual)
+    assert editor.assign_selection("T3")
+    assert editor.table.plan().outside > 0
+    editor.reoptimise(wait=True)
+    moves = editor.proposal
+    assert moves is not None
+    assert len(moves) > 0
+    assert "Proposed:" in editor.proposal_label.text()
+    before = [layer.getFeature(f)["territory_id"] for f in editor.fids]
+    assert editor.apply_proposal()
+    after = [layer.getFeature(f)["territory_id"] for f in editor.fids]
+    assert sum(a != b for a, b in zip(before, after)) == len(moves)
+    assert {layer.getFeature(f)["territory_id"] for f in manual} == {"T3"}
+    assert editor.table.plan().outside == 0
+    _same_as_kpis(editor, layer)
+    layer.undoStack().undo()  # the approved moves are one undoable command
+    _settle()
+    assert [layer.getFeature(f)["territory_id"] for f in editor.fids] == before
+
+
+def test_reoptimise_runs_as_a_background_task(editor) -> None:
+    layer, _ = _plan_layers()
+    editor.set_layer(layer)
+    editor.tolerance_spin.setValue(15.0)
+    assert editor.load()
+    layer.selectByIds(_fids(layer, "T1", 5))
+    assert editor.assign_selection("T3")
+    editor.reoptimise()
+    assert editor.task is not None
+    deadline = time.time() + 60
+    while editor.proposal is None and time.time() < deadline:
+        _settle()
+        time.sleep(0.05)
+    assert editor.proposal is not None
+    assert len(editor.proposal) > 0
+
+
+def test_edit_mode_elsewhere_rollback_and_emptied_territory(editor) -> None:
+    layer, _ = _plan_layers()
+    editor.set_layer(layer)
+    assert editor.load()
+    layer.startEditing()  # e.g. the user is editing in the attribute table
+    layer.selectByIds(_fids(layer, "T3", N_PER))
+    assert editor.assign_selection("T1")
+    shown = editor.figures().set_index("territory")
+    assert shown.loc["T3", "count"] == 0  # still listed, emptied by hand
+    assert shown.loc["T3", "revenue_potential_dev_pct"] == pytest.approx(-100.0)
+    assert any("T3 has no accounts" in editor.warning_list.item(i).text()
+               for i in range(editor.warning_list.count()))  # fmt: skip
+    layer.rollBack()
+    _settle()
+    assert editor.figures().set_index("territory").loc["T3", "count"] == N_PER
+    _same_as_kpis(editor, layer)
+
+
+def test_read_only_layer_changes_nothing_and_says_so(editor) -> None:
+    layer, _ = _plan_layers()
+    layer.setReadOnly(True)
+    editor.set_layer(layer)
+    assert editor.load()
+    ids = _fids(layer, "T1", 3)
+    layer.selectByIds(ids)
+    assert not editor.assign_selection("T2")
+    assert "read-only" in editor.message_label.text()
+    assert {layer.getFeature(f)["territory_id"] for f in ids} == {"T1"}
+    assert editor.figures().set_index("territory").loc["T1", "count"] == N_PER
+
+
+def test_renamed_field_and_removed_layer_reset_the_panel(editor) -> None:
+    from qgis.core import QgsProject
+
+    layer, _ = _plan_layers()
+    editor.set_layer(layer)
+    assert editor.load()
+    layer.startEditing()
+    layer.renameAttribute(layer.fields().indexOf("revenue_potential"), "revenue")
+    _settle()
+    assert editor.table is None
+    assert "revenue_potential" in editor.plan_label.text()
+    assert "pick the fields again" in editor.plan_label.text()
+    layer.rollBack()
+    assert editor.load()
+    QgsProject.instance().removeMapLayer(layer.id())
+    _settle()
+    assert editor.table is None
+    assert "removed" in editor.plan_label.text()
+    assert not editor.assign_button.isEnabled()
+
+
+def test_plugin_adds_and_removes_the_menu_and_toolbar_entry(plugin_on_path, qgis_iface) -> None:
+    from territory_planner.gui.territory_editor import TITLE, EditorEntry
+
+    entry = EditorEntry(qgis_iface)
+    assert entry.action.text() == TITLE
+    dock = entry.show()
+    assert dock.windowTitle() == TITLE
+    entry.unload()
+    assert entry.dock is None
