@@ -78,8 +78,8 @@ def load_sample_layers():
 def zoom_to_reps():
     reps = QgsProject.instance().mapLayersByName("reps")
     if reps:  # the reps' extent: the sample accounts include a few far-away outliers on purpose
-        extent = reps[0].extent()
-        canvas = iface.mapCanvas()
+        canvas = iface.mapCanvas()  # in the canvas's CRS, whatever the layer's
+        extent = canvas.mapSettings().layerExtentToOutputExtent(reps[0], reps[0].extent())
         canvas.setExtent(extent.buffered(max(extent.width(), extent.height()) * 0.4))
         canvas.refresh()
 
@@ -252,9 +252,10 @@ def _core(layer):
 def save_map():
     save(iface.mainWindow(), "designterritories-map.png")
     group = QgsProject.instance().layerTreeRoot().findGroup("Territory Planner")
-    if group is not None:  # the editor shows a plan of its own
-        group.setItemVisibilityChecked(False)
-        group.setExpanded(False)
+    if group is not None:  # the editor shows a plan of its own (its layers may join the group)
+        for child in group.children():
+            child.setItemVisibilityChecked(False)
+            child.setExpanded(False)
     step(open_editor, 200)
 
 
