@@ -282,11 +282,14 @@ def parse_number_list(text: str, key: str, *, positive: bool = True) -> list[flo
             value = float(part)
         except ValueError:
             msg = (
-                f"{key}: '{part}' is not a number; write numbers separated by commas, e.g. 5,10,15."
+                f"{key}: '{part}' is not a number; {key} must be positive numbers separated by "
+                "commas, like 5,10,15."
             )
             raise QgsProcessingException(msg) from None
         if not math.isfinite(value) or (positive and value <= 0):
-            msg = f"{key}: every value must be a number greater than 0 (got '{part}')."
+            msg = (
+                f"{key}: every value must be a number greater than 0 (got '{part}'), like 5,10,15."
+            )
             raise QgsProcessingException(msg)
         values.append(value)
     return values
@@ -431,8 +434,12 @@ def engine_run(process: Callable) -> Callable:
 # Layers -> GeoDataFrames
 # --------------------------------------------------------------------------------------------
 def crs_to_pyproj_string(crs: QgsCoordinateReferenceSystem) -> str | None:
-    """A pyproj-readable string for a QGIS CRS ('EPSG:xxxx' when possible), None when invalid."""
+    """A pyproj-readable string for a QGIS CRS ('EPSG:xxxx' when possible), None when invalid
+    or undefined (a GeoPackage layer written without a CRS has "Undefined geographic SRS" or
+    "Undefined Cartesian SRS": no CRS at all)."""
     if crs is None or not crs.isValid():
+        return None
+    if "undefined" in (crs.description() or "").lower() and not crs.authid():
         return None
     authid = crs.authid()
     if authid and authid.upper().startswith("EPSG:"):
@@ -506,7 +513,9 @@ def source_to_gdf(
     Keeps all fields plus ``fid`` (the feature id, when the layer has no ``fid`` field), in the
     source CRS; with ``target_crs`` the frame is reprojected and the reprojection is logged.
     ``target_crs=PROJECTED`` reprojects a longitude/latitude layer to its local UTM zone (metres).
-    A source without a valid CRS is assumed to be EPSG:4326 (logged, never an error).
+    A source without a valid CRS is taken as EPSG:4326 (with a warning) only when every
+    coordinate is a possible longitude/latitude, otherwise refused with the fix; longitude/latitude
+    outside -180..180 / -90..90 is refused and points at exactly 0,0 are warned about (ids named).
     ``points=True`` turns multi-points into single points (their centroid, with a warning).
     """
     import geopandas as gpd
@@ -533,11 +542,21 @@ def source_to_gdf(
     if "fid" not in data:
         data["fid"] = pd.Series(fids, dtype="int64")
     geometry = shapely.from_wkb(np.array(wkbs, dtype=object))
+    no_geometry = bool(len(geometry)) and bool(shapely.is_missing(geometry).all())
+    if no_geometry and (points or target_crs is not None):  # the algorithm needs places
+        msg = (
+            f"{name}: no feature has a geometry (a table, e.g. a CSV without coordinates). Load "
+            "it with its coordinates (Layer > Add Layer > Add Delimited Text Layer, with the X "
+            "and Y fields and their CRS) or geocode it, then run again."
+        )
+        raise QgsProcessingException(msg)
     crs = crs_to_pyproj_string(source.sourceCrs())
+    frame = pd.DataFrame(data)
     if crs is None:
-        feedback.pushWarning(f"{name} has no valid CRS: assuming EPSG:4326 (longitude/latitude).")
-        crs = "EPSG:4326"
-    gdf = gpd.GeoDataFrame(pd.DataFrame(data), geometry=geometry, crs=crs)
+        crs = "EPSG:4326" if no_geometry else _assumed_crs(geometry, name=name, feedback=feedback)
+    gdf = gpd.GeoDataFrame(frame, geometry=geometry, crs=crs)
+    if gdf.crs is not None and gdf.crs.is_geographic:
+        _check_lon_lat(gdf, name=name, feedback=feedback)
     if points:
         gdf = _single_points(gdf, feedback=feedback, name=name)
     if isinstance(target_crs, str) and target_crs == PROJECTED:
@@ -548,6 +567,70 @@ def source_to_gdf(
         )
         gdf = gdf.to_crs(target_crs)
     return gdf
+
+
+def _record_labels(frame, rows, limit: int = 10) -> str:
+    """'id' values (or feature ids) of ``rows`` for a message, at most ``limit``."""
+    col = next((c for c in ("id", "fid") if c in frame.columns), None)
+    labels = [str(v) for v in (frame[col].to_numpy()[rows] if col else rows)]
+    more = f" and {len(labels) - limit} more" if len(labels) > limit else ""
+    return ", ".join(labels[:limit]) + more
+
+
+def _assumed_crs(geometry, *, name: str, feedback: QgsProcessingFeedback) -> str:
+    """EPSG:4326 for a layer without a CRS whose coordinates are all longitude/latitude (warned);
+    otherwise a refusal that says how to set the CRS."""
+    import shapely
+
+    xy = shapely.get_coordinates(geometry[~shapely.is_missing(geometry)])
+    if not len(xy):  # nothing to place: an empty layer
+        return "EPSG:4326"
+    if (np.abs(xy[:, 0]) <= 180).all() and (np.abs(xy[:, 1]) <= 90).all():
+        feedback.pushWarning(
+            f"{name} has no CRS; its coordinates look like longitude/latitude, so EPSG:4326 is "
+            "assumed. Set the layer's CRS (Layer Properties > Source) if that is wrong."
+        )
+        return "EPSG:4326"
+    msg = (
+        (
+            f"{name}: the layer has no CRS and its coordinates are not longitude/latitude (e.g. "
+            f"{xy[0, 0]:.0f}, {xy[0, 1]:.0f}), so distances cannot be known. Set its CRS in QGIS "
+            "(Layer Properties > Source, or Vector > Data Management Tools > Assign Projection) "
+            "and run again."
+        )
+        if len(xy)
+        else f"{name}: the layer has no CRS and no geometries; set its CRS and geometries."
+    )
+    raise QgsProcessingException(msg)
+
+
+def _check_lon_lat(gdf, *, name: str, feedback: QgsProcessingFeedback) -> None:
+    """Refuse longitude/latitude outside -180..180 / -90..90; warn about points at 0,0."""
+    import shapely
+
+    geoms = np.asarray(gdf.geometry.array)
+    present = ~shapely.is_missing(geoms) & ~shapely.is_empty(geoms)
+    if not present.any():
+        return
+    bounds = np.full((len(geoms), 4), np.nan)
+    bounds[present] = shapely.bounds(geoms[present])
+    with np.errstate(invalid="ignore"):
+        bad = present & (
+            (np.abs(bounds[:, [0, 2]]) > 180).any(1) | (np.abs(bounds[:, [1, 3]]) > 90).any(1)
+        )
+        zero = present & (np.abs(bounds) < 1e-12).all(1)
+    if bad.any():
+        msg = (
+            f"{name}: {int(bad.sum())} feature(s) have impossible longitude/latitude (outside "
+            f"-180..180 / -90..90): {_record_labels(gdf, np.flatnonzero(bad))}. Fix their "
+            "coordinates, or set the layer's real CRS if it is not longitude/latitude."
+        )
+        raise QgsProcessingException(msg)
+    if zero.any():
+        feedback.pushWarning(
+            f"{name}: {int(zero.sum())} feature(s) lie at exactly 0,0 (longitude/latitude), "
+            f"usually a failed geocode: {_record_labels(gdf, np.flatnonzero(zero))}."
+        )
 
 
 def _crs_label(crs: Any) -> str:

@@ -79,6 +79,12 @@ class DesignTerritoriesAlgorithm(PlanningAlgorithm):
     def processAlgorithm(self, parameters, context, feedback):
         inputs = self.read_plan_inputs(parameters, context)
         n_territories = optional_number(self, parameters, self.TERRITORIES, context)
+        if n_territories is not None and (n_territories != int(n_territories) or n_territories < 1):
+            msg = (
+                f"TERRITORIES: {n_territories:g} is not a whole number of territories; give a "
+                "whole number from 1 up to the number of accounts, e.g. 5."
+            )
+            raise QgsProcessingException(msg)
         inputs.options.update(
             travel_weight=self.parameterAsDouble(parameters, self.TRAVEL_WEIGHT, context),
             current_field=self.current_field(parameters, context, inputs),

@@ -94,7 +94,11 @@ class TravelTimeMatrixAlgorithm(TerritoryPlannerAlgorithm):
         if not network_path:
             raise QgsProcessingException("NETWORK: choose a road network file.")
         if max_minutes is not None and max_minutes <= 0:
-            max_minutes = None
+            msg = (
+                f"MAX_MINUTES: {max_minutes:g} minutes would leave every pair unreachable; give "
+                "minutes greater than 0 (e.g. 30), or leave it empty for no limit."
+            )
+            raise QgsProcessingException(msg)
         n_pairs = origins_source.featureCount() * destinations_source.featureCount()
         if n_pairs > 5_000_000:
             feedback.pushWarning(f"{n_pairs} origin-destination pairs: the table will be large.")

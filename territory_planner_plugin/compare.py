@@ -243,6 +243,13 @@ def _read_plan(plan, name, id_field, territory_field, fields, notes):
         raise InvalidInputError(msg)
     terr = np.array([_key(v) for v in plan[territory_field].to_numpy()], dtype=object)
     unassigned = int(sum(t is None for t in terr))
+    if unassigned == len(terr):
+        msg = (
+            f"TERRITORY_FIELD: '{territory_field}' is empty (NULL) for every account of plan "
+            f"'{name}', so it has no territories to compare; pick the field that holds the "
+            "territory ids (e.g. territory_id of a Design territories output)."
+        )
+        raise InvalidInputError(msg)
     if unassigned:
         _note(
             notes,

@@ -201,7 +201,8 @@ def describe_field(name: str, dtype: object = None) -> tuple[str, str]:
     if name.endswith("_target"):
         return unit, f"target {base} of the territory"
     if name.startswith("input_"):
-        return unit, f"input field {name[6:]} (renamed: the plan writes a field of that name)"
+        kept = re.sub(r"_\d+$", "", name[6:])
+        return unit, f"input field {kept} (renamed: the plan writes a field of that name)"
     kind = "number" if dtype is not None and pd.api.types.is_numeric_dtype(dtype) else "text"
     return unit, f"input field ({kind})"
 

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import NoReturn
 
 import geopandas as gpd
@@ -37,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 EXACT_PAIRS = 1_000  # up to this many row-territory pairs: the exact MILP through PuLP
 EXPLAIN_PAIRS = 200_000  # up to this many pairs an infeasible run gets the LP's minimal tolerance
+TOLERANCE_MAX_TENTHS = 990  # largest TOLERANCE a suggestion may name, in tenths of a % (99 %)
 STRAIGHT_LINE_KMH = 50.0  # straight-line km -> minutes wherever there is no road (one speed)
 LP_PATH = "HiGHS via SciPy (priced LP, rounding MILP, local search)"
 
@@ -194,11 +196,14 @@ class TerritoryModel:
                     share = 100 * locked[m] / max(self.values[:, m].sum(), 1e-12)
                     msg = (
                         f"Locked {self.noun} give {cid} {share:.1f}% of {name} (target "
-                        f"{100 * target[j, m] / self.values[:, m].sum():.1f}% ± {tol[m]:g}%): "
-                        f"unlock some of them or raise TOLERANCE to at least "
-                        f"{100 * (locked[m] / target[j, m] - 1) * tol.min() / max(tol[m], 1e-9):.1f}%."
+                        f"{100 * target[j, m] / self.values[:, m].sum():.1f}% ± {tol[m]:g}%)."
                     )
-                    raise InfeasibleError(msg)
+                    if self._probe:
+                        raise InfeasibleError(msg)
+                    need = 100 * (locked[m] / target[j, m] - 1) * tol.min() / max(tol[m], 1e-9)
+                    raise InfeasibleError(
+                        f"{msg} {self.relaxations('CBC', 10.0, tolerance_from=need)}"
+                    )
         locked = np.flatnonzero(self.locks >= 0)
         far = locked[~self.allowed[locked, self.locks[locked]]]
         if len(far):
@@ -332,6 +337,9 @@ class TerritoryModel:
         status = prob.solve(engine)
         if pulp.LpStatus[status] == "Infeasible" or any(v.varValue is None for v in x):
             self.explain_infeasible(pulp.LpStatus[status], solver, time_limit_s)
+        if prob.sol_status not in (pulp.LpSolutionOptimal, pulp.LpSolutionIntegerFeasible):
+            # stopped by TIME_LIMIT before a whole plan: its values are not a plan
+            self.explain_infeasible("no plan found within TIME_LIMIT", solver, time_limit_s)
         assign = np.full(self.n, -1)
         pick = np.array([v.varValue > 0.5 for v in x], bool)
         assign[pc.rows[pick]] = pc.cols[pick]
@@ -387,8 +395,15 @@ class TerritoryModel:
     # ------------------------------------------------------------------------- infeasibility
 
     def explain_infeasible(self, status: str, solver: str, time_limit_s: float) -> NoReturn:
-        """Raise InfeasibleError naming the smallest TOLERANCE (LP bound) and MAX_MOVES that could
-        work, or the locks that break the budget."""
+        """Raise InfeasibleError naming what conflicts and the relaxations that work.
+
+        Every change proposed is checked by solving with it first (:meth:`relaxations`): the
+        least TOLERANCE and MAX_MOVES (to 0.1 %, within their ranges) that give a plan, and
+        unlocking, clearing REP_MAX_MINUTES or CONTIGUOUS when they were set and that alone
+        gives a plan. When nothing in range works the message says so.
+        """
+        if self._probe:  # a check of a relaxation: no explanation needed, only the verdict
+            raise InfeasibleError(status)
         parts = [f"No plan satisfies every hard constraint ({status})."]
         n, budget, locks, current = self.n, self.budget, self.locks, self.current
         if budget is not None:
@@ -397,41 +412,200 @@ class TerritoryModel:
                 parts.append(
                     f"LOCK_FIELD moves {forced} {self.noun} away from their CURRENT_FIELD "
                     f"territory, but MAX_MOVES allows {budget} ({100 * budget / n:.1f}% of "
-                    f"{self.noun}): set MAX_MOVES to at least "
-                    f"{math.ceil(1000 * forced / n) / 10:.1f}% or unlock them."
+                    f"{self.noun})."
                 )
-                raise InfeasibleError(" ".join(parts))
+        parts += self._too_heavy()
+        need = None
         if self.cost.size <= EXPLAIN_PAIRS:
-            need = self._min_tolerance(solver, time_limit_s, relax=True)
-            enough = None
-            if self.cost.size <= EXACT_PAIRS:  # small: a whole-row plan with the least tolerance
-                enough = self._min_tolerance(solver, min(time_limit_s, 10.0), relax=False)
-            if need is not None and (need > self.tolerance_pct.min() or enough is not None):
-                text = f"With these locks and MAX_MOVES, TOLERANCE must be at least {need:.1f}%"
-                if enough is not None:
-                    text += f"; {enough:.1f}% is enough"
-                parts.append(text + ".")
-            elif need is not None:
-                parts.append(
-                    f"The relaxation fits within TOLERANCE (it needs {need:.1f}%), but no whole-"
-                    f"{self.noun[:-1]} plan was found: raise TOLERANCE a little or TIME_LIMIT."
-                )
+            need = self._min_tolerance(solver, min(time_limit_s, 10.0), relax=True)
+            if need is not None and need > TOLERANCE_MAX_TENTHS / 10:
+                parts.append(f"{self._given()}TOLERANCE would have to be at least {need:.1f}%, "
+                             f"beyond its range (0 to {TOLERANCE_MAX_TENTHS / 10:g}%).")  # fmt: skip
         if budget is not None:
-            low, found = self._min_moves(time_limit_s)
+            low, _ = self._min_moves(min(time_limit_s, 10.0))
             if low is not None and low > budget:
-                need = f"{low}" if found == low else f"at least {low} (a plan with {found} exists)"
                 parts.append(
                     f"MAX_MOVES allows {budget} moves ({100 * budget / n:.1f}% of {self.noun}), "
-                    f"but balancing within TOLERANCE needs {need} moves: set MAX_MOVES to at "
-                    f"least {math.ceil(1000 * (found or low) / n) / 10:.1f}%, or raise TOLERANCE."
+                    f"but balancing within TOLERANCE needs at least {low} moves."
                 )
-            elif low is not None:
-                parts.append(f"MAX_MOVES allows {budget} moves; balance alone needs {low}, so the "
-                             "conflict is with locks or REP_MAX_MINUTES together with the budget.")  # fmt: skip
-        if len(parts) == 1:
-            parts.append(f"Raise TOLERANCE or MAX_MOVES, or unlock some {self.noun}: the solver "
-                         "could not tell which change is enough.")  # fmt: skip
+        parts.append(self.relaxations(solver, time_limit_s, tolerance_from=need))
         raise InfeasibleError(" ".join(parts))
+
+    # ------------------------------------------------------------------ verified relaxations
+
+    _probe = False  # set on the copies that check a relaxation (no explanation, no recursion)
+    _probe_s = 6.0  # time of one check (s)
+
+    def relaxations(self, solver: str, time_limit_s: float, *,
+                    tolerance_from: float | None = None) -> str:  # fmt: skip
+        """The changes that give a plan, each checked by solving with it (one sentence).
+
+        TOLERANCE and MAX_MOVES: the least value on a 0.1 % grid within the parameter's range
+        (stepping up from ``tolerance_from`` or the current value, then bisecting); LOCK_FIELD,
+        REP_MAX_MINUTES and CONTIGUOUS: dropped, when they were set. The checks share a budget
+        of TIME_LIMIT (at least 5 s, at most 60 s).
+        """
+        budget_s = min(max(float(time_limit_s), 5.0), 60.0)
+        deadline = time.perf_counter() + budget_s
+        # one check: a tenth of the budget (proofs can be slow), never more than TIME_LIMIT, so
+        # that a run with the change and the same TIME_LIMIT finds the plan the check found
+        self._probe_s = min(max(budget_s / 10, 1.0), float(time_limit_s))
+        found, tried, timed_out = [], [], False
+        cur = math.floor(10 * float(self.tolerance_pct.min()) + 1e-6)
+        start = max(cur + 1, math.ceil(10 * tolerance_from - 1e-6) if tolerance_from else 0)
+        if start <= TOLERANCE_MAX_TENTHS:
+            t, failed = self._least(start, TOLERANCE_MAX_TENTHS, deadline, solver,
+                                    lambda x: {"tolerance_pct": self._tolerances_at(x / 10)})  # fmt: skip
+            if t is not None:
+                below = f"; {failed / 10:.1f}% gave none" if failed is not None else ""
+                found.append(f"set TOLERANCE to at least {t / 10:.1f}% (the least found to "
+                             f"give a plan, to 0.1%{below})")  # fmt: skip
+            elif failed is None:
+                timed_out = True
+            else:
+                tried.append(f"TOLERANCE up to {failed / 10:.1f}%")
+                timed_out |= failed < TOLERANCE_MAX_TENTHS
+        if self.budget is not None:
+            n = self.n
+            low = math.ceil(1000 * (self.budget + 1) / n - 1e-9)
+            if low <= 1000:
+                p, failed = self._least(low, 1000, deadline, solver, lambda x: {
+                    "budget": math.floor(x / 1000 * n + 1e-9)})  # fmt: skip
+                if p is not None:
+                    moves = math.floor(p / 1000 * n + 1e-9)
+                    found.append(f"set MAX_MOVES to at least {p / 10:.1f}% ({moves} {self.noun})")
+                elif failed is None:
+                    timed_out = True
+                else:
+                    tried.append(f"MAX_MOVES up to {failed / 10:.1f}%")
+        singles = []
+        if (self.locks >= 0).any():
+            count = int((self.locks >= 0).sum())
+            singles.append((f"unlock the {count} locked {self.noun} (LOCK_FIELD)",
+                            {"locks": np.full(self.n, -1)}, "unlocking"))  # fmt: skip
+        if not self.allowed.all():
+            singles.append(("clear REP_MAX_MINUTES", {"allowed": np.ones_like(self.allowed)},
+                            "clearing REP_MAX_MINUTES"))  # fmt: skip
+        if self.contiguous and self.adjacency is not None:
+            singles.append(("turn CONTIGUOUS off", {"contiguous": False}, "CONTIGUOUS off"))
+        for text, change, name in singles:
+            ok = self._works(deadline, solver, **change)
+            if ok:
+                found.append(text)
+            elif ok is None:
+                timed_out = True
+            else:
+                tried.append(name)
+        beyond = ""
+        if start > TOLERANCE_MAX_TENTHS:
+            beyond = (f" No TOLERANCE in its range (0 to {TOLERANCE_MAX_TENTHS / 10:g}%) is "
+                      f"enough: it would have to be at least {start / 10:.1f}%.")  # fmt: skip
+            tried.append(f"TOLERANCE (needs {start / 10:.1f}%)")
+        if found:
+            return ("Checked by solving, each of these alone gives a plan: "
+                    + "; or ".join(found) + "." + beyond)  # fmt: skip
+        text = "No single change within the parameters' ranges gives a plan"
+        text += f" (tried: {', '.join(tried)})" if tried else ""
+        text += (
+            ". The checks ran out of time: raise TIME_LIMIT to let them go further."
+            if timed_out else f": {self._what_else()}"
+        )  # fmt: skip
+        return text + beyond
+
+    def _given(self) -> str:
+        """'With these locks, MAX_MOVES and REP_MAX_MINUTES, ' for the constraints that are set."""
+        given = [name for name, on in (("locks", (self.locks >= 0).any()),
+                                       ("MAX_MOVES", self.budget is not None),
+                                       ("REP_MAX_MINUTES", not self.allowed.all()),
+                                       ("CONTIGUOUS", self.contiguous)) if on]  # fmt: skip
+        if not given:
+            return ""
+        names = given[0] if len(given) == 1 else f"{', '.join(given[:-1])} and {given[-1]}"
+        return f"With these {names}, "
+
+    def _what_else(self) -> str:
+        """What may still help when no single relaxation does (several together, or the
+        territories themselves)."""
+        extra = []
+        if (self.locks >= 0).any():
+            extra.append(f"unlock some {self.noun}")
+        if not self.allowed.all():
+            extra.append("raise REP_MAX_MINUTES")
+        if self.budget is not None:
+            extra.append("raise MAX_MOVES")
+        if self.contiguous and self.adjacency is not None:
+            extra.append("turn CONTIGUOUS off")
+        if not extra:
+            return "use fewer territories or more reps, or balance on other fields."
+        return (f"relax several at once ({', '.join(extra)}, and raise TOLERANCE), or use "
+                "fewer territories or more reps.")  # fmt: skip
+
+    def _tolerances_at(self, t: float) -> np.ndarray:
+        """Per-measure tolerances for TOLERANCE ``t`` (%), as :func:`tolerances` widens them."""
+        tol = self.tolerance_pct
+        if tol.min() > 0 and not np.allclose(tol, tol.min()):
+            return np.minimum(t * tol / tol.min(), 99.0)
+        return np.full_like(tol, t)
+
+    def _works(self, deadline: float, solver: str, **change: object) -> bool | None:
+        """Whether the model with ``change`` gives a verified plan (None: no time left)."""
+        left = deadline - time.perf_counter()
+        if left < 0.05:
+            return None
+        probe = replace(self, **change)
+        probe._probe = True
+        try:
+            probe.precheck()
+            sol = probe.solve(solver, time_limit_s=min(left, self._probe_s))
+            probe.verify(sol.assign)
+        except (InfeasibleError, SolverError):
+            return False
+        return True
+
+    def _least(
+        self, lo: int, hi: int, deadline: float, solver: str, change
+    ) -> tuple[int | None, int | None]:
+        """Least grid value in [lo, hi] whose ``change(value)`` gives a plan (feasibility grows
+        with the value): step up from ``lo`` (a bound: nothing below works), then bisect.
+        Returns (that value or None, the largest value checked that failed or None)."""
+        failed, t = None, lo
+        while True:
+            ok = self._works(deadline, solver, **change(t))
+            if ok is None:
+                return None, failed
+            if ok:
+                break
+            failed = t
+            if t >= hi:
+                return None, failed
+            t = min(hi, max(t + 10, int(t * 1.5)))
+        while failed is not None and t - failed > 1:
+            mid = (t + failed) // 2
+            ok = self._works(deadline, solver, **change(mid))
+            if ok is None:
+                break
+            t, failed = (mid, failed) if ok else (t, mid)
+        return t, failed
+
+    def _too_heavy(self) -> list[str]:
+        """Rows too heavy for any territory's band at the largest TOLERANCE (named)."""
+        target, _, _ = self.bounds()
+        out = []
+        for m, name in enumerate(self.measure_names):
+            total = self.values[:, m].sum()
+            if total <= 0:
+                continue
+            cap = target[:, m].max() * (1 + TOLERANCE_MAX_TENTHS / 1000)
+            heavy = np.flatnonzero(self.values[:, m] > cap + 1e-9)
+            if len(heavy):
+                share = 100 * self.values[heavy, m].max() / total
+                out.append(
+                    f"{self.noun[:-1].capitalize()} {', '.join(self.row_ids[heavy][:10])} alone "
+                    f"holds {share:.1f}% of {name}, more than any of the {self.k} territories may "
+                    f"hold even at TOLERANCE {TOLERANCE_MAX_TENTHS / 10:g}% (at most "
+                    f"{100 * cap / total:.1f}%)."
+                )
+        return out
 
     def _min_tolerance(self, solver: str, time_limit_s: float, *, relax: bool) -> float | None:
         """Smallest TOLERANCE (%) of the relaxation (a bound) or of a whole-row plan found."""

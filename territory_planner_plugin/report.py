@@ -432,6 +432,18 @@ def build_report(
     """
     if len(accounts) == 0:
         raise InvalidInputError("ACCOUNTS is empty: there is nothing to report.")
+    if tolerance_pct is None or not (0 <= float(tolerance_pct) < 100):
+        msg = f"TOLERANCE: {tolerance_pct} must be a percentage from 0 to 100, e.g. 5."
+        raise InvalidInputError(msg)
+    if territory_field in accounts.columns:
+        assigned = [plan_kpis.text_key(v) for v in accounts[territory_field]]
+        if all(v is None for v in assigned):
+            msg = (
+                f"TERRITORY_FIELD: '{territory_field}' is empty (NULL) for every account, so the "
+                "plan has no territories to report; pick the field that holds the territory ids "
+                "(e.g. territory_id of a Design territories output)."
+            )
+            raise InvalidInputError(msg)
     summary = territory_summary(
         accounts,
         territory_field=territory_field,

@@ -624,17 +624,44 @@ def accounts_why(unit_why: pd.DataFrame, rows: PlanRows, assign: np.ndarray, cos
     return out
 
 
+def kept_name(name: str, taken: set[str]) -> str:
+    """The name an input field ``name`` is kept under when the plan writes a field of that name:
+    ``input_<name>``, or ``input_<name>_2``, ``_3``... when that is taken too (``taken``:
+    lower-case names already used; GeoPackage and Shapefile fields ignore case)."""
+    new, i = f"input_{name}", 2
+    while new.lower() in taken:
+        new, i = f"input_{name}_{i}", i + 1
+    return new
+
+
+def keep_input_fields(frame: pd.DataFrame, written: Sequence[str]) -> pd.DataFrame:
+    """A copy of ``frame`` whose fields named like one of ``written`` (ignoring case) are renamed
+    by :func:`kept_name`, so that a plan's output is a valid input of the next run and every pass
+    renames the same way (``locked`` -> ``input_locked``, then ``input_locked_2``...; logged)."""
+    out = frame.copy()
+    geom = out.geometry.name if isinstance(out, gpd.GeoDataFrame) else None
+    lower_written = {str(c).lower() for c in written}
+    clash = [c for c in out.columns if str(c).lower() in lower_written and c != geom]
+    if not clash:
+        return out
+    taken = {str(c).lower() for c in out.columns} | lower_written
+    mapping = {}
+    for col in clash:
+        new = kept_name(str(col), taken)
+        taken.add(new.lower())
+        mapping[col] = new
+        logger.info("Input field '%s' is kept as '%s' (the plan writes a field of that name).",
+                    col, new)  # fmt: skip
+    return out.rename(columns=mapping)
+
+
 def _assignment_columns(original, assign, cost, cost_km, cost_min, model, locks, current,
                         allowed, *, why: pd.DataFrame) -> gpd.GeoDataFrame:  # fmt: skip
     """A copy of ``original`` with territory_id, rep_id, distances, lock/move flags and the
     explanation columns ``why`` (previous territory, next best, reason, words)."""
     n = len(assign)
     cen_ids = model.territory_ids
-    out = original.copy()
-    for col in OUTPUT_COLUMNS:
-        if col in out.columns:
-            logger.info("Input field '%s' is kept as 'input_%s'.", col, col)
-            out = out.rename(columns={col: f"input_{col}"})
+    out = keep_input_fields(original, (*OUTPUT_COLUMNS, *why.columns))
     rows = np.arange(n)
     out["territory_id"] = cen_ids[assign]
     out["rep_id"] = cen_ids[assign]

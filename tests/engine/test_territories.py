@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pulp
 import pytest
@@ -162,16 +164,21 @@ def test_deterministic_with_seed() -> None:
 def test_locks_that_break_balance_name_the_territory() -> None:
     acc = random_accounts(20, 4)
     acc["lock"] = "R0"
-    with pytest.raises(InfeasibleError, match=r"R0.*TOLERANCE"):
+    with pytest.raises(InfeasibleError, match=r"R0.*unlock the 20 locked accounts.*No TOLERANCE"):
         design_territories(acc, id_field="id", reps=random_reps(3), rep_id_field="rep",
                            balance_fields=["revenue"], lock_field="lock")  # fmt: skip
 
 
 def test_zero_tolerance_names_the_needed_tolerance() -> None:
     acc = random_accounts(15, 5)
-    with pytest.raises(InfeasibleError, match=r"TOLERANCE must be at least \d"):
-        design_territories(acc, id_field="id", reps=random_reps(4), rep_id_field="rep",
-                           balance_fields=["revenue"], tolerance_pct=0.0)  # fmt: skip
+    kw = {"id_field": "id", "reps": random_reps(4), "rep_id_field": "rep",
+          "balance_fields": ["revenue"], "time_limit_s": 5}  # fmt: skip
+    with pytest.raises(InfeasibleError, match=r"set TOLERANCE to at least \d") as err:
+        design_territories(acc, tolerance_pct=0.0, **kw)
+    assert "a little" not in str(err.value)
+    need = float(re.search(r"TOLERANCE to at least ([0-9.]+)%", str(err.value)).group(1))
+    plan = design_territories(acc, tolerance_pct=need, **kw)  # the suggestion was checked
+    assert plan.summary["revenue_dev_pct"].abs().max() <= need + 1e-6
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,221 @@
+"""Bad inputs through ``scripts/qgis_process.sh``: one case per bad input of each algorithm.
+
+Every case asserts the exit status, a message that matches (and no Python traceback), that the
+output folder holds nothing new after a failure and that the inputs are byte-identical. An
+infeasible case also applies the relaxation its message proposes and asserts that the run then
+succeeds. To add a case: append a :class:`Case` to ``CASES`` (data placeholders in ``{...}``:
+see :func:`bad_data`), and keep the count in README.md's "Reliability" section.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import geopandas as gpd
+import pandas as pd
+import pytest
+import shapely
+
+PLAN_OUTPUTS = ("OUTPUT_ACCOUNTS", "OUTPUT_TERRITORIES", "OUTPUT_CENTRES", "OUTPUT_SUMMARY")
+
+
+@dataclass
+class Case:
+    """One bad input: algorithm, parameters (``{name}`` = a file of :func:`bad_data`, ``{out}``
+    = the case's output folder), whether it must fail, the message it must print and, for an
+    infeasible case, the pattern of the proposed relaxation (group 1: the value) and the
+    parameter it sets."""
+
+    id: str
+    alg: str
+    params: dict
+    fails: bool = True
+    message: str = ""
+    relax: tuple[str, str] | None = None  # (regex with the value in group 1, parameter)
+    outputs: tuple[str, ...] = field(default=())
+
+
+def _plan(**extra: object) -> dict:
+    base = {"ACCOUNTS": "{acc}", "ID_FIELD": "id", "REPS": "{reps}", "REP_ID_FIELD": "rep_id",
+            "BALANCE_FIELDS": "revenue_potential", "TIME_LIMIT": 5}  # fmt: skip
+    return {**base, **{k: f"{{out}}/{k.lower()}.gpkg" for k in PLAN_OUTPUTS}, **extra}
+
+
+def _rebalance(**extra: object) -> dict:
+    return _plan(**{"CURRENT_FIELD": "current_territory", "OUTPUT_MOVES": "{out}/moves.gpkg",
+                    **extra})  # fmt: skip
+
+
+CASES = [
+    # buildroadnetwork
+    Case("network-missing-osm", "buildroadnetwork",
+         {"INPUT_OSM": "{data}/nowhere.osm.pbf", "OUTPUT": "{out}/net.gpkg"},
+         message=r"INPUT_OSM"),
+    Case("network-nothing-given", "buildroadnetwork", {"OUTPUT": "{out}/net.gpkg"},
+         message=r"INPUT_OSM|EXTENT"),
+    # drivetimecatchments
+    Case("catchments-bands-negative", "drivetimecatchments",
+         {"INPUT": "{reps}", "ID_FIELD": "rep_id", "NETWORK": "{network}", "BANDS": "5,-1",
+          "OUTPUT": "{out}/c.gpkg"},
+         message=r"BANDS.*greater than 0.*like 5,10,15"),
+    Case("catchments-bands-text", "drivetimecatchments",
+         {"INPUT": "{reps}", "ID_FIELD": "rep_id", "NETWORK": "{network}", "BANDS": "ten",
+          "OUTPUT": "{out}/c.gpkg"},
+         message=r"BANDS.*'ten' is not a number.*like 5,10,15"),
+    # traveltimematrix
+    Case("matrix-no-crs-metres", "traveltimematrix",
+         {"ORIGINS": "{nocrs_m}", "ORIGIN_ID_FIELD": "id", "DESTINATIONS": "{reps}",
+          "DESTINATION_ID_FIELD": "rep_id", "NETWORK": "{network}", "OUTPUT": "{out}/m.gpkg"},
+         message=r"ORIGINS.*(no CRS|without a CRS).*(Layer Properties|Assign Projection)"),
+    Case("matrix-max-minutes-zero", "traveltimematrix",
+         {"ORIGINS": "{acc}", "ORIGIN_ID_FIELD": "id", "DESTINATIONS": "{reps}",
+          "DESTINATION_ID_FIELD": "rep_id", "NETWORK": "{network}", "MAX_MINUTES": 0,
+          "OUTPUT": "{out}/m.gpkg"},
+         message=r"MAX_MINUTES"),
+    # checkaccounts
+    Case("check-unknown-id-field", "checkaccounts",
+         {"INPUT": "{acc}", "ID_FIELD": "nope", "OUTPUT": "{out}/c.gpkg"},
+         message=r"nope"),
+    Case("check-null-geometry", "checkaccounts",
+         {"INPUT": "{nullgeom}", "ID_FIELD": "id", "NETWORK": "{network}",
+          "OUTPUT": "{out}/c.gpkg"},
+         fails=False, message=r"(?i)geometr"),
+    # designterritories
+    Case("design-null-geometry", "designterritories", _plan(ACCOUNTS="{nullgeom}"),
+         message=r"ACCOUNTS.*(geometry|geometries).*A?\d"),
+    Case("design-null-ids", "designterritories", _plan(ACCOUNTS="{nullid}"),
+         message=r"ID_FIELD|empty id|NULL"),
+    Case("design-csv-without-geometry", "designterritories", _plan(ACCOUNTS="{nogeom}"),
+         message=r"ACCOUNTS"),
+    Case("design-longitude-200", "designterritories", _plan(ACCOUNTS="{lon200}"),
+         message=r"ACCOUNTS: 1 feature\(s\) have impossible longitude/latitude.*A0001"),
+    Case("design-point-at-0-0", "designterritories", _plan(ACCOUNTS="{zero}", TOLERANCE=20),
+         fails=False, message=r"ACCOUNTS: 1 feature\(s\) lie at exactly 0,0.*A0001"),
+    Case("design-no-crs-lon-lat", "designterritories", _plan(ACCOUNTS="{nocrs_ll}"),
+         fails=False, message=r"ACCOUNTS has no CRS; its coordinates look like longitude"),
+    Case("design-no-crs-metres", "designterritories", _plan(ACCOUNTS="{nocrs_m}"),
+         message=r"ACCOUNTS: the layer has no CRS.*Assign Projection"),
+    Case("design-k-not-integer", "designterritories",
+         {**_plan(REPS=""), "TERRITORIES": 2.5}, message=r"TERRITORIES.*2\.5"),
+    Case("design-missing-output-folder", "designterritories",
+         _plan(OUTPUT_SUMMARY="{out}/missing/summary.gpkg"), message=r"OUTPUT_SUMMARY"),
+    Case("design-output-is-input", "designterritories",
+         _plan(OUTPUT_ACCOUNTS="{acc}"), message=r"OUTPUT_ACCOUNTS"),
+    Case("design-tolerance-zero-infeasible", "designterritories", _plan(TOLERANCE=0),
+         message=r"No plan satisfies",
+         relax=(r"set TOLERANCE to at least ([0-9.]+)%", "TOLERANCE")),
+    # rebalanceterritories
+    Case("rebalance-unknown-current-field", "rebalanceterritories",
+         _rebalance(CURRENT_FIELD="nope"), message=r"CURRENT_FIELD"),
+    Case("rebalance-no-moves-allowed", "rebalanceterritories",
+         _rebalance(REPS="", MAX_MOVES=0, TOLERANCE=3),
+         message=r"No plan satisfies.*set MAX_MOVES to at least",
+         relax=(r"set MAX_MOVES to at least ([0-9.]+)%", "MAX_MOVES")),
+    # territoryreport
+    Case("report-territory-null-everywhere", "territoryreport",
+         {"ACCOUNTS": "{nullplan}", "TERRITORY_FIELD": "territory_id",
+          "OUTPUT_HTML": "{out}/r.html"},
+         message=r"TERRITORY_FIELD.*(empty|NULL)"),
+    Case("report-negative-tolerance", "territoryreport",
+         {"ACCOUNTS": "{plan}", "TERRITORY_FIELD": "territory_id", "TOLERANCE": -5,
+          "OUTPUT_HTML": "{out}/r.html"},
+         message=r"TOLERANCE"),
+    # compareplans
+    Case("compare-one-plan", "compareplans",
+         {"PLANS": ["{plan}"], "TERRITORY_FIELD": "territory_id", "OUTPUT_KPIS": "{out}/k.gpkg"},
+         message=r"at least two plans"),
+    Case("compare-territory-null-everywhere", "compareplans",
+         {"PLANS": ["{plan}", "{nullplan}"], "TERRITORY_FIELD": "territory_id",
+          "OUTPUT_KPIS": "{out}/k.gpkg"},
+         message=r"TERRITORY_FIELD.*(empty|NULL)"),
+    # exportterritories
+    Case("export-csv-unknown-id-field", "exportterritories",
+         {"INPUT": "{plan}", "TERRITORY_FIELD": "territory_id", "FORMAT": 5, "ID_FIELD": "nope",
+          "OUTPUT": "{out}/crm.csv"},
+         message=r"ID_FIELD"),
+    Case("export-kml-no-crs", "exportterritories",
+         {"INPUT": "{nocrs_plan}", "TERRITORY_FIELD": "territory_id", "FORMAT": 2,
+          "OUTPUT": "{out}/p.kml"},
+         message=r"(no CRS|without a CRS)"),
+]  # fmt: skip
+
+
+def _digest(folder: Path) -> dict[str, str]:
+    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def bad_data(e2e_data, e2e_network, tmp_path_factory) -> dict[str, str]:
+    """Small inputs, each with one fault, next to a good plan made from the sample data."""
+    folder = tmp_path_factory.mktemp("bad_data")
+    acc = gpd.read_file(e2e_data["accounts"]).iloc[:40].reset_index(drop=True)
+    reps = gpd.read_file(e2e_data["reps"]).iloc[:3]
+    files = {"data": str(folder), "network": str(e2e_network)}
+
+    def save(name: str, frame: gpd.GeoDataFrame, layer: str = "accounts") -> None:
+        path = folder / f"{name}.gpkg"
+        with warnings.catch_warnings():  # the layers without a CRS are meant to be so
+            warnings.simplefilter("ignore", UserWarning)
+            frame.to_file(path, layer=layer, driver="GPKG")
+        files[name] = str(path)
+
+    save("acc", acc)
+    save("reps", reps, "reps")
+    save("nocrs_m", acc.to_crs(3067).set_crs(None, allow_override=True))
+    save("nullgeom", acc.assign(geometry=[None, None, *acc.geometry.iloc[2:]]))
+    save("nullid", acc.assign(id=[None, None, *acc["id"].iloc[2:]]))
+    save("lon200", acc.assign(geometry=[shapely.Point(200, 60), *acc.geometry.iloc[1:]]))
+    save("zero", acc.assign(geometry=[shapely.Point(0, 0), *acc.geometry.iloc[1:]]))
+    save("nocrs_ll", acc.set_crs(None, allow_override=True))
+    plan = acc.assign(territory_id=acc["current_territory"])
+    save("plan", plan)
+    save("nullplan", plan.assign(territory_id=None))
+    save("nocrs_plan", plan.to_crs(3067).set_crs(None, allow_override=True))
+    csv = folder / "nogeom.csv"
+    pd.DataFrame(acc.drop(columns="geometry")).to_csv(csv, index=False)
+    files["nogeom"] = str(csv)
+    return files
+
+
+def _fill(value: object, files: dict[str, str], out: Path) -> object:
+    if isinstance(value, list):
+        return [_fill(v, files, out) for v in value]
+    if isinstance(value, str):
+        return value.format(out=out, **files)
+    return value
+
+
+def _args(alg: str, params: dict) -> list[str]:
+    args = ["run", f"territory_planner:{alg}", "--"]
+    for key, value in params.items():
+        for item in value if isinstance(value, list) else [value]:
+            args.append(f"{key}={item}")
+    return args
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_bad_input(case: Case, bad_data, qp, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    params = {k: _fill(v, bad_data, out) for k, v in case.params.items()}
+    data = Path(bad_data["data"])
+    before_inputs, before_out = _digest(data), _digest(out)
+    done = qp.qgis_process(*_args(case.alg, params))
+    text = done.stdout + done.stderr
+    assert "Traceback" not in text, text
+    assert (done.returncode != 0) == case.fails, f"exit {done.returncode}\n{text}"
+    assert re.search(case.message, text, re.S), text
+    assert _digest(data) == before_inputs, "an input file changed"
+    if case.fails:
+        assert _digest(out) == before_out, f"files left behind: {sorted(_digest(out))}"
+    if case.relax:
+        pattern, key = case.relax
+        found = re.search(pattern, text)
+        assert found, text
+        again = qp.qgis_process(*_args(case.alg, {**params, key: found.group(1)}))
+        assert again.returncode == 0, again.stdout + again.stderr
