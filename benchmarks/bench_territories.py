@@ -29,8 +29,9 @@ import pulp
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from territory_planner_plugin.centres import kmeanspp, kmedian  # noqa: E402
 from territory_planner_plugin.rebalance import rebalance_territories  # noqa: E402
-from territory_planner_plugin.territories import _kmeanspp, _kmedian, design_territories  # noqa: E402
+from territory_planner_plugin.territories import design_territories  # noqa: E402
 
 STRAIGHTFORWARD_LIMIT_S = 120  # CBC time limit for the straightforward formulation
 SIZES = ((500, 5), (1000, 10), (2000, 20), (10_000, 50), (100_000, 50))
@@ -104,8 +105,8 @@ def compactness(n: int = 10_000, k: int = 50) -> dict:
     xy = np.column_stack([acc.geometry.x, acc.geometry.y])
     best = np.inf
     for seed in range(3):
-        cen = _kmedian(xy, _kmeanspp(xy, k, np.random.default_rng(seed)), np.full(n, -1), None,
-                       None, None)  # fmt: skip
+        cen = kmedian(xy, kmeanspp(xy, k, np.random.default_rng(seed)), np.full(n, -1),
+                      lambda c: np.sqrt(((xy[:, None] - c[None]) ** 2).sum(-1)))  # fmt: skip
         d = np.sqrt(((xy[:, None] - cen[None]) ** 2).sum(-1)).min(1).sum() / 1000
         best = min(best, d)
     return {"accounts": n, "territories": k, "balanced_s": round(seconds, 2),
