@@ -21,6 +21,7 @@ from qgis.core import (
     QgsProcessing,
     QgsProcessingException,
     QgsProcessingOutputNumber,
+    QgsProcessingOutputString,
     QgsProcessingParameterEnum,
     QgsProcessingParameterFeatureSource,
     QgsProcessingParameterField,
@@ -175,6 +176,7 @@ class PlanningAlgorithm(TerritoryPlannerAlgorithm):
     OUTPUT_CENTRES = "OUTPUT_CENTRES"
     OUTPUT_SUMMARY = "OUTPUT_SUMMARY"
     # (output key, plan attribute, label)
+    BOUND_SCOPE = "BOUND_SCOPE"
     NUMERIC_OUTPUTS = (
         ("OBJECTIVE", "objective", "Objective value"),
         ("LOWER_BOUND", "lower_bound", "Lower bound of the objective"),
@@ -442,6 +444,14 @@ class PlanningAlgorithm(TerritoryPlannerAlgorithm):
         for key, _, label in self.NUMERIC_OUTPUTS:
             self.addOutput(QgsProcessingOutputNumber(key, self.tr(label)))
         self.addOutput(
+            QgsProcessingOutputString(
+                self.BOUND_SCOPE,
+                self.tr(
+                    "What LOWER_BOUND bounds: 'problem', or 'these centres' (the centres chosen)"
+                ),
+            )
+        )
+        self.addOutput(
             QgsProcessingOutputNumber(
                 self.SPLIT_TERRITORIES, self.tr("Territories in more than one piece")
             )
@@ -680,6 +690,10 @@ class PlanningAlgorithm(TerritoryPlannerAlgorithm):
         for key, attribute, label in self.NUMERIC_OUTPUTS:
             results[key] = finite(getattr(plan, attribute, None))  # NaN (e.g. no bound) -> NULL
             feedback.pushInfo(f"{label}: {results[key]}")
+        results[self.BOUND_SCOPE] = str(getattr(plan, "bound_scope", "problem"))
+        if results[self.BOUND_SCOPE] != "problem":
+            feedback.pushInfo("The lower bound and gap hold for these centres (chosen by the "
+                              "algorithm); other centres may do better.")  # fmt: skip
         results.update(_piece_results(plan, feedback, inputs))
         return results
 

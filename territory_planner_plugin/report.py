@@ -464,6 +464,9 @@ def build_report(
     summary = bal.table if capacity else bal.table.drop(columns="capacity")
     cap = summary["capacity"].to_numpy(float) if capacity else np.ones(len(summary))
     gap_pct = _plan_value(plan_summary, "gap_pct", gap_pct)
+    scope = ""
+    if plan_summary is not None and "bound_scope" in plan_summary.columns and len(plan_summary):
+        scope = str(plan_summary["bound_scope"].iloc[0])
     max_moves_pct = _plan_value(plan_summary, "max_moves_pct", max_moves_pct)
     keys = [plan_kpis.text_key(v) for v in summary[territory_field]]
     colours = plan_colours_for(keys, accounts, centres, territories=territories,
@@ -515,8 +518,10 @@ def build_report(
     if names:
         subtitle.append("reps: " + ", ".join(f"{names[k]} ({k})" for k in keys if k in names))
     subtitle.append(
-        f"optimality gap {gap_pct:.2f}%" if finite(gap_pct) else "optimality gap: not known"
-    )
+        (f"optimality gap {gap_pct:.2f}%" + (" (for these centres)" if scope == "these centres"
+                                              else "")) if finite(gap_pct)
+        else "optimality gap: not known"
+    )  # fmt: skip
     subtitle.append(f"tolerance ±{tolerance_pct:g}%")
     parts = [html_head(title, subtitle=" · ".join(subtitle))]
     verdicts = _verdicts(summary, bal, measures, tolerance_pct, capacity, efficiency, active,

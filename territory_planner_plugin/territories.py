@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -23,9 +24,10 @@ import pandas as pd
 import scipy.sparse as sp
 import shapely
 
+from . import centres, palette
 from . import kpis as plan_kpis
-from . import palette
-from .errors import InvalidInputError
+from .assignment import NoPlanFoundError, solve_balanced
+from .errors import InfeasibleError, InvalidInputError
 from .explain import COLUMNS as EXPLAIN_COLUMNS
 from .explain import explain_accounts
 from .model import (
@@ -54,7 +56,10 @@ __all__ = ["EXACT_PAIRS", "OUTPUT_COLUMNS", "STRAIGHT_LINE_KMH", "PlanRows", "Te
 OUTPUT_COLUMNS = ("territory_id", "rep_id", "centre_km", "centre_min", "locked", "moved",
                   *EXPLAIN_COLUMNS)  # fmt: skip
 _MAX_CENTRE_ROUNDS = 8  # balanced centre updates after the k-median start
-_KMEDIAN_ROUNDS = 12
+_CENTRE_SEARCH_SHARE = 0.25  # of TIME_LIMIT for the centre moves
+_CENTRE_STARTS = 3  # k-means++ seeds (from SEED) whose k-median centres compete
+_BOUND_MAX_S = 10.0  # the free-centre bound's ascent stops here (any step is a valid bound)
+_BOUND_NETWORK_SITES = 400  # with a network: candidate centres up to which the bound is computed
 EMPTY_UNIT_WEIGHT = 1e-3  # units without accounts: this x their own distance (nearest centre)
 BOUND_PROBLEM = "problem"  # LOWER_BOUND holds for the problem as posed (reps given)
 BOUND_THESE_CENTRES = "these centres"  # ... only for the centres the algorithm chose
@@ -336,7 +341,7 @@ def design_territories(
             raise InvalidInputError(msg)
         k = int(n_territories)
         cen_ids = np.array([f"T{j + 1:02d}" for j in range(k)])
-        cen_xy = _kmeanspp(rows.src_xy, k, rng)
+        cen_xy = centres.kmeanspp(rows.src_xy, k, rng)
         capacity = np.ones(k)
         fixed_centres = False
     k = len(cen_ids)
@@ -346,38 +351,34 @@ def design_territories(
     if max_moves_pct is not None and current_field:
         budget = math.floor(max_moves_pct / 100.0 * rows.n + 1e-9)
     report(progress, 0.1, "Costs")
-    prices = None
-    rounds = 1 if fixed_centres else _MAX_CENTRE_ROUNDS
     snapped = snap_points_once(rows.src_xy, network, rows.crs)  # once: only the centres move
-    if not fixed_centres:  # start from compact (k-median) centres, then balance
-        cen_xy = _kmedian(rows.src_xy, cen_xy, src_of(rows, locks), network, snapped,
-                          is_cancelled)  # fmt: skip
-    for rnd in range(rounds + 1):
-        check_cancel(is_cancelled)
-        costs = row_costs(rows, cen_xy, network, snapped)
-        cost_km, cost_min = costs[0], costs[1]
+    logged = []
+
+    def build(centres_xy: np.ndarray, band=tol) -> tuple[TerritoryModel, tuple]:
+        costs = row_costs(rows, centres_xy, network, snapped)
         model = TerritoryModel.from_cost_matrix(
-            cost_min if cost_min is not None else cost_km, values=rows.values, capacity=capacity,
-            tolerance_pct=tol, locks=locks, current=current, budget=budget,
-            allowed=row_reach(rows, costs, rep_max_minutes, log=rnd == 0),
+            costs[1] if costs[1] is not None else costs[0], values=rows.values,
+            capacity=capacity, tolerance_pct=band, locks=locks, current=current, budget=budget,
+            allowed=row_reach(rows, costs, rep_max_minutes, log=not logged),
             adjacency=None if rows.adjacency is None else rows.adjacency.matrix,
             contiguous=rows.contiguous, travel=(capacity / capacity.sum(), mu), names=fields,
             row_ids=rows.ids, territory_ids=cen_ids, noun=rows.noun,
         )  # fmt: skip
+        logged.append(True)
         model.precheck()
-        final = fixed_centres or rnd == rounds
-        sol = model.solve(solver, time_limit_s=time_limit_s, prices=prices if final else None,
-                          final=final, is_cancelled=is_cancelled)  # fmt: skip
-        prices = sol.prices
-        report(progress, 0.2 + 0.7 * (rnd + 1) / (rounds + 1), "Assignment")
-        if final:
-            break
-        new_xy = _medoids(rows.src_xy, src_of(rows, sol.assign), k, cen_xy)
-        if np.allclose(new_xy, cen_xy):
-            rounds = rnd + 1  # centres are stable: one last, full solve on them
-        cen_xy = new_xy
+        return model, costs
+
+    if fixed_centres:
+        model, costs = build(cen_xy)
+        sol = model.solve(solver, time_limit_s=time_limit_s, final=True, is_cancelled=is_cancelled)
+        scope = BOUND_PROBLEM
+    else:
+        cen_xy, model, costs, sol, scope = _choose_centres(
+            rows, build, cen_xy, tol=tol, locks=locks, network=network, snapped=snapped,
+            seed=seed, solver=solver,
+            time_limit_s=time_limit_s, progress=progress, is_cancelled=is_cancelled,
+        )  # fmt: skip
     model.verify(sol.assign)
-    scope = BOUND_PROBLEM if fixed_centres else BOUND_THESE_CENTRES
     report(progress, 0.95, "Outputs")
     return build_plan(
         model, sol, rows=rows, costs=costs, src_locks=src_locks, src_current=src_current,
@@ -399,49 +400,123 @@ def row_reach(rows: PlanRows, costs, max_minutes: float | None, *, log: bool) ->
 # ----------------------------------------------------------------------------- centres
 
 
-def _kmeanspp(xy: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
-    centres = [xy[rng.integers(len(xy))]]
-    d2 = ((xy - centres[0]) ** 2).sum(1)
-    for _ in range(1, k):
-        p = d2 / d2.sum() if d2.sum() > 0 else None
-        centres.append(xy[rng.choice(len(xy), p=p)])
-        d2 = np.minimum(d2, ((xy - centres[-1]) ** 2).sum(1))
-    return np.array(centres)
+def _choose_centres(rows: PlanRows, build, start_xy: np.ndarray, *, tol: np.ndarray,
+                    locks: np.ndarray, network, snapped, seed: int, solver: str,
+                    time_limit_s: float, progress, is_cancelled):  # fmt: skip
+    """Centres chosen by the algorithm (:mod:`centres`), the plan on them and its bound's scope.
 
-
-def _kmedian(xy, cen_xy, locks, network, a_snap, is_cancelled) -> np.ndarray:
-    """Unbalanced k-median (nearest centre, then medoid) from the seeded start, locks kept."""
-    k = len(cen_xy)
-    for _ in range(_KMEDIAN_ROUNDS):
-        check_cancel(is_cancelled)
-        cost_km, cost_min = point_costs(xy, cen_xy, network, a_snap)
-        cost = cost_min if cost_min is not None else cost_km
-        assign = np.where(locks >= 0, locks, np.argmin(cost, 1))
-        new_xy = _medoids(xy, assign, k, cen_xy)
-        if np.allclose(new_xy, cen_xy):
-            break
-        cen_xy = new_xy
-    return cen_xy
-
-
-def _medoids(xy: np.ndarray, assign: np.ndarray, k: int, old: np.ndarray) -> np.ndarray:
-    """Member of each territory with the least total distance to the others (its medoid).
-
-    Large territories test only the 64 members nearest the coordinate-wise median (memory and
-    time stay linear in the territory's size).
+    k-median start, balanced medoid rounds, then relocate/swap moves scored with the balanced
+    assignment; the centre sets of the rounds and of the moves compete in full solves (the best
+    plan wins). LOWER_BOUND is the free-centre bound (any K cost points as centres) when the
+    model is small enough for it, otherwise the bound for the centres chosen (logged).
     """
-    out = old.copy()
-    for j in range(k):
-        members = xy[assign == j]
-        if len(members) == 0:
+    t0 = time.perf_counter()
+    k = len(start_xy)
+
+    def columns(sites: np.ndarray) -> np.ndarray:
+        km, mins, _, _ = row_costs(rows, sites, network, snapped)
+        return mins if mins is not None else km
+
+    def point_cost(sites: np.ndarray) -> np.ndarray:
+        km, mins = point_costs(rows.src_xy, sites, network, snapped)
+        return mins if mins is not None else km
+
+    def rounds(cen_xy: np.ndarray, band: np.ndarray) -> np.ndarray:
+        """Balanced rounds: each centre to the medoid of its balanced territory, until stable."""
+        for _ in range(_MAX_CENTRE_ROUNDS):
+            check_cancel(is_cancelled)
+            model, _ = build(cen_xy, band)
+            sol = model.solve(solver, time_limit_s=time_limit_s, final=False,
+                              is_cancelled=is_cancelled)  # fmt: skip
+            new_xy = centres.medoids(rows.src_xy, src_of(rows, sol.assign), k, cen_xy)
+            if np.allclose(new_xy, cen_xy):
+                break
+            cen_xy = new_xy
+        return cen_xy
+
+    model, _ = build(start_xy, tol)
+    _, lo, hi = model.bounds()
+    scale = np.maximum(np.abs(hi).mean(0), 1e-12)  # as solve_balanced prices them
+
+    def quick(sites: np.ndarray, prices=None):
+        """Score of centres: the Lagrangian bound of their balanced assignment (the same ascent
+        from zero prices for every set), its priced assignment and prices."""
+        m, _ = build(sites, tol)
+        try:
+            res = solve_balanced(m.cost, m.values, lo, hi, locks=m.locks, current=m.current,
+                                 budget=m.budget, allowed=m.allowed, time_limit_s=time_limit_s,
+                                 final=False, iterations=300, is_cancelled=is_cancelled)  # fmt: skip
+        except NoPlanFoundError:
+            return np.inf, None, None
+        return res.lower_bound, res.assign, res.prices
+
+    # competing starts (deterministic with SEED): k-median centres from k-means++ seeds, each
+    # balanced at TOLERANCE; the first also at half of it, so that a looser band can keep the
+    # centres a tighter one would find
+    found = []
+    src_locks = src_of(rows, locks)
+    for r in range(_CENTRE_STARTS):
+        start = start_xy if r == 0 else centres.kmeanspp(
+            rows.src_xy, k, np.random.default_rng([seed, r]))  # fmt: skip
+        med = centres.kmedian(rows.src_xy, start, src_locks, point_cost, is_cancelled)
+        bands = [tol] + ([tol / 2] if r == 0 and tol.max() > 0 else [])
+        for band in bands:
+            found.append(rounds(med, band))
+        found.append(med)
+        report(progress, 0.1 + 0.3 * (r + 1) / _CENTRE_STARTS, "Centres")
+    uniq = []
+    for c in found:
+        if not any(np.allclose(c, u) for u in uniq):
+            uniq.append(c)
+    scores = [quick(c)[0] for c in uniq]
+    order = np.argsort(scores, kind="stable")
+    rounds_xy = uniq[order[0]]
+    searched, _, kept = centres.improve_centres(
+        src_xy=rows.src_xy, cen_xy=rounds_xy, quick=quick, columns=columns, values=model.values,
+        scale=scale, locks=locks, src_row=rows.src_row,
+        deadline=t0 + _CENTRE_SEARCH_SHARE * time_limit_s, is_cancelled=is_cancelled,
+    )  # fmt: skip
+    report(progress, 0.6, "Centres")
+    candidates = [searched] + [uniq[i] for i in order[:2] if not np.allclose(uniq[i], searched)]
+    best, error = None, None
+    for cand in candidates:  # full solves: the best plan wins
+        model, costs = build(cand, tol)
+        try:
+            sol = model.solve(solver, time_limit_s=time_limit_s, final=True,
+                              is_cancelled=is_cancelled)  # fmt: skip
+        except InfeasibleError as err:
+            error = error or err
             continue
-        cands = members
-        if len(members) > 500:
-            d0 = ((members - np.median(members, axis=0)) ** 2).sum(1)
-            cands = members[np.argpartition(d0, 63)[:64]]
-        d = np.sqrt(((cands[:, None, :] - members[None, :, :]) ** 2).sum(-1)).sum(1)
-        out[j] = cands[int(np.argmin(d))]
-    return out
+        if best is None or sol.objective < best[3].objective - 1e-9 * max(abs(sol.objective), 1):
+            best = (cand, model, costs, sol)
+    if best is None:
+        raise error
+    cen_xy, model, costs, sol = best
+    logger.info("Centres: k-median start, balanced rounds and %d kept centre moves (%.1f s).",
+                len(kept) - 1, time.perf_counter() - t0)  # fmt: skip
+    report(progress, 0.85, "Lower bound")
+    n_src = len(rows.src_xy)
+    if model.n * n_src > centres.BOUND_PAIRS or (
+        network is not None and n_src > _BOUND_NETWORK_SITES
+    ):
+        logger.info("LOWER_BOUND %.3f is a bound for these centres (%d %s are too many for the "
+                    "bound over every choice of centres); other centres may do better.",
+                    sol.lower_bound, model.n, rows.noun)  # fmt: skip
+        return cen_xy, model, costs, sol, BOUND_THESE_CENTRES
+    _, lo, hi = model.bounds()
+    own = model.cost[np.arange(model.n), sol.assign]
+    free = centres.free_centre_bound(
+        columns(rows.src_xy), model.values, lo[0], hi[0], k, upper=float(own.sum()), start=own,
+        deadline=time.perf_counter() + min(_BOUND_MAX_S, 0.15 * time_limit_s),
+    )  # fmt: skip
+    if not np.isfinite(free):
+        return cen_xy, model, costs, sol, BOUND_THESE_CENTRES
+    sites = "accounts" if rows.src_row is not None or not rows.has_units else "units"
+    logger.info("LOWER_BOUND %.3f holds for any %d centres among the %s (for the centres chosen "
+                "it is %.3f).", min(free, sol.objective), k, sites, sol.lower_bound)  # fmt: skip
+    sol = Solution(sol.assign, sol.objective, min(free, sol.objective), sol.solver_used,
+                   sol.prices, BOUND_PROBLEM)  # fmt: skip
+    return cen_xy, model, costs, sol, BOUND_PROBLEM
 
 
 # ----------------------------------------------------------------------------- outputs

@@ -290,3 +290,14 @@ def test_bad_summary_is_explained(two, plan, message):
     assert message in str(err.value)
     if "field" in message:
         assert "territory_id and capacity" in str(err.value)
+
+
+def test_header_names_a_bound_for_these_centres(two):
+    accounts, plan = two
+    plan = plan.assign(gap_pct=0.38, bound_scope="these centres")
+    out, _ = report.build_report(accounts, balance_fields=["revenue_potential"], plan_summary=plan)
+    assert "optimality gap 0.38% (for these centres)" in out
+    out, _ = report.build_report(accounts, balance_fields=["revenue_potential"],
+                                 plan_summary=plan.assign(bound_scope="problem"))  # fmt: skip
+    assert "optimality gap 0.38%" in out
+    assert "for these centres" not in out

@@ -42,6 +42,9 @@ def test_k_territories_without_reps(run_alg, tp, accounts_gpkg, tmp_path):
         assert key in result
     assert result["MAX_DEVIATION_PCT"] is not None
     assert result["MAX_DEVIATION_PCT"] >= 0
+    # the algorithm chose the centres: the bound says what it bounds, here as in the summary
+    assert result["BOUND_SCOPE"] in ("problem", "these centres")
+    assert set(summary["bound_scope"]) == {result["BOUND_SCOPE"]}
     assert tp.digest(accounts_gpkg) == before
 
 

@@ -40,7 +40,7 @@ CONTRACT = {
         {
             "OUTPUT_ACCOUNTS", "OUTPUT_TERRITORIES", "OUTPUT_CENTRES", "OUTPUT_SUMMARY",
             "OBJECTIVE", "LOWER_BOUND", "GAP_PCT", "MAX_DEVIATION_PCT", "MOVED", "OUTPUT_MANIFEST",
-            *UNIT_OUTPUTS,
+            "BOUND_SCOPE", *UNIT_OUTPUTS,
         },
     ),
     "rebalanceterritories": (
@@ -54,7 +54,7 @@ CONTRACT = {
         {
             "OUTPUT_ACCOUNTS", "OUTPUT_TERRITORIES", "OUTPUT_CENTRES", "OUTPUT_SUMMARY",
             "OUTPUT_MOVES", "OBJECTIVE", "LOWER_BOUND", "GAP_PCT", "MAX_DEVIATION_PCT", "MOVED",
-            "MOVES_LOWER_BOUND", "OUTPUT_MANIFEST", *UNIT_OUTPUTS,
+            "MOVES_LOWER_BOUND", "OUTPUT_MANIFEST", "BOUND_SCOPE", *UNIT_OUTPUTS,
         },
     ),
     "checkaccounts": (
