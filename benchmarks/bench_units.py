@@ -140,7 +140,7 @@ def point_accounts() -> dict:
     towns = rng.uniform(0, 200_000, (40, 2))
     xy = towns[rng.integers(0, 40, n)] + rng.normal(0, SPREAD_M, (n, 2))
     t0 = time.perf_counter()
-    adj, _cells = point_adjacency(xy)
+    adj, _ = point_adjacency(xy, with_cells=False)
     t1 = time.perf_counter()
     values = np.column_stack([rng.lognormal(9, 0.6, n), rng.integers(4, 25, n).astype(float)])
     cost = np.linalg.norm(xy[:, None] - centres(xy, k, 5)[None], axis=2) / 1000.0

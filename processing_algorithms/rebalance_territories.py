@@ -17,7 +17,6 @@ from .base import (
     check_cancelled,
     engine_run,
     enum_value,
-    optional_field,
     sink_parameter,
     solver_parameter,
     time_limit_parameter,
@@ -37,6 +36,7 @@ class RebalanceTerritoriesAlgorithm(PlanningAlgorithm):
 
     MINIMISE = "MINIMISE"
     MINIMISE_FIELD = "MINIMISE_FIELD"
+    UNIT_MINIMISE_FIELD = "UNIT_MINIMISE_FIELD"
     OUTPUT_MOVES = "OUTPUT_MOVES"
     NUMERIC_OUTPUTS = (
         ("OBJECTIVE", "objective", "Objective value (accounts or value moved)"),
@@ -73,6 +73,16 @@ class RebalanceTerritoriesAlgorithm(PlanningAlgorithm):
                 optional=True,
             )
         )
+        add(
+            QgsProcessingParameterField(
+                self.UNIT_MINIMISE_FIELD,
+                self.tr("Value field of the units for 'Value moved' (units without accounts)"),
+                None,
+                self.UNITS,
+                QgsProcessingParameterField.Numeric,
+                optional=True,
+            )
+        )
         self.add_network_parameter()
         add(time_limit_parameter())
         add(solver_parameter())
@@ -90,7 +100,11 @@ class RebalanceTerritoriesAlgorithm(PlanningAlgorithm):
         inputs = self.read_plan_inputs(parameters, context)
         current_field = self.current_field(parameters, context, inputs)
         minimise = enum_value(self, parameters, self.MINIMISE, context, MINIMISE_CHOICES)
-        minimise_field = optional_field(self, parameters, self.MINIMISE_FIELD, context)
+        fields = self._level_fields(
+            parameters, context, self.MINIMISE_FIELD, self.UNIT_MINIMISE_FIELD,
+            inputs.accounts_source,
+        )  # fmt: skip
+        minimise_field = fields[0] if fields else None
         if not current_field:
             key, what = (
                 (self.CURRENT_FIELD, "account")
@@ -104,8 +118,9 @@ class RebalanceTerritoriesAlgorithm(PlanningAlgorithm):
         self.check_reps(parameters, inputs)
         if minimise == "value" and not minimise_field:
             raise QgsProcessingException(
-                "MINIMISE_FIELD: 'Value moved' needs the numeric field to count (e.g. revenue); "
-                "choose it, or set MINIMISE to 'Accounts moved'."
+                "MINIMISE_FIELD: 'Value moved' needs the numeric field to count (e.g. revenue; "
+                "UNIT_MINIMISE_FIELD for units without accounts); choose it, or set MINIMISE to "
+                "'Accounts moved'."
             )
         if minimise == "accounts" and minimise_field:
             feedback.pushInfo(

@@ -28,7 +28,7 @@ import pulp
 import scipy.sparse as sp
 import shapely
 from scipy.sparse.csgraph import connected_components
-from scipy.spatial import cKDTree
+from scipy.spatial import Delaunay, QhullError, cKDTree
 
 from .errors import InfeasibleError, InvalidInputError
 from .progress import CancelCheck, check_cancel
@@ -123,19 +123,29 @@ def _neighbour_pairs(g: np.ndarray, rule: str, snap: float) -> tuple[np.ndarray,
     return left[ok], right[ok], snapped
 
 
-def point_adjacency(xy: np.ndarray, *, study_area=None) -> tuple[Adjacency, np.ndarray]:
+def point_adjacency(
+    xy: np.ndarray, *, study_area=None, with_cells: bool = True
+) -> tuple[Adjacency, np.ndarray | None]:
     """Neighbours of point accounts: the adjacency of their Voronoi cells inside an area.
+
+    Two accounts are neighbours when their Voronoi cells share an edge inside the area (the dual
+    edge of a Delaunay edge, tested against the area: no cell is clipped). Groups of accounts
+    with no neighbour outside (towns apart, islands) are linked to every group next to them,
+    through the shortest Delaunay edge between the two, so a town can be reached from each side.
 
     Parameters
     ----------
     xy : (n, 2) projected coordinates in metres (duplicates share one cell and are neighbours).
     study_area : shapely geometry, GeoSeries or GeoDataFrame clipping the cells; default
         :func:`tight_outline` of the points.
+    with_cells : also return each account's cell clipped to the area (slower; the plan's
+        territory polygons use :func:`territory_polygons` instead).
 
     Returns
     -------
     (Adjacency, cells) : adjacency of the cells and an object array of one polygon per point
-        (same order; empty when the point's cell lies outside the study area).
+        (same order; empty when the point's cell lies outside the study area), or None for cells
+        when ``with_cells`` is false.
     """
     xy = np.asarray(xy, float).reshape(-1, 2)
     n = len(xy)
@@ -145,30 +155,195 @@ def point_adjacency(xy: np.ndarray, *, study_area=None) -> tuple[Adjacency, np.n
     area = tight_outline(xy) if study_area is None else _as_geometry(study_area)
     uniq, first, inverse = np.unique(xy, axis=0, return_index=True, return_inverse=True)
     inverse = inverse.reshape(-1)
-    pts = shapely.points(uniq)
-    if len(uniq) == 1:
-        cells_u = np.array([area], dtype=object)
+    tri = _delaunay(uniq)
+    if tri is None:  # fewer than 3 distinct points or all on a line: clip the few cells
+        cells_u = _clipped_cells(uniq, area)
+        empty = shapely.is_empty(cells_u)
+        adj_u = polygon_adjacency(np.where(empty, shapely.points(uniq), cells_u), rule="rook",
+                                  snap_m=0.0)  # fmt: skip
     else:
-        diagram = shapely.voronoi_polygons(shapely.multipoints(pts), extend_to=area)
-        raw = shapely.get_parts(diagram)
-        p_idx, c_idx = shapely.STRtree(raw).query(pts, predicate="within")
-        cell_of = np.full(len(uniq), -1)
-        cell_of[p_idx] = c_idx
-        if (cell_of < 0).any():  # pragma: no cover - a generator always lies inside its cell
-            msg = "Voronoi cells could not be matched to the accounts."
-            raise RuntimeError(msg)
-        cells_u = shapely.intersection(raw[cell_of], area)
-    empty = shapely.is_empty(cells_u)
-    adj_u = polygon_adjacency(np.where(empty, pts, cells_u), rule="rook", snap_m=0.0)
+        cells_u = _clipped_cells(uniq, area) if with_cells else None
+        adj_u = _delaunay_adjacency(uniq, tri, area)
     p = sp.csr_matrix((np.ones(n), (np.arange(n), inverse)), shape=(n, len(uniq)))
     same = (p @ p.T).tolil()
     same.setdiag(0)
     full = p @ adj_u.matrix @ p.T + same.tocsr()
     matrix = _binary(full)
     linked = [(int(first[i]), int(first[j])) for i, j in adj_u.linked]
-    cells = np.empty(n, dtype=object)
-    cells[:] = list(cells_u[inverse])
+    cells = None
+    if with_cells:
+        cells = np.empty(n, dtype=object)
+        cells[:] = list(cells_u[inverse])
     return Adjacency(matrix=matrix, linked=linked, snapped=adj_u.snapped), cells
+
+
+def _delaunay(uniq: np.ndarray):
+    if len(uniq) < 3:
+        return None
+    try:
+        return Delaunay(uniq - uniq.mean(0))
+    except QhullError:
+        return None
+
+
+def _delaunay_adjacency(uniq: np.ndarray, tri, area) -> Adjacency:
+    """Delaunay edges whose dual Voronoi edge runs inside ``area`` (longer than a micrometre),
+    then groups linked along the shortest Delaunay edge to each neighbouring group."""
+    pts = uniq - uniq.mean(0)
+    simp = tri.simplices
+    a, b, c = pts[simp[:, 0]], pts[simp[:, 1]], pts[simp[:, 2]]
+    d = 2.0 * (a[:, 0] * (b[:, 1] - c[:, 1]) + b[:, 0] * (c[:, 1] - a[:, 1])
+               + c[:, 0] * (a[:, 1] - b[:, 1]))  # fmt: skip
+    sa, sb, sc = (a**2).sum(1), (b**2).sum(1), (c**2).sum(1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cc = np.column_stack([
+            (sa * (b[:, 1] - c[:, 1]) + sb * (c[:, 1] - a[:, 1]) + sc * (a[:, 1] - b[:, 1])) / d,
+            (sa * (c[:, 0] - b[:, 0]) + sb * (a[:, 0] - c[:, 0]) + sc * (b[:, 0] - a[:, 0])) / d,
+        ])  # fmt: skip
+    nt = len(simp)
+    t = np.repeat(np.arange(nt), 3)
+    opp = np.tile(np.arange(3), nt)
+    nb = tri.neighbors.ravel()
+    keep = (nb < 0) | (t < nb)  # each interior edge once
+    t, opp, nb = t[keep], opp[keep], nb[keep]
+    u = simp[t, (opp + 1) % 3]
+    w = simp[t, (opp + 2) % 3]
+    start = cc[t]
+    end = np.where(nb[:, None] >= 0, cc[np.maximum(nb, 0)], np.nan)
+    hull = nb < 0
+    if hull.any():  # a ray from the circumcentre, away from the opposite vertex
+        e = pts[w[hull]] - pts[u[hull]]
+        normal = np.column_stack([-e[:, 1], e[:, 0]])
+        away = ((pts[simp[t[hull], opp[hull]]] - pts[u[hull]]) * normal).sum(1) > 0
+        normal[away] *= -1.0
+        normal /= np.maximum(np.linalg.norm(normal, axis=1), 1e-300)[:, None]
+        x0, y0, x1, y1 = shapely.bounds(area)
+        span = 4.0 * (math.hypot(x1 - x0, y1 - y0) + np.ptp(pts, axis=0).sum() + 1.0)
+        span += 2.0 * float(np.abs(start[hull]).max()) if np.isfinite(start[hull]).all() else 0.0
+        end[hull] = start[hull] + span * normal
+    ok = np.isfinite(start).all(1) & np.isfinite(end).all(1)
+    shift = uniq.mean(0)
+    segs = shapely.linestrings(np.stack([start + shift, end + shift], axis=1)[ok])
+    u, w = u[ok], w[ok]
+    shapely.prepare(area)
+    hit = shapely.intersects(area, segs)
+    idx = np.flatnonzero(hit)
+    inside = shapely.contains_properly(area, segs[idx])
+    part = idx[~inside]
+    good = np.zeros(len(segs), bool)
+    good[idx[inside]] = shapely.length(segs[idx[inside]]) > 1e-6
+    if len(part):  # length inside the area, tile by tile (one big intersection is slow)
+        tiles = _tiles(area)
+        si, ti = shapely.STRtree(tiles).query(segs[part], predicate="intersects")
+        with np.errstate(invalid="ignore"):
+            cut = shapely.intersection(segs[part][si], tiles[ti])
+        inside_m = np.bincount(si, weights=shapely.length(cut), minlength=len(part))
+        good[part] = inside_m > 1e-6
+    m = len(uniq)
+    matrix = _symmetric(u[good], w[good], m)
+    matrix, linked = _link_delaunay(pts, tri, matrix)
+    return Adjacency(matrix=matrix, linked=linked, snapped=0)
+
+
+def _tiles(area, vertices_per_tile: int = 40) -> np.ndarray:
+    """The area cut by a square grid into pieces of a few dozen vertices each (for fast clips)."""
+    g = max(1, math.ceil(math.sqrt(shapely.get_num_coordinates(area) / vertices_per_tile)))
+    x0, y0, x1, y1 = shapely.bounds(area)
+    xs, ys = np.linspace(x0, x1, g + 1), np.linspace(y0, y1, g + 1)
+    if g == 1:
+        return np.array([area], dtype=object)
+    parts = np.empty(g * g, dtype=object)
+    parts[:] = [shapely.clip_by_rect(area, xs[i], ys[j], xs[i + 1], ys[j + 1])
+                for i in range(g) for j in range(g)]  # fmt: skip
+    parts = parts[~shapely.is_empty(parts)]
+    bad = ~shapely.is_valid(parts)
+    parts[bad] = shapely.make_valid(parts[bad])  # clip_by_rect may leave a dirty ring
+    return parts
+
+
+def _link_delaunay(pts: np.ndarray, tri, matrix: sp.csr_matrix) -> tuple[sp.csr_matrix, list]:
+    """Link each pair of groups that are Delaunay neighbours by their shortest Delaunay edge."""
+    n_comp, labels = connected_components(matrix, directed=False)
+    if n_comp <= 1:
+        return matrix, []
+    indptr, nbrs = tri.vertex_neighbor_vertices
+    src = np.repeat(np.arange(len(pts)), np.diff(indptr))
+    dst = nbrs
+    cross = (labels[src] != labels[dst]) & (src < dst)
+    src, dst = src[cross], dst[cross]
+    dist = np.linalg.norm(pts[src] - pts[dst], axis=1)
+    la, lb = labels[src], labels[dst]
+    key = np.minimum(la, lb).astype(np.int64) * n_comp + np.maximum(la, lb)
+    order = np.lexsort((dst, src, dist, key))
+    first = order[np.r_[True, key[order][1:] != key[order][:-1]]]
+    sizes = np.bincount(labels)
+    linked = []
+    for e in first.tolist():  # the unit of the smaller group first
+        i, j = int(src[e]), int(dst[e])
+        if sizes[labels[i]] > sizes[labels[j]] or (sizes[labels[i]] == sizes[labels[j]] and i > j):
+            i, j = j, i
+        linked.append((i, j))
+    r = np.array([p[0] for p in linked])
+    c = np.array([p[1] for p in linked])
+    matrix = _binary(matrix + _symmetric(r, c, len(pts)))
+    logger.info("Adjacency: %d group(s) of accounts with no neighbour across the study area "
+                "(towns apart, islands) linked to each neighbouring group by %d link(s).",
+                n_comp - 1, len(linked))  # fmt: skip
+    return matrix, linked
+
+
+def _clipped_cells(uniq: np.ndarray, area) -> np.ndarray:
+    """The Voronoi cell of each distinct point clipped to ``area`` (slow on many points)."""
+    pts = shapely.points(uniq)
+    if len(uniq) == 1:
+        return np.array([area], dtype=object)
+    diagram = shapely.voronoi_polygons(shapely.multipoints(pts), extend_to=area)
+    raw = shapely.get_parts(diagram)
+    p_idx, c_idx = shapely.STRtree(raw).query(pts, predicate="within")
+    cell_of = np.full(len(uniq), -1)
+    cell_of[p_idx] = c_idx
+    if (cell_of < 0).any():  # pragma: no cover - a generator always lies inside its cell
+        msg = "Voronoi cells could not be matched to the accounts."
+        raise RuntimeError(msg)
+    return shapely.intersection(raw[cell_of], area)
+
+
+def territory_polygons(xy: np.ndarray, assign: np.ndarray, k: int, area) -> list:
+    """Territory polygons of point accounts: the union of each territory's Voronoi cells, clipped
+    once to ``area`` (the study area or :func:`tight_outline`); empty for an empty territory.
+
+    Parameters
+    ----------
+    xy : (n, 2) projected coordinates; assign : (n,) territory per account; k : territories.
+    area : shapely geometry the polygons are clipped to.
+
+    Returns
+    -------
+    list of k shapely geometries.
+    """
+    xy = np.asarray(xy, float).reshape(-1, 2)
+    assign = np.asarray(assign, int)
+    area = _as_geometry(area)
+    uniq, first = np.unique(xy, axis=0, return_index=True)
+    owner = assign[first]  # duplicates share a cell: the first account's territory
+    if len(uniq) == 1:
+        raw = np.array([area], dtype=object)
+    else:
+        pts = shapely.points(uniq)
+        cells = shapely.get_parts(shapely.voronoi_polygons(shapely.multipoints(pts),
+                                                           extend_to=area))  # fmt: skip
+        p_idx, c_idx = shapely.STRtree(cells).query(pts, predicate="within")
+        raw = np.empty(len(uniq), dtype=object)
+        raw[:] = [shapely.Polygon()] * len(uniq)
+        raw[p_idx] = cells[c_idx]
+    out = []
+    for j in range(k):
+        mine = raw[owner == j]
+        if len(mine) == 0:
+            out.append(shapely.Polygon())
+            continue
+        out.append(shapely.make_valid(shapely.intersection(shapely.coverage_union_all(mine), area)))
+    return out
 
 
 def tight_outline(xy: np.ndarray) -> shapely.Geometry:
@@ -276,21 +451,44 @@ def make_contiguous(
     (n,) territory index per unit. Raises :class:`InfeasibleError` naming the territory and the
     smallest relaxation it can show when no plan in one piece per territory is found.
     """
-    s = _Search(assign, _matrix(adjacency), cost, values, lo, hi, locks, allowed, current,
-                budget, deadline, is_cancelled, names, measures, unit_ids)  # fmt: skip
-    s.repair()
-    s.balance()
-    if s.total_violation() > 0:
-        s.regrow()
-    if s.total_violation() > 0:
-        exact = s.exact_fallback()
-        if exact is None:
-            s.raise_balance()
-        s.load(exact)
-    s.fit_budget()
-    s.improve()
-    s.check()
-    return s.a.copy()
+    mat = _matrix(adjacency)
+    args = (mat, cost, values, lo, hi, locks, allowed, current, budget, deadline, is_cancelled,
+            names, measures, unit_ids)  # fmt: skip
+    s = _Search(assign, *args)
+    best: np.ndarray | None = None
+    failure: InfeasibleError | None = None
+    starts = [np.asarray(assign, int)]
+    if budget is None:  # also from a plan of weighted nearest centres (few pieces to repair)
+        starts.append(s.weighted_start())
+    for start in starts:
+        if best is not None and s._stop():
+            break
+        s = _Search(start, *args)
+        try:
+            s.repair()
+            s.balance()
+            if s.total_violation() > 0:
+                s.regrow()
+            if s.total_violation() > 0:
+                exact = s.exact_fallback()
+                if exact is None:
+                    s.raise_balance()
+                s.load(exact)
+            s.fit_budget()
+            s.improve()
+            s.check()
+        except InfeasibleError as err:
+            failure = failure or err
+            continue
+        if best is None or s.objective() < _objective(cost, best) - 1e-9:
+            best = s.a.copy()
+    if best is None:
+        raise failure  # type: ignore[misc]
+    return best
+
+
+def _objective(cost: np.ndarray, a: np.ndarray) -> float:
+    return float(np.asarray(cost, float)[np.arange(len(a)), a].sum())
 
 
 class _Search:
@@ -331,6 +529,32 @@ class _Search:
         self.big = 10.0 * (spread + 1.0)
         self.ignore_budget = False  # repair and balance first, then fit the budget
         self.load(np.asarray(assign, int).copy())
+
+    def objective(self) -> float:
+        return _objective(self.cost, self.a)
+
+    def weighted_start(self, iterations: int = 300) -> np.ndarray:
+        """A plan of nearest centres with one additive weight per territory, tuned so that the
+        territories' shares even out: spatially coherent, so it has few pieces to repair."""
+        share = self.v / np.maximum(self.scale.mean(0), 1e-12)[None, :]
+        cost = np.where(self.allowed, self.cost, np.inf)
+        locked = self.locks >= 0
+        w = np.zeros(self.k)
+        finite = self.cost[np.isfinite(self.cost)]
+        step = float(np.median(np.abs(finite - np.median(finite)))) if finite.size else 1.0
+        best, best_viol = None, math.inf
+        for _ in range(iterations):
+            a = np.argmin(cost + w[None, :], axis=1)
+            a[locked] = self.locks[locked]
+            load = np.zeros((self.k, share.shape[1]))
+            np.add.at(load, a, share)
+            load /= np.maximum(self.target / self.scale.mean(0)[None, :], 1e-12)
+            viol = float(np.abs(load - 1.0).max())
+            if viol < best_viol:
+                best, best_viol = a.copy(), viol
+            w += step * (load.mean(1) - 1.0)
+            step *= 0.98
+        return best
 
     # -- state
     def load(self, a: np.ndarray) -> None:
@@ -645,8 +869,8 @@ class _Search:
         for (s, t), cand in pairs.items():
             if (t, s) not in pairs or viol[s] + viol[t] <= 0:
                 continue
-            ci = cand[:40]
-            cj = pairs[(t, s)][:40]
+            ci = self._swap_pool(cand, s, t)
+            cj = self._swap_pool(pairs[(t, s)], t, s)
             dv = self.v[cj][None, :, :] - self.v[ci][:, None, :]  # s gains w, loses i
             ts = self.tot[s] + dv
             tt = self.tot[t] - dv
@@ -671,6 +895,19 @@ class _Search:
         self._set(w, t)
         self._set(i, s)
         return False
+
+    def _swap_pool(self, cand: np.ndarray, s: int, t: int, size: int = 60) -> np.ndarray:
+        """Boundary units of s next to t most worth exchanging: for each measure, those with the
+        largest and the smallest values (a swap trades one measure against another)."""
+        if len(cand) <= size:
+            return cand
+        per = max(size // (2 * self.v.shape[1]), 1)
+        pick = []
+        for mm in range(self.v.shape[1]):
+            ratio = self.v[cand, mm] / self.scale[s, mm] - (self.v[cand] / self.scale[s]).mean(1)
+            order = np.argsort(ratio, kind="stable")
+            pick.extend([order[:per], order[-per:]])
+        return cand[np.unique(np.concatenate(pick))]
 
     def _balance_pass(self) -> bool:
         u, t = self._border_moves()

@@ -159,9 +159,11 @@ def rebalance_territories(
     model.verify(assign)
     moved_value = float(move_cost[np.arange(rows.n), assign].sum())
     bound = max(0.0, sol.lower_bound - eps * float(np.where(allowed, dist, np.inf).min(1).sum()))
+    _, lo, hi = model.bounds()
     if not minimise_field:
-        _, lo, hi = model.bounds()
         bound = max(bound, _cover_bound(values, lo, hi, locks, current, allowed))
+    else:  # the Lagrangian bound of flat move costs is weak: cover each gap by the least value
+        bound = max(bound, _value_cover_bound(values, weight, lo, hi, locks, current, allowed))
     bound = min(math.ceil(bound - 1e-6) if not minimise_field else bound, moved_value)
     report(progress, 0.9, "Outputs")
     sol = replace(sol, objective=moved_value, lower_bound=bound)
@@ -236,6 +238,50 @@ def _cover_bound(values, lo, hi, locks, current, allowed) -> float:
         in_needed += take
     free_accounts = bool((~placed).any())  # new accounts can fill a gap without a move
     return float(forced.sum() + max(out_needed, 0 if free_accounts else in_needed))
+
+
+def _value_cover_bound(values, weight, lo, hi, locks, current, allowed) -> float:
+    """Least value moved (MINIMISE_FIELD), by the same counting as :func:`_cover_bound`: a
+    territory over a bound must give away, one under must receive, accounts (or units) whose
+    measure covers the gap, at least the least weight that can (fractional knapsack: cheapest
+    weight per unit of the measure first). Moved weight counts once leaving and once arriving."""
+    k = lo.shape[0]
+    has = current >= 0
+    forced = has & (locks >= 0) & (locks != current)
+    start = np.where(locks >= 0, locks, current)
+    placed = start >= 0
+    load = totals(values[placed], start[placed], k)
+    movable = has & (locks < 0)
+    out_needed = in_needed = 0.0
+    for j in range(k):
+        mine = np.flatnonzero(movable & (current == j))
+        others = np.flatnonzero(movable & (current != j) & allowed[:, j])
+        give = take = 0.0
+        for m in range(values.shape[1]):
+            give = max(give, _least_weight(values[mine, m], weight[mine], load[j, m] - hi[j, m]))
+            take = max(take, _least_weight(values[others, m], weight[others],
+                                           lo[j, m] - load[j, m]))  # fmt: skip
+        out_needed += give
+        in_needed += take
+    free = bool((~placed).any())
+    return float(weight[forced].sum() + max(out_needed, 0.0 if free else in_needed))
+
+
+def _least_weight(vals: np.ndarray, w: np.ndarray, gap: float) -> float:
+    """Least total weight of (fractions of) items whose values sum to ``gap`` (0 without a gap or
+    when the items cannot cover it: no claim is made then)."""
+    if gap <= 1e-9:
+        return 0.0
+    use = vals > 0
+    vals, w = vals[use], w[use]
+    if vals.sum() < gap - 1e-9:
+        return 0.0
+    order = np.argsort(w / vals, kind="stable")
+    cum = np.cumsum(vals[order])
+    last = int(np.searchsorted(cum, gap - 1e-9))
+    before = float(cum[last - 1]) if last else 0.0
+    full = float(w[order[:last]].sum())
+    return full + float(w[order[last]]) * (gap - before) / float(vals[order[last]])
 
 
 def _count_to_cover(vals: np.ndarray, gap: float) -> int:

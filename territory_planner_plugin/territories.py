@@ -110,7 +110,6 @@ class PlanRows:
     accounts_original: gpd.GeoDataFrame | None = None
     account_ids: np.ndarray | None = None
     adjacency: object | None = None  # contiguity.Adjacency
-    cells: np.ndarray | None = None  # account Voronoi cells (accounts without units)
     area: object | None = None  # clip area of account cells
     contiguous: bool = False
     outside: int = 0
@@ -192,8 +191,10 @@ def prepare_rows(
                         values=balance_values(acc, ids, fields), names=fields, noun="accounts",
                         src_xy=xy, area=area, contiguous=bool(contiguous))  # fmt: skip
         if rows.contiguous:
-            adj, cells = contiguity.point_adjacency(xy, study_area=area)
-            rows.adjacency, rows.cells = adj, cells
+            if area is None:  # one outline for the adjacency and the territory polygons
+                area = rows.area = contiguity.tight_outline(xy)
+            rows.adjacency, _ = contiguity.point_adjacency(xy, study_area=area, with_cells=False)
+            adj = rows.adjacency
             _log_links(adj, ids, "accounts")
         return rows
     from .units import prepare_units
@@ -545,7 +546,7 @@ def build_plan(
     summary (with ``pieces``) and KPIs. ``costs`` is :func:`row_costs`' (km, minutes, km and
     minutes of the cost points); ``src_locks``/``src_current`` are per cost point (account).
     """
-    from .contiguity import count_pieces, tight_outline
+    from .contiguity import count_pieces, territory_polygons, tight_outline
 
     assign, objective, lower = sol.assign, sol.objective, sol.lower_bound
     cost, values, capacity = model.cost, model.values, model.capacity
@@ -569,12 +570,8 @@ def build_plan(
 
         polys = dissolve_units(rows.layer.geometry, assign, k)
     else:
-        cells = rows.cells
-        if cells is None:
-            cells = _account_cells(rows.xy, rows.area if rows.area is not None
+        polys = territory_polygons(rows.xy, assign, k, rows.area if rows.area is not None
                                    else tight_outline(rows.xy))  # fmt: skip
-        polys = [shapely.union_all(cells[(assign == j) & ~shapely.is_empty(cells)])
-                 for j in range(k)]  # fmt: skip
     if rows.adjacency is not None:
         pieces = count_pieces(assign, rows.adjacency.matrix, k)
     else:  # accounts without contiguity: the parts of each territory's polygon
@@ -746,15 +743,4 @@ def _assignment_columns(original, assign, cost, cost_km, cost_min, model, locks,
     out["moved"] = (current >= 0) & (assign != current)
     for col in why.columns:
         out[col] = why[col].to_numpy()
-    return out
-
-
-def _account_cells(xy: np.ndarray, area) -> np.ndarray:
-    """Voronoi cell of each account clipped to ``area`` (duplicates share one cell)."""
-    pts = shapely.points(xy)
-    cells = shapely.get_parts(shapely.voronoi_polygons(shapely.multipoints(pts), extend_to=area))
-    p_idx, c_idx = shapely.STRtree(cells).query(pts, predicate="within")
-    out = np.empty(len(xy), dtype=object)
-    out[:] = [shapely.Polygon()] * len(xy)
-    out[p_idx] = shapely.intersection(cells[c_idx], area)
     return out

@@ -371,3 +371,27 @@ def test_sample_areas_pieces_match_the_dissolved_units(run_alg, tp, tmp_path, co
     assert result["SPLIT_TERRITORIES"] == sum(n > 1 for n in reference.values())
     if contiguous == 0:
         assert set(reference.values()) == {1}
+
+
+def test_rebalance_units_alone_minimises_a_unit_field(run_alg, tp, tmp_path, feedback):
+    from qgis.core import QgsProcessingException
+
+    source, grid = _grid(tmp_path / "units.gpkg")
+    params = {
+        "UNITS": source, "UNIT_ID_FIELD": "unit_id", "UNIT_BALANCE_FIELDS": ["population"],
+        "UNIT_CURRENT_FIELD": "today", "TOLERANCE": 0.5, "TIME_LIMIT": 20, "MINIMISE": 1,
+        "UNIT_MINIMISE_FIELD": "population",
+        **_outputs(tmp_path, "OUTPUT_UNITS", "OUTPUT_TERRITORIES", "OUTPUT_SUMMARY",
+                   "OUTPUT_MOVES"),
+    }  # fmt: skip
+    result = run_alg("rebalanceterritories", params, feedback)
+    units = tp.read_layer(result["OUTPUT_UNITS"])
+    moved = units.set_index("unit_id")["territory_id"] != grid.set_index("unit_id")["today"]
+    value = float(grid.set_index("unit_id")["population"][moved[moved].index].sum())
+    assert result["OBJECTIVE"] == pytest.approx(value)  # population moved, not units moved
+    assert 0 < result["MOVES_LOWER_BOUND"] <= value + 1e-6  # same units as the value moved
+    assert "Value moved (population)" in feedback.text()
+    with pytest.raises(QgsProcessingException, match="UNIT_MINIMISE_FIELD is for UNITS without"):
+        run_alg("rebalanceterritories", {**params, "ACCOUNTS": source, "ID_FIELD": "unit_id",
+                                         "UNIT_BALANCE_FIELDS": [], "BALANCE_FIELDS": ["population"],
+                                         "UNIT_CURRENT_FIELD": None, "CURRENT_FIELD": "today"})  # fmt: skip
