@@ -96,8 +96,9 @@ def one_size(n: int, k: int) -> dict:
     }  # fmt: skip
 
 
-def pmedian_reference(xy: np.ndarray, k: int, sites: int = 300, nearest: int = 20,
-                      time_limit: float = 300.0) -> tuple[float, float]:
+def pmedian_reference(
+    xy: np.ndarray, k: int, sites: int = 300, nearest: int = 20, time_limit: float = 300.0
+) -> tuple[float, float]:
     """Unbalanced p-median over ``sites`` candidate sites (k-means++ draws from the accounts,
     each account may use its ``nearest`` sites), exact MILP by HiGHS (scipy.optimize.milp),
     then a medoid polish over all accounts (nearest centre + medoid until stable).
@@ -128,7 +129,9 @@ def pmedian_reference(xy: np.ndarray, k: int, sites: int = 300, nearest: int = 2
     open_ = np.flatnonzero(res.x[p:] > 0.5)
     cen = cand[open_]
     milp_km = float(np.sqrt(((xy[:, None] - cen[None]) ** 2).sum(-1)).min(1).sum() / 1000)
-    cen = kmedian(xy, cen, np.full(n, -1), lambda s: np.sqrt(((xy[:, None] - s[None]) ** 2).sum(-1)))
+    cen = kmedian(
+        xy, cen, np.full(n, -1), lambda s: np.sqrt(((xy[:, None] - s[None]) ** 2).sum(-1))
+    )
     return float(np.sqrt(((xy[:, None] - cen[None]) ** 2).sum(-1)).min(1).sum() / 1000), milp_km
 
 
