@@ -7,6 +7,7 @@ from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -17,7 +18,7 @@ SEED = 42
 
 
 def main() -> None:
-    """Write sample_data/accounts.gpkg (layer accounts) and sample_data/reps.gpkg (layer reps)."""
+    """Write sample_data/accounts.gpkg, reps.gpkg and reps_hybrid.gpkg (one layer each, named as the file)."""
     rng = np.random.default_rng(SEED)
     graph = network.build_road_network(ROOT / "sample_data" / "helsinki.osm.pbf")
     import osmnx as ox
@@ -62,7 +63,37 @@ def main() -> None:
         geometry=gpd.points_from_xy(homes[:, 0], homes[:, 1]),
         crs=graph.graph["crs"],
     ).to_crs("EPSG:4326")
-    for frame, name in ((accounts, "accounts"), (reps, "reps")):
+    # Coverage-model fields, drawn after everything above so the older fields keep their values.
+    segments = np.array(["healthcare", "finance", "retail", "manufacturing"])
+    accounts["segment"] = segments[rng.choice(4, len(pts), p=[0.3, 0.25, 0.25, 0.2])]
+    accounts["revenue_last_year"] = np.round(
+        accounts["revenue_potential"] * rng.uniform(0.55, 1.05, len(pts)), 2
+    )
+    reps["skills"] = [
+        "healthcare,finance",
+        "retail,manufacturing",
+        "healthcare,retail",
+        "finance,manufacturing",
+        "healthcare,finance,retail,manufacturing",
+    ]
+    reps["named_accounts"] = 0
+    # A hybrid team: the five geographic reps plus two named-account reps (enterprise).
+    enterprise_homes = xy[rng.choice(len(xy), 2, replace=False)]
+    enterprise = gpd.GeoDataFrame(
+        {
+            "rep_id": ["N01", "N02"],
+            "rep_name": ["Linnea", "Onni"],
+            "capacity": [1.0, 1.0],
+            "skills": ["healthcare,finance,retail,manufacturing"] * 2,
+            "named_accounts": [1, 1],
+        },
+        geometry=gpd.points_from_xy(enterprise_homes[:, 0], enterprise_homes[:, 1]),
+        crs=graph.graph["crs"],
+    ).to_crs("EPSG:4326")
+    reps_hybrid = gpd.GeoDataFrame(
+        pd.concat([reps, enterprise], ignore_index=True), crs="EPSG:4326"
+    )
+    for frame, name in ((accounts, "accounts"), (reps, "reps"), (reps_hybrid, "reps_hybrid")):
         out = ROOT / "sample_data" / f"{name}.gpkg"
         out.unlink(missing_ok=True)
         frame.to_file(out, layer=name, driver="GPKG")
