@@ -52,6 +52,7 @@ from qgis.PyQt.QtWidgets import (
     QWidget,
 )
 
+from ..processing_algorithms.styles import plan_properties
 from ..territory_planner_plugin import kpis, palette
 from ..territory_planner_plugin.editor import (
     NEAR,
@@ -329,8 +330,11 @@ class EditorDock(QgsDockWidget):
         self.current_combo.setField(next((n for n in CURRENT_NAMES if n in names), ""))
         summary = self._find_capacity_layer(layer)
         self.capacity_combo.setLayer(summary)
-        picked = []
-        if summary is not None:
+        stored = plan_properties(layer)  # the plan's own settings, kept in its saved style
+        with contextlib.suppress(ValueError):
+            self.tolerance_spin.setValue(float(stored.get("tolerance_pct", "")))
+        picked = [f for f in stored.get("balance_fields", "").split(",") if f in numeric]
+        if not picked and summary is not None:
             totals = [f[: -len("_total")] for f in summary.fields().names() if f.endswith("_total")]
             picked = [f for f in totals if f in numeric]
         if not picked:
@@ -437,6 +441,8 @@ class EditorDock(QgsDockWidget):
         values = pd.DataFrame(vals, columns=f["balance"]).apply(pd.to_numeric, errors="coerce")
         capacity, centres, names_, colours, territories = self._read_capacities(crs)
         self.crs = crs
+        # a plan of units is re-optimised as UNITS (whole units, one piece each)
+        self.geometries = geoms if polygons and all(g is not None for g in geoms) else None
         self.fids = fids
         self.row_of = {fid: i for i, fid in enumerate(fids)}
         self.loaded_territory = [kpis.text_key(t) for t in terr]
@@ -804,14 +810,15 @@ class EditorDock(QgsDockWidget):
         if self.table is None:
             return
         table, manual, crs = self.table, self.manual_rows(), self.crs.toWkt()
+        geometries = getattr(self, "geometries", None)
 
         def work(task):
             def progress(fraction, _text=""):
                 task.setProgress(100.0 * fraction)
 
             # a dict: QgsTaskWrapper tests the returned value's truth (a DataFrame has none)
-            moves = reoptimise(table, manual_rows=manual, crs=crs, progress=progress,
-                               is_cancelled=task.isCanceled)  # fmt: skip
+            moves = reoptimise(table, manual_rows=manual, crs=crs, geometries=geometries,
+                               progress=progress, is_cancelled=task.isCanceled)  # fmt: skip
             return {"moves": moves}
 
         def done(exception, result=None):

@@ -814,13 +814,17 @@ def write_sink(
     return dest_id
 
 
-def attach_style(context, dest_id: str | None, kind: str, field: str | None = None) -> None:
+def attach_style(
+    context, dest_id: str | None, kind: str, field: str | None = None, *, properties=None
+) -> None:
     """Style the written output ``dest_id`` as ``kind`` (see ``styles.KINDS``), now and on load.
 
     Call it right after the output is written. A file output gets its style stored with it
     (GeoPackage default style and a ``.qml``), so it opens styled later whichever way it was
     made (dialog, ``qgis_process``, batch, model); a layer that Processing loads when the run
-    finishes is also styled then and put in the "Territory Planner" group. Never fails a run.
+    finishes is also styled then and put in the "Territory Planner" group. ``properties``
+    (a plan's settings: tolerance_pct, balance_fields, ...) are stored with the style, where
+    the Territory editor reads them. Never fails a run.
     """
     if not dest_id:
         return
@@ -829,8 +833,8 @@ def attach_style(context, dest_id: str | None, kind: str, field: str | None = No
     except ImportError:
         return
     try:
-        styles.save_style_with_data(dest_id, kind, field)
-        styles.attach_style(context, dest_id, kind, field)
+        styles.save_style_with_data(dest_id, kind, field, properties=properties)
+        styles.attach_style(context, dest_id, kind, field, properties)
     except Exception as err:  # styling must never fail a run
         LOG.warning("Could not style %s: %s", dest_id, err)
 

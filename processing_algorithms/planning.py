@@ -665,6 +665,7 @@ class PlanningAlgorithm(TerritoryPlannerAlgorithm):
         """
         results = {}
         units = getattr(plan, "units", None)
+        settings = _plan_settings(inputs)
         for key, frame, kind in (
             (self.OUTPUT_ACCOUNTS, plan.accounts, "accounts"),
             (self.OUTPUT_TERRITORIES, plan.territories, "territories"),
@@ -682,7 +683,7 @@ class PlanningAlgorithm(TerritoryPlannerAlgorithm):
             results[key] = write_sink(
                 self, parameters, key, context, frame, feedback=feedback, geometry=not is_table
             )
-            attach_style(context, results[key], kind)
+            attach_style(context, results[key], kind, properties=settings)
         for key, frame in (tables or {}).items():
             results[key] = write_sink(
                 self, parameters, key, context, frame, feedback=feedback, geometry=False
@@ -727,6 +728,18 @@ class PlanningAlgorithm(TerritoryPlannerAlgorithm):
         })  # fmt: skip
         view.accounts = plan.units
         return view, inputs.unit_id_field
+
+
+def _plan_settings(inputs: PlanInputs | None) -> dict:
+    """The settings stored with a plan's styled outputs, for the Territory editor to pre-fill."""
+    if inputs is None:
+        return {}
+    opts = inputs.options or {}
+    return {
+        "tolerance_pct": opts.get("tolerance_pct"),
+        "balance_fields": ",".join(inputs.balance_fields or []),
+        "lock_field": "locked",
+    }
 
 
 def _unset(value) -> bool:

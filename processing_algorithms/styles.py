@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from qgis.core import (
     QgsCategorizedSymbolRenderer,
@@ -49,6 +49,9 @@ DEFAULT_FIELDS = {
 KINDS = tuple(DEFAULT_FIELDS)
 KIND_ORDER = KINDS  # top to bottom in the group: centres, accounts, territories, catchments, roads
 KIND_PROPERTY = "territory_planner/kind"  # layer custom property: the kind a layer was styled as
+#: Prefix of the layer custom properties that carry a plan's settings (tolerance_pct,
+#: balance_fields, lock_field, current_field) in its stored style, for the Territory editor.
+PLAN_PROPERTY = "territory_planner/plan/"
 POLYGON_ALPHA = 110  # territory fill (0-255): accounts of the same colour stay visible on it
 BAND_EDGE_ALPHA = 70  # catchment inner edge strip (0-255); bands have no fill
 STYLE_NAME = "Territory Planner"
@@ -127,12 +130,28 @@ def territory_colours(layer: QgsVectorLayer, field: str, values: list) -> dict[s
     return palette.plan_colours(keys, adjacency=adjacency, existing=stored)
 
 
+def set_plan_properties(layer: QgsVectorLayer, properties: Mapping[str, object] | None) -> None:
+    """Store a plan's settings on ``layer`` as custom properties (kept in its saved styles)."""
+    for key, value in (properties or {}).items():
+        if value is not None and value != "":
+            layer.setCustomProperty(PLAN_PROPERTY + key, str(value))
+
+
+def plan_properties(layer) -> dict[str, str]:
+    """The plan settings stored on ``layer`` by :func:`set_plan_properties` ({} when none)."""
+    if layer is None:
+        return {}
+    keys = [k for k in layer.customPropertyKeys() if k.startswith(PLAN_PROPERTY)]
+    return {k[len(PLAN_PROPERTY) :]: str(layer.customProperty(k)) for k in keys}
+
+
 def save_style_with_data(
     dest_id: str | None,
     kind: str,
     field: str | None = None,
     *,
     style: Callable[[QgsVectorLayer], bool] | None = None,
+    properties: Mapping[str, object] | None = None,
 ) -> list[str]:
     """Style the written output ``dest_id`` and store the style with it; return what was written.
 
@@ -153,6 +172,7 @@ def save_style_with_data(
     try:
         if not (style(layer) if style is not None else style_layer(layer, kind, field)):
             return []
+        set_plan_properties(layer, properties)
         if layer.dataProvider().isSaveAndLoadStyleToDatabaseSupported():
             error = layer.saveStyleToDatabase(STYLE_NAME, f"Territory Planner {kind}", True, "")
             if error:
@@ -186,7 +206,13 @@ def _file_and_layer(dest_id: str | None) -> tuple[str | None, str | None]:
     return path, parts.get("layerName") or None
 
 
-def attach_style(context, dest_id: str | None, kind: str, field: str | None = None) -> None:
+def attach_style(
+    context,
+    dest_id: str | None,
+    kind: str,
+    field: str | None = None,
+    properties: Mapping[str, object] | None = None,
+) -> None:
     """Style ``dest_id`` when Processing loads it and put it in the "Territory Planner" group.
 
     Parameters: ``context`` (QgsProcessingContext), ``dest_id`` (the output's value as returned
@@ -196,7 +222,7 @@ def attach_style(context, dest_id: str | None, kind: str, field: str | None = No
     """
     if not dest_id or kind not in KINDS or not context.willLoadLayerOnCompletion(dest_id):
         return
-    post = TerritoryStylePostProcessor(kind, field)
+    post = TerritoryStylePostProcessor(kind, field, properties)
     _KEEP.append(post)
     details = context.layerToLoadOnCompletionDetails(dest_id)
     details.setPostProcessor(post)
@@ -209,14 +235,16 @@ def attach_style(context, dest_id: str | None, kind: str, field: str | None = No
 class TerritoryStylePostProcessor(QgsProcessingLayerPostProcessorInterface):
     """Styles a loaded output layer; NOT the algorithm class (runs in the main thread)."""
 
-    def __init__(self, kind: str, field: str | None = None) -> None:
+    def __init__(self, kind: str, field: str | None = None, properties=None) -> None:
         super().__init__()
         self.kind = kind
         self.field = field
+        self.properties = dict(properties or {})
 
     def postProcessLayer(self, layer, context, feedback) -> None:
         if not isinstance(layer, QgsVectorLayer) or not style_layer(layer, self.kind, self.field):
             return
+        set_plan_properties(layer, self.properties)
         project = (context.project() if context is not None else None) or QgsProject.instance()
         move_to_group(layer, project)
 

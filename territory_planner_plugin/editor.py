@@ -437,10 +437,7 @@ class PlanTable:
 
 
 def count_pieces(adjacency, idx: np.ndarray) -> int:
-    """Connected pieces of the rows ``idx`` in a sparse ``adjacency`` (scipy components).
-
-    A private stand-in for the model branch's ``contiguity.count_pieces`` until it is merged.
-    """
+    """Connected pieces of the rows ``idx`` (one territory) in a sparse ``adjacency``."""
     from scipy.sparse.csgraph import connected_components
 
     sub = adjacency[idx][:, idx]
@@ -448,49 +445,25 @@ def count_pieces(adjacency, idx: np.ndarray) -> int:
     return int(n)
 
 
-def point_adjacency(xy: np.ndarray):
-    """Neighbours of points: the edges of their Delaunay triangulation (whose dual, the
-    Voronoi cells, is how Design territories draws territories), as a sparse matrix.
-    Points at the same place are neighbours."""
-    from scipy.sparse import coo_matrix, identity
-    from scipy.spatial import Delaunay, QhullError
+def point_adjacency(xy: np.ndarray, *, study_area=None):
+    """Neighbours of point accounts, as Design territories counts a territory's pieces.
+
+    The adjacency of the accounts' Voronoi cells inside the study area (default: their tight
+    outline), with groups apart linked to their neighbours: :func:`.contiguity.point_adjacency`.
+    """
+    from .contiguity import point_adjacency as cells_adjacency
 
     xy = np.asarray(xy, dtype=float).reshape(-1, 2)
-    n = len(xy)
-    uniq, inv = np.unique(xy, axis=0, return_inverse=True)
-    inv = np.asarray(inv).reshape(-1)
-    u = len(uniq)
-    try:
-        if u < 3:
-            raise QhullError("too few points")
-        s = Delaunay(uniq).simplices
-        a = np.concatenate([s[:, 0], s[:, 1], s[:, 2]])
-        b = np.concatenate([s[:, 1], s[:, 2], s[:, 0]])
-    except QhullError:  # fewer than 3 places or all on a line: neighbours in order along it
-        order = np.lexsort((uniq[:, 1], uniq[:, 0]))
-        a, b = order[:-1], order[1:]
-    edges = coo_matrix((np.ones(2 * len(a)), (np.concatenate([a, b]), np.concatenate([b, a]))),
-                       shape=(u, u)).tocsr() + identity(u, format="csr")  # fmt: skip
-    place = coo_matrix((np.ones(n), (np.arange(n), inv)), shape=(n, u)).tocsr()
-    out = (place @ edges @ place.T).tocsr()
-    out.setdiag(0)
-    out.eliminate_zeros()
-    return (out > 0).astype(np.int8)
+    adjacency, _ = cells_adjacency(xy, study_area=study_area, with_cells=False)
+    return adjacency.matrix
 
 
-def polygon_adjacency(geometries: Sequence) -> object:
-    """Units that share a boundary (shapely polygons touching or overlapping), sparse."""
-    import shapely
-    from scipy.sparse import coo_matrix
+def polygon_adjacency(geometries: Sequence, *, rule: str = "rook", snap_m: float = 1.0):
+    """Neighbours of units by shared boundary (ADJACENCY rule, SNAP_DISTANCE), as Design
+    territories counts pieces: :func:`.contiguity.polygon_adjacency` (islands linked)."""
+    from .contiguity import polygon_adjacency as units_adjacency
 
-    geoms = np.asarray(list(geometries), dtype=object)
-    n = len(geoms)
-    tree = shapely.STRtree(geoms)
-    a, b = tree.query(geoms, predicate="intersects")
-    keep = a != b
-    m = coo_matrix((np.ones(int(keep.sum())), (a[keep], b[keep])), shape=(n, n))
-    m = m.tocsr()
-    return ((m + m.T) > 0).astype(np.int8)
+    return units_adjacency(list(geometries), rule=rule, snap_m=snap_m).matrix
 
 
 def _natural(key: str):
@@ -505,6 +478,7 @@ def reoptimise(
     *,
     manual_rows: Iterable[int] = (),
     crs: object = None,
+    geometries: Sequence | None = None,
     time_limit_s: float = 30.0,
     progress=None,
     is_cancelled=None,
@@ -513,6 +487,8 @@ def reoptimise(
 
     Runs :func:`.rebalance.rebalance_territories` with today's territory = the plan as edited,
     capacities and tolerance of ``table`` and the rep bases (or each territory's medoid).
+    With ``geometries`` (the polygons of a plan of units, in ``crs``) the units are passed as
+    UNITS, so whole units move and every territory stays in one piece.
     Returns the proposed moves: ``row``, ``from_id``, ``to_id``; nothing is applied.
     """
     import geopandas as gpd
@@ -530,7 +506,8 @@ def reoptimise(
     data = {"_row": np.arange(table.n), "_now": now, "_lock": lock}
     for m, f in enumerate(table.fields):
         data[f] = table.values[:, m]
-    acc = gpd.GeoDataFrame(data, geometry=shapely.points(table.xy), crs=crs or "EPSG:3857")
+    shapes = shapely.points(table.xy) if geometries is None else list(geometries)
+    acc = gpd.GeoDataFrame(data, geometry=shapes, crs=crs or "EPSG:3857")
     used = np.flatnonzero(table.shown())
     rep_xy, rep_ids = [], []
     for j in used:
@@ -548,13 +525,15 @@ def reoptimise(
         {"rep": rep_ids, "capacity": [table._capacity_in.get(k, 1.0) for k in rep_ids]},
         geometry=shapely.points(np.asarray(rep_xy, float)), crs=acc.crs,
     )  # fmt: skip
+    where = {"units": acc, "unit_id_field": "_row"} if geometries is not None else {
+        "accounts": acc, "id_field": "_row"}  # fmt: skip
     result = rebalance_territories(
-        acc, id_field="_row", current_field="_now", reps=reps, rep_id_field="rep",
+        **where, current_field="_now", reps=reps, rep_id_field="rep",
         rep_capacity_field="capacity", balance_fields=table.fields,
         tolerance_pct=table.tolerance_pct, lock_field="_lock", time_limit_s=time_limit_s,
         progress=progress, is_cancelled=is_cancelled,
     )  # fmt: skip
-    out = result.plan.accounts
+    out = result.plan.accounts if geometries is None else result.plan.units
     rows = out["_row"].to_numpy(int)
     new = [kpis.text_key(v) for v in out["territory_id"]]
     moves = [(r, now[r], t) for r, t in zip(rows, new) if t != now[r]]

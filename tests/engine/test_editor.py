@@ -183,3 +183,27 @@ def test_reoptimise_keeps_manual_edits_and_restores_balance() -> None:
         live.assign([row], to)
     assert live.plan().outside == 0
     assert all(live.territory_of(r) == "R0" for r in manual)
+
+
+def test_reoptimise_units_moves_whole_units_and_keeps_territories_in_one_piece() -> None:
+    """A plan of units (a 6 x 6 grid, 2 territories) unbalanced by hand: the proposal moves
+    units, not points, and the plan after it is balanced with each territory one piece."""
+    boxes = [shapely.box(x * 1000, y * 1000, x * 1000 + 1000, y * 1000 + 1000)
+             for y in range(6) for x in range(6)]  # fmt: skip
+    terr = ["W" if i % 6 < 3 else "E" for i in range(36)]
+    values = pd.DataFrame({"pop": np.full(36, 10.0)})
+    xy = shapely.get_coordinates(shapely.centroid(boxes))
+    live = PlanTable(terr, values=values, balance_fields=["pop"], tolerance_pct=10.0, xy=xy,
+                     adjacency=polygon_adjacency(boxes), current=terr)  # fmt: skip
+    manual = [3, 9]  # two eastern units of the bottom rows moved to W by hand
+    live.assign(manual, "W")
+    assert live.plan().outside > 0
+    moves = reoptimise(live, manual_rows=manual, crs="EPSG:3067", geometries=boxes)
+    assert len(moves)
+    assert not set(moves["row"]) & set(manual)
+    for row, to in zip(moves["row"], moves["to_id"]):
+        live.assign([row], to)
+    table = live.table().set_index("territory")
+    assert live.plan().outside == 0
+    assert table["pieces"].to_dict() == {"E": 1, "W": 1}
+    assert all(live.territory_of(r) == "W" for r in manual)

@@ -262,3 +262,64 @@ def test_plugin_adds_and_removes_the_menu_and_toolbar_entry(plugin_on_path, qgis
     assert dock.windowTitle() == TITLE
     entry.unload()
     assert entry.dock is None
+
+
+def test_plan_settings_travel_with_the_outputs_and_prefill_the_panel(
+    editor, run_alg, accounts_gpkg, tmp_path
+) -> None:
+    """A plan written by Design territories opens later (fresh layer, stored style) with its
+    tolerance and balance fields, and the panel takes them instead of its defaults."""
+    from qgis.core import QgsProject, QgsVectorLayer
+    from territory_planner.processing_algorithms.styles import plan_properties
+
+    out = tmp_path / "out"
+    out.mkdir()
+    run_alg("designterritories", {
+        "ACCOUNTS": f"{accounts_gpkg}|layername=accounts", "ID_FIELD": "id", "TERRITORIES": 4,
+        "BALANCE_FIELDS": ["workload_visits"], "TOLERANCE": 7.5, "TIME_LIMIT": 20,
+        "OUTPUT_ACCOUNTS": str(out / "plan.gpkg"), "OUTPUT_TERRITORIES": "TEMPORARY_OUTPUT",
+        "OUTPUT_CENTRES": "TEMPORARY_OUTPUT",
+    })  # fmt: skip
+    (out / "plan.qml").unlink()  # the GeoPackage's default style alone must carry them
+    layer = QgsVectorLayer(str(out / "plan.gpkg"), "plan", "ogr")
+    assert layer.isValid()
+    assert plan_properties(layer) == {
+        "tolerance_pct": "7.5", "balance_fields": "workload_visits", "lock_field": "locked"
+    }  # fmt: skip
+    QgsProject.instance().addMapLayer(layer)
+    assert editor.tolerance_spin.value() != 7.5
+    editor.set_layer(layer)
+    assert editor.tolerance_spin.value() == 7.5
+    assert editor.balance_combo.checkedItems() == ["workload_visits"]
+
+
+def test_units_plan_is_reoptimised_as_units_in_one_piece(editor) -> None:
+    """A plan of areas (6 x 6 grid, two territories) edited by hand: the proposal keeps
+    every territory one piece and the panel's pieces column says so."""
+    from qgis.core import QgsFeature, QgsGeometry, QgsProject, QgsRectangle, QgsVectorLayer
+
+    layer = QgsVectorLayer("Polygon?crs=EPSG:3067&field=unit:string&field=territory_id:string"
+                           "&field=population:double", "units", "memory")  # fmt: skip
+    feats = []
+    for i in range(36):
+        x, y = 380_000 + (i % 6) * 1000, 6_670_000 + (i // 6) * 1000
+        f = QgsFeature(layer.fields())
+        f.setGeometry(QgsGeometry.fromRect(QgsRectangle(x, y, x + 1000, y + 1000)))
+        f.setAttributes([f"U{i:02d}", "W" if i % 6 < 3 else "E", 10.0])
+        feats.append(f)
+    layer.dataProvider().addFeatures(feats)
+    QgsProject.instance().addMapLayer(layer)
+    editor.set_layer(layer)
+    editor.balance_combo.setCheckedItems(["population"])
+    editor.tolerance_spin.setValue(10.0)
+    assert editor.load()
+    ids = sorted(f.id() for f in layer.getFeatures())
+    layer.selectByIds([ids[3], ids[9]])
+    assert editor.assign_selection("W")
+    assert editor.table.plan().outside > 0
+    editor.reoptimise(wait=True)
+    assert editor.proposal is not None
+    assert len(editor.proposal)
+    assert editor.apply_proposal()
+    assert editor.table.plan().outside == 0
+    assert editor.figures().set_index("territory")["pieces"].to_dict() == {"E": 1, "W": 1}
