@@ -1,9 +1,12 @@
-"""Checks shared by the engine's entry points: point layers with unique ids."""
+"""Checks shared by the engine's entry points: point layers with unique ids, balance measures."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 
 from .errors import InvalidInputError
 
@@ -43,3 +46,27 @@ def check_points(
         msg = f"{layer}: {noun} {list(map(str, ids[not_point][:10]))} are not points; use point geometries (e.g. centroids)."
         raise InvalidInputError(msg)
     return ids
+
+
+def balance_values(frame: pd.DataFrame, ids: np.ndarray, fields: Sequence[str], *,
+                   layer: str = "ACCOUNTS", noun: str = "accounts") -> np.ndarray:  # fmt: skip
+    """(n, m) non-negative balance measures (a column of ones when no fields are given); a
+    missing field or a null, negative or non-numeric value is refused with the ids."""
+    if not fields:
+        return np.ones((len(frame), 1))
+    cols = []
+    for f in fields:
+        if f not in frame.columns:
+            msg = f"BALANCE_FIELDS: '{f}' is not a field of {layer}."
+            raise InvalidInputError(msg)
+        col = pd.to_numeric(frame[f], errors="coerce")
+        bad = col.isna() | (col < 0)
+        if bad.any():
+            msg = (
+                f"BALANCE_FIELDS: '{f}' is null, negative or not a number for {noun} "
+                f"{list(map(str, np.asarray(ids)[bad.to_numpy()][:10]))}; fix them (0 for none) or run "
+                "checkaccounts first."
+            )
+            raise InvalidInputError(msg)
+        cols.append(col.to_numpy(float))
+    return np.column_stack(cols)

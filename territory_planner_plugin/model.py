@@ -28,7 +28,7 @@ import pulp
 import scipy.sparse as sp
 import shapely
 
-from ._validate import check_points
+from ._validate import balance_values, check_points  # noqa: F401 (balance_values: API)
 from .assignment import NoPlanFoundError, solve_balanced, totals, travel_penalty
 from .constraints import PairConstraints, pair_constraints
 from .errors import InfeasibleError, InvalidInputError, SolverError
@@ -670,28 +670,6 @@ def prepare_accounts(accounts: gpd.GeoDataFrame, id_field: str) -> gpd.GeoDataFr
         logger.info("Accounts reprojected to %s for distances in metres.", utm.name)
         acc = acc.to_crs(utm)
     return acc
-
-
-def balance_values(frame: pd.DataFrame, ids: np.ndarray, fields: Sequence[str], *,
-                   layer: str = "ACCOUNTS", noun: str = "accounts") -> np.ndarray:  # fmt: skip
-    """(n, m) non-negative balance measures (a column of ones when no fields are given)."""
-    if not fields:
-        return np.ones((len(frame), 1))
-    cols = []
-    for f in fields:
-        if f not in frame.columns:
-            msg = f"BALANCE_FIELDS: '{f}' is not a field of {layer}."
-            raise InvalidInputError(msg)
-        col = pd.to_numeric(frame[f], errors="coerce")
-        bad = col.isna() | (col < 0)
-        if bad.any():
-            msg = (
-                f"BALANCE_FIELDS: '{f}' is null, negative or not a number for {noun} "
-                f"{list(ids[bad.to_numpy()][:10])}; fix them or run checkaccounts first."
-            )
-            raise InvalidInputError(msg)
-        cols.append(col.to_numpy(float))
-    return np.column_stack(cols)
 
 
 def tolerances(tolerance_pct, weights, fields) -> np.ndarray:

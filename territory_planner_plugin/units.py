@@ -15,11 +15,10 @@ from dataclasses import dataclass, field
 
 import geopandas as gpd
 import numpy as np
-import pandas as pd
 import shapely
 from shapely.errors import GEOSException
 
-from ._validate import check_points
+from ._validate import balance_values, check_points
 from .errors import InvalidInputError
 
 logger = logging.getLogger(__name__)
@@ -79,7 +78,7 @@ def prepare_units(
     account_unit = None
     outside: list[str] = []
     if accounts is None:
-        values = _measures(frame, ids, fields, layer="UNITS", noun="units")
+        values = balance_values(frame, ids, fields, layer="UNITS", noun="units")
     else:
         acc_id = account_id_field or ""
         check_points(accounts, acc_id, layer="ACCOUNTS", noun="accounts", id_key="ID_FIELD")
@@ -91,7 +90,7 @@ def prepare_units(
             acc = acc.to_crs(frame.crs)
         acc_ids = acc[acc_id].astype(str).to_numpy()
         account_unit, outside = _locate(acc, acc_ids, geoms, ids, max_distance_m)
-        acc_values = _measures(acc, acc_ids, fields, layer="ACCOUNTS", noun="accounts")
+        acc_values = balance_values(acc, acc_ids, fields, layer="ACCOUNTS", noun="accounts")
         values = np.zeros((len(frame), acc_values.shape[1]))
         np.add.at(values, account_unit, acc_values)
     return UnitSet(units=frame, ids=ids, points=points, values=values,
@@ -362,23 +361,3 @@ def _locate(acc, acc_ids, geoms, ids, max_distance_m) -> tuple[np.ndarray, list[
         logger.warning("ACCOUNTS: %d account(s) outside every unit joined the nearest unit within "
                        "%g m: %s.", len(placed), reach, ", ".join(placed[:10]))  # fmt: skip
     return unit, placed
-
-
-def _measures(frame, ids, fields, *, layer: str, noun: str) -> np.ndarray:
-    if not fields:
-        return np.ones((len(frame), 1))
-    cols = []
-    for f in fields:
-        if f not in frame.columns:
-            msg = f"BALANCE_FIELDS: '{f}' is not a field of {layer}."
-            raise InvalidInputError(msg)
-        col = pd.to_numeric(frame[f], errors="coerce")
-        bad = (col.isna() | (col < 0)).to_numpy()
-        if bad.any():
-            msg = (
-                f"BALANCE_FIELDS: '{f}' is null, negative or not a number for {noun} "
-                f"{list(map(str, np.asarray(ids)[bad][:10]))}; fix them (0 for none)."
-            )
-            raise InvalidInputError(msg)
-        cols.append(col.to_numpy(float))
-    return np.column_stack(cols)
