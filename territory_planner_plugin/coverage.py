@@ -548,11 +548,14 @@ def merge_tiers(parts: list, *, n: int, current_field: str | None = None,
         a.index = pos
         acc.append(a.assign(tier=tier))
         t = plan.territories.assign(tier=tier)
-        if tier == TIER_NAMED:
+        s = plan.summary.assign(tier=tier)
+        if tier == TIER_NAMED:  # no polygon: named accounts are not a geographic area
             t = t.set_geometry(gpd.GeoSeries([None] * len(t), index=t.index, crs=t.crs))
+            t["pieces"] = s["pieces"] = 0
+            plan.kpis["split_territories"] = 0
         ter.append(t)
         cen.append(plan.centres.assign(tier=tier))
-        summ.append(plan.summary.assign(tier=tier))
+        summ.append(s)
         for key, value in plan.kpis.items():
             kpis[f"{tier}_{key}"] = value
     crs = parts[0][2].accounts.crs
