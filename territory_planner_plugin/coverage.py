@@ -218,17 +218,33 @@ def check_segments(
     that would pass this check or None when no tolerance helps); None when every check passes.
 
     Checks: every segment has a rep covering it; each segment's load fits in the upper bounds
-    of the reps covering it.
+    of the reps covering it; each rep can reach its lower bound from the accounts it covers.
     """
     segs = sorted({s for s in segments if s is not None})
     share = capacity / capacity.sum()
     for s in segs:
-        reps_s = np.array([s in sk for sk in skills])
-        count = int(sum(1 for x in segments if x == s))
-        if not reps_s.any():
+        if not any(s in sk for sk in skills):
+            count = int(sum(1 for x in segments if x == s))
             return (f"SEGMENT_FIELD: segment '{s}' ({count} accounts) is covered by no rep "
                     f"(REP_SKILLS_FIELD of {', '.join(rep_ids)}); add '{s}' to a rep's skills "
                     "or set SKILL_RULE to soft.", None)  # fmt: skip
+    covers = np.array([[x is None or x in sk for sk in skills] for x in segments], bool)
+    covers = covers.reshape(len(segments), len(skills))
+    for j, rid in enumerate(rep_ids):
+        for m, name in enumerate(names):
+            total = values[:, m].sum()
+            low = share[j] * total * (1 - tolerance_pct[m] / 100.0)
+            reach = values[covers[:, j], m].sum()
+            if total > 0 and reach < low - 1e-9:
+                what = ", ".join(sorted(skills[j])) or "no segment"
+                need = 100.0 * (1 - reach / (share[j] * total))
+                return (f"REP_SKILLS_FIELD: rep {rid} covers {what}; those accounts hold "
+                        f"{100 * reach / total:.1f}% of {name}, less than its share "
+                        f"{100 * share[j]:.1f}% may go down to within TOLERANCE; add skills to "
+                        f"{rid}.", need if need < 100 else None)  # fmt: skip
+    for s in segs:
+        reps_s = np.array([s in sk for sk in skills])
+        count = int(sum(1 for x in segments if x == s))
         mine = np.array([x == s for x in segments])
         for m, name in enumerate(names):
             total = values[:, m].sum()
@@ -344,7 +360,10 @@ def _tiered(accounts, coverage: Coverage, arguments: dict, run_geo: Callable,
         pairs = _pairs(coverage, seg, skills, np.ones(len(acc), bool), np.ones(len(reps), bool),
                        values=values, capacity=cap, tol=tol, names=names, rep_ids=rep_ids,
                        run=lambda p, **kw: run_geo(accounts, reps, p, **kw), arguments=arguments)  # fmt: skip
-        plan = _mark_tier(run_geo(accounts, reps, pairs), TIER_GEOGRAPHIC, coverage)
+        try:
+            plan = _mark_tier(run_geo(accounts, reps, pairs), TIER_GEOGRAPHIC, coverage)
+        except TerritoryPlannerError as err:
+            raise type(err)(_skill_words(err, pairs, arguments)) from None
         plan.parameters = {**plan.parameters, **{f: getattr(coverage, f) for f in
                                                  Coverage.__dataclass_fields__}}  # fmt: skip
         return plan
@@ -392,7 +411,9 @@ def _tiered(accounts, coverage: Coverage, arguments: dict, run_geo: Callable,
         try:
             plan = run(sub_acc, sub_reps, pairs)
         except TerritoryPlannerError as err:
-            raise type(err)(f"{tier.capitalize()} tier: {err}") from None
+            raise type(err)(
+                f"{tier.capitalize()} tier: {_skill_words(err, pairs, arguments)}"
+            ) from None
         parts.append((tier, np.flatnonzero(rows), plan))
     merged = merge_tiers(parts, n=len(acc), current_field=arguments.get("current_field"),
                          previous=accounts, quota_total=arguments.get("quota_total"))  # fmt: skip
@@ -428,7 +449,7 @@ def _pairs(coverage, seg, skills, rows, cols, *, values, capacity, tol, names, r
     fixes = []
     base = float(arguments.get("tolerance_pct", 5.0))
     if need is not None:
-        t = math.ceil(10 * need * base / max(tol.min(), 1e-9) + 1e-6) / 10
+        t = math.ceil(10 * need * base / max(tol.min(), 1e-9) - 1e-6) / 10
         if t <= TOLERANCE_MAX_TENTHS / 10 and _solves(
             run, {"pair_allowed": allowed}, tolerance_pct=t
         ):
@@ -439,6 +460,16 @@ def _pairs(coverage, seg, skills, rows, cols, *, values, capacity, tol, names, r
         fixes.append("SKILL_RULE soft gives a plan (checked)")
     tail = f" {'; '.join(fixes)}." if fixes else ""
     raise InfeasibleError(f"{where}{msg}{tail}")
+
+
+def _skill_words(err: Exception, pairs: dict, arguments: dict) -> str:
+    """An engine message whose allowed pairs are the expertise rule, in those words."""
+    text = str(err)
+    if "pair_allowed" in pairs and arguments.get("rep_max_minutes") is None:
+        text = text.replace("clear REP_MAX_MINUTES", "set SKILL_RULE to soft").replace(
+            "REP_MAX_MINUTES", "SKILL_RULE hard"
+        )
+    return text
 
 
 def _solves(run, pairs, *, soft: bool = False, **kw) -> bool:
