@@ -305,3 +305,36 @@ def test_property_test_solved_most_cases():
     if not SOLVED and not INFEASIBLE:
         pytest.skip("run together with test_hard_rules_hold")
     assert len(SOLVED) >= len(INFEASIBLE)
+
+
+def test_kpis_judge_each_tier_against_its_own_targets():
+    import pandas as pd
+
+    from territory_planner_plugin import kpis
+
+    totals = pd.DataFrame({"territory_id": ["N1", "N2", "T1", "T2", "T3"],
+                           "revenue_total": [500.0, 500.0, 100.0, 100.0, 100.0]})  # fmt: skip
+    tiers = {"N1": "named", "N2": "named", "T1": "geographic", "T2": "geographic",
+             "T3": "geographic"}  # fmt: skip
+    one = kpis.balance(totals, territory_field="territory_id", measures=["revenue"])
+    by_tier = kpis.balance(totals, territory_field="territory_id", measures=["revenue"],
+                           tiers=tiers)  # fmt: skip
+    assert one.max_deviation_pct > 90  # one target over both tiers: nonsense
+    assert by_tier.max_deviation_pct == 0.0 and by_tier.cv["revenue"] == 0.0
+    assert list(by_tier.table["revenue_target"]) == [500.0, 500.0, 100.0, 100.0, 100.0]
+    assert set(by_tier.tier_cv) == {"named", "geographic"}
+    assert "Named tier" in kpis.tier_text(by_tier)
+
+
+def test_compare_reports_relationships_kept_and_tiers():
+    from territory_planner_plugin.compare import compare_plans
+
+    acc = random_accounts(6, 1)
+    today = acc.assign(territory_id=["A", "A", "A", "B", "B", "B"])
+    plan = acc.assign(territory_id=["A", "A", "B", "B", "A", "B"],
+                      tier=["named", "named", "geographic", "geographic", "named", "geographic"])  # fmt: skip
+    cmp = compare_plans([today, plan], names=["today", "tiers"], id_field="id",
+                        balance_fields=["revenue"])  # fmt: skip
+    kept = cmp.kpis.set_index("plan")["relationships_kept_pct"]
+    assert kept["today"] == 100.0 and kept["tiers"] == pytest.approx(100 * 4 / 6, abs=0.01)
+    assert any("tiers named, geographic" in n or "tiers geographic, named" in n for n in cmp.notes)
