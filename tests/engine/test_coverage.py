@@ -338,3 +338,26 @@ def test_compare_reports_relationships_kept_and_tiers():
     kept = cmp.kpis.set_index("plan")["relationships_kept_pct"]
     assert kept["today"] == 100.0 and kept["tiers"] == pytest.approx(100 * 4 / 6, abs=0.01)
     assert any("tiers named, geographic" in n or "tiers geographic, named" in n for n in cmp.notes)
+
+
+@pytest.mark.parametrize("rule", ["hard", "soft"])
+def test_rebalance_with_expertise_moves_fewest_like_brute_force(rule):
+    """Rebalance with skills: fewest moves among plans where every account has a covering rep
+    (hard; soft with a weight above one move gives the same plan)."""
+    acc = random_accounts(8, 31)
+    reps = random_reps(3, 32)
+    acc["segment"] = ["a", "b", "a", "b", "a", "b", "a", "b"]
+    reps["skills"] = ["a", "b", "a,b"]
+    acc["owner"] = ["R0", "R0", "R1", "R1", "R2", "R2", "R0", "R1"]  # two owners lack the skill
+    tol = 35.0
+    cov = Coverage(segment_field="segment", rep_skills_field="skills", skill_rule=rule,
+                   skill_weight=50.0)  # fmt: skip
+    res = rebalance_coverage(acc, coverage=cov, reps=reps, tolerance_pct=tol, current_field="owner",
+                             **KW)  # fmt: skip
+    allowed = np.array([[s in sk.split(",") for sk in reps["skills"]] for s in acc["segment"]])
+    cur = np.array([int(o[1:]) for o in acc["owner"]])
+    (best, _), _ = _brute(acc["revenue"].to_numpy(), _km(acc, reps), np.ones(3), tol,
+                          allowed=allowed, moves=cur)  # fmt: skip
+    a = np.array([int(t[1:]) for t in res.plan.accounts["territory_id"]])
+    assert allowed[np.arange(8), a].all()
+    assert int((a != cur).sum()) == best
