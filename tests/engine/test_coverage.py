@@ -132,7 +132,8 @@ def test_named_tier_keeps_relationships_like_brute_force():
     assert ter.loc[["N0", "N1"], "geometry"].isna().all()
     assert ter.loc[["T0", "T1"], "geometry"].notna().all()
     assert set(plan.summary["tier"]) == {"named", "geographic"}
-    assert "named_gap_pct" in plan.kpis and "geographic_gap_pct" in plan.kpis
+    assert "named_gap_pct" in plan.kpis
+    assert "geographic_gap_pct" in plan.kpis
 
 
 def test_expertise_hard_matches_brute_force():
@@ -178,7 +179,8 @@ def test_expertise_soft_weights_between_no_rule_and_hard():
     km0, _ = run(0.0)
     km_big, miss_big = run(1e4)
     assert km0 == pytest.approx(free, rel=1e-6)
-    assert miss_big == 0 and km_big == pytest.approx(hard, rel=1e-6)
+    assert miss_big == 0
+    assert km_big == pytest.approx(hard, rel=1e-6)
 
 
 def test_uncovered_segment_is_named_with_a_checked_relaxation(caplog):
@@ -190,7 +192,8 @@ def test_uncovered_segment_is_named_with_a_checked_relaxation(caplog):
     with pytest.raises(InfeasibleError) as err:
         design_coverage(acc, coverage=cov, reps=reps, tolerance_pct=20, **KW)
     text = str(err.value)
-    assert "'energy' (3 accounts)" in text and "SKILL_RULE soft gives a plan (checked)" in text
+    assert "'energy' (3 accounts)" in text
+    assert "SKILL_RULE soft gives a plan (checked)" in text
     soft = Coverage(segment_field="segment", rep_skills_field="skills", skill_rule="soft")
     with caplog.at_level(logging.WARNING):
         design_coverage(acc, coverage=soft, reps=reps, tolerance_pct=20, **KW)  # really works
@@ -207,7 +210,8 @@ def test_segment_too_heavy_for_its_reps_names_the_tolerance_that_works():
     with pytest.raises(InfeasibleError) as err:
         design_coverage(acc, coverage=cov, reps=reps, tolerance_pct=5, **KW)
     text = str(err.value)
-    assert "segment 'x' (6 accounts)" in text and "TOLERANCE 50 gives a plan (checked)" in text
+    assert "segment 'x' (6 accounts)" in text
+    assert "TOLERANCE 50 gives a plan (checked)" in text
     plan = design_coverage(acc, coverage=cov, reps=reps, tolerance_pct=50, **KW)
     assert (plan.accounts.loc[acc["segment"] == "x", "territory_id"] == "R0").all()
 
@@ -320,7 +324,8 @@ def test_kpis_judge_each_tier_against_its_own_targets():
     by_tier = kpis.balance(totals, territory_field="territory_id", measures=["revenue"],
                            tiers=tiers)  # fmt: skip
     assert one.max_deviation_pct > 90  # one target over both tiers: nonsense
-    assert by_tier.max_deviation_pct == 0.0 and by_tier.cv["revenue"] == 0.0
+    assert by_tier.max_deviation_pct == 0.0
+    assert by_tier.cv["revenue"] == 0.0
     assert list(by_tier.table["revenue_target"]) == [500.0, 500.0, 100.0, 100.0, 100.0]
     assert set(by_tier.tier_cv) == {"named", "geographic"}
     assert "Named tier" in kpis.tier_text(by_tier)
@@ -336,7 +341,8 @@ def test_compare_reports_relationships_kept_and_tiers():
     cmp = compare_plans([today, plan], names=["today", "tiers"], id_field="id",
                         balance_fields=["revenue"])  # fmt: skip
     kept = cmp.kpis.set_index("plan")["relationships_kept_pct"]
-    assert kept["today"] == 100.0 and kept["tiers"] == pytest.approx(100 * 4 / 6, abs=0.01)
+    assert kept["today"] == 100.0
+    assert kept["tiers"] == pytest.approx(100 * 4 / 6, abs=0.01)
     assert any("tiers named, geographic" in n or "tiers geographic, named" in n for n in cmp.notes)
 
 

@@ -6,7 +6,6 @@ import shutil
 
 import pytest
 
-
 BASE = {
     "ID_FIELD": "id",
     "REP_ID_FIELD": "rep_id",
