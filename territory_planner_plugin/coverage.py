@@ -38,7 +38,7 @@ TIER_NAMED = "named"
 TIER_GEOGRAPHIC = "geographic"
 SKILL_RULES = ("hard", "soft")
 _TRUE = {"1", "true", "t", "yes", "y", "named"}
-_FALSE = {"", "0", "false", "f", "no", "n", "none", "null", "nan"}
+_FALSE = {"", "0", "false", "f", "no", "n", "none", "null", "nan", "geographic"}
 
 
 @dataclass(frozen=True)
@@ -357,6 +357,7 @@ def _tiered(accounts, coverage: Coverage, arguments: dict, run_geo: Callable,
         seg = account_segments(acc, coverage.segment_field, ids)
         skills = rep_skills(reps, coverage.rep_skills_field, rep_ids)
     if not coverage.named:
+        accounts = _keep_tier_field(accounts)
         pairs = _pairs(coverage, seg, skills, np.ones(len(acc), bool), np.ones(len(reps), bool),
                        values=values, capacity=cap, tol=tol, names=names, rep_ids=rep_ids,
                        run=lambda p, **kw: run_geo(accounts, reps, p, **kw), arguments=arguments)  # fmt: skip
@@ -397,6 +398,7 @@ def _tiered(accounts, coverage: Coverage, arguments: dict, run_geo: Callable,
     logger.info("Named tier: %d accounts among %d named reps (%s); geographic tier: %d accounts "
                 "among %d reps.", int(is_named.sum()), int(rep_named.sum()),
                 ", ".join(rep_ids[rep_named]), int((~is_named).sum()), int((~rep_named).sum()))  # fmt: skip
+    accounts = _keep_tier_field(accounts)  # after NAMED_FIELD was read (it may be "tier")
     parts = []
     for tier, rows, cols, run in ((TIER_GEOGRAPHIC, ~is_named, ~rep_named, run_geo),
                                   (TIER_NAMED, is_named, rep_named, run_named)):  # fmt: skip
@@ -519,6 +521,13 @@ def _check_locks(acc, lock_field, is_named, ids, rep_ids, rep_named) -> None:
         msg = (f"LOCK_FIELD: accounts {', '.join(ids[bad][:10])} are locked to a rep of the other "
                "tier (named accounts to a named rep only); unlock them or change their named flag.")  # fmt: skip
         raise InvalidInputError(msg)
+
+
+def _keep_tier_field(accounts):
+    """The accounts with an input field ``tier`` kept as ``input_tier`` (the plan writes one)."""
+    from .territories import keep_input_fields
+
+    return keep_input_fields(accounts, ("tier",))
 
 
 def _capacity(reps, capacity_field) -> np.ndarray:

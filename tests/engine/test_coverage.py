@@ -367,3 +367,18 @@ def test_rebalance_with_expertise_moves_fewest_like_brute_force(rule):
     a = np.array([int(t[1:]) for t in res.plan.accounts["territory_id"]])
     assert allowed[np.arange(8), a].all()
     assert int((a != cur).sum()) == best
+
+
+def test_a_hybrid_plan_is_a_valid_input_of_the_next_rebalance():
+    """Output -> input: the plan's tier field names the accounts next quarter (NAMED_FIELD=tier),
+    its territory_id is today's plan, and the input tier is kept as input_tier."""
+    acc, reps = _hybrid(n=20, seed=9)
+    cov = Coverage(named_top_pct=25, rep_named_field="named")
+    plan = design_coverage(acc, coverage=cov, reps=reps, tolerance_pct=30, **KW)
+    again = rebalance_coverage(plan.accounts, coverage=Coverage(named_field="tier",
+                                                                rep_named_field="named"),
+                               reps=reps, tolerance_pct=30, current_field="territory_id", **KW)  # fmt: skip
+    out = again.plan.accounts
+    assert list(out["input_tier"]) == list(plan.accounts["tier"])
+    assert list(out["tier"]) == list(plan.accounts["tier"])
+    assert again.plan.moved == 0  # already balanced: nothing moves
