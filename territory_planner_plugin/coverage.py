@@ -239,9 +239,9 @@ def check_segments(
                 what = ", ".join(sorted(skills[j])) or "no segment"
                 need = 100.0 * (1 - reach / (share[j] * total))
                 return (f"REP_SKILLS_FIELD: rep {rid} covers {what}; those accounts hold "
-                        f"{100 * reach / total:.1f}% of {name}, less than its share "
-                        f"{100 * share[j]:.1f}% may go down to within TOLERANCE; add skills to "
-                        f"{rid}.", need if need < 100 else None)  # fmt: skip
+                        f"{100 * reach / total:.1f}% of {name}, less than the "
+                        f"{100 * low / total:.1f}% its share ({100 * share[j]:.1f}%) needs within "
+                        f"TOLERANCE; add skills to {rid}.", need if need < 100 else None)  # fmt: skip
     for s in segs:
         reps_s = np.array([s in sk for sk in skills])
         count = int(sum(1 for x in segments if x == s))

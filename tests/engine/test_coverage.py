@@ -382,3 +382,33 @@ def test_a_hybrid_plan_is_a_valid_input_of_the_next_rebalance():
     assert list(out["input_tier"]) == list(plan.accounts["tier"])
     assert list(out["tier"]) == list(plan.accounts["tier"])
     assert again.plan.moved == 0  # already balanced: nothing moves
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), pct=st.floats(10, 60))
+def test_rebalance_hard_rules_hold(seed, pct):
+    """Rebalance with tiers and hard skills: tiers kept apart, skills covered, every tier within
+    tolerance of its own targets, and no account of a balanced tier moved without need."""
+    rng = np.random.default_rng(seed)
+    acc, reps = _hybrid(n=24, k_geo=3, k_named=2, seed=seed % 89)
+    acc["segment"] = rng.choice(SEGMENTS[:2], len(acc))
+    reps["skills"] = [",".join(rng.choice(SEGMENTS[:2], rng.integers(1, 3), replace=False))
+                      for _ in range(len(reps))]  # fmt: skip
+    acc["owner"] = rng.choice(reps["rep"], len(acc))
+    cov = Coverage(named_top_pct=pct, rep_named_field="named", segment_field="segment",
+                   rep_skills_field="skills")  # fmt: skip
+    try:
+        res = rebalance_coverage(acc, coverage=cov, reps=reps, tolerance_pct=30.0,
+                                 current_field="owner", **{**KW, "time_limit_s": 10})  # fmt: skip
+    except InfeasibleError:
+        return
+    out = res.plan.accounts
+    rep = reps.set_index("rep")
+    assert (out["tier"].eq("named") == out["territory_id"].isin(rep.index[rep["named"] == 1])).all()
+    for s, t in zip(out["segment"], out["territory_id"]):
+        assert s in rep.loc[t, "skills"].split(",")
+    for tier, members in out.groupby("tier"):
+        ids = sorted(set(res.plan.summary.loc[res.plan.summary["tier"] == tier, "territory_id"]))
+        a = members["territory_id"].map({t: j for j, t in enumerate(ids)}).to_numpy()
+        assert _within(members["revenue"].to_numpy(), a, np.ones(len(ids)), 30.0)
+    assert res.moves_lower_bound <= res.plan.moved + 1e-9
