@@ -412,3 +412,17 @@ def test_rebalance_hard_rules_hold(seed, pct):
         a = members["territory_id"].map({t: j for j, t in enumerate(ids)}).to_numpy()
         assert _within(members["revenue"].to_numpy(), a, np.ones(len(ids)), 30.0)
     assert res.moves_lower_bound <= res.plan.moved + 1e-9
+
+
+def test_editor_judges_each_tier_against_its_own_targets():
+    from territory_planner_plugin.editor import PlanTable
+
+    terr = ["N1", "N2", "T1", "T1", "T2", "T2"]
+    values = {"revenue": [500.0, 500.0, 50.0, 50.0, 50.0, 50.0]}
+    tiers = {"N1": "named", "N2": "named", "T1": "geographic", "T2": "geographic"}
+    table = PlanTable(terr, values=values, balance_fields=["revenue"], tiers=tiers)
+    figures = table.plan()
+    assert figures.cv["revenue"] == 0.0
+    assert set(table.table()["revenue_target"]) == {500.0, 100.0}
+    one = PlanTable(terr, values=values, balance_fields=["revenue"]).plan()
+    assert one.cv["revenue"] > 0.5
