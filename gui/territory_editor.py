@@ -414,6 +414,8 @@ class EditorDock(QgsDockWidget):
         crs = _metric_crs(layer)
         xform = QgsCoordinateTransform(layer.crs(), crs, QgsProject.instance())
         fids, terr, vals, locks, cur, xy, geoms = [], [], [], [], [], [], []
+        tier_at = layer.fields().indexOf("tier")  # coverage models: each tier its own targets
+        tiers = {}
         polygons = layer.geometryType() == QgsWkbTypes.PolygonGeometry
         import shapely
 
@@ -423,6 +425,8 @@ class EditorDock(QgsDockWidget):
             vals.append([_plain(feat[b]) for b in f["balance"]])
             locks.append(_truthy(feat[f["lock"]]) if f["lock"] else False)
             cur.append(_plain(feat[f["current"]]) if f["current"] else None)
+            if tier_at >= 0 and kpis.text_key(terr[-1]) is not None:
+                tiers.setdefault(kpis.text_key(terr[-1]), str(_plain(feat[tier_at]) or ""))
             g = feat.geometry()
             if g is None or g.isEmpty():
                 xy.append((np.nan, np.nan))
@@ -452,6 +456,7 @@ class EditorDock(QgsDockWidget):
             current=cur if f["current"] else None, xy=xy if has_xy else None,
             adjacency=adjacency, centres=centres,
             max_km=self.max_km_spin.value() or None, territories=territories, names=names_,
+            tiers=tiers if len(set(tiers.values())) > 1 else None,
         )  # fmt: skip
         own = {}
         if layer.fields().indexOf(palette.COLOUR_FIELD) >= 0:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pulp  # noqa: F401  (import at module level: see ENV-NOTES #8, empty GeoPackage trap)
 from qgis.core import QgsProcessingException, QgsProcessingParameterNumber
 
-from ..territory_planner_plugin import territories
+from ..territory_planner_plugin import coverage, territories
 from .base import (
     check_cancelled,
     engine_run,
@@ -60,6 +60,7 @@ class DesignTerritoriesAlgorithm(PlanningAlgorithm):
         self.add_max_moves_parameter()
         self.add_contiguity_parameters()
         self.add_network_parameter()
+        self.add_coverage_parameters()
         add(
             _Number(
                 self.QUOTA_TOTAL,
@@ -92,6 +93,8 @@ class DesignTerritoriesAlgorithm(PlanningAlgorithm):
             seed=self.parameterAsInt(parameters, self.SEED, context),
         )
         self.check_reps(parameters, inputs)
+        cover = self.read_coverage(parameters, context)
+        self.check_coverage(cover)
         if inputs.reps_source is None and n_territories is None:
             raise QgsProcessingException(
                 "Set TERRITORIES (how many territories) or give a REPS layer."
@@ -100,11 +103,15 @@ class DesignTerritoriesAlgorithm(PlanningAlgorithm):
 
         self.load_plan_layers(inputs, parameters, context, feedback)
         with self.unit_field_names(inputs):
-            plan = territories.design_territories(
-                inputs.accounts,
-                n_territories=None if n_territories is None else int(n_territories),
-                **inputs.engine_arguments(),
-            )
+            k = None if n_territories is None else int(n_territories)
+            if cover.active:
+                plan = coverage.design_coverage(
+                    inputs.accounts, coverage=cover, n_territories=k, **inputs.engine_arguments()
+                )
+            else:
+                plan = territories.design_territories(
+                    inputs.accounts, n_territories=k, **inputs.engine_arguments()
+                )
         check_cancelled(feedback)
         results = self.write_plan_outputs(parameters, context, feedback, plan, inputs=inputs)
         recorded, id_field = self.manifest_plan(plan, inputs)

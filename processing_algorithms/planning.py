@@ -30,6 +30,7 @@ from qgis.core import (
     QgsWkbTypes,
 )
 
+from ..territory_planner_plugin.coverage import SKILL_RULES, Coverage
 from ..territory_planner_plugin.errors import TerritoryPlannerError
 from .base import (
     PROJECTED,
@@ -66,6 +67,15 @@ CONTIGUOUS_CHOICES = (
     (None, "Automatic: on with UNITS, off without"),
     (True, "On: every territory in one piece"),
     (False, "Off"),
+)
+SKILL_RULE_CHOICES = tuple(
+    zip(
+        SKILL_RULES,
+        (
+            "Hard: an account only goes to a rep who covers its segment",
+            "Soft: preferred; SKILL_WEIGHT per account placed with a rep who does not",
+        ),
+    )
 )
 ADJACENCY_CHOICES = (
     ("rook", "Shared edge (rook)"),
@@ -175,6 +185,14 @@ class PlanningAlgorithm(TerritoryPlannerAlgorithm):
     OUTPUT_TERRITORIES = "OUTPUT_TERRITORIES"
     OUTPUT_CENTRES = "OUTPUT_CENTRES"
     OUTPUT_SUMMARY = "OUTPUT_SUMMARY"
+    NAMED_FIELD = "NAMED_FIELD"
+    NAMED_TOP_PCT = "NAMED_TOP_PCT"
+    NAMED_MEASURE = "NAMED_MEASURE"
+    REP_NAMED_FIELD = "REP_NAMED_FIELD"
+    SEGMENT_FIELD = "SEGMENT_FIELD"
+    REP_SKILLS_FIELD = "REP_SKILLS_FIELD"
+    SKILL_RULE = "SKILL_RULE"
+    SKILL_WEIGHT = "SKILL_WEIGHT"
     # (output key, plan attribute, label)
     BOUND_SCOPE = "BOUND_SCOPE"
     NUMERIC_OUTPUTS = (
@@ -389,6 +407,97 @@ class PlanningAlgorithm(TerritoryPlannerAlgorithm):
                 100.0,
             )
         )
+
+    def add_coverage_parameters(self) -> None:
+        """Named-account tier (NAMED_FIELD / NAMED_TOP_PCT / NAMED_MEASURE, REP_NAMED_FIELD) and
+        expertise (SEGMENT_FIELD, REP_SKILLS_FIELD, SKILL_RULE, SKILL_WEIGHT); advanced."""
+        add = self.addParameter
+        field = QgsProcessingParameterField
+        add(advanced(field(self.NAMED_FIELD, self.tr("Named-account flag of the accounts (1 = named)"),
+                           None, self.ACCOUNTS, optional=True)))  # fmt: skip
+        add(
+            advanced(
+                _Number(
+                    self.NAMED_TOP_PCT,
+                    self.tr("Name the largest accounts making up this % of NAMED_MEASURE (0-100)"),
+                    _Number.Double,
+                    None,
+                    True,
+                )
+            )
+        )
+        add(advanced(field(self.NAMED_MEASURE, self.tr("Measure for NAMED_TOP_PCT (default: the first balance field)"),
+                           None, self.ACCOUNTS, field.Numeric, optional=True)))  # fmt: skip
+        add(advanced(field(self.REP_NAMED_FIELD, self.tr("Named-account rep flag of the reps (1 = named)"),
+                           None, self.REPS, optional=True)))  # fmt: skip
+        add(advanced(field(self.SEGMENT_FIELD, self.tr("Segment of the accounts (industry, size, tier)"),
+                           None, self.ACCOUNTS, optional=True)))  # fmt: skip
+        add(advanced(field(self.REP_SKILLS_FIELD, self.tr("Segments each rep covers (e.g. healthcare,finance)"),
+                           None, self.REPS, optional=True)))  # fmt: skip
+        add(
+            advanced(
+                QgsProcessingParameterEnum(
+                    self.SKILL_RULE,
+                    self.tr("Expertise rule"),
+                    [label for _, label in SKILL_RULE_CHOICES],
+                    False,
+                    0,
+                )
+            )
+        )
+        add(
+            advanced(
+                _Number(
+                    self.SKILL_WEIGHT,
+                    self.tr("Soft rule: penalty per account with a rep outside its segment"),
+                    _Number.Double,
+                    10.0,
+                    False,
+                    0.0,
+                )
+            )
+        )
+
+    def read_coverage(self, parameters, context) -> Coverage:
+        """The coverage options (Coverage().active is false when none is set)."""
+        return Coverage(
+            named_field=optional_field(self, parameters, self.NAMED_FIELD, context),
+            named_top_pct=optional_number(self, parameters, self.NAMED_TOP_PCT, context),
+            named_measure=optional_field(self, parameters, self.NAMED_MEASURE, context),
+            rep_named_field=optional_field(self, parameters, self.REP_NAMED_FIELD, context),
+            segment_field=optional_field(self, parameters, self.SEGMENT_FIELD, context),
+            rep_skills_field=optional_field(self, parameters, self.REP_SKILLS_FIELD, context),
+            skill_rule=enum_value(self, parameters, self.SKILL_RULE, context, SKILL_RULE_CHOICES),
+            skill_weight=self.parameterAsDouble(parameters, self.SKILL_WEIGHT, context),
+        )
+
+    def check_coverage(self, coverage: Coverage) -> None:
+        """Refuse coverage parameters that cannot work together (before the layers are read)."""
+        if coverage.named_field and coverage.named_top_pct is not None:
+            raise QgsProcessingException(
+                "NAMED_FIELD and NAMED_TOP_PCT both choose the named accounts; give one of them."
+            )
+        pct = coverage.named_top_pct
+        if pct is not None and not (0 <= pct <= 100):
+            raise QgsProcessingException(
+                f"NAMED_TOP_PCT: {pct:g} is outside 0-100; give the share of NAMED_MEASURE (in %) "
+                "the named accounts make up, e.g. 20."
+            )
+        if coverage.named and not coverage.rep_named_field:
+            raise QgsProcessingException(
+                "REP_NAMED_FIELD: a named tier needs the reps' field that flags the named-account "
+                "reps (1 = named); choose it in REPS."
+            )
+        if coverage.rep_named_field and not coverage.named:
+            raise QgsProcessingException(
+                "REP_NAMED_FIELD is set but no account is named: set NAMED_FIELD or NAMED_TOP_PCT "
+                "(e.g. 20), or leave REP_NAMED_FIELD empty."
+            )
+        if bool(coverage.segment_field) != bool(coverage.rep_skills_field):
+            raise QgsProcessingException(
+                "SEGMENT_FIELD and REP_SKILLS_FIELD go together: the accounts' segment and the "
+                "segments each rep covers; set both or neither."
+            )
 
     def add_network_parameter(self) -> None:
         """NETWORK (optional: straight lines without it)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import pandas as pd
 import pulp  # noqa: F401  (import at module level: see ENV-NOTES #8, empty GeoPackage trap)
 from qgis.core import (
@@ -12,7 +14,7 @@ from qgis.core import (
     QgsProcessingParameterField,
 )
 
-from ..territory_planner_plugin import rebalance
+from ..territory_planner_plugin import coverage, rebalance
 from .base import (
     check_cancelled,
     engine_run,
@@ -84,6 +86,7 @@ class RebalanceTerritoriesAlgorithm(PlanningAlgorithm):
             )
         )
         self.add_network_parameter()
+        self.add_coverage_parameters()
         add(time_limit_parameter())
         add(solver_parameter())
         self.add_plan_outputs(
@@ -116,6 +119,8 @@ class RebalanceTerritoriesAlgorithm(PlanningAlgorithm):
                 "to plan from scratch use designterritories."
             )
         self.check_reps(parameters, inputs)
+        cover = self.read_coverage(parameters, context)
+        self.check_coverage(cover)
         if minimise == "value" and not minimise_field:
             raise QgsProcessingException(
                 "MINIMISE_FIELD: 'Value moved' needs the numeric field to count (e.g. revenue; "
@@ -135,7 +140,12 @@ class RebalanceTerritoriesAlgorithm(PlanningAlgorithm):
 
         self.load_plan_layers(inputs, parameters, context, feedback, check_accounts=check_accounts)
         with self.unit_field_names(inputs):
-            result = rebalance.rebalance_territories(
+            run = (
+                partial(coverage.rebalance_coverage, coverage=cover)
+                if cover.active
+                else rebalance.rebalance_territories
+            )
+            result = run(
                 inputs.accounts,
                 current_field=current_field,
                 minimise_field=minimise_field,
@@ -187,6 +197,8 @@ def _moves_table(moves: pd.DataFrame) -> pd.DataFrame:
         },
         columns=list(rebalance.MOVE_COLUMNS),
     )
+    if "tier" in moves.columns:  # coverage models: the tier of each move
+        table["tier"] = moves["tier"].astype(object)
     return table.reset_index(drop=True)
 
 

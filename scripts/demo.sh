@@ -8,6 +8,10 @@
 #   0. checkaccounts (data quality first) and 8. rebalanceterritories (today's plan, fewest moves).
 #   9. designterritories from areas: sample_data/areas.gpkg as UNITS, every territory one piece
 #      -> demo_output/areas_territories.gpkg, areas_units.gpkg, areas_summary.gpkg, areas-plan.png
+#  10. designterritories hybrid: top 20 % of potential named (reps_hybrid.gpkg: N01, N02), the rest
+#      geographic among T01-T05, expertise hard -> demo_output/hybrid_*.gpkg
+#  11-13. three coverage models on the same 7 reps (geographic, named-accounts, hybrid) and
+#      compareplans against today's plan -> demo_output/coverage_comparison.html
 # Each step's JSON answer is kept in demo_output/<step>.json.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")/.." && pwd)"
@@ -23,7 +27,7 @@ OSM=""
 for pattern in '*.osm' '*.osm.bz2' '*.osm.pbf' '*.pbf'; do
   for f in "$DATA"/$pattern; do [ -f "$f" ] && OSM="$f" && break 2; done
 done
-for f in "$OSM" "$DATA/accounts.gpkg" "$DATA/reps.gpkg" "$DATA/areas.gpkg"; do
+for f in "$OSM" "$DATA/accounts.gpkg" "$DATA/reps.gpkg" "$DATA/areas.gpkg" "$DATA/reps_hybrid.gpkg"; do
   if [ -z "$f" ] || [ ! -f "$f" ]; then
     echo "demo: sample data missing (${f:-an OSM extract in sample_data/}); run 'make sample-data'." >&2
     exit 1
@@ -32,6 +36,7 @@ done
 ACCOUNTS="$DATA/accounts.gpkg|layername=accounts"
 REPS="$DATA/reps.gpkg|layername=reps"
 AREAS="$DATA/areas.gpkg|layername=areas"
+HYBRID_REPS="$DATA/reps_hybrid.gpkg|layername=reps_hybrid"
 AREA_ID=area_id
 
 # run STEP ALG K=V ...: qgis_process --json, answer saved to $OUT/STEP.json, log on failure.
@@ -95,6 +100,44 @@ run 9-areas designterritories UNITS="$AREAS" UNIT_ID_FIELD="$AREA_ID" ACCOUNTS="
 "$PY" scripts/render_areas_plan.py "$OUT/areas_units.gpkg" "$OUT/areas_territories.gpkg" \
   "$OUT/areas-plan.png" "$OUT/areas_accounts.gpkg"
 
+# coverage models: the same accounts and the same 7 reps (5 geographic + 2 named-account reps)
+rm -f "$OUT"/hybrid_*.gpkg "$OUT"/geographic_*.gpkg "$OUT"/named_*.gpkg "$OUT"/today.gpkg \
+  "$OUT"/reps_all_named.gpkg "$OUT"/coverage_comparison.html "$OUT"/coverage_kpis.gpkg
+COVERAGE_COMMON=(ACCOUNTS="$ACCOUNTS" ID_FIELD=id REP_ID_FIELD=rep_id REP_CAPACITY_FIELD=capacity
+  BALANCE_FIELDS=revenue_potential BALANCE_FIELDS=workload_visits TOLERANCE=5
+  CURRENT_FIELD=current_territory SEED=0 TIME_LIMIT=30 SOLVER=0)
+plan_outputs() {  # OUTPUT_* of a coverage model named $1
+  echo OUTPUT_ACCOUNTS="$OUT/$1_accounts.gpkg" OUTPUT_TERRITORIES="$OUT/$1_territories.gpkg" \
+    OUTPUT_CENTRES="$OUT/$1_centres.gpkg" OUTPUT_SUMMARY="$OUT/$1_summary.gpkg"
+}
+# shellcheck disable=SC2046
+run 10-hybrid designterritories "${COVERAGE_COMMON[@]}" REPS="$HYBRID_REPS" \
+  NAMED_TOP_PCT=20 REP_NAMED_FIELD=named_accounts SEGMENT_FIELD=segment REP_SKILLS_FIELD=skills \
+  SKILL_RULE=0 $(plan_outputs hybrid)
+# shellcheck disable=SC2046
+run 11-geographic designterritories "${COVERAGE_COMMON[@]}" REPS="$HYBRID_REPS" $(plan_outputs geographic)
+# the named-accounts model: every account named, every rep a named-account rep
+"$PY" - "$DATA/reps_hybrid.gpkg" "$OUT" <<'PY'
+import sys
+import pyogrio
+reps = pyogrio.read_dataframe(sys.argv[1])
+pyogrio.write_dataframe(reps.assign(named_accounts=1), f"{sys.argv[2]}/reps_all_named.gpkg")
+acc = pyogrio.read_dataframe(sys.argv[1].replace("reps_hybrid", "accounts"))
+today = acc.assign(territory_id=acc["current_territory"])  # today's plan, the baseline
+pyogrio.write_dataframe(today, f"{sys.argv[2]}/today.gpkg")
+PY
+# shellcheck disable=SC2046
+run 12-named designterritories "${COVERAGE_COMMON[@]}" \
+  REPS="$OUT/reps_all_named.gpkg|layername=reps_all_named" NAMED_TOP_PCT=100 \
+  REP_NAMED_FIELD=named_accounts $(plan_outputs named)
+run 13-compare-coverage compareplans PLANS="$OUT/today.gpkg" PLANS="$OUT/geographic_accounts.gpkg" \
+  PLANS="$OUT/named_accounts.gpkg" PLANS="$OUT/hybrid_accounts.gpkg" ID_FIELD=id \
+  TERRITORY_FIELD=territory_id PLAN_NAMES="today,geographic,named accounts,hybrid" \
+  BALANCE_FIELDS=revenue_potential BALANCE_FIELDS=workload_visits TOLERANCE=5 \
+  CAPACITIES="$REPS" CAPACITIES="$OUT/geographic_summary.gpkg" CAPACITIES="$OUT/named_summary.gpkg" \
+  CAPACITIES="$OUT/hybrid_summary.gpkg" \
+  OUTPUT_HTML="$OUT/coverage_comparison.html" OUTPUT_KPIS="$OUT/coverage_kpis.gpkg"
+
 "$PY" - "$OUT" <<'PY'
 import json, sys
 from pathlib import Path
@@ -126,6 +169,8 @@ for name, text in (
     ("areas_units.gpkg", "the sample areas with territory_id"),
     ("areas_summary.gpkg", "one row per area-built territory, with pieces"),
     ("areas-plan.png", "picture of the area-built territories over their areas"),
+    ("hybrid_accounts.gpkg", "hybrid plan: top 20 % named (tier field), the rest geographic"),
+    ("coverage_comparison.html", "geographic vs named-accounts vs hybrid vs today, side by side"),
 ):
     print(f"  {name:<24} {text}")
 print()
@@ -157,4 +202,19 @@ for row in areas.itertuples():
     print(f"  {row.territory_id}: {int(row.pieces)} piece(s)")
 if (areas["pieces"] != 1).any():
     sys.exit("demo: a territory built from areas is not in one piece")
+h = results("10-hybrid")
+hs = pyogrio.read_dataframe(str(out / "hybrid_summary.gpkg"))
+print()
+print(f"Hybrid plan: largest deviation {h['MAX_DEVIATION_PCT']:.2f}% (each tier against its own "
+      f"targets), gap {h['GAP_PCT']:.2f}%:")
+for tier, rows in hs.groupby("tier", sort=False):
+    print(f"  {tier:<10}: {', '.join(rows['territory_id'])}; {int(rows['accounts'].sum())} accounts, "
+          f"largest deviation {rows['max_deviation_pct'].iloc[0]:.2f}%, gap {rows['gap_pct'].iloc[0]:.2f}%")
+k = pyogrio.read_dataframe(str(out / "coverage_kpis.gpkg"))
+cols = [c for c in ("plan", "territories", "headcount_fte", "cv_revenue_potential",
+                    "cv_workload_visits", "max_deviation_pct", "compactness_km",
+                    "moved_share_pct", "relationships_kept_pct") if c in k.columns]
+print()
+print("Coverage models against today's plan (coverage_comparison.html):")
+print(k[cols].to_string(index=False))
 PY

@@ -122,12 +122,17 @@ def compare_plans(
     for i, (plan, name) in enumerate(zip(plans, names)):
         check_cancel(is_cancelled)
         report_progress(progress, i / len(plans), f"KPIs of {name}")
+        tiers = plan_kpis.tiers_of(plan, territory_field)
         row, match = _plan_kpis(
             plan, name, keys[i], territories[i], values[i], fields, crs, travel_field, base,
-            values[0], caps[i], tolerance_pct,
+            values[0], caps[i], tolerance_pct, tiers,
         )  # fmt: skip
         rows.append(row)
         matches.append(match)
+        if tiers:
+            _note(notes, f"Plan '{name}' has the tiers {', '.join(dict.fromkeys(tiers.values()))}: "
+                  "each tier is judged against its own targets; its CVs and largest deviation "
+                  "are the worst tier's.")  # fmt: skip
         if i:
             _note_matching(notes, name, names[0], match)
     kpis = pd.DataFrame(rows)
@@ -357,8 +362,9 @@ def _note_sets(notes, names, keys, territories) -> None:
 
 
 def _plan_kpis(plan, name, ids, terr, vals, fields, crs, travel_field, base, base_vals, caps,
-               tolerance_pct):  # fmt: skip
-    """One row of KPIs of a plan, and its territories matched to the baseline's."""
+               tolerance_pct, tiers=None):  # fmt: skip
+    """One row of KPIs of a plan, and its territories matched to the baseline's (``tiers``:
+    territory key -> tier of a coverage model, each tier judged against its own targets)."""
     measures = fields or ["accounts"]
     assigned = np.array([t is not None for t in terr])
     frame = pd.DataFrame(vals[:, : len(measures)], columns=[f"{m}_total" for m in measures])
@@ -368,7 +374,7 @@ def _plan_kpis(plan, name, ids, terr, vals, fields, crs, travel_field, base, bas
     if not fields:
         totals = totals.reset_index()
     bal = plan_kpis.balance(totals, territory_field="_territory", measures=measures,
-                            capacity=caps)  # fmt: skip
+                            capacity=caps, tiers=tiers)  # fmt: skip
     row: dict[str, object] = {
         "plan": name,
         "territories": len(bal.table),
@@ -395,6 +401,8 @@ def _plan_kpis(plan, name, ids, terr, vals, fields, crs, travel_field, base, bas
     row["common_with_baseline"] = len(common)
     row["moved_vs_baseline"] = int(moved.sum())
     row["moved_share_pct"] = round(100 * moved.sum() / len(common), 2) if len(common) else 0.0
+    same = (here[common].to_numpy() == base[common].to_numpy()) & here[common].notna().to_numpy()
+    row["relationships_kept_pct"] = round(100 * same.sum() / len(common), 2) if len(common) else 0.0
     if fields:
         base_value = pd.Series(base_vals[:, 0], index=base.index)
         total = float(base_value[common].sum())
@@ -468,6 +476,7 @@ KPI_LABELS = {
     "compactness_km": "Compactness: mean km to territory centroid (lower is better)",
     "moved_vs_baseline": "Accounts moved vs baseline",
     "moved_share_pct": "Accounts moved vs baseline (%)",
+    "relationships_kept_pct": "Relationships kept: accounts with the baseline's own rep (%)",
 }
 _SKIP = ("plan", "common_with_baseline")
 

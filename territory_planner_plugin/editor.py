@@ -106,6 +106,9 @@ class PlanTable:
         Territories to show even when they have no rows (e.g. from the plan's summary).
     names
         Territory key -> rep name to show.
+    tiers
+        Territory key -> tier (coverage models: ``named``/``geographic``); each tier is then
+        judged against its own targets. None = one tier.
     """
 
     def __init__(
@@ -124,8 +127,10 @@ class PlanTable:
         max_km: float | None = None,
         territories: Iterable | None = None,
         names: Mapping[str, str] | None = None,
+        tiers: Mapping[str, str] | None = None,
     ) -> None:
         keys = [kpis.text_key(v) for v in territory]
+        self.tiers = {str(k): str(v) for k, v in (tiers or {}).items()}
         self.n = len(keys)
         self.fields = list(balance_fields)
         self.measures = self.fields or ["accounts"]
@@ -329,14 +334,19 @@ class PlanTable:
         cap = self.capacity()
         tgt, dev, cv, worst = {}, {}, {}, {}
         shown = self.shown()
+        tier = np.array([self.tiers.get(k, "") for k in self.keys], dtype=object)
+        groups = [shown & (tier == g) for g in dict.fromkeys(tier[shown])] or [shown]
         for m, name in enumerate(self.measures):
             t = self.totals[:, m]
             tgt[name] = np.zeros(self.k)
             dev[name] = np.zeros(self.k)
-            if shown.any():
-                tgt[name][shown] = kpis.targets(t[shown], cap[shown])
-                dev[name][shown] = kpis.deviation_pct(t[shown], cap[shown])
-            cv[name] = kpis.cv_per_capacity(t[shown], cap[shown]) if shown.any() else float("nan")
+            cvs = []
+            for g in groups:  # each tier against its own targets (one group without tiers)
+                if g.any():
+                    tgt[name][g] = kpis.targets(t[g], cap[g])
+                    dev[name][g] = kpis.deviation_pct(t[g], cap[g])
+                    cvs.append(kpis.cv_per_capacity(t[g], cap[g]))
+            cv[name] = max(cvs) if cvs else float("nan")
             worst[name] = round(float(np.abs(dev[name][shown]).max()), 2) if shown.any() else 0.0
         return tgt, dev, cv, worst
 

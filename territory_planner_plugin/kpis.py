@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -137,6 +137,8 @@ class Balance:
     cv: dict
     max_dev_pct: dict
     weighted: bool
+    tier_cv: dict = field(default_factory=dict)  # {tier: {measure: cv}} for tiered plans
+    tier_max_dev_pct: dict = field(default_factory=dict)  # {tier: {measure: largest |dev|}}
 
     @property
     def max_deviation_pct(self) -> float:
@@ -150,13 +152,20 @@ def balance(
     territory_field: str,
     measures: Sequence[str],
     capacity: Mapping[str, float] | None = None,
+    tiers: Mapping[str, str] | None = None,
 ) -> Balance:
     """Capacity-weighted targets, deviations and CVs of a table of territory totals.
 
     ``totals`` has one row per territory and a ``<m>_total`` column per measure (``accounts``
     for the measure ``accounts``). ``capacity`` maps the territory's text key to its capacity;
     territories it lacks count with capacity 1. Without it every capacity is 1 (target = mean).
+    ``tiers`` (territory key -> tier, e.g. named/geographic) judges each tier against its own
+    targets: the table gets a ``tier`` column, ``tier_cv``/``tier_max_dev_pct`` the figures
+    per tier, and ``cv``/``max_dev_pct`` the worst tier's.
     """
+    if tiers:
+        return _balance_by_tier(totals, territory_field=territory_field, measures=measures,
+                                capacity=capacity, tiers=tiers)  # fmt: skip
     out = totals.copy()
     keys = [text_key(v) for v in out[territory_field]]
     cap = np.array(
@@ -176,6 +185,42 @@ def balance(
         cvs[m] = cv_per_capacity(t, cap)
         worst[m] = round(float(np.abs(dev).max()), 2) if len(dev) else 0.0
     return Balance(out, cvs, worst, capacity is not None)
+
+
+def tiers_of(frame: pd.DataFrame | None, territory_field: str = "territory_id") -> dict | None:
+    """Territory key -> tier from a plan output with a ``tier`` field (coverage models); None
+    when the frame has none or only one tier."""
+    if frame is None or "tier" not in frame.columns or territory_field not in frame.columns:
+        return None
+    out = {text_key(t): str(v) for t, v in zip(frame[territory_field], frame["tier"])
+           if text_key(t) is not None and isinstance(v, str) and v}  # fmt: skip
+    return out if len(set(out.values())) > 1 else None
+
+
+def _balance_by_tier(totals, *, territory_field, measures, capacity, tiers) -> Balance:
+    keys = [text_key(v) for v in totals[territory_field]]
+    tier = np.array([tiers.get(k, "") for k in keys], dtype=object)
+    parts, tier_cv, tier_dev = [], {}, {}
+    for name in dict.fromkeys(tier):
+        sub = balance(totals[tier == name], territory_field=territory_field, measures=measures,
+                      capacity=capacity)  # fmt: skip
+        parts.append(sub.table.assign(tier=name))
+        tier_cv[name], tier_dev[name] = sub.cv, sub.max_dev_pct
+    table = pd.concat(parts).loc[totals.index] if parts else totals.copy()
+    cv = {m: max(c[m] for c in tier_cv.values()) for m in measures}
+    dev = {m: max(d[m] for d in tier_dev.values()) for m in measures}
+    return Balance(table, cv, dev, capacity is not None, tier_cv, tier_dev)
+
+
+def tier_text(bal: Balance) -> str:
+    """One sentence per tier: its CVs and largest deviation against its own targets."""
+    out = []
+    for name, cvs in bal.tier_cv.items():
+        parts = ", ".join(f"CV of {label(m)} {v:.3f}" for m, v in cvs.items())
+        worst = max(bal.tier_max_dev_pct[name].values()) if bal.tier_max_dev_pct[name] else 0.0
+        out.append(f"{name.capitalize()} tier (against its own targets): {parts}; largest "
+                   f"deviation {worst:.2f}%.")  # fmt: skip
+    return " ".join(out)
 
 
 # ----------------------------------------------------------------------------- capacities

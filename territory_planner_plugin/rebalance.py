@@ -80,6 +80,8 @@ def rebalance_territories(
     unit_max_distance_m: float = 0.0,
     time_limit_s: float = 60.0,
     solver: str = "CBC",
+    pair_allowed: np.ndarray | None = None,
+    pair_cost: np.ndarray | None = None,
     progress: ProgressCallback | None = None,
     is_cancelled: CancelCheck | None = None,
 ) -> Rebalance:
@@ -91,8 +93,12 @@ def rebalance_territories(
     territory is empty are new; those naming a rep not in REPS belong to a rep who left. With
     ``units`` the plan moves whole units (a unit is in the territory most of its accounts are in
     today) and, with ``contiguous`` (default with units), keeps every territory in one piece.
+    ``pair_allowed``/``pair_cost`` ((n, k), rows x reps; :mod:`coverage`) restrict the pairs and
+    add a cost to them, in moves.
     """
     params = run_parameters(locals())
+    params.pop("pair_allowed", None)
+    params.pop("pair_cost", None)
     rows = prepare_rows(accounts, id_field=id_field, balance_fields=balance_fields, units=units,
                         unit_id_field=unit_id_field, contiguous=contiguous, adjacency=adjacency,
                         snap_m=snap_m, study_area=study_area,
@@ -137,13 +143,16 @@ def rebalance_territories(
     cost_km, cost_min = costs[0], costs[1]
     dist = cost_min if cost_min is not None else cost_km
     allowed = row_reach(rows, costs, rep_max_minutes, log=True)
+    if pair_allowed is not None:
+        allowed = allowed & np.asarray(pair_allowed, bool)
     # moves first; distance only breaks ties (all of it is worth less than the smallest move)
     has = current >= 0
     move_cost = move_costs(current, dist.shape[1], weight)
     unit = weight[has & (weight > 0)].min() if (has & (weight > 0)).any() else 1.0
     eps = 0.5 * unit / max(float(np.where(allowed, dist, 0).max(1).sum()), 1e-9)
+    extra = 0.0 if pair_cost is None else np.asarray(pair_cost, float)
     model = TerritoryModel.from_cost_matrix(
-        move_cost + eps * dist, values=values, capacity=capacity, tolerance_pct=tol, locks=locks,
+        move_cost + eps * dist + extra, values=values, capacity=capacity, tolerance_pct=tol, locks=locks,
         current=current, budget=budget, allowed=allowed,
         adjacency=None if rows.adjacency is None else rows.adjacency.matrix,
         contiguous=rows.contiguous, names=fields, row_ids=ids, territory_ids=cen_ids, noun=noun,

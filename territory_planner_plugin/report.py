@@ -261,8 +261,10 @@ def kpis(
                                  territory_field, warn=False)  # fmt: skip
         capacity = _capacity_of(summary, territory_field)
     measures = list(balance_fields) or ["accounts"]
+    tiers = plan_kpis.tiers_of(_ids_as(plan_summary, territory_field) if plan_summary is not None
+                               else None) or plan_kpis.tiers_of(accounts, territory_field)  # fmt: skip
     bal = plan_kpis.balance(summary, territory_field=territory_field, measures=measures,
-                            capacity=capacity)  # fmt: skip
+                            capacity=capacity, tiers=tiers)  # fmt: skip
     out: dict[str, float] = {"territories": float(len(summary))}
     for f in balance_fields:
         out[f"cv_{f}"] = bal.cv[f]
@@ -459,11 +461,19 @@ def build_report(
         summary = _with_capacity(summary, table, territory_field)
         capacity = _capacity_of(summary, territory_field)
     measures = list(balance_fields) or ["accounts"]
+    tiers = plan_kpis.tiers_of(_ids_as(plan_summary, territory_field) if plan_summary is not None
+                               else None) or plan_kpis.tiers_of(accounts, territory_field)  # fmt: skip
     bal = plan_kpis.balance(summary, territory_field=territory_field, measures=measures,
-                            capacity=capacity)  # fmt: skip
+                            capacity=capacity, tiers=tiers)  # fmt: skip
     summary = bal.table if capacity else bal.table.drop(columns="capacity")
     cap = summary["capacity"].to_numpy(float) if capacity else np.ones(len(summary))
     gap_pct = _plan_value(plan_summary, "gap_pct", gap_pct)
+    tier_note = plan_kpis.tier_text(bal) if tiers else ""
+    if tiers and plan_summary is not None and {"tier", "gap_pct"} <= set(plan_summary.columns):
+        gaps = pd.to_numeric(plan_summary["gap_pct"], errors="coerce").groupby(plan_summary["tier"])
+        gap_pct = float(gaps.max().max())  # the header shows the worst tier's gap
+        tier_note += " Optimality gap per tier: " + ", ".join(
+            f"{t} {g:.2f}%" for t, g in gaps.max().items()) + "."  # fmt: skip
     scope = ""
     if plan_summary is not None and "bound_scope" in plan_summary.columns and len(plan_summary):
         scope = str(plan_summary["bound_scope"].iloc[0])
@@ -540,6 +550,8 @@ def build_report(
         )
     parts.append("<h2>KPIs against the plan's targets</h2>" + _kpi_table(verdicts))
     parts.append(f"<p id='targets' class='note'>{html.escape(_targets_text(source, cap))}</p>")
+    if tier_note:
+        parts.append(f"<p id='tiers' class='note'>{html.escape(tier_note)}</p>")
     if efficiency.note:
         parts.append(f"<p id='efficiency' class='note'>{html.escape(efficiency.note)}</p>")
     parts.append("<h2>Territories</h2>" + _territory_table(

@@ -16,7 +16,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import geopandas as gpd
 import numpy as np
@@ -309,6 +309,8 @@ def design_territories(
     seed: int = 0,
     time_limit_s: float = 60.0,
     solver: str = "CBC",
+    pair_allowed: np.ndarray | None = None,
+    pair_cost: np.ndarray | None = None,
     progress: ProgressCallback | None = None,
     is_cancelled: CancelCheck | None = None,
 ) -> TerritoryPlan:
@@ -319,9 +321,12 @@ def design_territories(
     territory (with all its accounts) and, with ``contiguous`` (default with units), every
     territory is one piece. Pairs the network cannot connect are costed by straight line at
     ``STRAIGHT_LINE_KMH`` and counted in the log. Raises :class:`InfeasibleError` naming the
-    smallest relaxation.
+    smallest relaxation. ``pair_allowed``/``pair_cost`` ((n, k), rows x reps; :mod:`coverage`)
+    restrict the pairs and add a cost to them (the outputs report the distances alone).
     """
     params = run_parameters(locals())
+    params.pop("pair_allowed", None)
+    params.pop("pair_cost", None)
     rows = prepare_rows(accounts, id_field=id_field, balance_fields=balance_fields, units=units,
                         unit_id_field=unit_id_field, contiguous=contiguous, adjacency=adjacency,
                         snap_m=snap_m, study_area=study_area,
@@ -357,10 +362,14 @@ def design_territories(
 
     def build(centres_xy: np.ndarray, band=tol) -> tuple[TerritoryModel, tuple]:
         costs = row_costs(rows, centres_xy, network, snapped)
+        allowed = row_reach(rows, costs, rep_max_minutes, log=not logged)
+        dist = costs[1] if costs[1] is not None else costs[0]
+        if pair_allowed is not None:
+            allowed = allowed & np.asarray(pair_allowed, bool)
         model = TerritoryModel.from_cost_matrix(
-            costs[1] if costs[1] is not None else costs[0], values=rows.values,
+            dist if pair_cost is None else dist + pair_cost, values=rows.values,
             capacity=capacity, tolerance_pct=band, locks=locks, current=current, budget=budget,
-            allowed=row_reach(rows, costs, rep_max_minutes, log=not logged),
+            allowed=allowed,
             adjacency=None if rows.adjacency is None else rows.adjacency.matrix,
             contiguous=rows.contiguous, travel=(capacity / capacity.sum(), mu), names=fields,
             row_ids=rows.ids, territory_ids=cen_ids, noun=rows.noun,
@@ -381,6 +390,8 @@ def design_territories(
         )  # fmt: skip
     model.verify(sol.assign)
     report(progress, 0.95, "Outputs")
+    if pair_cost is not None:  # the outputs report distances; objective and bound stay the model's
+        model = replace(model, cost=costs[1] if costs[1] is not None else costs[0])
     return build_plan(
         model, sol, rows=rows, costs=costs, src_locks=src_locks, src_current=src_current,
         cen_xy=cen_xy, quota_total=quota_total, params=params, weights=balance_weights,

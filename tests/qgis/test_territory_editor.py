@@ -323,3 +323,33 @@ def test_units_plan_is_reoptimised_as_units_in_one_piece(editor) -> None:
     assert editor.apply_proposal()
     assert editor.table.plan().outside == 0
     assert editor.figures().set_index("territory")["pieces"].to_dict() == {"E": 1, "W": 1}
+
+
+def test_tiers_of_a_hybrid_plan_each_have_their_own_targets(editor) -> None:
+    """A plan with a ``tier`` field (coverage models): named and geographic territories are
+    judged against their own tier's targets, as in the summary and the report."""
+    from qgis.core import QgsFeature, QgsGeometry, QgsPointXY, QgsProject, QgsVectorLayer
+
+    layer = QgsVectorLayer(
+        "Point?crs=EPSG:3067&field=account_id:string&field=territory_id:string"
+        "&field=tier:string&field=revenue_potential:double",
+        "hybrid", "memory",
+    )  # fmt: skip
+    feats = []
+    for i, (t, tier, value) in enumerate(
+        [("N1", "named", 500.0), ("N2", "named", 500.0)] * 2
+        + [("T1", "geographic", 50.0), ("T2", "geographic", 50.0)] * 6
+    ):
+        f = QgsFeature(layer.fields())
+        f.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(385_000 + 300 * i, 6_672_000 + 90 * i)))
+        f.setAttributes([f"A{i}", t, tier, value])
+        feats.append(f)
+    layer.dataProvider().addFeatures(feats)
+    QgsProject.instance().addMapLayer(layer)
+    editor.set_layer(layer)
+    editor.balance_combo.setCheckedItems(["revenue_potential"])
+    assert editor.load()
+    shown = editor.figures().set_index("territory")
+    assert shown.loc[["N1", "N2"], "revenue_potential_target"].tolist() == [1000.0, 1000.0]
+    assert shown.loc[["T1", "T2"], "revenue_potential_target"].tolist() == [300.0, 300.0]
+    assert (shown["revenue_potential_dev_pct"] == 0).all()
