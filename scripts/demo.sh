@@ -112,8 +112,7 @@ plan_outputs() {  # OUTPUT_* of a coverage model named $1
 }
 # shellcheck disable=SC2046
 run 10-hybrid designterritories "${COVERAGE_COMMON[@]}" REPS="$HYBRID_REPS" \
-  NAMED_TOP_PCT=20 REP_NAMED_FIELD=named_accounts SEGMENT_FIELD=segment REP_SKILLS_FIELD=skills \
-  SKILL_RULE=0 $(plan_outputs hybrid)
+  NAMED_TOP_PCT=20 REP_NAMED_FIELD=named_accounts $(plan_outputs hybrid)
 # shellcheck disable=SC2046
 run 11-geographic designterritories "${COVERAGE_COMMON[@]}" REPS="$HYBRID_REPS" $(plan_outputs geographic)
 # the named-accounts model: every account named, every rep a named-account rep

@@ -26,6 +26,7 @@ import pandas as pd
 
 from . import palette
 from .errors import InfeasibleError, InvalidInputError, TerritoryPlannerError
+from .kpis import NAMED_TIER
 from .model import TOLERANCE_MAX_TENTHS, balance_values, tolerances
 
 logger = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ __all__ = ["SKILL_RULES", "TIER_GEOGRAPHIC", "TIER_NAMED", "Coverage", "design_c
            "merge_tiers", "named_accounts", "normalise_segment", "rebalance_coverage",
            "skill_pairs", "truthy"]  # fmt: skip
 
-TIER_NAMED = "named"
+TIER_NAMED = NAMED_TIER
 TIER_GEOGRAPHIC = "geographic"
 SKILL_RULES = ("hard", "soft")
 _TRUE = {"1", "true", "t", "yes", "y", "named"}

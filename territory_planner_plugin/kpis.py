@@ -21,6 +21,7 @@ from .errors import InvalidInputError
 TARGETS = {"revenue_cv": 0.10, "workload_cv": 0.15, "travel_efficiency": 0.75}
 #: Active prospects per full-time rep (capacity 1); a territory's range scales with its capacity.
 PROSPECTS_PER_FTE = (80, 120)
+NAMED_TIER = "named"  # the tier of named-account territories (coverage models)
 CAPACITY_COLUMNS = ("territory_id", "capacity")
 ID_COLUMNS = ("territory_id", "rep_id")  # the territory key of a plan output, in that order
 MET, MISSED, UNKNOWN = "met", "missed", "-"

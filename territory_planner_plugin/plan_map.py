@@ -91,7 +91,8 @@ def draw_plan_map(
         colour = colours.get(key, "#999999")
         ax.scatter(pts[:, 0], pts[:, 1], s=14, color=colour, edgecolors="#333333",
                    linewidths=0.3, zorder=3)  # fmt: skip
-        label_at[key] = _label_point(polys.get(key), pts, (x0, y0, x1, y1))
+        if not polys or key in polys:  # a territory without an area (named accounts): no label
+            label_at[key] = _label_point(polys.get(key), pts, (x0, y0, x1, y1))
     if moved_ok is not None and moved_ok.any():
         ax.scatter(xy[moved_ok, 0], xy[moved_ok, 1], s=46, facecolors="none",
                    edgecolors="black", linewidths=0.9, zorder=4)  # fmt: skip
@@ -105,7 +106,7 @@ def draw_plan_map(
         )  # fmt: skip
     _scale_bar(ax, x0, y0, x1, y1)
     _north_arrow(ax)
-    _legend(fig, colours, sorted(label_at), rep_names or {}, moved_ok, centre_handles,
+    _legend(fig, colours, sorted(set(keys) - {None}), rep_names or {}, moved_ok, centre_handles,
             (map_w + 0.3) / fig_w)  # fmt: skip
     note = ""
     if outside:

@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 TARGETS = plan_kpis.TARGETS
 PROSPECTS_RANGE = plan_kpis.PROSPECTS_PER_FTE
 ASSUMED_SPEED_KMH = STRAIGHT_LINE_KMH  # centre_km -> minutes when the accounts have no centre_min
+NAMED_TIER = plan_kpis.NAMED_TIER
 ACTIVE_DEFAULT = "active_prospect"  # counted without ACTIVE_FIELD when the accounts have it
 _TRUE_WORDS = {"true", "t", "yes", "y", "1"}
 EFFICIENCY_UNKNOWN = "not known (give VISIT_MINUTES and VISITS_FIELD)"
@@ -644,13 +645,15 @@ def _verdicts(summary, bal, measures, tolerance_pct, capacity, efficiency, activ
         ))  # fmt: skip
     out.append(_efficiency_verdict(efficiency))
     column = "active_prospects" if active else "accounts"
-    inside = plan_kpis.prospects_inside(summary[column].to_numpy(float), cap)
+    guided = _guided(summary)
+    inside = plan_kpis.prospects_inside(summary[column].to_numpy(float), cap)[guided]
     lo, hi = PROSPECTS_RANGE
     out.append(Verdict(
         "kpi-prospects",
         "Territories within the active prospects guidance" + (
-            "" if active else " (all accounts counted)"),
-        f"{int(inside.sum())} of {len(summary)}",
+            "" if active else " (all accounts counted)") + (
+            "" if guided.all() else " (geographic territories)"),
+        f"{int(inside.sum())} of {int(guided.sum())}",
         f"{lo}-{hi} per FTE" if capacity else f"{lo}-{hi} each", bool(inside.all()),
     ))  # fmt: skip
     if disruption is not None:
@@ -757,6 +760,7 @@ def _territory_table(summary, territory_field, balance_fields, tolerance_pct, we
     if "pieces" in summary.columns:
         header.append("Pieces")
     lo, hi = plan_kpis.prospects_range(cap)
+    guided = _guided(summary)
     rows = []
     for i, (_, r) in enumerate(summary.iterrows()):
         colour = r.get("colour") or "#999999"
@@ -774,13 +778,17 @@ def _territory_table(summary, territory_field, balance_fields, tolerance_pct, we
             ok = abs(dev) <= tolerance_pct + 0.005
             row += [fmt(float(r[f"{f}_total"]), digits=0), (f"{dev:+.1f}%", "ok" if ok else "bad")]
         n = int(r["active_prospects" if active else "accounts"])
-        inside = lo[i] - 1e-9 <= n <= hi[i] + 1e-9
-        row += [(f"{n:,}", "ok" if inside else "bad"), f"{lo[i]:,.0f}-{hi[i]:,.0f}"]
+        if guided[i]:
+            inside = lo[i] - 1e-9 <= n <= hi[i] + 1e-9
+            row += [(f"{n:,}", "ok" if inside else "bad"), f"{lo[i]:,.0f}-{hi[i]:,.0f}"]
+        else:  # a named-account book: not held to the prospects guidance
+            row += [f"{n:,}", "named"]
         if "travel_efficiency" in summary.columns:
             v = r["travel_efficiency"]
             row.append("-" if pd.isna(v) else f"{v:.1%}")
         if "pieces" in summary.columns:
-            row.append(fmt(r["pieces"]) if finite(r["pieces"]) else "-")
+            has_area = finite(r["pieces"]) and (guided[i] or r["pieces"] > 0)
+            row.append(fmt(r["pieces"]) if has_area else "-")  # a named book has no area
         rows.append(row)
     numeric = set(range(1 + has_names, len(header)))
     from .htmlpage import table
@@ -788,12 +796,21 @@ def _territory_table(summary, territory_field, balance_fields, tolerance_pct, we
     return table(header, rows, table_id="summary", numeric=numeric)
 
 
+def _guided(summary: pd.DataFrame) -> np.ndarray:
+    """Territories held to the active-prospects guidance: all but named-account territories
+    (enterprise books of a coverage model are sized by relationship, not by prospect count)."""
+    if "tier" not in summary.columns:
+        return np.ones(len(summary), bool)
+    return (summary["tier"].astype(str) != NAMED_TIER).to_numpy()
+
+
 def prospects_text(summary: pd.DataFrame, active: str | None, capacity=None) -> str:
     """The guidance sentence: 80-120 active prospects per FTE, how many territories are outside."""
     lo, hi = PROSPECTS_RANGE
     column = "active_prospects" if active else "accounts"
     cap = np.ones(len(summary)) if capacity is None else np.asarray(capacity, dtype=float)
-    inside = plan_kpis.prospects_inside(summary[column].to_numpy(float), cap)
+    guided = _guided(summary)
+    inside = plan_kpis.prospects_inside(summary[column].to_numpy(float), cap) | ~guided
     what = (
         f"counted from {active}: true, 1 or yes"
         if active
@@ -804,9 +821,11 @@ def prospects_text(summary: pd.DataFrame, active: str | None, capacity=None) -> 
         if len(set(np.round(cap, 9))) > 1
         else ""
     )
+    named = int((~guided).sum())
     return (
         f"Guidance: {lo}-{hi} active prospects per territory{scaled} ({what}); "
-        f"{int((~inside).sum())} of {len(summary)} territories outside."
+        f"{int((~inside).sum())} of {int(guided.sum())} territories outside"
+        + (f" ({named} named-account territories are not held to it)." if named else ".")
     )
 
 

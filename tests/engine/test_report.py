@@ -301,3 +301,34 @@ def test_header_names_a_bound_for_these_centres(two):
                                  plan_summary=plan.assign(bound_scope="problem"))  # fmt: skip
     assert "optimality gap 0.38%" in out
     assert "for these centres" not in out
+
+
+def test_named_account_territories_are_not_held_to_the_prospects_guidance_nor_labelled():
+    """A hybrid plan (tier field): the 80-120 guidance judges the geographic territories only,
+    and the map labels only territories that have an area (named books have none)."""
+    import geopandas as gpd
+    import shapely
+
+    from territory_planner_plugin.plan_map import draw_plan_map
+
+    n_geo, n_named = 200, 10
+    tier = ["geographic"] * n_geo + ["named"] * n_named
+    terr = ["G1"] * 100 + ["G2"] * 100 + ["N1"] * n_named
+    x = [i % 100 * 10.0 + (1000 if t == "G2" else 0) for i, t in enumerate(terr)]
+    acc = gpd.GeoDataFrame(
+        {"id": range(len(terr)), "territory_id": terr, "tier": tier,
+         "revenue_potential": [1.0] * n_geo + [20.0] * n_named},
+        geometry=shapely.points(x, [i // 100 * 10.0 for i in range(len(terr))]), crs="EPSG:3067",
+    )  # fmt: skip
+    out, _ = report.build_report(acc, balance_fields=["revenue_potential"])
+    body = _text(out)
+    assert "0 of 2 territories outside (1 named-account territories are not held to it)" in body
+    assert "(geographic territories)" in body
+    polys = gpd.GeoDataFrame(
+        {"territory_id": ["G1", "G2", "N1"]},
+        geometry=[shapely.box(-5, -5, 995, 15), shapely.box(995, -5, 1995, 15), None],
+        crs="EPSG:3067",
+    )
+    drawn = draw_plan_map(acc, territory_field="territory_id", territories=polys,
+                          colours={"G1": "#E69F00", "G2": "#56B4E9", "N1": "#009E73"})  # fmt: skip
+    assert set(drawn.labels) == {"G1", "G2"}
