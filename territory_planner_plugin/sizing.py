@@ -4,7 +4,8 @@ For every K in a range a quick plan is made (k-means centres, then the engine's 
 assignment: Lagrangian prices and LP rounding, without the local search) and measured: the
 target field's smallest and largest territory total against the target band, the largest balance
 deviation, travel, compactness and, with a current plan, disruption. The recommended K is the
-smallest whose every territory is inside the band. The table says how each row was solved.
+smallest whose every territory is inside the band (each plan is asked for the band where it
+overlaps TOLERANCE around the mean). The table says how each row was solved.
 """
 
 from __future__ import annotations
@@ -202,6 +203,10 @@ def _plan_for_k(xy, values, k, *, names, t_col, band, tolerance_pct, network, sn
     tol = tolerance_pct / 100.0
     lo = np.tile(target * (1 - tol), (k, 1))
     hi = np.tile(target * (1 + tol), (k, 1))
+    lo_t, hi_t = band
+    if max(lo[0, t_col], lo_t) <= min(hi[0, t_col], hi_t):  # ask for the band where it fits
+        lo[:, t_col] = max(lo[0, t_col], lo_t)
+        hi[:, t_col] = min(hi[0, t_col], hi_t)
     none = np.full(n, -1)
     method = METHOD_BALANCED
     try:
@@ -220,7 +225,6 @@ def _plan_for_k(xy, values, k, *, names, t_col, band, tolerance_pct, network, sn
                               for m in range(values.shape[1])])  # fmt: skip
     dev = np.where(target > 0, 100 * (totals / np.where(target > 0, target, 1) - 1), 0.0)
     t_tot = totals[:, t_col]
-    lo_t, hi_t = band
     outside = np.maximum(lo_t - t_tot, 0) + np.maximum(t_tot - hi_t, 0)
     scale = max(hi_t, 1e-12)
     row = {
