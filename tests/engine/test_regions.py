@@ -67,7 +67,7 @@ def _cost(xy, region_of, ids) -> float:
 
 def test_regions_match_brute_force_on_points():
     rng = np.random.default_rng(3)
-    xy = rng.uniform(0, 30_000, (8, 2)) + [300_000, 6_600_000]
+    xy = rng.uniform(0, 30_000, (8, 2)) + np.array([300_000, 6_600_000])
     totals = rng.integers(5, 15, 8).astype(float)
     terr = _territory_points(xy, totals)
     res = regions.assign_regions(terr, n_regions=2, total_fields=["rev_total"], tolerance_pct=10)
@@ -159,7 +159,7 @@ def test_group_without_reps_is_named():
     acc = _grouped_accounts()
     reps = random_reps(2)
     reps["state"] = "West"
-    with pytest.raises(InvalidInputError, match="'East'.*no rep"):
+    with pytest.raises(InvalidInputError, match=r"'East'.*no rep"):
         regions.plan_by_group(design_territories, acc, group_field="state", id_field="id",
                               reps=reps, rep_id_field="rep", balance_fields=["revenue"])  # fmt: skip
 
@@ -171,7 +171,8 @@ def test_reps_of_a_group_without_accounts_warn(caplog):
     out = regions.plan_by_group(design_territories, acc, group_field="state", id_field="id",
                                 reps=reps, rep_id_field="rep", balance_fields=["revenue"],
                                 tolerance_pct=50, time_limit_s=5)  # fmt: skip
-    assert "North" in caplog.text and "no accounts" in caplog.text
+    assert "North" in caplog.text
+    assert "no accounts" in caplog.text
     assert "R2" not in set(out.plan.summary["territory_id"])
 
 
@@ -181,7 +182,8 @@ def test_territories_split_over_groups_without_reps():
                                 n_territories=5, balance_fields=["revenue"], tolerance_pct=15,
                                 time_limit_s=5)  # fmt: skip
     ids = list(out.plan.summary["territory_id"])
-    assert len(ids) == 5 and len(set(ids)) == 5
+    assert len(ids) == 5
+    assert len(set(ids)) == 5
     assert all(t.split("-")[0] in {"East", "West"} for t in ids)
     assert (out.plan.accounts["territory_id"].str.split("-").str[0] == acc["state"]).all()
 
@@ -197,7 +199,8 @@ def test_grouped_rebalance_moves_within_groups():
                                 reps=reps, rep_id_field="rep", current_field="current",
                                 balance_fields=["revenue"], tolerance_pct=10,
                                 time_limit_s=10)  # fmt: skip
-    assert out.moves is not None and out.moves_lower_bound is not None
+    assert out.moves is not None
+    assert out.moves_lower_bound is not None
     assert (out.plan.accounts["territory_id"].str[0] == acc["state"].str[0]).all()
 
 

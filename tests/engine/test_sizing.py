@@ -33,11 +33,14 @@ def test_target_per_territory_gives_the_arithmetic_k():
     assert res.recommended_k == 10
     t = res.table.set_index("k")
     assert list(t.index) == list(range(5, 16))
-    assert t.loc[10, "meets_target"] and not t.loc[9, "meets_target"]
-    assert t.loc[10, "target_min"] >= 1140 - 1e-6 and t.loc[10, "target_max"] <= 1260 + 1e-6
+    assert t.loc[10, "meets_target"]
+    assert not t.loc[9, "meets_target"]
+    assert t.loc[10, "target_min"] >= 1140 - 1e-6
+    assert t.loc[10, "target_max"] <= 1260 + 1e-6
     # brute check of the table: every K that meets has all its territories inside the band
     met = t[t["meets_target"]]
-    assert (met["target_min"] >= 1140 - 1e-6).all() and (met["target_max"] <= 1260 + 1e-6).all()
+    assert (met["target_min"] >= 1140 - 1e-6).all()
+    assert (met["target_max"] <= 1260 + 1e-6).all()
     assert t.loc[15, "travel_km"] < t.loc[5, "travel_km"]  # more territories, shorter travel
 
 
@@ -54,7 +57,8 @@ def test_range_on_another_field_and_disruption():
     assert t.loc[6, "moved_pct"] > 20
     assert {"moved_pct", "compactness_km", "method", "active_dev_pct"} <= set(t.columns)
     html = sizing.sizing_html(res)
-    assert "K = 3" in html and "<img" in html
+    assert "K = 3" in html
+    assert "<img" in html
 
 
 def test_unreachable_target_names_the_nearest():
