@@ -18,7 +18,7 @@ def _plan() -> gpd.GeoDataFrame:
         {"id": list("abcde"), "territory_id": ["T1", "T1", "T2", "T2", "T2"],
          "previous_territory_id": ["T1", "T1", "T1", "T2", "T2"],
          "potential": [1.0, 2.0, 3.0, 4.0, 5.0], "rev_ly": [10.0, None, 30.0, 40.0, 50.0]},
-        geometry=shapely.points(np.array(xy, float) + [300_000, 6_600_000]), crs="EPSG:32635",
+        geometry=shapely.points(np.array(xy, float) + np.array([300_000, 6_600_000])), crs="EPSG:32635",
     )  # fmt: skip
 
 

@@ -15,7 +15,9 @@ from territory_planner_plugin.errors import InfeasibleError, InvalidInputError
 
 def _grid(side=20, visits=30.0) -> gpd.GeoDataFrame:
     """side x side accounts 1 km apart, or 2 side x side / 2 (wide: two halves west and east)."""
-    xy = np.mgrid[0 : 2 * side, 0 : side // 2].reshape(2, -1).T * 1000.0 + [300_000, 6_600_000]
+    xy = np.mgrid[0 : 2 * side, 0 : side // 2].reshape(2, -1).T * 1000.0 + np.array(
+        [300_000, 6_600_000]
+    )
     n = len(xy)
     return gpd.GeoDataFrame(
         {"id": [f"A{i}" for i in range(n)], "visits": np.full(n, visits),
