@@ -60,6 +60,7 @@ class DesignTerritoriesAlgorithm(PlanningAlgorithm):
         self.add_max_moves_parameter()
         self.add_contiguity_parameters()
         self.add_network_parameter()
+        self.add_group_parameters()
         add(
             _Number(
                 self.QUOTA_TOTAL,
@@ -92,6 +93,7 @@ class DesignTerritoriesAlgorithm(PlanningAlgorithm):
             seed=self.parameterAsInt(parameters, self.SEED, context),
         )
         self.check_reps(parameters, inputs)
+        groups = self.read_group_options(parameters, context, inputs)
         if inputs.reps_source is None and n_territories is None:
             raise QgsProcessingException(
                 "Set TERRITORIES (how many territories) or give a REPS layer."
@@ -100,12 +102,14 @@ class DesignTerritoriesAlgorithm(PlanningAlgorithm):
 
         self.load_plan_layers(inputs, parameters, context, feedback)
         with self.unit_field_names(inputs):
-            plan = territories.design_territories(
-                inputs.accounts,
+            plan = self.run_grouped(
+                territories.design_territories, inputs, groups,
                 n_territories=None if n_territories is None else int(n_territories),
-                **inputs.engine_arguments(),
-            )
+            )  # fmt: skip
+            plan = getattr(plan, "plan", plan)
+            region_dev = self.apply_regions(plan, inputs, groups, feedback)
         check_cancelled(feedback)
         results = self.write_plan_outputs(parameters, context, feedback, plan, inputs=inputs)
+        results[self.REGION_MAX_DEVIATION_PCT] = region_dev
         recorded, id_field = self.manifest_plan(plan, inputs)
         return write_run_manifest(inputs.manifest, recorded, results, feedback, id_field=id_field)

@@ -84,6 +84,7 @@ class RebalanceTerritoriesAlgorithm(PlanningAlgorithm):
             )
         )
         self.add_network_parameter()
+        self.add_group_parameters()
         add(time_limit_parameter())
         add(solver_parameter())
         self.add_plan_outputs(
@@ -116,6 +117,7 @@ class RebalanceTerritoriesAlgorithm(PlanningAlgorithm):
                 "to plan from scratch use designterritories."
             )
         self.check_reps(parameters, inputs)
+        groups = self.read_group_options(parameters, context, inputs)
         if minimise == "value" and not minimise_field:
             raise QgsProcessingException(
                 "MINIMISE_FIELD: 'Value moved' needs the numeric field to count (e.g. revenue; "
@@ -135,14 +137,13 @@ class RebalanceTerritoriesAlgorithm(PlanningAlgorithm):
 
         self.load_plan_layers(inputs, parameters, context, feedback, check_accounts=check_accounts)
         with self.unit_field_names(inputs):
-            result = rebalance.rebalance_territories(
-                inputs.accounts,
-                current_field=current_field,
-                minimise_field=minimise_field,
-                **inputs.engine_arguments(),
-            )
+            result = self.run_grouped(
+                rebalance.rebalance_territories, inputs, groups,
+                current_field=current_field, minimise_field=minimise_field,
+            )  # fmt: skip
+            plan = result.plan
+            region_dev = self.apply_regions(plan, inputs, groups, feedback)
         check_cancelled(feedback)
-        plan = result.plan
 
         table = _moves_table(result.moves)
         if getattr(plan, "units", None) is not None:  # whole units move: name them as such
@@ -152,6 +153,7 @@ class RebalanceTerritoriesAlgorithm(PlanningAlgorithm):
             parameters, context, feedback, plan, tables=moves, inputs=inputs
         )
         results[self.MOVES_LOWER_BOUND] = finite(result.moves_lower_bound)
+        results[self.REGION_MAX_DEVIATION_PCT] = region_dev
         _report_moves(feedback, result.moves, results, minimise_field)
         inputs.manifest.extra["moves_lower_bound"] = results[self.MOVES_LOWER_BOUND]
         recorded, id_field = self.manifest_plan(plan, inputs)

@@ -12,6 +12,8 @@ UNIT_PARAMETERS = (
     "CONTIGUOUS", "ADJACENCY", "SNAP_DISTANCE", "STUDY_AREA", "UNIT_MAX_DISTANCE", "OUTPUT_UNITS",
 )  # fmt: skip
 UNIT_OUTPUTS = ("OUTPUT_UNITS", "SPLIT_TERRITORIES", "ACCOUNTS_OUTSIDE_UNITS")
+# Groups (solved separately) and regions (second level), the same in both planning algorithms.
+GROUP_PARAMETERS = ("GROUP_FIELD", "REP_GROUP_FIELD", "REGIONS")
 
 CONTRACT = {
     "buildroadnetwork": (
@@ -35,12 +37,12 @@ CONTRACT = {
             "REP_MAX_MINUTES", "BALANCE_FIELDS", "BALANCE_WEIGHTS", "TRAVEL_WEIGHT", "TOLERANCE",
             "LOCK_FIELD", "CURRENT_FIELD", "MAX_MOVES", "NETWORK", "QUOTA_TOTAL", "SEED",
             "TIME_LIMIT", "SOLVER", "OUTPUT_ACCOUNTS", "OUTPUT_TERRITORIES", "OUTPUT_CENTRES",
-            "OUTPUT_SUMMARY", "MANIFEST", "OUTPUT_MANIFEST", *UNIT_PARAMETERS,
+            "OUTPUT_SUMMARY", "MANIFEST", "OUTPUT_MANIFEST", *UNIT_PARAMETERS, *GROUP_PARAMETERS,
         },
         {
             "OUTPUT_ACCOUNTS", "OUTPUT_TERRITORIES", "OUTPUT_CENTRES", "OUTPUT_SUMMARY",
             "OBJECTIVE", "LOWER_BOUND", "GAP_PCT", "MAX_DEVIATION_PCT", "MOVED", "OUTPUT_MANIFEST",
-            "BOUND_SCOPE", *UNIT_OUTPUTS,
+            "BOUND_SCOPE", *UNIT_OUTPUTS, "REGION_MAX_DEVIATION_PCT",
         },
     ),
     "rebalanceterritories": (
@@ -49,12 +51,13 @@ CONTRACT = {
             "REP_MAX_MINUTES", "BALANCE_FIELDS", "BALANCE_WEIGHTS", "TOLERANCE", "LOCK_FIELD",
             "MAX_MOVES", "MINIMISE", "MINIMISE_FIELD", "UNIT_MINIMISE_FIELD", "NETWORK", "TIME_LIMIT", "SOLVER",
             "OUTPUT_ACCOUNTS", "OUTPUT_TERRITORIES", "OUTPUT_CENTRES", "OUTPUT_SUMMARY",
-            "OUTPUT_MOVES", "MANIFEST", "OUTPUT_MANIFEST", *UNIT_PARAMETERS,
+            "OUTPUT_MOVES", "MANIFEST", "OUTPUT_MANIFEST", *UNIT_PARAMETERS, *GROUP_PARAMETERS,
         },
         {
             "OUTPUT_ACCOUNTS", "OUTPUT_TERRITORIES", "OUTPUT_CENTRES", "OUTPUT_SUMMARY",
             "OUTPUT_MOVES", "OBJECTIVE", "LOWER_BOUND", "GAP_PCT", "MAX_DEVIATION_PCT", "MOVED",
             "MOVES_LOWER_BOUND", "OUTPUT_MANIFEST", "BOUND_SCOPE", *UNIT_OUTPUTS,
+            "REGION_MAX_DEVIATION_PCT",
         },
     ),
     "checkaccounts": (
@@ -76,9 +79,17 @@ CONTRACT = {
             "ACCOUNTS", "TERRITORY_FIELD", "BALANCE_FIELDS", "CURRENT_FIELD", "TERRITORIES",
             "TOLERANCE", "OUTPUT_HTML", "OUTPUT_CSV", "ACTIVE_FIELD", "VISITS_FIELD",
             "VISIT_MINUTES_FIELD", "VISIT_MINUTES", "COMPARE_ACCOUNTS", "COMPARE_TERRITORY_FIELD",
-            "ID_FIELD", "SUMMARY", "CENTRES", "MAX_MOVES",
+            "ID_FIELD", "SUMMARY", "CENTRES", "MAX_MOVES", "BACKTEST_FIELD",
         },
         {"OUTPUT_HTML", "OUTPUT_CSV", "OUTPUT"},
+    ),
+    "sizeterritories": (
+        {
+            "ACCOUNTS", "ID_FIELD", "BALANCE_FIELDS", "TARGET_FIELD", "TARGET_PER_TERRITORY",
+            "TARGET_MIN", "TARGET_MAX", "K_MIN", "K_MAX", "TOLERANCE", "CURRENT_FIELD", "NETWORK",
+            "SEED", "TIME_LIMIT", "OUTPUT_TABLE", "OUTPUT_HTML",
+        },
+        {"OUTPUT_TABLE", "OUTPUT_HTML", "RECOMMENDED_K"},
     ),
     "compareplans": (
         {
@@ -97,6 +108,7 @@ MODULES = (
     "check_accounts",
     "design_territories",
     "rebalance_territories",
+    "size_territories",
     "export_territories",
     "territory_report",
     "compare_plans",
