@@ -5,7 +5,8 @@ assignment: Lagrangian prices and LP rounding, without the local search) and mea
 target field's smallest and largest territory total against the target band, the largest balance
 deviation, travel, compactness and, with a current plan, disruption. The recommended K is the
 smallest whose every territory is inside the band (each plan is asked for the band where it
-overlaps TOLERANCE around the mean). The table says how each row was solved.
+overlaps TOLERANCE around the mean, when the mean is inside the band). The table says how each
+row was solved.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ METHOD_BALANCED = "k-means centres + balanced assignment (Lagrangian prices, LP 
 METHOD_PRICED = "k-means centres + priced assignment (no plan within TOLERANCE found in time)"
 _ITERATIONS = 150  # price updates per K: enough for the LP on the two best priced territories
 _KMEANS_ITER = 10
+_ROOMS = (0.25, 0.5)  # rounding margins tried (x the largest account value): few, for speed
+_TIERS = ((2, 0), (4, 4))  # candidate territories per account tried; then the priced plan
 
 
 @dataclass
@@ -204,7 +207,7 @@ def _plan_for_k(xy, values, k, *, names, t_col, band, tolerance_pct, network, sn
     lo = np.tile(target * (1 - tol), (k, 1))
     hi = np.tile(target * (1 + tol), (k, 1))
     lo_t, hi_t = band
-    if max(lo[0, t_col], lo_t) <= min(hi[0, t_col], hi_t):  # ask for the band where it fits
+    if lo_t <= target[t_col] <= hi_t:  # K can meet the band on average: ask for it
         lo[:, t_col] = max(lo[0, t_col], lo_t)
         hi[:, t_col] = min(hi[0, t_col], hi_t)
     none = np.full(n, -1)
@@ -212,7 +215,7 @@ def _plan_for_k(xy, values, k, *, names, t_col, band, tolerance_pct, network, sn
     try:
         res = solve_balanced(cost, values, lo, hi, locks=none, current=none, budget=None,
                              allowed=np.ones((n, k), bool), time_limit_s=time_limit_s,
-                             iterations=_ITERATIONS, polish=False,
+                             iterations=_ITERATIONS, polish=False, rooms=_ROOMS, tiers=_TIERS,
                              is_cancelled=is_cancelled)  # fmt: skip
     except NoPlanFoundError:
         res = solve_balanced(cost, values, lo, hi, locks=none, current=none, budget=None,
