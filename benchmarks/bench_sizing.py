@@ -20,7 +20,7 @@ import shapely
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from territory_planner_plugin.sizing import METHOD_BALANCED, size_territories  # noqa: E402
+from territory_planner_plugin.sizing import METHOD_NOT_BAND, METHOD_PRICED, size_territories  # noqa: E402
 
 N, K_MIN, K_MAX, GOAL_S = 10_000, 30, 70, 60.0
 
@@ -48,12 +48,16 @@ def main() -> None:
         time_limit_s=60.0,
     )  # fmt: skip
     took = time.perf_counter() - t0
-    balanced = int((res.table["method"] == METHOD_BALANCED).sum())
+    method = res.table["method"]
+    priced = method.str.contains(METHOD_PRICED.split(" (")[0].replace("k-means centres + ", ""))
+    missed_band = method.str.contains(METHOD_NOT_BAND, regex=False)
     figures = {
         "accounts": N, "k_range": [K_MIN, K_MAX], "seconds": round(took, 1), "goal_s": GOAL_S,
         "target": target, "recommended_k": res.recommended_k,
         "arithmetic_k": int(np.ceil(total / (target * 1.05))),
-        "rows_balanced_within_tolerance": balanced, "rows": len(res.table),
+        "rows_balanced_within_tolerance": int((~priced).sum()), "rows": len(res.table),
+        "rows_target_band_not_reached_in_quick_pass": int(missed_band.sum()),
+        "ks_meeting_target": [int(k) for k in res.table.loc[res.table["meets_target"], "k"]],
         "slowest_row_s": float(res.table["seconds"].max()),
     }  # fmt: skip
     for key, value in figures.items():

@@ -34,10 +34,14 @@ __all__ = ["SizingResult", "size_territories", "target_band"]
 
 METHOD_BALANCED = "k-means centres + balanced assignment (Lagrangian prices, LP rounding)"
 METHOD_PRICED = "k-means centres + priced assignment (no plan within TOLERANCE found in time)"
-_ITERATIONS = 150  # price updates per K: enough for the LP on the two best priced territories
+METHOD_NOT_BAND = "; the target band was not reached in the quick pass, TOLERANCE was"
+CLUSTERS_NOTE = " of clusters of ~4 neighbouring accounts"
+_ITERATIONS = 400  # price updates per K (cheap on clusters): good prices make the LP round
 _KMEANS_ITER = 10
-_ROOMS = (0.25, 0.5)  # rounding margins tried (x the largest account value): few, for speed
-_TIERS = ((2, 0), (4, 4))  # candidate territories per account tried; then the priced plan
+_AGGREGATE_ABOVE = 2_500  # accounts; above, clusters of about _ACCOUNTS_PER_PART are placed
+_ACCOUNTS_PER_PART = 4
+_ROOMS = (0.25, 0.1, 0.5)  # rounding margins tried (x the largest value of a row)
+_TIERS = ((2, 0), (2, 2), (4, 4))  # candidate territories per row tried, then the next attempt
 
 
 @dataclass
@@ -128,7 +132,8 @@ def size_territories(
     total = float(values[:, t_col].sum())
     _check_reachable(total, lo_t, hi_t, int(k_min), int(k_max), target_name)
     xy = shapely.get_coordinates(acc.geometry.values)
-    snapped = snap_points_once(xy, network, acc.crs)
+    parts = _Parts.of(xy, values, seed)
+    snapped = snap_points_once(parts.xy, network, acc.crs)
     current = None
     if current_field:
         if current_field not in acc.columns:
@@ -140,7 +145,7 @@ def size_territories(
     rows = []
     for i, k in enumerate(ks):
         check_cancel(is_cancelled)
-        rows.append(_plan_for_k(xy, values, k, names=names, t_col=t_col, band=(lo_t, hi_t),
+        rows.append(_plan_for_k(xy, values, parts, k, names=names, t_col=t_col, band=(lo_t, hi_t),
                                 tolerance_pct=tolerance_pct, network=network, snapped=snapped,
                                 current=current, seed=seed, time_limit_s=per_k,
                                 is_cancelled=is_cancelled))  # fmt: skip
@@ -192,38 +197,80 @@ def _check_reachable(total: float, lo: float, hi: float, k_min: int, k_max: int,
     raise InfeasibleError(msg)
 
 
-def _plan_for_k(xy, values, k, *, names, t_col, band, tolerance_pct, network, snapped, current,
-                seed, time_limit_s, is_cancelled) -> dict:  # fmt: skip
+@dataclass
+class _Parts:
+    """What each K's assignment places: the accounts, or above ``_AGGREGATE_ABOVE`` accounts
+    small clusters of neighbouring accounts (their values summed, costed from the account
+    nearest their middle), so that the LP stays small; ``of`` gives each account's part."""
+
+    of_account: np.ndarray
+    xy: np.ndarray
+    values: np.ndarray
+
+    @classmethod
+    def of(cls, xy: np.ndarray, values: np.ndarray, seed: int) -> _Parts:
+        n = len(xy)
+        if n <= _AGGREGATE_ABOVE:
+            return cls(np.arange(n), xy, values)
+        from scipy.cluster.vq import kmeans2
+
+        m = max(_AGGREGATE_ABOVE, n // _ACCOUNTS_PER_PART)
+        _, lab = kmeans2(xy, m, iter=3, minit="points", seed=int(seed))
+        _, lab = np.unique(lab, return_inverse=True)
+        m = lab.max() + 1
+        sums = np.column_stack([np.bincount(lab, weights=values[:, j], minlength=m)
+                                for j in range(values.shape[1])])  # fmt: skip
+        mid = np.column_stack([np.bincount(lab, weights=xy[:, j], minlength=m)
+                               for j in range(2)]) / np.bincount(lab, minlength=m)[:, None]  # fmt: skip
+        d = np.hypot(*(xy - mid[lab]).T)
+        order = np.lexsort((d, lab))  # per part, the account nearest its middle first
+        first = order[np.r_[0, np.flatnonzero(np.diff(lab[order])) + 1]]
+        logger.info("Sizing: %d accounts placed as %d clusters of neighbouring accounts.", n, m)
+        return cls(lab, xy[first], sums)
+
+
+def _plan_for_k(xy, values, parts, k, *, names, t_col, band, tolerance_pct, network, snapped,
+                current, seed, time_limit_s, is_cancelled) -> dict:  # fmt: skip
     """One row of the table: a quick balanced plan with ``k`` territories and its figures."""
     from scipy.cluster.vq import kmeans2
 
     t0 = time.perf_counter()
-    n = len(xy)
     cen_xy, _ = kmeans2(xy, k, iter=_KMEANS_ITER, minit="++", seed=int(seed) + k)
-    km, mins = point_costs(xy, cen_xy, network, snapped)
+    km, mins = point_costs(parts.xy, cen_xy, network, snapped)
     cost = mins if mins is not None else km
+    n = len(parts.xy)
     target = values.sum(0) / k
     tol = tolerance_pct / 100.0
     lo = np.tile(target * (1 - tol), (k, 1))
     hi = np.tile(target * (1 + tol), (k, 1))
     lo_t, hi_t = band
-    if lo_t <= target[t_col] <= hi_t:  # K can meet the band on average: ask for it
-        lo[:, t_col] = max(lo[0, t_col], lo_t)
-        hi[:, t_col] = min(hi[0, t_col], hi_t)
+    bands = [(lo, hi, "")]
+    if lo_t <= target[t_col] <= hi_t:  # K can meet the band on average: ask for it first
+        lo_b, hi_b = lo.copy(), hi.copy()
+        lo_b[:, t_col] = max(lo[0, t_col], lo_t)
+        hi_b[:, t_col] = min(hi[0, t_col], hi_t)
+        bands.insert(0, (lo_b, hi_b, ""))
+        bands[1] = (lo, hi, METHOD_NOT_BAND)
     none = np.full(n, -1)
-    method = METHOD_BALANCED
-    try:
-        res = solve_balanced(cost, values, lo, hi, locks=none, current=none, budget=None,
-                             allowed=np.ones((n, k), bool), time_limit_s=time_limit_s,
-                             iterations=_ITERATIONS, polish=False, rooms=_ROOMS, tiers=_TIERS,
-                             is_cancelled=is_cancelled)  # fmt: skip
-    except NoPlanFoundError:
-        res = solve_balanced(cost, values, lo, hi, locks=none, current=none, budget=None,
+    res = None
+    for lo_k, hi_k, note in bands:
+        try:
+            res = solve_balanced(cost, parts.values, lo_k, hi_k, locks=none, current=none,
+                                 budget=None, allowed=np.ones((n, k), bool),
+                                 time_limit_s=time_limit_s, iterations=_ITERATIONS, polish=False,
+                                 rooms=_ROOMS, tiers=_TIERS, is_cancelled=is_cancelled)  # fmt: skip
+        except NoPlanFoundError:
+            continue
+        method = METHOD_BALANCED + note
+        break
+    if res is None:
+        res = solve_balanced(cost, parts.values, lo, hi, locks=none, current=none, budget=None,
                              allowed=np.ones((n, k), bool), time_limit_s=time_limit_s,
                              iterations=_ITERATIONS, final=False,
                              is_cancelled=is_cancelled)  # fmt: skip
         method = METHOD_PRICED
-    assign = res.assign
+    part_assign = res.assign
+    assign = part_assign[parts.of_account]
     totals = np.column_stack([np.bincount(assign, weights=values[:, m], minlength=k)
                               for m in range(values.shape[1])])  # fmt: skip
     dev = np.where(target > 0, 100 * (totals / np.where(target > 0, target, 1) - 1), 0.0)
@@ -242,7 +289,9 @@ def _plan_for_k(xy, values, k, *, names, t_col, band, tolerance_pct, network, sn
     for m, name in enumerate(names):
         row[f"{name}_dev_pct"] = round(float(np.abs(dev[:, m]).max()), 3)
     unit = "min" if mins is not None else "km"
-    own = cost[np.arange(n), assign]
+    own = cost[parts.of_account, assign]  # (an account in a cluster: the cluster's cost)
+    if mins is None:  # straight lines: each account's own
+        own = np.hypot(*(xy - cen_xy[assign]).T) / 1000.0
     row[f"travel_{unit}"] = round(float(own.sum()), 2)
     row[f"travel_per_territory_{unit}"] = round(float(own.sum() / k), 2)
     row["compactness_km"] = plan_kpis.compactness_km(xy, assign)
@@ -251,7 +300,8 @@ def _plan_for_k(xy, values, k, *, names, t_col, band, tolerance_pct, network, sn
         known = np.array([plan_kpis.text_key(v) is not None for v in current])
         row["moved"] = int(moved.sum())
         row["moved_pct"] = round(100 * float(moved.sum()) / max(int(known.sum()), 1), 2)
-    row["method"] = method
+    row["method"] = method.replace(" assignment", " assignment" + CLUSTERS_NOTE, 1) if len(
+        parts.xy) < len(xy) else method  # fmt: skip
     row["seconds"] = round(time.perf_counter() - t0, 2)
     return row
 
