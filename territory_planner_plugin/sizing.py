@@ -236,13 +236,14 @@ def _plan_for_k(xy, values, parts, k, *, names, t_col, band, tolerance_pct, netw
 
     t0 = time.perf_counter()
     cen_xy, _ = kmeans2(xy, k, iter=_KMEANS_ITER, minit="++", seed=int(seed) + k)
-    km, mins = point_costs(parts.xy, cen_xy, network, snapped)
-    cost = mins if mins is not None else km
     n = len(parts.xy)
     target = values.sum(0) / k
     tol = tolerance_pct / 100.0
     lo = np.tile(target * (1 - tol), (k, 1))
     hi = np.tile(target * (1 + tol), (k, 1))
+    none = np.full(n, -1)
+    km, mins = point_costs(parts.xy, cen_xy, network, snapped)
+    cost = mins if mins is not None else km
     lo_t, hi_t = band
     bands = [(lo, hi, "")]
     if lo_t <= target[t_col] <= hi_t:  # K can meet the band on average: ask for it first
@@ -251,7 +252,6 @@ def _plan_for_k(xy, values, parts, k, *, names, t_col, band, tolerance_pct, netw
         hi_b[:, t_col] = min(hi[0, t_col], hi_t)
         bands.insert(0, (lo_b, hi_b, ""))
         bands[1] = (lo, hi, METHOD_NOT_BAND)
-    none = np.full(n, -1)
     res = None
     for lo_k, hi_k, note in bands:
         try:
@@ -289,9 +289,7 @@ def _plan_for_k(xy, values, parts, k, *, names, t_col, band, tolerance_pct, netw
     for m, name in enumerate(names):
         row[f"{name}_dev_pct"] = round(float(np.abs(dev[:, m]).max()), 3)
     unit = "min" if mins is not None else "km"
-    own = cost[parts.of_account, assign]  # (an account in a cluster: the cluster's cost)
-    if mins is None:  # straight lines: each account's own
-        own = np.hypot(*(xy - cen_xy[assign]).T) / 1000.0
+    own = _travel(xy, parts, part_assign, assign, k, network, snapped, mins is not None)
     row[f"travel_{unit}"] = round(float(own.sum()), 2)
     row[f"travel_per_territory_{unit}"] = round(float(own.sum() / k), 2)
     row["compactness_km"] = plan_kpis.compactness_km(xy, assign)
@@ -304,6 +302,22 @@ def _plan_for_k(xy, values, parts, k, *, names, t_col, band, tolerance_pct, netw
         parts.xy) < len(xy) else method  # fmt: skip
     row["seconds"] = round(time.perf_counter() - t0, 2)
     return row
+
+
+def _travel(xy, parts, part_assign, assign, k, network, snapped, minutes: bool) -> np.ndarray:
+    """Each account's travel to its territory's centre: the place (account or cluster) nearest
+    the middle of the territory, as a rep based there would drive (minutes with a network)."""
+    centre = np.zeros((k, 2))
+    for j in range(k):
+        members = np.flatnonzero(part_assign == j)
+        if len(members) == 0:
+            continue
+        mid = xy[assign == j].mean(0)
+        centre[j] = parts.xy[members[np.argmin(np.hypot(*(parts.xy[members] - mid).T))]]
+    if not minutes:
+        return np.hypot(*(xy - centre[assign]).T) / 1000.0
+    _, mins = point_costs(parts.xy, centre, network, snapped)
+    return mins[parts.of_account, assign]
 
 
 def sizing_html(result: SizingResult, *, title: str = "How many territories") -> str:
