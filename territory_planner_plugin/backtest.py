@@ -156,7 +156,7 @@ def backtest_section(bt: BackTest, *, names: dict[str, str] | None = None) -> st
         cells = [who, fmt(r["accounts_old"]), fmt(r["accounts_new"])]
         for f in fields:
             cells += [fmt(r[f"{f}_old"]), fmt(r[f"{f}_new"])]
-        cells += [fmt(r[f"{bt.field}_change_pct"]), fmt(r["travel_km_old"]),
+        cells += [fmt(r[f"{bt.field}_change_pct"], digits=1), fmt(r["travel_km_old"]),
                   fmt(r["travel_km_new"])]  # fmt: skip
         rows.append(cells)
     missing = (f" {bt.missing} account(s) had no {html.escape(bt.field)} value; they count as 0."

@@ -22,7 +22,7 @@ import pandas as pd
 from . import palette
 from .errors import InfeasibleError, InvalidInputError
 from .kpis import text_key
-from .territories import TerritoryPlan, design_territories
+from .territories import TerritoryPlan, design_territories, keep_input_fields
 
 logger = logging.getLogger(__name__)
 
@@ -356,6 +356,10 @@ def add_regions(
     result = assign_regions(terr, n_regions=n_regions, total_fields=fields,
                             tolerance_pct=tolerance_pct, contiguous=contiguous, seed=seed,
                             time_limit_s=time_limit_s, solver=solver)  # fmt: skip
+    for name in ("accounts", "units"):  # an input's own region_id is kept as input_region_id
+        frame = getattr(plan, name)
+        if frame is not None and "region_id" in frame.columns:
+            setattr(plan, name, keep_input_fields(frame, ["region_id"]))
     for frame in (plan.accounts, plan.units, plan.territories, plan.centres, plan.summary):
         if frame is not None and "territory_id" in frame.columns:
             frame["region_id"] = frame["territory_id"].astype(str).map(result.region_of)

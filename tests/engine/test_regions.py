@@ -212,3 +212,39 @@ def test_split_territories_property(extra, weight):
     out = regions.split_territories(n, weight)
     assert sum(out.values()) == n
     assert min(out.values()) >= 1
+
+
+def test_grouped_plan_with_regions_is_a_valid_input_of_the_next_run():
+    acc = _grouped_accounts(120, seed=4)
+    first = regions.plan_by_group(design_territories, acc, group_field="state", id_field="id",
+                                  n_territories=4, balance_fields=["revenue"], tolerance_pct=15,
+                                  time_limit_s=5).plan  # fmt: skip
+    regions.add_regions(first, n_regions=2, tolerance_pct=15, contiguous=False)
+    again = regions.plan_by_group(rebalance_territories, first.accounts, group_field="state",
+                                  id_field="id", current_field="territory_id",
+                                  balance_fields=["revenue"], tolerance_pct=15,
+                                  time_limit_s=5)  # fmt: skip
+    regions.add_regions(again.plan, n_regions=2, tolerance_pct=15, contiguous=False)
+    out = again.plan.accounts
+    assert "input_region_id" in out.columns  # the input's own region_id kept, renamed
+    assert set(out["region_id"]) == {"R1", "R2"}
+    assert out["moved"].sum() == 0  # already balanced: nothing moves
+    assert list(out["id"]) == list(acc["id"])
+
+
+@settings(max_examples=12, deadline=None)
+@given(st.integers(4, 9), st.integers(2, 3), st.integers(0, 10_000))
+def test_regions_hard_rules_property(n, k, seed):
+    rng = np.random.default_rng(seed)
+    xy = rng.uniform(0, 20_000, (n, 2)) + np.array([300_000, 6_600_000])
+    totals = rng.integers(1, 20, n).astype(float)
+    terr = _territory_points(xy, totals)
+    res = regions.assign_regions(terr, n_regions=k, total_fields=["rev_total"], tolerance_pct=10,
+                                 time_limit_s=5)  # fmt: skip
+    assert set(res.region_of) == set(terr["territory_id"])  # every territory in one region
+    assert len(set(res.region_of.values())) == k  # every region used
+    lab = np.array([res.region_of[t] for t in terr["territory_id"]])
+    tot = np.array([totals[lab == r].sum() for r in sorted(set(lab))])
+    dev = 100 * np.abs(tot / (totals.sum() / k) - 1)
+    assert dev.max() <= res.tolerance_pct + 1e-6  # within the band it reports
+    assert res.max_deviation_pct == pytest.approx(dev.max(), abs=0.01)
