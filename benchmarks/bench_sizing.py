@@ -3,7 +3,9 @@
 Clustered synthetic accounts (revenue and workload), target 1,000 workload per territory ± 5 %,
 two balanced measures. Prints the time of the whole table (goal: 60 s or less), the recommended K
 against the arithmetic one (total / target), and how many rows were balanced within TOLERANCE.
-Writes benchmarks/results/sizing.json.
+Baseline in the same process (skip with --no-baseline): full designterritories runs (centre
+search, balanced assignment with local search) at K = 30 and 50: their time per K and the quick
+row's travel against theirs. Writes benchmarks/results/sizing.json.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from territory_planner_plugin.sizing import METHOD_NOT_BAND, METHOD_PRICED, size_territories  # noqa: E402
+from territory_planner_plugin.territories import design_territories  # noqa: E402
 
 N, K_MIN, K_MAX, GOAL_S = 10_000, 30, 70, 60.0
+BASELINE_KS = (30, 50)
 
 
 def accounts(n: int, seed: int = 0) -> gpd.GeoDataFrame:
@@ -60,6 +64,19 @@ def main() -> None:
         "ks_meeting_target": [int(k) for k in res.table.loc[res.table["meets_target"], "k"]],
         "slowest_row_s": float(res.table["seconds"].max()),
     }  # fmt: skip
+    if "--no-baseline" not in sys.argv:
+        rows = res.table.set_index("k")
+        for k in BASELINE_KS:
+            t1 = time.perf_counter()
+            plan = design_territories(acc, id_field="id", n_territories=k,
+                                      balance_fields=["workload", "revenue"], tolerance_pct=5.0,
+                                      seed=0, time_limit_s=30.0)  # fmt: skip
+            design_s = time.perf_counter() - t1
+            figures[f"design_k{k}_s"] = round(design_s, 1)
+            figures[f"quick_k{k}_s"] = float(rows.loc[k, "seconds"])
+            figures[f"travel_quick_over_design_k{k}"] = round(
+                float(rows.loc[k, "travel_km"]) / plan.objective, 3
+            )
     for key, value in figures.items():
         print(f"{key:32s} {value}")
     print("goal met" if took <= GOAL_S else "goal NOT met")

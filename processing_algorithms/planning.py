@@ -441,6 +441,10 @@ class PlanningAlgorithm(TerritoryPlannerAlgorithm):
             raise QgsProcessingException(
                 "GROUP_FIELD is a field of ACCOUNTS: give ACCOUNTS, or leave GROUP_FIELD empty."
             )
+        if rep_group_field and inputs.reps_source is None:
+            raise QgsProcessingException(
+                "REP_GROUP_FIELD is a field of REPS: give REPS, or leave REP_GROUP_FIELD empty."
+            )
         if rep_group_field and not group_field:
             raise QgsProcessingException(
                 "REP_GROUP_FIELD is used with GROUP_FIELD: set GROUP_FIELD (the accounts' "

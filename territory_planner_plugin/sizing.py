@@ -1,8 +1,8 @@
 """How many territories: the smallest K whose balanced plan meets a target per territory.
 
-For every K in a range a quick plan is made (k-means centres, then the engine's balanced
-assignment: Lagrangian prices and LP rounding, without the local search) and measured: the
-target field's smallest and largest territory total against the target band, the largest balance
+For every K in a range a quick plan is made (centres of a balanced recursive bisection, then the
+engine's balanced assignment: Lagrangian prices and LP rounding, without the local search) and
+measured: the target field's smallest and largest territory total against the target band, the largest balance
 deviation, travel, compactness and, with a current plan, disruption. The recommended K is the
 smallest whose every territory is inside the band (each plan is asked for the band where it
 overlaps TOLERANCE around the mean, when the mean is inside the band). The table says how each
@@ -32,12 +32,11 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["SizingResult", "size_territories", "target_band"]
 
-METHOD_BALANCED = "k-means centres + balanced assignment (Lagrangian prices, LP rounding)"
-METHOD_PRICED = "k-means centres + priced assignment (no plan within TOLERANCE found in time)"
+METHOD_BALANCED = "bisection centres + balanced assignment (Lagrangian prices, LP rounding)"
+METHOD_PRICED = "bisection centres + priced assignment (no plan within TOLERANCE found in time)"
 METHOD_NOT_BAND = "; the target band was not reached in the quick pass, TOLERANCE was"
 CLUSTERS_NOTE = " of clusters of ~4 neighbouring accounts"
 _ITERATIONS = 400  # price updates per K (cheap on clusters): good prices make the LP round
-_KMEANS_ITER = 10
 _AGGREGATE_ABOVE = 2_500  # accounts; above, clusters of about _ACCOUNTS_PER_PART are placed
 _ACCOUNTS_PER_PART = 4
 _ROOMS = (0.25, 0.1, 0.5)  # rounding margins tried (x the largest value of a row)
@@ -147,7 +146,7 @@ def size_territories(
         check_cancel(is_cancelled)
         rows.append(_plan_for_k(xy, values, parts, k, names=names, t_col=t_col, band=(lo_t, hi_t),
                                 tolerance_pct=tolerance_pct, network=network, snapped=snapped,
-                                current=current, seed=seed, time_limit_s=per_k,
+                                current=current, time_limit_s=per_k,
                                 is_cancelled=is_cancelled))  # fmt: skip
         report(progress, (i + 1) / len(ks), f"K = {k}")
     table = pd.DataFrame(rows)
@@ -230,12 +229,10 @@ class _Parts:
 
 
 def _plan_for_k(xy, values, parts, k, *, names, t_col, band, tolerance_pct, network, snapped,
-                current, seed, time_limit_s, is_cancelled) -> dict:  # fmt: skip
+                current, time_limit_s, is_cancelled) -> dict:  # fmt: skip
     """One row of the table: a quick balanced plan with ``k`` territories and its figures."""
-    from scipy.cluster.vq import kmeans2
-
     t0 = time.perf_counter()
-    cen_xy, _ = kmeans2(xy, k, iter=_KMEANS_ITER, minit="++", seed=int(seed) + k)
+    cen_xy = bisection_centres(xy, values / np.maximum(values.sum(0), 1e-12), k)
     n = len(parts.xy)
     target = values.sum(0) / k
     tol = tolerance_pct / 100.0
@@ -302,6 +299,32 @@ def _plan_for_k(xy, values, parts, k, *, names, t_col, band, tolerance_pct, netw
         parts.xy) < len(xy) else method  # fmt: skip
     row["seconds"] = round(time.perf_counter() - t0, 2)
     return row
+
+
+def bisection_centres(xy: np.ndarray, share: np.ndarray, k: int) -> np.ndarray:
+    """``k`` centres of a balanced recursive bisection: each cut along the longer side, at the
+    point where the accounts' share of the measures (summed) splits as the territories do."""
+    weight = share.sum(1) if share.ndim == 2 else share
+    out = []
+
+    def cut(idx: np.ndarray, parts: int) -> None:
+        if parts == 1 or len(idx) <= 1:
+            w = weight[idx]
+            mid = np.average(xy[idx], axis=0, weights=w) if w.sum() > 0 else xy[idx].mean(0)
+            out.extend([mid] * parts)
+            return
+        span = xy[idx].max(0) - xy[idx].min(0)
+        axis = int(np.argmax(span))
+        order = idx[np.argsort(xy[idx, axis], kind="stable")]
+        left = parts // 2
+        cum = np.cumsum(weight[order])
+        at = int(np.searchsorted(cum, cum[-1] * left / parts))
+        at = min(max(at, 1), len(order) - 1)
+        cut(order[:at], left)
+        cut(order[at:], parts - left)
+
+    cut(np.arange(len(xy)), int(k))
+    return np.array(out)
 
 
 def _travel(xy, parts, part_assign, assign, k, network, snapped, minutes: bool) -> np.ndarray:

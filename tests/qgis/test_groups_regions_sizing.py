@@ -151,3 +151,24 @@ def test_report_backtest(run_alg, tp, accounts_gpkg, reps_gpkg, tmp_path, feedba
     csv = pd.read_csv(out["OUTPUT_CSV"])
     total = pd.to_numeric(acc["revenue_last_year"], errors="coerce").fillna(0).sum()
     assert csv["revenue_last_year_new"].sum() == pytest.approx(total, rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (
+            {"TERRITORIES": 3, "REGIONS": 4},
+            "REGIONS: 4 must be from 1 to the number of territories",
+        ),
+        ({"TERRITORIES": 3, "GROUP_FIELD": "segment"}, "fewer than the 4 groups"),
+        ({"TERRITORIES": 3, "REP_GROUP_FIELD": "skills"}, "REP_GROUP_FIELD is a field of REPS"),
+    ],
+)
+def test_bad_group_and_region_parameters(run_alg, accounts_gpkg, tmp_path, extra, message):
+    from qgis.core import QgsProcessingException
+
+    params = {"ACCOUNTS": f"{accounts_gpkg}|layername=accounts", **BASE, **extra,
+              **_outputs(tmp_path)}  # fmt: skip
+    with pytest.raises(QgsProcessingException, match=message):
+        run_alg("designterritories", params)
+    assert not (tmp_path / "output_accounts.gpkg").exists()
