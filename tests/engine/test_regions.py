@@ -248,3 +248,26 @@ def test_regions_hard_rules_property(n, k, seed):
     dev = 100 * np.abs(tot / (totals.sum() / k) - 1)
     assert dev.max() <= res.tolerance_pct + 1e-6  # within the band it reports
     assert res.max_deviation_pct == pytest.approx(dev.max(), abs=0.01)
+
+
+@settings(max_examples=8, deadline=None)
+@given(st.integers(0, 10_000), st.integers(2, 3))
+def test_groups_hard_rules_property(seed, n_groups):
+    rng = np.random.default_rng(seed)
+    acc = random_accounts(60, seed=seed % 97)
+    names = [f"g{i}" for i in range(n_groups)]
+    acc["grp"] = rng.choice(names, len(acc))
+    acc.loc[acc.index[:n_groups], "grp"] = names  # every group has accounts
+    reps = random_reps(n_groups + 2, seed=seed % 89)
+    reps["grp"] = names + list(rng.choice(names, 2))
+    out = regions.plan_by_group(design_territories, acc, group_field="grp", id_field="id",
+                                reps=reps, rep_id_field="rep", balance_fields=["revenue"],
+                                tolerance_pct=60, time_limit_s=5)  # fmt: skip
+    plan = out.plan
+    rep_group = dict(zip(reps["rep"], reps["grp"]))
+    assert list(plan.accounts["id"]) == list(acc["id"])  # every account once, in input order
+    assert (plan.accounts["territory_id"].map(rep_group) == acc["grp"]).all()  # own group's rep
+    assert plan.summary["territory_id"].is_unique
+    by_group = plan.summary.groupby("group")["revenue_total"].sum()
+    for g in names:  # each group's targets are its own total
+        assert by_group[g] == pytest.approx(acc.loc[acc["grp"] == g, "revenue"].sum())
