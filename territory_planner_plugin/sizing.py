@@ -124,6 +124,10 @@ def size_territories(
     fields = list(balance_fields)
     target_name = target_field or (fields[0] if fields else "accounts")
     if target_field and target_field not in fields:
+        try:  # checked alone first, so that its errors name TARGET_FIELD
+            balance_values(acc, ids, [target_field])
+        except InvalidInputError as err:
+            raise InvalidInputError(str(err).replace("BALANCE_FIELDS", "TARGET_FIELD", 1)) from None
         fields.append(target_field)  # the target field is balanced too
     values = balance_values(acc, ids, fields)
     names = fields or ["accounts"]
