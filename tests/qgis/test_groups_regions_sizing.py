@@ -172,3 +172,31 @@ def test_bad_group_and_region_parameters(run_alg, accounts_gpkg, tmp_path, extra
     with pytest.raises(QgsProcessingException, match=message):
         run_alg("designterritories", params)
     assert not (tmp_path / "output_accounts.gpkg").exists()
+
+
+def test_regions_from_units_are_each_one_piece(run_alg, tp, accounts_gpkg, tmp_path):
+    import shutil
+
+    import numpy as np
+    from territory_planner.territory_planner_plugin import contiguity
+
+    areas = tmp_path / "areas.gpkg"
+    shutil.copy(tp.sample_file("areas.gpkg"), areas)
+    params = {"UNITS": f"{areas}|layername=areas", "UNIT_ID_FIELD": "area_id",
+              "ACCOUNTS": f"{accounts_gpkg}|layername=accounts", **BASE, "TERRITORIES": 4,
+              "REGIONS": 2, "UNIT_MAX_DISTANCE": 3000, "OUTPUT_UNITS": str(tmp_path / "u.gpkg"),
+              **_outputs(tmp_path)}  # fmt: skip
+    result = run_alg("designterritories", params)
+    units = tp.read_layer(result["OUTPUT_UNITS"]).to_crs(3067)
+    assert set(units["region_id"]) == {"R1", "R2"}
+    adj = contiguity.polygon_adjacency(units.geometry, rule="rook", snap_m=1.0).matrix.tocsr()
+    for region in ("R1", "R2"):  # the region's units form one connected piece
+        members = np.flatnonzero((units["region_id"] == region).to_numpy())
+        seen, todo = {members[0]}, [members[0]]
+        while todo:
+            i = todo.pop()
+            for j in adj[i].indices:
+                if j in set(members) and j not in seen:
+                    seen.add(j)
+                    todo.append(j)
+        assert len(seen) == len(members), region
