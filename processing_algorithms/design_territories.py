@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import pulp  # noqa: F401  (import at module level: see ENV-NOTES #8, empty GeoPackage trap)
 from qgis.core import QgsProcessingException, QgsProcessingParameterNumber
 
@@ -61,6 +63,7 @@ class DesignTerritoriesAlgorithm(PlanningAlgorithm):
         self.add_contiguity_parameters()
         self.add_network_parameter()
         self.add_coverage_parameters()
+        self.add_group_parameters()
         add(
             _Number(
                 self.QUOTA_TOTAL,
@@ -95,6 +98,7 @@ class DesignTerritoriesAlgorithm(PlanningAlgorithm):
         self.check_reps(parameters, inputs)
         cover = self.read_coverage(parameters, context)
         self.check_coverage(cover)
+        groups = self.read_group_options(parameters, context, inputs)
         if inputs.reps_source is None and n_territories is None:
             raise QgsProcessingException(
                 "Set TERRITORIES (how many territories) or give a REPS layer."
@@ -104,15 +108,16 @@ class DesignTerritoriesAlgorithm(PlanningAlgorithm):
         self.load_plan_layers(inputs, parameters, context, feedback)
         with self.unit_field_names(inputs):
             k = None if n_territories is None else int(n_territories)
-            if cover.active:
-                plan = coverage.design_coverage(
-                    inputs.accounts, coverage=cover, n_territories=k, **inputs.engine_arguments()
-                )
-            else:
-                plan = territories.design_territories(
-                    inputs.accounts, n_territories=k, **inputs.engine_arguments()
-                )
+            engine = (
+                partial(coverage.design_coverage, coverage=cover)
+                if cover.active
+                else territories.design_territories
+            )
+            plan = self.run_grouped(engine, inputs, groups, n_territories=k)
+            plan = getattr(plan, "plan", plan)
+            region_dev = self.apply_regions(plan, inputs, groups, feedback)
         check_cancelled(feedback)
         results = self.write_plan_outputs(parameters, context, feedback, plan, inputs=inputs)
+        results[self.REGION_MAX_DEVIATION_PCT] = region_dev
         recorded, id_field = self.manifest_plan(plan, inputs)
         return write_run_manifest(inputs.manifest, recorded, results, feedback, id_field=id_field)

@@ -193,6 +193,10 @@ class PlanningAlgorithm(TerritoryPlannerAlgorithm):
     REP_SKILLS_FIELD = "REP_SKILLS_FIELD"
     SKILL_RULE = "SKILL_RULE"
     SKILL_WEIGHT = "SKILL_WEIGHT"
+    GROUP_FIELD = "GROUP_FIELD"
+    REP_GROUP_FIELD = "REP_GROUP_FIELD"
+    REGIONS = "REGIONS"
+    REGION_MAX_DEVIATION_PCT = "REGION_MAX_DEVIATION_PCT"
     # (output key, plan attribute, label)
     BOUND_SCOPE = "BOUND_SCOPE"
     NUMERIC_OUTPUTS = (
@@ -498,6 +502,95 @@ class PlanningAlgorithm(TerritoryPlannerAlgorithm):
                 "SEGMENT_FIELD and REP_SKILLS_FIELD go together: the accounts' segment and the "
                 "segments each rep covers; set both or neither."
             )
+
+    def add_group_parameters(self) -> None:
+        """GROUP_FIELD, REP_GROUP_FIELD, REGIONS and the REGION_MAX_DEVIATION_PCT output."""
+        add = self.addParameter
+        add(
+            _Field(
+                self.GROUP_FIELD,
+                self.tr("Group field: plan each group separately (state, region, segment)"),
+                None,
+                self.ACCOUNTS,
+                optional=True,
+            )
+        )
+        add(
+            _Field(
+                self.REP_GROUP_FIELD,
+                self.tr("Group field of the reps (empty = same name as GROUP_FIELD)"),
+                None,
+                self.REPS,
+                optional=True,
+            )
+        )
+        add(
+            _Number(
+                self.REGIONS,
+                self.tr("Group the territories into this many regions (0 = off)"),
+                _Number.Integer,
+                0,
+                True,
+                0,
+            )
+        )
+        self.addOutput(
+            QgsProcessingOutputNumber(
+                self.REGION_MAX_DEVIATION_PCT, self.tr("Largest balance deviation of a region (%)")
+            )
+        )
+
+    def read_group_options(self, parameters, context, inputs: PlanInputs) -> dict:
+        """GROUP_FIELD, REP_GROUP_FIELD and REGIONS, checked against the other inputs."""
+        group_field = optional_field(self, parameters, self.GROUP_FIELD, context)
+        rep_group_field = optional_field(self, parameters, self.REP_GROUP_FIELD, context)
+        regions_n = self.parameterAsInt(parameters, self.REGIONS, context) if not _unset(
+            parameters.get(self.REGIONS)) else 0  # fmt: skip
+        if group_field and inputs.accounts_source is None:
+            raise QgsProcessingException(
+                "GROUP_FIELD is a field of ACCOUNTS: give ACCOUNTS, or leave GROUP_FIELD empty."
+            )
+        if rep_group_field and inputs.reps_source is None:
+            raise QgsProcessingException(
+                "REP_GROUP_FIELD is a field of REPS: give REPS, or leave REP_GROUP_FIELD empty."
+            )
+        if rep_group_field and not group_field:
+            raise QgsProcessingException(
+                "REP_GROUP_FIELD is used with GROUP_FIELD: set GROUP_FIELD (the accounts' "
+                "group), or leave REP_GROUP_FIELD empty."
+            )
+        if regions_n < 0:
+            raise QgsProcessingException("REGIONS: give 0 (off) or a number of regions, e.g. 6.")
+        return {"group_field": group_field, "rep_group_field": rep_group_field,
+                "regions": regions_n}  # fmt: skip
+
+    def run_grouped(self, engine: Callable, inputs: PlanInputs, groups: dict, **extra):
+        """``engine`` on the whole input, or once per group (GROUP_FIELD) merged."""
+        arguments = {**inputs.engine_arguments(), **extra}
+        if not groups["group_field"]:
+            return engine(inputs.accounts, **arguments)
+        from ..territory_planner_plugin import regions
+
+        return regions.plan_by_group(
+            engine, inputs.accounts, group_field=groups["group_field"],
+            rep_group_field=groups["rep_group_field"], **arguments,
+        )  # fmt: skip
+
+    def apply_regions(self, plan, inputs: PlanInputs, groups: dict, feedback) -> float | None:
+        """REGIONS: region_id in the plan's outputs; returns the regions' largest deviation."""
+        if not groups["regions"]:
+            return None
+        from ..territory_planner_plugin import regions
+
+        options = inputs.options
+        result = regions.add_regions(
+            plan, n_regions=groups["regions"], tolerance_pct=options["tolerance_pct"],
+            contiguous=getattr(plan, "units", None) is not None, seed=options.get("seed", 0),
+            time_limit_s=options["time_limit_s"], solver=options["solver"],
+        )  # fmt: skip
+        for row in result.summary.itertuples(index=False):
+            feedback.pushInfo("Region " + ", ".join(f"{k} {v}" for k, v in row._asdict().items()))
+        return finite(result.max_deviation_pct)
 
     def add_network_parameter(self) -> None:
         """NETWORK (optional: straight lines without it)."""

@@ -22,6 +22,7 @@ from .design_territories import DesignTerritoriesAlgorithm
 from .drive_time_catchments import DriveTimeCatchmentsAlgorithm
 from .export_territories import ExportTerritoriesAlgorithm
 from .rebalance_territories import RebalanceTerritoriesAlgorithm
+from .size_territories import SizeTerritoriesAlgorithm
 from .territory_report import TerritoryReportAlgorithm
 from .travel_time_matrix import TravelTimeMatrixAlgorithm
 
@@ -32,6 +33,7 @@ ALGORITHMS = (
     CheckAccountsAlgorithm,
     DesignTerritoriesAlgorithm,
     RebalanceTerritoriesAlgorithm,
+    SizeTerritoriesAlgorithm,
     ExportTerritoriesAlgorithm,
     TerritoryReportAlgorithm,
     ComparePlansAlgorithm,

@@ -87,6 +87,7 @@ class RebalanceTerritoriesAlgorithm(PlanningAlgorithm):
         )
         self.add_network_parameter()
         self.add_coverage_parameters()
+        self.add_group_parameters()
         add(time_limit_parameter())
         add(solver_parameter())
         self.add_plan_outputs(
@@ -121,6 +122,7 @@ class RebalanceTerritoriesAlgorithm(PlanningAlgorithm):
         self.check_reps(parameters, inputs)
         cover = self.read_coverage(parameters, context)
         self.check_coverage(cover)
+        groups = self.read_group_options(parameters, context, inputs)
         if minimise == "value" and not minimise_field:
             raise QgsProcessingException(
                 "MINIMISE_FIELD: 'Value moved' needs the numeric field to count (e.g. revenue; "
@@ -145,14 +147,12 @@ class RebalanceTerritoriesAlgorithm(PlanningAlgorithm):
                 if cover.active
                 else rebalance.rebalance_territories
             )
-            result = run(
-                inputs.accounts,
-                current_field=current_field,
-                minimise_field=minimise_field,
-                **inputs.engine_arguments(),
+            result = self.run_grouped(
+                run, inputs, groups, current_field=current_field, minimise_field=minimise_field
             )
+            plan = result.plan
+            region_dev = self.apply_regions(plan, inputs, groups, feedback)
         check_cancelled(feedback)
-        plan = result.plan
 
         table = _moves_table(result.moves)
         if getattr(plan, "units", None) is not None:  # whole units move: name them as such
@@ -162,6 +162,7 @@ class RebalanceTerritoriesAlgorithm(PlanningAlgorithm):
             parameters, context, feedback, plan, tables=moves, inputs=inputs
         )
         results[self.MOVES_LOWER_BOUND] = finite(result.moves_lower_bound)
+        results[self.REGION_MAX_DEVIATION_PCT] = region_dev
         _report_moves(feedback, result.moves, results, minimise_field)
         inputs.manifest.extra["moves_lower_bound"] = results[self.MOVES_LOWER_BOUND]
         recorded, id_field = self.manifest_plan(plan, inputs)

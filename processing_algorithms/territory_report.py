@@ -56,6 +56,7 @@ class TerritoryReportAlgorithm(TerritoryPlannerAlgorithm):
     VISITS_FIELD = "VISITS_FIELD"
     COMPARE_ACCOUNTS = "COMPARE_ACCOUNTS"
     COMPARE_TERRITORY_FIELD = "COMPARE_TERRITORY_FIELD"
+    BACKTEST_FIELD = "BACKTEST_FIELD"
     OUTPUT_HTML = "OUTPUT_HTML"
     OUTPUT_CSV = "OUTPUT_CSV"
     OUTPUT = "OUTPUT"
@@ -193,6 +194,16 @@ class TerritoryReportAlgorithm(TerritoryPlannerAlgorithm):
             )
         )
         self.addParameter(
+            QgsProcessingParameterField(
+                self.BACKTEST_FIELD,
+                self.tr("Back-test field: last period's results (e.g. revenue_last_year)"),
+                None,
+                self.ACCOUNTS,
+                QgsProcessingParameterField.Numeric,
+                optional=True,
+            )
+        )
+        self.addParameter(
             QgsProcessingParameterFileDestination(
                 self.OUTPUT_HTML, self.tr("Report"), "HTML files (*.html)"
             )
@@ -218,6 +229,7 @@ class TerritoryReportAlgorithm(TerritoryPlannerAlgorithm):
         minutes_field = optional_field(self, parameters, self.VISIT_MINUTES_FIELD, context)
         minutes = optional_number(self, parameters, self.VISIT_MINUTES, context)
         id_field = optional_field(self, parameters, self.ID_FIELD, context) or "id"
+        backtest_field = optional_field(self, parameters, self.BACKTEST_FIELD, context)
         compare_field = (
             optional_field(self, parameters, self.COMPARE_TERRITORY_FIELD, context)
             or "territory_id"
@@ -268,6 +280,7 @@ class TerritoryReportAlgorithm(TerritoryPlannerAlgorithm):
             territories=territories,
             centres=centres,
             max_moves_pct=max_moves,
+            backtest_field=backtest_field,
         )
         weighted = "capacity" in summary.columns
         feedback.pushInfo(
@@ -276,6 +289,12 @@ class TerritoryReportAlgorithm(TerritoryPlannerAlgorithm):
             else "Balance targets: the mean of the territories (no capacities in SUMMARY, "
             "TERRITORIES or CENTRES)."
         )
+        if backtest_field:
+            missing = int(pd.to_numeric(gdf[backtest_field], errors="coerce").isna().sum())
+            feedback.pushInfo(
+                f"Back-test on {backtest_field}: each rep's book old and new in the report"
+                + (f"; {missing} account(s) without a value count as 0." if missing else ".")
+            )
         with open(html_path, "w", encoding="utf-8") as fh:
             fh.write(text)
         results = {self.OUTPUT_HTML: html_path, self.OUTPUT: html_path}

@@ -7,11 +7,15 @@
 #   5. territoryreport -> demo_output/report.html; 6-7. exportterritories -> KML and CRM CSV.
 #   0. checkaccounts (data quality first) and 8. rebalanceterritories (today's plan, fewest moves).
 #   9. designterritories from areas: sample_data/areas.gpkg as UNITS, every territory one piece
-#      -> demo_output/areas_territories.gpkg, areas_units.gpkg, areas_summary.gpkg, areas-plan.png
+#      -> demo_output/areas_territories.gpkg, areas_units.gpkg, areas_summary.gpkg, areas-plan.png;
+#      the territories grouped into 2 regions (REGIONS: region_id, each region one piece)
 #  10. designterritories hybrid: top 20 % of potential named (reps_hybrid.gpkg: N01, N02), the rest
-#      geographic among T01-T05, expertise hard -> demo_output/hybrid_*.gpkg
+#      geographic among T01-T05 -> demo_output/hybrid_*.gpkg
 #  11-13. three coverage models on the same 7 reps (geographic, named-accounts, hybrid) and
 #      compareplans against today's plan -> demo_output/coverage_comparison.html
+#  14. sizeterritories: how many territories give 80-120 active prospects each (K = 2..10)
+#      -> demo_output/sizing.gpkg (trade-off table) and sizing.html (chart); the report (5) has a
+#      back-test of last year's revenue per rep (BACKTEST_FIELD revenue_last_year)
 # Each step's JSON answer is kept in demo_output/<step>.json.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")/.." && pwd)"
@@ -78,7 +82,7 @@ rm -f "$OUT"/report.html "$OUT"/summary.csv "$OUT"/territories.kml "$OUT"/crm_im
 run 5-report territoryreport ACCOUNTS="$OUT/accounts_assigned.gpkg" TERRITORY_FIELD=territory_id \
   BALANCE_FIELDS=revenue_potential BALANCE_FIELDS=workload_visits CURRENT_FIELD=current_territory \
   TERRITORIES="$OUT/territories.gpkg" SUMMARY="$OUT/summary.gpkg" CENTRES="$REPS" TOLERANCE=5 \
-  OUTPUT_HTML="$OUT/report.html" OUTPUT_CSV="$OUT/summary.csv"
+  BACKTEST_FIELD=revenue_last_year OUTPUT_HTML="$OUT/report.html" OUTPUT_CSV="$OUT/summary.csv"
 run 6-export-kml exportterritories INPUT="$OUT/territories.gpkg" TERRITORY_FIELD=territory_id \
   FORMAT=2 SPLIT=false OUTPUT="$OUT/territories.kml"
 run 7-export-crm exportterritories INPUT="$OUT/accounts_assigned.gpkg" TERRITORY_FIELD=territory_id \
@@ -93,12 +97,17 @@ run 8-rebalance rebalanceterritories ACCOUNTS="$ACCOUNTS" ID_FIELD=id \
 rm -f "$OUT"/areas_territories.gpkg "$OUT"/areas_units.gpkg "$OUT"/areas_summary.gpkg \
   "$OUT"/areas_accounts.gpkg "$OUT"/areas-plan.png
 run 9-areas designterritories UNITS="$AREAS" UNIT_ID_FIELD="$AREA_ID" ACCOUNTS="$ACCOUNTS" ID_FIELD=id \
-  BALANCE_FIELDS=revenue_potential BALANCE_FIELDS=workload_visits TERRITORIES=5 TOLERANCE=10 \
+  BALANCE_FIELDS=revenue_potential BALANCE_FIELDS=workload_visits TERRITORIES=5 TOLERANCE=10 REGIONS=2 \
   CONTIGUOUS=0 ADJACENCY=0 UNIT_MAX_DISTANCE=3000 SEED=0 TIME_LIMIT=30 SOLVER=0 \
   OUTPUT_TERRITORIES="$OUT/areas_territories.gpkg" OUTPUT_UNITS="$OUT/areas_units.gpkg" \
   OUTPUT_SUMMARY="$OUT/areas_summary.gpkg" OUTPUT_ACCOUNTS="$OUT/areas_accounts.gpkg"
 "$PY" scripts/render_areas_plan.py "$OUT/areas_units.gpkg" "$OUT/areas_territories.gpkg" \
   "$OUT/areas-plan.png" "$OUT/areas_accounts.gpkg"
+rm -f "$OUT"/sizing.gpkg "$OUT"/sizing.html
+run 14-sizing sizeterritories ACCOUNTS="$ACCOUNTS" ID_FIELD=id \
+  BALANCE_FIELDS=revenue_potential BALANCE_FIELDS=workload_visits TARGET_FIELD=active_prospect \
+  TARGET_MIN=80 TARGET_MAX=120 K_MIN=2 K_MAX=10 TOLERANCE=10 CURRENT_FIELD=current_territory \
+  SEED=0 TIME_LIMIT=30 OUTPUT_TABLE="$OUT/sizing.gpkg" OUTPUT_HTML="$OUT/sizing.html"
 
 # coverage models: the same accounts and the same 7 reps (5 geographic + 2 named-account reps)
 rm -f "$OUT"/hybrid_*.gpkg "$OUT"/geographic_*.gpkg "$OUT"/named_*.gpkg "$OUT"/today.gpkg \
@@ -158,7 +167,7 @@ for name, text in (
     ("territories.gpkg", "territory polygons with totals"),
     ("centres.gpkg", "territory centres"),
     ("summary.gpkg", "one row per territory: totals and deviation from fair share"),
-    ("report.html", "territory report with map, charts and KPIs (open in a browser)"),
+    ("report.html", "territory report: map, charts, KPIs, back-test of last year's revenue"),
     ("summary.csv", "per-territory summary as CSV"),
     ("territories.kml", "territories for Google Earth"),
     ("crm_import.csv", "account id, territory id, rep id for a CRM import"),
@@ -170,6 +179,8 @@ for name, text in (
     ("areas-plan.png", "picture of the area-built territories over their areas"),
     ("hybrid_accounts.gpkg", "hybrid plan: top 20 % named (tier field), the rest geographic"),
     ("coverage_comparison.html", "geographic vs named-accounts vs hybrid vs today, side by side"),
+    ("sizing.gpkg", "how many territories: trade-off table over K = 2..10"),
+    ("sizing.html", "the trade-off chart over K, recommended K marked (open in a browser)"),
 ):
     print(f"  {name:<24} {text}")
 print()
@@ -186,6 +197,9 @@ print(f"  rebalance of today's plan: moves   : {r.get('MOVED')} (proven minimum 
 a = results("9-areas")
 print(f"  territories from areas: split      : {a.get('SPLIT_TERRITORIES')} "
       f"(accounts placed in the nearest area: {a.get('ACCOUNTS_OUTSIDE_UNITS')})")
+print(f"  2 regions of those: largest dev. % : {a.get('REGION_MAX_DEVIATION_PCT')}")
+z = results("14-sizing")
+print(f"  recommended K (80-120 prospects)   : {z.get('RECOMMENDED_K')}")
 try:
     import pyogrio
     summary = pyogrio.read_dataframe(str(out / "summary.gpkg"))
@@ -198,7 +212,7 @@ areas = pyogrio.read_dataframe(str(out / "areas_summary.gpkg"))
 print()
 print("Territories from areas (every territory one piece):")
 for row in areas.itertuples():
-    print(f"  {row.territory_id}: {int(row.pieces)} piece(s)")
+    print(f"  {row.territory_id}: {int(row.pieces)} piece(s), region {row.region_id}")
 if (areas["pieces"] != 1).any():
     sys.exit("demo: a territory built from areas is not in one piece")
 h = results("10-hybrid")
@@ -216,4 +230,13 @@ cols = [c for c in ("plan", "territories", "headcount_fte", "cv_revenue_potentia
 print()
 print("Coverage models against today's plan (coverage_comparison.html):")
 print(k[cols].to_string(index=False))
+if areas["region_id"].nunique() != 2:
+    sys.exit("demo: the area-built territories are not grouped into 2 regions")
+sizing = pyogrio.read_dataframe(str(out / "sizing.gpkg"))
+print()
+print("How many territories for 80-120 active prospects each (sizeterritories):")
+print(sizing[["k", "meets_target", "target_min", "target_max", "max_deviation_pct", "travel_km",
+              "moved_pct"]].to_string(index=False))
+if "id='backtest'" not in (out / "report.html").read_text(encoding="utf-8"):
+    sys.exit("demo: the report has no back-test section")
 PY

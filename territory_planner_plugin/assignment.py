@@ -65,6 +65,7 @@ def solve_balanced(
     keep: int = 1,
     tiers: tuple[tuple[int, int], ...] | None = None,
     travel: tuple[np.ndarray, float] | None = None,
+    polish: bool = True,
     is_cancelled: CancelCheck | None = None,
 ) -> Assignment:
     """Assign accounts (rows of ``cost``) to territories (columns) within the balance bounds.
@@ -77,7 +78,8 @@ def solve_balanced(
     candidate sets tried in turn: (best priced territories, nearest territories) per account.
     ``travel`` = (share per territory, weight mu) adds mu x the sum over territories of
     |travel - share x total travel| to the objective (see :func:`travel_penalty`); the bound
-    (on travel alone) stays a valid lower bound. Raises :class:`NoPlanFoundError`.
+    (on travel alone) stays a valid lower bound. ``polish`` false skips the local search (a
+    quicker, slightly longer plan: sizing). Raises :class:`NoPlanFoundError`.
     """
     t0 = time.perf_counter()
     n, k = cost.shape
@@ -125,7 +127,7 @@ def solve_balanced(
             if lp is not None:  # (None: infeasible or unsolved; the primal steps will say which)
                 bound = max(bound, lp[3] + fixed_cost)
     sub = _primal(c, values[free], lo_r, hi_r, cur, bud, priced, is_cancelled, rooms, keep, tiers,
-                  term)  # fmt: skip
+                  term, polish)  # fmt: skip
     if sub is None:
         raise NoPlanFoundError(proven=False)
     assign[free] = sub
@@ -232,7 +234,7 @@ class _Lagrangian:
 
 
 def _primal(c, values, lo, hi, cur, budget, priced, is_cancelled, rooms=None, keep=1,
-            tiers=None, travel=None):  # fmt: skip
+            tiers=None, travel=None, polish=True):  # fmt: skip
     """A feasible plan from the prices: LP on the best candidates, rounding MILP, local search.
 
     With ``travel`` (a :class:`_TravelTerm`) a second local search includes its penalty, and
@@ -276,7 +278,7 @@ def _primal(c, values, lo, hi, cur, budget, priced, is_cancelled, rooms=None, ke
             if plan is None:
                 continue
             search = _neighbours(c, priced, 3, order, near) & np.isfinite(c)
-            if travel is None or c.size > _TRAVEL_LP_PAIRS:  # (the LP had no travel term)
+            if polish and (travel is None or c.size > _TRAVEL_LP_PAIRS):  # (LP without travel)
                 plan = _local_search(c, values, lo, hi, cur, budget, plan, search)
             if travel is not None:
                 search = _neighbours(c, priced, _TRAVEL_NEIGHBOURS, order, near) & np.isfinite(c)

@@ -414,6 +414,7 @@ def build_report(
     centres: pd.DataFrame | None = None,
     max_moves_pct: float | None = None,
     gap_pct: float | None = None,
+    backtest_field: str | None = None,
 ) -> tuple[str, pd.DataFrame]:
     """Return ``(html, summary)``; the HTML embeds every image (base64) and needs no other file.
 
@@ -432,6 +433,8 @@ def build_report(
     guidance; ``visit_minutes`` / ``visit_minutes_field`` and ``visits_field`` give the travel
     efficiency (see :func:`travel_efficiency`); ``compare_accounts`` (a second plan of the same
     accounts, matched on ``id_field``, territory in ``compare_territory_field``) adds a comparison.
+    ``backtest_field`` (e.g. revenue_last_year) adds each rep's old and new book
+    (:mod:`backtest`; the old plan is ``current_field`` or ``previous_territory_id``).
     """
     if len(accounts) == 0:
         raise InvalidInputError("ACCOUNTS is empty: there is nothing to report.")
@@ -508,6 +511,19 @@ def build_report(
     if names:
         summary["rep_name"] = [names.get(k, "") for k in keys]
     summary["colour"] = [colours.get(k) for k in keys]
+    backtest_part = None
+    if backtest_field:
+        from .backtest import backtest, backtest_section, previous_field_of
+
+        bt = backtest(accounts, backtest_field=backtest_field, territory_field=territory_field,
+                      previous_field=previous_field_of(accounts, current_field),
+                      balance_fields=balance_fields, centres=centres)  # fmt: skip
+        backtest_part = backtest_section(bt, names=names)
+        per = bt.table.set_index("territory")
+        for tag in ("old", "new"):
+            summary[f"{backtest_field}_{tag}"] = [
+                per[f"{backtest_field}_{tag}"].get(k, np.nan) for k in keys
+            ]
     comparison = None
     if compare_accounts is not None:
         comparison = compare_with(
@@ -574,6 +590,8 @@ def build_report(
             + html.escape(disruption.text(plan_kpis.label(revenue) if revenue else "revenue"))
             + "</p>"
         )
+    if backtest_part is not None:
+        parts.append(backtest_part)
     if comparison is not None:
         other = _as_territory(compare_accounts, compare_territory_field, territory_field)
         other_efficiency = travel_efficiency(

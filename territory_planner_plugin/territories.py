@@ -473,7 +473,11 @@ def _choose_centres(rows: PlanRows, build, start_xy: np.ndarray, *, tol: np.ndar
         med = centres.kmedian(rows.src_xy, start, src_locks, point_cost, is_cancelled)
         bands = [tol] + ([tol / 2] if r == 0 and tol.max() > 0 else [])
         for band in bands:
-            found.append(rounds(med, band))
+            try:
+                found.append(rounds(med, band))
+            except InfeasibleError:  # the half band can be infeasible where TOLERANCE is not
+                if band is tol:
+                    raise
         found.append(med)
         report(progress, 0.1 + 0.3 * (r + 1) / _CENTRE_STARTS, "Centres")
     uniq = []

@@ -17,6 +17,7 @@ ALGORITHMS = (
     "traveltimematrix",
     "designterritories",
     "rebalanceterritories",
+    "sizeterritories",
     "checkaccounts",
     "compareplans",
 )

@@ -17,6 +17,8 @@ COVERAGE_PARAMETERS = (
     "NAMED_FIELD", "NAMED_TOP_PCT", "NAMED_MEASURE", "REP_NAMED_FIELD", "SEGMENT_FIELD",
     "REP_SKILLS_FIELD", "SKILL_RULE", "SKILL_WEIGHT",
 )  # fmt: skip
+# Groups (solved separately) and regions (second level), the same in both planning algorithms.
+GROUP_PARAMETERS = ("GROUP_FIELD", "REP_GROUP_FIELD", "REGIONS")
 
 CONTRACT = {
     "buildroadnetwork": (
@@ -41,12 +43,12 @@ CONTRACT = {
             "LOCK_FIELD", "CURRENT_FIELD", "MAX_MOVES", "NETWORK", "QUOTA_TOTAL", "SEED",
             "TIME_LIMIT", "SOLVER", "OUTPUT_ACCOUNTS", "OUTPUT_TERRITORIES", "OUTPUT_CENTRES",
             "OUTPUT_SUMMARY", "MANIFEST", "OUTPUT_MANIFEST", *UNIT_PARAMETERS,
-            *COVERAGE_PARAMETERS,
+            *COVERAGE_PARAMETERS, *GROUP_PARAMETERS,
         },
         {
             "OUTPUT_ACCOUNTS", "OUTPUT_TERRITORIES", "OUTPUT_CENTRES", "OUTPUT_SUMMARY",
             "OBJECTIVE", "LOWER_BOUND", "GAP_PCT", "MAX_DEVIATION_PCT", "MOVED", "OUTPUT_MANIFEST",
-            "BOUND_SCOPE", *UNIT_OUTPUTS,
+            "BOUND_SCOPE", *UNIT_OUTPUTS, "REGION_MAX_DEVIATION_PCT",
         },
     ),
     "rebalanceterritories": (
@@ -56,12 +58,13 @@ CONTRACT = {
             "MAX_MOVES", "MINIMISE", "MINIMISE_FIELD", "UNIT_MINIMISE_FIELD", "NETWORK", "TIME_LIMIT", "SOLVER",
             "OUTPUT_ACCOUNTS", "OUTPUT_TERRITORIES", "OUTPUT_CENTRES", "OUTPUT_SUMMARY",
             "OUTPUT_MOVES", "MANIFEST", "OUTPUT_MANIFEST", *UNIT_PARAMETERS,
-            *COVERAGE_PARAMETERS,
+            *COVERAGE_PARAMETERS, *GROUP_PARAMETERS,
         },
         {
             "OUTPUT_ACCOUNTS", "OUTPUT_TERRITORIES", "OUTPUT_CENTRES", "OUTPUT_SUMMARY",
             "OUTPUT_MOVES", "OBJECTIVE", "LOWER_BOUND", "GAP_PCT", "MAX_DEVIATION_PCT", "MOVED",
             "MOVES_LOWER_BOUND", "OUTPUT_MANIFEST", "BOUND_SCOPE", *UNIT_OUTPUTS,
+            "REGION_MAX_DEVIATION_PCT",
         },
     ),
     "checkaccounts": (
@@ -83,9 +86,17 @@ CONTRACT = {
             "ACCOUNTS", "TERRITORY_FIELD", "BALANCE_FIELDS", "CURRENT_FIELD", "TERRITORIES",
             "TOLERANCE", "OUTPUT_HTML", "OUTPUT_CSV", "ACTIVE_FIELD", "VISITS_FIELD",
             "VISIT_MINUTES_FIELD", "VISIT_MINUTES", "COMPARE_ACCOUNTS", "COMPARE_TERRITORY_FIELD",
-            "ID_FIELD", "SUMMARY", "CENTRES", "MAX_MOVES",
+            "ID_FIELD", "SUMMARY", "CENTRES", "MAX_MOVES", "BACKTEST_FIELD",
         },
         {"OUTPUT_HTML", "OUTPUT_CSV", "OUTPUT"},
+    ),
+    "sizeterritories": (
+        {
+            "ACCOUNTS", "ID_FIELD", "BALANCE_FIELDS", "TARGET_FIELD", "TARGET_PER_TERRITORY",
+            "TARGET_MIN", "TARGET_MAX", "K_MIN", "K_MAX", "TOLERANCE", "CURRENT_FIELD", "NETWORK",
+            "SEED", "TIME_LIMIT", "OUTPUT_TABLE", "OUTPUT_HTML",
+        },
+        {"OUTPUT_TABLE", "OUTPUT_HTML", "RECOMMENDED_K"},
     ),
     "compareplans": (
         {
@@ -104,6 +115,7 @@ MODULES = (
     "check_accounts",
     "design_territories",
     "rebalance_territories",
+    "size_territories",
     "export_territories",
     "territory_report",
     "compare_plans",

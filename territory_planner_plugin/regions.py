@@ -1,0 +1,368 @@
+"""Groups and regions: plans solved per group (state, segment) and territories grouped in regions.
+
+:func:`plan_by_group` runs design or rebalance once per value of GROUP_FIELD, each group with its
+own reps (or its share of TERRITORIES) and targets, and merges the plans: territory ids unique,
+the summary with each group's KPIs. :func:`add_regions` groups a plan's territories into REGIONS
+(one per manager) with the same engine: the territories become the rows of a design run (their
+centres, or their polygons with every region in one piece when the plan was made from units),
+balanced on the territories' totals.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+
+from . import palette
+from .errors import InfeasibleError, InvalidInputError
+from .kpis import text_key
+from .territories import TerritoryPlan, design_territories, keep_input_fields
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["GroupPlans", "RegionResult", "add_regions", "assign_regions", "plan_by_group",
+           "split_territories"]  # fmt: skip
+
+_RELAX_STEPS = (1, 2, 4, 10, 20)  # x TOLERANCE tried for the regions, in order
+_MAX_REGION_TOL = 99.0
+_ROW_ID = "tp_territory"  # the territories' id while they are the rows of the regions run
+
+
+@dataclass
+class GroupPlans:
+    """The merged plan, the moves (rebalance) and each group's own result."""
+
+    plan: TerritoryPlan
+    moves: pd.DataFrame | None
+    moves_lower_bound: float | None
+    groups: dict
+
+
+def group_values(frame: pd.DataFrame, field: str, *, layer: str, id_field: str | None) -> pd.Series:
+    """The group of each row as text; a missing field or empty values raise (records named)."""
+    if field not in frame.columns:
+        msg = f"GROUP_FIELD: '{field}' is not a field of {layer}; choose a field of {layer}."
+        raise InvalidInputError(msg)
+    vals = frame[field].map(text_key)
+    if vals.isna().any():
+        ids = frame.loc[vals.isna(), id_field].astype(str).tolist()[:10] if id_field else []
+        msg = (f"GROUP_FIELD: '{field}' is empty for {int(vals.isna().sum())} row(s) of {layer} "
+               f"{ids}; give every row a group (e.g. its state or segment).")  # fmt: skip
+        raise InvalidInputError(msg)
+    return vals
+
+
+def split_territories(n_territories: int, weight: dict[str, float]) -> dict[str, int]:
+    """TERRITORIES split over groups by ``weight`` (largest remainder), at least one each."""
+    groups = sorted(weight)
+    if n_territories < len(groups):
+        msg = (f"TERRITORIES: {n_territories} is fewer than the {len(groups)} groups "
+               f"({', '.join(groups)}); give at least one territory per group.")  # fmt: skip
+        raise InvalidInputError(msg)
+    if sum(weight.values()) <= 0:
+        weight = dict.fromkeys(groups, 1.0)
+    total = sum(weight.values())
+    spare = n_territories - len(groups)
+    exact = {g: spare * weight[g] / total for g in groups}
+    out = {g: 1 + math.floor(exact[g]) for g in groups}
+    left = n_territories - sum(out.values())
+    for g in sorted(groups, key=lambda g: (-(exact[g] - math.floor(exact[g])), g))[:left]:
+        out[g] += 1
+    return out
+
+
+def plan_by_group(
+    run: Callable,
+    accounts: gpd.GeoDataFrame,
+    *,
+    group_field: str,
+    id_field: str,
+    reps: gpd.GeoDataFrame | None = None,
+    rep_id_field: str | None = None,
+    rep_group_field: str | None = None,
+    n_territories: int | None = None,
+    balance_fields: Sequence[str] = (),
+    units: gpd.GeoDataFrame | None = None,
+    **options: object,
+) -> GroupPlans:
+    """Run ``run`` (design_territories or rebalance_territories) per group and merge the plans.
+
+    Each group gets the reps whose ``rep_group_field`` (default ``group_field``) is its value, or
+    its share of ``n_territories`` by the first balance field. Groups without reps raise
+    :class:`InvalidInputError`; reps of a group without accounts are left out (warning).
+    """
+    if units is not None:
+        msg = ("GROUP_FIELD works with ACCOUNTS (points): leave UNITS empty, or run once per "
+               "group with the units of that group.")  # fmt: skip
+        raise InvalidInputError(msg)
+    acc_groups = group_values(accounts, group_field, layer="ACCOUNTS", id_field=id_field)
+    names = sorted(set(acc_groups))
+    rep_split: dict[str, gpd.GeoDataFrame] = {}
+    k_split: dict[str, int] = {}
+    if reps is not None:
+        rfield = rep_group_field or group_field
+        if rfield not in reps.columns:
+            msg = (f"REP_GROUP_FIELD: '{rfield}' is not a field of REPS; give the reps a field "
+                   "with their group (same values as GROUP_FIELD of the accounts).")  # fmt: skip
+            raise InvalidInputError(msg)
+        rep_groups = group_values(reps, rfield, layer="REPS", id_field=rep_id_field)
+        missing = [g for g in names if g not in set(rep_groups)]
+        if missing:
+            counts = acc_groups.value_counts()
+            text = ", ".join(f"'{g}' ({counts[g]} accounts)" for g in missing)
+            msg = (f"GROUP_FIELD: group(s) {text} have no rep in REPS ('{rfield}'). Give each a "
+                   f"rep with {rfield} = that value, fix the spelling, or remove those "
+                   "accounts.")  # fmt: skip
+            raise InvalidInputError(msg)
+        idle = sorted(set(rep_groups) - set(names))
+        if idle:
+            ids = reps.loc[rep_groups.isin(idle), rep_id_field].astype(str).tolist()
+            logger.warning("REPS: group(s) %s have no accounts; their reps %s get no territory.",
+                           ", ".join(idle), ", ".join(ids[:20]))  # fmt: skip
+        for g in names:
+            rep_split[g] = reps[(rep_groups == g).to_numpy()]
+    elif n_territories is not None:
+        first = list(balance_fields)[:1]
+        w = (pd.to_numeric(accounts[first[0]], errors="coerce").fillna(0.0) if first
+             else pd.Series(1.0, index=accounts.index))  # fmt: skip
+        weight = {g: float(w[(acc_groups == g).to_numpy()].sum()) for g in names}
+        k_split = split_territories(int(n_territories), weight)
+        for g in names:
+            if k_split[g] > int((acc_groups == g).sum()):
+                msg = (f"TERRITORIES: group '{g}' gets {k_split[g]} territories but has only "
+                       f"{int((acc_groups == g).sum())} accounts; lower TERRITORIES.")  # fmt: skip
+                raise InvalidInputError(msg)
+    results = {}
+    for g in names:
+        part = accounts[(acc_groups == g).to_numpy()]
+        kwargs = dict(options, id_field=id_field, balance_fields=balance_fields,
+                      rep_id_field=rep_id_field)  # fmt: skip
+        if reps is not None:
+            kwargs["reps"] = rep_split[g]
+        if k_split:
+            kwargs["n_territories"] = k_split[g]
+        logger.info("Group '%s': %d accounts, %s.", g, len(part),
+                    f"{len(rep_split[g])} reps" if reps is not None
+                    else f"{k_split.get(g, '?')} territories")  # fmt: skip
+        try:
+            results[g] = run(part, **kwargs)
+        except InfeasibleError as err:
+            raise InfeasibleError(f"Group '{g}' ({group_field}): {err}") from None
+        except InvalidInputError as err:
+            raise InvalidInputError(f"Group '{g}' ({group_field}): {err}") from None
+    return _merge(results, accounts, id_field=id_field, group_field=group_field,
+                  prefix=reps is None and bool(k_split),
+                  current_field=options.get("current_field"))  # fmt: skip
+
+
+def _merge(results: dict, accounts, *, id_field: str, group_field: str, prefix: bool,
+           current_field) -> GroupPlans:  # fmt: skip
+    """One plan from the groups' plans (input order of the accounts, ids unique)."""
+    plans = {g: getattr(r, "plan", r) for g, r in results.items()}
+    if prefix:  # TERRITORIES split per group: T01 of each group becomes <group>-T01
+        for g, p in plans.items():
+            _rename_territories(p, {t: f"{g}-{t}" for t in p.summary["territory_id"]})
+    owner: dict[str, str] = {}
+    for g, p in plans.items():
+        for t in p.summary["territory_id"]:
+            if t in owner:
+                msg = (f"Territory '{t}' is in groups '{owner[t]}' and '{g}': territory ids must "
+                       "be unique across groups; give the reps (or current territories) of "
+                       "each group their own ids.")  # fmt: skip
+                raise InvalidInputError(msg)
+            owner[t] = g
+    order = accounts[id_field].astype(str)
+    acc = pd.concat([p.accounts for p in plans.values()])
+    acc = acc.set_index(acc[id_field].astype(str)).loc[order].reset_index(drop=True)
+    acc = gpd.GeoDataFrame(acc, geometry=accounts.geometry.name, crs=accounts.crs)
+    first = next(iter(plans.values()))
+    territories = gpd.GeoDataFrame(pd.concat([p.territories for p in plans.values()],
+                                             ignore_index=True), crs=first.territories.crs)  # fmt: skip
+    centres = gpd.GeoDataFrame(pd.concat([p.centres for p in plans.values()], ignore_index=True),
+                               crs=first.centres.crs)  # fmt: skip
+    summary = pd.concat([p.summary.assign(group=g) for g, p in plans.items()], ignore_index=True)
+    cols = list(summary.columns)
+    cols.insert(1, cols.pop(cols.index("group")))
+    summary = summary[cols]
+    territories.insert(1, "group", territories["territory_id"].map(owner))
+    objective = sum(p.objective for p in plans.values())
+    lower = sum(p.lower_bound for p in plans.values())
+    gap = 100 * (objective - lower) / objective if objective > 0 and np.isfinite(lower) else 0.0
+    max_dev = max(p.max_deviation_pct for p in plans.values())
+    moved = sum(p.moved for p in plans.values())
+    scopes = {p.bound_scope for p in plans.values()}
+    kpis = dict(first.kpis)
+    kpis.update(max_deviation_pct=round(max_dev, 2), moved=moved, gap_pct=round(gap, 4),
+                split_territories=sum(p.kpis.get("split_territories", 0) for p in plans.values()),
+                groups={g: p.kpis for g, p in plans.items()})  # fmt: skip
+    for g, p in plans.items():
+        logger.info("Group '%s': %d territories, largest deviation %.2f%%, gap %.2f%%, %d moved.",
+                    g, len(p.summary), p.max_deviation_pct, p.gap_pct, p.moved)  # fmt: skip
+    palette.colour_plan(acc, territories, centres, previous=accounts, current_field=current_field)
+    params = dict(first.parameters, group_field=group_field)
+    plan = replace(first, accounts=acc, territories=territories, centres=centres,
+                   summary=summary, objective=objective, lower_bound=lower, gap_pct=gap,
+                   max_deviation_pct=max_dev, moved=moved, kpis=kpis, parameters=params,
+                   bound_scope=scopes.pop() if len(scopes) == 1 else "these centres")  # fmt: skip
+    moves = bound = None
+    if all(hasattr(r, "moves") for r in results.values()):
+        moves = pd.concat([r.moves for r in results.values()], ignore_index=True)
+        bound = float(sum(r.moves_lower_bound for r in results.values()))
+    return GroupPlans(plan=plan, moves=moves, moves_lower_bound=bound, groups=plans)
+
+
+def _rename_territories(plan: TerritoryPlan, mapping: dict[str, str]) -> None:
+    """Rename territory ids in every output of ``plan`` (in place)."""
+    for frame in (plan.accounts, plan.territories, plan.centres, plan.summary):
+        for col in ("territory_id", "rep_id", "previous_territory_id", "next_best_id"):
+            if frame is not None and col in frame.columns:
+                frame[col] = frame[col].map(lambda v: mapping.get(v, v))
+
+
+# ----------------------------------------------------------------------------- regions
+
+
+@dataclass
+class RegionResult:
+    """Region of each territory, the region summary and the tolerance the regions reached."""
+
+    region_of: dict[str, str]
+    summary: pd.DataFrame
+    tolerance_pct: float
+    max_deviation_pct: float
+
+
+def assign_regions(
+    territories: gpd.GeoDataFrame,
+    *,
+    n_regions: int,
+    total_fields: Sequence[str],
+    tolerance_pct: float = 5.0,
+    contiguous: bool = False,
+    seed: int = 0,
+    time_limit_s: float = 30.0,
+    solver: str = "CBC",
+) -> RegionResult:
+    """Group territories (polygons with ``territory_id`` and totals) into ``n_regions`` regions.
+
+    Balanced on ``total_fields`` within ``tolerance_pct`` where possible (else the tightest of
+    2, 4, 10, 20 x it that works, logged), compact (centre distance); ``contiguous`` keeps each
+    region in one piece (territories sharing an edge are neighbours).
+    """
+    k = int(n_regions)
+    n = len(territories)
+    if k < 1 or k > n:
+        msg = f"REGIONS: {n_regions} must be from 1 to the number of territories ({n}); lower it."
+        raise InvalidInputError(msg)
+    ids = territories["territory_id"].astype(str).to_numpy()
+    frame = territories[["territory_id", *total_fields]].copy()
+    frame["territory_id"] = ids
+    geom = territories.geometry
+    if k == 1:
+        region = np.zeros(n, int)
+        tol_used = tolerance_pct
+    else:
+        region, tol_used = None, None
+        last = None
+        for step in _RELAX_STEPS:
+            tol = min(tolerance_pct * step if tolerance_pct > 0 else step, _MAX_REGION_TOL)
+            try:
+                region = _regions_at(frame, geom, k, list(total_fields), tol, contiguous, seed,
+                                     time_limit_s, solver)  # fmt: skip
+            except InfeasibleError as err:
+                last = err
+                continue
+            tol_used = tol
+            break
+        if region is None:
+            msg = f"REGIONS: no grouping of the territories into {k} regions was found ({last})."
+            raise InfeasibleError(msg)
+        if tol_used > tolerance_pct:
+            logger.warning("REGIONS: no %d regions within ±%g%%; balanced within ±%g%% instead "
+                           "(fewer or more even territories help).", k, tolerance_pct,
+                           tol_used)  # fmt: skip
+    labels = np.array([f"R{j + 1}" for j in range(k)])[region]
+    summary = _region_summary(frame, labels, total_fields)
+    devs = [c for c in summary.columns if c.endswith("_dev_pct")]
+    max_dev = float(summary[devs].abs().max().max()) if devs else 0.0
+    logger.info("Regions: %d regions, largest deviation %.2f%%.", k, max_dev)
+    return RegionResult(region_of=dict(zip(ids, labels)), summary=summary,
+                        tolerance_pct=float(tol_used), max_deviation_pct=max_dev)  # fmt: skip
+
+
+def _regions_at(frame, geom, k, fields, tol, contiguous, seed, time_limit_s, solver) -> np.ndarray:
+    """Region index of each territory from one design run over the territories."""
+    rows = frame.rename(columns={"territory_id": _ROW_ID})
+    if contiguous:
+        units = gpd.GeoDataFrame(rows, geometry=geom.values, crs=geom.crs)
+        plan = design_territories(None, units=units, unit_id_field=_ROW_ID, n_territories=k,
+                                  balance_fields=fields, tolerance_pct=tol, contiguous=True,
+                                  seed=seed, time_limit_s=time_limit_s, solver=solver)  # fmt: skip
+        out = plan.units
+    else:
+        pts = geom.representative_point() if (geom.geom_type != "Point").any() else geom
+        points = gpd.GeoDataFrame(rows, geometry=pts.values, crs=geom.crs)
+        plan = design_territories(points, id_field=_ROW_ID, n_territories=k,
+                                  balance_fields=fields, tolerance_pct=tol, contiguous=False,
+                                  seed=seed, time_limit_s=time_limit_s, solver=solver)  # fmt: skip
+        out = plan.accounts
+    index = {t: j for j, t in enumerate(plan.summary["territory_id"])}
+    by_id = dict(zip(out[_ROW_ID].astype(str), out["territory_id"].map(index)))
+    return np.array([by_id[t] for t in frame["territory_id"]], int)
+
+
+def _region_summary(frame: pd.DataFrame, labels: np.ndarray, fields: Sequence[str]) -> pd.DataFrame:
+    """One row per region: territories, totals and deviation from the even share."""
+    out = []
+    k = len(set(labels))
+    for r in sorted(set(labels), key=lambda s: int(s[1:])):
+        members = labels == r
+        row = {"region_id": r, "territories": int(members.sum())}
+        for f in fields:
+            total = float(frame.loc[members, f].sum())
+            target = float(frame[f].sum()) / k
+            row[f] = round(total, 2)
+            row[f"{f}_dev_pct"] = round(100 * (total / target - 1), 2) if target else 0.0
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def add_regions(
+    plan: TerritoryPlan,
+    *,
+    n_regions: int,
+    tolerance_pct: float,
+    contiguous: bool,
+    seed: int = 0,
+    time_limit_s: float = 30.0,
+    solver: str = "CBC",
+) -> RegionResult:
+    """Group ``plan``'s territories into regions and write ``region_id`` into its outputs."""
+    fields = [c for c in plan.summary.columns if c.endswith("_total") and c != "travel_total"]
+    terr = plan.territories.copy()
+    for f in fields:
+        if f not in terr.columns:
+            terr[f] = terr["territory_id"].map(dict(zip(plan.summary["territory_id"],
+                                                        plan.summary[f])))  # fmt: skip
+    if terr.crs is None or not terr.crs.is_projected:
+        utm = terr.estimate_utm_crs() if terr.crs is not None else None
+        terr = terr.to_crs(utm) if utm is not None else terr
+    result = assign_regions(terr, n_regions=n_regions, total_fields=fields,
+                            tolerance_pct=tolerance_pct, contiguous=contiguous, seed=seed,
+                            time_limit_s=time_limit_s, solver=solver)  # fmt: skip
+    for name in ("accounts", "units"):  # an input's own region_id is kept as input_region_id
+        frame = getattr(plan, name)
+        if frame is not None and "region_id" in frame.columns:
+            setattr(plan, name, keep_input_fields(frame, ["region_id"]))
+    for frame in (plan.accounts, plan.units, plan.territories, plan.centres, plan.summary):
+        if frame is not None and "territory_id" in frame.columns:
+            frame["region_id"] = frame["territory_id"].astype(str).map(result.region_of)
+    plan.kpis["regions"] = int(n_regions)
+    plan.kpis["region_max_deviation_pct"] = round(result.max_deviation_pct, 2)
+    return result
