@@ -351,6 +351,7 @@ def sizing_html(result: SizingResult, *, title: str = "How many territories") ->
     """A self-contained page: the trade-off chart over K (largest deviation, travel, target
     totals against the band) and the table, the recommended K marked."""
     from .htmlpage import agg_figure, figure_png, fmt, html_head, png_data_uri, table
+    from .kpis import label
 
     t = result.table
     lo, hi = result.band
@@ -358,12 +359,18 @@ def sizing_html(result: SizingResult, *, title: str = "How many territories") ->
     fig = agg_figure(10, 6.5)
     ax1, ax2 = fig.subplots(2, 1, sharex=True)
     ax1.fill_between(t["k"], lo, hi, color="#c7e9c0", label=f"target band {lo:g}-{hi:g}")
-    ax1.plot(t["k"], t["target_mean"], "-", color="#333", label=f"{result.target_name} mean")
+    ax1.plot(
+        t["k"],
+        t["target_mean"],
+        "-",
+        color="#333",
+        label=f"mean {label(result.target_name).lower()}",
+    )
     ax1.vlines(t["k"], t["target_min"], t["target_max"], color="#3182bd", lw=3,
                label="smallest to largest territory")  # fmt: skip
     ax1.axvline(result.recommended_k, color="#b30000", ls="--",
                 label=f"recommended K = {result.recommended_k}")  # fmt: skip
-    ax1.set_ylabel(f"{result.target_name} per territory")
+    ax1.set_ylabel(f"{label(result.target_name)} per territory")
     ax1.legend(fontsize=8, loc="upper right")
     ax2.plot(t["k"], t["max_deviation_pct"], "o-", color="#e6550d", label="largest deviation %")
     ax2.set_ylabel("largest balance deviation (%)")
@@ -387,15 +394,37 @@ def sizing_html(result: SizingResult, *, title: str = "How many territories") ->
         rows.append(cells)
     methods = ", ".join(sorted(set(t["method"])))
     return (
-        html_head(title, subtitle=f"{result.target_name} {lo:g}-{hi:g} per territory")
+        html_head(title, subtitle=f"{label(result.target_name)} {lo:g}-{hi:g} per territory")
         + f"<p id='recommended'>Recommended: <b>K = {result.recommended_k}</b>, the smallest "
-        f"number of territories whose every territory has a {result.target_name} total "
+        f"number of territories whose every territory has a total of {label(result.target_name)} "
         f"within {lo:g}-{hi:g} (total {fmt(result.total)}).</p>"
         + f"<img alt='trade-off over K' src='{png_data_uri(png)}'>"
         + "<h2>Trade-off table</h2>"
         + "<div style='overflow-x:auto'>"
-        + table(cols, rows, table_id="sizing", numeric=range(len(cols)))
+        + table(
+            [_header(c, result.target_name, label) for c in cols],
+            rows,
+            table_id="sizing",
+            numeric=range(len(cols)),
+        )
         + "</div>"
         + f"<p class='note'>Each row solved by: {methods}. A quick plan per K: a full "
         "designterritories run with the chosen K does better on travel.</p></body></html>"
     )
+
+
+def _header(column: str, target: str, label) -> str:
+    """A column of the trade-off table as people read it (``target_min`` -> ``Smallest
+    <target>``, ``max_deviation_pct`` -> ``Largest deviation (%)``)."""
+    name = label(target).lower()
+    fixed = {"k": "K", "meets_target": "Meets the target", "recommended": "Recommended",
+             "target_mean": f"Mean {name}", "target_min": f"Smallest {name}",
+             "target_max": f"Largest {name}", "target_outside_pct": "Territories outside (%)",
+             "max_deviation_pct": "Largest deviation (%)", "moved_pct": "Accounts moved (%)"}  # fmt: skip
+    if column in fixed:
+        return fixed[column]
+    text = label(column)
+    for suffix, unit in (("_pct", " (%)"), ("_km", " (km)"), ("_min", " (min)")):
+        if column.endswith(suffix):
+            text = label(column[: -len(suffix)]) + unit
+    return text
