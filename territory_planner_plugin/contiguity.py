@@ -1234,13 +1234,15 @@ def contiguous_exact(
     allowed: np.ndarray,
     current: np.ndarray | None = None,
     budget: int | None = None,
+    start: np.ndarray | None = None,
     time_limit_s: float = 60.0,
 ) -> ExactPlan | None:
     """Exact contiguous plan: assignment MILP plus a single-commodity flow from each root.
 
     Each territory j ships one unit of flow from its root ``roots[j]`` to every other unit in
     it, along arcs between units of j only, so every territory is connected (Shirabe 2005).
-    Solved by HiGHS through ``scipy.optimize.milp`` (about twice as fast as CBC on it).
+    Solved by HiGHS (about twice as fast as CBC on it): through ``highspy`` with ``start`` as
+    the first plan when it is installed, otherwise through ``scipy.optimize.milp``.
 
     Parameters
     ----------
@@ -1249,6 +1251,7 @@ def contiguous_exact(
     roots : (k,) unit index that must belong to each territory.
     locks : (n,) (-1 = free); allowed : (n, k) bool.
     current, budget : today's territory per unit (-1 = none) and the most units that may move.
+    start : (n,) a plan within every rule, each territory one piece holding its root (or None).
     time_limit_s : solver time limit.
 
     Returns
@@ -1334,21 +1337,99 @@ def contiguous_exact(
     lb[pid[roots, np.arange(k)]] = 1.0
     c = np.concatenate([cost[pr, pc], np.zeros(a)])
     integrality = np.concatenate([np.ones(p), np.zeros(a)])
+    a_mat = sp.vstack(blocks).tocsr()
+    row_lo, row_hi = np.concatenate(lbs), np.concatenate(ubs)
+    x0 = None
+    if start is not None:
+        x0 = _flow_start(np.asarray(start, int), pid, roots, u_, w_, j_, nv, p, mat)
+    res = _highs(c, integrality, lb, ub, a_mat, row_lo, row_hi, x0, time_limit_s)
+    if res is not None:
+        return _exact_plan(res[0], res[1], res[2], pr, pc, p, n, cost)
     res = milp(c, integrality=integrality, bounds=Bounds(lb, ub),
-               constraints=LinearConstraint(sp.vstack(blocks).tocsr(), np.concatenate(lbs),
-                                            np.concatenate(ubs)),
+               constraints=LinearConstraint(a_mat, row_lo, row_hi),
                options={"time_limit": max(float(time_limit_s), 0.1), "disp": False})  # fmt: skip
-    if res.x is None:
+    return _exact_plan(res.x, getattr(res, "mip_dual_bound", None), res.status == 0, pr, pc, p,
+                       n, cost)  # fmt: skip
+
+
+def _exact_plan(x, bound, optimal: bool, pr, pc, p: int, n: int, cost) -> ExactPlan | None:
+    if x is None:
         return None
     assign = np.full(n, -1)
-    pick = res.x[:p] > 0.5
+    pick = np.asarray(x)[:p] > 0.5
     assign[pr[pick]] = pc[pick]
     if (assign < 0).any():  # pragma: no cover - solver returned an incomplete solution
         return None
     objective = float(cost[np.arange(n), assign].sum())
-    bound = getattr(res, "mip_dual_bound", None)
-    bound = objective if res.status == 0 or bound is None or not np.isfinite(bound) else bound
-    return ExactPlan(assign, objective, min(float(bound), objective), res.status == 0)
+    bound = objective if optimal or bound is None or not np.isfinite(bound) else bound
+    return ExactPlan(assign, objective, min(float(bound), objective), bool(optimal))
+
+
+def _flow_start(start, pid, roots, u_, w_, j_, nv: int, p: int, mat) -> np.ndarray | None:
+    """The MILP's variables for a plan: x, and on a BFS tree of each territory from its root the
+    flow each arc carries (the units beyond it). None when the plan does not fit the model."""
+    n, k = pid.shape
+    if (
+        (start < 0).any()
+        or (pid[np.arange(n), start] < 0).any()
+        or (start[roots] != np.arange(k)).any()
+    ):
+        return None
+    x = np.zeros(nv)
+    x[pid[np.arange(n), start]] = 1.0
+    csr = sp.csr_matrix(mat)
+    arc = {(int(u), int(w), int(j)): p + q for q, (u, w, j) in enumerate(zip(u_, w_, j_))}
+    for j in range(k):
+        parent, order, queue = {int(roots[j]): -1}, [], deque([int(roots[j])])
+        while queue:
+            v = queue.popleft()
+            order.append(v)
+            for w in csr.indices[csr.indptr[v] : csr.indptr[v + 1]].tolist():
+                if start[w] == j and w not in parent:
+                    parent[w] = v
+                    queue.append(w)
+        if len(order) != int((start == j).sum()):
+            return None  # not one piece
+        below = dict.fromkeys(order, 1.0)
+        for v in reversed(order[1:]):
+            below[parent[v]] += below[v]
+            q = arc.get((parent[v], v, j))
+            if q is None:
+                return None
+            x[q] = below[v]
+    return x
+
+
+def _highs(c, integrality, lb, ub, a_mat, row_lo, row_hi, x0, time_limit_s):
+    """Solve with highspy, starting from ``x0``: (x or None, dual bound, optimal), or None
+    when highspy is not installed."""
+    try:
+        import highspy
+    except ImportError:
+        return None
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("time_limit", max(float(time_limit_s), 0.1))
+    nv = len(c)
+    h.addVars(nv, lb, ub)
+    idx = np.arange(nv, dtype=np.int32)
+    h.changeColsCost(nv, idx, c)
+    kinds = np.where(integrality > 0, highspy.HighsVarType.kInteger,
+                     highspy.HighsVarType.kContinuous)  # fmt: skip
+    h.changeColsIntegrality(nv, idx, np.array([int(t) for t in kinds], dtype=np.uint8))
+    a_mat = sp.csr_matrix(a_mat)
+    h.addRows(a_mat.shape[0], row_lo, row_hi, a_mat.nnz, a_mat.indptr.astype(np.int32),
+              a_mat.indices.astype(np.int32), a_mat.data)  # fmt: skip
+    if x0 is not None:
+        sol = highspy.HighsSolution()
+        sol.col_value = list(x0)
+        h.setSolution(sol)
+    h.run()
+    status = h.getModelStatus()
+    info = h.getInfo()
+    has = info.primal_solution_status == 2  # feasible
+    x = np.asarray(h.getSolution().col_value) if has else None
+    return x, float(info.mip_dual_bound), status == highspy.HighsModelStatus.kOptimal
 
 
 def contiguous_milp(

@@ -318,8 +318,8 @@ class TerritoryModel:
                 and self.cost.size <= CONTIGUOUS_EXACT_PAIRS)  # fmt: skip
 
     def _solve_contiguous_exact(self, solver: str, time_limit_s: float, is_cancelled) -> Solution:
-        """County-sized contiguous models: the local search's plan warm-starts (and is the
-        fallback of) the exact flow MILP; the bound is the integer bound without contiguity."""
+        """County-sized contiguous models: the local search's plan gives the roots of (and is
+        the fallback of) the exact flow MILP; the bound is the integer bound without contiguity."""
         from .contiguity import contiguous_exact
 
         t0 = time.perf_counter()
@@ -332,6 +332,11 @@ class TerritoryModel:
             proven = str(err) in ("Infeasible", "infeasible")
         if proven:  # no plan even in pieces: the full explanation
             self.explain_infeasible("infeasible", solver, time_limit_s)
+        bound, plan = self._integer_plan(min(10.0, time_limit_s / 4))
+        if base is not None:
+            bound = max(bound, base.lower_bound)
+        if plan is not None and (base is None or self.objective_of(plan) < base.objective):
+            base = Solution(plan, self.objective_of(plan), bound, "HiGHS (SciPy, exact)")
         start, failure = None, None
         if base is not None:
             share = CONTIGUOUS_HEURISTIC_SHARE * time_limit_s
@@ -339,15 +344,12 @@ class TerritoryModel:
                 start = self._make_contiguous(base, share, is_cancelled).assign
             except InfeasibleError as err:
                 failure = err
-        bound = base.lower_bound if base is not None else -np.inf
-        left = time_limit_s - (time.perf_counter() - t0)
-        bound = max(bound, self._integer_bound(min(10.0, max(left, 1.0) / 4)))
         _, lo, hi = self.bounds()
         left = max(time_limit_s - (time.perf_counter() - t0), 1.0)
         exact = contiguous_exact(
             self.cost, self.values, lo, hi, adjacency=self.adjacency, roots=self._roots(start),
             locks=self.locks, allowed=self.allowed, current=self.current, budget=self.budget,
-            time_limit_s=left,
+            start=start, time_limit_s=left,
         )  # fmt: skip
         note = "" if solver.upper() == "HIGHS" else f"; not {solver}: HiGHS is twice as fast on it"
         if exact is not None and (start is None or exact.objective < self.objective_of(start)):
@@ -355,14 +357,14 @@ class TerritoryModel:
                 "optimal" if exact.optimal else f"stopped at TIME_LIMIT, {exact.bound:.3f} bound"
             )
             logger.info(
-                "CONTIGUOUS: %d pairs (at most %d): the exact flow model (HiGHS via SciPy%s) found "
+                "CONTIGUOUS: %d pairs (at most %d): the exact flow model (HiGHS%s) found "
                 "a plan of %.3f (%s, each territory holding its root: its cheapest unit), "
                 "local search %s.", self.cost.size, CONTIGUOUS_EXACT_PAIRS, note, exact.objective,
                 state, "none" if start is None else f"{self.objective_of(start):.3f}",
             )  # fmt: skip
-            assign, used = exact.assign, "HiGHS (SciPy, exact contiguous flow model)"
+            assign, used = exact.assign, "HiGHS (exact contiguous flow model)"
         elif start is not None:
-            logger.info("CONTIGUOUS: the exact flow model (HiGHS via SciPy%s) found nothing better "
+            logger.info("CONTIGUOUS: the exact flow model (HiGHS%s) found nothing better "
                         "within TIME_LIMIT; the local search's plan is kept.", note)  # fmt: skip
             assign, used = start, base.solver_used
         elif failure is not None:
@@ -391,8 +393,9 @@ class TerritoryModel:
                     break
         return roots
 
-    def _integer_bound(self, time_limit_s: float) -> float:
-        """Proven bound of the model without contiguity and penalty (HiGHS MILP, -inf if none)."""
+    def _integer_plan(self, time_limit_s: float) -> tuple[float, np.ndarray | None]:
+        """Proven bound (-inf if none) and best plan (None if none) of the model without
+        contiguity and penalty (HiGHS MILP)."""
         from scipy.optimize import Bounds, LinearConstraint, milp
 
         pc = self.constraints()
@@ -410,10 +413,16 @@ class TerritoryModel:
                    bounds=Bounds(0, 1), constraints=LinearConstraint(
                        sp.vstack(mats).tocsr(), np.concatenate(lbs), np.concatenate(ubs)),
                    options={"time_limit": max(time_limit_s, 0.1), "disp": False})  # fmt: skip
-        if res.status == 0 and res.x is not None:
-            return float(res.fun)
+        plan = None
+        if res.x is not None:
+            plan = np.full(self.n, -1)
+            pick = res.x > 0.5
+            plan[pc.rows[pick]] = pc.cols[pick]
+            plan = None if (plan < 0).any() else plan
+        if res.status == 0 and plan is not None:
+            return self.objective_of(plan), plan
         bound = getattr(res, "mip_dual_bound", None)
-        return float(bound) if bound is not None and np.isfinite(bound) else -np.inf
+        return (float(bound) if bound is not None and np.isfinite(bound) else -np.inf), plan
 
     def _make_contiguous(self, sol: Solution, time_limit_s: float, is_cancelled) -> Solution:
         import time

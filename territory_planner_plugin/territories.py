@@ -379,6 +379,7 @@ def design_territories(
                   "solver": solver, "time_limit_s": time_limit_s, "is_cancelled": is_cancelled}  # fmt: skip
         tighter = None
         if rows.n * k <= _NESTED_PAIRS and tol.max() > 0:  # a looser band never does worse
+            search["time_limit_s"] = time_limit_s / 2  # the two searches share TIME_LIMIT
             try:
                 tighter = _choose_centres(rows, build, cen_xy, tol=tol / 2, progress=None,
                                           bound=False, **search)[0]  # fmt: skip
@@ -492,10 +493,11 @@ def _choose_centres(rows: PlanRows, build, start_xy: np.ndarray, *, tol: np.ndar
     if tighter is not None and not any(np.allclose(tighter, c) for c in candidates):
         candidates.append(tighter)
     best, error = None, None
-    for cand in candidates:  # full solves: the best plan wins
+    each_s = max(time_limit_s / len(candidates), min(time_limit_s, 5.0))
+    for cand in candidates:  # full solves (sharing TIME_LIMIT): the best plan wins
         model, costs = build(cand, tol)
         try:
-            sol = model.solve(solver, time_limit_s=time_limit_s, final=True,
+            sol = model.solve(solver, time_limit_s=each_s, final=True,
                               is_cancelled=is_cancelled)  # fmt: skip
         except InfeasibleError as err:
             error = error or err

@@ -84,3 +84,36 @@ def test_exact_path_beats_or_matches_the_local_search_and_keeps_the_rules() -> N
                                 locks=locks, allowed=np.ones((n, k), bool), current=current,
                                 budget=12)  # fmt: skip
     assert sol.objective <= replace(model).objective_of(heuristic) + 1e-9
+
+
+def test_the_flow_model_starts_from_a_given_plan() -> None:
+    """A plan in one piece per territory is a solution of the flow model (the flows of a BFS
+    tree); a plan in pieces is not, and the solver never returns worse than its start."""
+    from territory_planner_plugin.contiguity import _flow_start, contiguous_exact, make_contiguous
+
+    _, adj, cost, values, lo, hi, roots = problem(5, 5, 3, 15, 6)
+    n, k = cost.shape
+    locks, allowed = np.full(n, -1), np.ones((n, k), bool)
+    start = make_contiguous(np.argmin(cost, axis=1), adjacency=adj, cost=cost, values=values,
+                            lo=lo, hi=hi, locks=locks, allowed=allowed)  # fmt: skip
+    model = TerritoryModel.from_cost_matrix(cost, values=values, capacity=np.ones(k),
+                                            tolerance_pct=15, adjacency=adj)  # fmt: skip
+    roots = model._roots(start)
+    assert (start[roots] == np.arange(k)).all()
+    res = contiguous_exact(cost, values, lo, hi, adjacency=adj, roots=roots, locks=locks,
+                           allowed=allowed, start=start, time_limit_s=10)  # fmt: skip
+    assert res is not None
+    assert res.objective <= model.objective_of(start) + 1e-9
+    pid = np.arange(n * k).reshape(n, k)
+    split = start.copy()
+    split[[0, 24]] = split[12] if split[0] != split[12] else (split[12] + 1) % k
+    coo = adj.tocoo()
+    u, w = np.repeat(coo.row, k), np.repeat(coo.col, k)
+    j = np.tile(np.arange(k), len(coo.row))
+    keep = (u != w) & (w != roots[j])
+    u, w, j = u[keep], w[keep], j[keep]
+    x0 = _flow_start(start, pid, roots, u, w, j, n * k + len(u), n * k, adj)
+    assert x0 is not None
+    assert x0[: n * k].sum() == n  # every unit once
+    if (count_pieces(split, adj, k) > 1).any():
+        assert _flow_start(split, pid, roots, u, w, j, n * k + len(u), n * k, adj) is None
