@@ -8,9 +8,13 @@
    total distance against today's non-contiguous plan of the same centres.
 3. 130 county-like units (skewed populations, one big city) into 8 territories within 10% on
    population: against the exact contiguous MILP (same centres as roots) and the lower bound.
-Each case runs in its own process (peak memory per case). The engine functions are called
-directly: the balanced assignment (assignment.solve_balanced) then contiguity.make_contiguous,
-the steps design_territories chains. PySAL spopt is not compared (not installed in the venv).
+4. Counties through design_territories (the engine entry of designterritories): 100 x 6, 130 x 8
+   and 160 x 10 with rep homes, 130 x 8 with TERRITORIES alone, and one whole
+   scripts/qgis_process.sh run (reading and writing included).
+5. PySAL spopt's Region-K-means and AZP on the same 130 counties (benchmark-only dependency,
+   `BENCH_DEPS=1 scripts/install-env.sh`; skipped when spopt is not importable).
+Each case runs in its own process (peak memory per case). Cases 1-3 call the engine functions
+directly: the balanced assignment (assignment.solve_balanced) then contiguity.make_contiguous.
 Prints figures and writes benchmarks/results/units.json.
 """
 
