@@ -239,7 +239,7 @@ def _qgis_process_run(units: gpd.GeoDataFrame, reps: gpd.GeoDataFrame) -> dict:
                 "territory_planner:designterritories", "--json", "--",
                 f"UNITS={tmp}/units.gpkg|layername=units", "UNIT_ID_FIELD=uid",
                 f"REPS={tmp}/reps.gpkg|layername=reps", "REP_ID_FIELD=rep",
-                "BALANCE_FIELDS=pop", "TOLERANCE=10", "TIME_LIMIT=60",
+                "UNIT_BALANCE_FIELDS=pop", "TOLERANCE=10", "TIME_LIMIT=60",
                 f"OUTPUT_UNITS={tmp}/out_units.gpkg", f"OUTPUT_TERRITORIES={tmp}/terr.gpkg",
                 f"OUTPUT_SUMMARY={tmp}/summary.gpkg"]  # fmt: skip
         t = time.perf_counter()
