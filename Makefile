@@ -46,6 +46,8 @@ bench: env  ## run the benchmarks; JSON results go to benchmarks/results/
 	$(PY) benchmarks/bench_territories.py
 	$(PY) benchmarks/bench_editor.py
 	$(PY) benchmarks/bench_sizing.py
+	@BENCH_DEPS=1 bash scripts/install-env.sh $(VENV) >/dev/null
+	$(PY) benchmarks/bench_units.py
 
 screenshot: env package  ## real QGIS under Xvfb with the packaged plugin; PNGs go to docs/
 	@bash scripts/screenshot.sh

@@ -8,9 +8,13 @@
    total distance against today's non-contiguous plan of the same centres.
 3. 130 county-like units (skewed populations, one big city) into 8 territories within 10% on
    population: against the exact contiguous MILP (same centres as roots) and the lower bound.
-Each case runs in its own process (peak memory per case). The engine functions are called
-directly: the balanced assignment (assignment.solve_balanced) then contiguity.make_contiguous,
-the steps design_territories chains. PySAL spopt is not compared (not installed in the venv).
+4. Counties through design_territories (the engine entry of designterritories): 100 x 6, 130 x 8
+   and 160 x 10 with rep homes, 130 x 8 with TERRITORIES alone, and one whole
+   scripts/qgis_process.sh run (reading and writing included).
+5. PySAL spopt's Region-K-means and AZP on the same 130 counties (benchmark-only dependency,
+   `BENCH_DEPS=1 scripts/install-env.sh`; skipped when spopt is not importable).
+Each case runs in its own process (peak memory per case). Cases 1-3 call the engine functions
+directly: the balanced assignment (assignment.solve_balanced) then contiguity.make_contiguous.
 Prints figures and writes benchmarks/results/units.json.
 """
 
@@ -152,15 +156,24 @@ def point_accounts() -> dict:
     return out
 
 
-def counties() -> dict:
-    n, k, tol = 130, 8, 10.0
-    rng = np.random.default_rng(6)
-    geoms = voronoi_units(n, 400_000.0, 7)  # ~35 km across, like counties
-    adj = polygon_adjacency(geoms)
+def county_layer(n: int, seed: int) -> tuple[gpd.GeoDataFrame, np.ndarray]:
+    """County-like units (~35 km across, skewed populations, one big city) and their points."""
+    rng = np.random.default_rng(seed)
+    geoms = voronoi_units(n, 400_000.0, seed + 1)
     xy = shapely.get_coordinates(shapely.point_on_surface(geoms))
     pop = np.round(rng.lognormal(10, 1.0, n))
     pop[np.argmin(np.linalg.norm(xy - [200_000, 200_000], axis=1))] *= 10  # a big city
-    values = pop[:, None]
+    units = gpd.GeoDataFrame({"uid": [f"C{i}" for i in range(n)], "pop": pop},
+                             geometry=list(geoms), crs=CRS)  # fmt: skip
+    return units, xy
+
+
+def counties() -> dict:
+    n, k, tol = 130, 8, 10.0
+    units, xy = county_layer(n, 6)
+    geoms = units.geometry.values
+    adj = polygon_adjacency(geoms)
+    values = units["pop"].to_numpy(float)[:, None]
     cen = centres(xy, k, 8)
     cost = np.linalg.norm(xy[:, None] - cen[None], axis=2) / 1000.0 * values[:, :1] / values.mean()
     t0 = time.perf_counter()
@@ -182,7 +195,113 @@ def counties() -> dict:
     return out
 
 
-CASES = {"postal_units": postal_units, "point_accounts": point_accounts, "counties": counties}
+def _design_figures(plan, seconds: float) -> dict:
+    return {"s": round(seconds, 2), "km": round(plan.objective, 1),
+            "lower_bound_km": round(plan.lower_bound, 1), "gap_pct": round(plan.gap_pct, 2),
+            "bound_scope": plan.bound_scope, "pieces_max": int(plan.summary["pieces"].max()),
+            "max_deviation_pct": round(plan.max_deviation_pct, 2)}  # fmt: skip
+
+
+def counties_design() -> dict:
+    """Counties through design_territories (the engine entry of designterritories): rep homes
+    at k-means centres (the bound is the problem's), and TERRITORIES alone (centres chosen)."""
+    from territory_planner_plugin.territories import design_territories
+
+    out = {}
+    for n, k, seed in ((100, 6, 16), (130, 8, 6), (160, 10, 26)):
+        units, xy = county_layer(n, seed)
+        reps = gpd.GeoDataFrame({"rep": [f"R{j}" for j in range(k)]},
+                                geometry=shapely.points(centres(xy, k, 8)), crs=CRS)  # fmt: skip
+        t = time.perf_counter()
+        p = design_territories(units=units, unit_id_field="uid", reps=reps, rep_id_field="rep",
+                               balance_fields=["pop"], tolerance_pct=10.0, time_limit_s=60)  # fmt: skip
+        out[f"{n}x{k}_reps"] = _design_figures(p, time.perf_counter() - t)
+        if n == 130:
+            t = time.perf_counter()
+            p = design_territories(units=units, unit_id_field="uid", n_territories=k,
+                                   balance_fields=["pop"], tolerance_pct=10.0, time_limit_s=60)  # fmt: skip
+            out[f"{n}x{k}_territories"] = _design_figures(p, time.perf_counter() - t)
+            out["qgis_process"] = _qgis_process_run(units, reps)
+            out["qgis_process"]["engine_s"] = out[f"{n}x{k}_reps"]["s"]
+    out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return out
+
+
+def _qgis_process_run(units: gpd.GeoDataFrame, reps: gpd.GeoDataFrame) -> dict:
+    """One whole scripts/qgis_process.sh run of designterritories on the counties (reading the
+    GeoPackages, planning, writing the outputs), timed from outside."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        units.to_file(f"{tmp}/units.gpkg", layer="units", driver="GPKG")
+        reps.to_file(f"{tmp}/reps.gpkg", layer="reps", driver="GPKG")
+        args = [str(ROOT / "scripts" / "qgis_process.sh"), "run",
+                "territory_planner:designterritories", "--json", "--",
+                f"UNITS={tmp}/units.gpkg|layername=units", "UNIT_ID_FIELD=uid",
+                f"REPS={tmp}/reps.gpkg|layername=reps", "REP_ID_FIELD=rep",
+                "UNIT_BALANCE_FIELDS=pop", "TOLERANCE=10", "TIME_LIMIT=60",
+                f"OUTPUT_UNITS={tmp}/out_units.gpkg", f"OUTPUT_TERRITORIES={tmp}/terr.gpkg",
+                f"OUTPUT_SUMMARY={tmp}/summary.gpkg"]  # fmt: skip
+        t = time.perf_counter()
+        child = subprocess.run(args, capture_output=True, text=True, check=False)
+        seconds = time.perf_counter() - t
+    if child.returncode != 0:
+        return {"error": child.stderr[-500:]}
+    res = json.loads(child.stdout[child.stdout.index("{") :])["results"]
+    return {"s": round(seconds, 2), "gap_pct": round(float(res["GAP_PCT"]), 2),
+            "split_territories": res["SPLIT_TERRITORIES"]}  # fmt: skip
+
+
+def counties_spopt() -> dict:
+    """PySAL spopt's regionalisation on the same 130 counties, K = 8 (benchmark-only dependency):
+    Region-K-means and AZP on the units' coordinates (compact regions), against designterritories
+    with TERRITORIES alone. Distance: each unit to its region's medoid unit (same for all)."""
+    try:
+        import libpysal
+        from spopt.region import AZP, RegionKMeansHeuristic
+    except ImportError as err:
+        return {"skipped": f"spopt not importable ({err})"}
+    from territory_planner_plugin.territories import design_territories
+
+    n, k, tol = 130, 8, 10.0
+    units, xy = county_layer(n, 6)
+    pop = units["pop"].to_numpy(float)
+    adj = polygon_adjacency(units.geometry.values).matrix
+    w = libpysal.weights.W({i: adj.indices[adj.indptr[i] : adj.indptr[i + 1]].tolist()
+                            for i in range(n)}, silence_warnings=True)  # fmt: skip
+    d = np.linalg.norm(xy[:, None] - xy[None], axis=2) / 1000.0
+
+    def figures(labels: np.ndarray, seconds: float) -> dict:
+        labels = np.unique(labels, return_inverse=True)[1].ravel()
+        km = sum(d[np.ix_(labels == j, labels == j)].sum(0).min() for j in range(labels.max() + 1))
+        dev = 100 * np.abs(np.bincount(labels, pop) / (pop.sum() / k) - 1)
+        return {"s": round(seconds, 2), "medoid_km": round(float(km), 1),
+                "regions": int(labels.max() + 1), "max_deviation_pct": round(float(dev.max()), 1),
+                "within_tolerance": bool(dev.max() <= tol + 1e-9),
+                "pieces_max": int(count_pieces(labels, adj, labels.max() + 1).max())}  # fmt: skip
+
+    t = time.perf_counter()
+    plan_ = design_territories(units=units, unit_id_field="uid", n_territories=k,
+                               balance_fields=["pop"], tolerance_pct=tol, time_limit_s=60)  # fmt: skip
+    ours = figures(plan_.units["territory_id"].to_numpy(), time.perf_counter() - t)
+    out = {"designterritories": ours}
+    frame = units.assign(x=xy[:, 0] / 1000.0, y=xy[:, 1] / 1000.0)
+    t = time.perf_counter()
+    rkm = RegionKMeansHeuristic(xy / 1000.0, k, w)
+    rkm.solve()
+    out["region_kmeans"] = figures(np.asarray(rkm.labels_), time.perf_counter() - t)
+    t = time.perf_counter()
+    azp = AZP(frame, w, ["x", "y"], n_clusters=k, random_state=0)
+    azp.solve()
+    out["azp"] = figures(np.asarray(azp.labels_), time.perf_counter() - t)
+    for name in ("region_kmeans", "azp"):
+        out[name]["km_ratio_ours_to_it"] = round(ours["medoid_km"] / out[name]["medoid_km"], 3)
+        out[name]["time_ratio_ours_to_it"] = round(ours["s"] / max(out[name]["s"], 1e-3), 2)
+    return out
+
+
+CASES = {"postal_units": postal_units, "point_accounts": point_accounts, "counties": counties,
+         "counties_design": counties_design, "counties_spopt": counties_spopt}  # fmt: skip
 
 
 def main() -> None:

@@ -219,6 +219,32 @@ exec /usr/bin/qgis_process.bin "\$@"
 EOF
 chmod +x "$VENV_ABS/bin/qgis_process"
 
+# ---------------------------------------------------------------- 4b. benchmark-only: PySAL spopt
+# Only with BENCH_DEPS=1 (make bench): bench_units.py compares with spopt's regionalisation. Installed
+# --no-deps with its missing dependencies pinned, so no pinned package above changes (checked with
+# 'pip install --dry-run spopt' on Debian 12: it would add only these); nothing else needs them.
+BENCH_PINS='spopt==0.7.0
+libpysal==4.14.1
+esda==2.9.0
+mapclassify==2.10.0
+pointpats==2.5.5
+spaghetti==1.7.6
+scikit-learn==1.9.1
+joblib==1.6.0
+threadpoolctl==3.8.0
+tqdm==4.70.1
+platformdirs==4.14.9
+beautifulsoup4==4.15.0
+soupsieve==2.10
+narwhals==2.29.0
+cloudpickle==3.1.3
+typing_extensions==4.16.0'
+if [ "${BENCH_DEPS:-0}" = 1 ] && ! "$PY" -c 'import spopt' 2>/dev/null; then
+  log "pip: benchmark-only spopt and its missing dependencies (--no-deps)"
+  # shellcheck disable=SC2086
+  "$PY" -m pip install -q --no-deps $BENCH_PINS
+fi
+
 # ---------------------------------------------------------------- 5. verify + print versions
 QT_QPA_PLATFORM=offscreen "$PY" - <<'EOF'
 import importlib.metadata as md, sys

@@ -37,6 +37,8 @@ from .progress import CancelCheck
 logger = logging.getLogger(__name__)
 
 EXACT_PAIRS = 1_000  # up to this many row-territory pairs: the exact MILP through PuLP
+CONTIGUOUS_EXACT_PAIRS = 2_000  # contiguous models up to this many pairs: the exact flow MILP too
+CONTIGUOUS_HEURISTIC_SHARE = 0.25  # of TIME_LIMIT for the local search that warm-starts it
 EXPLAIN_PAIRS = 200_000  # up to this many pairs an infeasible run gets the LP's minimal tolerance
 TOLERANCE_MAX_TENTHS = 990  # largest TOLERANCE a suggestion may name, in tenths of a % (99 %)
 STRAIGHT_LINE_KMH = 50.0  # straight-line km -> minutes wherever there is no road (one speed)
@@ -284,6 +286,8 @@ class TerritoryModel:
         Raises :class:`InfeasibleError` (naming the smallest relaxation) or :class:`SolverError`.
         """
         travel = self.travel if final else None
+        if final and self.exact_contiguity_fits():
+            return self._solve_contiguous_exact(solver, time_limit_s, is_cancelled)
         if self.cost.size <= EXACT_PAIRS and travel is None:
             sol = self._solve_exact(solver, time_limit_s)
         else:
@@ -307,6 +311,118 @@ class TerritoryModel:
         if final and self.contiguous and self.adjacency is not None:
             sol = self._make_contiguous(sol, time_limit_s, is_cancelled)
         return sol
+
+    def exact_contiguity_fits(self) -> bool:
+        """Whether :meth:`solve` takes the exact contiguous path (county-sized, no penalty)."""
+        return (self.contiguous and self.adjacency is not None and self.travel is None
+                and self.cost.size <= CONTIGUOUS_EXACT_PAIRS)  # fmt: skip
+
+    def _solve_contiguous_exact(self, solver: str, time_limit_s: float, is_cancelled) -> Solution:
+        """County-sized contiguous models: the local search's plan gives the roots of (and is
+        the fallback of) the exact flow MILP; the bound is the integer bound without contiguity."""
+        from .contiguity import contiguous_exact
+
+        t0 = time.perf_counter()
+        free = replace(self, contiguous=False)
+        free._probe = True  # a failure here is a verdict to act on, not yet an explanation
+        base, proven = None, False
+        try:
+            base = free.solve(solver, time_limit_s=time_limit_s, is_cancelled=is_cancelled)
+        except InfeasibleError as err:  # proven, or not found by the heuristic (go on)
+            proven = str(err) in ("Infeasible", "infeasible")
+        if proven:  # no plan even in pieces: the full explanation
+            self.explain_infeasible("infeasible", solver, time_limit_s)
+        bound, plan = self._integer_plan(min(10.0, time_limit_s / 4))
+        if base is not None:
+            bound = max(bound, base.lower_bound)
+        if plan is not None and (base is None or self.objective_of(plan) < base.objective):
+            base = Solution(plan, self.objective_of(plan), bound, "HiGHS (SciPy, exact)")
+        start, failure = None, None
+        if base is not None:
+            share = CONTIGUOUS_HEURISTIC_SHARE * time_limit_s
+            try:
+                start = self._make_contiguous(base, share, is_cancelled).assign
+            except InfeasibleError as err:
+                failure = err
+        _, lo, hi = self.bounds()
+        left = max(time_limit_s - (time.perf_counter() - t0), 1.0)
+        exact = contiguous_exact(
+            self.cost, self.values, lo, hi, adjacency=self.adjacency, roots=self._roots(start),
+            locks=self.locks, allowed=self.allowed, current=self.current, budget=self.budget,
+            start=start, time_limit_s=left,
+        )  # fmt: skip
+        note = "" if solver.upper() == "HIGHS" else f"; not {solver}: HiGHS is twice as fast on it"
+        if exact is not None and (start is None or exact.objective < self.objective_of(start)):
+            state = (
+                "optimal" if exact.optimal else f"stopped at TIME_LIMIT, {exact.bound:.3f} bound"
+            )
+            logger.info(
+                "CONTIGUOUS: %d pairs (at most %d): the exact flow model (HiGHS%s) found "
+                "a plan of %.3f (%s, each territory holding its root: its cheapest unit), "
+                "local search %s.", self.cost.size, CONTIGUOUS_EXACT_PAIRS, note, exact.objective,
+                state, "none" if start is None else f"{self.objective_of(start):.3f}",
+            )  # fmt: skip
+            assign, used = exact.assign, "HiGHS (exact contiguous flow model)"
+        elif start is not None:
+            logger.info("CONTIGUOUS: the exact flow model (HiGHS%s) found nothing better "
+                        "within TIME_LIMIT; the local search's plan is kept.", note)  # fmt: skip
+            assign, used = start, base.solver_used
+        elif failure is not None:
+            raise failure
+        else:
+            self.explain_infeasible("no plan found", solver, time_limit_s)
+        objective = self.objective_of(assign)
+        prices = None if base is None else base.prices
+        return Solution(assign, objective, min(bound, objective), used, prices)
+
+    def _roots(self, start: np.ndarray | None) -> np.ndarray:
+        """A unit per territory for the flow model: its cheapest locked unit, else its cheapest
+        unit in ``start``, else its cheapest free unit (distinct)."""
+        pairs = self.pairs()
+        roots, taken = np.full(self.k, -1), set()
+        for j in np.argsort(self.cost.min(0), kind="stable"):
+            pools = [np.flatnonzero(self.locks == j)]
+            if start is not None:
+                pools.append(np.flatnonzero((start == j) & pairs[:, j]))
+            pools.append(np.flatnonzero(pairs[:, j] & (self.locks < 0)))
+            for pool in pools:
+                pool = pool[~np.isin(pool, list(taken))]
+                if len(pool):
+                    roots[j] = pool[np.argmin(self.cost[pool, j])]
+                    taken.add(int(roots[j]))
+                    break
+        return roots
+
+    def _integer_plan(self, time_limit_s: float) -> tuple[float, np.ndarray | None]:
+        """Proven bound (-inf if none) and best plan (None if none) of the model without
+        contiguity and penalty (HiGHS MILP)."""
+        from scipy.optimize import Bounds, LinearConstraint, milp
+
+        pc = self.constraints()
+        _, lo, hi = self.bounds()
+        mats, lbs, ubs = (
+            [pc.assign, pc.balance],
+            [np.ones(self.n), lo.ravel()],
+            [np.ones(self.n), hi.ravel()],
+        )
+        if self.budget is not None and pc.stay is not None:
+            mats.append(sp.csr_matrix(pc.stay[None, :]))
+            lbs.append(np.array([float((self.current >= 0).sum() - self.budget)]))
+            ubs.append(np.array([np.inf]))
+        res = milp(self.cost[pc.rows, pc.cols], integrality=np.ones(pc.n_pairs),
+                   bounds=Bounds(0, 1), constraints=LinearConstraint(
+                       sp.vstack(mats).tocsr(), np.concatenate(lbs), np.concatenate(ubs)),
+                   options={"time_limit": max(time_limit_s, 0.1), "disp": False})  # fmt: skip
+        plan = None
+        if res.x is not None:
+            plan = np.full(self.n, -1)
+            pick = res.x > 0.5
+            plan[pc.rows[pick]] = pc.cols[pick]
+            plan = None if (plan < 0).any() else plan
+        if res.status == 0 and plan is not None:
+            return self.objective_of(plan), plan
+        bound = getattr(res, "mip_dual_bound", None)
+        return (float(bound) if bound is not None and np.isfinite(bound) else -np.inf), plan
 
     def _make_contiguous(self, sol: Solution, time_limit_s: float, is_cancelled) -> Solution:
         import time

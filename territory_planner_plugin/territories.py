@@ -57,6 +57,7 @@ OUTPUT_COLUMNS = ("territory_id", "rep_id", "centre_km", "centre_min", "locked",
                   *EXPLAIN_COLUMNS)  # fmt: skip
 _MAX_CENTRE_ROUNDS = 8  # balanced centre updates after the k-median start
 _CENTRE_SEARCH_SHARE = 0.25  # of TIME_LIMIT for the centre moves
+_NESTED_PAIRS = 20_000  # rows x territories up to which the centres of half the band compete
 _CENTRE_STARTS = 3  # k-means++ seeds (from SEED) whose k-median centres compete
 _BOUND_MAX_S = 10.0  # the free-centre bound's ascent stops here (any step is a valid bound)
 _BOUND_NETWORK_SITES = 400  # with a network: candidate centres up to which the bound is computed
@@ -383,10 +384,18 @@ def design_territories(
         sol = model.solve(solver, time_limit_s=time_limit_s, final=True, is_cancelled=is_cancelled)
         scope = BOUND_PROBLEM
     else:
+        search = {"locks": locks, "network": network, "snapped": snapped, "seed": seed,
+                  "solver": solver, "time_limit_s": time_limit_s, "is_cancelled": is_cancelled}  # fmt: skip
+        tighter = None
+        if rows.n * k <= _NESTED_PAIRS and tol.max() > 0:  # a looser band never does worse
+            search["time_limit_s"] = time_limit_s / 2  # the two searches share TIME_LIMIT
+            try:
+                tighter = _choose_centres(rows, build, cen_xy, tol=tol / 2, progress=None,
+                                          bound=False, **search)[0]  # fmt: skip
+            except InfeasibleError:
+                tighter = None
         cen_xy, model, costs, sol, scope = _choose_centres(
-            rows, build, cen_xy, tol=tol, locks=locks, network=network, snapped=snapped,
-            seed=seed, solver=solver,
-            time_limit_s=time_limit_s, progress=progress, is_cancelled=is_cancelled,
+            rows, build, cen_xy, tol=tol, progress=progress, tighter=tighter, **search
         )  # fmt: skip
     model.verify(sol.assign)
     report(progress, 0.95, "Outputs")
@@ -414,12 +423,14 @@ def row_reach(rows: PlanRows, costs, max_minutes: float | None, *, log: bool) ->
 
 def _choose_centres(rows: PlanRows, build, start_xy: np.ndarray, *, tol: np.ndarray,
                     locks: np.ndarray, network, snapped, seed: int, solver: str,
-                    time_limit_s: float, progress, is_cancelled):  # fmt: skip
+                    time_limit_s: float, progress, is_cancelled,
+                    tighter: np.ndarray | None = None, bound: bool = True):  # fmt: skip
     """Centres chosen by the algorithm (:mod:`centres`), the plan on them and its bound's scope.
 
     k-median start, balanced medoid rounds, then relocate/swap moves scored with the balanced
     assignment; the centre sets of the rounds and of the moves compete in full solves (the best
-    plan wins). LOWER_BOUND is the free-centre bound (any K cost points as centres) when the
+    plan wins), with ``tighter`` (the centres this search chose at half the band: their plan is
+    feasible here, so a looser TOLERANCE does not give a worse plan). LOWER_BOUND is the free-centre bound (any K cost points as centres) when the
     model is small enough for it, otherwise the bound for the centres chosen (logged).
     """
     t0 = time.perf_counter()
@@ -494,11 +505,14 @@ def _choose_centres(rows: PlanRows, build, start_xy: np.ndarray, *, tol: np.ndar
     )  # fmt: skip
     report(progress, 0.6, "Centres")
     candidates = [searched] + [uniq[i] for i in order[:2] if not np.allclose(uniq[i], searched)]
+    if tighter is not None and not any(np.allclose(tighter, c) for c in candidates):
+        candidates.append(tighter)
     best, error = None, None
-    for cand in candidates:  # full solves: the best plan wins
+    each_s = max(time_limit_s / len(candidates), min(time_limit_s, 5.0))
+    for cand in candidates:  # full solves (sharing TIME_LIMIT): the best plan wins
         model, costs = build(cand, tol)
         try:
-            sol = model.solve(solver, time_limit_s=time_limit_s, final=True,
+            sol = model.solve(solver, time_limit_s=each_s, final=True,
                               is_cancelled=is_cancelled)  # fmt: skip
         except InfeasibleError as err:
             error = error or err
@@ -510,6 +524,8 @@ def _choose_centres(rows: PlanRows, build, start_xy: np.ndarray, *, tol: np.ndar
     cen_xy, model, costs, sol = best
     logger.info("Centres: k-median start, balanced rounds and %d kept centre moves (%.1f s).",
                 len(kept) - 1, time.perf_counter() - t0)  # fmt: skip
+    if not bound:
+        return cen_xy, model, costs, sol, BOUND_THESE_CENTRES
     report(progress, 0.85, "Lower bound")
     n_src = len(rows.src_xy)
     if model.n * n_src > centres.BOUND_PAIRS or (

@@ -109,3 +109,26 @@ def test_centre_search_is_deterministic_with_seed() -> None:
                                seed=11) for _ in range(2)]  # fmt: skip
     assert runs[0].objective == runs[1].objective
     assert runs[0].centres.geometry.equals(runs[1].centres.geometry)
+
+
+def test_looser_tolerance_never_gives_a_worse_contiguous_plan_of_units() -> None:
+    """60 Voronoi units into 5 contiguous territories: before the centres of half the band
+    competed, 20 % gave 1048.67 km against 1039.20 km at 10 %."""
+    import geopandas as gpd
+    import shapely
+
+    pts = np.column_stack([np.tile(np.arange(8), 8), np.repeat(np.arange(8), 8)])[:60]
+    xy = (pts + np.random.default_rng(1).uniform(0.1, 0.9, (60, 2))) * 12_500.0
+    rng = np.random.default_rng(1)
+    area = shapely.box(0, 0, 100_000, 100_000)
+    cells = shapely.get_parts(shapely.voronoi_polygons(shapely.multipoints(xy), extend_to=area))
+    units = gpd.GeoDataFrame({"uid": [f"C{i}" for i in range(60)],
+                              "pop": np.round(rng.lognormal(8, 0.8, 60))},
+                             geometry=list(shapely.intersection(cells, area)), crs="EPSG:3067")  # fmt: skip
+    objective = [
+        design_territories(units=units, unit_id_field="uid", n_territories=5,
+                           balance_fields=["pop"], tolerance_pct=tol, seed=1,
+                           time_limit_s=20).objective
+        for tol in (10, 20)
+    ]  # fmt: skip
+    assert objective[1] <= objective[0] + 1e-6

@@ -1,0 +1,119 @@
+"""County-sized contiguous models: TerritoryModel.solve's exact path against brute force."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+
+import numpy as np
+import pytest
+
+from territory_planner_plugin.contiguity import count_pieces
+from territory_planner_plugin.errors import InfeasibleError
+from territory_planner_plugin.model import CONTIGUOUS_EXACT_PAIRS, TerritoryModel
+from tests.engine.test_contiguity import problem, totals
+
+
+def _optimum(cost, values, lo, hi, adj):
+    """Every plan of a tiny grid: the cheapest balanced one whose territories are one piece each
+    (no roots: the problem as posed)."""
+    n, k = cost.shape
+    best = np.inf
+    for combo in itertools.product(range(k), repeat=n):
+        a = np.array(combo)
+        tot = totals(a, values, k)
+        if (tot < lo - 1e-9).any() or (tot > hi + 1e-9).any():
+            continue
+        if (count_pieces(a, adj, k) != 1).any():
+            continue
+        best = min(best, float(cost[np.arange(n), a].sum()))
+    return best
+
+
+@pytest.mark.parametrize(("rows", "cols", "k", "tol", "seed"),
+                         [(3, 3, 3, 30, 0), (3, 4, 2, 10, 1), (2, 4, 3, 25, 2), (2, 5, 2, 5, 3),
+                          (3, 3, 2, 15, 4)])  # fmt: skip
+def test_small_contiguous_models_are_solved_exactly(rows, cols, k, tol, seed, caplog) -> None:
+    _, adj, cost, values, lo, hi, _ = problem(rows, cols, k, tol, seed)
+    ref = _optimum(cost, values, lo, hi, adj)
+    model = TerritoryModel.from_cost_matrix(cost, values=values, capacity=np.ones(k),
+                                            tolerance_pct=tol, adjacency=adj)  # fmt: skip
+    assert model.exact_contiguity_fits()
+    if not np.isfinite(ref):
+        with pytest.raises(InfeasibleError):
+            model.solve("CBC", time_limit_s=10)
+        return
+    with caplog.at_level(logging.INFO):
+        sol = model.solve("CBC", time_limit_s=10)
+    model.verify(sol.assign)
+    assert sol.lower_bound <= ref + 1e-9  # a true bound of the problem as posed
+    assert sol.objective == pytest.approx(ref, rel=1e-9)
+    assert "CONTIGUOUS" in caplog.text  # the path taken is logged
+
+
+def test_the_threshold_keeps_large_models_on_the_local_search() -> None:
+    _, adj, cost, values, _, _, _ = problem(10, 10, 21, 20, 0)
+    assert cost.size > CONTIGUOUS_EXACT_PAIRS
+    model = TerritoryModel.from_cost_matrix(cost, values=values, capacity=np.ones(21),
+                                            tolerance_pct=20, adjacency=adj)  # fmt: skip
+    assert not model.exact_contiguity_fits()
+
+
+def test_exact_path_beats_or_matches_the_local_search_and_keeps_the_rules() -> None:
+    """A 6 x 6 grid, 4 territories, two measures: locks and a budget of moves hold, and the plan
+    is no worse than the local search's own plan (its warm start and fallback)."""
+    _, adj, cost, values, _, _, _ = problem(6, 6, 4, 15, 5, measures=2)
+    n, k = cost.shape
+    current = np.argmin(cost, axis=1)
+    locks = np.full(n, -1)
+    locks[[0, 35]] = [current[0], current[35]]
+    model = TerritoryModel.from_cost_matrix(cost, values=values, capacity=np.ones(k),
+                                            tolerance_pct=15, adjacency=adj, locks=locks,
+                                            current=current, budget=12)  # fmt: skip
+    sol = model.solve("HiGHS", time_limit_s=20)
+    model.verify(sol.assign)
+    assert (count_pieces(sol.assign, adj, k) == 1).all()
+    assert ((current >= 0) & (sol.assign != current)).sum() <= 12
+    assert sol.lower_bound <= sol.objective + 1e-9
+    from dataclasses import replace
+
+    from territory_planner_plugin.contiguity import make_contiguous
+
+    _, lo_, hi_ = model.bounds()
+    heuristic = make_contiguous(current, adjacency=adj, cost=cost, values=values, lo=lo_, hi=hi_,
+                                locks=locks, allowed=np.ones((n, k), bool), current=current,
+                                budget=12)  # fmt: skip
+    assert sol.objective <= replace(model).objective_of(heuristic) + 1e-9
+
+
+def test_the_flow_model_starts_from_a_given_plan() -> None:
+    """A plan in one piece per territory is a solution of the flow model (the flows of a BFS
+    tree); a plan in pieces is not, and the solver never returns worse than its start."""
+    from territory_planner_plugin.contiguity import _flow_start, contiguous_exact, make_contiguous
+
+    _, adj, cost, values, lo, hi, roots = problem(5, 5, 3, 15, 6)
+    n, k = cost.shape
+    locks, allowed = np.full(n, -1), np.ones((n, k), bool)
+    start = make_contiguous(np.argmin(cost, axis=1), adjacency=adj, cost=cost, values=values,
+                            lo=lo, hi=hi, locks=locks, allowed=allowed)  # fmt: skip
+    model = TerritoryModel.from_cost_matrix(cost, values=values, capacity=np.ones(k),
+                                            tolerance_pct=15, adjacency=adj)  # fmt: skip
+    roots = model._roots(start)
+    assert (start[roots] == np.arange(k)).all()
+    res = contiguous_exact(cost, values, lo, hi, adjacency=adj, roots=roots, locks=locks,
+                           allowed=allowed, start=start, time_limit_s=10)  # fmt: skip
+    assert res is not None
+    assert res.objective <= model.objective_of(start) + 1e-9
+    pid = np.arange(n * k).reshape(n, k)
+    split = start.copy()
+    split[[0, 24]] = split[12] if split[0] != split[12] else (split[12] + 1) % k
+    coo = adj.tocoo()
+    u, w = np.repeat(coo.row, k), np.repeat(coo.col, k)
+    j = np.tile(np.arange(k), len(coo.row))
+    keep = (u != w) & (w != roots[j])
+    u, w, j = u[keep], w[keep], j[keep]
+    x0 = _flow_start(start, pid, roots, u, w, j, n * k + len(u), n * k, adj)
+    assert x0 is not None
+    assert x0[: n * k].sum() == n  # every unit once
+    if (count_pieces(split, adj, k) > 1).any():
+        assert _flow_start(split, pid, roots, u, w, j, n * k + len(u), n * k, adj) is None
