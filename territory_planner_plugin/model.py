@@ -742,6 +742,7 @@ def prepare_reps(reps, id_field, capacity_field, crs) -> tuple[np.ndarray, np.nd
     if len(reps) == 0:
         msg = "REPS: the layer is empty; add rep homes or leave REPS empty and set TERRITORIES."
         raise InvalidInputError(msg)
+    check_points(reps, id_field, layer="REPS", noun="reps", id_key="REP_ID_FIELD")
     rid = reps[id_field].astype(str)
     if rid.duplicated().any():
         msg = f"REPS: duplicate rep ids {sorted(set(rid[rid.duplicated()]))}; make them unique."

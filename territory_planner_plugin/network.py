@@ -353,6 +353,42 @@ def snap_points(net: RoadNetwork, points: gpd.GeoSeries, *, max_snap_m: float) -
     return SnapResult(node_index=node, distance_m=dist, edge_index=edge, fraction=frac)
 
 
+FAR_FROM_ROADS_M = 500.0  # beyond this a point's drive times start far from it (MAX_SNAP default)
+
+
+def warn_placement(snap: SnapResult, ids, *, layer: str, noun: str, limit_m: float,
+                   consequence: str) -> tuple[list, list]:  # fmt: skip
+    """Log ``noun`` without a geometry and those farther than ``limit_m`` from every road (ids and
+    distances); returns ``(missing_ids, far_ids)``. ``consequence`` ends the far warning."""
+    ids = np.asarray(ids, dtype=object)
+    missing = ~np.isfinite(snap.distance_m)
+    far = np.isfinite(snap.distance_m) & (snap.distance_m > limit_m)
+    if missing.any():
+        logger.warning(
+            "%s: %d %s have a NULL or empty geometry and were left out: %s. Give them a location "
+            "or filter them out.", layer, int(missing.sum()), noun, _listed(ids[missing]),
+        )  # fmt: skip
+    if far.any():
+        order = np.flatnonzero(far)[np.argsort(-snap.distance_m[far], kind="stable")]
+        shown = [f"{ids[i]} ({_distance(snap.distance_m[i])})" for i in order]
+        logger.warning(
+            "%s: drive times cannot be trusted for %d %s farther than %s from the nearest road "
+            "of NETWORK: %s. %s Check their location, or use a NETWORK that covers them.",
+            layer, int(far.sum()), noun, _distance(limit_m), _listed(shown), consequence,
+        )  # fmt: skip
+    return list(ids[missing]), list(ids[far])
+
+
+def _distance(metres: float) -> str:
+    return f"{metres / 1000:.1f} km" if metres >= 1000 else f"{metres:.0f} m"
+
+
+def _listed(values, limit: int = 20) -> str:
+    values = [str(v) for v in values]
+    more = f" and {len(values) - limit} more" if len(values) > limit else ""
+    return ", ".join(values[:limit]) + more
+
+
 def with_points(net: RoadNetwork, *snaps: SnapResult | np.ndarray) -> SnappedNetwork:
     """``net`` with a node at each snapped position between two road nodes, to route from/to it.
 

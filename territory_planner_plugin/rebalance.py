@@ -38,6 +38,7 @@ from .territories import (
     row_codes,
     row_costs,
     row_reach,
+    warn_far_from_roads,
 )
 
 logger = logging.getLogger(__name__)
@@ -133,7 +134,9 @@ def rebalance_territories(
         weight = rows.aggregate(w_src)[:, 0] if rows.accounts is not None else w_src[:, 0]
     report(progress, 0.1, "Costs")
     check_cancel(is_cancelled)
-    costs = row_costs(rows, cen_xy, network, snap_points_once(rows.src_xy, network, rows.crs))
+    snapped = snap_points_once(rows.src_xy, network, rows.crs)
+    warn_far_from_roads(rows, snapped, network, *((cen_ids, cen_xy) if reps is not None else ()))
+    costs = row_costs(rows, cen_xy, network, snapped)
     cost_km, cost_min = costs[0], costs[1]
     dist = cost_min if cost_min is not None else cost_km
     allowed = row_reach(rows, costs, rep_max_minutes, log=True)

@@ -238,6 +238,27 @@ def _log_links(adj, ids: np.ndarray, noun: str) -> None:
                                                  for i, j in adj.linked[:10]))  # fmt: skip
 
 
+def warn_far_from_roads(rows: PlanRows, snapped, network, rep_ids=None, rep_xy=None) -> None:
+    """Warn about accounts (and rep homes) farther than ``FAR_FROM_ROADS_M`` from every road of
+    the network, with their ids and distances: their drive times start at that road."""
+    if network is None or snapped is None:
+        return
+    from .network import FAR_FROM_ROADS_M, snap_points, warn_placement
+
+    why = "Their drive times are measured from that road, not from where they are."
+    src_ids = (
+        rows.account_ids if rows.src_row is not None and rows.account_ids is not None else None
+    )
+    if src_ids is None or len(src_ids) != len(rows.src_xy):
+        src_ids = rows.ids if len(rows.ids) == len(rows.src_xy) else np.arange(len(rows.src_xy))
+    warn_placement(snapped, src_ids, layer="ACCOUNTS" if rows.noun == "accounts" else "UNITS",
+                   noun=rows.noun, limit_m=FAR_FROM_ROADS_M, consequence=why)  # fmt: skip
+    if rep_ids is not None:
+        homes = snap_points(network, gpd.GeoSeries(shapely.points(rep_xy)), max_snap_m=np.inf)
+        warn_placement(homes, rep_ids, layer="REPS", noun="rep homes",
+                       limit_m=FAR_FROM_ROADS_M, consequence=why)  # fmt: skip
+
+
 def row_costs(rows: PlanRows, cen_xy: np.ndarray, network, snapped):
     """(km, minutes) of the rows and (km, minutes) of the cost points to each centre.
 
@@ -353,6 +374,7 @@ def design_territories(
         budget = math.floor(max_moves_pct / 100.0 * rows.n + 1e-9)
     report(progress, 0.1, "Costs")
     snapped = snap_points_once(rows.src_xy, network, rows.crs)  # once: only the centres move
+    warn_far_from_roads(rows, snapped, network, *((cen_ids, cen_xy) if fixed_centres else ()))
     logged = []
 
     def build(centres_xy: np.ndarray, band=tol) -> tuple[TerritoryModel, tuple]:
