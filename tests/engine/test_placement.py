@@ -61,7 +61,8 @@ def test_design_warns_about_a_rep_far_from_the_roads(net, caplog) -> None:
     text = _warnings(caplog)
     assert "REPS: drive times cannot be trusted for 1 rep homes farther than 500 m" in text, text
     assert _km(text, "T2") >= 160
-    assert "T0 (" not in text and "T1 (" not in text
+    assert "T0 (" not in text
+    assert "T1 (" not in text
 
 
 def test_rebalance_warns_about_accounts_far_from_the_roads(net, caplog) -> None:
@@ -114,7 +115,8 @@ def test_null_ids_are_missing_ids_not_duplicates(net, layer: str) -> None:
     with pytest.raises(InvalidInputError, match=pattern) as err:
         territories.design_territories(acc, id_field="id", reps=reps, rep_id_field="rep",
                                        balance_fields=["revenue"], network=net)  # fmt: skip
-    assert "duplicate" not in str(err.value) and "None" not in str(err.value)
+    assert "duplicate" not in str(err.value)
+    assert "None" not in str(err.value)
 
 
 @pytest.mark.parametrize("layer", ["accounts", "reps"])
