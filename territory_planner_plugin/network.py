@@ -567,15 +567,49 @@ def _download(bbox, network_type, cache_folder) -> nx.MultiDiGraph:
     ox.settings.use_cache = True
     if cache_folder:
         ox.settings.cache_folder = str(cache_folder)
+    _check_reachable(ox.settings.overpass_url)
     kind = "drive_service" if network_type == "drive_service" else network_type
     try:
         return ox.graph_from_bbox((west, south, east, north), network_type=kind, retain_all=True)
     except Exception as err:
-        msg = (
-            f"EXTENT: could not download roads from OpenStreetMap ({err}). Without internet, use "
-            "INPUT_OSM with a downloaded .osm.pbf file (e.g. from Geofabrik or BBBike)."
-        )
+        msg = f"EXTENT: could not download roads from OpenStreetMap ({err}). {OFFLINE_HINT}"
         raise NetworkUnavailableError(msg) from err
+
+
+OFFLINE_HINT = (
+    "Without internet, use INPUT_OSM with a downloaded .osm.pbf or .osm file (e.g. from "
+    "Geofabrik or BBBike)."
+)
+PROBE_TIMEOUT_S = 4.0  # a download server that does not answer within this is taken as offline
+
+
+def _check_reachable(url: str, timeout_s: float = PROBE_TIMEOUT_S) -> None:
+    """Raise :class:`NetworkUnavailableError` within ``timeout_s`` when the host of ``url``
+    cannot be resolved or connected to (no internet), before OSMnx's slow retries and pauses."""
+    import socket
+    import threading
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    outcome: list = []
+
+    def probe() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout_s).close()
+            outcome.append(None)
+        except OSError as err:
+            outcome.append(err)
+
+    worker = threading.Thread(target=probe, daemon=True)  # name lookups ignore socket timeouts
+    worker.start()
+    worker.join(timeout_s)
+    if outcome and outcome[0] is None:
+        return
+    why = f"{outcome[0]}" if outcome else f"no answer within {timeout_s:g} s"
+    msg = f"EXTENT: cannot reach the OpenStreetMap download server {host} ({why}). {OFFLINE_HINT}"
+    raise NetworkUnavailableError(msg)
 
 
 def _graph_from_osm_file(path: Path, network_type: str) -> nx.MultiDiGraph:
