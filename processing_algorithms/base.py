@@ -16,6 +16,7 @@ import math
 import os
 import re
 import threading
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -78,6 +79,22 @@ SOLVERS = (("CBC", "CBC (bundled with PuLP)"), ("HiGHS", "HiGHS (needs highspy)"
 
 LOG = logging.getLogger(__name__)
 PROJECTED = "projected"  # source_to_gdf target: the local UTM zone when the source is lon/lat
+
+
+# Libraries whose deprecation notices (PuLP's bundled CBC, OSMnx, pandas...) mean nothing to a
+# user: kept out of the Processing log (see quiet_third_party_warnings).
+THIRD_PARTY = (r"(pulp|osmnx|networkx|geopandas|pyogrio|fiona|shapely|pyproj|pandas|numpy|scipy"
+               r"|highspy|osmium|sip|osgeo)(\.|$)")  # fmt: skip
+
+
+def quiet_third_party_warnings() -> None:
+    """Ignore DeprecationWarning, PendingDeprecationWarning and FutureWarning raised inside the
+    third-party libraries the plugin uses (only those: other warnings still show)."""
+    for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
+        warnings.filterwarnings("ignore", category=category, module=THIRD_PARTY)
+
+
+quiet_third_party_warnings()
 
 
 # --------------------------------------------------------------------------------------------
@@ -512,6 +529,7 @@ def engine_run(process: Callable) -> Callable:
     def wrapper(self, parameters, context, feedback):
         if feedback is None:
             feedback = QgsProcessingFeedback()
+        quiet_third_party_warnings()  # again: something may have reset the filters since import
         with forward_engine_log(feedback):
             try:
                 with guard_outputs(self, parameters, context):
