@@ -284,6 +284,7 @@ class TerritoryModel:
         Raises :class:`InfeasibleError` (naming the smallest relaxation) or :class:`SolverError`.
         """
         travel = self.travel if final else None
+        end = time.perf_counter() + time_limit_s  # contiguity shares what the solve leaves
         if self.cost.size <= EXACT_PAIRS and travel is None:
             sol = self._solve_exact(solver, time_limit_s)
         else:
@@ -301,12 +302,21 @@ class TerritoryModel:
                     tiers=tiers, iterations=400 if final else 150, travel=travel,
                 )  # fmt: skip
             except NoPlanFoundError as err:
+                if err.timed_out:
+                    raise SolverError(self._timed_out_message()) from None
                 self.explain_infeasible("infeasible" if err.proven else "no plan found", solver,
-                                        time_limit_s)  # fmt: skip
+                                        end - time.perf_counter())  # fmt: skip
             sol = Solution(res.assign, res.objective, res.lower_bound, "HiGHS (SciPy)", res.prices)
         if final and self.contiguous and self.adjacency is not None:
-            sol = self._make_contiguous(sol, time_limit_s, is_cancelled)
+            sol = self._make_contiguous(sol, end - time.perf_counter(), is_cancelled)
         return sol
+
+    def _timed_out_message(self) -> str:
+        return (
+            f"TIME_LIMIT was reached before any plan keeping every hard constraint was found "
+            f"({self.n:,} {self.noun} x {self.k} territories). Raise TIME_LIMIT (plans of "
+            "hundreds of thousands of accounts can need several minutes) and run again."
+        )
 
     def _make_contiguous(self, sol: Solution, time_limit_s: float, is_cancelled) -> Solution:
         import time

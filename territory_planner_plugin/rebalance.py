@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -38,6 +39,7 @@ from .territories import (
     row_codes,
     row_costs,
     row_reach,
+    time_left,
     warn_far_from_roads,
 )
 
@@ -94,6 +96,7 @@ def rebalance_territories(
     today) and, with ``contiguous`` (default with units), keeps every territory in one piece.
     """
     params = run_parameters(locals())
+    deadline = time.perf_counter() + time_limit_s  # TIME_LIMIT bounds the whole run
     rows = prepare_rows(accounts, id_field=id_field, balance_fields=balance_fields, units=units,
                         unit_id_field=unit_id_field, contiguous=contiguous, adjacency=adjacency,
                         snap_m=snap_m, study_area=study_area,
@@ -154,7 +157,7 @@ def rebalance_territories(
     model.precheck()
     report(progress, 0.3, "Assignment")
     sol = model.solve(
-        solver, time_limit_s=time_limit_s, is_cancelled=is_cancelled,
+        solver, time_limit_s=time_left(deadline, time_limit_s), is_cancelled=is_cancelled,
         rooms=(0.1, 0.03, 0.25, 0.0), keep=2,
         tiers=((4, 4), (10**9, 0)),  # move costs are flat: the nearest territories matter most
     )  # fmt: skip

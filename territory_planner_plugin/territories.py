@@ -58,6 +58,7 @@ OUTPUT_COLUMNS = ("territory_id", "rep_id", "centre_km", "centre_min", "locked",
 _MAX_CENTRE_ROUNDS = 8  # balanced centre updates after the k-median start
 _CENTRE_SEARCH_SHARE = 0.25  # of TIME_LIMIT for the centre moves
 _CENTRE_STARTS = 3  # k-means++ seeds (from SEED) whose k-median centres compete
+MIN_SOLVE_S = 1.0  # a solve started when TIME_LIMIT is (nearly) spent still gets this long
 _BOUND_MAX_S = 10.0  # the free-centre bound's ascent stops here (any step is a valid bound)
 _BOUND_NETWORK_SITES = 400  # with a network: candidate centres up to which the bound is computed
 EMPTY_UNIT_WEIGHT = 1e-3  # units without accounts: this x their own distance (nearest centre)
@@ -343,6 +344,7 @@ def design_territories(
     smallest relaxation.
     """
     params = run_parameters(locals())
+    deadline = time.perf_counter() + time_limit_s  # TIME_LIMIT bounds the whole run
     rows = prepare_rows(accounts, id_field=id_field, balance_fields=balance_fields, units=units,
                         unit_id_field=unit_id_field, contiguous=contiguous, adjacency=adjacency,
                         snap_m=snap_m, study_area=study_area,
@@ -393,13 +395,14 @@ def design_territories(
 
     if fixed_centres:
         model, costs = build(cen_xy)
-        sol = model.solve(solver, time_limit_s=time_limit_s, final=True, is_cancelled=is_cancelled)
+        sol = model.solve(solver, time_limit_s=time_left(deadline, time_limit_s), final=True,
+                          is_cancelled=is_cancelled)  # fmt: skip
         scope = BOUND_PROBLEM
     else:
         cen_xy, model, costs, sol, scope = _choose_centres(
             rows, build, cen_xy, tol=tol, locks=locks, network=network, snapped=snapped,
-            seed=seed, solver=solver,
-            time_limit_s=time_limit_s, progress=progress, is_cancelled=is_cancelled,
+            seed=seed, solver=solver, time_limit_s=time_limit_s, deadline=deadline,
+            progress=progress, is_cancelled=is_cancelled,
         )  # fmt: skip
     model.verify(sol.assign)
     report(progress, 0.95, "Outputs")
@@ -408,6 +411,12 @@ def design_territories(
         cen_xy=cen_xy, quota_total=quota_total, params=params, weights=balance_weights,
         travel_weight=travel_weight, bound_scope=scope,
     )  # fmt: skip
+
+
+def time_left(deadline: float, time_limit_s: float) -> float:
+    """Seconds left before ``deadline`` for the next solve (at least ``MIN_SOLVE_S``, or all of
+    a smaller ``time_limit_s``)."""
+    return max(deadline - time.perf_counter(), min(MIN_SOLVE_S, time_limit_s))
 
 
 def row_reach(rows: PlanRows, costs, max_minutes: float | None, *, log: bool) -> np.ndarray:
@@ -425,7 +434,7 @@ def row_reach(rows: PlanRows, costs, max_minutes: float | None, *, log: bool) ->
 
 def _choose_centres(rows: PlanRows, build, start_xy: np.ndarray, *, tol: np.ndarray,
                     locks: np.ndarray, network, snapped, seed: int, solver: str,
-                    time_limit_s: float, progress, is_cancelled):  # fmt: skip
+                    time_limit_s: float, deadline: float, progress, is_cancelled):  # fmt: skip
     """Centres chosen by the algorithm (:mod:`centres`), the plan on them and its bound's scope.
 
     k-median start, balanced medoid rounds, then relocate/swap moves scored with the balanced
@@ -449,7 +458,7 @@ def _choose_centres(rows: PlanRows, build, start_xy: np.ndarray, *, tol: np.ndar
         for _ in range(_MAX_CENTRE_ROUNDS):
             check_cancel(is_cancelled)
             model, _ = build(cen_xy, band)
-            sol = model.solve(solver, time_limit_s=time_limit_s, final=False,
+            sol = model.solve(solver, time_limit_s=time_left(deadline, time_limit_s), final=False,
                               is_cancelled=is_cancelled)  # fmt: skip
             new_xy = centres.medoids(rows.src_xy, src_of(rows, sol.assign), k, cen_xy)
             if np.allclose(new_xy, cen_xy):
@@ -467,7 +476,8 @@ def _choose_centres(rows: PlanRows, build, start_xy: np.ndarray, *, tol: np.ndar
         m, _ = build(sites, tol)
         try:
             res = solve_balanced(m.cost, m.values, lo, hi, locks=m.locks, current=m.current,
-                                 budget=m.budget, allowed=m.allowed, time_limit_s=time_limit_s,
+                                 budget=m.budget, allowed=m.allowed,
+                                 time_limit_s=time_left(deadline, time_limit_s),
                                  final=False, iterations=300, is_cancelled=is_cancelled)  # fmt: skip
         except NoPlanFoundError:
             return np.inf, None, None
@@ -497,15 +507,18 @@ def _choose_centres(rows: PlanRows, build, start_xy: np.ndarray, *, tol: np.ndar
     searched, _, kept = centres.improve_centres(
         src_xy=rows.src_xy, cen_xy=rounds_xy, quick=quick, columns=columns, values=model.values,
         scale=scale, locks=locks, src_row=rows.src_row,
-        deadline=t0 + _CENTRE_SEARCH_SHARE * time_limit_s, is_cancelled=is_cancelled,
+        deadline=min(t0 + _CENTRE_SEARCH_SHARE * time_limit_s, deadline),
+        is_cancelled=is_cancelled,
     )  # fmt: skip
     report(progress, 0.6, "Centres")
     candidates = [searched] + [uniq[i] for i in order[:2] if not np.allclose(uniq[i], searched)]
     best, error = None, None
-    for cand in candidates:  # full solves: the best plan wins
+    for cand in candidates:  # full solves: the best plan wins (while TIME_LIMIT lasts)
+        if best is not None and time.perf_counter() >= deadline:
+            break
         model, costs = build(cand, tol)
         try:
-            sol = model.solve(solver, time_limit_s=time_limit_s, final=True,
+            sol = model.solve(solver, time_limit_s=time_left(deadline, time_limit_s), final=True,
                               is_cancelled=is_cancelled)  # fmt: skip
         except InfeasibleError as err:
             error = error or err
@@ -530,7 +543,8 @@ def _choose_centres(rows: PlanRows, build, start_xy: np.ndarray, *, tol: np.ndar
     own = model.cost[np.arange(model.n), sol.assign]
     free = centres.free_centre_bound(
         columns(rows.src_xy), model.values, lo[0], hi[0], k, upper=float(own.sum()), start=own,
-        deadline=time.perf_counter() + min(_BOUND_MAX_S, 0.15 * time_limit_s),
+        deadline=time.perf_counter() + min(_BOUND_MAX_S, 0.15 * time_limit_s,
+                                           max(deadline - time.perf_counter(), 0.0)),
     )  # fmt: skip
     if not np.isfinite(free):
         return cen_xy, model, costs, sol, BOUND_THESE_CENTRES
