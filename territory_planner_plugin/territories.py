@@ -445,6 +445,10 @@ def _choose_centres(rows: PlanRows, build, start_xy: np.ndarray, *, tol: np.ndar
     t0 = time.perf_counter()
     k = len(start_xy)
 
+    def spent() -> bool:
+        """TIME_LIMIT is used up: skip what is optional (more rounds, starts, scores)."""
+        return time.perf_counter() >= deadline
+
     def columns(sites: np.ndarray) -> np.ndarray:
         km, mins, _, _ = row_costs(rows, sites, network, snapped)
         return mins if mins is not None else km
@@ -457,6 +461,8 @@ def _choose_centres(rows: PlanRows, build, start_xy: np.ndarray, *, tol: np.ndar
         """Balanced rounds: each centre to the medoid of its balanced territory, until stable."""
         for _ in range(_MAX_CENTRE_ROUNDS):
             check_cancel(is_cancelled)
+            if spent():
+                break
             model, _ = build(cen_xy, band)
             sol = model.solve(solver, time_limit_s=time_left(deadline, time_limit_s), final=False,
                               is_cancelled=is_cancelled)  # fmt: skip
@@ -473,6 +479,8 @@ def _choose_centres(rows: PlanRows, build, start_xy: np.ndarray, *, tol: np.ndar
     def quick(sites: np.ndarray, prices=None):
         """Score of centres: the Lagrangian bound of their balanced assignment (the same ascent
         from zero prices for every set), its priced assignment and prices."""
+        if spent():  # no time left to score: every set ties (the first one is kept)
+            return np.inf, None, None
         m, _ = build(sites, tol)
         try:
             res = solve_balanced(m.cost, m.values, lo, hi, locks=m.locks, current=m.current,
@@ -489,6 +497,8 @@ def _choose_centres(rows: PlanRows, build, start_xy: np.ndarray, *, tol: np.ndar
     found = []
     src_locks = src_of(rows, locks)
     for r in range(_CENTRE_STARTS):
+        if r and spent():
+            break
         start = start_xy if r == 0 else centres.kmeanspp(
             rows.src_xy, k, np.random.default_rng([seed, r]))  # fmt: skip
         med = centres.kmedian(rows.src_xy, start, src_locks, point_cost, is_cancelled)
