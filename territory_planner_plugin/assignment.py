@@ -293,11 +293,11 @@ def _primal(c, values, lo, hi, cur, budget, priced, is_cancelled, rooms=None, ke
                 continue
             search = _neighbours(c, priced, 3, order, near) & np.isfinite(c)
             if travel is None or c.size > _TRAVEL_LP_PAIRS:  # (the LP had no travel term)
-                plan = _local_search(c, values, lo, hi, cur, budget, plan, search)
+                plan = _local_search(c, values, lo, hi, cur, budget, plan, search, end=end)
             if travel is not None:
                 search = _neighbours(c, priced, _TRAVEL_NEIGHBOURS, order, near) & np.isfinite(c)
                 plan = _local_search(c, values, lo, hi, cur, budget, plan, search, travel=travel,
-                                     max_trials=_TRAVEL_TRIALS)  # fmt: skip
+                                     max_trials=_TRAVEL_TRIALS, end=end)  # fmt: skip
             if best is None or score(plan) < score(best) - 1e-9:
                 best = plan
             found += 1
@@ -485,12 +485,14 @@ class _TravelTerm:
 
 
 def _local_search(c, values, lo, hi, cur, budget, assign, cand, passes: int = 8,
-                  max_trials: int = 60_000, travel: _TravelTerm | None = None):  # fmt: skip
+                  max_trials: int = 60_000, travel: _TravelTerm | None = None, *,
+                  end: float = math.inf):  # fmt: skip
     """Improving shifts and swaps between candidate territories that keep every bound.
 
     The objective is the summed cost, plus the travel-balance penalty when ``travel`` is given
     (every accepted move lowers it exactly). Deterministic: at most ``max_trials`` tried moves
-    in all, the most promising first.
+    in all, the most promising first; at ``end`` (``time.perf_counter()``) it keeps the moves
+    made so far.
     """
     n, k = c.shape
     a = assign.copy()
@@ -514,7 +516,11 @@ def _local_search(c, values, lo, hi, cur, budget, assign, cand, passes: int = 8,
         starts = np.searchsorted(a[by_terr], np.arange(k + 1))
         trials = np.argsort(gain[ii, jj], kind="stable")[: max(max_trials - tried, 0)]
         tried += len(trials)
-        for t in trials:
+        for step, t in enumerate(trials):
+            if step % 512 == 0 and time.perf_counter() >= end:
+                logger.info("TIME_LIMIT reached in the local search: the plan keeps its moves so "
+                            "far.")  # fmt: skip
+                return a
             i, j = int(ii[t]), int(jj[t])
             src = int(a[i])
             d_cost = c[i, j] - c[i, src]
