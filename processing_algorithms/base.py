@@ -16,6 +16,7 @@ import math
 import os
 import re
 import threading
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -80,6 +81,22 @@ LOG = logging.getLogger(__name__)
 PROJECTED = "projected"  # source_to_gdf target: the local UTM zone when the source is lon/lat
 
 
+# Libraries whose deprecation notices (PuLP's bundled CBC, OSMnx, pandas...) mean nothing to a
+# user: kept out of the Processing log (see quiet_third_party_warnings).
+THIRD_PARTY = (r"(pulp|osmnx|networkx|geopandas|pyogrio|fiona|shapely|pyproj|pandas|numpy|scipy"
+               r"|highspy|osmium|sip|osgeo)(\.|$)")  # fmt: skip
+
+
+def quiet_third_party_warnings() -> None:
+    """Ignore DeprecationWarning, PendingDeprecationWarning and FutureWarning raised inside the
+    third-party libraries the plugin uses (only those: other warnings still show)."""
+    for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
+        warnings.filterwarnings("ignore", category=category, module=THIRD_PARTY)
+
+
+quiet_third_party_warnings()
+
+
 # --------------------------------------------------------------------------------------------
 # Algorithm base class
 # --------------------------------------------------------------------------------------------
@@ -122,6 +139,101 @@ class TerritoryPlannerAlgorithm(QgsProcessingAlgorithm):
     def svgIconPath(self) -> str:
         path = os.path.join(ICON_DIR, f"{self.name()}.svg")
         return path if os.path.exists(path) else PROVIDER_ICON
+
+    def checkParameterValues(self, parameters: dict, context) -> tuple[bool, str]:
+        """QGIS's check, with each refusal naming the parameter, its allowed range or form and
+        the value given (instead of "Incorrect parameter value for X")."""
+        for definition in self.parameterDefinitions():
+            problem = parameter_problem(definition, parameters.get(definition.name()), context)
+            if problem:
+                return False, problem
+        return super().checkParameterValues(parameters, context)
+
+
+# Parameters that must be greater than 0 (a zero limit would refuse or drop everything), with
+# their unit, and the allowed form of the text parameters (by public key).
+POSITIVE_LIMITS = {"MAX_SNAP": "metres", "MAX_MINUTES": "minutes", "REP_MAX_MINUTES": "minutes",
+                   "TIME_LIMIT": "seconds"}  # fmt: skip
+TEXT_FORMS = {
+    "BANDS": "increasing positive minutes separated by commas, like 5,10,15",
+    "BALANCE_WEIGHTS": "numbers of 0 or more separated by commas, one per balance field, like 2,1",
+    "SPEEDS": "road type=km/h pairs separated by commas, like motorway=100,residential=30",
+}
+
+
+def parameter_problem(definition: QgsProcessingParameterDefinition, value: Any, context) -> str:
+    """Why ``value`` is refused for ``definition`` (its key, allowed range or form and the value
+    given), or '' when it is acceptable."""
+    key, kind = definition.name(), definition.type()
+    unset = _unset(value)
+    if kind in ("number", "distance") and not unset and not _is_property(value):
+        return _number_problem(definition, value)
+    if kind == "string" and key == "BANDS" and not unset:
+        return _list_problem(key, value, strictly_positive=True)
+    if kind == "string" and key == "BALANCE_WEIGHTS" and not unset:
+        return _list_problem(key, value, strictly_positive=False)
+    if definition.checkValueIsAcceptable(value, context):
+        return ""
+    if unset:
+        return f"{key} ({definition.description()}) is required: give a value."
+    shown = repr(_python_value(value))
+    if kind == "enum":
+        options = ", ".join(f"{i} = {label}" for i, label in enumerate(definition.options()))
+        return f"{key} must be one of {options} (got {shown})."
+    if key in TEXT_FORMS:
+        return f"{key} must be {TEXT_FORMS[key]} (got {shown})."
+    if kind in ("source", "vector", "sink", "fileDestination", "vectorDestination", "file"):
+        return ""  # QGIS's own message names the layer or path
+    return (
+        f"{key} ({definition.description()}): {shown} is not accepted; see the help for its form."
+    )
+
+
+def _is_property(value: Any) -> bool:
+    from qgis.core import QgsProperty
+
+    return isinstance(value, QgsProperty)
+
+
+def _number_problem(definition: QgsProcessingParameterDefinition, value: Any) -> str:
+    key = definition.name()
+    whole = (
+        definition.type() == "number"
+        and definition.dataType() == QgsProcessingParameterNumber.Integer
+    )
+    lo, hi = definition.minimum(), definition.maximum()
+    positive = key in POSITIVE_LIMITS
+    bounds = []
+    if positive and lo <= 0:
+        bounds.append("greater than 0")
+    elif lo > -1e300:
+        bounds.append(f"of at least {lo:g}" if hi > 1e300 else f"from {lo:g}")
+    if hi < 1e300:
+        bounds.append(f"to {hi:g}" if bounds and bounds[0].startswith("from") else f"up to {hi:g}")
+    unit = f" ({POSITIVE_LIMITS[key]})" if positive else ""
+    default = definition.defaultValue()
+    like = f", like {_python_value(default):g}" if isinstance(default, (int, float)) else ""
+    rule = f"{'a whole number' if whole else 'a number'} {' '.join(bounds)}".strip() + unit
+    raw = _python_value(value)
+    try:
+        number = float(raw)
+    except (TypeError, ValueError):
+        number = math.nan
+    ok = math.isfinite(number) and (not whole or number == int(number))
+    ok = ok and number >= lo and number <= hi and not (positive and number <= 0)
+    return "" if ok else f"{key} must be {rule}{like} (got {raw!r})."
+
+
+def _list_problem(key: str, value: Any, *, strictly_positive: bool) -> str:
+    """The message of :func:`parse_number_list` for a bad list of numbers, '' when it parses."""
+    try:
+        example = "5,10,15" if strictly_positive else "2,1"
+        parse_number_list(
+            str(_python_value(value)), key, positive=strictly_positive, example=example
+        )
+    except QgsProcessingException as err:
+        return str(err)
+    return ""
 
 
 def help_path(algorithm_id: str) -> str:
@@ -271,7 +383,9 @@ def optional_field(alg: QgsProcessingAlgorithm, parameters: dict, key: str, cont
     return names[0] if names else None
 
 
-def parse_number_list(text: str, key: str, *, positive: bool = True) -> list[float]:
+def parse_number_list(
+    text: str, key: str, *, positive: bool = True, example: str = "5,10,15"
+) -> list[float]:
     """``"5,10,15"`` -> ``[5.0, 10.0, 15.0]``; the error names the parameter ``key``."""
     values = []
     for part in (text or "").replace(";", ",").split(","):
@@ -282,14 +396,12 @@ def parse_number_list(text: str, key: str, *, positive: bool = True) -> list[flo
             value = float(part)
         except ValueError:
             msg = (
-                f"{key}: '{part}' is not a number; {key} must be positive numbers separated by "
-                "commas, like 5,10,15."
+                f"{key}: '{part}' is not a number; {key} must be "
+                f"{'positive ' if positive else ''}numbers separated by commas, like {example}."
             )
             raise QgsProcessingException(msg) from None
         if not math.isfinite(value) or (positive and value <= 0):
-            msg = (
-                f"{key}: every value must be a number greater than 0 (got '{part}'), like 5,10,15."
-            )
+            msg = f"{key}: every value must be a number greater than 0 (got '{part}'), like {example}."
             raise QgsProcessingException(msg)
         values.append(value)
     return values
@@ -417,6 +529,7 @@ def engine_run(process: Callable) -> Callable:
     def wrapper(self, parameters, context, feedback):
         if feedback is None:
             feedback = QgsProcessingFeedback()
+        quiet_third_party_warnings()  # again: something may have reset the filters since import
         with forward_engine_log(feedback):
             try:
                 with guard_outputs(self, parameters, context):

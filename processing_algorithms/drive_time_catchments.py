@@ -133,13 +133,6 @@ class DriveTimeCatchmentsAlgorithm(TerritoryPlannerAlgorithm):
             is_cancelled=is_cancelled,
         )
         check_cancelled(feedback)
-        if result.unsnapped:
-            shown = ", ".join(str(i) for i in list(result.unsnapped)[:20])
-            feedback.pushWarning(
-                f"{len(result.unsnapped)} origin(s) are more than {max_snap_m:g} m from the road "
-                f"network and have no catchment: {shown}. "
-                "Increase MAX_SNAP or check their location."
-            )
         dest_id = write_sink(
             self, parameters, self.OUTPUT, context, result.polygons, feedback=feedback
         )

@@ -779,7 +779,9 @@ class PlanningAlgorithm(TerritoryPlannerAlgorithm):
 
     def balance_weights(self, inputs: PlanInputs) -> list | None:
         """BALANCE_WEIGHTS as numbers (None when empty), one per balance field."""
-        weights = parse_number_list(inputs.weights_text, self.BALANCE_WEIGHTS, positive=False)
+        weights = parse_number_list(
+            inputs.weights_text, self.BALANCE_WEIGHTS, positive=False, example="2,1"
+        )
         accounts = inputs.accounts_source is not None
         key = self.BALANCE_FIELDS if accounts else self.UNIT_BALANCE_FIELDS
         if weights and len(weights) != len(inputs.balance_fields):

@@ -134,7 +134,8 @@ class TravelTimeMatrixAlgorithm(TerritoryPlannerAlgorithm):
         if unreachable:
             feedback.pushWarning(
                 f"{unreachable} of {len(table)} pairs are unreachable (NULL minutes/km): beyond "
-                "MAX_MINUTES, off the network (MAX_SNAP) or on a disconnected part of it."
+                "MAX_MINUTES, off the network (MAX_SNAP), without a geometry or on a disconnected part "
+                "of it."
             )
         dest_id = write_sink(
             self, parameters, self.OUTPUT, context, table, feedback=feedback, geometry=False

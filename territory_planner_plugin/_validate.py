@@ -33,13 +33,25 @@ def check_points(
         msg = f"{id_key}: '{id_field}' is not a field of {layer}."
         raise InvalidInputError(msg)
     ids = frame[id_field].to_numpy()
+    no_id = missing_ids(frame[id_field])
+    if no_id.any():
+        msg = (
+            f"{id_key}: {int(no_id.sum())} {noun} have no id (NULL or empty '{id_field}'): "
+            f"{row_labels(frame, no_id)}. Fill in their ids (Field Calculator) or filter them "
+            f"out, then run again."
+        )
+        raise InvalidInputError(msg)
     dup = frame[id_field][frame[id_field].duplicated()].unique()
     if len(dup):
         msg = f"{id_key}: duplicate {noun} ids {list(map(str, dup[:10]))}; make them unique."
         raise InvalidInputError(msg)
     missing = (frame.geometry.isna() | frame.geometry.is_empty).to_numpy()
     if missing.any() and not allow_missing:
-        msg = f"{layer}: {noun} {list(map(str, ids[missing][:10]))} have no geometry; place them or filter them out."
+        msg = (
+            f"{layer}: {int(missing.sum())} {noun} have a NULL or empty geometry: "
+            f"{_listed(ids[missing])}. Give them a location or filter them out (Select by "
+            "Expression: is_empty_or_null($geometry)), then run again."
+        )
         raise InvalidInputError(msg)
     not_point = ~missing & (frame.geometry.geom_type != "Point").to_numpy()
     if not_point.any():
@@ -70,3 +82,27 @@ def balance_values(frame: pd.DataFrame, ids: np.ndarray, fields: Sequence[str], 
             raise InvalidInputError(msg)
         cols.append(col.to_numpy(float))
     return np.column_stack(cols)
+
+
+def missing_ids(values) -> np.ndarray:
+    """True where an id is NULL, NaN or blank text."""
+    arr = np.asarray(values, dtype=object)
+    return np.array([v is None or (isinstance(v, float) and v != v) or str(v).strip() == ""
+                     for v in arr], dtype=bool)  # fmt: skip
+
+
+def row_labels(frame, rows: np.ndarray, limit: int = 10) -> str:
+    """'row 3 (fid 12)' labels of the ``rows`` mask: the row number from 1, and the feature id
+    when the frame has a ``fid`` column."""
+    idx = np.flatnonzero(rows)
+    fids = frame["fid"].to_numpy() if "fid" in frame.columns else None
+    labels = [
+        f"row {i + 1}" + (f" (feature id {fids[i]})" if fids is not None else "") for i in idx
+    ]
+    return _listed(labels, limit)
+
+
+def _listed(values, limit: int = 10) -> str:
+    values = [str(v) for v in values]
+    more = f" and {len(values) - limit} more" if len(values) > limit else ""
+    return ", ".join(values[:limit]) + more

@@ -16,6 +16,7 @@ Everything is deterministic: no step depends on the clock except the ascent's de
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass
 
@@ -42,9 +43,10 @@ class Assignment:
 class NoPlanFoundError(Exception):
     """No assignment satisfies the constraints (proven when ``proven`` is true)."""
 
-    def __init__(self, proven: bool) -> None:
+    def __init__(self, proven: bool, *, timed_out: bool = False) -> None:
         super().__init__("infeasible" if proven else "no plan found in the time limit")
         self.proven = proven
+        self.timed_out = timed_out  # the time limit stopped the search before any plan
 
 
 def solve_balanced(
@@ -127,7 +129,7 @@ def solve_balanced(
             if lp is not None:  # (None: infeasible or unsolved; the primal steps will say which)
                 bound = max(bound, lp[3] + fixed_cost)
     sub = _primal(c, values[free], lo_r, hi_r, cur, bud, priced, is_cancelled, rooms, keep, tiers,
-                  term, polish)  # fmt: skip
+                  term, polish, end=t0 + max(time_limit_s, _MIN_PLAN_S))  # fmt: skip
     if sub is None:
         raise NoPlanFoundError(proven=False)
     assign[free] = sub
@@ -234,13 +236,23 @@ class _Lagrangian:
 
 
 def _primal(c, values, lo, hi, cur, budget, priced, is_cancelled, rooms=None, keep=1,
-            tiers=None, travel=None, polish=True):  # fmt: skip
+            tiers=None, travel=None, polish=True, *, end: float = math.inf):  # fmt: skip
     """A feasible plan from the prices: LP on the best candidates, rounding MILP, local search.
 
     With ``travel`` (a :class:`_TravelTerm`) a second local search includes its penalty, and
     so do the LPs up to ``_TRAVEL_LP_PAIRS`` (beyond, the dense total-travel row is too slow).
+    At ``end`` (``time.perf_counter()``) the best plan so far is returned; without one,
+    :class:`NoPlanFoundError` (``timed_out``) is raised.
     """
     n, k = c.shape
+
+    def time_up(best):
+        if time.perf_counter() < end:
+            return False
+        if best is None:
+            raise NoPlanFoundError(proven=False, timed_out=True)
+        logger.info("TIME_LIMIT reached: keeping the best plan found so far.")
+        return True
 
     def score(plan):
         total = c[np.arange(n), plan].sum()
@@ -266,24 +278,28 @@ def _primal(c, values, lo, hi, cur, budget, priced, is_cancelled, rooms=None, ke
             if shrink >= failed:
                 continue  # a wider room only tightens the bounds of an LP already infeasible
             check_cancel(is_cancelled)
+            if time_up(best):
+                return best
             lp = _lp(c, values, lo, hi, cur, budget, cand, shrink,
-                     travel if c.size <= _TRAVEL_LP_PAIRS else None)  # fmt: skip
+                     travel if c.size <= _TRAVEL_LP_PAIRS else None, end=end)  # fmt: skip
+            if lp is None and time_up(best):  # the LP was cut short, not proven infeasible
+                return best
             if lp is None:
                 logger.debug("LP on %d candidates, room %.2f: infeasible.", n_cand, shrink)
                 failed = shrink
                 continue
-            plan = _round(c, values, lo, hi, cur, budget, cand, *lp[:3])
+            plan = _round(c, values, lo, hi, cur, budget, cand, *lp[:3], end=end)
             logger.debug("LP on %d candidates, room %.2f: %s.", n_cand, shrink,
                          "rounded" if plan is not None else "rounding failed")  # fmt: skip
             if plan is None:
                 continue
             search = _neighbours(c, priced, 3, order, near) & np.isfinite(c)
             if polish and (travel is None or c.size > _TRAVEL_LP_PAIRS):  # (LP without travel)
-                plan = _local_search(c, values, lo, hi, cur, budget, plan, search)
+                plan = _local_search(c, values, lo, hi, cur, budget, plan, search, end=end)
             if travel is not None:
                 search = _neighbours(c, priced, _TRAVEL_NEIGHBOURS, order, near) & np.isfinite(c)
                 plan = _local_search(c, values, lo, hi, cur, budget, plan, search, travel=travel,
-                                     max_trials=_TRAVEL_TRIALS)  # fmt: skip
+                                     max_trials=_TRAVEL_TRIALS, end=end)  # fmt: skip
             if best is None or score(plan) < score(best) - 1e-9:
                 best = plan
             found += 1
@@ -307,6 +323,7 @@ def _neighbours(c, priced, count, order=None, near=None) -> np.ndarray:
     return mask
 
 
+_MIN_PLAN_S = 1.0  # the search for a plan (after the ascent) gets at least this long
 _SHRINKS = (0.25, 0.1, 0.5, 0.03, 1.0, 0.0)  # room kept for rounding, x the largest account value
 _TIERS = ((2, 0), (2, 2), (4, 4), (10**9, 0))  # candidates: best priced, then also nearest
 _TRY_ALL_PAIRS = 100_000  # up to this model size every room is tried and the best plan kept
@@ -318,7 +335,7 @@ _TRAVEL_TRIALS = 200_000  # moves the local search may try when it also evens ou
 _TRAVEL_NEIGHBOURS = 4  # ... to this many best priced and nearest territories
 
 
-def _lp(c, values, lo, hi, cur, budget, cand, shrink, travel=None):
+def _lp(c, values, lo, hi, cur, budget, cand, shrink, travel=None, *, end: float = math.inf):
     """LP over the candidate pairs with bounds tightened by ``shrink`` (room for rounding).
 
     Returns (rows, cols, x, objective) or None. With ``travel`` the objective has its penalty:
@@ -355,13 +372,13 @@ def _lp(c, values, lo, hi, cur, budget, cand, shrink, travel=None):
         bounds = [(0, 1)] * ncol + [(0, None)] * (k + 1)
     res = linprog(obj, A_ub=sp.vstack(a_ub).tocsc(), b_ub=np.concatenate(b_ub),
                   A_eq=sp.csr_matrix(a_eq).tocsc(), b_eq=b_eq, bounds=bounds,
-                  method="highs-ds")  # fmt: skip
+                  method="highs-ds", options=_time_option(end))  # fmt: skip
     if res.status != 0:
         return None
     return rows, cols, res.x[:ncol], float(res.fun)
 
 
-def _round(c, values, lo, hi, cur, budget, cand, rows, cols, x):
+def _round(c, values, lo, hi, cur, budget, cand, rows, cols, x, *, end: float = math.inf):
     """Keep the LP's integral choices; a small MILP places the fractional accounts."""
     n, k = c.shape
     lp_plan = np.full(n, -1)
@@ -370,10 +387,15 @@ def _round(c, values, lo, hi, cur, budget, cand, rows, cols, x):
     frac = np.flatnonzero(lp_plan < 0)
     if len(frac) == 0:
         return lp_plan if _feasible(values, lp_plan, lo, hi, cur, budget, k) else None
-    return _milp_open(c, values, lo, hi, cur, budget, cand, lp_plan, frac)
+    return _milp_open(c, values, lo, hi, cur, budget, cand, lp_plan, frac, end=end)
 
 
-def _milp_open(c, values, lo, hi, cur, budget, cand, start, open_idx):
+def _time_option(end: float) -> dict:
+    """HiGHS's ``time_limit`` option for the time left before ``end`` (none when unbounded)."""
+    return {} if not math.isfinite(end) else {"time_limit": max(end - time.perf_counter(), 0.1)}
+
+
+def _milp_open(c, values, lo, hi, cur, budget, cand, start, open_idx, *, end: float = math.inf):
     """MILP over the open accounts (their candidates) with every other account at ``start``."""
     k = c.shape[1]
     out = start.copy()
@@ -398,7 +420,7 @@ def _milp_open(c, values, lo, hi, cur, budget, cand, start, open_idx):
         constraints=cons,
         integrality=np.ones(len(r2)),
         bounds=(0, 1),
-        options=_ROUNDING_MILP,
+        options={**_ROUNDING_MILP, **_time_option(end)},
     )
     if res.x is None:
         return None
@@ -465,12 +487,14 @@ class _TravelTerm:
 
 
 def _local_search(c, values, lo, hi, cur, budget, assign, cand, passes: int = 8,
-                  max_trials: int = 60_000, travel: _TravelTerm | None = None):  # fmt: skip
+                  max_trials: int = 60_000, travel: _TravelTerm | None = None, *,
+                  end: float = math.inf):  # fmt: skip
     """Improving shifts and swaps between candidate territories that keep every bound.
 
     The objective is the summed cost, plus the travel-balance penalty when ``travel`` is given
     (every accepted move lowers it exactly). Deterministic: at most ``max_trials`` tried moves
-    in all, the most promising first.
+    in all, the most promising first; at ``end`` (``time.perf_counter()``) it keeps the moves
+    made so far.
     """
     n, k = c.shape
     a = assign.copy()
@@ -494,7 +518,11 @@ def _local_search(c, values, lo, hi, cur, budget, assign, cand, passes: int = 8,
         starts = np.searchsorted(a[by_terr], np.arange(k + 1))
         trials = np.argsort(gain[ii, jj], kind="stable")[: max(max_trials - tried, 0)]
         tried += len(trials)
-        for t in trials:
+        for step, t in enumerate(trials):
+            if step % 512 == 0 and time.perf_counter() >= end:
+                logger.info("TIME_LIMIT reached in the local search: the plan keeps its moves so "
+                            "far.")  # fmt: skip
+                return a
             i, j = int(ii[t]), int(jj[t])
             src = int(a[i])
             d_cost = c[i, j] - c[i, src]

@@ -14,7 +14,14 @@ from shapely.ops import substring
 
 from ._validate import check_points
 from .errors import InvalidInputError
-from .network import RoadNetwork, SnappedNetwork, edge_drawn_from_u, snap_points, with_points
+from .network import (
+    RoadNetwork,
+    SnappedNetwork,
+    edge_drawn_from_u,
+    snap_points,
+    warn_placement,
+    with_points,
+)
 from .progress import CancelCheck, ProgressCallback, check_cancel, report
 
 logger = logging.getLogger(__name__)
@@ -97,11 +104,9 @@ def drive_time_catchments(
     routing = with_points(net, snap)  # searches start where each origin meets its road
     source_of = routing.nodes[0]
     unsnapped = [ids[i] for i in np.flatnonzero(source_of < 0)]
-    if unsnapped:
-        logger.warning(
-            "%d origin(s) farther than %g m from the network get no catchment: %s",
-            len(unsnapped), max_snap_m, ", ".join(map(str, unsnapped[:20])),
-        )  # fmt: skip
+    warn_placement(snap, ids, layer="INPUT", noun="origins", limit_m=max_snap_m,
+                   consequence="They get no catchment (raise MAX_SNAP to draw them from that "
+                   "road anyway).")  # fmt: skip
     limit = bands[-1] * 60.0
     rows: list[dict] = []
     geoms: list = []

@@ -22,7 +22,7 @@ import pandas as pd
 
 from . import _matrix_worker
 from ._validate import check_points
-from .network import RoadNetwork, SnapResult, snap_points, with_points
+from .network import RoadNetwork, SnapResult, snap_points, warn_placement, with_points
 from .progress import CancelCheck, ProgressCallback, check_cancel, report
 
 logger = logging.getLogger(__name__)
@@ -77,12 +77,9 @@ def travel_time_matrix(
     sd = snap_points(net, destinations.geometry, max_snap_m=max_snap_m)
     for snap, frame, fld, name in ((so, origins, origin_id_field, "origins"),
                                    (sd, destinations, destination_id_field, "destinations")):  # fmt: skip
-        far = frame[fld].to_numpy()[snap.node_index < 0]
-        if len(far):
-            logger.warning(
-                "%d %s farther than %g m from the network (NULL times): %s",
-                len(far), name, max_snap_m, ", ".join(map(str, far[:20])),
-            )  # fmt: skip
+        warn_placement(snap, frame[fld].to_numpy(), layer=name.upper(), noun=name,
+                       limit_m=max_snap_m, consequence="Their pairs are NULL (raise MAX_SNAP "
+                       "to time them from that road anyway).")  # fmt: skip
     routing = with_points(net, so, sd)  # routes start and end where the points meet their roads
     minutes, km = _times_and_km(routing.net, *routing.nodes, max_minutes, progress, is_cancelled)
     table = pd.DataFrame(

@@ -288,6 +288,7 @@ class TerritoryModel:
         travel = self.travel if final else None
         if final and self.exact_contiguity_fits():
             return self._solve_contiguous_exact(solver, time_limit_s, is_cancelled)
+        end = time.perf_counter() + time_limit_s  # contiguity shares what the solve leaves
         if self.cost.size <= EXACT_PAIRS and travel is None:
             sol = self._solve_exact(solver, time_limit_s)
         else:
@@ -305,11 +306,13 @@ class TerritoryModel:
                     tiers=tiers, iterations=400 if final else 150, travel=travel,
                 )  # fmt: skip
             except NoPlanFoundError as err:
+                if err.timed_out:
+                    raise SolverError(self._timed_out_message()) from None
                 self.explain_infeasible("infeasible" if err.proven else "no plan found", solver,
-                                        time_limit_s)  # fmt: skip
+                                        end - time.perf_counter())  # fmt: skip
             sol = Solution(res.assign, res.objective, res.lower_bound, "HiGHS (SciPy)", res.prices)
         if final and self.contiguous and self.adjacency is not None:
-            sol = self._make_contiguous(sol, time_limit_s, is_cancelled)
+            sol = self._make_contiguous(sol, end - time.perf_counter(), is_cancelled)
         return sol
 
     def exact_contiguity_fits(self) -> bool:
@@ -423,6 +426,13 @@ class TerritoryModel:
             return self.objective_of(plan), plan
         bound = getattr(res, "mip_dual_bound", None)
         return (float(bound) if bound is not None and np.isfinite(bound) else -np.inf), plan
+
+    def _timed_out_message(self) -> str:
+        return (
+            f"TIME_LIMIT was reached before any plan keeping every hard constraint was found "
+            f"({self.n:,} {self.noun} x {self.k} territories). Raise TIME_LIMIT (plans of "
+            "hundreds of thousands of accounts can need several minutes) and run again."
+        )
 
     def _make_contiguous(self, sol: Solution, time_limit_s: float, is_cancelled) -> Solution:
         import time
@@ -836,6 +846,7 @@ def prepare_reps(reps, id_field, capacity_field, crs) -> tuple[np.ndarray, np.nd
     if len(reps) == 0:
         msg = "REPS: the layer is empty; add rep homes or leave REPS empty and set TERRITORIES."
         raise InvalidInputError(msg)
+    check_points(reps, id_field, layer="REPS", noun="reps", id_key="REP_ID_FIELD")
     rid = reps[id_field].astype(str)
     if rid.duplicated().any():
         msg = f"REPS: duplicate rep ids {sorted(set(rid[rid.duplicated()]))}; make them unique."

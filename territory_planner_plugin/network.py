@@ -353,6 +353,42 @@ def snap_points(net: RoadNetwork, points: gpd.GeoSeries, *, max_snap_m: float) -
     return SnapResult(node_index=node, distance_m=dist, edge_index=edge, fraction=frac)
 
 
+FAR_FROM_ROADS_M = 500.0  # beyond this a point's drive times start far from it (MAX_SNAP default)
+
+
+def warn_placement(snap: SnapResult, ids, *, layer: str, noun: str, limit_m: float,
+                   consequence: str) -> tuple[list, list]:  # fmt: skip
+    """Log ``noun`` without a geometry and those farther than ``limit_m`` from every road (ids and
+    distances); returns ``(missing_ids, far_ids)``. ``consequence`` ends the far warning."""
+    ids = np.asarray(ids, dtype=object)
+    missing = ~np.isfinite(snap.distance_m)
+    far = np.isfinite(snap.distance_m) & (snap.distance_m > limit_m)
+    if missing.any():
+        logger.warning(
+            "%s: %d %s have a NULL or empty geometry and were left out: %s. Give them a location "
+            "or filter them out.", layer, int(missing.sum()), noun, _listed(ids[missing]),
+        )  # fmt: skip
+    if far.any():
+        order = np.flatnonzero(far)[np.argsort(-snap.distance_m[far], kind="stable")]
+        shown = [f"{ids[i]} ({_distance(snap.distance_m[i])})" for i in order]
+        logger.warning(
+            "%s: drive times cannot be trusted for %d %s farther than %s from the nearest road "
+            "of NETWORK: %s. %s Check their location, or use a NETWORK that covers them.",
+            layer, int(far.sum()), noun, _distance(limit_m), _listed(shown), consequence,
+        )  # fmt: skip
+    return list(ids[missing]), list(ids[far])
+
+
+def _distance(metres: float) -> str:
+    return f"{metres / 1000:.1f} km" if metres >= 1000 else f"{metres:.0f} m"
+
+
+def _listed(values, limit: int = 20) -> str:
+    values = [str(v) for v in values]
+    more = f" and {len(values) - limit} more" if len(values) > limit else ""
+    return ", ".join(values[:limit]) + more
+
+
 def with_points(net: RoadNetwork, *snaps: SnapResult | np.ndarray) -> SnappedNetwork:
     """``net`` with a node at each snapped position between two road nodes, to route from/to it.
 
@@ -531,15 +567,49 @@ def _download(bbox, network_type, cache_folder) -> nx.MultiDiGraph:
     ox.settings.use_cache = True
     if cache_folder:
         ox.settings.cache_folder = str(cache_folder)
+    _check_reachable(ox.settings.overpass_url)
     kind = "drive_service" if network_type == "drive_service" else network_type
     try:
         return ox.graph_from_bbox((west, south, east, north), network_type=kind, retain_all=True)
     except Exception as err:
-        msg = (
-            f"EXTENT: could not download roads from OpenStreetMap ({err}). Without internet, use "
-            "INPUT_OSM with a downloaded .osm.pbf file (e.g. from Geofabrik or BBBike)."
-        )
+        msg = f"EXTENT: could not download roads from OpenStreetMap ({err}). {OFFLINE_HINT}"
         raise NetworkUnavailableError(msg) from err
+
+
+OFFLINE_HINT = (
+    "Without internet, use INPUT_OSM with a downloaded .osm.pbf or .osm file (e.g. from "
+    "Geofabrik or BBBike)."
+)
+PROBE_TIMEOUT_S = 4.0  # a download server that does not answer within this is taken as offline
+
+
+def _check_reachable(url: str, timeout_s: float = PROBE_TIMEOUT_S) -> None:
+    """Raise :class:`NetworkUnavailableError` within ``timeout_s`` when the host of ``url``
+    cannot be resolved or connected to (no internet), before OSMnx's slow retries and pauses."""
+    import socket
+    import threading
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    outcome: list = []
+
+    def probe() -> None:
+        try:
+            socket.create_connection((host, port), timeout=timeout_s).close()
+            outcome.append(None)
+        except OSError as err:
+            outcome.append(err)
+
+    worker = threading.Thread(target=probe, daemon=True)  # name lookups ignore socket timeouts
+    worker.start()
+    worker.join(timeout_s)
+    if outcome and outcome[0] is None:
+        return
+    why = f"{outcome[0]}" if outcome else f"no answer within {timeout_s:g} s"
+    msg = f"EXTENT: cannot reach the OpenStreetMap download server {host} ({why}). {OFFLINE_HINT}"
+    raise NetworkUnavailableError(msg)
 
 
 def _graph_from_osm_file(path: Path, network_type: str) -> nx.MultiDiGraph:

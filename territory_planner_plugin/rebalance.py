@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -38,6 +39,8 @@ from .territories import (
     row_codes,
     row_costs,
     row_reach,
+    time_left,
+    warn_far_from_roads,
 )
 
 logger = logging.getLogger(__name__)
@@ -99,6 +102,7 @@ def rebalance_territories(
     params = run_parameters(locals())
     params.pop("pair_allowed", None)
     params.pop("pair_cost", None)
+    deadline = time.perf_counter() + time_limit_s  # TIME_LIMIT bounds the whole run
     rows = prepare_rows(accounts, id_field=id_field, balance_fields=balance_fields, units=units,
                         unit_id_field=unit_id_field, contiguous=contiguous, adjacency=adjacency,
                         snap_m=snap_m, study_area=study_area,
@@ -139,7 +143,9 @@ def rebalance_territories(
         weight = rows.aggregate(w_src)[:, 0] if rows.accounts is not None else w_src[:, 0]
     report(progress, 0.1, "Costs")
     check_cancel(is_cancelled)
-    costs = row_costs(rows, cen_xy, network, snap_points_once(rows.src_xy, network, rows.crs))
+    snapped = snap_points_once(rows.src_xy, network, rows.crs)
+    warn_far_from_roads(rows, snapped, network, *((cen_ids, cen_xy) if reps is not None else ()))
+    costs = row_costs(rows, cen_xy, network, snapped)
     cost_km, cost_min = costs[0], costs[1]
     dist = cost_min if cost_min is not None else cost_km
     allowed = row_reach(rows, costs, rep_max_minutes, log=True)
@@ -160,7 +166,7 @@ def rebalance_territories(
     model.precheck()
     report(progress, 0.3, "Assignment")
     sol = model.solve(
-        solver, time_limit_s=time_limit_s, is_cancelled=is_cancelled,
+        solver, time_limit_s=time_left(deadline, time_limit_s), is_cancelled=is_cancelled,
         rooms=(0.1, 0.03, 0.25, 0.0), keep=2,
         tiers=((4, 4), (10**9, 0)),  # move costs are flat: the nearest territories matter most
     )  # fmt: skip

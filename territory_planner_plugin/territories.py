@@ -59,6 +59,7 @@ _MAX_CENTRE_ROUNDS = 8  # balanced centre updates after the k-median start
 _CENTRE_SEARCH_SHARE = 0.25  # of TIME_LIMIT for the centre moves
 _NESTED_PAIRS = 20_000  # rows x territories up to which the centres of half the band compete
 _CENTRE_STARTS = 3  # k-means++ seeds (from SEED) whose k-median centres compete
+MIN_SOLVE_S = 1.0  # a solve started when TIME_LIMIT is (nearly) spent still gets this long
 _BOUND_MAX_S = 10.0  # the free-centre bound's ascent stops here (any step is a valid bound)
 _BOUND_NETWORK_SITES = 400  # with a network: candidate centres up to which the bound is computed
 EMPTY_UNIT_WEIGHT = 1e-3  # units without accounts: this x their own distance (nearest centre)
@@ -239,6 +240,27 @@ def _log_links(adj, ids: np.ndarray, noun: str) -> None:
                                                  for i, j in adj.linked[:10]))  # fmt: skip
 
 
+def warn_far_from_roads(rows: PlanRows, snapped, network, rep_ids=None, rep_xy=None) -> None:
+    """Warn about accounts (and rep homes) farther than ``FAR_FROM_ROADS_M`` from every road of
+    the network, with their ids and distances: their drive times start at that road."""
+    if network is None or snapped is None:
+        return
+    from .network import FAR_FROM_ROADS_M, snap_points, warn_placement
+
+    why = "Their drive times are measured from that road, not from where they are."
+    src_ids = (
+        rows.account_ids if rows.src_row is not None and rows.account_ids is not None else None
+    )
+    if src_ids is None or len(src_ids) != len(rows.src_xy):
+        src_ids = rows.ids if len(rows.ids) == len(rows.src_xy) else np.arange(len(rows.src_xy))
+    warn_placement(snapped, src_ids, layer="ACCOUNTS" if rows.noun == "accounts" else "UNITS",
+                   noun=rows.noun, limit_m=FAR_FROM_ROADS_M, consequence=why)  # fmt: skip
+    if rep_ids is not None:
+        homes = snap_points(network, gpd.GeoSeries(shapely.points(rep_xy)), max_snap_m=np.inf)
+        warn_placement(homes, rep_ids, layer="REPS", noun="rep homes",
+                       limit_m=FAR_FROM_ROADS_M, consequence=why)  # fmt: skip
+
+
 def row_costs(rows: PlanRows, cen_xy: np.ndarray, network, snapped):
     """(km, minutes) of the rows and (km, minutes) of the cost points to each centre.
 
@@ -328,6 +350,7 @@ def design_territories(
     params = run_parameters(locals())
     params.pop("pair_allowed", None)
     params.pop("pair_cost", None)
+    deadline = time.perf_counter() + time_limit_s  # TIME_LIMIT bounds the whole run
     rows = prepare_rows(accounts, id_field=id_field, balance_fields=balance_fields, units=units,
                         unit_id_field=unit_id_field, contiguous=contiguous, adjacency=adjacency,
                         snap_m=snap_m, study_area=study_area,
@@ -359,6 +382,7 @@ def design_territories(
         budget = math.floor(max_moves_pct / 100.0 * rows.n + 1e-9)
     report(progress, 0.1, "Costs")
     snapped = snap_points_once(rows.src_xy, network, rows.crs)  # once: only the centres move
+    warn_far_from_roads(rows, snapped, network, *((cen_ids, cen_xy) if fixed_centres else ()))
     logged = []
 
     def build(centres_xy: np.ndarray, band=tol) -> tuple[TerritoryModel, tuple]:
@@ -381,11 +405,13 @@ def design_territories(
 
     if fixed_centres:
         model, costs = build(cen_xy)
-        sol = model.solve(solver, time_limit_s=time_limit_s, final=True, is_cancelled=is_cancelled)
+        sol = model.solve(solver, time_limit_s=time_left(deadline, time_limit_s), final=True,
+                          is_cancelled=is_cancelled)  # fmt: skip
         scope = BOUND_PROBLEM
     else:
         search = {"locks": locks, "network": network, "snapped": snapped, "seed": seed,
-                  "solver": solver, "time_limit_s": time_limit_s, "is_cancelled": is_cancelled}  # fmt: skip
+                  "solver": solver, "time_limit_s": time_limit_s, "is_cancelled": is_cancelled,
+                  "deadline": deadline}  # fmt: skip
         tighter = None
         if rows.n * k <= _NESTED_PAIRS and tol.max() > 0:  # a looser band never does worse
             search["time_limit_s"] = time_limit_s / 2  # the two searches share TIME_LIMIT
@@ -408,6 +434,12 @@ def design_territories(
     )  # fmt: skip
 
 
+def time_left(deadline: float, time_limit_s: float) -> float:
+    """Seconds left before ``deadline`` for the next solve (at least ``MIN_SOLVE_S``, or all of
+    a smaller ``time_limit_s``)."""
+    return max(deadline - time.perf_counter(), min(MIN_SOLVE_S, time_limit_s))
+
+
 def row_reach(rows: PlanRows, costs, max_minutes: float | None, *, log: bool) -> np.ndarray:
     """(n, k) pairs allowed by REP_MAX_MINUTES; a unit with accounts needs every account in reach
     (a unit without accounts may go anywhere)."""
@@ -423,7 +455,7 @@ def row_reach(rows: PlanRows, costs, max_minutes: float | None, *, log: bool) ->
 
 def _choose_centres(rows: PlanRows, build, start_xy: np.ndarray, *, tol: np.ndarray,
                     locks: np.ndarray, network, snapped, seed: int, solver: str,
-                    time_limit_s: float, progress, is_cancelled,
+                    time_limit_s: float, deadline: float, progress, is_cancelled,
                     tighter: np.ndarray | None = None, bound: bool = True):  # fmt: skip
     """Centres chosen by the algorithm (:mod:`centres`), the plan on them and its bound's scope.
 
@@ -435,6 +467,10 @@ def _choose_centres(rows: PlanRows, build, start_xy: np.ndarray, *, tol: np.ndar
     """
     t0 = time.perf_counter()
     k = len(start_xy)
+
+    def spent() -> bool:
+        """TIME_LIMIT is used up: skip what is optional (more rounds, starts, scores)."""
+        return time.perf_counter() >= deadline
 
     def columns(sites: np.ndarray) -> np.ndarray:
         km, mins, _, _ = row_costs(rows, sites, network, snapped)
@@ -448,8 +484,10 @@ def _choose_centres(rows: PlanRows, build, start_xy: np.ndarray, *, tol: np.ndar
         """Balanced rounds: each centre to the medoid of its balanced territory, until stable."""
         for _ in range(_MAX_CENTRE_ROUNDS):
             check_cancel(is_cancelled)
+            if spent():
+                break
             model, _ = build(cen_xy, band)
-            sol = model.solve(solver, time_limit_s=time_limit_s, final=False,
+            sol = model.solve(solver, time_limit_s=time_left(deadline, time_limit_s), final=False,
                               is_cancelled=is_cancelled)  # fmt: skip
             new_xy = centres.medoids(rows.src_xy, src_of(rows, sol.assign), k, cen_xy)
             if np.allclose(new_xy, cen_xy):
@@ -464,10 +502,13 @@ def _choose_centres(rows: PlanRows, build, start_xy: np.ndarray, *, tol: np.ndar
     def quick(sites: np.ndarray, prices=None):
         """Score of centres: the Lagrangian bound of their balanced assignment (the same ascent
         from zero prices for every set), its priced assignment and prices."""
+        if spent():  # no time left to score: every set ties (the first one is kept)
+            return np.inf, None, None
         m, _ = build(sites, tol)
         try:
             res = solve_balanced(m.cost, m.values, lo, hi, locks=m.locks, current=m.current,
-                                 budget=m.budget, allowed=m.allowed, time_limit_s=time_limit_s,
+                                 budget=m.budget, allowed=m.allowed,
+                                 time_limit_s=time_left(deadline, time_limit_s),
                                  final=False, iterations=300, is_cancelled=is_cancelled)  # fmt: skip
         except NoPlanFoundError:
             return np.inf, None, None
@@ -479,6 +520,8 @@ def _choose_centres(rows: PlanRows, build, start_xy: np.ndarray, *, tol: np.ndar
     found = []
     src_locks = src_of(rows, locks)
     for r in range(_CENTRE_STARTS):
+        if r and spent():
+            break
         start = start_xy if r == 0 else centres.kmeanspp(
             rows.src_xy, k, np.random.default_rng([seed, r]))  # fmt: skip
         med = centres.kmedian(rows.src_xy, start, src_locks, point_cost, is_cancelled)
@@ -501,7 +544,8 @@ def _choose_centres(rows: PlanRows, build, start_xy: np.ndarray, *, tol: np.ndar
     searched, _, kept = centres.improve_centres(
         src_xy=rows.src_xy, cen_xy=rounds_xy, quick=quick, columns=columns, values=model.values,
         scale=scale, locks=locks, src_row=rows.src_row,
-        deadline=t0 + _CENTRE_SEARCH_SHARE * time_limit_s, is_cancelled=is_cancelled,
+        deadline=min(t0 + _CENTRE_SEARCH_SHARE * time_limit_s, deadline),
+        is_cancelled=is_cancelled,
     )  # fmt: skip
     report(progress, 0.6, "Centres")
     candidates = [searched] + [uniq[i] for i in order[:2] if not np.allclose(uniq[i], searched)]
@@ -510,9 +554,12 @@ def _choose_centres(rows: PlanRows, build, start_xy: np.ndarray, *, tol: np.ndar
     best, error = None, None
     each_s = max(time_limit_s / len(candidates), min(time_limit_s, 5.0))
     for cand in candidates:  # full solves (sharing TIME_LIMIT): the best plan wins
+        if best is not None and time.perf_counter() >= deadline:
+            break
         model, costs = build(cand, tol)
         try:
-            sol = model.solve(solver, time_limit_s=each_s, final=True,
+            sol = model.solve(solver, time_limit_s=min(each_s, time_left(deadline, time_limit_s)),
+                              final=True,
                               is_cancelled=is_cancelled)  # fmt: skip
         except InfeasibleError as err:
             error = error or err
@@ -539,7 +586,8 @@ def _choose_centres(rows: PlanRows, build, start_xy: np.ndarray, *, tol: np.ndar
     own = model.cost[np.arange(model.n), sol.assign]
     free = centres.free_centre_bound(
         columns(rows.src_xy), model.values, lo[0], hi[0], k, upper=float(own.sum()), start=own,
-        deadline=time.perf_counter() + min(_BOUND_MAX_S, 0.15 * time_limit_s),
+        deadline=time.perf_counter() + min(_BOUND_MAX_S, 0.15 * time_limit_s,
+                                           max(deadline - time.perf_counter(), 0.0)),
     )  # fmt: skip
     if not np.isfinite(free):
         return cen_xy, model, costs, sol, BOUND_THESE_CENTRES

@@ -66,11 +66,37 @@ CASES = [
          {"INPUT": "{reps}", "ID_FIELD": "rep_id", "NETWORK": "{network}", "BANDS": "ten",
           "OUTPUT": "{out}/c.gpkg"},
          message=r"BANDS.*'ten' is not a number.*like 5,10,15"),
+    Case("catchments-max-snap-negative", "drivetimecatchments",
+         {"INPUT": "{reps}", "ID_FIELD": "rep_id", "NETWORK": "{network}", "MAX_SNAP": -5,
+          "OUTPUT": "{out}/c.gpkg"},
+         message=r"MAX_SNAP must be a number greater than 0 \(metres\), like 500 \(got '-5'\)"),
+    Case("catchments-shape-out-of-range", "drivetimecatchments",
+         {"INPUT": "{reps}", "ID_FIELD": "rep_id", "NETWORK": "{network}", "SHAPE": 7,
+          "OUTPUT": "{out}/c.gpkg"},
+         message=r"SHAPE must be one of 0 = Convex hull.*2 = .*\(got '7'\)"),
+    Case("catchments-rep-far-from-roads", "drivetimecatchments",
+         {"INPUT": "{reps_far}", "ID_FIELD": "rep_id", "NETWORK": "{network}",
+          "OUTPUT": "{out}/c.gpkg"},
+         fails=False,
+         message=r"INPUT: drive times cannot be trusted for 1 origins farther than 500 m from the "
+                 r"nearest road of NETWORK: T01 \(1\d\d\.\d km\)\. They get no catchment"),
+    Case("catchments-null-geometry", "drivetimecatchments",
+         {"INPUT": "{reps_nullgeom}", "ID_FIELD": "rep_id", "NETWORK": "{network}",
+          "OUTPUT": "{out}/c.gpkg"},
+         fails=False, message=r"INPUT: 1 origins have a NULL or empty geometry and were left "
+                              r"out: T01\. Give them a location"),
     # traveltimematrix
     Case("matrix-no-crs-metres", "traveltimematrix",
          {"ORIGINS": "{nocrs_m}", "ORIGIN_ID_FIELD": "id", "DESTINATIONS": "{reps}",
           "DESTINATION_ID_FIELD": "rep_id", "NETWORK": "{network}", "OUTPUT": "{out}/m.gpkg"},
          message=r"ORIGINS.*(no CRS|without a CRS).*(Layer Properties|Assign Projection)"),
+    Case("matrix-null-geometry-and-far", "traveltimematrix",
+         {"ORIGINS": "{nullgeom}", "ORIGIN_ID_FIELD": "id", "DESTINATIONS": "{reps_far}",
+          "DESTINATION_ID_FIELD": "rep_id", "NETWORK": "{network}", "OUTPUT": "{out}/m.gpkg"},
+         fails=False,
+         message=r"ORIGINS: 2 origins have a NULL or empty geometry and were left out: A0001, "
+                 r"A0002\..*DESTINATIONS: drive times cannot be trusted for 1 destinations .*T01 "
+                 r"\(1\d\d\.\d km\)"),
     Case("matrix-max-minutes-zero", "traveltimematrix",
          {"ORIGINS": "{acc}", "ORIGIN_ID_FIELD": "id", "DESTINATIONS": "{reps}",
           "DESTINATION_ID_FIELD": "rep_id", "NETWORK": "{network}", "MAX_MINUTES": 0,
@@ -86,9 +112,25 @@ CASES = [
          fails=False, message=r"(?i)geometr"),
     # designterritories
     Case("design-null-geometry", "designterritories", _plan(ACCOUNTS="{nullgeom}"),
-         message=r"ACCOUNTS.*(geometry|geometries).*A?\d"),
+         message=r"ACCOUNTS: 2 accounts have a NULL or empty geometry: A0001, A0002\. Give them "
+                 r"a location or filter them out"),
     Case("design-null-ids", "designterritories", _plan(ACCOUNTS="{nullid}"),
-         message=r"ID_FIELD|empty id|NULL"),
+         message=r"ID_FIELD: 2 accounts have no id \(NULL or empty 'id'\): row 1 \(feature id "
+                 r"1\), row 2 \(feature id 2\)\. Fill in their ids"),
+    Case("design-reps-null-geometry", "designterritories", _plan(REPS="{reps_nullgeom}"),
+         message=r"REPS: 1 reps have a NULL or empty geometry: T01\."),
+    Case("design-reps-null-id", "designterritories", _plan(REPS="{reps_nullid}"),
+         message=r"REP_ID_FIELD: 1 reps have no id \(NULL or empty 'rep_id'\): row 1"),
+    Case("design-rep-far-from-roads", "designterritories",
+         _plan(REPS="{reps_far}", NETWORK="{network}", TOLERANCE=30), fails=False,
+         message=r"REPS: drive times cannot be trusted for 1 rep homes farther than 500 m from "
+                 r"the nearest road of NETWORK: T01 \(1\d\d\.\d km\)"),
+    Case("design-tolerance-out-of-range", "designterritories", _plan(TOLERANCE=200),
+         message=r"TOLERANCE must be a number from 0 to 100, like 5 \(got '200'\)"),
+    Case("design-rep-max-minutes-zero", "designterritories", _plan(REP_MAX_MINUTES=0),
+         message=r"REP_MAX_MINUTES must be a number greater than 0 \(minutes\) \(got '0'\)"),
+    Case("design-seed-not-integer", "designterritories", _plan(SEED=1.5),
+         message=r"SEED must be a whole number of at least 0, like 0 \(got '1\.5'\)"),
     Case("design-csv-without-geometry", "designterritories", _plan(ACCOUNTS="{nogeom}"),
          message=r"ACCOUNTS"),
     Case("design-longitude-200", "designterritories", _plan(ACCOUNTS="{lon200}"),
@@ -167,6 +209,12 @@ def bad_data(e2e_data, e2e_network, tmp_path_factory) -> dict[str, str]:
     save("acc", acc)
     save("reps", reps, "reps")
     save("nocrs_m", acc.to_crs(3067).set_crs(None, allow_override=True))
+    metric = reps.to_crs(3067)
+    north = [shapely.Point(g.x, g.y + 160_000) if i == 0 else g
+             for i, g in enumerate(metric.geometry)]  # fmt: skip
+    save("reps_far", metric.set_geometry(north, crs=metric.crs).to_crs(reps.crs), "reps")
+    save("reps_nullgeom", reps.assign(geometry=[None, *reps.geometry.iloc[1:]]), "reps")
+    save("reps_nullid", reps.assign(rep_id=[None, *reps["rep_id"].iloc[1:]]), "reps")
     save("nullgeom", acc.assign(geometry=[None, None, *acc.geometry.iloc[2:]]))
     save("nullid", acc.assign(id=[None, None, *acc["id"].iloc[2:]]))
     save("lon200", acc.assign(geometry=[shapely.Point(200, 60), *acc.geometry.iloc[1:]]))

@@ -1,0 +1,56 @@
+"""TIME_LIMIT is wall time: design_territories on generated accounts x reps, total engine time
+against TIME_LIMIT (reading and writing aside).
+
+Usage: ``python benchmarks/bench_time_limit.py [N K TIME_LIMIT MODE ...]`` (MODE: ``reps`` for
+rep homes as centres, ``free`` for TERRITORIES=K); default: 300,000 x 100 with reps, TIME_LIMIT
+60. Prints, per case, the engine wall time, its ratio to TIME_LIMIT, and the plan's gap (or the
+message when TIME_LIMIT was reached before any plan). The instance is bench_territories's.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from bench_territories import instance  # noqa: E402
+
+from territory_planner_plugin.errors import TerritoryPlannerError  # noqa: E402
+from territory_planner_plugin.territories import design_territories  # noqa: E402
+
+DEFAULT = (300_000, 100, 60.0, "reps")
+
+
+def run(n: int, k: int, time_limit_s: float, mode: str) -> dict:
+    """One case: seconds, ratio to TIME_LIMIT, gap or error."""
+    acc, reps = instance(n, k)
+    where = {"reps": reps, "rep_id_field": "rep"} if mode == "reps" else {"n_territories": k}
+    start = time.perf_counter()
+    try:
+        plan = design_territories(acc, id_field="id", balance_fields=["revenue", "visits"],
+                                  tolerance_pct=5.0, time_limit_s=time_limit_s, **where)  # fmt: skip
+        outcome = f"gap {plan.gap_pct:.2f}%"
+    except TerritoryPlannerError as err:
+        outcome = f"{type(err).__name__}: {str(err)[:90]}"
+    seconds = time.perf_counter() - start
+    return {"n": n, "k": k, "time_limit_s": time_limit_s, "mode": mode, "seconds": seconds,
+            "ratio": seconds / time_limit_s, "outcome": outcome}  # fmt: skip
+
+
+def main(argv: list[str]) -> None:
+    cases = [DEFAULT]
+    if argv:
+        cases = [(int(argv[i]), int(argv[i + 1]), float(argv[i + 2]), argv[i + 3])
+                 for i in range(0, len(argv), 4)]  # fmt: skip
+    for case in cases:
+        r = run(*case)
+        print(f"{r['n']:>8,} x {r['k']:<4} {r['mode']:<5} TIME_LIMIT {r['time_limit_s']:>5.0f} s: "
+              f"{r['seconds']:6.1f} s ({r['ratio']:.2f} x TIME_LIMIT), {r['outcome']}", flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,49 @@
+"""buildroadnetwork's download without internet fails fast, naming the offline alternative
+(no real download: the download server is an unreachable local port)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from territory_planner_plugin import network
+from territory_planner_plugin.errors import NetworkUnavailableError
+
+BBOX = (24.93, 60.16, 24.95, 60.17)
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """OSMnx pointed at a closed local port; its downloader must not even be called."""
+    import osmnx as ox
+
+    def never(*args, **kwargs):
+        raise AssertionError("the download was attempted")
+
+    monkeypatch.setattr(ox.settings, "overpass_url", "http://127.0.0.1:9/api")
+    monkeypatch.setattr(ox, "graph_from_bbox", never)
+
+
+def test_download_without_internet_fails_within_seconds(offline) -> None:
+    start = time.perf_counter()
+    with pytest.raises(NetworkUnavailableError) as err:
+        network.build_road_network(None, bbox=BBOX)
+    assert time.perf_counter() - start < network.PROBE_TIMEOUT_S + 2
+    text = str(err.value)
+    assert text.startswith("EXTENT: cannot reach the OpenStreetMap download server 127.0.0.1")
+    assert "INPUT_OSM" in text
+    assert ".osm.pbf" in text
+
+
+def test_unanswered_name_lookup_is_cut_at_the_timeout(monkeypatch) -> None:
+    import socket
+
+    def hang(*args, **kwargs):
+        time.sleep(30)
+
+    monkeypatch.setattr(socket, "create_connection", hang)
+    start = time.perf_counter()
+    with pytest.raises(NetworkUnavailableError, match=r"no answer within 0\.5 s.*INPUT_OSM"):
+        network._check_reachable("https://overpass.example/api", timeout_s=0.5)
+    assert time.perf_counter() - start < 2
