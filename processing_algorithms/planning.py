@@ -446,6 +446,7 @@ class PlanningAlgorithm(TerritoryPlannerAlgorithm):
                     [label for _, label in SKILL_RULE_CHOICES],
                     False,
                     0,
+                    True,  # optional (the default applies): models made before it stay valid
                 )
             )
         )
@@ -456,7 +457,7 @@ class PlanningAlgorithm(TerritoryPlannerAlgorithm):
                     self.tr("Soft rule: penalty per account with a rep outside its segment"),
                     _Number.Double,
                     10.0,
-                    False,
+                    True,  # optional (the default applies)
                     0.0,
                 )
             )

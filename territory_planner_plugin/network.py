@@ -599,7 +599,7 @@ def _check_reachable(url: str, timeout_s: float = PROBE_TIMEOUT_S) -> None:
         try:
             socket.create_connection((host, port), timeout=timeout_s).close()
             outcome.append(None)
-        except OSError as err:
+        except Exception as err:  # a daemon thread must never raise, even late
             outcome.append(err)
 
     worker = threading.Thread(target=probe, daemon=True)  # name lookups ignore socket timeouts
