@@ -212,13 +212,14 @@ def test_count_pieces_matches_networkx(rows, cols, k, seed, queen) -> None:
 # ----------------------------------------------------------------------------- exact model
 
 
-def _brute_force(cost, values, lo, hi, adj, roots):
-    """Every assignment of a tiny grid: the cheapest with roots in place, bounds and one piece."""
+def brute_force(cost, values, lo, hi, adj, roots=None):
+    """Every assignment of a tiny grid: the cheapest within the bounds, each territory one
+    piece, and (when ``roots`` are given) each territory holding its root."""
     n, k = cost.shape
     best = np.inf
     for combo in itertools.product(range(k), repeat=n):
         a = np.array(combo)
-        if (a[roots] != np.arange(k)).any():
+        if roots is not None and (a[roots] != np.arange(k)).any():
             continue
         tot = totals(a, values, k)
         if (tot < lo - 1e-9).any() or (tot > hi + 1e-9).any():
@@ -233,7 +234,7 @@ def _brute_force(cost, values, lo, hi, adj, roots):
                          [(3, 3, 3, 30, 0), (2, 4, 2, 10, 1), (3, 3, 2, 15, 2), (2, 4, 3, 40, 3)])  # fmt: skip
 def test_milp_is_exact_on_tiny_grids(rows, cols, k, tol, seed) -> None:
     _, adj, cost, values, lo, hi, roots = problem(rows, cols, k, tol, seed)
-    ref = _brute_force(cost, values, lo, hi, adj, roots)
+    ref = brute_force(cost, values, lo, hi, adj, roots)
     n = rows * cols
     res = contiguous_milp(cost, values, lo, hi, adjacency=adj, roots=roots,
                           locks=np.full(n, -1), allowed=np.ones((n, k), bool))  # fmt: skip

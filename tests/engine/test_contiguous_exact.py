@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import logging
 
 import numpy as np
@@ -11,23 +10,7 @@ import pytest
 from territory_planner_plugin.contiguity import count_pieces
 from territory_planner_plugin.errors import InfeasibleError
 from territory_planner_plugin.model import CONTIGUOUS_EXACT_PAIRS, TerritoryModel
-from tests.engine.test_contiguity import problem, totals
-
-
-def _optimum(cost, values, lo, hi, adj):
-    """Every plan of a tiny grid: the cheapest balanced one whose territories are one piece each
-    (no roots: the problem as posed)."""
-    n, k = cost.shape
-    best = np.inf
-    for combo in itertools.product(range(k), repeat=n):
-        a = np.array(combo)
-        tot = totals(a, values, k)
-        if (tot < lo - 1e-9).any() or (tot > hi + 1e-9).any():
-            continue
-        if (count_pieces(a, adj, k) != 1).any():
-            continue
-        best = min(best, float(cost[np.arange(n), a].sum()))
-    return best
+from tests.engine.test_contiguity import brute_force, problem
 
 
 @pytest.mark.parametrize(("rows", "cols", "k", "tol", "seed"),
@@ -35,7 +18,7 @@ def _optimum(cost, values, lo, hi, adj):
                           (3, 3, 2, 15, 4)])  # fmt: skip
 def test_small_contiguous_models_are_solved_exactly(rows, cols, k, tol, seed, caplog) -> None:
     _, adj, cost, values, lo, hi, _ = problem(rows, cols, k, tol, seed)
-    ref = _optimum(cost, values, lo, hi, adj)
+    ref = brute_force(cost, values, lo, hi, adj)  # no roots: the problem as posed
     model = TerritoryModel.from_cost_matrix(cost, values=values, capacity=np.ones(k),
                                             tolerance_pct=tol, adjacency=adj)  # fmt: skip
     assert model.exact_contiguity_fits()
