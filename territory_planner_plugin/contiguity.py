@@ -73,7 +73,7 @@ def polygon_adjacency(geoms, *, rule: str = "rook", snap_m: float = 1.0) -> Adja
     if rule not in ADJACENCY_RULES:
         msg = f"ADJACENCY: '{rule}' is not one of {', '.join(ADJACENCY_RULES)}."
         raise InvalidInputError(msg)
-    g = _geometry_array(geoms)
+    g = geometry_array(geoms)
     n = len(g)
     if n and (shapely.is_missing(g) | shapely.is_empty(g)).any():
         bad = np.flatnonzero(shapely.is_missing(g) | shapely.is_empty(g))
@@ -1453,7 +1453,8 @@ def contiguous_milp(
 # ----------------------------------------------------------------------------- helpers
 
 
-def _geometry_array(geoms) -> np.ndarray:
+def geometry_array(geoms) -> np.ndarray:
+    """An object array of shapely geometries from a GeoDataFrame, GeoSeries or sequence."""
     if hasattr(geoms, "geometry") and not isinstance(geoms, shapely.Geometry):
         geoms = geoms.geometry
     if hasattr(geoms, "values") and not isinstance(geoms, np.ndarray):
@@ -1466,7 +1467,7 @@ def _geometry_array(geoms) -> np.ndarray:
 def _as_geometry(area) -> shapely.Geometry:
     if isinstance(area, shapely.Geometry):
         return shapely.make_valid(area)
-    return shapely.make_valid(shapely.union_all(_geometry_array(area)))
+    return shapely.make_valid(shapely.union_all(geometry_array(area)))
 
 
 def _matrix(adjacency) -> sp.csr_matrix:

@@ -30,7 +30,6 @@ logger = logging.getLogger(__name__)
 TARGETS = plan_kpis.TARGETS
 PROSPECTS_RANGE = plan_kpis.PROSPECTS_PER_FTE
 ASSUMED_SPEED_KMH = STRAIGHT_LINE_KMH  # centre_km -> minutes when the accounts have no centre_min
-NAMED_TIER = plan_kpis.NAMED_TIER
 ACTIVE_DEFAULT = "active_prospect"  # counted without ACTIVE_FIELD when the accounts have it
 _TRUE_WORDS = {"true", "t", "yes", "y", "1"}
 EFFICIENCY_UNKNOWN = "not known (give VISIT_MINUTES and VISITS_FIELD)"
@@ -819,7 +818,7 @@ def _guided(summary: pd.DataFrame) -> np.ndarray:
     (enterprise books of a coverage model are sized by relationship, not by prospect count)."""
     if "tier" not in summary.columns:
         return np.ones(len(summary), bool)
-    return (summary["tier"].astype(str) != NAMED_TIER).to_numpy()
+    return (summary["tier"].astype(str) != plan_kpis.NAMED_TIER).to_numpy()
 
 
 def prospects_text(summary: pd.DataFrame, active: str | None, capacity=None) -> str:

@@ -19,6 +19,7 @@ import shapely
 from shapely.errors import GEOSException
 
 from ._validate import balance_values, check_points
+from .contiguity import geometry_array
 from .errors import InvalidInputError
 
 logger = logging.getLogger(__name__)
@@ -175,7 +176,7 @@ def dissolve_units(geoms, assign: np.ndarray, k: int) -> list:
     -------
     list of k shapely geometries (an empty polygon for a territory without units).
     """
-    g = _array(geoms)
+    g = geometry_array(geoms)
     a = np.asarray(assign, int)
     out = []
     for j in range(k):
@@ -200,16 +201,6 @@ def _union(part: np.ndarray) -> shapely.Geometry:
     except GEOSException:
         pass
     return shapely.union_all(part)
-
-
-def _array(geoms) -> np.ndarray:
-    if hasattr(geoms, "geometry") and not isinstance(geoms, shapely.Geometry):
-        geoms = geoms.geometry
-    if hasattr(geoms, "values") and not isinstance(geoms, np.ndarray):
-        geoms = geoms.values
-    arr = np.empty(len(geoms), dtype=object)
-    arr[:] = list(geoms)
-    return arr
 
 
 def _check_layer(units: gpd.GeoDataFrame, id_field: str) -> gpd.GeoDataFrame:
