@@ -38,6 +38,8 @@ logger = logging.getLogger(__name__)
 ADJACENCY_RULES = ("rook", "queen")
 OUTLINE_RATIO = 0.3  # concave hull ratio of tight_outline (0 = most concave, 1 = convex hull)
 _EXACT_FALLBACK_PAIRS = 2_500  # heuristic stuck on balance: try the exact model up to this n * k
+_ROUNDS = 12  # most rounds of the balanced assignment over neighbouring territories
+_ROUND_STALLS = 3  # ... stopped after this many rounds in a row without gain
 
 
 @dataclass(frozen=True)
@@ -484,7 +486,96 @@ def make_contiguous(
             best = s.a.copy()
     if best is None:
         raise failure  # type: ignore[misc]
+    return _reassign_rounds(best, args)
+
+
+def _reassign_rounds(best: np.ndarray, args: tuple) -> np.ndarray:
+    """Lower the cost of a plan in one piece each by rounds of the balanced assignment over each
+    unit's own and neighbouring territories (the balance traded at every border at once).
+
+    Units the assignment moved that end apart from their new territory go back, and so do those
+    that cut a piece of their old one off; then repair, balance and the local search. The better
+    plan is kept; a round without gain reaches one unit further next time; stops after
+    ``_ROUND_STALLS`` rounds without gain, ``_ROUNDS`` rounds or at the deadline.
+    """
+    from .assignment import NoPlanFoundError, solve_balanced
+
+    mat, cost, values, lo, hi, locks, allowed, current, budget, deadline, is_cancelled = args[:11]
+    n, k = np.shape(cost)
+    if k < 2:
+        return best
+    best_obj = _objective(cost, best)
+    cur = np.full(n, -1) if current is None else np.asarray(current, int)
+    allowed = np.asarray(allowed, bool)
+    prices, stall = None, 0
+    for _ in range(_ROUNDS):
+        left = 60.0 if deadline is None else deadline - time.perf_counter()
+        if stall >= _ROUND_STALLS or left <= 0:
+            break
+        check_cancel(is_cancelled)
+        near = _reach(best, mat, k, 1 + stall % 2) & allowed
+        try:
+            res = solve_balanced(cost, values, lo, hi, locks=np.asarray(locks, int), current=cur,
+                                 budget=budget, allowed=near, time_limit_s=left, prices=prices,
+                                 is_cancelled=is_cancelled)  # fmt: skip
+        except NoPlanFoundError:
+            break
+        prices = res.prices
+        s = _Search(_put_back(res.assign, best, mat), *args)
+        try:
+            s.repair()
+            s.balance()
+            ok = s.total_violation() <= 0
+            if ok:
+                s.fit_budget()
+                s.improve()
+                s.check()
+        except InfeasibleError:
+            ok = False
+        if ok and s.objective() < best_obj - 1e-9:
+            best, best_obj, stall = s.a.copy(), s.objective(), 0
+        else:
+            stall += 1
     return best
+
+
+def _reach(a: np.ndarray, mat: sp.csr_matrix, k: int, depth: int) -> np.ndarray:
+    """(n, k) mask: each unit's territory and those of the units up to ``depth`` links away."""
+    n = len(a)
+    own = sp.csr_matrix((np.ones(n, np.int32), (np.arange(n), a)), shape=(n, k))
+    near = own
+    for _ in range(depth):
+        near = near + mat.astype(np.int32) @ near
+    return near.toarray() > 0
+
+
+def _put_back(new: np.ndarray, old: np.ndarray, mat: sp.csr_matrix) -> np.ndarray:
+    """``new`` with moved units returned to ``old`` (a plan in one piece each) until every
+    territory is one piece: moved units apart from their new territory's main piece, and moved
+    units whose leaving cut a piece off their old territory."""
+    new = np.asarray(new, int).copy()
+    for _ in range(50):
+        labels, n_comp = _same_territory_components(new, mat)
+        size = np.bincount(labels, minlength=n_comp)
+        terr = np.zeros(n_comp, int)
+        terr[labels] = new
+        order = np.lexsort((-size, terr))
+        main = np.zeros(n_comp, bool)
+        main[order[np.r_[True, terr[order][1:] != terr[order][:-1]]]] = True
+        apart = ~main[labels]
+        if not apart.any():
+            break
+        moved = apart & (new != old)
+        new[moved] = old[moved]
+        stay = np.flatnonzero(apart & ~moved)
+        if len(stay):
+            coo = mat[stay].tocoo()
+            w, j = coo.col, new[stay][coo.row]
+            cut = w[(old[w] == j) & (new[w] != j)]
+            new[cut] = old[cut]
+        if not moved.any() and not len(stay):  # pragma: no cover - defensive
+            break
+    return new
 
 
 def _objective(cost: np.ndarray, a: np.ndarray) -> float:
