@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 ADJACENCY_RULES = ("rook", "queen")
 OUTLINE_RATIO = 0.3  # concave hull ratio of tight_outline (0 = most concave, 1 = convex hull)
 _EXACT_FALLBACK_PAIRS = 2_500  # heuristic stuck on balance: try the exact model up to this n * k
-_ROUNDS = 12  # most rounds of the balanced assignment over neighbouring territories
+_ROUNDS = 12  # most rounds of the balanced assignment over neighbouring territories (no deadline)
 _ROUND_STALLS = 3  # ... stopped after this many rounds in a row without gain
 
 
@@ -496,7 +496,8 @@ def _reassign_rounds(best: np.ndarray, args: tuple) -> np.ndarray:
     Units the assignment moved that end apart from their new territory go back, and so do those
     that cut a piece of their old one off; then repair, balance and the local search. The better
     plan is kept; a round without gain reaches one unit further next time; stops after
-    ``_ROUND_STALLS`` rounds without gain, ``_ROUNDS`` rounds or at the deadline.
+    ``_ROUND_STALLS`` rounds without gain, before a round would pass the deadline, or after
+    ``_ROUNDS`` rounds without a deadline.
     """
     from .assignment import NoPlanFoundError, solve_balanced
 
@@ -507,17 +508,18 @@ def _reassign_rounds(best: np.ndarray, args: tuple) -> np.ndarray:
     best_obj = _objective(cost, best)
     cur = np.full(n, -1) if current is None else np.asarray(current, int)
     allowed = np.asarray(allowed, bool)
-    prices, stall = None, 0
-    for _ in range(_ROUNDS):
-        left = 60.0 if deadline is None else deadline - time.perf_counter()
-        if stall >= _ROUND_STALLS or left <= 0:
+    prices, stall, took = None, 0, 0.0
+    for _ in range(_ROUNDS if deadline is None else 10**6):
+        t0 = time.perf_counter()
+        left = 60.0 if deadline is None else deadline - t0
+        if stall >= _ROUND_STALLS or left <= took:  # (no round cut short by the deadline)
             break
         check_cancel(is_cancelled)
         near = _reach(best, mat, k, 1 + stall % 2) & allowed
         try:
             res = solve_balanced(cost, values, lo, hi, locks=np.asarray(locks, int), current=cur,
                                  budget=budget, allowed=near, time_limit_s=left, prices=prices,
-                                 is_cancelled=is_cancelled)  # fmt: skip
+                                 polish=False, is_cancelled=is_cancelled)  # fmt: skip
         except NoPlanFoundError:
             break
         prices = res.prices
@@ -532,10 +534,13 @@ def _reassign_rounds(best: np.ndarray, args: tuple) -> np.ndarray:
                 s.check()
         except InfeasibleError:
             ok = False
+        logger.debug("Contiguity round: assignment %.3f, in one piece %s (best %.3f).",
+                     res.objective, f"{s.objective():.3f}" if ok else "none", best_obj)  # fmt: skip
         if ok and s.objective() < best_obj - 1e-9:
             best, best_obj, stall = s.a.copy(), s.objective(), 0
         else:
             stall += 1
+        took = time.perf_counter() - t0
     return best
 
 
@@ -551,15 +556,20 @@ def _reach(a: np.ndarray, mat: sp.csr_matrix, k: int, depth: int) -> np.ndarray:
 
 def _put_back(new: np.ndarray, old: np.ndarray, mat: sp.csr_matrix) -> np.ndarray:
     """``new`` with moved units returned to ``old`` (a plan in one piece each) until every
-    territory is one piece: moved units apart from their new territory's main piece, and moved
-    units whose leaving cut a piece off their old territory."""
+    territory is one piece: moved units apart from their territory's main piece (the one with
+    most unmoved units), and moved units whose leaving cut a piece off their old territory.
+
+    Each step returns at least one unit, so it ends (at worst at ``old``).
+    """
     new = np.asarray(new, int).copy()
-    for _ in range(50):
+    old = np.asarray(old, int)
+    for _ in range(len(new) + 1):
         labels, n_comp = _same_territory_components(new, mat)
+        kept = np.bincount(labels, weights=(new == old).astype(float), minlength=n_comp)
         size = np.bincount(labels, minlength=n_comp)
         terr = np.zeros(n_comp, int)
         terr[labels] = new
-        order = np.lexsort((-size, terr))
+        order = np.lexsort((-size, -kept, terr))
         main = np.zeros(n_comp, bool)
         main[order[np.r_[True, terr[order][1:] != terr[order][:-1]]]] = True
         apart = ~main[labels]
@@ -573,8 +583,6 @@ def _put_back(new: np.ndarray, old: np.ndarray, mat: sp.csr_matrix) -> np.ndarra
             w, j = coo.col, new[stay][coo.row]
             cut = w[(old[w] == j) & (new[w] != j)]
             new[cut] = old[cut]
-        if not moved.any() and not len(stay):  # pragma: no cover - defensive
-            break
     return new
 
 

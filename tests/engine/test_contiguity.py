@@ -14,7 +14,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy.spatial import Delaunay
 
+from territory_planner_plugin import contiguity
+from territory_planner_plugin.assignment import solve_balanced
 from territory_planner_plugin.contiguity import (
+    _put_back,
     contiguous_milp,
     count_pieces,
     make_contiguous,
@@ -398,3 +401,56 @@ def test_locked_pieces_are_joined_through_free_units() -> None:
     assert assign[0] == 0
     assert assign[2] == 0
     assert (count_pieces(assign, adj, 2) == 1).all()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    rows=st.integers(2, 8),
+    cols=st.integers(2, 8),
+    k=st.integers(2, 5),
+    seed=st.integers(0, 10_000),
+    share=st.sampled_from([0.05, 0.3, 0.8]),
+    queen=st.booleans(),
+)
+def test_put_back_leaves_one_piece_each_and_keeps_unmoved_units(rows, cols, k, seed, share,
+                                                                queen) -> None:  # fmt: skip
+    """Units an assignment round moved go back until every territory is one piece again."""
+    rng = np.random.default_rng(seed)
+    n = rows * cols
+    adj = polygon_adjacency(grid(rows, cols), rule="queen" if queen else "rook").matrix
+    old = (np.arange(n) % cols) * k // cols  # vertical stripes: one piece each
+    new = old.copy()
+    pick = rng.random(n) < share
+    new[pick] = rng.integers(0, k, int(pick.sum()))
+    out = _put_back(new, old, adj)
+    assert (count_pieces(out, adj, k) <= 1).all()
+    assert ((out == new) | (out == old)).all()
+    assert np.array_equal(out[new == old], old[new == old])
+
+
+def test_assignment_rounds_lower_the_cost_and_keep_the_rules(monkeypatch) -> None:
+    """The rounds of the balanced assignment over neighbouring territories: never a worse plan
+    than the local search alone, one piece each, within the band (clustered point accounts)."""
+    rng = np.random.default_rng(3)
+    n, k = 800, 8
+    towns = rng.uniform(0, 60_000, (6, 2))
+    xy = towns[rng.integers(0, 6, n)] + rng.normal(0, 5_000, (n, 2))
+    adj = point_adjacency(xy, with_cells=False)[0].matrix
+    values = np.column_stack([rng.lognormal(9, 0.6, n), rng.integers(4, 25, n).astype(float)])
+    cost = np.linalg.norm(xy[:, None] - xy[rng.choice(n, k, replace=False)][None], axis=2) / 1e3
+    target = values.sum(0) / k
+    lo, hi = np.tile(target * 0.95, (k, 1)), np.tile(target * 1.05, (k, 1))
+    args = {"adjacency": adj, "cost": cost, "values": values, "lo": lo, "hi": hi,
+            "locks": np.full(n, -1), "allowed": np.ones((n, k), bool)}  # fmt: skip
+    start = solve_balanced(cost, values, lo, hi, locks=np.full(n, -1), current=np.full(n, -1),
+                           budget=None, allowed=args["allowed"], time_limit_s=30).assign  # fmt: skip
+    with_rounds = make_contiguous(start, **args)
+    monkeypatch.setattr(contiguity, "_ROUND_STALLS", 0)
+    alone = make_contiguous(start, **args)
+    for assign in (with_rounds, alone):
+        assert (count_pieces(assign, adj, k) == 1).all()
+        tot = totals(assign, values, k)
+        assert (tot >= lo - 1e-6).all()
+        assert (tot <= hi + 1e-6).all()
+    objective = float(cost[np.arange(n), with_rounds].sum())
+    assert objective < float(cost[np.arange(n), alone].sum()) - 1e-9
