@@ -505,14 +505,14 @@ def _reassign_rounds(best: np.ndarray, args: tuple) -> np.ndarray:
     n, k = np.shape(cost)
     if k < 2:
         return best
-    best_obj = _objective(cost, best)
+    best_obj = first = _objective(cost, best)
     cur = np.full(n, -1) if current is None else np.asarray(current, int)
     allowed = np.asarray(allowed, bool)
-    prices, stall, took = None, 0, 0.0
+    prices, stall, took, rounds = None, 0, 0.0, 0
     for _ in range(_ROUNDS if deadline is None else 10**6):
         t0 = time.perf_counter()
         left = 60.0 if deadline is None else deadline - t0
-        if stall >= _ROUND_STALLS or left <= took:  # (no round cut short by the deadline)
+        if stall >= _ROUND_STALLS or left <= max(took, 1.0):  # (no round cut short)
             break
         check_cancel(is_cancelled)
         near = _reach(best, mat, k, 1 + stall % 2) & allowed
@@ -541,6 +541,11 @@ def _reassign_rounds(best: np.ndarray, args: tuple) -> np.ndarray:
         else:
             stall += 1
         took = time.perf_counter() - t0
+        rounds += 1
+    if best_obj < first:
+        logger.info("Contiguity: %d round(s) of the balanced assignment over neighbouring "
+                    "territories lowered the plan in one piece each from %.3f to %.3f.",
+                    rounds, first, best_obj)  # fmt: skip
     return best
 
 
