@@ -9,7 +9,9 @@ their nearest unit, so the graph is always connected and never makes a plan infe
 one whose every territory is one connected piece: split territories keep their main piece and
 hand the other pieces to neighbours (region growing), then boundary moves and ejection chains
 restore the balance bounds and a local search of boundary moves and swaps that keep every
-territory connected lowers the cost. :func:`contiguous_milp` is the exact model (single-commodity
+territory connected lowers the cost; then rounds of the balanced assignment over each unit's own
+and neighbouring territories trade the balance at every border at once (units left apart go
+back, then the same repair, balance and search). :func:`contiguous_milp` is the exact model (single-commodity
 flow from a root per territory, HiGHS through SciPy): the reference on small cases and the
 path of :meth:`model.TerritoryModel.solve` for county-sized models.
 """
