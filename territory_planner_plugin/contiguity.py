@@ -41,7 +41,8 @@ ADJACENCY_RULES = ("rook", "queen")
 OUTLINE_RATIO = 0.3  # concave hull ratio of tight_outline (0 = most concave, 1 = convex hull)
 _EXACT_FALLBACK_PAIRS = 2_500  # heuristic stuck on balance: try the exact model up to this n * k
 _ROUNDS = 12  # most rounds of the balanced assignment over neighbouring territories (no deadline)
-_ROUND_STALLS = 3  # ... stopped after this many rounds in a row without gain
+_ROUND_STALLS = 2  # ... stopped after this many rounds in a row without gain (one link, two)
+_ROUND_MIN_GAIN = 1e-4  # ... a round lowering the cost by less than this share counts as none
 
 
 @dataclass(frozen=True)
@@ -497,8 +498,8 @@ def _reassign_rounds(best: np.ndarray, args: tuple) -> np.ndarray:
 
     Units the assignment moved that end apart from their new territory go back, and so do those
     that cut a piece of their old one off; then repair, balance and the local search. The better
-    plan is kept; a round without gain reaches one unit further next time; stops after
-    ``_ROUND_STALLS`` rounds without gain, before a round would pass the deadline, or after
+    plan is kept; a round without gain (``_ROUND_MIN_GAIN``) reaches one unit further next time;
+    stops after ``_ROUND_STALLS`` rounds without gain, before a round would pass the deadline, or after
     ``_ROUNDS`` rounds without a deadline.
     """
     from .assignment import NoPlanFoundError, solve_balanced
@@ -538,10 +539,10 @@ def _reassign_rounds(best: np.ndarray, args: tuple) -> np.ndarray:
             ok = False
         logger.debug("Contiguity round: assignment %.3f, in one piece %s (best %.3f).",
                      res.objective, f"{s.objective():.3f}" if ok else "none", best_obj)  # fmt: skip
-        if ok and s.objective() < best_obj - 1e-9:
-            best, best_obj, stall = s.a.copy(), s.objective(), 0
-        else:
-            stall += 1
+        gain = best_obj - s.objective() if ok else 0.0
+        stall = 0 if gain > _ROUND_MIN_GAIN * abs(best_obj) else stall + 1
+        if gain > 1e-9:
+            best, best_obj = s.a.copy(), s.objective()
         took = time.perf_counter() - t0
         rounds += 1
     if best_obj < first:
