@@ -41,7 +41,7 @@ ADJACENCY_RULES = ("rook", "queen")
 OUTLINE_RATIO = 0.3  # concave hull ratio of tight_outline (0 = most concave, 1 = convex hull)
 _EXACT_FALLBACK_PAIRS = 2_500  # heuristic stuck on balance: try the exact model up to this n * k
 _ROUNDS = 12  # most rounds of the balanced assignment over neighbouring territories (no deadline)
-_ROUND_STALLS = 2  # ... stopped after this many rounds in a row without gain (one link, two)
+_ROUND_STALLS = 3  # ... stopped after this many rounds in a row without gain
 _ROUND_MIN_GAIN = 1e-4  # ... a round lowering the cost by less than this share counts as none
 
 
@@ -518,7 +518,7 @@ def _reassign_rounds(best: np.ndarray, args: tuple) -> np.ndarray:
         if stall >= _ROUND_STALLS or left <= max(took, 1.0):  # (no round cut short)
             break
         check_cancel(is_cancelled)
-        near = _reach(best, mat, k, 1 + stall % 2) & allowed
+        near = _reach(best, mat, k, 1 + stall) & allowed
         try:
             res = solve_balanced(cost, values, lo, hi, locks=np.asarray(locks, int), current=cur,
                                  budget=budget, allowed=near, time_limit_s=left, prices=prices,
