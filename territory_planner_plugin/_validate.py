@@ -49,7 +49,7 @@ def check_points(
     if missing.any() and not allow_missing:
         msg = (
             f"{layer}: {int(missing.sum())} {noun} have a NULL or empty geometry: "
-            f"{_listed(ids[missing])}. Give them a location or filter them out (Select by "
+            f"{listed(ids[missing])}. Give them a location or filter them out (Select by "
             "Expression: is_empty_or_null($geometry)), then run again."
         )
         raise InvalidInputError(msg)
@@ -99,10 +99,11 @@ def row_labels(frame, rows: np.ndarray, limit: int = 10) -> str:
     labels = [
         f"row {i + 1}" + (f" (feature id {fids[i]})" if fids is not None else "") for i in idx
     ]
-    return _listed(labels, limit)
+    return listed(labels, limit)
 
 
-def _listed(values, limit: int = 10) -> str:
+def listed(values, limit: int = 10) -> str:
+    """'a, b, c and 4 more': the first ``limit`` values for a message."""
     values = [str(v) for v in values]
     more = f" and {len(values) - limit} more" if len(values) > limit else ""
     return ", ".join(values[:limit]) + more

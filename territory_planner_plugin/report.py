@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from . import compare, palette
+from . import _validate, compare, palette
 from . import kpis as plan_kpis
 from .errors import InvalidInputError
 from .htmlpage import agg_figure, figure_png, finite, fmt, html_head, png_data_uri
@@ -532,6 +532,7 @@ def build_report(
         )  # fmt: skip
     active = active_column(accounts, active_field)
     map_note = ""
+    unmapped = _unmapped_note(accounts, id_field) if map_png is None else ""
     if map_png is None and hasattr(accounts, "geometry") and accounts.geometry.notna().any():
         drawn = draw_plan_map(
             accounts, territory_field=territory_field, colours=colours, territories=territories,
@@ -539,6 +540,7 @@ def build_report(
             moved=_moved_mask(accounts, territory_field, current_field),
         )  # fmt: skip
         map_png, map_note = drawn.png, drawn.note
+    map_note = " ".join(t for t in (map_note, unmapped) if t)
 
     subtitle = [f"{len(summary)} territories", f"{len(accounts):,} accounts"]
     if names:
@@ -605,6 +607,24 @@ def build_report(
         parts.append(f"<h2>Parameters</h2><table id='parameters'>{rows}</table>")
     parts.append("</body></html>")
     return "".join(parts), summary
+
+
+def _unmapped_note(accounts: pd.DataFrame, id_field: str) -> str:
+    """Log and return a note on the accounts without a geometry: counted, but not on the map."""
+    if not hasattr(accounts, "geometry"):
+        return ""
+    missing = (accounts.geometry.isna() | accounts.geometry.is_empty).to_numpy()
+    if not missing.any():
+        return ""
+    where = (f"{id_field} {_validate.listed(accounts.loc[missing, id_field])}"
+             if id_field in accounts.columns else _validate.row_labels(accounts, missing))  # fmt: skip
+    logger.warning(
+        "ACCOUNTS: %d of %d accounts have a NULL or empty geometry: %s. They count in the "
+        "totals and KPIs but are not on the map; give them a location or filter them out "
+        "(Select by Expression: is_empty_or_null($geometry)).",
+        int(missing.sum()), len(accounts), where,
+    )
+    return f"{int(missing.sum())} account(s) without a location are counted but not drawn."
 
 
 def _plan_value(plan_summary, column: str, given):

@@ -22,7 +22,7 @@ GROUP_PARAMETERS = ("GROUP_FIELD", "REP_GROUP_FIELD", "REGIONS")
 
 CONTRACT = {
     "buildroadnetwork": (
-        {"INPUT_OSM", "EXTENT", "NETWORK_TYPE", "SPEEDS", "OUTPUT"},
+        {"INPUT_OSM", "EXTENT", "NETWORK_TYPE", "SPEEDS", "OVERPASS_URL", "OUTPUT"},
         {"OUTPUT", "NETWORK"},
     ),
     "drivetimecatchments": (
