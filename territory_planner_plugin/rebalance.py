@@ -85,6 +85,7 @@ def rebalance_territories(
     solver: str = "CBC",
     pair_allowed: np.ndarray | None = None,
     pair_cost: np.ndarray | None = None,
+    other_tier_reps: Sequence[str] = (),
     progress: ProgressCallback | None = None,
     is_cancelled: CancelCheck | None = None,
 ) -> Rebalance:
@@ -97,11 +98,13 @@ def rebalance_territories(
     ``units`` the plan moves whole units (a unit is in the territory most of its accounts are in
     today) and, with ``contiguous`` (default with units), keeps every territory in one piece.
     ``pair_allowed``/``pair_cost`` ((n, k), rows x reps; :mod:`coverage`) restrict the pairs and
-    add a cost to them, in moves.
+    add a cost to them, in moves. ``other_tier_reps`` are reps of another coverage tier: their
+    accounts are handed over like a departed rep's, without the warning (:mod:`coverage` warns).
     """
     params = run_parameters(locals())
     params.pop("pair_allowed", None)
     params.pop("pair_cost", None)
+    params.pop("other_tier_reps", None)
     deadline = time.perf_counter() + time_limit_s  # TIME_LIMIT bounds the whole run
     rows = prepare_rows(accounts, id_field=id_field, balance_fields=balance_fields, units=units,
                         unit_id_field=unit_id_field, contiguous=contiguous, adjacency=adjacency,
@@ -122,10 +125,10 @@ def rebalance_territories(
     known = set(cen_ids)
     is_new = np.array([not v for v in raw])
     departed = np.array([bool(v) and v not in known for v in raw])
-    if departed.any():
-        gone = sorted({v for v, d in zip(raw, departed) if d})
+    gone = sorted({v for v, d in zip(raw, departed) if d} - set(map(str, other_tier_reps)))
+    if gone:
         logger.warning("Territories %s are not in REPS: their %d %s are handed over.",
-                       ", ".join(gone), int(departed.sum()), noun)  # fmt: skip
+                       ", ".join(gone), int(np.isin(raw, gone).sum()), noun)  # fmt: skip
     if is_new.any():
         logger.info("%d new %s (no current territory) are placed.", int(is_new.sum()), noun)
     locks, src_locks = row_codes(rows, lock_field, cen_ids, "LOCK_FIELD")
