@@ -72,13 +72,19 @@ def balance_values(frame: pd.DataFrame, ids: np.ndarray, fields: Sequence[str], 
             msg = f"BALANCE_FIELDS: '{f}' is not a field of {layer}."
             raise InvalidInputError(msg)
         col = pd.to_numeric(frame[f], errors="coerce")
-        bad = col.isna() | (col < 0)
-        if bad.any():
-            msg = (
-                f"BALANCE_FIELDS: '{f}' is null, negative or not a number for {noun} "
-                f"{list(map(str, np.asarray(ids)[bad.to_numpy()][:10]))}; fix them (0 for none) or run "
-                "checkaccounts first."
-            )
+        null = frame[f].isna().to_numpy()
+        text = col.isna().to_numpy() & ~null
+        if text.all():
+            msg = (f"BALANCE_FIELDS: '{f}' holds text (e.g. '{frame[f].iloc[0]}'), not numbers; "
+                   f"choose a numeric field of {layer}.")  # fmt: skip
+            raise InvalidInputError(msg)
+        ids = np.asarray(ids)
+        faults = [(null, "null"), ((col < 0).to_numpy(), "negative"), (text, "not a number")]
+        found = [f"{word} for {int(m.sum())} {noun} ({listed(ids[m])})" for m, word in faults
+                 if m.any()]  # fmt: skip
+        if found:
+            msg = (f"BALANCE_FIELDS: '{f}' is {'; '.join(found)}. Fix them (0 for none) or run "
+                   "checkaccounts first.")  # fmt: skip
             raise InvalidInputError(msg)
         cols.append(col.to_numpy(float))
     return np.column_stack(cols)
