@@ -181,6 +181,10 @@ CASES = [
          fails=False, message=r"ACCOUNTS: 2 of 40 accounts have a NULL or empty geometry: id "
                               r"A0001, A0002\. They count in the totals and KPIs but are not on "
                               r"the map"),
+    Case("report-backtest-text-field", "territoryreport",
+         {"ACCOUNTS": "{plan}", "TERRITORY_FIELD": "territory_id", "BACKTEST_FIELD": "name",
+          "OUTPUT_HTML": "{out}/r.html"},
+         message=r"BACKTEST_FIELD: 'name' holds text \(e\.g\. '.+'\), not numbers"),
     # compareplans
     Case("compare-one-plan", "compareplans",
          {"PLANS": ["{plan}"], "TERRITORY_FIELD": "territory_id", "OUTPUT_KPIS": "{out}/k.gpkg"},
