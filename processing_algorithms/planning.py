@@ -958,7 +958,8 @@ def _check_polygons(source, key: str, examples: str) -> None:
         name = QgsWkbTypes.displayString(source.wkbType()) or "no geometry"
         raise QgsProcessingException(
             f"{key} must be a polygon layer ({examples}); '{source.sourceName()}' has {name} "
-            "geometries. Choose a polygon layer, or give points as ACCOUNTS."
+            "geometries. Choose a polygon layer"
+            + (", or give points as ACCOUNTS." if key == "UNITS" else ".")
         )
 
 
