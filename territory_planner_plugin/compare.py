@@ -21,7 +21,7 @@ import shapely
 
 from . import kpis as plan_kpis
 from .errors import InvalidInputError
-from .htmlpage import agg_figure, figure_png, finite, fmt, html_head, png_data_uri
+from .htmlpage import agg_figure, bullet_list, figure_png, finite, fmt, html_head, png_data_uri
 from .progress import CancelCheck, ProgressCallback, check_cancel
 from .progress import report as report_progress
 
@@ -597,11 +597,7 @@ def comparison_html(
         if len(moved) > max_rows:
             parts.append(f"<p>First {max_rows} shown; the differences table has them all.</p>")
     if comparison.notes:
-        parts.append(
-            "<h2>Notes</h2><ul id='notes'>"
-            + "".join(f"<li>{html.escape(n)}</li>" for n in comparison.notes)
-            + "</ul>"
-        )
+        parts.append("<h2>Notes</h2>" + bullet_list(comparison.notes, list_id="notes"))
     if parameters:
         rows = "".join(
             f"<tr><td>{html.escape(str(a))}</td><td>{html.escape(str(b))}</td></tr>"

@@ -237,25 +237,9 @@ def _cover_bound(values, lo, hi, locks, current, allowed) -> float:
     the larger of the two sums (receiving counts only when no new account could fill the gap).
     Locks that differ from today's territory are moves in any plan and come on top.
     """
-    k = lo.shape[0]
-    has = current >= 0
-    forced = has & (locks >= 0) & (locks != current)
-    start = np.where(locks >= 0, locks, current)
-    placed = start >= 0
-    load = totals(values[placed], start[placed], k)
-    movable = has & (locks < 0)
-    out_needed = in_needed = 0
-    for j in range(k):
-        mine = np.flatnonzero(movable & (current == j))
-        others = np.flatnonzero(movable & (current != j) & allowed[:, j])
-        give = take = 0
-        for m in range(values.shape[1]):
-            give = max(give, _count_to_cover(values[mine, m], load[j, m] - hi[j, m]))
-            take = max(take, _count_to_cover(values[others, m], lo[j, m] - load[j, m]))
-        out_needed += give
-        in_needed += take
-    free_accounts = bool((~placed).any())  # new accounts can fill a gap without a move
-    return float(forced.sum() + max(out_needed, 0 if free_accounts else in_needed))
+    ones = np.ones(len(values))
+    return _covering(values, ones, lo, hi, locks, current, allowed,
+                     lambda vals, w, gap: _count_to_cover(vals, gap))  # fmt: skip
 
 
 def _value_cover_bound(values, weight, lo, hi, locks, current, allowed) -> float:
@@ -263,6 +247,12 @@ def _value_cover_bound(values, weight, lo, hi, locks, current, allowed) -> float
     territory over a bound must give away, one under must receive, accounts (or units) whose
     measure covers the gap, at least the least weight that can (fractional knapsack: cheapest
     weight per unit of the measure first). Moved weight counts once leaving and once arriving."""
+    return _covering(values, weight, lo, hi, locks, current, allowed, _least_weight)
+
+
+def _covering(values, weight, lo, hi, locks, current, allowed, cover) -> float:
+    """The counting bound of :func:`_cover_bound` with ``cover(values, weights, gap)`` the least
+    that closes one territory's gap on one measure."""
     k = lo.shape[0]
     has = current >= 0
     forced = has & (locks >= 0) & (locks != current)
@@ -276,12 +266,11 @@ def _value_cover_bound(values, weight, lo, hi, locks, current, allowed) -> float
         others = np.flatnonzero(movable & (current != j) & allowed[:, j])
         give = take = 0.0
         for m in range(values.shape[1]):
-            give = max(give, _least_weight(values[mine, m], weight[mine], load[j, m] - hi[j, m]))
-            take = max(take, _least_weight(values[others, m], weight[others],
-                                           lo[j, m] - load[j, m]))  # fmt: skip
+            give = max(give, cover(values[mine, m], weight[mine], load[j, m] - hi[j, m]))
+            take = max(take, cover(values[others, m], weight[others], lo[j, m] - load[j, m]))
         out_needed += give
         in_needed += take
-    free = bool((~placed).any())
+    free = bool((~placed).any())  # new accounts can fill a gap without a move
     return float(weight[forced].sum() + max(out_needed, 0.0 if free else in_needed))
 
 

@@ -21,7 +21,7 @@ import pandas as pd
 from . import _validate, compare, palette
 from . import kpis as plan_kpis
 from .errors import InvalidInputError
-from .htmlpage import agg_figure, figure_png, finite, fmt, html_head, png_data_uri
+from .htmlpage import agg_figure, bullet_list, figure_png, finite, fmt, html_head, png_data_uri
 from .plan_map import draw_plan_map, rep_names_from, territory_field_of
 from .territories import STRAIGHT_LINE_KMH
 
@@ -975,12 +975,7 @@ def comparison_section(
         ))  # fmt: skip
         if len(moved) > max_rows:
             parts.append(f"<p>First {max_rows} of {len(moved)} shown.</p>")
-    if comparison.notes:
-        parts.append(
-            "<ul id='comparison-notes'>"
-            + "".join(f"<li>{html.escape(n)}</li>" for n in comparison.notes)
-            + "</ul>"
-        )
+    parts.append(bullet_list(comparison.notes, list_id="comparison-notes"))
     return "".join(parts)
 
 
