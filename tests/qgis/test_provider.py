@@ -18,7 +18,7 @@ COVERAGE_PARAMETERS = (
     "REP_SKILLS_FIELD", "SKILL_RULE", "SKILL_WEIGHT",
 )  # fmt: skip
 # Groups (solved separately) and regions (second level), the same in both planning algorithms.
-GROUP_PARAMETERS = ("GROUP_FIELD", "REP_GROUP_FIELD", "REGIONS")
+GROUP_PARAMETERS = ("GROUP_FIELD", "UNIT_GROUP_FIELD", "REP_GROUP_FIELD", "REGIONS")
 
 CONTRACT = {
     "buildroadnetwork": (
