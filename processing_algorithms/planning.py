@@ -969,6 +969,8 @@ def _plan_settings(inputs: PlanInputs | None) -> dict:
         "tolerance_pct": opts.get("tolerance_pct"),
         "balance_fields": ",".join(inputs.balance_fields or []),
         "lock_field": "locked",
+        "network": inputs.network_path or None,
+        "rep_max_minutes": opts.get("rep_max_minutes"),
     }
 
 
