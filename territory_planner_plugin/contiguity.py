@@ -1461,6 +1461,7 @@ class CutPlan:
     optimal: bool
     rounds: int
     cuts: int
+    closed: bool = False  # the last round's plan is in one piece each, within ``gap``
 
 
 def contiguous_cuts(
@@ -1476,7 +1477,9 @@ def contiguous_cuts(
     budget: int | None = None,
     start: np.ndarray | None = None,
     time_limit_s: float = 60.0,
-    repair_s: float = 3.0,
+    repair_s: float = 1.0,
+    gap: float = 1e-6,
+    incumbents: bool = False,
 ) -> CutPlan | None:
     """Root-free exact contiguous model by separator cuts (HiGHS through ``highspy``).
 
@@ -1488,7 +1491,9 @@ def contiguous_cuts(
     problem as posed (no roots), so its proven bound holds; a round whose plan is in one piece
     per territory is optimal. ``start`` (a plan in one piece per territory) is each round's
     first incumbent, and each round's plan in pieces is made one piece each
-    (:func:`make_contiguous`, up to ``repair_s``) for a better one. Returns None when
+    (:func:`make_contiguous`, up to ``repair_s``) for a better one. Each round stops within ``gap`` (relative) of its optimum,
+    so a round whose plan is in one piece each closes within ``gap``; with ``incumbents`` the
+    round's improving plans in pieces give cuts too. Returns None when
     ``highspy`` is not installed.
     """
     try:
@@ -1517,7 +1522,7 @@ def contiguous_cuts(
     mat = _binary(_matrix(adjacency))
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
-    h.setOptionValue("mip_rel_gap", 1e-6)
+    h.setOptionValue("mip_rel_gap", float(gap))
     h.addVars(p, np.zeros(p), np.ones(p))
     idx = np.arange(p, dtype=np.int32)
     h.changeColsCost(p, idx, cost[pr, pc])
@@ -1546,7 +1551,10 @@ def contiguous_cuts(
             count_pieces(start, mat, k) == 1
         ).all():
             best, best_obj = start.copy(), float(cost[np.arange(n), start].sum())
-    bound, rounds, cuts, seen = -np.inf, 0, 0, set()
+    bound, rounds, cuts, seen, closed = -np.inf, 0, 0, set(), False
+    found: list = []
+    if incumbents:
+        h.cbMipImprovingSolution += lambda e: found.append(np.array(e.data_out.mip_solution))
     while True:
         left = time_limit_s - (time.perf_counter() - t0)
         if left <= 0.05:
@@ -1558,6 +1566,7 @@ def contiguous_cuts(
             sol = highspy.HighsSolution()
             sol.col_value = list(x0)
             h.setSolution(sol)
+        found.clear()
         h.run()
         rounds += 1
         status = h.getModelStatus()
@@ -1568,26 +1577,35 @@ def contiguous_cuts(
             bound = max(bound, float(info.mip_dual_bound))
         if info.primal_solution_status != 2:
             break
-        x = np.asarray(h.getSolution().col_value)
-        assign = np.full(n, -1)
-        pick = x > 0.5
-        assign[pr[pick]] = pc[pick]
-        obj = float(cost[np.arange(n), assign].sum())
-        new = _separator_cuts(assign, mat, k)
-        logger.debug("separator cuts: round %d at %.1f s, bound %.3f, plan %.3f, %d separators",
-                     rounds, time.perf_counter() - t0, bound, obj, len(new))  # fmt: skip
-        if not new:
-            if (count_pieces(assign, mat, k) == 1).all() and obj < best_obj:
+        final = np.asarray(h.getSolution().col_value)
+        new: list = []
+        last_new = True
+        for x in [*found, final]:
+            assign = np.full(n, -1)
+            pick = x[:p] > 0.5
+            assign[pr[pick]] = pc[pick]
+            if (assign < 0).any():
+                continue
+            sep = _separator_cuts(assign, mat, k)
+            new.extend(sep)
+            last_new = bool(sep)
+            obj = float(cost[np.arange(n), assign].sum())
+            if not sep and (count_pieces(assign, mat, k) == 1).all() and obj < best_obj:
                 best, best_obj = assign, obj
+        logger.debug("separator cuts: round %d at %.1f s, bound %.3f, best %.3f, %d separators",
+                     rounds, time.perf_counter() - t0, bound, best_obj, len(new))  # fmt: skip
+        if not last_new:
+            closed = status == highspy.HighsModelStatus.kOptimal
             break
         if status != highspy.HighsModelStatus.kOptimal:
             break  # stopped at the time limit on a plan in pieces
-        repaired = _repair(assign, mat, cost, vals, lo, hi, locks, allowed, current, budget,
-                           time.perf_counter() + min(repair_s, max(left / 4, 0.1)))  # fmt: skip
-        if repaired is not None:
-            r_obj = float(cost[np.arange(n), repaired].sum())
-            if r_obj < best_obj - 1e-9 * max(abs(best_obj), 1.0):
-                best, best_obj = repaired, r_obj
+        if repair_s > 0:
+            repaired = _repair(assign, mat, cost, vals, lo, hi, locks, allowed, current, budget,
+                               time.perf_counter() + min(repair_s, max(left / 4, 0.1)))  # fmt: skip
+            if repaired is not None:
+                r_obj = float(cost[np.arange(n), repaired].sum())
+                if r_obj < best_obj - 1e-9 * max(abs(best_obj), 1.0):
+                    best, best_obj = repaired, r_obj
         added = 0
         for a, b, sep in new:
             key = (a, b, tuple(sep))
@@ -1595,10 +1613,10 @@ def contiguous_cuts(
                 continue
             seen.add(key)
             for t in range(k):
-                cols = [pid[a, t], pid[b, t]] + [pid[c, t] for c in sep]
-                coef = [1.0, 1.0] + [-1.0] * len(sep)
                 if pid[a, t] < 0 or pid[b, t] < 0:
                     continue
+                cols = [pid[a, t], pid[b, t]] + [pid[c, t] for c in sep]
+                coef = [1.0, 1.0] + [-1.0] * len(sep)
                 keep = [q for q, c in enumerate(cols) if c >= 0]
                 h.addRow(-np.inf, 1.0, len(keep), np.array([cols[q] for q in keep], np.int32),
                          np.array([coef[q] for q in keep]))  # fmt: skip
@@ -1611,7 +1629,8 @@ def contiguous_cuts(
     if best is not None:
         bound = min(bound, best_obj)
     optimal = best is not None and bound >= best_obj - 1e-6 * max(abs(best_obj), 1.0)
-    return CutPlan(float(bound), best, float(best_obj), bool(optimal), rounds, cuts)
+    return CutPlan(float(bound), best, float(best_obj), bool(optimal), rounds, cuts,
+                   bool(closed or optimal))
 
 
 def _repair(assign, mat, cost, vals, lo, hi, locks, allowed, current, budget, deadline):

@@ -369,14 +369,14 @@ class TerritoryModel:
                         "none" if cuts.assign is None else f"{cuts.objective:.3f}",
                         " (optimal)" if cuts.optimal else "")  # fmt: skip
         left = max(time_limit_s - (time.perf_counter() - t0), 1.0)
-        if cuts is None or not cuts.optimal:
+        if cuts is None or not (cuts.optimal or cuts.closed):
             exact = contiguous_exact(
                 self.cost, self.values, lo, hi, adjacency=self.adjacency,
                 roots=self._roots(start), locks=self.locks, allowed=self.allowed,
                 current=self.current, budget=self.budget, start=start, time_limit_s=left,
             )  # fmt: skip
         note = "" if solver.upper() == "HIGHS" else f"; not {solver}: HiGHS is twice as fast on it"
-        if cuts is not None and cuts.optimal and start is not None:
+        if cuts is not None and (cuts.optimal or cuts.closed) and start is not None:
             assign, used = start, "HiGHS (exact contiguous model, separator cuts)"
         elif exact is not None and (start is None or exact.objective < self.objective_of(start)):
             state = (
