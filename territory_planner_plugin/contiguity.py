@@ -11,7 +11,8 @@ hand the other pieces to neighbours (region growing), then boundary moves and ej
 restore the balance bounds and a local search of boundary moves and swaps that keep every
 territory connected lowers the cost. :func:`contiguous_milp` is the exact model (single-commodity
 flow from a root per territory, HiGHS through SciPy): the reference on small cases and the
-path of :meth:`model.TerritoryModel.solve` for county-sized models.
+path of :meth:`model.TerritoryModel.solve` for county-sized models, after
+:func:`contiguous_cuts` (root-free a-b separator cuts), whose bound holds for the problem as posed.
 """
 
 from __future__ import annotations

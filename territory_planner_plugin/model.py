@@ -283,7 +283,8 @@ class TerritoryModel:
 
         With ``final`` false only a quick priced assignment is made (centre rounds; no penalty,
         no contiguity). A contiguous model is then made contiguous (:mod:`contiguity`), keeping
-        every hard constraint; the bound stays the one without contiguity (still a lower bound).
+        every hard constraint; the bound stays the one without contiguity (still a lower bound),
+        except on the county-sized exact path, whose separator cuts bound the contiguous problem.
         Raises :class:`InfeasibleError` (naming the smallest relaxation) or :class:`SolverError`.
         """
         travel = self.travel if final else None
