@@ -137,7 +137,8 @@ def compactness(n: int = 10_000, k: int = 50) -> dict:
                             patience=40)  # fmt: skip
     upper = min(ref.upper, best)
     return {"accounts": n, "territories": k, "balanced_s": round(seconds, 2),
-            "time_limit_s": limit or "default", "balanced_km": round(plan.objective, 1), "kmedian_km": round(best, 1),
+            "time_limit_s": limit or "default", "balanced_km": round(plan.objective, 1),
+            "kmedian_km": round(best, 1),
             "pmedian_km": round(ref.upper, 1), "pmedian_lower_bound_km": round(ref.lower, 1),
             "pmedian_gap_pct": round(100 * (upper / ref.lower - 1), 2),
             "pmedian_iterations": ref.iterations, "pmedian_far_used": ref.far_used,

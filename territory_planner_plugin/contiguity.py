@@ -1490,11 +1490,10 @@ def contiguous_cuts(
     (a territory holding a and b in one piece holds a unit of C), and solves again (Validi and
     Buchanan's a-b separator formulation, as a cut loop). Each round is a relaxation of the
     problem as posed (no roots), so its proven bound holds; a round whose plan is in one piece
-    per territory is optimal. ``start`` (a plan in one piece per territory) is each round's
-    first incumbent, and each round's plan in pieces is made one piece each
-    (:func:`make_contiguous`, up to ``repair_s``) for a better one. Each round stops within ``gap`` (relative) of its optimum,
-    so a round whose plan is in one piece each closes within ``gap``; with ``incumbents`` the
-    round's improving plans in pieces give cuts too. Returns None when
+    per territory is optimal (within ``gap``, each round's relative MILP gap). ``start`` (a plan
+    in one piece per territory) is each round's first incumbent; each round's plan in pieces is
+    made one piece each (:func:`make_contiguous`, up to ``repair_s``) for a better one; with
+    ``incumbents`` the round's improving plans in pieces give cuts too. Returns None when
     ``highspy`` is not installed.
     """
     try:
