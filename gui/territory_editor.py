@@ -32,6 +32,7 @@ from qgis.gui import (
     QgsCollapsibleGroupBox,
     QgsDockWidget,
     QgsFieldComboBox,
+    QgsFileWidget,
     QgsMapLayerComboBox,
 )
 from qgis.PyQt.QtCore import QTimer, QVariant, pyqtSignal
@@ -58,6 +59,7 @@ from ..territory_planner_plugin.editor import (
     NEAR,
     OUTSIDE,
     PlanTable,
+    drive_minutes,
     point_adjacency,
     polygon_adjacency,
     reoptimise,
@@ -228,6 +230,15 @@ class EditorDock(QgsDockWidget):
         self.max_km_spin.setRange(0.0, 10_000.0)
         self.max_km_spin.setSpecialValueText("no limit")
         self.max_km_spin.setSuffix(" km")
+        self.network_widget = QgsFileWidget(setup)
+        self.network_widget.setFilter("Road network (*.gpkg *.osm *.pbf *.osm.pbf *.bz2 *.graphml)")
+        self.network_widget.setToolTip("The road network of the plan (Build road network): travel "
+                                       "in drive minutes from the reps' bases; empty: "
+                                       "straight-line km.")  # fmt: skip
+        self.max_minutes_spin = QDoubleSpinBox(setup)
+        self.max_minutes_spin.setRange(0.0, 1440.0)
+        self.max_minutes_spin.setSpecialValueText("no limit")
+        self.max_minutes_spin.setSuffix(" min")
         form.addRow("Plan layer", self.layer_combo)
         form.addRow("Territory field", self.territory_combo)
         form.addRow("Balance fields", self.balance_combo)
@@ -236,6 +247,8 @@ class EditorDock(QgsDockWidget):
         form.addRow("Lock field", self.lock_combo)
         form.addRow("Current territory", self.current_combo)
         form.addRow("Longest drive", self.max_km_spin)
+        form.addRow("Road network", self.network_widget)
+        form.addRow("Longest drive time", self.max_minutes_spin)
         self.load_button = QPushButton("Show the plan", setup)
         self.load_button.clicked.connect(self.load)
         form.addRow(self.load_button)
@@ -340,6 +353,18 @@ class EditorDock(QgsDockWidget):
         if not picked:
             picked = [f for f in ("revenue_potential", "workload_visits") if f in numeric]
         self.balance_combo.setCheckedItems(picked)
+        network = stored.get("network", "")
+        self.network_widget.setFilePath(network if network and Path(network).is_file() else "")
+        with contextlib.suppress(ValueError):
+            self.max_minutes_spin.setValue(float(stored.get("rep_max_minutes", "0") or 0))
+
+    def _drive_minutes(self, xy, crs, centres) -> dict | None:
+        """Drive minutes from each rep's base to every row on the chosen road network (None
+        without a network, positions or bases)."""
+        path = self.network_widget.filePath().strip()
+        if not path or xy is None or not centres:
+            return None
+        return drive_minutes(path, xy, crs.authid() or crs.toWkt(), centres)
 
     def _find_capacity_layer(self, layer):
         """A layer of the project with territory ids and capacity (rep bases preferred)."""
@@ -457,6 +482,8 @@ class EditorDock(QgsDockWidget):
             adjacency=adjacency, centres=centres,
             max_km=self.max_km_spin.value() or None, territories=territories, names=names_,
             tiers=tiers if len(set(tiers.values())) > 1 else None,
+            minutes=self._drive_minutes(xy if has_xy else None, crs, centres),
+            max_minutes=self.max_minutes_spin.value() or None,
         )  # fmt: skip
         own = {}
         if layer.fields().indexOf(palette.COLOUR_FIELD) >= 0:
@@ -622,13 +649,15 @@ class EditorDock(QgsDockWidget):
         plan = t.plan()
         shown = t.shown()
         frame = frame[shown].reset_index(drop=True)
+        drive = "travel_min" in frame and np.isfinite(frame["travel_min"]).any()
         travel = t.centres and np.isfinite(frame["travel_km"]).any()
         names = bool(t.names)  # a Rep column only when the plan names its reps
         headers = ["", "Territory", *(["Rep"] if names else []), "Count"]
         for m in t.measures:
             text = kpis.label(m)
             headers += [text.replace(" ", "\n", 1) if len(text) > 12 else text, "vs\ntarget"]
-        headers += ["Travel km" if travel else "Compactness km", "Pieces", "Moved"]
+        headers += ["Drive min" if drive else "Travel km" if travel else "Compactness km",
+                    "Pieces", "Moved"]  # fmt: skip
         self.grid.setColumnCount(len(headers))
         self.grid.setHorizontalHeaderLabels(headers)
         self.grid.setRowCount(len(frame))
@@ -647,7 +676,8 @@ class EditorDock(QgsDockWidget):
                 dev.setToolTip(f"Target {rec[f'{m}_target']:,.1f}; {rec[f'{m}_status']} the "
                                f"±{t.tolerance_pct:g}% band")  # fmt: skip
                 cells.append(dev)
-            figure = rec["travel_km"] if travel else rec["compactness_km"]
+            figure = (rec["travel_min"] if drive else
+                      rec["travel_km"] if travel else rec["compactness_km"])  # fmt: skip
             cells.append(QTableWidgetItem("" if not np.isfinite(figure) else f"{figure:,.1f}"))
             pieces = QTableWidgetItem(str(int(rec["pieces"])))
             if rec["pieces"] > 1:

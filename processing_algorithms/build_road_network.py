@@ -11,6 +11,7 @@ from qgis.core import (
     QgsProcessingException,
     QgsProcessingOutputFile,
     QgsProcessingOutputVectorLayer,
+    QgsProcessingParameterDefinition,
     QgsProcessingParameterEnum,
     QgsProcessingParameterExtent,
     QgsProcessingParameterFile,
@@ -53,6 +54,7 @@ class BuildRoadNetworkAlgorithm(TerritoryPlannerAlgorithm):
     EXTENT = "EXTENT"
     NETWORK_TYPE = "NETWORK_TYPE"
     SPEEDS = "SPEEDS"
+    OVERPASS_URL = "OVERPASS_URL"
     OUTPUT = "OUTPUT"
     NETWORK = "NETWORK"
     NODES = "NODES"
@@ -93,6 +95,15 @@ class BuildRoadNetworkAlgorithm(TerritoryPlannerAlgorithm):
                 True,
             )
         )
+        url = QgsProcessingParameterString(
+            self.OVERPASS_URL,
+            self.tr("Overpass API server for downloads (empty: OSMnx's default)"),
+            None,
+            False,
+            True,
+        )
+        url.setFlags(url.flags() | QgsProcessingParameterDefinition.FlagAdvanced)
+        self.addParameter(url)
         self.addParameter(
             QgsProcessingParameterFileDestination(
                 self.OUTPUT, self.tr("Road network"), self.tr("GeoPackage (*.gpkg)")
@@ -108,6 +119,7 @@ class BuildRoadNetworkAlgorithm(TerritoryPlannerAlgorithm):
         has_extent = parameters.get(self.EXTENT) not in (None, "")
         network_type = enum_value(self, parameters, self.NETWORK_TYPE, context, NETWORK_TYPES)
         speeds_text = self.parameterAsString(parameters, self.SPEEDS, context)
+        overpass_url = self.parameterAsString(parameters, self.OVERPASS_URL, context).strip()
         output = self.parameterAsFileOutput(parameters, self.OUTPUT, context)
 
         if osm_file and has_extent:
@@ -144,6 +156,7 @@ class BuildRoadNetworkAlgorithm(TerritoryPlannerAlgorithm):
             cache_folder=os.path.join(
                 QgsApplication.qgisSettingsDirPath(), "territory_planner", "osm_cache"
             ),
+            overpass_url=overpass_url or None,
             progress=progress,
             is_cancelled=is_cancelled,
         )

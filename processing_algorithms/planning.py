@@ -194,6 +194,7 @@ class PlanningAlgorithm(TerritoryPlannerAlgorithm):
     SKILL_RULE = "SKILL_RULE"
     SKILL_WEIGHT = "SKILL_WEIGHT"
     GROUP_FIELD = "GROUP_FIELD"
+    UNIT_GROUP_FIELD = "UNIT_GROUP_FIELD"
     REP_GROUP_FIELD = "REP_GROUP_FIELD"
     REGIONS = "REGIONS"
     REGION_MAX_DEVIATION_PCT = "REGION_MAX_DEVIATION_PCT"
@@ -505,7 +506,8 @@ class PlanningAlgorithm(TerritoryPlannerAlgorithm):
             )
 
     def add_group_parameters(self) -> None:
-        """GROUP_FIELD, REP_GROUP_FIELD, REGIONS and the REGION_MAX_DEVIATION_PCT output."""
+        """GROUP_FIELD, UNIT_GROUP_FIELD, REP_GROUP_FIELD, REGIONS and the
+        REGION_MAX_DEVIATION_PCT output."""
         add = self.addParameter
         add(
             _Field(
@@ -513,6 +515,15 @@ class PlanningAlgorithm(TerritoryPlannerAlgorithm):
                 self.tr("Group field: plan each group separately (state, region, segment)"),
                 None,
                 self.ACCOUNTS,
+                optional=True,
+            )
+        )
+        add(
+            _Field(
+                self.UNIT_GROUP_FIELD,
+                self.tr("Group field of the units: plan each group separately (e.g. the state)"),
+                None,
+                self.UNITS,
                 optional=True,
             )
         )
@@ -542,23 +553,37 @@ class PlanningAlgorithm(TerritoryPlannerAlgorithm):
         )
 
     def read_group_options(self, parameters, context, inputs: PlanInputs) -> dict:
-        """GROUP_FIELD, REP_GROUP_FIELD and REGIONS, checked against the other inputs."""
+        """GROUP_FIELD (accounts) or UNIT_GROUP_FIELD (units), REP_GROUP_FIELD and REGIONS,
+        checked against the other inputs."""
         group_field = optional_field(self, parameters, self.GROUP_FIELD, context)
+        unit_group_field = optional_field(self, parameters, self.UNIT_GROUP_FIELD, context)
         rep_group_field = optional_field(self, parameters, self.REP_GROUP_FIELD, context)
         regions_n = self.parameterAsInt(parameters, self.REGIONS, context) if not _unset(
             parameters.get(self.REGIONS)) else 0  # fmt: skip
+        if unit_group_field and inputs.units_source is None:
+            raise QgsProcessingException(
+                "UNIT_GROUP_FIELD is a field of UNITS: give UNITS, or use GROUP_FIELD for "
+                "ACCOUNTS without units."
+            )
+        if group_field and inputs.units_source is not None:
+            raise QgsProcessingException(
+                f"GROUP_FIELD '{group_field}' is a field of ACCOUNTS; with UNITS every area is "
+                "planned whole, so the groups are the areas': choose UNIT_GROUP_FIELD (e.g. each "
+                "county's state) and leave GROUP_FIELD empty."
+            )
         if group_field and inputs.accounts_source is None:
             raise QgsProcessingException(
                 "GROUP_FIELD is a field of ACCOUNTS: give ACCOUNTS, or leave GROUP_FIELD empty."
             )
+        group_field = group_field or unit_group_field
         if rep_group_field and inputs.reps_source is None:
             raise QgsProcessingException(
                 "REP_GROUP_FIELD is a field of REPS: give REPS, or leave REP_GROUP_FIELD empty."
             )
         if rep_group_field and not group_field:
             raise QgsProcessingException(
-                "REP_GROUP_FIELD is used with GROUP_FIELD: set GROUP_FIELD (the accounts' "
-                "group), or leave REP_GROUP_FIELD empty."
+                "REP_GROUP_FIELD is used with GROUP_FIELD or UNIT_GROUP_FIELD: set one (the "
+                "accounts' or the units' group), or leave REP_GROUP_FIELD empty."
             )
         if regions_n < 0:
             raise QgsProcessingException("REGIONS: give 0 (off) or a number of regions, e.g. 6.")
@@ -944,6 +969,8 @@ def _plan_settings(inputs: PlanInputs | None) -> dict:
         "tolerance_pct": opts.get("tolerance_pct"),
         "balance_fields": ",".join(inputs.balance_fields or []),
         "lock_field": "locked",
+        "network": inputs.network_path or None,
+        "rep_max_minutes": opts.get("rep_max_minutes"),
     }
 
 
@@ -958,7 +985,8 @@ def _check_polygons(source, key: str, examples: str) -> None:
         name = QgsWkbTypes.displayString(source.wkbType()) or "no geometry"
         raise QgsProcessingException(
             f"{key} must be a polygon layer ({examples}); '{source.sourceName()}' has {name} "
-            "geometries. Choose a polygon layer, or give points as ACCOUNTS."
+            "geometries. Choose a polygon layer"
+            + (", or give points as ACCOUNTS." if key == "UNITS" else ".")
         )
 
 

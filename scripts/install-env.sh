@@ -215,6 +215,9 @@ mkdir -p "\$QGIS_PROCESS_HOME/runtime" && chmod 700 "\$QGIS_PROCESS_HOME/runtime
 export HOME="\$QGIS_PROCESS_HOME" XDG_RUNTIME_DIR="\$QGIS_PROCESS_HOME/runtime"
 export QT_QPA_PLATFORM="\${QT_QPA_PLATFORM:-offscreen}"
 export PYTHONPATH="\$VENV_DIR/lib/python$PYVER/site-packages\${PYTHONPATH:+:\$PYTHONPATH}"
+# QGIS's own start-up calls sip.setapi(), which prints "DeprecationWarning: setapi() is
+# deprecated" on every run: keep that one notice out of the user's output.
+export PYTHONWARNINGS="ignore:setapi() is deprecated:DeprecationWarning\${PYTHONWARNINGS:+,\$PYTHONWARNINGS}"
 exec /usr/bin/qgis_process.bin "\$@"
 EOF
 chmod +x "$VENV_ABS/bin/qgis_process"

@@ -30,7 +30,4 @@ INI="$QGIS_PROCESS_HOME/.local/share/QGIS/QGIS3/profiles/default/QGIS/QGIS3.ini"
 if ! grep -qs '^territory_planner=true' "$INI"; then
   "$VENV/bin/qgis_process" plugins enable territory_planner >/dev/null 2>&1 || true
 fi
-# QGIS's own start-up calls sip.setapi(), which prints "DeprecationWarning: setapi() is deprecated"
-# on every run; keep that one notice (and only it) out of the output.
-export PYTHONWARNINGS="ignore:setapi() is deprecated:DeprecationWarning${PYTHONWARNINGS:+,$PYTHONWARNINGS}"
 exec "$VENV/bin/qgis_process" "$@"

@@ -49,7 +49,7 @@ def check_points(
     if missing.any() and not allow_missing:
         msg = (
             f"{layer}: {int(missing.sum())} {noun} have a NULL or empty geometry: "
-            f"{_listed(ids[missing])}. Give them a location or filter them out (Select by "
+            f"{listed(ids[missing])}. Give them a location or filter them out (Select by "
             "Expression: is_empty_or_null($geometry)), then run again."
         )
         raise InvalidInputError(msg)
@@ -72,13 +72,19 @@ def balance_values(frame: pd.DataFrame, ids: np.ndarray, fields: Sequence[str], 
             msg = f"BALANCE_FIELDS: '{f}' is not a field of {layer}."
             raise InvalidInputError(msg)
         col = pd.to_numeric(frame[f], errors="coerce")
-        bad = col.isna() | (col < 0)
-        if bad.any():
-            msg = (
-                f"BALANCE_FIELDS: '{f}' is null, negative or not a number for {noun} "
-                f"{list(map(str, np.asarray(ids)[bad.to_numpy()][:10]))}; fix them (0 for none) or run "
-                "checkaccounts first."
-            )
+        null = frame[f].isna().to_numpy()
+        text = col.isna().to_numpy() & ~null
+        if text.all():
+            msg = (f"BALANCE_FIELDS: '{f}' holds text (e.g. '{frame[f].iloc[0]}'), not numbers; "
+                   f"choose a numeric field of {layer}.")  # fmt: skip
+            raise InvalidInputError(msg)
+        ids = np.asarray(ids)
+        faults = [(null, "null"), ((col < 0).to_numpy(), "negative"), (text, "not a number")]
+        found = [f"{word} for {int(m.sum())} {noun} ({listed(ids[m])})" for m, word in faults
+                 if m.any()]  # fmt: skip
+        if found:
+            msg = (f"BALANCE_FIELDS: '{f}' is {'; '.join(found)}. Fix them (0 for none) or run "
+                   "checkaccounts first.")  # fmt: skip
             raise InvalidInputError(msg)
         cols.append(col.to_numpy(float))
     return np.column_stack(cols)
@@ -99,10 +105,11 @@ def row_labels(frame, rows: np.ndarray, limit: int = 10) -> str:
     labels = [
         f"row {i + 1}" + (f" (feature id {fids[i]})" if fids is not None else "") for i in idx
     ]
-    return _listed(labels, limit)
+    return listed(labels, limit)
 
 
-def _listed(values, limit: int = 10) -> str:
+def listed(values, limit: int = 10) -> str:
+    """'a, b, c and 4 more': the first ``limit`` values for a message."""
     values = [str(v) for v in values]
     more = f" and {len(values) - limit} more" if len(values) > limit else ""
     return ", ".join(values[:limit]) + more

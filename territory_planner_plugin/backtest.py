@@ -67,6 +67,11 @@ def backtest(
             msg = f"{key}: '{name}' is not a field of ACCOUNTS."
             raise InvalidInputError(msg)
     raw = pd.to_numeric(accounts[backtest_field], errors="coerce")
+    if raw.isna().all() and accounts[backtest_field].notna().any():
+        msg = (f"BACKTEST_FIELD: '{backtest_field}' holds text (e.g. "
+               f"'{accounts[backtest_field].dropna().iloc[0]}'), not numbers; choose a numeric "
+               "field such as last year's revenue.")  # fmt: skip
+        raise InvalidInputError(msg)
     missing = int(raw.isna().sum())
     if missing:
         logger.warning("BACKTEST_FIELD '%s': %d account(s) have no value; counted as 0.",

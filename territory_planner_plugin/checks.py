@@ -133,14 +133,15 @@ def check_accounts(
     # geometry
     check_cancel(is_cancelled)
     report(progress, 0.15, "Checking geometry")
-    geometry_reason, xy = _geometry(accounts)
+    located = _areas_as_points(accounts)
+    geometry_reason, xy = _geometry(located)
     out["chk_geometry"] = pd.Series(geometry_reason, index=out.index, dtype=object)
     usable = np.array([r is None for r in geometry_reason])
     for k, r in enumerate(geometry_reason):
         if r is not None:
             reasons[k].append(f"geometry {r}")
     rows.append(_row("missing or unusable geometry", "chk_geometry", int((~usable).sum()), n))
-    metric_xy, metric_crs = _metric_xy(accounts, xy, usable)
+    metric_xy, metric_crs = _metric_xy(located, xy, usable)
 
     # likely duplicate accounts: same normalised name within duplicate_distance_m
     check_cancel(is_cancelled)
@@ -178,7 +179,7 @@ def check_accounts(
     check_cancel(is_cancelled)
     report(progress, 0.6, "Measuring distance to the road network")
     if network is not None:
-        snap_m = _snap_distance(network, accounts, usable)
+        snap_m = _snap_distance(network, located, usable)
         far = np.isfinite(snap_m) & (snap_m > max_snap_m)
         out["chk_far_from_road"] = far
         out["chk_snap_m"] = np.round(snap_m, 1)
@@ -300,6 +301,19 @@ def _id_texts(series: pd.Series) -> list[str | None]:
         text = str(value).strip()
         out.append(text or None)
     return out
+
+
+def _areas_as_points(accounts: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """A layer of areas (every geometry a polygon: units of a plan) checked at a point inside
+    each area; any other layer as it is."""
+    geoms = np.asarray(accounts.geometry.array, dtype=object)
+    present = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
+    if not present.any() or not np.isin(shapely.get_type_id(geoms[present]), (3, 6)).all():
+        return accounts
+    logger.info("INPUT holds areas (polygons): each is checked at a point inside it.")
+    inside = geoms.copy()
+    inside[present] = shapely.point_on_surface(shapely.make_valid(geoms[present]))
+    return accounts.set_geometry(gpd.GeoSeries(inside, index=accounts.index, crs=accounts.crs))
 
 
 def _geometry(accounts: gpd.GeoDataFrame) -> tuple[list[str | None], np.ndarray]:

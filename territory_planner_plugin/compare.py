@@ -21,7 +21,7 @@ import shapely
 
 from . import kpis as plan_kpis
 from .errors import InvalidInputError
-from .htmlpage import agg_figure, figure_png, finite, fmt, html_head, png_data_uri
+from .htmlpage import agg_figure, bullet_list, figure_png, finite, fmt, html_head, png_data_uri
 from .progress import CancelCheck, ProgressCallback, check_cancel
 from .progress import report as report_progress
 
@@ -101,9 +101,16 @@ def compare_plans(
     fields = list(dict.fromkeys(balance_fields))
     notes: list[str] = []
     keys, territories, values = [], [], []
+    kinds = {}
     for plan, name in zip(plans, names):
         check_cancel(is_cancelled)
         key, terr, vals = _read_plan(plan, name, id_field, territory_field, fields, notes)
+        kinds[name] = _kind(plan)
+        if len(set(kinds.values()) - {None}) > 1:
+            msg = (f"PLANS: plan '{name}' has {kinds[name]} geometries, the baseline "
+                   f"'{names[0]}' {kinds[names[0]]}; compare plans of the same rows (accounts "
+                   "with accounts, areas with areas).")  # fmt: skip
+            raise InvalidInputError(msg)
         keys.append(key)
         territories.append(terr)
         values.append(vals)
@@ -283,13 +290,22 @@ def _read_plan(plan, name, id_field, territory_field, fields, notes):
                 logging.WARNING,
             )
         kinds = set(geoms[~(geoms.isna() | geoms.is_empty)].geom_type)
-        if kinds - {"Point"}:
+        if kinds - {"Point"} and kinds - {"Polygon", "MultiPolygon"}:
             msg = (
-                f"{where} has {', '.join(sorted(kinds - {'Point'}))} geometries; use point "
-                "layers of accounts (e.g. the accounts output of Design territories)."
+                f"{where} has {', '.join(sorted(kinds))} geometries; use point layers of "
+                "accounts (e.g. the accounts output of Design territories) or polygon layers of "
+                "areas (its units output), not a mix or lines."
             )
             raise InvalidInputError(msg)
     return ids, terr, vals
+
+
+def _kind(plan) -> str | None:
+    """'Point' or 'Polygon' (areas): what a plan's rows are; None without geometries."""
+    if not isinstance(plan, gpd.GeoDataFrame):
+        return None
+    kinds = set(plan.geometry[plan.geometry.notna() & ~plan.geometry.is_empty].geom_type)
+    return "Polygon" if kinds and kinds <= {"Polygon", "MultiPolygon"} else ("Point" if kinds else None)
 
 
 def _projected_crs(plans):
@@ -389,6 +405,12 @@ def _plan_kpis(plan, name, ids, terr, vals, fields, crs, travel_field, base, bas
         devs = np.concatenate([bal.table[f"{m}_dev_pct"].to_numpy() for m in measures])
         row["within_tolerance"] = plan_kpis.within_tolerance(devs, tolerance_pct)
     row["compactness_km"] = _compactness_km(plan, terr, crs)
+    if isinstance(plan, gpd.GeoDataFrame):  # any plan, also one made elsewhere
+        from .contiguity import plan_pieces
+
+        pieces = plan_pieces(plan.geometry, terr)
+        row["split_territories"] = sum(1 for k, n in pieces.items()
+                                       if n > 1 and (tiers or {}).get(k) != plan_kpis.NAMED_TIER)  # fmt: skip
     if travel_field:
         row["travel_total"] = (
             round(float(pd.to_numeric(plan[travel_field], errors="coerce").sum()), 2)
@@ -425,7 +447,9 @@ def _compactness_km(plan, terr, crs) -> float:
     ok = (geoms.notna() & ~geoms.is_empty).to_numpy() & np.array([t is not None for t in terr])
     if not ok.any():
         return float("nan")
-    return plan_kpis.compactness_km(shapely.get_coordinates(geoms.to_numpy()[ok]), terr[ok])
+    located = geoms.to_numpy()[ok]  # areas count from a point inside each
+    points = shapely.point_on_surface(located) if (shapely.get_type_id(located) != 0).any() else located
+    return plan_kpis.compactness_km(shapely.get_coordinates(points), terr[ok])
 
 
 def _differences(plans, id_field, names, keys, territories, matches) -> pd.DataFrame:
@@ -474,6 +498,7 @@ KPI_LABELS = {
     "max_deviation_pct": "Largest deviation from a territory's target (%)",
     "within_tolerance": "Every territory within tolerance",
     "compactness_km": "Compactness: mean km to territory centroid (lower is better)",
+    "split_territories": "Territories in more than one piece",
     "moved_vs_baseline": "Accounts moved vs baseline",
     "moved_share_pct": "Accounts moved vs baseline (%)",
     "relationships_kept_pct": "Relationships kept: accounts with the baseline's own rep (%)",
@@ -515,6 +540,8 @@ def kpi_rows(comparison: Comparison, *, extra: Sequence[tuple[str, list, str]] =
                 status = "ok" if ok else "bad"
             elif column == "within_tolerance":
                 status = "ok" if bool(value) else "bad"
+            elif column == "split_territories" and finite(value):
+                status = "ok" if value == 0 else "bad"
             text = _cell(column, value)
             if column == "within_tolerance":
                 text = plan_kpis.verdict(bool(value))
@@ -524,6 +551,8 @@ def kpi_rows(comparison: Comparison, *, extra: Sequence[tuple[str, list, str]] =
             goal = f"{op} {target:.2f}" if op == "&lt;" else f"{op} {target:g}%"
         if column == "within_tolerance":
             goal = f"±{comparison.tolerance_pct:g}%"
+        if column == "split_territories":
+            goal = "0"
         rows.append(f"<tr><td>{html.escape(label)}</td>{''.join(cells)}<td>{goal}</td></tr>")
     for text, cells, goal in extra:
         rows.append(f"<tr><td>{html.escape(text)}</td>{''.join(cells)}<td>{goal}</td></tr>")
@@ -597,11 +626,7 @@ def comparison_html(
         if len(moved) > max_rows:
             parts.append(f"<p>First {max_rows} shown; the differences table has them all.</p>")
     if comparison.notes:
-        parts.append(
-            "<h2>Notes</h2><ul id='notes'>"
-            + "".join(f"<li>{html.escape(n)}</li>" for n in comparison.notes)
-            + "</ul>"
-        )
+        parts.append("<h2>Notes</h2>" + bullet_list(comparison.notes, list_id="notes"))
     if parameters:
         rows = "".join(
             f"<tr><td>{html.escape(str(a))}</td><td>{html.escape(str(b))}</td></tr>"

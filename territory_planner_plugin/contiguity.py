@@ -404,6 +404,35 @@ def count_pieces(assign: np.ndarray, adjacency, k: int) -> np.ndarray:
     return np.bincount(terr, minlength=k)[:k].astype(int)
 
 
+def plan_pieces(geometries, territory) -> dict[str, int]:
+    """Pieces of every territory of any plan (e.g. one made elsewhere): areas (polygons) by
+    their shared boundaries (:func:`polygon_adjacency`), points by their Voronoi neighbours
+    (:func:`point_adjacency`), as the algorithms count them. ``geometries`` is a GeoSeries
+    (reprojected to a metric CRS when geographic); rows without a geometry or territory are left
+    out. Returns territory key -> pieces."""
+    geoms = geometries
+    if geoms.crs is not None and geoms.crs.is_geographic:
+        located = geoms[geoms.notna() & ~geoms.is_empty]
+        if len(located):
+            geoms = geoms.to_crs(located.estimate_utm_crs())
+    keys = np.array([None if t is None or (isinstance(t, float) and t != t) or str(t).strip() == ""
+                     else str(t) for t in territory], dtype=object)  # fmt: skip
+    ok = (geoms.notna() & ~geoms.is_empty).to_numpy() & np.array([k is not None for k in keys])
+    if not ok.any():
+        return {}
+    arr = geoms.to_numpy()[ok]
+    names, assign = np.unique(keys[ok].astype(str), return_inverse=True)
+    polygonal = np.isin(shapely.get_type_id(arr), (3, 6))
+    if polygonal.all():
+        adjacency = polygon_adjacency(arr)
+    elif not polygonal.any():
+        adjacency = point_adjacency(shapely.get_coordinates(arr), with_cells=False)[0]
+    else:
+        return {}  # a mix of areas and points has no one adjacency
+    counts = count_pieces(assign, adjacency, len(names))
+    return {str(n): int(c) for n, c in zip(names, counts)}
+
+
 def _same_territory_components(a: np.ndarray, mat: sp.csr_matrix) -> tuple[np.ndarray, int]:
     coo = mat.tocoo()
     keep = (a[coo.row] == a[coo.col]) & (a[coo.row] >= 0)

@@ -412,7 +412,7 @@ def _tiered(accounts, coverage: Coverage, arguments: dict, run_geo: Callable,
                        run=lambda p, a=sub_acc, r=sub_reps, f=run, **kw: f(a, r, p, **kw),
                        arguments=arguments, tier=tier)  # fmt: skip
         try:
-            plan = run(sub_acc, sub_reps, pairs)
+            plan = run(sub_acc, sub_reps, pairs, other_tier_reps=tuple(rep_ids[~cols]))
         except TerritoryPlannerError as err:
             raise type(err)(
                 f"{tier.capitalize()} tier: {_skill_words(err, pairs, arguments)}"

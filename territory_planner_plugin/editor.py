@@ -102,6 +102,10 @@ class PlanTable:
         Territory key -> (x, y) of its rep's base (metres): travel = straight-line km to it.
     max_km
         The longest drive (straight-line km to the centre) a rep accepts; None = no limit.
+    minutes
+        Territory key -> drive minutes from its rep's base to every row (see
+        :func:`drive_minutes`); with it travel is in minutes (``travel_min``, ``longest_min``)
+        and ``max_minutes`` is the longest drive a rep accepts.
     territories
         Territories to show even when they have no rows (e.g. from the plan's summary).
     names
@@ -128,6 +132,8 @@ class PlanTable:
         territories: Iterable | None = None,
         names: Mapping[str, str] | None = None,
         tiers: Mapping[str, str] | None = None,
+        minutes: Mapping[str, Sequence[float]] | None = None,
+        max_minutes: float | None = None,
     ) -> None:
         keys = [kpis.text_key(v) for v in territory]
         self.tiers = {str(k): str(v) for k, v in (tiers or {}).items()}
@@ -139,6 +145,8 @@ class PlanTable:
         self._capacity_in = {str(k): float(v) for k, v in (capacity or {}).items()}
         self.names = {str(k): str(v) for k, v in (names or {}).items()}
         self.max_km = max_km
+        self.minutes = {str(k): np.asarray(v, float) for k, v in (minutes or {}).items()}
+        self.max_minutes = max_minutes
         if self.fields:
             frame = pd.DataFrame(values) if not isinstance(values, pd.DataFrame) else values
             missing = [f for f in self.fields if f not in frame.columns]
@@ -188,6 +196,8 @@ class PlanTable:
             self.pieces = np.append(self.pieces, 0)
             self.travel_km = np.append(self.travel_km, np.nan)
             self.longest_km = np.append(self.longest_km, np.nan)
+            self.travel_min = np.append(self.travel_min, np.nan)
+            self.longest_min = np.append(self.longest_min, np.nan)
             self.compact_sum = np.append(self.compact_sum, 0.0)
         return self.index[key]
 
@@ -220,6 +230,8 @@ class PlanTable:
         self.pieces = np.zeros(k, int)
         self.travel_km = np.full(k, np.nan)
         self.longest_km = np.full(k, np.nan)
+        self.travel_min = np.full(k, np.nan)
+        self.longest_min = np.full(k, np.nan)
         self.compact_sum = np.zeros(k)
         self._refresh(range(k))
 
@@ -231,6 +243,11 @@ class PlanTable:
         for j in touched:
             idx = self._members(j)
             self.pieces[j] = self._count_pieces(idx)
+            drive = self.minutes.get(self.keys[j])
+            if drive is not None:  # unreachable rows (inf) count in the longest drive only
+                d = drive[idx]
+                self.travel_min[j] = float(d[np.isfinite(d)].sum())
+                self.longest_min[j] = float(d.max()) if len(d) else 0.0
             if self.xy is None:
                 continue
             pts = self.xy[idx]
@@ -363,7 +380,8 @@ class PlanTable:
     def table(self) -> pd.DataFrame:
         """One row per territory: ``territory``, ``rep``, ``count``, ``capacity``, per measure
         ``<m>_total``, ``<m>_target``, ``<m>_dev_pct``, ``<m>_status``, then ``travel_km``,
-        ``longest_km``, ``compactness_km``, ``pieces`` and ``moved``."""
+        ``longest_km``, (with drive times) ``travel_min`` and ``longest_min``,
+        ``compactness_km``, ``pieces`` and ``moved``."""
         tgt, dev, _, _ = self.balance()
         out = {
             "territory": list(self.keys),
@@ -379,6 +397,9 @@ class PlanTable:
             out[f"{name}_status"] = [self.status(d) for d in dev[name]]
         out["travel_km"] = self.travel_km.copy()
         out["longest_km"] = self.longest_km.copy()
+        if self.minutes:
+            out["travel_min"] = self.travel_min.copy()
+            out["longest_min"] = self.longest_min.copy()
         with np.errstate(divide="ignore", invalid="ignore"):
             comp = np.where(self.count > 0, self.compact_sum / np.maximum(self.count, 1) / 1000.0,
                             np.nan)  # fmt: skip
@@ -427,6 +448,11 @@ class PlanTable:
             if bad:
                 out.append(PlanWarning(key, "band", f"Territory {key} is outside its "
                                     f"±{self.tolerance_pct:g}% band: {', '.join(bad)}."))  # fmt: skip
+            if self.max_minutes is not None and self.longest_min[j] > self.max_minutes:
+                far = ("cannot be reached by road" if not np.isfinite(self.longest_min[j]) else
+                       f"is {self.longest_min[j]:.0f} min from the rep's base")  # fmt: skip
+                out.append(PlanWarning(key, "drive", f"Territory {key}: the farthest account "
+                                    f"{far} (limit {self.max_minutes:g} min)."))  # fmt: skip
             if self.max_km is not None and self.longest_km[j] > self.max_km:
                 out.append(PlanWarning(key, "drive", f"Territory {key}: the farthest account is "
                                     f"{self.longest_km[j]:.1f} km from the rep's base (limit "
@@ -548,3 +574,32 @@ def reoptimise(
     new = [kpis.text_key(v) for v in out["territory_id"]]
     moves = [(r, now[r], t) for r, t in zip(rows, new) if t != now[r]]
     return pd.DataFrame(moves, columns=["row", "from_id", "to_id"])
+
+
+def drive_minutes(
+    network_path: str,
+    xy: np.ndarray,
+    crs: str,
+    centres: Mapping[str, Sequence[float]],
+) -> dict[str, np.ndarray]:
+    """Drive minutes from each centre (territory key -> metric x, y in ``crs``) to every row of
+    ``xy`` on the road network file ``network_path``, costed as Design territories costs them
+    (:func:`.model.point_costs`: from where each point meets its road; pairs the roads do not
+    connect by straight line)."""
+    import geopandas as gpd
+    import shapely
+
+    from .model import point_costs, snap_points_once
+    from .network import load_network
+
+    net = load_network(network_path)
+    keys = list(centres)
+
+    def metric(points: np.ndarray) -> np.ndarray:
+        geo = gpd.GeoSeries(shapely.points(np.asarray(points, float)), crs=crs).to_crs(net.crs)
+        return shapely.get_coordinates(geo.to_numpy())
+
+    rows = metric(xy)
+    bases = metric(np.array([centres[k] for k in keys], float).reshape(-1, 2))
+    _, minutes = point_costs(rows, bases, net, snap_points_once(rows, net, net.crs))
+    return {k: minutes[:, i] for i, k in enumerate(keys)}

@@ -19,7 +19,7 @@ import geopandas as gpd
 import pandas as pd
 import pyogrio
 
-from . import palette
+from . import _validate, palette
 from .errors import InvalidInputError
 
 LOG = logging.getLogger(__name__)
@@ -95,6 +95,8 @@ def export_plan(
     if encoding not in ENCODINGS:
         raise InvalidInputError(f"ENCODING {encoding!r} is not one of {', '.join(ENCODINGS)}.")
     gdf = gdf.copy()
+    if fmt != "CSV":
+        _warn_missing_geometry(gdf, id_field, fmt)
     colours = _colours(gdf, territory_field)
     if split:
         folder = output
@@ -125,6 +127,26 @@ def export_plan(
         )
         written.append(path)
     return written
+
+
+def _warn_missing_geometry(gdf: gpd.GeoDataFrame, id_field: str, fmt: str) -> None:
+    """Log the features without a geometry (by id when ``id_field`` is a field): they are
+    written without a location, so a map or a KML viewer does not show them."""
+    if not hasattr(gdf, "geometry"):
+        return
+    missing = (gdf.geometry.isna() | gdf.geometry.is_empty).to_numpy()
+    if not missing.any():
+        return
+    where = (f"{id_field} {_validate.listed(gdf.loc[missing, id_field])}"
+             if id_field in gdf.columns else _validate.row_labels(gdf, missing))  # fmt: skip
+    shown = ("KML viewers (Google Earth) do not show them" if fmt in ("KML", "KMZ")
+             else "maps do not show them")  # fmt: skip
+    LOG.warning(
+        "INPUT: %d of %d features have a NULL or empty geometry: %s. They are written without a "
+        "location (%s); give them a location or filter them out (Select by Expression: "
+        "is_empty_or_null($geometry)) to map every feature.",
+        int(missing.sum()), len(gdf), where, shown,
+    )
 
 
 def shorten_field_names(names: list[str], *, max_len: int = SHP_FIELD_LEN) -> dict[str, str]:

@@ -113,3 +113,10 @@ def table(header, rows, *, table_id: str | None = None, numeric=()) -> str:
             cells.append(f"<td class='{css}'>{cell}</td>" if css else f"<td>{cell}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table{ident}><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def bullet_list(items, *, list_id: str) -> str:
+    """``<ul id=...>`` of the ``items`` as escaped text ('' when there are none)."""
+    if not items:
+        return ""
+    return f"<ul id='{list_id}'>" + "".join(f"<li>{html.escape(str(i))}</li>" for i in items) + "</ul>"

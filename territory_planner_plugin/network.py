@@ -20,6 +20,7 @@ import scipy.sparse as sp
 import shapely
 from scipy.sparse.csgraph import connected_components
 
+from ._validate import listed
 from .errors import InvalidInputError, NetworkUnavailableError
 from .progress import CancelCheck, ProgressCallback, check_cancel, report
 
@@ -144,13 +145,15 @@ def build_road_network(
     network_type: str = "drive",
     speeds_kph: Mapping[str, float] | None = None,
     cache_folder: str | os.PathLike | None = None,
+    overpass_url: str | None = None,
     progress: ProgressCallback | None = None,
     is_cancelled: CancelCheck | None = None,
 ) -> nx.MultiDiGraph:
     """Build a projected OSMnx graph with ``length`` (m), ``speed_kph`` and ``travel_time`` (s).
 
     ``source`` is an OSM file (.osm, .osm.pbf, .osm.bz2 or .graphml); otherwise ``bbox``
-    ``(west, south, east, north)`` in EPSG:4326 is downloaded through OSMnx (cached on disk).
+    ``(west, south, east, north)`` in EPSG:4326 is downloaded through OSMnx (cached on disk)
+    from ``overpass_url`` (an Overpass API endpoint; OSMnx's default server when None).
     """
     import osmnx as ox
 
@@ -172,7 +175,7 @@ def build_road_network(
         else:
             graph = _graph_from_osm_file(path, network_type)
     elif bbox is not None:
-        graph = _download(bbox, network_type, cache_folder)
+        graph = _download(bbox, network_type, cache_folder, overpass_url)
     else:
         msg = "Give INPUT_OSM (an OSM file) or EXTENT (an area to download)."
         raise InvalidInputError(msg)
@@ -366,7 +369,7 @@ def warn_placement(snap: SnapResult, ids, *, layer: str, noun: str, limit_m: flo
     if missing.any():
         logger.warning(
             "%s: %d %s have a NULL or empty geometry and were left out: %s. Give them a location "
-            "or filter them out.", layer, int(missing.sum()), noun, _listed(ids[missing]),
+            "or filter them out.", layer, int(missing.sum()), noun, listed(ids[missing], 20),
         )  # fmt: skip
     if far.any():
         order = np.flatnonzero(far)[np.argsort(-snap.distance_m[far], kind="stable")]
@@ -374,19 +377,13 @@ def warn_placement(snap: SnapResult, ids, *, layer: str, noun: str, limit_m: flo
         logger.warning(
             "%s: drive times cannot be trusted for %d %s farther than %s from the nearest road "
             "of NETWORK: %s. %s Check their location, or use a NETWORK that covers them.",
-            layer, int(far.sum()), noun, _distance(limit_m), _listed(shown), consequence,
+            layer, int(far.sum()), noun, _distance(limit_m), listed(shown, 20), consequence,
         )  # fmt: skip
     return list(ids[missing]), list(ids[far])
 
 
 def _distance(metres: float) -> str:
     return f"{metres / 1000:.1f} km" if metres >= 1000 else f"{metres:.0f} m"
-
-
-def _listed(values, limit: int = 20) -> str:
-    values = [str(v) for v in values]
-    more = f" and {len(values) - limit} more" if len(values) > limit else ""
-    return ", ".join(values[:limit]) + more
 
 
 def with_points(net: RoadNetwork, *snaps: SnapResult | np.ndarray) -> SnappedNetwork:
@@ -557,23 +554,32 @@ def _as_text(value: object) -> str | None:
     return str(value)
 
 
-def _download(bbox, network_type, cache_folder) -> nx.MultiDiGraph:
+def _download(bbox, network_type, cache_folder, overpass_url=None) -> nx.MultiDiGraph:
     import osmnx as ox
 
     west, south, east, north = bbox
     if not (west < east and south < north):
         msg = "EXTENT: empty or inverted extent; draw or choose an area with some size."
         raise InvalidInputError(msg)
+    if overpass_url is not None and not str(overpass_url).startswith(("http://", "https://")):
+        msg = (f"OVERPASS_URL: '{overpass_url}' is not a web address; give an Overpass API "
+               "endpoint like https://overpass-api.de/api, or leave it empty.")  # fmt: skip
+        raise InvalidInputError(msg)
     ox.settings.use_cache = True
     if cache_folder:
         ox.settings.cache_folder = str(cache_folder)
-    _check_reachable(ox.settings.overpass_url)
+    default_url = ox.settings.overpass_url
+    url = str(overpass_url).rstrip("/") if overpass_url else default_url
+    _check_reachable(url)
     kind = "drive_service" if network_type == "drive_service" else network_type
+    ox.settings.overpass_url = url
     try:
         return ox.graph_from_bbox((west, south, east, north), network_type=kind, retain_all=True)
     except Exception as err:
         msg = f"EXTENT: could not download roads from OpenStreetMap ({err}). {OFFLINE_HINT}"
         raise NetworkUnavailableError(msg) from err
+    finally:
+        ox.settings.overpass_url = default_url  # OSMnx's settings are global to the QGIS session
 
 
 OFFLINE_HINT = (

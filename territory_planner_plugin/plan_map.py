@@ -8,6 +8,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import geopandas as gpd
 import numpy as np
 import pandas as pd
 import shapely
@@ -50,10 +51,13 @@ def draw_plan_map(
     crs = _metric_crs(accounts)
     acc = _to(accounts, crs)
     ok = (acc.geometry.notna() & ~acc.geometry.is_empty).to_numpy()
-    xy = shapely.get_coordinates(acc.geometry.to_numpy()[ok])
+    geoms = acc.geometry.to_numpy()[ok]
+    areas = bool(len(geoms)) and bool(np.isin(shapely.get_type_id(geoms), (3, 6)).all())
+    # a plan of areas (postal areas, counties) is drawn as its areas, each one point otherwise
+    xy = shapely.get_coordinates(shapely.point_on_surface(geoms) if areas else geoms)
     keys = np.array([text_key(v) for v in acc[territory_field].to_numpy()[ok]], dtype=object)
     moved_ok = None if moved is None else np.asarray(moved, dtype=bool)[ok]
-    (x0, y0, x1, y1), outside = _view(xy)
+    (x0, y0, x1, y1), outside = (_view(shapely.get_coordinates(geoms)) if areas else _view(xy))
     # the map keeps its shape: the figure follows the view's aspect, the legend on the right
     legend_in = 2.9
     map_w = width_in - legend_in
@@ -70,6 +74,13 @@ def draw_plan_map(
     ax.set_facecolor("#f7f7f4")
     label_at: dict[str, tuple[float, float]] = {}
     polys = {}
+    if areas:
+        _draw_areas(ax, geoms, keys, colours, moved_ok)
+        if territories is None:  # the territories' outlines are the unions of their areas
+            territories = gpd.GeoDataFrame(
+                {territory_field: [k for k in dict.fromkeys(keys) if k is not None]},
+                geometry=[shapely.union_all(geoms[keys == k]) for k in dict.fromkeys(keys)
+                          if k is not None], crs=crs)  # fmt: skip
     if territories is not None and territory_field_of(territories, territory_field):
         tf = territory_field_of(territories, territory_field)
         ter = _to(territories, crs)
@@ -89,11 +100,12 @@ def draw_plan_map(
     for key in sorted(set(keys) - {None}):
         pts = xy[keys == key]
         colour = colours.get(key, "#999999")
-        ax.scatter(pts[:, 0], pts[:, 1], s=14, color=colour, edgecolors="#333333",
-                   linewidths=0.3, zorder=3)  # fmt: skip
+        if not areas:
+            ax.scatter(pts[:, 0], pts[:, 1], s=14, color=colour, edgecolors="#333333",
+                       linewidths=0.3, zorder=3)  # fmt: skip
         if not polys or key in polys:  # a territory without an area (named accounts): no label
             label_at[key] = _label_point(polys.get(key), pts, (x0, y0, x1, y1))
-    if moved_ok is not None and moved_ok.any():
+    if moved_ok is not None and moved_ok.any() and not areas:
         ax.scatter(xy[moved_ok, 0], xy[moved_ok, 1], s=46, facecolors="none",
                    edgecolors="black", linewidths=0.9, zorder=4)  # fmt: skip
     centre_handles = _draw_centres(ax, centres, crs, colours)
@@ -107,7 +119,7 @@ def draw_plan_map(
     _scale_bar(ax, x0, y0, x1, y1)
     _north_arrow(ax)
     _legend(fig, colours, sorted(set(keys) - {None}), rep_names or {}, moved_ok, centre_handles,
-            (map_w + 0.3) / fig_w)  # fmt: skip
+            (map_w + 0.3) / fig_w, areas=areas)  # fmt: skip
     note = ""
     if outside:
         note = (
@@ -115,6 +127,20 @@ def draw_plan_map(
             "tables and the territory totals. Check their locations."
         )
     return PlanMap(figure_png(fig, tight=False), note, label_at)
+
+
+def _draw_areas(ax, geoms, keys, colours, moved) -> None:
+    """Each area filled with its territory's colour (thin white borders between areas); moved
+    areas hatched."""
+    for i, (geom, key) in enumerate(zip(geoms, keys)):
+        colour = colours.get(key, "#999999") if key is not None else "#dddddd"
+        hatch = "///" if moved is not None and moved[i] else None
+        for part in shapely.get_parts(geom):
+            if part.geom_type != "Polygon":
+                continue
+            ext = np.asarray(part.exterior.coords)
+            ax.fill(ext[:, 0], ext[:, 1], facecolor=colour, alpha=0.55, edgecolor="white",
+                    lw=0.4, hatch=hatch, zorder=0.5)  # fmt: skip
 
 
 def territory_field_of(frame, preferred: str) -> str | None:
@@ -237,7 +263,8 @@ def _north_arrow(ax) -> None:
                 arrowprops={"arrowstyle": "-|>", "color": "black", "lw": 1.5})  # fmt: skip
 
 
-def _legend(fig, colours, keys, rep_names, moved, centres, left: float) -> None:
+def _legend(fig, colours, keys, rep_names, moved, centres, left: float,
+            areas: bool = False) -> None:  # fmt: skip
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
@@ -247,9 +274,14 @@ def _legend(fig, colours, keys, rep_names, moved, centres, left: float) -> None:
         text = f"{k} – {name}" if name and name != k else k
         handles.append(Patch(facecolor=colours.get(k, "#999999"), edgecolor=_darker(
             colours.get(k, "#999999")), label=text))  # fmt: skip
-    handles.append(Line2D([], [], marker="o", ls="", color="#bbbbbb", markeredgecolor="#333333",
-                          label="account"))  # fmt: skip
-    if moved is not None and moved.any():
+    if areas:
+        if moved is not None and moved.any():
+            handles.append(Patch(facecolor="#dddddd", edgecolor="white", hatch="///",
+                                 label=f"moved ({int(moved.sum()):,} areas)"))  # fmt: skip
+    else:
+        handles.append(Line2D([], [], marker="o", ls="", color="#bbbbbb",
+                              markeredgecolor="#333333", label="account"))  # fmt: skip
+    if not areas and moved is not None and moved.any():
         handles.append(Line2D([], [], marker="o", ls="", markerfacecolor="none",
                               markeredgecolor="black", markersize=9,
                               label=f"moved ({int(moved.sum()):,} accounts)"))  # fmt: skip

@@ -85,6 +85,7 @@ def rebalance_territories(
     solver: str = "CBC",
     pair_allowed: np.ndarray | None = None,
     pair_cost: np.ndarray | None = None,
+    other_tier_reps: Sequence[str] = (),
     progress: ProgressCallback | None = None,
     is_cancelled: CancelCheck | None = None,
 ) -> Rebalance:
@@ -97,11 +98,13 @@ def rebalance_territories(
     ``units`` the plan moves whole units (a unit is in the territory most of its accounts are in
     today) and, with ``contiguous`` (default with units), keeps every territory in one piece.
     ``pair_allowed``/``pair_cost`` ((n, k), rows x reps; :mod:`coverage`) restrict the pairs and
-    add a cost to them, in moves.
+    add a cost to them, in moves. ``other_tier_reps`` are reps of another coverage tier: their
+    accounts are handed over like a departed rep's, without the warning (:mod:`coverage` warns).
     """
     params = run_parameters(locals())
     params.pop("pair_allowed", None)
     params.pop("pair_cost", None)
+    params.pop("other_tier_reps", None)
     deadline = time.perf_counter() + time_limit_s  # TIME_LIMIT bounds the whole run
     rows = prepare_rows(accounts, id_field=id_field, balance_fields=balance_fields, units=units,
                         unit_id_field=unit_id_field, contiguous=contiguous, adjacency=adjacency,
@@ -122,10 +125,10 @@ def rebalance_territories(
     known = set(cen_ids)
     is_new = np.array([not v for v in raw])
     departed = np.array([bool(v) and v not in known for v in raw])
-    if departed.any():
-        gone = sorted({v for v, d in zip(raw, departed) if d})
+    gone = sorted({v for v, d in zip(raw, departed) if d} - set(map(str, other_tier_reps)))
+    if gone:
         logger.warning("Territories %s are not in REPS: their %d %s are handed over.",
-                       ", ".join(gone), int(departed.sum()), noun)  # fmt: skip
+                       ", ".join(gone), int(np.isin(raw, gone).sum()), noun)  # fmt: skip
     if is_new.any():
         logger.info("%d new %s (no current territory) are placed.", int(is_new.sum()), noun)
     locks, src_locks = row_codes(rows, lock_field, cen_ids, "LOCK_FIELD")
@@ -234,25 +237,9 @@ def _cover_bound(values, lo, hi, locks, current, allowed) -> float:
     the larger of the two sums (receiving counts only when no new account could fill the gap).
     Locks that differ from today's territory are moves in any plan and come on top.
     """
-    k = lo.shape[0]
-    has = current >= 0
-    forced = has & (locks >= 0) & (locks != current)
-    start = np.where(locks >= 0, locks, current)
-    placed = start >= 0
-    load = totals(values[placed], start[placed], k)
-    movable = has & (locks < 0)
-    out_needed = in_needed = 0
-    for j in range(k):
-        mine = np.flatnonzero(movable & (current == j))
-        others = np.flatnonzero(movable & (current != j) & allowed[:, j])
-        give = take = 0
-        for m in range(values.shape[1]):
-            give = max(give, _count_to_cover(values[mine, m], load[j, m] - hi[j, m]))
-            take = max(take, _count_to_cover(values[others, m], lo[j, m] - load[j, m]))
-        out_needed += give
-        in_needed += take
-    free_accounts = bool((~placed).any())  # new accounts can fill a gap without a move
-    return float(forced.sum() + max(out_needed, 0 if free_accounts else in_needed))
+    ones = np.ones(len(values))
+    return _covering(values, ones, lo, hi, locks, current, allowed,
+                     lambda vals, w, gap: _count_to_cover(vals, gap))  # fmt: skip
 
 
 def _value_cover_bound(values, weight, lo, hi, locks, current, allowed) -> float:
@@ -260,6 +247,12 @@ def _value_cover_bound(values, weight, lo, hi, locks, current, allowed) -> float
     territory over a bound must give away, one under must receive, accounts (or units) whose
     measure covers the gap, at least the least weight that can (fractional knapsack: cheapest
     weight per unit of the measure first). Moved weight counts once leaving and once arriving."""
+    return _covering(values, weight, lo, hi, locks, current, allowed, _least_weight)
+
+
+def _covering(values, weight, lo, hi, locks, current, allowed, cover) -> float:
+    """The counting bound of :func:`_cover_bound` with ``cover(values, weights, gap)`` the least
+    that closes one territory's gap on one measure."""
     k = lo.shape[0]
     has = current >= 0
     forced = has & (locks >= 0) & (locks != current)
@@ -273,12 +266,11 @@ def _value_cover_bound(values, weight, lo, hi, locks, current, allowed) -> float
         others = np.flatnonzero(movable & (current != j) & allowed[:, j])
         give = take = 0.0
         for m in range(values.shape[1]):
-            give = max(give, _least_weight(values[mine, m], weight[mine], load[j, m] - hi[j, m]))
-            take = max(take, _least_weight(values[others, m], weight[others],
-                                           lo[j, m] - load[j, m]))  # fmt: skip
+            give = max(give, cover(values[mine, m], weight[mine], load[j, m] - hi[j, m]))
+            take = max(take, cover(values[others, m], weight[others], lo[j, m] - load[j, m]))
         out_needed += give
         in_needed += take
-    free = bool((~placed).any())
+    free = bool((~placed).any())  # new accounts can fill a gap without a move
     return float(weight[forced].sum() + max(out_needed, 0.0 if free else in_needed))
 
 

@@ -44,15 +44,16 @@ class GroupPlans:
     groups: dict
 
 
-def group_values(frame: pd.DataFrame, field: str, *, layer: str, id_field: str | None) -> pd.Series:
+def group_values(frame: pd.DataFrame, field: str, *, layer: str, id_field: str | None,
+                 key: str = "GROUP_FIELD") -> pd.Series:  # fmt: skip
     """The group of each row as text; a missing field or empty values raise (records named)."""
     if field not in frame.columns:
-        msg = f"GROUP_FIELD: '{field}' is not a field of {layer}; choose a field of {layer}."
+        msg = f"{key}: '{field}' is not a field of {layer}; choose a field of {layer}."
         raise InvalidInputError(msg)
     vals = frame[field].map(text_key)
     if vals.isna().any():
         ids = frame.loc[vals.isna(), id_field].astype(str).tolist()[:10] if id_field else []
-        msg = (f"GROUP_FIELD: '{field}' is empty for {int(vals.isna().sum())} row(s) of {layer} "
+        msg = (f"{key}: '{field}' is empty for {int(vals.isna().sum())} row(s) of {layer} "
                f"{ids}; give every row a group (e.g. its state or segment).")  # fmt: skip
         raise InvalidInputError(msg)
     return vals
@@ -95,14 +96,23 @@ def plan_by_group(
 
     Each group gets the reps whose ``rep_group_field`` (default ``group_field``) is its value, or
     its share of ``n_territories`` by the first balance field. Groups without reps raise
-    :class:`InvalidInputError`; reps of a group without accounts are left out (warning).
+    :class:`InvalidInputError`; reps of a group without accounts are left out (warning). With
+    ``units`` the groups are those of the units (``group_field`` is then a field of the units,
+    e.g. each county's state); an account is in the group of the unit it lies in (or the nearest
+    unit: the group's run applies ``unit_max_distance_m`` to it).
     """
+    unit_id = options.get("unit_id_field")
     if units is not None:
-        msg = ("GROUP_FIELD works with ACCOUNTS (points): leave UNITS empty, or run once per "
-               "group with the units of that group.")  # fmt: skip
-        raise InvalidInputError(msg)
-    acc_groups = group_values(accounts, group_field, layer="ACCOUNTS", id_field=id_field)
-    names = sorted(set(acc_groups))
+        unit_groups = group_values(units, group_field, layer="UNITS", id_field=unit_id,
+                                   key="UNIT_GROUP_FIELD")  # fmt: skip
+        names = sorted(set(unit_groups))
+        acc_groups = (None if accounts is None else
+                      _groups_of_accounts(accounts, units, unit_groups, names[0]))  # fmt: skip
+    else:
+        unit_groups = None
+        acc_groups = group_values(accounts, group_field, layer="ACCOUNTS", id_field=id_field)
+        names = sorted(set(acc_groups))
+    rows_of = unit_groups if units is not None else acc_groups  # what a group's territories take
     rep_split: dict[str, gpd.GeoDataFrame] = {}
     k_split: dict[str, int] = {}
     if reps is not None:
@@ -114,8 +124,9 @@ def plan_by_group(
         rep_groups = group_values(reps, rfield, layer="REPS", id_field=rep_id_field)
         missing = [g for g in names if g not in set(rep_groups)]
         if missing:
-            counts = acc_groups.value_counts()
-            text = ", ".join(f"'{g}' ({counts[g]} accounts)" for g in missing)
+            counts = rows_of.value_counts()
+            noun = "units" if units is not None else "accounts"
+            text = ", ".join(f"'{g}' ({counts[g]} {noun})" for g in missing)
             msg = (f"GROUP_FIELD: group(s) {text} have no rep in REPS ('{rfield}'). Give each a "
                    f"rep with {rfield} = that value, fix the spelling, or remove those "
                    "accounts.")  # fmt: skip
@@ -128,26 +139,30 @@ def plan_by_group(
         for g in names:
             rep_split[g] = reps[(rep_groups == g).to_numpy()]
     elif n_territories is not None:
-        first = list(balance_fields)[:1]
-        w = (pd.to_numeric(accounts[first[0]], errors="coerce").fillna(0.0) if first
-             else pd.Series(1.0, index=accounts.index))  # fmt: skip
-        weight = {g: float(w[(acc_groups == g).to_numpy()].sum()) for g in names}
+        weight = _group_weights(accounts, acc_groups, units, unit_groups, names,
+                                balance_fields=balance_fields)  # fmt: skip
         k_split = split_territories(int(n_territories), weight)
+        noun = "units" if units is not None else "accounts"
         for g in names:
-            if k_split[g] > int((acc_groups == g).sum()):
+            if k_split[g] > int((rows_of == g).sum()):
                 msg = (f"TERRITORIES: group '{g}' gets {k_split[g]} territories but has only "
-                       f"{int((acc_groups == g).sum())} accounts; lower TERRITORIES.")  # fmt: skip
+                       f"{int((rows_of == g).sum())} {noun}; lower TERRITORIES.")  # fmt: skip
                 raise InvalidInputError(msg)
     results = {}
     for g in names:
-        part = accounts[(acc_groups == g).to_numpy()]
+        part = None if accounts is None else accounts[(acc_groups == g).to_numpy()]
         kwargs = dict(options, id_field=id_field, balance_fields=balance_fields,
                       rep_id_field=rep_id_field)  # fmt: skip
+        if units is not None:
+            kwargs["units"] = units[(unit_groups == g).to_numpy()]
+            if part is not None and len(part) == 0:
+                part = None  # a group of units without accounts plans the units alone
         if reps is not None:
             kwargs["reps"] = rep_split[g]
         if k_split:
             kwargs["n_territories"] = k_split[g]
-        logger.info("Group '%s': %d accounts, %s.", g, len(part),
+        logger.info("Group '%s': %s, %s.", g,
+                    f"{int((rows_of == g).sum())} {'units' if units is not None else 'accounts'}",
                     f"{len(rep_split[g])} reps" if reps is not None
                     else f"{k_split.get(g, '?')} territories")  # fmt: skip
         try:
@@ -158,12 +173,53 @@ def plan_by_group(
             raise InvalidInputError(f"Group '{g}' ({group_field}): {err}") from None
     return _merge(results, accounts, id_field=id_field, group_field=group_field,
                   prefix=reps is None and bool(k_split),
-                  current_field=options.get("current_field"))  # fmt: skip
+                  current_field=options.get("current_field"), units=units,
+                  unit_id_field=unit_id)  # fmt: skip
+
+
+def _groups_of_accounts(accounts: gpd.GeoDataFrame, units: gpd.GeoDataFrame,
+                        unit_groups: pd.Series, fallback: str) -> pd.Series:  # fmt: skip
+    """The group of the unit each account lies in, or of the nearest unit (accounts without a
+    location get ``fallback``: that group's run names them)."""
+    import shapely
+
+    crs = units.crs
+    if crs is not None and not crs.is_projected:
+        crs = units.estimate_utm_crs()
+    geoms = units.geometry.to_crs(crs) if crs is not None else units.geometry
+    pts = (accounts.geometry.to_crs(crs) if crs is not None and accounts.crs is not None
+           else accounts.geometry)  # fmt: skip
+    out = np.full(len(accounts), fallback, dtype=object)
+    have = ~(pts.isna() | pts.is_empty).to_numpy()
+    if have.any():
+        tree = shapely.STRtree(geoms.to_numpy())
+        src, near = tree.query_nearest(pts.to_numpy()[have], all_matches=False)
+        out[np.flatnonzero(have)[src]] = unit_groups.to_numpy()[near]
+    return pd.Series(out, index=accounts.index)
+
+
+def _group_weights(accounts, acc_groups, units, unit_groups, names, *,
+                   balance_fields) -> dict[str, float]:  # fmt: skip
+    """Each group's weight for sharing TERRITORIES: its total of the first balance field (a field
+    of the accounts, or of the units without accounts), else its number of accounts or units."""
+    frame, groups = (accounts, acc_groups) if accounts is not None else (units, unit_groups)
+    first = list(balance_fields)[:1]
+    w = (pd.to_numeric(frame[first[0]], errors="coerce").fillna(0.0) if first
+         else pd.Series(1.0, index=frame.index))  # fmt: skip
+    return {g: float(w[(groups == g).to_numpy()].sum()) for g in names}
+
+
+def _in_input_order(frames: list, original, id_field: str) -> gpd.GeoDataFrame:
+    """The groups' output rows in the order of ``original`` (matched on ``id_field``)."""
+    order = original[id_field].astype(str)
+    out = pd.concat(frames)
+    out = out.set_index(out[id_field].astype(str)).loc[order].reset_index(drop=True)
+    return gpd.GeoDataFrame(out, geometry=original.geometry.name, crs=original.crs)
 
 
 def _merge(results: dict, accounts, *, id_field: str, group_field: str, prefix: bool,
-           current_field) -> GroupPlans:  # fmt: skip
-    """One plan from the groups' plans (input order of the accounts, ids unique)."""
+           current_field, units=None, unit_id_field: str | None = None) -> GroupPlans:  # fmt: skip
+    """One plan from the groups' plans (input order of the accounts and units, ids unique)."""
     plans = {g: getattr(r, "plan", r) for g, r in results.items()}
     if prefix:  # TERRITORIES split per group: T01 of each group becomes <group>-T01
         for g, p in plans.items():
@@ -177,10 +233,10 @@ def _merge(results: dict, accounts, *, id_field: str, group_field: str, prefix: 
                        "each group their own ids.")  # fmt: skip
                 raise InvalidInputError(msg)
             owner[t] = g
-    order = accounts[id_field].astype(str)
-    acc = pd.concat([p.accounts for p in plans.values()])
-    acc = acc.set_index(acc[id_field].astype(str)).loc[order].reset_index(drop=True)
-    acc = gpd.GeoDataFrame(acc, geometry=accounts.geometry.name, crs=accounts.crs)
+    with_acc = [p.accounts for p in plans.values() if p.accounts is not None]
+    acc = None if accounts is None else _in_input_order(with_acc, accounts, id_field)
+    unit_out = (None if units is None else
+                _in_input_order([p.units for p in plans.values()], units, unit_id_field))  # fmt: skip
     first = next(iter(plans.values()))
     territories = gpd.GeoDataFrame(pd.concat([p.territories for p in plans.values()],
                                              ignore_index=True), crs=first.territories.crs)  # fmt: skip
@@ -204,9 +260,14 @@ def _merge(results: dict, accounts, *, id_field: str, group_field: str, prefix: 
     for g, p in plans.items():
         logger.info("Group '%s': %d territories, largest deviation %.2f%%, gap %.2f%%, %d moved.",
                     g, len(p.summary), p.max_deviation_pct, p.gap_pct, p.moved)  # fmt: skip
-    palette.colour_plan(acc, territories, centres, previous=accounts, current_field=current_field)
+    rows = acc if acc is not None else unit_out
+    palette.colour_plan(rows, territories, centres, current_field=current_field,
+                        previous=accounts if acc is not None else units)  # fmt: skip
+    if acc is not None and unit_out is not None:
+        unit_out[palette.COLOUR_FIELD] = unit_out["territory_id"].map(
+            palette.colours_from_table(territories))
     params = dict(first.parameters, group_field=group_field)
-    plan = replace(first, accounts=acc, territories=territories, centres=centres,
+    plan = replace(first, accounts=acc, units=unit_out, territories=territories, centres=centres,
                    summary=summary, objective=objective, lower_bound=lower, gap_pct=gap,
                    max_deviation_pct=max_dev, moved=moved, kpis=kpis, parameters=params,
                    bound_scope=scopes.pop() if len(scopes) == 1 else "these centres")  # fmt: skip
@@ -219,7 +280,7 @@ def _merge(results: dict, accounts, *, id_field: str, group_field: str, prefix: 
 
 def _rename_territories(plan: TerritoryPlan, mapping: dict[str, str]) -> None:
     """Rename territory ids in every output of ``plan`` (in place)."""
-    for frame in (plan.accounts, plan.territories, plan.centres, plan.summary):
+    for frame in (plan.accounts, plan.units, plan.territories, plan.centres, plan.summary):
         for col in ("territory_id", "rep_id", "previous_territory_id", "next_best_id"):
             if frame is not None and col in frame.columns:
                 frame[col] = frame[col].map(lambda v: mapping.get(v, v))

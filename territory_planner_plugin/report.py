@@ -18,10 +18,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from . import compare, palette
+from . import _validate, compare, palette
 from . import kpis as plan_kpis
 from .errors import InvalidInputError
-from .htmlpage import agg_figure, figure_png, finite, fmt, html_head, png_data_uri
+from .htmlpage import agg_figure, bullet_list, figure_png, finite, fmt, html_head, png_data_uri
 from .plan_map import draw_plan_map, rep_names_from, territory_field_of
 from .territories import STRAIGHT_LINE_KMH
 
@@ -46,11 +46,14 @@ def territory_summary(
     territory_field: str,
     balance_fields: Sequence[str] = (),
     active_field: str | None = None,
+    active_counts: bool = False,
 ) -> pd.DataFrame:
     """One row per territory: ``accounts`` count and the total of each balance field.
 
     ``active_prospects`` counts the accounts whose ``active_field`` is true/1/yes; without
-    ``active_field`` the ``active_prospect`` field is used when the accounts have one.
+    ``active_field`` the ``active_prospect`` field is used when the accounts have one. With
+    ``active_counts`` (a plan of areas) the field is each row's number of active prospects and
+    is summed.
     """
     _check(accounts, territory_field, balance_fields)
     active = active_column(accounts, active_field)
@@ -58,7 +61,10 @@ def territory_summary(
     out = pd.DataFrame({"accounts": grouped.size()})
     for f in balance_fields:
         out[f"{f}_total"] = grouped[f].sum()
-    if active:
+    if active and active_counts:
+        counts = pd.to_numeric(accounts[active], errors="coerce").fillna(0.0).clip(lower=0)
+        out["active_prospects"] = counts.groupby(accounts[territory_field]).sum().round().astype(int)
+    elif active:
         flags = truthy(accounts[active]).astype(int)
         out["active_prospects"] = flags.groupby(accounts[territory_field]).sum().astype(int)
     out.index.name = territory_field
@@ -449,11 +455,13 @@ def build_report(
                 "(e.g. territory_id of a Design territories output)."
             )
             raise InvalidInputError(msg)
+    areas = is_plan_of_areas(accounts)
     summary = territory_summary(
         accounts,
         territory_field=territory_field,
         balance_fields=balance_fields,
         active_field=active_field,
+        active_counts=areas,
     )
     table, source = plan_capacities(
         plan_summary=plan_summary, territories=territories, centres=centres, accounts=accounts,
@@ -488,6 +496,11 @@ def build_report(
     pieces = plan_kpis.pieces(
         _ids_as(territories, territory_field) if territories is not None else None
     )
+    if not pieces and hasattr(accounts, "geometry"):  # any plan, also one made elsewhere
+        from .contiguity import plan_pieces
+
+        pieces = {k: n for k, n in plan_pieces(accounts.geometry, accounts[territory_field]).items()
+                  if (tiers or {}).get(k) != plan_kpis.NAMED_TIER}  # a named book has no area
     revenue = next((f for f in balance_fields if "revenue" in f), None)
     disruption = None
     if current_field:
@@ -532,6 +545,7 @@ def build_report(
         )  # fmt: skip
     active = active_column(accounts, active_field)
     map_note = ""
+    unmapped = _unmapped_note(accounts, id_field) if map_png is None else ""
     if map_png is None and hasattr(accounts, "geometry") and accounts.geometry.notna().any():
         drawn = draw_plan_map(
             accounts, territory_field=territory_field, colours=colours, territories=territories,
@@ -539,8 +553,10 @@ def build_report(
             moved=_moved_mask(accounts, territory_field, current_field),
         )  # fmt: skip
         map_png, map_note = drawn.png, drawn.note
+    map_note = " ".join(t for t in (map_note, unmapped) if t)
 
-    subtitle = [f"{len(summary)} territories", f"{len(accounts):,} accounts"]
+    subtitle = [f"{len(summary)} territories", f"{len(accounts):,} {'areas' if areas else 'accounts'}"]
+    guidance = not areas or active is not None  # areas are not prospects: only with a count
     if names:
         subtitle.append("reps: " + ", ".join(f"{names[k]} ({k})" for k in keys if k in names))
     subtitle.append(
@@ -551,7 +567,7 @@ def build_report(
     subtitle.append(f"tolerance ±{tolerance_pct:g}%")
     parts = [html_head(title, subtitle=" · ".join(subtitle))]
     verdicts = _verdicts(summary, bal, measures, tolerance_pct, capacity, efficiency, active,
-                         cap, pieces, disruption, revenue, source)  # fmt: skip
+                         cap, pieces, disruption, revenue, source, guidance=guidance)  # fmt: skip
     parts.append(_glance(verdicts))
     if map_png:
         parts.append(
@@ -571,10 +587,13 @@ def build_report(
     if efficiency.note:
         parts.append(f"<p id='efficiency' class='note'>{html.escape(efficiency.note)}</p>")
     parts.append("<h2>Territories</h2>" + _territory_table(
-        summary, territory_field, balance_fields, tolerance_pct, bool(capacity), active, cap))  # fmt: skip
-    parts.append(
-        f"<p id='prospects' class='note'>{html.escape(prospects_text(summary, active, cap))}</p>"
-    )
+        summary, territory_field, balance_fields, tolerance_pct, bool(capacity), active, cap,
+        guidance=guidance, rows_noun="Areas" if areas else "Accounts"))  # fmt: skip
+    prospects = (prospects_text(summary, active, cap) if guidance else
+                 f"Guidance of {PROSPECTS_RANGE[0]}-{PROSPECTS_RANGE[1]} active prospects per "
+                 "territory: not applied, this is a plan of areas; give ACTIVE_FIELD with each "
+                 "area's number of active prospects to check it.")  # fmt: skip
+    parts.append(f"<p id='prospects' class='note'>{html.escape(prospects)}</p>")
     for m in measures:
         png = _deviation_chart(summary, territory_field, m, tolerance_pct, colours, names,
                                bool(capacity))  # fmt: skip
@@ -605,6 +624,32 @@ def build_report(
         parts.append(f"<h2>Parameters</h2><table id='parameters'>{rows}</table>")
     parts.append("</body></html>")
     return "".join(parts), summary
+
+
+def is_plan_of_areas(rows: pd.DataFrame) -> bool:
+    """True when the plan's rows are areas (polygons: a plan made from UNITS), not accounts."""
+    if not hasattr(rows, "geometry"):
+        return False
+    geoms = rows.geometry[rows.geometry.notna() & ~rows.geometry.is_empty]
+    return bool(len(geoms)) and bool(geoms.geom_type.isin(("Polygon", "MultiPolygon")).all())
+
+
+def _unmapped_note(accounts: pd.DataFrame, id_field: str) -> str:
+    """Log and return a note on the accounts without a geometry: counted, but not on the map."""
+    if not hasattr(accounts, "geometry"):
+        return ""
+    missing = (accounts.geometry.isna() | accounts.geometry.is_empty).to_numpy()
+    if not missing.any():
+        return ""
+    where = (f"{id_field} {_validate.listed(accounts.loc[missing, id_field])}"
+             if id_field in accounts.columns else _validate.row_labels(accounts, missing))  # fmt: skip
+    logger.warning(
+        "ACCOUNTS: %d of %d accounts have a NULL or empty geometry: %s. They count in the "
+        "totals and KPIs but are not on the map; give them a location or filter them out "
+        "(Select by Expression: is_empty_or_null($geometry)).",
+        int(missing.sum()), len(accounts), where,
+    )
+    return f"{int(missing.sum())} account(s) without a location are counted but not drawn."
 
 
 def _plan_value(plan_summary, column: str, given):
@@ -638,7 +683,7 @@ class Verdict:
 
 
 def _verdicts(summary, bal, measures, tolerance_pct, capacity, efficiency, active, cap, pieces,
-              disruption, revenue, source) -> list[Verdict]:  # fmt: skip
+              disruption, revenue, source, *, guidance: bool = True) -> list[Verdict]:  # fmt: skip
     out = []
     basis = "capacity-weighted target" if capacity else "target (the mean)"
     for m in measures:
@@ -665,7 +710,7 @@ def _verdicts(summary, bal, measures, tolerance_pct, capacity, efficiency, activ
     guided = _guided(summary)
     inside = plan_kpis.prospects_inside(summary[column].to_numpy(float), cap)[guided]
     lo, hi = PROSPECTS_RANGE
-    out.append(Verdict(
+    out.append(None if not guidance else Verdict(
         "kpi-prospects",
         "Territories within the active prospects guidance" + (
             "" if active else " (all accounts counted)") + (
@@ -673,6 +718,7 @@ def _verdicts(summary, bal, measures, tolerance_pct, capacity, efficiency, activ
         f"{int(inside.sum())} of {int(guided.sum())}",
         f"{lo}-{hi} per FTE" if capacity else f"{lo}-{hi} each", bool(inside.all()),
     ))  # fmt: skip
+    out = [v for v in out if v is not None]
     if disruption is not None:
         value = f"{disruption.moved:,} of {disruption.accounts:,} = {disruption.moved_pct:.1f}%"
         if disruption.revenue_moved_pct is not None:
@@ -759,7 +805,7 @@ def _targets_text(source: str, cap: np.ndarray) -> str:
 
 
 def _territory_table(summary, territory_field, balance_fields, tolerance_pct, weighted, active,
-                     cap) -> str:  # fmt: skip
+                     cap, *, guidance: bool = True, rows_noun: str = "Accounts") -> str:  # fmt: skip
     header = ["Territory"]
     has_names = "rep_name" in summary.columns
     if has_names:
@@ -768,10 +814,11 @@ def _territory_table(summary, territory_field, balance_fields, tolerance_pct, we
         header.append("Capacity (FTE)")
     if "quota" in summary.columns:
         header.append("Quota")
-    header.append("Accounts")
+    header.append(rows_noun)
     for f in balance_fields:
         header += [plan_kpis.label(f), "vs target"]
-    header += ["Active prospects" if active else "Accounts", "Guidance"]
+    if guidance:
+        header += ["Active prospects" if active else "Accounts", "Guidance"]
     if "travel_efficiency" in summary.columns:
         header.append("Travel efficiency")
     if "pieces" in summary.columns:
@@ -795,7 +842,9 @@ def _territory_table(summary, territory_field, balance_fields, tolerance_pct, we
             ok = abs(dev) <= tolerance_pct + 0.005
             row += [fmt(float(r[f"{f}_total"]), digits=0), (f"{dev:+.1f}%", "ok" if ok else "bad")]
         n = int(r["active_prospects" if active else "accounts"])
-        if guided[i]:
+        if not guidance:
+            pass
+        elif guided[i]:
             inside = lo[i] - 1e-9 <= n <= hi[i] + 1e-9
             row += [(f"{n:,}", "ok" if inside else "bad"), f"{lo[i]:,.0f}-{hi[i]:,.0f}"]
         else:  # a named-account book: not held to the prospects guidance
@@ -955,12 +1004,7 @@ def comparison_section(
         ))  # fmt: skip
         if len(moved) > max_rows:
             parts.append(f"<p>First {max_rows} of {len(moved)} shown.</p>")
-    if comparison.notes:
-        parts.append(
-            "<ul id='comparison-notes'>"
-            + "".join(f"<li>{html.escape(n)}</li>" for n in comparison.notes)
-            + "</ul>"
-        )
+    parts.append(bullet_list(comparison.notes, list_id="comparison-notes"))
     return "".join(parts)
 
 

@@ -36,6 +36,10 @@ METHOD_BALANCED = "bisection centres + balanced assignment (Lagrangian prices, L
 METHOD_PRICED = "bisection centres + priced assignment (no plan within TOLERANCE found in time)"
 METHOD_NOT_BAND = "; the target band was not reached in the quick pass, TOLERANCE was"
 CLUSTERS_NOTE = " of clusters of ~4 neighbouring accounts"
+METHOD_SECOND_PASS = ("; second pass (accounts one by one, centres moved to their territories' "
+                      "middles, polished)")
+_SECOND_PASS_ROUNDS = 3  # centre moves tried for the K below the recommended one
+_SECOND_PASS_SHARE = 0.2  # of TIME_LIMIT kept for that second pass
 _ITERATIONS = 400  # price updates per K (cheap on clusters): good prices make the LP round
 _AGGREGATE_ABOVE = 2_500  # accounts; above, clusters of about _ACCOUNTS_PER_PART are placed
 _ACCOUNTS_PER_PART = 4
@@ -144,7 +148,7 @@ def size_territories(
             raise InvalidInputError(msg)
         current = acc[current_field].to_numpy()
     ks = list(range(int(k_min), int(k_max) + 1))
-    per_k = max(time_limit_s / len(ks), 0.5)
+    per_k = max((1 - _SECOND_PASS_SHARE) * time_limit_s / len(ks), 0.5)
     rows = []
     for i, k in enumerate(ks):
         check_cancel(is_cancelled)
@@ -155,6 +159,29 @@ def size_territories(
         report(progress, (i + 1) / len(ks), f"K = {k}")
     table = pd.DataFrame(rows)
     meets = table.loc[table["meets_target"], "k"]
+    # the quick pass can miss a K whose band leaves little room: the K below the smallest that
+    # met the target (or, when none did, the nearest miss) gets a second, finer pass
+    in_band = [k for k in ks if lo_t <= total / k <= hi_t]
+    if meets.empty:
+        misses = table[table["k"].isin(in_band)]
+        again_k = int(misses.loc[misses["target_outside_pct"].idxmin(), "k"]) if len(misses) else None
+    else:
+        again_k = int(meets.min()) - 1 if int(meets.min()) - 1 in in_band else None
+    if again_k is not None:
+        left = time_limit_s - (time.perf_counter() - t0)
+        single = _Parts(np.arange(n), xy, values)  # every account on its own: finer balance
+        again = _plan_for_k(xy, values, single, again_k, names=names, t_col=t_col,
+                            band=(lo_t, hi_t), tolerance_pct=tolerance_pct, network=network,
+                            snapped=(snapped if len(parts.xy) == n else
+                                     snap_points_once(xy, network, acc.crs)),
+                            current=current, time_limit_s=max(left, 1.0),
+                            is_cancelled=is_cancelled, second_pass=True)  # fmt: skip
+        if again is not None and again["meets_target"]:
+            logger.info("Sizing: K = %d meets the target on a second pass (the quick pass "
+                        "missed it).", again_k)  # fmt: skip
+            table = pd.concat([table[table["k"] != again_k], pd.DataFrame([again])])
+            table = table.sort_values("k").reset_index(drop=True)
+            meets = table.loc[table["meets_target"], "k"]
     if meets.empty:
         worst = table["target_outside_pct"]
         best = table.loc[worst.idxmin()]
@@ -233,10 +260,48 @@ class _Parts:
 
 
 def _plan_for_k(xy, values, parts, k, *, names, t_col, band, tolerance_pct, network, snapped,
-                current, time_limit_s, is_cancelled) -> dict:  # fmt: skip
-    """One row of the table: a quick balanced plan with ``k`` territories and its figures."""
+                current, time_limit_s, is_cancelled, second_pass: bool = False) -> dict:  # fmt: skip
+    """One row of the table: a quick balanced plan with ``k`` territories and its figures.
+
+    ``second_pass``: also move the centres to their territories' weighted middles (up to
+    :data:`_SECOND_PASS_ROUNDS` times) and solve with the engine's full rounding and polish,
+    keeping the first plan that meets the band.
+    """
     t0 = time.perf_counter()
     cen_xy = bisection_centres(xy, values / np.maximum(values.sum(0), 1e-12), k)
+    if second_pass:
+        deadline = t0 + time_limit_s
+        row = None
+        for _ in range(_SECOND_PASS_ROUNDS):
+            left = deadline - time.perf_counter()
+            if left <= 0.5:
+                break
+            row, part_assign = _solve_row(xy, values, parts, k, cen_xy, names=names, t_col=t_col,
+                                          band=band, tolerance_pct=tolerance_pct, network=network,
+                                          snapped=snapped, current=current, time_limit_s=left,
+                                          is_cancelled=is_cancelled, thorough=True)  # fmt: skip
+            if row["meets_target"]:
+                break
+            w = parts.values[:, t_col] + 1e-12
+            cen_xy = np.array([np.average(parts.xy[part_assign == j], axis=0,
+                                          weights=w[part_assign == j])
+                               if (part_assign == j).any() else cen_xy[j] for j in range(k)])  # fmt: skip
+        if row is not None:
+            row["method"] += METHOD_SECOND_PASS
+            row["seconds"] = round(time.perf_counter() - t0, 2)
+        return row
+    row, _ = _solve_row(xy, values, parts, k, cen_xy, names=names, t_col=t_col, band=band,
+                        tolerance_pct=tolerance_pct, network=network, snapped=snapped,
+                        current=current, time_limit_s=time_limit_s,
+                        is_cancelled=is_cancelled)  # fmt: skip
+    row["seconds"] = round(time.perf_counter() - t0, 2)
+    return row
+
+
+def _solve_row(xy, values, parts, k, cen_xy, *, names, t_col, band, tolerance_pct, network,
+               snapped, current, time_limit_s, is_cancelled, thorough: bool = False):  # fmt: skip
+    """The balanced plan for the centres ``cen_xy`` and its table row; also the assignment of
+    the parts (clusters). ``thorough``: the engine's default rounding tries and its polish."""
     n = len(parts.xy)
     target = values.sum(0) / k
     tol = tolerance_pct / 100.0
@@ -256,10 +321,11 @@ def _plan_for_k(xy, values, parts, k, *, names, t_col, band, tolerance_pct, netw
     res = None
     for lo_k, hi_k, note in bands:
         try:
+            quick = {} if thorough else {"polish": False, "rooms": _ROOMS, "tiers": _TIERS}
             res = solve_balanced(cost, parts.values, lo_k, hi_k, locks=none, current=none,
                                  budget=None, allowed=np.ones((n, k), bool),
-                                 time_limit_s=time_limit_s, iterations=_ITERATIONS, polish=False,
-                                 rooms=_ROOMS, tiers=_TIERS, is_cancelled=is_cancelled)  # fmt: skip
+                                 time_limit_s=time_limit_s, iterations=_ITERATIONS,
+                                 is_cancelled=is_cancelled, **quick)  # fmt: skip
         except NoPlanFoundError:
             continue
         method = METHOD_BALANCED + note
@@ -301,8 +367,7 @@ def _plan_for_k(xy, values, parts, k, *, names, t_col, band, tolerance_pct, netw
         row["moved_pct"] = round(100 * float(moved.sum()) / max(int(known.sum()), 1), 2)
     row["method"] = method.replace(" assignment", " assignment" + CLUSTERS_NOTE, 1) if len(
         parts.xy) < len(xy) else method  # fmt: skip
-    row["seconds"] = round(time.perf_counter() - t0, 2)
-    return row
+    return row, part_assign
 
 
 def bisection_centres(xy: np.ndarray, share: np.ndarray, k: int) -> np.ndarray:

@@ -57,6 +57,15 @@ CASES = [
          message=r"INPUT_OSM"),
     Case("network-nothing-given", "buildroadnetwork", {"OUTPUT": "{out}/net.gpkg"},
          message=r"INPUT_OSM|EXTENT"),
+    Case("network-download-server-unreachable", "buildroadnetwork",
+         {"EXTENT": "24.93,24.95,60.16,60.17 [EPSG:4326]", "OVERPASS_URL": "http://127.0.0.1:9/api",
+          "OUTPUT": "{out}/net.gpkg"},
+         message=r"EXTENT: cannot reach the OpenStreetMap download server 127\.0\.0\.1 .*Without "
+                 r"internet, use INPUT_OSM with a downloaded \.osm\.pbf"),
+    Case("network-overpass-url-not-a-url", "buildroadnetwork",
+         {"EXTENT": "24.93,24.95,60.16,60.17 [EPSG:4326]", "OVERPASS_URL": "overpass",
+          "OUTPUT": "{out}/net.gpkg"},
+         message=r"OVERPASS_URL: 'overpass' is not a web address"),
     # drivetimecatchments
     Case("catchments-bands-negative", "drivetimecatchments",
          {"INPUT": "{reps}", "ID_FIELD": "rep_id", "NETWORK": "{network}", "BANDS": "5,-1",
@@ -166,6 +175,16 @@ CASES = [
          {"ACCOUNTS": "{plan}", "TERRITORY_FIELD": "territory_id", "TOLERANCE": -5,
           "OUTPUT_HTML": "{out}/r.html"},
          message=r"TOLERANCE"),
+    Case("report-null-geometry", "territoryreport",
+         {"ACCOUNTS": "{plan_nullgeom}", "TERRITORY_FIELD": "territory_id",
+          "OUTPUT_HTML": "{out}/r.html"},
+         fails=False, message=r"ACCOUNTS: 2 of 40 accounts have a NULL or empty geometry: id "
+                              r"A0001, A0002\. They count in the totals and KPIs but are not on "
+                              r"the map"),
+    Case("report-backtest-text-field", "territoryreport",
+         {"ACCOUNTS": "{plan}", "TERRITORY_FIELD": "territory_id", "BACKTEST_FIELD": "name",
+          "OUTPUT_HTML": "{out}/r.html"},
+         message=r"BACKTEST_FIELD: 'name' holds text \(e\.g\. '.+'\), not numbers"),
     # compareplans
     Case("compare-one-plan", "compareplans",
          {"PLANS": ["{plan}"], "TERRITORY_FIELD": "territory_id", "OUTPUT_KPIS": "{out}/k.gpkg"},
@@ -183,6 +202,23 @@ CASES = [
          {"INPUT": "{nocrs_plan}", "TERRITORY_FIELD": "territory_id", "FORMAT": 2,
           "OUTPUT": "{out}/p.kml"},
          message=r"(no CRS|without a CRS)"),
+    Case("export-kml-null-geometry", "exportterritories",
+         {"INPUT": "{plan_nullgeom}", "TERRITORY_FIELD": "territory_id", "FORMAT": 2,
+          "OUTPUT": "{out}/p.kml"},
+         fails=False, message=r"INPUT: 2 of 40 features have a NULL or empty geometry: id A0001, "
+                              r"A0002\. They are written without a location \(KML viewers"),
+    # coverage models, groups and regions (designterritories)
+    Case("design-named-top-pct-out-of-range", "designterritories",
+         _plan(NAMED_TOP_PCT=120, REP_NAMED_FIELD="named_accounts"),
+         message=r"NAMED_TOP_PCT"),
+    Case("design-segment-without-skills", "designterritories", _plan(SEGMENT_FIELD="segment"),
+         message=r"SEGMENT_FIELD and REP_SKILLS_FIELD go together"),
+    Case("design-regions-above-territories", "designterritories",
+         {**_plan(REPS=""), "TERRITORIES": 3, "REGIONS": 4},
+         message=r"REGIONS: 4 must be from 1 to the number of territories"),
+    Case("design-more-groups-than-territories", "designterritories",
+         {**_plan(REPS=""), "TERRITORIES": 2, "GROUP_FIELD": "segment"},
+         message=r"fewer than the \d+ groups"),
 ]  # fmt: skip
 
 
@@ -223,6 +259,7 @@ def bad_data(e2e_data, e2e_network, tmp_path_factory) -> dict[str, str]:
     plan = acc.assign(territory_id=acc["current_territory"])
     save("plan", plan)
     save("nullplan", plan.assign(territory_id=None))
+    save("plan_nullgeom", plan.assign(geometry=[None, None, *plan.geometry.iloc[2:]]))
     save("nocrs_plan", plan.to_crs(3067).set_crs(None, allow_override=True))
     csv = folder / "nogeom.csv"
     pd.DataFrame(acc.drop(columns="geometry")).to_csv(csv, index=False)

@@ -25,3 +25,22 @@ def test_normal_run_has_no_deprecation_noise(alg, e2e_data, e2e_network, qp, tmp
     assert done.returncode == 0, done.stdout + done.stderr
     noisy = [line for line in (done.stdout + done.stderr).splitlines() if NOISE.search(line)]
     assert not noisy, "\n".join(noisy)
+
+
+def test_plain_venv_qgis_process_is_quiet(qp):
+    """The venv's own qgis_process (what the README's examples call) hides QGIS's setapi()
+    notice too, not only scripts/qgis_process.sh."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    venv = Path(os.environ.get("VENV", qp.root / ".venv"))
+    if not venv.is_absolute():
+        venv = qp.root / venv
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONWARNINGS"}
+    done = subprocess.run([str(venv / "bin" / "qgis_process"), "list"], capture_output=True,
+                          text=True, timeout=300, env=env, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "territory_planner" in done.stdout or "Available algorithms" in done.stdout
+    noisy = [line for line in (done.stdout + done.stderr).splitlines() if NOISE.search(line)]
+    assert not noisy, "\n".join(noisy)

@@ -76,6 +76,24 @@ def test_design_from_sample_areas_is_one_piece_each(qp, e2e_data, tmp_path):
     assert accounts["territory_id"].notna().all()
     assert (_digest(areas), _digest(e2e_data["accounts"])) == before  # inputs untouched
 
+    # the areas output is a good input: the report maps the areas and counts their pieces, and
+    # compareplans compares two plans of areas (this one with itself)
+    html_path = tmp_path / "report.html"
+    qp.run_json("territoryreport", {"ACCOUNTS": tmp_path / "units.gpkg",
+                                    "TERRITORY_FIELD": "territory_id", "TOLERANCE": 10,
+                                    "BALANCE_FIELDS": ["revenue_potential"],
+                                    "OUTPUT_HTML": html_path})  # fmt: skip
+    page = html_path.read_text(encoding="utf-8")
+    assert f"{len(units)} areas" in page
+    assert "every territory in one piece" in page
+    assert "not applied, this is a plan of areas" in page
+    assert "<img id='map'" in page
+    kpis = tmp_path / "kpis.gpkg"
+    qp.run_json("compareplans", {"PLANS": [tmp_path / "units.gpkg", tmp_path / "units.gpkg"],
+                                 "TERRITORY_FIELD": "territory_id", "ID_FIELD": AREA_ID,
+                                 "OUTPUT_KPIS": kpis})  # fmt: skip
+    assert (pyogrio.read_dataframe(kpis)["split_territories"] == 0).all()
+
 
 def test_points_as_units_fail_without_output(qp, e2e_data, tmp_path):
     params = {

@@ -295,3 +295,22 @@ def test_many_accounts_are_fast_enough() -> None:
     )
     res = _run(acc, name_field="name", duplicate_distance_m=50)
     assert len(res.flagged) == n
+
+
+def test_a_layer_of_areas_is_checked_at_a_point_inside_each():
+    """Units (polygons) are not flagged 'not a point': their ids and values are checked and the
+    flagged copy keeps the polygons."""
+    import geopandas as gpd
+    import shapely
+
+    squares = [shapely.box(385_000 + i * 1000, 6_672_000, 386_000 + i * 1000, 6_673_000)
+               for i in range(8)]  # fmt: skip
+    areas = gpd.GeoDataFrame({"uid": [f"U{i}" for i in range(7)] + ["U0"],
+                              "pop": [100.0, 110, 90, 105, 95, 100, -4, 100]},
+                             geometry=squares, crs="EPSG:3067")  # fmt: skip
+    res = check_accounts(areas, id_field="uid", numeric_fields=["pop"])
+    flagged = res.flagged
+    assert flagged.geometry.geom_type.eq("Polygon").all()
+    assert not flagged["chk_geometry"].notna().any()
+    bad = set(flagged.loc[~flagged["chk_ok"], "uid"])
+    assert bad == {"U0", "U6"}  # the duplicate id and the negative value, nothing else

@@ -239,3 +239,16 @@ def test_html_is_self_contained(base, other):
     assert re.search(r"class='num ok'>0\.000<", out)
     assert re.search(r"class='num bad'>0\.667<", out)
     assert math.isfinite(result.kpis["compactness_km"].sum())
+
+
+def test_plans_of_areas_are_compared_with_their_pieces():
+    squares = [shapely.box(i * 1000, 0, (i + 1) * 1000, 1000) for i in range(4)]
+
+    def areas(terr):
+        return gpd.GeoDataFrame({"id": ["U0", "U1", "U2", "U3"], "territory_id": terr,
+                                 "pop": [1.0, 1, 1, 1]}, geometry=squares, crs="EPSG:3067")  # fmt: skip
+
+    result = compare.compare_plans([areas(["A", "A", "B", "B"]), areas(["A", "B", "A", "B"])],
+                                   balance_fields=["pop"])  # fmt: skip
+    assert list(result.kpis["split_territories"]) == [0, 2]
+    assert result.kpis["compactness_km"].iloc[0] == pytest.approx(0.5)  # centres of the areas

@@ -398,3 +398,24 @@ def test_locked_pieces_are_joined_through_free_units() -> None:
     assert assign[0] == 0
     assert assign[2] == 0
     assert (count_pieces(assign, adj, 2) == 1).all()
+
+
+def test_plan_pieces_of_any_plan_areas_and_points() -> None:
+    """plan_pieces counts pieces as the algorithms do, for plans made anywhere: a row of four
+    squares A B A A has A in two pieces; two far clusters of one territory are two pieces."""
+    import geopandas as gpd
+
+    from territory_planner_plugin.contiguity import plan_pieces
+
+    squares = gpd.GeoSeries([shapely.box(i, 0, i + 1, 1) for i in range(4)], crs="EPSG:3067")
+    assert plan_pieces(squares, ["A", "B", "A", "A"]) == {"A": 2, "B": 1}
+    assert plan_pieces(squares, ["A", "A", None, "B"]) == {"A": 1, "B": 1}  # unassigned left out
+    # a 10 x 4 grid of accounts 1 km apart (jittered): columns 4-5 are T2, a wall across T1
+    rng = np.random.default_rng(0)
+    xy = np.mgrid[0:10, 0:4].reshape(2, -1).T * 1000.0 + rng.uniform(-50, 50, (40, 2))
+    xy += [385_000, 6_672_000]
+    pts = gpd.GeoSeries(shapely.points(xy), crs="EPSG:3067")
+    terr = ["T2" if 4 <= x <= 5 else "T1" for x in np.mgrid[0:10, 0:4].reshape(2, -1).T[:, 0]]
+    assert plan_pieces(pts, terr) == {"T1": 2, "T2": 1}
+    lonlat = pts.to_crs(4326)  # geographic input is measured in metres all the same
+    assert plan_pieces(lonlat, terr) == {"T1": 2, "T2": 1}

@@ -247,7 +247,19 @@ def test_named_account_with_a_geographic_owner_is_warned_and_counted(caplog):
     n_named = int((plan.accounts["tier"] == "named").sum())
     assert plan.kpis["named_from_geographic"] == n_named > 0
     assert "today with a geographic rep" in caplog.text
+    assert "not in REPS" not in caplog.text  # one warning, not rebalance's as well
     assert acc["owner"].eq("T0").all()  # input not modified
+
+
+def test_a_rep_who_left_is_still_named_in_a_tiered_rebalance(caplog):
+    acc, reps = _hybrid(n=12, seed=2)
+    acc["owner"] = np.where(np.arange(len(acc)) % 2 == 0, "GONE", "T0")
+    with caplog.at_level(logging.WARNING):
+        design_coverage(acc, coverage=Coverage(named_top_pct=30, rep_named_field="named"),
+                        reps=reps, tolerance_pct=40, current_field="owner", **KW)  # fmt: skip
+    assert "Territories GONE are not in REPS" in caplog.text
+    assert "T0 are not in REPS" not in caplog.text
+    assert "GONE, T0" not in caplog.text
 
 
 def test_rebalance_coverage_moves_within_tiers():

@@ -207,3 +207,45 @@ def test_reoptimise_units_moves_whole_units_and_keeps_territories_in_one_piece()
     assert live.plan().outside == 0
     assert table["pieces"].to_dict() == {"E": 1, "W": 1}
     assert all(live.territory_of(r) == "W" for r in manual)
+
+
+def test_drive_minutes_match_networkx_and_drive_the_table(tmp_path) -> None:
+    """With a road network the editor's travel is drive minutes (networkx Dijkstra as the
+    reference), and the longest-drive warning is in minutes."""
+    from pathlib import Path
+
+    import networkx as nx
+
+    from territory_planner_plugin import network
+    from territory_planner_plugin.editor import drive_minutes
+
+    path = tmp_path / "net.gpkg"
+    network.save_network(network.build_road_network(
+        Path(__file__).resolve().parents[1] / "data" / "helsinki.osm.pbf"), path)  # fmt: skip
+    net = network.load_network(path)
+    g = nx.DiGraph()
+    for u, v, t in zip(net.edges["u_idx"], net.edges["v_idx"], net.edges["travel_time_s"]):
+        if u != v and (not g.has_edge(u, v) or g[u][v]["w"] > t):
+            g.add_edge(u, v, w=t)
+    big = max(nx.strongly_connected_components(g), key=len)
+    nodes = np.array(sorted(big))[:: max(1, len(big) // 12)][:12]
+    xy = np.column_stack([net.x[nodes], net.y[nodes]])
+    centres = {"A": xy[0], "B": xy[-1]}
+    minutes = drive_minutes(str(path), xy, net.crs, centres)
+    for key, src in (("A", nodes[0]), ("B", nodes[-1])):
+        ref = nx.single_source_dijkstra_path_length(g, int(src), weight="w")
+        expected = np.array([ref[int(n)] / 60 for n in nodes])
+        np.testing.assert_allclose(minutes[key], expected, atol=0.02)
+    terr = ["A"] * 6 + ["B"] * 6
+    live = PlanTable(terr, xy=xy, centres=centres, minutes=minutes, tolerance_pct=300,
+                     max_minutes=float(minutes["A"][:6].max()) + 0.01)  # fmt: skip
+    row = live.table().set_index("territory")
+    assert row.loc["A", "travel_min"] == pytest.approx(minutes["A"][:6].sum())
+    assert not [w for w in live.plan().warnings if w.kind == "drive"]
+    far = int(np.argmax(minutes["A"][6:])) + 6
+    live.assign([far], "A")
+    live.max_minutes = float(minutes["A"][far]) - 0.01  # now that row is beyond the limit
+    drives = [w.text for w in live.plan().warnings if w.kind == "drive"]
+    assert drives
+    assert "min from the rep's base" in drives[0]
+    assert row.loc["A", "longest_min"] == pytest.approx(minutes["A"][:6].max())

@@ -48,3 +48,29 @@ def test_unanswered_name_lookup_is_cut_at_the_timeout(monkeypatch) -> None:
     with pytest.raises(NetworkUnavailableError, match=r"no answer within 0\.5 s.*INPUT_OSM"):
         network._check_reachable("https://overpass.example/api", timeout_s=0.5)
     assert time.perf_counter() - start < 2
+
+
+def test_overpass_url_is_used_then_restored(monkeypatch) -> None:
+    """OVERPASS_URL reaches the probe and the download; OSMnx's global setting is put back."""
+    import osmnx as ox
+
+    seen = []
+    monkeypatch.setattr(network, "_check_reachable", lambda url: seen.append(("probe", url)))
+
+    def fake(*args, **kwargs):
+        seen.append(("download", ox.settings.overpass_url))
+        raise ConnectionError("refused")
+
+    monkeypatch.setattr(ox, "graph_from_bbox", fake)
+    default = ox.settings.overpass_url
+    with pytest.raises(NetworkUnavailableError, match="INPUT_OSM"):
+        network.build_road_network(None, bbox=BBOX, overpass_url="https://own.example/api/")
+    assert seen == [("probe", "https://own.example/api"), ("download", "https://own.example/api")]
+    assert ox.settings.overpass_url == default
+
+
+def test_overpass_url_must_be_a_web_address() -> None:
+    from territory_planner_plugin.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match=r"OVERPASS_URL: 'ftp://x' is not a web address"):
+        network.build_road_network(None, bbox=BBOX, overpass_url="ftp://x")

@@ -271,3 +271,78 @@ def test_groups_hard_rules_property(seed, n_groups):
     by_group = plan.summary.groupby("group")["revenue_total"].sum()
     for g in names:  # each group's targets are its own total
         assert by_group[g] == pytest.approx(acc.loc[acc["grp"] == g, "revenue"].sum())
+
+
+def _grid_states(rows: int = 4, cols: int = 6, size: float = 2000.0) -> gpd.GeoDataFrame:
+    """A grid of county-like squares: the west half in state 'W', the east half in 'E'."""
+    geoms = [shapely.box(c * size, r * size, (c + 1) * size, (r + 1) * size)
+             for r in range(rows) for c in range(cols)]  # fmt: skip
+    cols_of = np.tile(np.arange(cols), rows)
+    return gpd.GeoDataFrame({"uid": [f"U{i:02d}" for i in range(len(geoms))],
+                             "pop": 100.0 + (np.arange(len(geoms)) % 5) * 10,
+                             "state": np.where(cols_of < cols // 2, "W", "E")},
+                            geometry=geoms, crs=CRS)  # fmt: skip
+
+
+def test_units_grouped_by_a_units_field_each_territory_in_one_state():
+    units = _grid_states()
+    before = units.copy()
+    out = regions.plan_by_group(design_territories, None, group_field="state", id_field="id",
+                                units=units, unit_id_field="uid", n_territories=4,
+                                balance_fields=["pop"], tolerance_pct=15,
+                                time_limit_s=10)  # fmt: skip
+    plan = out.plan
+    assert units.equals(before)
+    assert plan.accounts is None
+    assert list(plan.units["uid"]) == list(units["uid"])  # input order kept
+    state = plan.units["territory_id"].str.split("-").str[0]
+    assert (state == units["state"]).all()  # no territory crosses a state line
+    assert plan.units["territory_id"].nunique() == 4
+    assert plan.summary["pieces"].max() == 1
+    assert plan.units["colour"].notna().all()
+    for _, part in plan.summary.groupby("group"):
+        assert part["pop_dev_pct"].abs().max() <= 15 + 1e-6
+
+
+def test_units_with_accounts_grouped_by_the_units_state():
+    units = _grid_states()
+    rng = np.random.default_rng(3)
+    xy = rng.uniform(0, [12_000, 8_000], size=(120, 2))
+    acc = gpd.GeoDataFrame({"id": [f"A{i}" for i in range(120)], "revenue": rng.uniform(1, 5, 120)},
+                           geometry=shapely.points(xy), crs=CRS)  # fmt: skip
+    out = regions.plan_by_group(design_territories, acc, group_field="state", id_field="id",
+                                units=units, unit_id_field="uid", n_territories=4,
+                                balance_fields=["revenue"], tolerance_pct=20,
+                                time_limit_s=10)  # fmt: skip
+    plan = out.plan
+    assert list(plan.accounts["id"]) == list(acc["id"])
+    west = xy[:, 0] < 6_000
+    acc_state = plan.accounts["territory_id"].str.split("-").str[0]
+    assert (acc_state == np.where(west, "W", "E")).all()
+    unit_state = plan.units["territory_id"].str.split("-").str[0]
+    assert (unit_state == units["state"]).all()
+
+
+def test_units_group_field_must_be_a_units_field():
+    with pytest.raises(InvalidInputError, match=r"UNIT_GROUP_FIELD: 'region' is not a field of UNITS"):
+        regions.plan_by_group(design_territories, None, group_field="region", id_field="id",
+                              units=_grid_states(), unit_id_field="uid", n_territories=2,
+                              balance_fields=["pop"])  # fmt: skip
+
+
+def test_units_grouped_rebalance_stays_within_each_state():
+    units = _grid_states()
+    first = regions.plan_by_group(design_territories, None, group_field="state", id_field="id",
+                                  units=units, unit_id_field="uid", n_territories=4,
+                                  balance_fields=["pop"], tolerance_pct=15,
+                                  time_limit_s=10).plan  # fmt: skip
+    today = units.assign(current=first.units["territory_id"].to_numpy())
+    today.loc[today.index[:3], "pop"] *= 3  # the north-west grew
+    out = regions.plan_by_group(rebalance_territories, None, group_field="state", id_field="id",
+                                units=today, unit_id_field="uid", current_field="current",
+                                balance_fields=["pop"], tolerance_pct=15,
+                                time_limit_s=10)  # fmt: skip
+    state = out.plan.units["territory_id"].str.split("-").str[0]
+    assert (state == units["state"]).all()
+    assert out.moves is not None
+    assert out.plan.summary["pieces"].max() == 1

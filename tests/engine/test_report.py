@@ -332,3 +332,27 @@ def test_named_account_territories_are_not_held_to_the_prospects_guidance_nor_la
     drawn = draw_plan_map(acc, territory_field="territory_id", territories=polys,
                           colours={"G1": "#E69F00", "G2": "#56B4E9", "N1": "#009E73"})  # fmt: skip
     assert set(drawn.labels) == {"G1", "G2"}
+
+
+def test_plan_of_areas_is_reported_as_areas():
+    """A plan of areas (the units output) is drawn as its areas, counted as areas, checked for
+    pieces by shared boundaries and not held to the active prospects guidance."""
+    import geopandas as gpd
+    import shapely
+
+    squares = [shapely.box(i * 1000, 0, (i + 1) * 1000, 1000) for i in range(6)]
+    areas = gpd.GeoDataFrame({"area_id": [f"U{i}" for i in range(6)],
+                              "territory_id": ["A", "A", "B", "B", "A", "C"],
+                              "population": [100.0, 100, 100, 100, 100, 200]},
+                             geometry=squares, crs="EPSG:3067")  # fmt: skip
+    page, summary = report.build_report(areas, balance_fields=["population"], id_field="area_id",
+                                        tolerance_pct=10)  # fmt: skip
+    assert "6 areas" in page
+    assert "A in 2 pieces" in page  # U4 lies apart from U0-U1
+    assert "kpi-prospects" not in page
+    assert "not applied, this is a plan of areas" in page
+    assert "<img id='map'" in page
+    assert list(summary["pieces"]) == [2, 1, 1]
+    counted = report.build_report(areas.assign(active=[30, 40, 50, 60, 70, 80]),
+                                  balance_fields=["population"], active_field="active")[1]  # fmt: skip
+    assert list(counted["active_prospects"]) == [140, 110, 80]  # an area's count is summed

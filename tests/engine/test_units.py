@@ -129,7 +129,7 @@ def test_missing_or_bad_balance_fields_are_named() -> None:
     with pytest.raises(InvalidInputError, match="'people' is not a field of UNITS"):
         prepare_units(units, id_field="uid", balance_fields=["people"])
     units.loc[1, "pop"] = -5
-    with pytest.raises(InvalidInputError, match=r"units \['U1'\]"):
+    with pytest.raises(InvalidInputError, match=r"'pop' is negative for 1 units \(U1\)"):
         prepare_units(units, id_field="uid", balance_fields=["pop"])
     with pytest.raises(InvalidInputError, match="no CRS"):
         prepare_units(grid_units(1, 3), id_field="uid",

@@ -200,3 +200,28 @@ def test_regions_from_units_are_each_one_piece(run_alg, tp, accounts_gpkg, tmp_p
                     seen.add(j)
                     todo.append(j)
         assert len(seen) == len(members), region
+
+
+def test_units_grouped_by_unit_group_field(run_alg, tp, tmp_path):
+    """UNIT_GROUP_FIELD: each group of areas planned apart; no territory crosses a group line,
+    and GROUP_FIELD (an accounts field) with UNITS is refused with the parameter to use."""
+    from qgis.core import QgsProcessingException
+
+    areas = gpd.read_file(tp.sample_file("areas.gpkg"), layer="areas")
+    west = areas.geometry.centroid.x < areas.geometry.centroid.x.median()
+    areas["district"] = ["West" if w else "East" for w in west]
+    path = tmp_path / "areas_grouped.gpkg"
+    areas.to_file(path, layer="areas", driver="GPKG")
+    params = {"UNITS": f"{path}|layername=areas", "UNIT_ID_FIELD": "area_id",
+              "UNIT_BALANCE_FIELDS": ["population"], "UNIT_GROUP_FIELD": "district",
+              "TERRITORIES": 4, "TOLERANCE": 15, "SEED": 0, "TIME_LIMIT": 20, "SOLVER": 0,
+              "OUTPUT_UNITS": str(tmp_path / "u.gpkg"), **_outputs(tmp_path)}  # fmt: skip
+    result = run_alg("designterritories", params)
+    units = tp.read_layer(result["OUTPUT_UNITS"])
+    group = units["territory_id"].str.split("-").str[0]
+    assert (group == units["district"]).all()
+    assert result["SPLIT_TERRITORIES"] == 0
+    assert units["territory_id"].nunique() == 4
+    with pytest.raises(QgsProcessingException, match="choose UNIT_GROUP_FIELD"):
+        run_alg("designterritories", {**params, "UNIT_GROUP_FIELD": None, "GROUP_FIELD": "x",
+                                      "ACCOUNTS": None})  # fmt: skip

@@ -18,11 +18,11 @@ COVERAGE_PARAMETERS = (
     "REP_SKILLS_FIELD", "SKILL_RULE", "SKILL_WEIGHT",
 )  # fmt: skip
 # Groups (solved separately) and regions (second level), the same in both planning algorithms.
-GROUP_PARAMETERS = ("GROUP_FIELD", "REP_GROUP_FIELD", "REGIONS")
+GROUP_PARAMETERS = ("GROUP_FIELD", "UNIT_GROUP_FIELD", "REP_GROUP_FIELD", "REGIONS")
 
 CONTRACT = {
     "buildroadnetwork": (
-        {"INPUT_OSM", "EXTENT", "NETWORK_TYPE", "SPEEDS", "OUTPUT"},
+        {"INPUT_OSM", "EXTENT", "NETWORK_TYPE", "SPEEDS", "OVERPASS_URL", "OUTPUT"},
         {"OUTPUT", "NETWORK"},
     ),
     "drivetimecatchments": (

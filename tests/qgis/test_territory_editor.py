@@ -353,3 +353,38 @@ def test_tiers_of_a_hybrid_plan_each_have_their_own_targets(editor) -> None:
     assert shown.loc[["N1", "N2"], "revenue_potential_target"].tolist() == [1000.0, 1000.0]
     assert shown.loc[["T1", "T2"], "revenue_potential_target"].tolist() == [300.0, 300.0]
     assert (shown["revenue_potential_dev_pct"] == 0).all()
+
+
+def test_plan_made_on_roads_shows_drive_minutes(editor, run_alg, accounts_gpkg, reps_gpkg,
+                                                network_gpkg, tmp_path) -> None:  # fmt: skip
+    """A plan made with NETWORK and REP_MAX_MINUTES pre-fills the panel's road network and
+    drive-time limit, and the table's travel is in drive minutes, as the plan was judged."""
+    from qgis.core import QgsProject, QgsVectorLayer
+
+    out = tmp_path / "out"
+    out.mkdir()
+    run_alg("designterritories", {
+        "ACCOUNTS": f"{accounts_gpkg}|layername=accounts", "ID_FIELD": "id",
+        "REPS": f"{reps_gpkg}|layername=reps", "REP_ID_FIELD": "rep_id",
+        "NETWORK": str(network_gpkg), "REP_MAX_MINUTES": 60, "TOLERANCE": 20,
+        "BALANCE_FIELDS": ["workload_visits"], "TIME_LIMIT": 20,
+        "OUTPUT_ACCOUNTS": str(out / "plan.gpkg"), "OUTPUT_TERRITORIES": "TEMPORARY_OUTPUT",
+        "OUTPUT_CENTRES": str(out / "centres.gpkg"),
+    })  # fmt: skip
+    layer = QgsVectorLayer(str(out / "plan.gpkg"), "plan", "ogr")
+    centres = QgsVectorLayer(str(out / "centres.gpkg"), "centres", "ogr")
+    QgsProject.instance().addMapLayers([layer, centres])
+    editor.set_layer(layer)
+    assert editor.network_widget.filePath() == str(network_gpkg)
+    assert editor.max_minutes_spin.value() == 60
+    assert editor.load()
+    headers = [editor.grid.horizontalHeaderItem(j).text() for j in range(editor.grid.columnCount())]
+    assert "Drive min" in headers
+    shown = editor.figures().set_index("territory")
+    assert np.isfinite(shown["travel_min"]).all()
+    # each territory's drive minutes are the sum of its accounts' drive times to its rep
+    import geopandas as gpd
+
+    acc = gpd.read_file(out / "plan.gpkg")
+    for t, part in acc.groupby("territory_id"):
+        assert shown.loc[t, "travel_min"] == pytest.approx(part["centre_min"].sum(), rel=0.02)
