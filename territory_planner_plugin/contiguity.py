@@ -13,7 +13,8 @@ territory connected lowers the cost; then rounds of the balanced assignment over
 and neighbouring territories trade the balance at every border at once (units left apart go
 back, then the same repair, balance and search). :func:`contiguous_milp` is the exact model (single-commodity
 flow from a root per territory, HiGHS through SciPy): the reference on small cases and the
-path of :meth:`model.TerritoryModel.solve` for county-sized models.
+path of :meth:`model.TerritoryModel.solve` for county-sized models, after
+:func:`contiguous_cuts` (root-free a-b separator cuts), whose bound holds for the problem as posed.
 """
 
 from __future__ import annotations
@@ -1585,6 +1586,236 @@ def contiguous_milp(
                            allowed=allowed, time_limit_s=time_limit_s)  # fmt: skip
     return None if res is None else (res.assign, res.objective)
 
+
+@dataclass
+class CutPlan:
+    """A result of :func:`contiguous_cuts`: a proven lower bound of the contiguous problem, the
+    best plan in one piece per territory it knows (or None), and whether that plan is optimal."""
+
+    bound: float
+    assign: np.ndarray | None
+    objective: float
+    optimal: bool
+    rounds: int
+    cuts: int
+    closed: bool = False  # the last round's plan is in one piece each, within ``gap``
+
+
+def contiguous_cuts(
+    cost: np.ndarray,
+    values: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    *,
+    adjacency,
+    locks: np.ndarray,
+    allowed: np.ndarray,
+    current: np.ndarray | None = None,
+    budget: int | None = None,
+    start: np.ndarray | None = None,
+    time_limit_s: float = 60.0,
+    repair_s: float = 1.0,
+    gap: float = 1e-6,
+    incumbents: bool = False,
+) -> CutPlan | None:
+    """Root-free exact contiguous model by separator cuts (HiGHS through ``highspy``).
+
+    Solves the assignment MILP (one territory per unit, balance bands, moves budget), then, for
+    each territory in more than one piece, adds for every two pieces S, T (a in S, b in T) and
+    every territory t the cut x_at + x_bt - sum over a minimal a-b separator C of x_ct <= 1
+    (a territory holding a and b in one piece holds a unit of C), and solves again (Validi and
+    Buchanan's a-b separator formulation, as a cut loop). Each round is a relaxation of the
+    problem as posed (no roots), so its proven bound holds; a round whose plan is in one piece
+    per territory is optimal (within ``gap``, each round's relative MILP gap). ``start`` (a plan
+    in one piece per territory) is each round's first incumbent; each round's plan in pieces is
+    made one piece each (:func:`make_contiguous`, up to ``repair_s``) for a better one; with
+    ``incumbents`` the round's improving plans in pieces give cuts too. Returns None when
+    ``highspy`` is not installed.
+    """
+    try:
+        import highspy
+    except ImportError:
+        return None
+    t0 = time.perf_counter()
+    cost = np.asarray(cost, float)
+    n, k = cost.shape
+    vals = np.asarray(values, float).reshape(n, -1)
+    m = vals.shape[1]
+    lo = np.asarray(lo, float).reshape(k, -1)
+    hi = np.asarray(hi, float).reshape(k, -1)
+    locks = np.asarray(locks, int)
+    allowed = np.asarray(allowed, bool).copy()
+    for i in np.flatnonzero(locks >= 0):
+        keep = allowed[i, locks[i]]
+        allowed[i] = False
+        allowed[i, locks[i]] = keep
+    if not allowed.any(1).all():
+        return CutPlan(np.inf, None, np.inf, False, 0, 0)
+    pr, pc = np.nonzero(allowed)
+    p = len(pr)
+    pid = np.full((n, k), -1)
+    pid[pr, pc] = np.arange(p)
+    mat = _binary(_matrix(adjacency))
+    h = highspy.Highs()
+    h.setOptionValue("output_flag", False)
+    h.setOptionValue("mip_rel_gap", float(gap))
+    h.addVars(p, np.zeros(p), np.ones(p))
+    idx = np.arange(p, dtype=np.int32)
+    h.changeColsCost(p, idx, cost[pr, pc])
+    h.changeColsIntegrality(p, idx, np.full(p, int(highspy.HighsVarType.kInteger), np.uint8))
+    blocks = [sp.csr_matrix((np.ones(p), (pr, np.arange(p))), shape=(n, p))]
+    rlo, rhi = [np.ones(n)], [np.ones(n)]
+    rows_b = (pc[:, None] * m + np.arange(m)[None, :]).ravel()
+    blocks.append(sp.csr_matrix((vals[pr].ravel(), (rows_b, np.repeat(np.arange(p), m))),
+                                shape=(k * m, p)))  # fmt: skip
+    rlo.append(lo.ravel())
+    rhi.append(hi.ravel())
+    if budget is not None and current is not None:
+        cur = np.asarray(current, int)
+        stay = np.flatnonzero((cur[pr] >= 0) & (pc == cur[pr]))
+        blocks.append(sp.csr_matrix((np.ones(len(stay)), (np.zeros(len(stay), int), stay)),
+                                    shape=(1, p)))  # fmt: skip
+        rlo.append(np.array([float((cur >= 0).sum() - budget)]))
+        rhi.append(np.array([np.inf]))
+    a_mat = sp.vstack(blocks).tocsr()
+    h.addRows(a_mat.shape[0], np.concatenate(rlo), np.concatenate(rhi), a_mat.nnz,
+              a_mat.indptr.astype(np.int32), a_mat.indices.astype(np.int32), a_mat.data)  # fmt: skip
+    best, best_obj = None, np.inf
+    if start is not None:
+        start = np.asarray(start, int)
+        if (start >= 0).all() and (pid[np.arange(n), start] >= 0).all() and (
+            count_pieces(start, mat, k) == 1
+        ).all():
+            best, best_obj = start.copy(), float(cost[np.arange(n), start].sum())
+    bound, rounds, cuts, seen, closed = -np.inf, 0, 0, set(), False
+    found: list = []
+    if incumbents:
+        h.cbMipImprovingSolution += lambda e: found.append(np.array(e.data_out.mip_solution))
+    while True:
+        left = time_limit_s - (time.perf_counter() - t0)
+        if left <= 0.05:
+            break
+        h.setOptionValue("time_limit", float(left))
+        if best is not None:
+            x0 = np.zeros(p)
+            x0[pid[np.arange(n), best]] = 1.0
+            sol = highspy.HighsSolution()
+            sol.col_value = list(x0)
+            h.setSolution(sol)
+        found.clear()
+        h.run()
+        rounds += 1
+        status = h.getModelStatus()
+        info = h.getInfo()
+        if status == highspy.HighsModelStatus.kInfeasible:
+            return CutPlan(np.inf, None, np.inf, False, rounds, cuts)
+        if np.isfinite(info.mip_dual_bound):
+            bound = max(bound, float(info.mip_dual_bound))
+        if info.primal_solution_status != 2:
+            break
+        final = np.asarray(h.getSolution().col_value)
+        new: list = []
+        last_new = True
+        for x in [*found, final]:
+            assign = np.full(n, -1)
+            pick = x[:p] > 0.5
+            assign[pr[pick]] = pc[pick]
+            if (assign < 0).any():
+                continue
+            sep = _separator_cuts(assign, mat, k)
+            new.extend(sep)
+            last_new = bool(sep)
+            obj = float(cost[np.arange(n), assign].sum())
+            if not sep and (count_pieces(assign, mat, k) == 1).all() and obj < best_obj:
+                best, best_obj = assign, obj
+        logger.debug("separator cuts: round %d at %.1f s, bound %.3f, best %.3f, %d separators",
+                     rounds, time.perf_counter() - t0, bound, best_obj, len(new))  # fmt: skip
+        if not last_new:
+            closed = status == highspy.HighsModelStatus.kOptimal
+            break
+        if status != highspy.HighsModelStatus.kOptimal:
+            break  # stopped at the time limit on a plan in pieces
+        if repair_s > 0:
+            repaired = _repair(assign, mat, cost, vals, lo, hi, locks, allowed, current, budget,
+                               time.perf_counter() + min(repair_s, max(left / 4, 0.1)))  # fmt: skip
+            if repaired is not None:
+                r_obj = float(cost[np.arange(n), repaired].sum())
+                if r_obj < best_obj - 1e-9 * max(abs(best_obj), 1.0):
+                    best, best_obj = repaired, r_obj
+        added = 0
+        for a, b, sep in new:
+            key = (a, b, tuple(sep))
+            if key in seen:
+                continue
+            seen.add(key)
+            for t in range(k):
+                if pid[a, t] < 0 or pid[b, t] < 0:
+                    continue
+                cols = [pid[a, t], pid[b, t]] + [pid[c, t] for c in sep]
+                coef = [1.0, 1.0] + [-1.0] * len(sep)
+                keep = [q for q, c in enumerate(cols) if c >= 0]
+                h.addRow(-np.inf, 1.0, len(keep), np.array([cols[q] for q in keep], np.int32),
+                         np.array([coef[q] for q in keep]))  # fmt: skip
+                added += 1
+        cuts += added
+        if added == 0:
+            break  # pragma: no cover - a cut is always new for a plan in pieces
+        if bound >= best_obj - 1e-9 * max(abs(best_obj), 1.0):
+            break
+    if best is not None:
+        bound = min(bound, best_obj)
+    optimal = best is not None and bound >= best_obj - 1e-6 * max(abs(best_obj), 1.0)
+    return CutPlan(float(bound), best, float(best_obj), bool(optimal), rounds, cuts,
+                   bool(closed or optimal))
+
+
+def _repair(assign, mat, cost, vals, lo, hi, locks, allowed, current, budget, deadline):
+    """:func:`make_contiguous` of a plan in pieces, or None when it finds no plan in time."""
+    try:
+        out = make_contiguous(assign, adjacency=mat, cost=cost, values=vals, lo=lo, hi=hi,
+                              locks=locks, allowed=allowed, current=current, budget=budget,
+                              deadline=deadline)  # fmt: skip
+    except (InfeasibleError, InvalidInputError):
+        return None
+    k = cost.shape[1]
+    return out if (count_pieces(out, mat, k) == 1).all() else None
+
+
+def _separator_cuts(assign: np.ndarray, mat: sp.csr_matrix, k: int, per_side: int = 6) -> list:
+    """(a, b, minimal a-b separator) for every two pieces S, T of every territory in pieces:
+    the separator N(S) cut down to the units touching b's side, for up to ``per_side`` units a
+    of S and b of T (each the same separator, a different cut)."""
+    out = []
+    n = len(assign)
+    for j in range(k):
+        members = np.flatnonzero(assign == j)
+        if len(members) < 2:
+            continue
+        ncomp, lab = connected_components(mat[members][:, members], directed=False)
+        if ncomp < 2:
+            continue
+        comps = [members[lab == c] for c in range(ncomp)]
+        for s_i, s in enumerate(comps):
+            in_s = np.zeros(n, bool)
+            in_s[s] = True
+            nbr = np.zeros(n, bool)
+            nbr[mat[s].indices] = True
+            nbr &= ~in_s
+            keep = ~(nbr | in_s)
+            kept = np.flatnonzero(keep)
+            _, lab2 = connected_components(mat[keep][:, keep], directed=False)
+            for t_i, t in enumerate(comps):
+                if t_i == s_i:
+                    continue
+                side = lab2[np.searchsorted(kept, t[0])]
+                reach = kept[lab2 == side]
+                touch = np.zeros(n, bool)
+                touch[mat[reach].indices] = True
+                sep = np.flatnonzero(touch & nbr).tolist()
+                for a in s[:per_side].tolist():
+                    for b in t[:per_side].tolist():
+                        out.append((a, b, sep))
+    return out
 
 # ----------------------------------------------------------------------------- helpers
 

@@ -39,6 +39,7 @@ logger = logging.getLogger(__name__)
 EXACT_PAIRS = 1_000  # up to this many row-territory pairs: the exact MILP through PuLP
 CONTIGUOUS_EXACT_PAIRS = 2_000  # contiguous models up to this many pairs: the exact flow MILP too
 CONTIGUOUS_HEURISTIC_SHARE = 0.25  # of TIME_LIMIT for the local search that warm-starts it
+CONTIGUOUS_CUT_SHARE = 0.7  # of what is then left for the root-free separator-cut model
 EXPLAIN_PAIRS = 200_000  # up to this many pairs an infeasible run gets the LP's minimal tolerance
 TOLERANCE_MAX_TENTHS = 990  # largest TOLERANCE a suggestion may name, in tenths of a % (99 %)
 STRAIGHT_LINE_KMH = 50.0  # straight-line km -> minutes wherever there is no road (one speed)
@@ -282,7 +283,8 @@ class TerritoryModel:
 
         With ``final`` false only a quick priced assignment is made (centre rounds; no penalty,
         no contiguity). A contiguous model is then made contiguous (:mod:`contiguity`), keeping
-        every hard constraint; the bound stays the one without contiguity (still a lower bound).
+        every hard constraint; the bound stays the one without contiguity (still a lower bound),
+        except on the county-sized exact path, whose separator cuts bound the contiguous problem.
         Raises :class:`InfeasibleError` (naming the smallest relaxation) or :class:`SolverError`.
         """
         travel = self.travel if final else None
@@ -321,9 +323,10 @@ class TerritoryModel:
                 and self.cost.size <= CONTIGUOUS_EXACT_PAIRS)  # fmt: skip
 
     def _solve_contiguous_exact(self, solver: str, time_limit_s: float, is_cancelled) -> Solution:
-        """County-sized contiguous models: the local search's plan gives the roots of (and is
-        the fallback of) the exact flow MILP; the bound is the integer bound without contiguity."""
-        from .contiguity import contiguous_exact
+        """County-sized contiguous models: the local search's plan starts the root-free
+        separator-cut model (a bound of the problem as posed, optimal when it closes); when it
+        does not close, the rooted flow MILP from the best plan's roots looks for a better plan."""
+        from .contiguity import contiguous_cuts, contiguous_exact
 
         t0 = time.perf_counter()
         free = replace(self, contiguous=False)
@@ -349,13 +352,34 @@ class TerritoryModel:
                 failure = err
         _, lo, hi = self.bounds()
         left = max(time_limit_s - (time.perf_counter() - t0), 1.0)
-        exact = contiguous_exact(
-            self.cost, self.values, lo, hi, adjacency=self.adjacency, roots=self._roots(start),
-            locks=self.locks, allowed=self.allowed, current=self.current, budget=self.budget,
-            start=start, time_limit_s=left,
+        cuts = contiguous_cuts(
+            self.cost, self.values, lo, hi, adjacency=self.adjacency, locks=self.locks,
+            allowed=self.allowed, current=self.current, budget=self.budget, start=start,
+            time_limit_s=CONTIGUOUS_CUT_SHARE * left,
         )  # fmt: skip
+        exact = None
+        if cuts is not None:
+            if np.isfinite(cuts.bound) and cuts.bound > bound:
+                bound = cuts.bound  # root-free: a bound of the problem as posed
+            if cuts.assign is not None and (
+                start is None or cuts.objective < self.objective_of(start)
+            ):
+                start = cuts.assign
+            logger.info("CONTIGUOUS: separator cuts (root-free, HiGHS), %d rounds, %d cuts: "
+                        "bound %.3f, plan %s%s.", cuts.rounds, cuts.cuts, cuts.bound,
+                        "none" if cuts.assign is None else f"{cuts.objective:.3f}",
+                        " (optimal)" if cuts.optimal else "")  # fmt: skip
+        left = max(time_limit_s - (time.perf_counter() - t0), 1.0)
+        if cuts is None or not (cuts.optimal or cuts.closed):
+            exact = contiguous_exact(
+                self.cost, self.values, lo, hi, adjacency=self.adjacency,
+                roots=self._roots(start), locks=self.locks, allowed=self.allowed,
+                current=self.current, budget=self.budget, start=start, time_limit_s=left,
+            )  # fmt: skip
         note = "" if solver.upper() == "HIGHS" else f"; not {solver}: HiGHS is twice as fast on it"
-        if exact is not None and (start is None or exact.objective < self.objective_of(start)):
+        if cuts is not None and (cuts.optimal or cuts.closed) and start is not None:
+            assign, used = start, "HiGHS (exact contiguous model, separator cuts)"
+        elif exact is not None and (start is None or exact.objective < self.objective_of(start)):
             state = (
                 "optimal" if exact.optimal else f"stopped at TIME_LIMIT, {exact.bound:.3f} bound"
             )
