@@ -454,9 +454,11 @@ def test_assignment_rounds_lower_the_cost_and_keep_the_rules(monkeypatch) -> Non
         assert (tot <= hi + 1e-6).all()
     objective = float(cost[np.arange(n), with_rounds].sum())
     assert objective < float(cost[np.arange(n), alone].sum()) - 1e-9
+
+
 def test_plan_pieces_of_any_plan_areas_and_points() -> None:
     """plan_pieces counts pieces as the algorithms do, for plans made anywhere: a row of four
-    squares A B A A has A in two pieces; two far clusters of one territory are two pieces."""
+    squares A B A A has A in two pieces; a band of T2 across a grid of accounts cuts T1 in two."""
     import geopandas as gpd
 
     from territory_planner_plugin.contiguity import plan_pieces
