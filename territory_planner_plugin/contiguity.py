@@ -1359,6 +1359,21 @@ class ExactPlan:
     optimal: bool
 
 
+def _model_arrays(cost, values, lo, hi, locks, allowed) -> tuple:
+    """The exact models' arrays: cost (n, k), values (n, m), bands (k, m), locks and the
+    allowed pairs with every locked row allowed in its lock's territory only."""
+    cost = np.asarray(cost, float)
+    n, k = cost.shape
+    locks = np.asarray(locks, int)
+    allowed = np.asarray(allowed, bool).copy()
+    for i in np.flatnonzero(locks >= 0):
+        keep = allowed[i, locks[i]]
+        allowed[i] = False
+        allowed[i, locks[i]] = keep
+    return (cost, np.asarray(values, float).reshape(n, -1), np.asarray(lo, float).reshape(k, -1),
+            np.asarray(hi, float).reshape(k, -1), locks, allowed)  # fmt: skip
+
+
 def contiguous_exact(
     cost: np.ndarray,
     values: np.ndarray,
@@ -1398,19 +1413,10 @@ def contiguous_exact(
     """
     from scipy.optimize import Bounds, LinearConstraint, milp
 
-    cost = np.asarray(cost, float)
+    cost, vals, lo, hi, locks, allowed = _model_arrays(cost, values, lo, hi, locks, allowed)
     n, k = cost.shape
-    vals = np.asarray(values, float).reshape(n, -1)
     m = vals.shape[1]
-    lo = np.asarray(lo, float).reshape(k, -1)
-    hi = np.asarray(hi, float).reshape(k, -1)
-    locks = np.asarray(locks, int)
-    allowed = np.asarray(allowed, bool).copy()
     roots = np.asarray(roots, int)
-    for i in np.flatnonzero(locks >= 0):
-        keep = allowed[i, locks[i]]
-        allowed[i] = False
-        allowed[i, locks[i]] = keep
     if not allowed[roots, np.arange(k)].all() or len(set(roots.tolist())) < k:
         return None
     if not allowed.any(1).all():
@@ -1637,18 +1643,9 @@ def contiguous_cuts(
     except ImportError:
         return None
     t0 = time.perf_counter()
-    cost = np.asarray(cost, float)
+    cost, vals, lo, hi, locks, allowed = _model_arrays(cost, values, lo, hi, locks, allowed)
     n, k = cost.shape
-    vals = np.asarray(values, float).reshape(n, -1)
     m = vals.shape[1]
-    lo = np.asarray(lo, float).reshape(k, -1)
-    hi = np.asarray(hi, float).reshape(k, -1)
-    locks = np.asarray(locks, int)
-    allowed = np.asarray(allowed, bool).copy()
-    for i in np.flatnonzero(locks >= 0):
-        keep = allowed[i, locks[i]]
-        allowed[i] = False
-        allowed[i, locks[i]] = keep
     if not allowed.any(1).all():
         return CutPlan(np.inf, None, np.inf, False, 0, 0)
     pr, pc = np.nonzero(allowed)
