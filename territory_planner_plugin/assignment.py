@@ -207,13 +207,13 @@ class _Lagrangian:
         for it in range(iterations):
             if it % 20 == 0:
                 check_cancel(is_cancelled)
-                if time.perf_counter() > deadline:
-                    logger.warning(
-                        "Half of TIME_LIMIT went on the lower bound (%d price updates); stopped "
-                        "there. A machine of another speed may stop elsewhere and give another "
-                        "plan: raise TIME_LIMIT for runs that repeat exactly.", it,
-                    )  # fmt: skip
-                    break
+            if it and time.perf_counter() > deadline:  # one step at least: a finite bound
+                logger.warning(
+                    "Half of TIME_LIMIT went on the lower bound (%d price updates); stopped "
+                    "there. A machine of another speed may stop elsewhere and give another "
+                    "plan: raise TIME_LIMIT for runs that repeat exactly.", it,
+                )  # fmt: skip
+                break
             history.append(best)
             if it >= 50 and np.isfinite(history[-50]) and best - history[-50] <= 2e-6 * abs(best):
                 break

@@ -428,10 +428,12 @@ class TerritoryModel:
         return (float(bound) if bound is not None and np.isfinite(bound) else -np.inf), plan
 
     def _timed_out_message(self) -> str:
+        need = likely_time_limit_s(self.n, self.k)
         return (
             f"TIME_LIMIT was reached before any plan keeping every hard constraint was found "
             f"({self.n:,} {self.noun} x {self.k} territories). Raise TIME_LIMIT (plans of "
-            "hundreds of thousands of accounts can need several minutes) and run again."
+            "hundreds of thousands of accounts can need several minutes; for this size about "
+            f"{need:,} s is likely enough) and run again."
         )
 
     def _make_contiguous(self, sol: Solution, time_limit_s: float, is_cancelled) -> Solution:
@@ -753,6 +755,15 @@ class TerritoryModel:
         except NoPlanFoundError:
             return None, None
         return math.ceil(res.lower_bound - 1e-6), round(res.objective)
+
+
+_SECONDS_PER_PAIR = 1e-5  # the first plan of the priced LP path, outputs included (2 cores)
+
+
+def likely_time_limit_s(n: int, k: int) -> int:
+    """A TIME_LIMIT (seconds, a whole minute) likely enough for a first plan of n rows x k
+    territories, from the benchmarks (about 300 s at 300,000 x 100)."""
+    return int(60 * math.ceil(max(_SECONDS_PER_PAIR * n * k, 60.0) / 60.0 - 1e-9))
 
 
 def pulp_solver(name: str, time_limit_s: float) -> tuple[pulp.LpSolver, str]:
