@@ -325,7 +325,8 @@ def voronoi_cells(uniq: np.ndarray, extend_to) -> np.ndarray:
     return out
 
 
-def territory_polygons(xy: np.ndarray, assign: np.ndarray, k: int, area) -> list:
+def territory_polygons(xy: np.ndarray, assign: np.ndarray, k: int, area,
+                       cells: dict | None = None) -> list:  # fmt: skip
     """Territory polygons of point accounts: the union of each territory's Voronoi cells, clipped
     once to ``area`` (the study area or :func:`tight_outline`); empty for an empty territory.
 
@@ -333,6 +334,8 @@ def territory_polygons(xy: np.ndarray, assign: np.ndarray, k: int, area) -> list
     ----------
     xy : (n, 2) projected coordinates; assign : (n,) territory per account; k : territories.
     area : shapely geometry the polygons are clipped to.
+    cells : what :func:`tight_outline` kept of the same points (their Voronoi cells, reaching
+        beyond ``area``): used instead of a second diagram.
 
     Returns
     -------
@@ -343,7 +346,10 @@ def territory_polygons(xy: np.ndarray, assign: np.ndarray, k: int, area) -> list
     area = _as_geometry(area)
     uniq, first = np.unique(xy, axis=0, return_index=True)
     owner = assign[first]  # duplicates share a cell: the first account's territory
-    raw = np.array([area], dtype=object) if len(uniq) == 1 else voronoi_cells(uniq, area)
+    if cells and len(cells.get("uniq", ())) == len(uniq) and np.array_equal(cells["uniq"], uniq):
+        raw = cells["cells"]
+    else:
+        raw = np.array([area], dtype=object) if len(uniq) == 1 else voronoi_cells(uniq, area)
     out = []
     by_terr = np.argsort(owner, kind="stable")
     starts = np.searchsorted(owner[by_terr], np.arange(k + 1))
@@ -356,7 +362,7 @@ def territory_polygons(xy: np.ndarray, assign: np.ndarray, k: int, area) -> list
     return out
 
 
-def tight_outline(xy: np.ndarray) -> shapely.Geometry:
+def tight_outline(xy: np.ndarray, cells: dict | None = None) -> shapely.Geometry:
     """A tight area around points: their concave hull plus a small margin, never far from them.
 
     The margin is about the typical spacing of the points; any part of the hull farther than a
@@ -365,6 +371,8 @@ def tight_outline(xy: np.ndarray) -> shapely.Geometry:
     Parameters
     ----------
     xy : (n, 2) projected coordinates in metres.
+    cells : a dict that receives the distinct points and their Voronoi cells when they are
+        computed (many points), for :func:`territory_polygons`.
 
     Returns
     -------
@@ -384,10 +392,12 @@ def tight_outline(xy: np.ndarray) -> shapely.Geometry:
     hull = shapely.concave_hull(shapely.multipoints(uniq), ratio=OUTLINE_RATIO)
     outline = shapely.buffer(hull, spacing, quad_segs=4)
     reach = max(3.0 * spacing, 1.5 * float(np.quantile(nn, 0.95)))
-    return shapely.make_valid(shapely.intersection(outline, _disk_union(uniq, reach, outline)))
+    return shapely.make_valid(shapely.intersection(outline, _disk_union(uniq, reach, outline,
+                                                                        cells)))  # fmt: skip
 
 
-def _disk_union(uniq: np.ndarray, reach: float, extend_to) -> shapely.Geometry:
+def _disk_union(uniq: np.ndarray, reach: float, extend_to,
+                cells_out: dict | None = None) -> shapely.Geometry:  # fmt: skip
     """The union of the 16-sided disks of radius ``reach`` around the points, the same set as
     their plain union: Voronoi cells inside their point's disk are merged as a coverage and only
     the disks of points within two reaches of a cell that sticks out are unioned."""
@@ -395,6 +405,8 @@ def _disk_union(uniq: np.ndarray, reach: float, extend_to) -> shapely.Geometry:
     if len(uniq) < _OUTLINE_CELLS:
         return shapely.union_all(disk(shapely.points(uniq)))
     cells = voronoi_cells(uniq, extend_to)
+    if cells_out is not None:
+        cells_out.update(uniq=uniq, cells=cells)
     coords, cell_of = shapely.get_coordinates(cells, return_index=True)
     inner = reach * math.cos(math.pi / 16)  # within this a point is inside the 16-sided disk
     out = np.zeros(len(uniq), bool)

@@ -116,6 +116,7 @@ class PlanRows:
     area: object | None = None  # clip area of account cells
     contiguous: bool = False
     outside: int = 0
+    cells: dict | None = None  # Voronoi cells of the accounts kept by their outline
 
     @property
     def n(self) -> int:
@@ -361,7 +362,8 @@ def design_territories(
         from .contiguity import tight_outline  # how long the outputs will take on this machine
 
         t_outline = time.perf_counter()
-        rows.area = tight_outline(rows.xy)
+        rows.cells = {}
+        rows.area = tight_outline(rows.xy, rows.cells)
         outline_s = time.perf_counter() - t_outline
     reserve = output_reserve_s(len(rows.src_xy), outline_s, time_limit_s)
     search_s = max(time_limit_s - reserve - (time.perf_counter() - began),
@@ -696,7 +698,7 @@ def build_plan(
         polys = dissolve_units(rows.layer.geometry, assign, k)
     else:
         polys = territory_polygons(rows.xy, assign, k, rows.area if rows.area is not None
-                                   else tight_outline(rows.xy))  # fmt: skip
+                                   else tight_outline(rows.xy), cells=rows.cells)  # fmt: skip
     if rows.adjacency is not None:
         pieces = count_pieces(assign, rows.adjacency.matrix, k)
     else:  # accounts without contiguity: the parts of each territory's polygon
