@@ -276,6 +276,7 @@ class TerritoryModel:
         keep: int = 1,
         tiers: tuple[tuple[int, int], ...] | None = None,
         is_cancelled: CancelCheck | None = None,
+        grace_s: float = 0.0,
     ) -> Solution:
         """Solve: the exact MILP (``solver`` through PuLP) up to ``EXACT_PAIRS`` pairs without a
         travel penalty, otherwise prices + LP + local search (HiGHS via SciPy; logged).
@@ -284,6 +285,8 @@ class TerritoryModel:
         no contiguity). A contiguous model is then made contiguous (:mod:`contiguity`), keeping
         every hard constraint; the bound stays the one without contiguity (still a lower bound).
         Raises :class:`InfeasibleError` (naming the smallest relaxation) or :class:`SolverError`.
+        ``grace_s``: the priced LP path may go on this long past ``time_limit_s`` while it has
+        no plan (the time TIME_LIMIT keeps for the outputs, spent only rather than refuse).
         """
         travel = self.travel if final else None
         if final and self.exact_contiguity_fits():
@@ -304,6 +307,7 @@ class TerritoryModel:
                     budget=self.budget, allowed=self.allowed, time_limit_s=time_limit_s,
                     prices=prices, final=final, is_cancelled=is_cancelled, rooms=rooms, keep=keep,
                     tiers=tiers, iterations=400 if final else 150, travel=travel,
+                    grace_s=grace_s,
                 )  # fmt: skip
             except NoPlanFoundError as err:
                 if err.timed_out:

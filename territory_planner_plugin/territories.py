@@ -27,7 +27,7 @@ import shapely
 from . import centres, palette
 from . import kpis as plan_kpis
 from .assignment import NoPlanFoundError, solve_balanced
-from .errors import InfeasibleError, InvalidInputError
+from .errors import InfeasibleError, InvalidInputError, SolverError
 from .explain import COLUMNS as EXPLAIN_COLUMNS
 from .explain import explain_accounts
 from .model import (
@@ -423,19 +423,19 @@ def design_territories(
     if fixed_centres:
         model, costs = build(cen_xy)
         sol = model.solve(solver, time_limit_s=time_left(deadline, search_s), final=True,
-                          is_cancelled=is_cancelled)  # fmt: skip
+                          is_cancelled=is_cancelled, grace_s=reserve)  # fmt: skip
         scope = BOUND_PROBLEM
     else:
         search = {"locks": locks, "network": network, "snapped": snapped, "seed": seed,
                   "solver": solver, "time_limit_s": search_s, "is_cancelled": is_cancelled,
-                  "deadline": deadline}  # fmt: skip
+                  "deadline": deadline, "grace_s": reserve}  # fmt: skip
         tighter = None
         if rows.n * k <= _NESTED_PAIRS and tol.max() > 0:  # a looser band never does worse
             search["time_limit_s"] = search_s / 2  # the two searches share TIME_LIMIT
             try:
                 tighter = _choose_centres(rows, build, cen_xy, tol=tol / 2, progress=None,
-                                          bound=False, **search)[0]  # fmt: skip
-            except InfeasibleError:
+                                          bound=False, **{**search, "grace_s": 0.0})[0]  # fmt: skip
+            except (InfeasibleError, SolverError):  # optional: no plan at half the band in time
                 tighter = None
         cen_xy, model, costs, sol, scope = _choose_centres(
             rows, build, cen_xy, tol=tol, progress=progress, tighter=tighter, **search
@@ -499,7 +499,8 @@ def row_reach(rows: PlanRows, costs, max_minutes: float | None, *, log: bool) ->
 def _choose_centres(rows: PlanRows, build, start_xy: np.ndarray, *, tol: np.ndarray,
                     locks: np.ndarray, network, snapped, seed: int, solver: str,
                     time_limit_s: float, deadline: float, progress, is_cancelled,
-                    tighter: np.ndarray | None = None, bound: bool = True):  # fmt: skip
+                    tighter: np.ndarray | None = None, bound: bool = True,
+                    grace_s: float = 0.0):  # fmt: skip
     """Centres chosen by the algorithm (:mod:`centres`), the plan on them and its bound's scope.
 
     k-median start, balanced medoid rounds, then relocate/swap moves scored with the balanced
@@ -607,8 +608,8 @@ def _choose_centres(rows: PlanRows, build, start_xy: np.ndarray, *, tol: np.ndar
         model, costs = build(cand, tol)
         try:
             sol = model.solve(solver, time_limit_s=min(each_s, time_left(deadline, time_limit_s)),
-                              final=True,
-                              is_cancelled=is_cancelled)  # fmt: skip
+                              final=True, is_cancelled=is_cancelled,
+                              grace_s=grace_s if best is None else 0.0)  # fmt: skip
         except InfeasibleError as err:
             error = error or err
             continue
