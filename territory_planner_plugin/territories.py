@@ -116,7 +116,6 @@ class PlanRows:
     area: object | None = None  # clip area of account cells
     contiguous: bool = False
     outside: int = 0
-    cells: dict | None = None  # Voronoi cells of the accounts kept by their outline
 
     @property
     def n(self) -> int:
@@ -357,15 +356,7 @@ def design_territories(
                         unit_id_field=unit_id_field, contiguous=contiguous, adjacency=adjacency,
                         snap_m=snap_m, study_area=study_area,
                         unit_max_distance_m=unit_max_distance_m)  # fmt: skip
-    outline_s = 0.0
-    if not rows.has_units and rows.area is None:  # the polygons' outline, now: it also times
-        from .contiguity import tight_outline  # how long the outputs will take on this machine
-
-        t_outline = time.perf_counter()
-        rows.cells = {}
-        rows.area = tight_outline(rows.xy, rows.cells)
-        outline_s = time.perf_counter() - t_outline
-    reserve = output_reserve_s(len(rows.src_xy), outline_s, time_limit_s)
+    reserve = output_reserve_s(len(rows.src_xy), time_limit_s)
     search_s = max(time_limit_s - reserve - (time.perf_counter() - began),
                    min(MIN_SOLVE_S, time_limit_s))  # fmt: skip
     deadline = time.perf_counter() + search_s
@@ -460,16 +451,14 @@ def design_territories(
     return plan
 
 
-_OUTPUT_S_PER_ROW = 6e-5  # building the outputs, seconds per account or unit (2 cores, loaded)
-_OUTPUT_OUTLINE_FACTOR = 1.5  # ... or this x the time the outline took (the polygons, colours)
+_OUTPUT_S_PER_ROW = 1.5e-4  # building the outputs, seconds per account (2 shared cores)
 _OUTPUT_MAX_SHARE = 0.3  # of TIME_LIMIT kept for the outputs at most
 
 
-def output_reserve_s(n_rows: int, outline_s: float, time_limit_s: float) -> float:
-    """Seconds of TIME_LIMIT kept for building the outputs after the search (an estimate from
-    the number of rows and the time the polygons' outline took, at most a share of it)."""
-    estimate = max(_OUTPUT_S_PER_ROW * n_rows, _OUTPUT_OUTLINE_FACTOR * outline_s)
-    return float(min(estimate, _OUTPUT_MAX_SHARE * time_limit_s))
+def output_reserve_s(n_rows: int, time_limit_s: float) -> float:
+    """Seconds of TIME_LIMIT kept for building the outputs after the search: an estimate from
+    the number of accounts (benchmarks/README.md), at most a share of TIME_LIMIT."""
+    return float(min(_OUTPUT_S_PER_ROW * n_rows, _OUTPUT_MAX_SHARE * time_limit_s))
 
 
 def limit_reached(deadline: float) -> bool:
@@ -698,8 +687,9 @@ def build_plan(
 
         polys = dissolve_units(rows.layer.geometry, assign, k)
     else:
+        cells: dict = {}  # the outline's Voronoi cells serve the polygons too
         polys = territory_polygons(rows.xy, assign, k, rows.area if rows.area is not None
-                                   else tight_outline(rows.xy), cells=rows.cells)  # fmt: skip
+                                   else tight_outline(rows.xy, cells), cells=cells)  # fmt: skip
     if rows.adjacency is not None:
         pieces = count_pieces(assign, rows.adjacency.matrix, k)
     else:  # accounts without contiguity: the parts of each territory's polygon
