@@ -69,6 +69,7 @@ def solve_balanced(
     travel: tuple[np.ndarray, float] | None = None,
     polish: bool = True,
     is_cancelled: CancelCheck | None = None,
+    grace_s: float = 0.0,
 ) -> Assignment:
     """Assign accounts (rows of ``cost``) to territories (columns) within the balance bounds.
 
@@ -81,7 +82,9 @@ def solve_balanced(
     ``travel`` = (share per territory, weight mu) adds mu x the sum over territories of
     |travel - share x total travel| to the objective (see :func:`travel_penalty`); the bound
     (on travel alone) stays a valid lower bound. ``polish`` false skips the local search (a
-    quicker, slightly longer plan: sizing). Raises :class:`NoPlanFoundError`.
+    quicker, slightly longer plan: sizing). ``grace_s``: while no plan is found, the search may
+    go on this long past ``time_limit_s`` (time kept for later steps, spent only to have a plan).
+    Raises :class:`NoPlanFoundError`.
     """
     t0 = time.perf_counter()
     n, k = cost.shape
@@ -129,7 +132,8 @@ def solve_balanced(
             if lp is not None:  # (None: infeasible or unsolved; the primal steps will say which)
                 bound = max(bound, lp[3] + fixed_cost)
     sub = _primal(c, values[free], lo_r, hi_r, cur, bud, priced, is_cancelled, rooms, keep, tiers,
-                  term, polish, end=t0 + max(time_limit_s, _MIN_PLAN_S))  # fmt: skip
+                  term, polish, end=t0 + max(time_limit_s, _MIN_PLAN_S),
+                  grace_end=t0 + max(time_limit_s, _MIN_PLAN_S) + max(grace_s, 0.0))  # fmt: skip
     if sub is None:
         raise NoPlanFoundError(proven=False)
     assign[free] = sub
@@ -207,13 +211,13 @@ class _Lagrangian:
         for it in range(iterations):
             if it % 20 == 0:
                 check_cancel(is_cancelled)
-                if time.perf_counter() > deadline:
-                    logger.warning(
-                        "Half of TIME_LIMIT went on the lower bound (%d price updates); stopped "
-                        "there. A machine of another speed may stop elsewhere and give another "
-                        "plan: raise TIME_LIMIT for runs that repeat exactly.", it,
-                    )  # fmt: skip
-                    break
+            if it and time.perf_counter() > deadline:  # one step at least: a finite bound
+                logger.warning(
+                    "Half of TIME_LIMIT went on the lower bound (%d price updates); stopped "
+                    "there. A machine of another speed may stop elsewhere and give another "
+                    "plan: raise TIME_LIMIT for runs that repeat exactly.", it,
+                )  # fmt: skip
+                break
             history.append(best)
             if it >= 50 and np.isfinite(history[-50]) and best - history[-50] <= 2e-6 * abs(best):
                 break
@@ -236,23 +240,31 @@ class _Lagrangian:
 
 
 def _primal(c, values, lo, hi, cur, budget, priced, is_cancelled, rooms=None, keep=1,
-            tiers=None, travel=None, polish=True, *, end: float = math.inf):  # fmt: skip
+            tiers=None, travel=None, polish=True, *, end: float = math.inf,
+            grace_end: float | None = None):  # fmt: skip
     """A feasible plan from the prices: LP on the best candidates, rounding MILP, local search.
 
     With ``travel`` (a :class:`_TravelTerm`) a second local search includes its penalty, and
     so do the LPs up to ``_TRAVEL_LP_PAIRS`` (beyond, the dense total-travel row is too slow).
-    At ``end`` (``time.perf_counter()``) the best plan so far is returned; without one,
-    :class:`NoPlanFoundError` (``timed_out``) is raised.
+    At ``end`` (``time.perf_counter()``) the best plan so far is returned; without one the
+    search goes on until ``grace_end`` (default ``end``), then :class:`NoPlanFoundError`
+    (``timed_out``) is raised.
     """
     n, k = c.shape
+    hard = end if grace_end is None else max(end, grace_end)
 
     def time_up(best):
-        if time.perf_counter() < end:
+        now = time.perf_counter()
+        if now < (end if best is not None else hard):
             return False
         if best is None:
             raise NoPlanFoundError(proven=False, timed_out=True)
         logger.info("TIME_LIMIT reached: keeping the best plan found so far.")
         return True
+
+    def until(best):
+        """When the next LP or rounding must stop: ``end``, or later while there is no plan."""
+        return end if best is not None else hard
 
     def score(plan):
         total = c[np.arange(n), plan].sum()
@@ -281,14 +293,14 @@ def _primal(c, values, lo, hi, cur, budget, priced, is_cancelled, rooms=None, ke
             if time_up(best):
                 return best
             lp = _lp(c, values, lo, hi, cur, budget, cand, shrink,
-                     travel if c.size <= _TRAVEL_LP_PAIRS else None, end=end)  # fmt: skip
+                     travel if c.size <= _TRAVEL_LP_PAIRS else None, end=until(best))  # fmt: skip
             if lp is None and time_up(best):  # the LP was cut short, not proven infeasible
                 return best
             if lp is None:
                 logger.debug("LP on %d candidates, room %.2f: infeasible.", n_cand, shrink)
                 failed = shrink
                 continue
-            plan = _round(c, values, lo, hi, cur, budget, cand, *lp[:3], end=end)
+            plan = _round(c, values, lo, hi, cur, budget, cand, *lp[:3], end=until(best))
             logger.debug("LP on %d candidates, room %.2f: %s.", n_cand, shrink,
                          "rounded" if plan is not None else "rounding failed")  # fmt: skip
             if plan is None:

@@ -50,14 +50,20 @@ def kmedian(
     locks: np.ndarray,
     costs: Callable[[np.ndarray], np.ndarray],
     is_cancelled: CancelCheck | None = None,
+    deadline: float | None = None,
 ) -> np.ndarray:
     """Unbalanced k-median (nearest centre, then medoid) from ``cen_xy``, locks kept.
 
-    ``costs(cen_xy)`` gives the (n, k) cost of each point to each centre.
+    ``costs(cen_xy)`` gives the (n, k) cost of each point to each centre; after ``deadline``
+    (``time.perf_counter()``) no new round starts (the centres so far are returned, logged).
     """
     k = len(cen_xy)
-    for _ in range(KMEDIAN_ROUNDS):
+    for r in range(KMEDIAN_ROUNDS):
         check_cancel(is_cancelled)
+        if r and deadline is not None and time.perf_counter() >= deadline:
+            logger.info("k-median: TIME_LIMIT's share for the centres is spent; stopped after %d "
+                        "round(s).", r)  # fmt: skip
+            break
         assign = np.where(locks >= 0, locks, np.argmin(costs(cen_xy), 1))
         new_xy = medoids(xy, assign, k, cen_xy)
         if np.allclose(new_xy, cen_xy):

@@ -26,6 +26,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import scipy.sparse as sp
@@ -40,6 +41,7 @@ logger = logging.getLogger(__name__)
 
 ADJACENCY_RULES = ("rook", "queen")
 OUTLINE_RATIO = 0.3  # concave hull ratio of tight_outline (0 = most concave, 1 = convex hull)
+_OUTLINE_CELLS = 5_000  # points from which tight_outline merges Voronoi cells inside disks
 _EXACT_FALLBACK_PAIRS = 2_500  # heuristic stuck on balance: try the exact model up to this n * k
 _ROUNDS = 12  # most rounds of the balanced assignment over neighbouring territories (no deadline)
 _ROUND_STALLS = 3  # ... stopped after this many rounds in a row without gain
@@ -300,21 +302,37 @@ def _link_delaunay(pts: np.ndarray, tri, matrix: sp.csr_matrix) -> tuple[sp.csr_
 
 def _clipped_cells(uniq: np.ndarray, area) -> np.ndarray:
     """The Voronoi cell of each distinct point clipped to ``area`` (slow on many points)."""
-    pts = shapely.points(uniq)
     if len(uniq) == 1:
         return np.array([area], dtype=object)
-    diagram = shapely.voronoi_polygons(shapely.multipoints(pts), extend_to=area)
-    raw = shapely.get_parts(diagram)
-    p_idx, c_idx = shapely.STRtree(raw).query(pts, predicate="within")
-    cell_of = np.full(len(uniq), -1)
-    cell_of[p_idx] = c_idx
-    if (cell_of < 0).any():  # pragma: no cover - a generator always lies inside its cell
-        msg = "Voronoi cells could not be matched to the accounts."
-        raise RuntimeError(msg)
-    return shapely.intersection(raw[cell_of], area)
+    return shapely.intersection(voronoi_cells(uniq, area), area)
 
 
-def territory_polygons(xy: np.ndarray, assign: np.ndarray, k: int, area) -> list:
+def voronoi_cells(uniq: np.ndarray, extend_to) -> np.ndarray:
+    """The Voronoi cell of each distinct point (in the order of ``uniq``), reaching ``extend_to``.
+
+    Each cell is matched to its point through a point inside it (its centroid: the cells are
+    convex) and the nearest point to that (k-d tree), not a spatial join of every point.
+    """
+    pts = shapely.points(uniq)
+    cells = shapely.get_parts(shapely.voronoi_polygons(shapely.multipoints(pts),
+                                                       extend_to=extend_to))  # fmt: skip
+    inside = shapely.get_coordinates(shapely.centroid(cells))
+    owner = cKDTree(uniq).query(inside)[1]
+    out = np.empty(len(uniq), dtype=object)
+    out[:] = [shapely.Polygon()] * len(uniq)
+    out[owner] = cells
+    if len(np.unique(owner)) != len(cells) or len(cells) != len(uniq):  # pragma: no cover
+        p_idx, c_idx = shapely.STRtree(cells).query(pts, predicate="within")
+        out[:] = [shapely.Polygon()] * len(uniq)
+        out[p_idx] = cells[c_idx]
+        if len(np.unique(p_idx)) != len(uniq):
+            msg = "Voronoi cells could not be matched to the accounts."
+            raise RuntimeError(msg)
+    return out
+
+
+def territory_polygons(xy: np.ndarray, assign: np.ndarray, k: int, area,
+                       cells: dict | None = None) -> list:  # fmt: skip
     """Territory polygons of point accounts: the union of each territory's Voronoi cells, clipped
     once to ``area`` (the study area or :func:`tight_outline`); empty for an empty territory.
 
@@ -322,6 +340,8 @@ def territory_polygons(xy: np.ndarray, assign: np.ndarray, k: int, area) -> list
     ----------
     xy : (n, 2) projected coordinates; assign : (n,) territory per account; k : territories.
     area : shapely geometry the polygons are clipped to.
+    cells : what :func:`tight_outline` kept of the same points (their Voronoi cells, reaching
+        beyond ``area``): used instead of a second diagram.
 
     Returns
     -------
@@ -332,19 +352,15 @@ def territory_polygons(xy: np.ndarray, assign: np.ndarray, k: int, area) -> list
     area = _as_geometry(area)
     uniq, first = np.unique(xy, axis=0, return_index=True)
     owner = assign[first]  # duplicates share a cell: the first account's territory
-    if len(uniq) == 1:
-        raw = np.array([area], dtype=object)
+    if cells and len(cells.get("uniq", ())) == len(uniq) and np.array_equal(cells["uniq"], uniq):
+        raw = cells["cells"]
     else:
-        pts = shapely.points(uniq)
-        cells = shapely.get_parts(shapely.voronoi_polygons(shapely.multipoints(pts),
-                                                           extend_to=area))  # fmt: skip
-        p_idx, c_idx = shapely.STRtree(cells).query(pts, predicate="within")
-        raw = np.empty(len(uniq), dtype=object)
-        raw[:] = [shapely.Polygon()] * len(uniq)
-        raw[p_idx] = cells[c_idx]
+        raw = np.array([area], dtype=object) if len(uniq) == 1 else voronoi_cells(uniq, area)
     out = []
+    by_terr = np.argsort(owner, kind="stable")
+    starts = np.searchsorted(owner[by_terr], np.arange(k + 1))
     for j in range(k):
-        mine = raw[owner == j]
+        mine = raw[by_terr[starts[j]:starts[j + 1]]]
         if len(mine) == 0:
             out.append(shapely.Polygon())
             continue
@@ -352,7 +368,7 @@ def territory_polygons(xy: np.ndarray, assign: np.ndarray, k: int, area) -> list
     return out
 
 
-def tight_outline(xy: np.ndarray) -> shapely.Geometry:
+def tight_outline(xy: np.ndarray, cells: dict | None = None) -> shapely.Geometry:
     """A tight area around points: their concave hull plus a small margin, never far from them.
 
     The margin is about the typical spacing of the points; any part of the hull farther than a
@@ -361,6 +377,8 @@ def tight_outline(xy: np.ndarray) -> shapely.Geometry:
     Parameters
     ----------
     xy : (n, 2) projected coordinates in metres.
+    cells : a dict that receives the distinct points and their Voronoi cells when they are
+        computed (many points), for :func:`territory_polygons`.
 
     Returns
     -------
@@ -380,8 +398,33 @@ def tight_outline(xy: np.ndarray) -> shapely.Geometry:
     hull = shapely.concave_hull(shapely.multipoints(uniq), ratio=OUTLINE_RATIO)
     outline = shapely.buffer(hull, spacing, quad_segs=4)
     reach = max(3.0 * spacing, 1.5 * float(np.quantile(nn, 0.95)))
-    disks = shapely.union_all(shapely.buffer(shapely.points(uniq), reach, quad_segs=4))
-    return shapely.make_valid(shapely.intersection(outline, disks))
+    return shapely.make_valid(shapely.intersection(outline, _disk_union(uniq, reach, outline,
+                                                                        cells)))  # fmt: skip
+
+
+def _disk_union(uniq: np.ndarray, reach: float, extend_to,
+                cells_out: dict | None = None) -> shapely.Geometry:  # fmt: skip
+    """The union of the 16-sided disks of radius ``reach`` around the points, the same set as
+    their plain union: Voronoi cells inside their point's disk are merged as a coverage and only
+    the disks of points within two reaches of a cell that sticks out are unioned."""
+    disk = partial(shapely.buffer, distance=reach, quad_segs=4)
+    if len(uniq) < _OUTLINE_CELLS:
+        return shapely.union_all(disk(shapely.points(uniq)))
+    cells = voronoi_cells(uniq, extend_to)
+    if cells_out is not None:
+        cells_out.update(uniq=uniq, cells=cells)
+    coords, cell_of = shapely.get_coordinates(cells, return_index=True)
+    inner = reach * math.cos(math.pi / 16)  # within this a point is inside the 16-sided disk
+    out = np.zeros(len(uniq), bool)
+    out[cell_of[((coords - uniq[cell_of]) ** 2).sum(1) > inner * inner]] = True
+    out |= shapely.is_empty(cells)
+    # a point of a sticking-out cell i within a disk j is within reach of i: j is within 2 reaches
+    near = cKDTree(uniq).query_ball_point(uniq[out], 2.0 * reach)
+    used = np.zeros(len(uniq), bool)
+    if len(near):
+        used[np.concatenate([np.asarray(x, int) for x in near])] = True
+    inside = shapely.coverage_union_all(cells[~out]) if (~out).any() else shapely.Polygon()
+    return shapely.union(inside, shapely.union_all(disk(shapely.points(uniq[used]))))
 
 
 # ----------------------------------------------------------------------------- pieces

@@ -277,6 +277,7 @@ class TerritoryModel:
         keep: int = 1,
         tiers: tuple[tuple[int, int], ...] | None = None,
         is_cancelled: CancelCheck | None = None,
+        grace_s: float = 0.0,
     ) -> Solution:
         """Solve: the exact MILP (``solver`` through PuLP) up to ``EXACT_PAIRS`` pairs without a
         travel penalty, otherwise prices + LP + local search (HiGHS via SciPy; logged).
@@ -286,6 +287,8 @@ class TerritoryModel:
         every hard constraint; the bound stays the one without contiguity (still a lower bound),
         except on the county-sized exact path, whose separator cuts bound the contiguous problem.
         Raises :class:`InfeasibleError` (naming the smallest relaxation) or :class:`SolverError`.
+        ``grace_s``: the priced LP path may go on this long past ``time_limit_s`` while it has
+        no plan (the time TIME_LIMIT keeps for the outputs, spent only rather than refuse).
         """
         travel = self.travel if final else None
         if final and self.exact_contiguity_fits():
@@ -306,6 +309,7 @@ class TerritoryModel:
                     budget=self.budget, allowed=self.allowed, time_limit_s=time_limit_s,
                     prices=prices, final=final, is_cancelled=is_cancelled, rooms=rooms, keep=keep,
                     tiers=tiers, iterations=400 if final else 150, travel=travel,
+                    grace_s=grace_s,
                 )  # fmt: skip
             except NoPlanFoundError as err:
                 if err.timed_out:
@@ -452,10 +456,12 @@ class TerritoryModel:
         return (float(bound) if bound is not None and np.isfinite(bound) else -np.inf), plan
 
     def _timed_out_message(self) -> str:
+        need = likely_time_limit_s(self.n, self.k)
         return (
             f"TIME_LIMIT was reached before any plan keeping every hard constraint was found "
             f"({self.n:,} {self.noun} x {self.k} territories). Raise TIME_LIMIT (plans of "
-            "hundreds of thousands of accounts can need several minutes) and run again."
+            "hundreds of thousands of accounts can need several minutes; for this size about "
+            f"{need:,} s is likely enough) and run again."
         )
 
     def _make_contiguous(self, sol: Solution, time_limit_s: float, is_cancelled) -> Solution:
@@ -777,6 +783,15 @@ class TerritoryModel:
         except NoPlanFoundError:
             return None, None
         return math.ceil(res.lower_bound - 1e-6), round(res.objective)
+
+
+_SECONDS_PER_PAIR = 1e-5  # the first plan of the priced LP path, outputs included (2 cores)
+
+
+def likely_time_limit_s(n: int, k: int) -> int:
+    """A TIME_LIMIT (seconds, a whole minute) likely enough for a first plan of n rows x k
+    territories, from the benchmarks (about 300 s at 300,000 x 100)."""
+    return int(60 * math.ceil(max(_SECONDS_PER_PAIR * n * k, 60.0) / 60.0 - 1e-9))
 
 
 def pulp_solver(name: str, time_limit_s: float) -> tuple[pulp.LpSolver, str]:

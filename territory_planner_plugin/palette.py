@@ -27,20 +27,46 @@ PALETTE: tuple[str, ...] = (
 
 
 def adjacency_from_geometries(geometries: Mapping[Hashable, object]) -> dict[Hashable, set]:
-    """Return ``{key: set of keys whose shapely geometry touches or overlaps it}``."""
+    """Return ``{key: set of keys whose shapely geometry touches or overlaps it}``.
+
+    Exact, without testing every pair in full: pairs whose boxes meet (spatial index) and that
+    share a vertex intersect (neighbouring territories built from one diagram do), pairs whose
+    convex hulls are apart do not; ``intersects`` decides the rest.
+    """
+    import numpy as np
+    import shapely
+
     keys = list(geometries)
     adj: dict[Hashable, set] = {k: set() for k in keys}
-    for i, a in enumerate(keys):
-        ga = geometries[a]
-        if ga is None or ga.is_empty:
-            continue
-        for b in keys[i + 1 :]:
-            gb = geometries[b]
-            if gb is None or gb.is_empty:
-                continue
-            if ga.intersects(gb):
-                adj[a].add(b)
-                adj[b].add(a)
+    idx = [i for i, k in enumerate(keys)
+           if geometries[k] is not None and not geometries[k].is_empty]  # fmt: skip
+    if len(idx) < 2:
+        return adj
+    geoms = np.empty(len(idx), dtype=object)
+    geoms[:] = [geometries[keys[i]] for i in idx]
+    a, b = shapely.STRtree(geoms).query(geoms)
+    keep = a < b
+    a, b = a[keep], b[keep]
+    hit = np.zeros(len(a), bool)
+    coords, of = shapely.get_coordinates(geoms, return_index=True)
+    if len(coords):
+        _, point = np.unique(coords, axis=0, return_inverse=True)
+        point = point.ravel()
+        order = np.lexsort((of, point))
+        p, o = point[order], of[order]
+        same = (p[1:] == p[:-1]) & (o[1:] != o[:-1])
+        shared = set(zip(np.minimum(o[:-1], o[1:])[same].tolist(),
+                         np.maximum(o[:-1], o[1:])[same].tolist()))  # fmt: skip
+        hit = np.array([(s, d) in shared for s, d in zip(a.tolist(), b.tolist())], bool)
+    open_ = np.flatnonzero(~hit)
+    if len(open_):
+        hulls = shapely.convex_hull(geoms)
+        near = open_[shapely.intersects(hulls[a[open_]], hulls[b[open_]])]
+        if len(near):
+            hit[near] = shapely.intersects(geoms[a[near]], geoms[b[near]])
+    for s, d in zip(a[hit].tolist(), b[hit].tolist()):
+        adj[keys[idx[s]]].add(keys[idx[d]])
+        adj[keys[idx[d]]].add(keys[idx[s]])
     return adj
 
 

@@ -27,7 +27,7 @@ import shapely
 from . import centres, palette
 from . import kpis as plan_kpis
 from .assignment import NoPlanFoundError, solve_balanced
-from .errors import InfeasibleError, InvalidInputError
+from .errors import InfeasibleError, InvalidInputError, SolverError
 from .explain import COLUMNS as EXPLAIN_COLUMNS
 from .explain import explain_accounts
 from .model import (
@@ -57,6 +57,7 @@ OUTPUT_COLUMNS = ("territory_id", "rep_id", "centre_km", "centre_min", "locked",
                   *EXPLAIN_COLUMNS)  # fmt: skip
 _MAX_CENTRE_ROUNDS = 8  # balanced centre updates after the k-median start
 _CENTRE_SEARCH_SHARE = 0.25  # of TIME_LIMIT for the centre moves
+_FINAL_SOLVE_SHARE = 0.4  # of the search time the full solves of the chosen centres keep
 _NESTED_PAIRS = 20_000  # rows x territories up to which the centres of half the band compete
 _CENTRE_STARTS = 3  # k-means++ seeds (from SEED) whose k-median centres compete
 MIN_SOLVE_S = 1.0  # a solve started when TIME_LIMIT is (nearly) spent still gets this long
@@ -350,11 +351,18 @@ def design_territories(
     params = run_parameters(locals())
     params.pop("pair_allowed", None)
     params.pop("pair_cost", None)
-    deadline = time.perf_counter() + time_limit_s  # TIME_LIMIT bounds the whole run
+    began = time.perf_counter()  # TIME_LIMIT bounds the whole run, outputs included
     rows = prepare_rows(accounts, id_field=id_field, balance_fields=balance_fields, units=units,
                         unit_id_field=unit_id_field, contiguous=contiguous, adjacency=adjacency,
                         snap_m=snap_m, study_area=study_area,
                         unit_max_distance_m=unit_max_distance_m)  # fmt: skip
+    reserve = output_reserve_s(len(rows.src_xy), time_limit_s)
+    search_s = max(time_limit_s - reserve - (time.perf_counter() - began),
+                   min(MIN_SOLVE_S, time_limit_s))  # fmt: skip
+    deadline = time.perf_counter() + search_s
+    if reserve >= 1.0:
+        logger.info("TIME_LIMIT %.0f s: the search stops %.0f s before it, kept for building the "
+                    "outputs (estimated).", time_limit_s, reserve)  # fmt: skip
     fields = rows.names
     tol = tolerances(tolerance_pct, balance_weights, fields)
     mu = travel_mu(travel_weight, balance_weights, fields)
@@ -405,33 +413,57 @@ def design_territories(
 
     if fixed_centres:
         model, costs = build(cen_xy)
-        sol = model.solve(solver, time_limit_s=time_left(deadline, time_limit_s), final=True,
-                          is_cancelled=is_cancelled)  # fmt: skip
+        sol = model.solve(solver, time_limit_s=time_left(deadline, search_s), final=True,
+                          is_cancelled=is_cancelled, grace_s=reserve)  # fmt: skip
         scope = BOUND_PROBLEM
     else:
         search = {"locks": locks, "network": network, "snapped": snapped, "seed": seed,
-                  "solver": solver, "time_limit_s": time_limit_s, "is_cancelled": is_cancelled,
-                  "deadline": deadline}  # fmt: skip
+                  "solver": solver, "time_limit_s": search_s, "is_cancelled": is_cancelled,
+                  "deadline": deadline, "grace_s": reserve}  # fmt: skip
         tighter = None
         if rows.n * k <= _NESTED_PAIRS and tol.max() > 0:  # a looser band never does worse
-            search["time_limit_s"] = time_limit_s / 2  # the two searches share TIME_LIMIT
+            search["time_limit_s"] = search_s / 2  # the two searches share TIME_LIMIT
             try:
                 tighter = _choose_centres(rows, build, cen_xy, tol=tol / 2, progress=None,
-                                          bound=False, **search)[0]  # fmt: skip
-            except InfeasibleError:
+                                          bound=False, **{**search, "grace_s": 0.0})[0]  # fmt: skip
+            except (InfeasibleError, SolverError):  # optional: no plan at half the band in time
                 tighter = None
         cen_xy, model, costs, sol, scope = _choose_centres(
             rows, build, cen_xy, tol=tol, progress=progress, tighter=tighter, **search
         )  # fmt: skip
     model.verify(sol.assign)
+    cut = limit_reached(deadline)
+    built = time.perf_counter()
     report(progress, 0.95, "Outputs")
     if pair_cost is not None:  # the outputs report distances; objective and bound stay the model's
         model = replace(model, cost=costs[1] if costs[1] is not None else costs[0])
-    return build_plan(
+    plan = build_plan(
         model, sol, rows=rows, costs=costs, src_locks=src_locks, src_current=src_current,
         cen_xy=cen_xy, quota_total=quota_total, params=params, weights=balance_weights,
         travel_weight=travel_weight, bound_scope=scope,
     )  # fmt: skip
+    if cut:
+        logger.warning("TIME_LIMIT (%.0f s) cut the search: the plan is the best found by then, "
+                       "%.2f%% above LOWER_BOUND %.3f; a longer TIME_LIMIT may find a better one.",
+                       time_limit_s, plan.gap_pct, plan.lower_bound)  # fmt: skip
+    logger.info("Run: %.1f s for TIME_LIMIT %.0f s, of which %.1f s building the outputs.",
+                time.perf_counter() - began, time_limit_s, time.perf_counter() - built)  # fmt: skip
+    return plan
+
+
+_OUTPUT_S_PER_ROW = 1.5e-4  # building the outputs, seconds per account (2 shared cores)
+_OUTPUT_MAX_SHARE = 0.3  # of TIME_LIMIT kept for the outputs at most
+
+
+def output_reserve_s(n_rows: int, time_limit_s: float) -> float:
+    """Seconds of TIME_LIMIT kept for building the outputs after the search: an estimate from
+    the number of accounts (benchmarks/README.md), at most a share of TIME_LIMIT."""
+    return float(min(_OUTPUT_S_PER_ROW * n_rows, _OUTPUT_MAX_SHARE * time_limit_s))
+
+
+def limit_reached(deadline: float) -> bool:
+    """Whether the search deadline has passed (the search was cut rather than finished)."""
+    return time.perf_counter() >= deadline
 
 
 def time_left(deadline: float, time_limit_s: float) -> float:
@@ -456,7 +488,8 @@ def row_reach(rows: PlanRows, costs, max_minutes: float | None, *, log: bool) ->
 def _choose_centres(rows: PlanRows, build, start_xy: np.ndarray, *, tol: np.ndarray,
                     locks: np.ndarray, network, snapped, seed: int, solver: str,
                     time_limit_s: float, deadline: float, progress, is_cancelled,
-                    tighter: np.ndarray | None = None, bound: bool = True):  # fmt: skip
+                    tighter: np.ndarray | None = None, bound: bool = True,
+                    grace_s: float = 0.0):  # fmt: skip
     """Centres chosen by the algorithm (:mod:`centres`), the plan on them and its bound's scope.
 
     k-median start, balanced medoid rounds, then relocate/swap moves scored with the balanced
@@ -467,10 +500,13 @@ def _choose_centres(rows: PlanRows, build, start_xy: np.ndarray, *, tol: np.ndar
     """
     t0 = time.perf_counter()
     k = len(start_xy)
+    # the centres' search leaves the last part of the time to the full solves of the plan
+    search_end = t0 + (1.0 - _FINAL_SOLVE_SHARE) * max(deadline - t0, 0.0)
 
     def spent() -> bool:
-        """TIME_LIMIT is used up: skip what is optional (more rounds, starts, scores)."""
-        return time.perf_counter() >= deadline
+        """The search's share of TIME_LIMIT is used up: skip what is optional (more rounds,
+        starts, scores)."""
+        return time.perf_counter() >= search_end
 
     def columns(sites: np.ndarray) -> np.ndarray:
         km, mins, _, _ = row_costs(rows, sites, network, snapped)
@@ -487,8 +523,8 @@ def _choose_centres(rows: PlanRows, build, start_xy: np.ndarray, *, tol: np.ndar
             if spent():
                 break
             model, _ = build(cen_xy, band)
-            sol = model.solve(solver, time_limit_s=time_left(deadline, time_limit_s), final=False,
-                              is_cancelled=is_cancelled)  # fmt: skip
+            sol = model.solve(solver, time_limit_s=time_left(search_end, time_limit_s),
+                              final=False, is_cancelled=is_cancelled)  # fmt: skip
             new_xy = centres.medoids(rows.src_xy, src_of(rows, sol.assign), k, cen_xy)
             if np.allclose(new_xy, cen_xy):
                 break
@@ -508,7 +544,7 @@ def _choose_centres(rows: PlanRows, build, start_xy: np.ndarray, *, tol: np.ndar
         try:
             res = solve_balanced(m.cost, m.values, lo, hi, locks=m.locks, current=m.current,
                                  budget=m.budget, allowed=m.allowed,
-                                 time_limit_s=time_left(deadline, time_limit_s),
+                                 time_limit_s=time_left(search_end, time_limit_s),
                                  final=False, iterations=300, is_cancelled=is_cancelled)  # fmt: skip
         except NoPlanFoundError:
             return np.inf, None, None
@@ -524,7 +560,9 @@ def _choose_centres(rows: PlanRows, build, start_xy: np.ndarray, *, tol: np.ndar
             break
         start = start_xy if r == 0 else centres.kmeanspp(
             rows.src_xy, k, np.random.default_rng([seed, r]))  # fmt: skip
-        med = centres.kmedian(rows.src_xy, start, src_locks, point_cost, is_cancelled)
+        med = centres.kmedian(rows.src_xy, start, src_locks, point_cost, is_cancelled,
+                              deadline=min(t0 + _CENTRE_SEARCH_SHARE * time_limit_s,
+                                           search_end))  # fmt: skip
         bands = [tol] + ([tol / 2] if r == 0 and tol.max() > 0 else [])
         for band in bands:
             try:
@@ -544,7 +582,7 @@ def _choose_centres(rows: PlanRows, build, start_xy: np.ndarray, *, tol: np.ndar
     searched, _, kept = centres.improve_centres(
         src_xy=rows.src_xy, cen_xy=rounds_xy, quick=quick, columns=columns, values=model.values,
         scale=scale, locks=locks, src_row=rows.src_row,
-        deadline=min(t0 + _CENTRE_SEARCH_SHARE * time_limit_s, deadline),
+        deadline=min(t0 + _CENTRE_SEARCH_SHARE * time_limit_s, search_end),
         is_cancelled=is_cancelled,
     )  # fmt: skip
     report(progress, 0.6, "Centres")
@@ -559,8 +597,8 @@ def _choose_centres(rows: PlanRows, build, start_xy: np.ndarray, *, tol: np.ndar
         model, costs = build(cand, tol)
         try:
             sol = model.solve(solver, time_limit_s=min(each_s, time_left(deadline, time_limit_s)),
-                              final=True,
-                              is_cancelled=is_cancelled)  # fmt: skip
+                              final=True, is_cancelled=is_cancelled,
+                              grace_s=grace_s if best is None else 0.0)  # fmt: skip
         except InfeasibleError as err:
             error = error or err
             continue
@@ -649,8 +687,9 @@ def build_plan(
 
         polys = dissolve_units(rows.layer.geometry, assign, k)
     else:
+        cells: dict = {}  # the outline's Voronoi cells serve the polygons too
         polys = territory_polygons(rows.xy, assign, k, rows.area if rows.area is not None
-                                   else tight_outline(rows.xy))  # fmt: skip
+                                   else tight_outline(rows.xy, cells), cells=cells)  # fmt: skip
     if rows.adjacency is not None:
         pieces = count_pieces(assign, rows.adjacency.matrix, k)
     else:  # accounts without contiguity: the parts of each territory's polygon

@@ -4,11 +4,12 @@ so when it has none (issue 14). A clock that jumps replaces timing: no timed tes
 from __future__ import annotations
 
 import itertools
+import time
 
 import numpy as np
 import pytest
 
-from territory_planner_plugin import assignment
+from territory_planner_plugin import assignment, centres, model, territories
 from territory_planner_plugin.errors import SolverError
 from territory_planner_plugin.territories import design_territories
 from tests.engine.helpers import random_accounts, random_reps
@@ -65,3 +66,64 @@ def test_primal_without_time_raises_timed_out() -> None:
 def test_the_plan_holds_within_a_normal_time_limit() -> None:
     plan = _design(time_limit_s=30, tolerance_pct=10)
     assert plan.summary["revenue_dev_pct"].abs().max() <= 10 + 1e-6
+
+
+def test_a_cut_search_returns_its_plan_with_bound_and_gap(caplog) -> None:
+    """A TIME_LIMIT far too short for the search still gives the plan found in the solve's
+    minimum time, with a finite LOWER_BOUND and gap, and a log line saying the limit cut it."""
+    with caplog.at_level("INFO", logger="territory_planner_plugin"):
+        plan = _design(time_limit_s=0.001)
+    assert np.isfinite(plan.lower_bound)
+    assert plan.lower_bound <= plan.objective + 1e-9
+    assert 0.0 <= plan.gap_pct < 100.0
+    assert any("cut the search" in r.getMessage() and "LOWER_BOUND" in r.getMessage()
+               for r in caplog.records)  # fmt: skip
+
+
+def test_a_search_that_ends_in_time_is_not_said_to_be_cut(caplog) -> None:
+    with caplog.at_level("INFO", logger="territory_planner_plugin"):
+        _design(time_limit_s=60)
+    assert not any("cut the search" in r.getMessage() for r in caplog.records)
+
+
+def test_the_output_reserve_grows_with_size_and_stays_a_share_of_time_limit() -> None:
+    small = territories.output_reserve_s(1_000, 60.0)
+    large = territories.output_reserve_s(100_000, 60.0)
+    assert 0.0 < small < large <= 0.3 * 60.0 + 1e-9
+    assert territories.output_reserve_s(300_000, 60.0) == pytest.approx(0.3 * 60.0)
+
+
+def test_the_search_stops_the_reserve_before_time_limit(monkeypatch, caplog) -> None:
+    """The search's deadline is TIME_LIMIT less the reserve for the outputs (logged)."""
+    monkeypatch.setattr(territories, "output_reserve_s", lambda n, limit: 0.5 * limit)
+    seen = []
+    monkeypatch.setattr(territories, "limit_reached",
+                        lambda deadline: seen.append(deadline) or False)  # fmt: skip
+    begin = time.perf_counter()
+    with caplog.at_level("INFO", logger="territory_planner_plugin"):
+        _design(time_limit_s=40)
+    assert seen
+    assert seen[0] - begin <= 20.5  # the search ends by half of TIME_LIMIT (+ setup)
+    assert any("kept for building the outputs" in r.getMessage() for r in caplog.records)
+
+
+def test_no_plan_in_time_names_a_time_limit_likely_enough(monkeypatch) -> None:
+    monkeypatch.setattr(assignment, "time", _JumpingClock(1000.0))
+    with pytest.raises(SolverError, match=r"about [\d,]+ s is likely enough"):
+        _design(time_limit_s=60)
+    assert model.likely_time_limit_s(300_000, 100) == 300
+    assert model.likely_time_limit_s(300, 5) == 60
+
+
+def test_kmedian_stops_at_its_deadline() -> None:
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(0, 1000, (200, 2))
+    start = xy[:4].copy()
+    calls = []
+
+    def costs(c):
+        calls.append(1)
+        return np.sqrt(((xy[:, None] - c[None]) ** 2).sum(-1))
+
+    centres.kmedian(xy, start, np.full(200, -1), costs, deadline=-np.inf)
+    assert len(calls) == 1  # one round, then the deadline
