@@ -151,6 +151,75 @@ def travel_penalty(cost: np.ndarray, assign: np.ndarray, share: np.ndarray, mu: 
     return float(mu * np.abs(travel - share * travel.sum()).sum())
 
 
+_GROUPS_SHARE = 0.6  # of the time for the plan in groups; the rest tightens its bound
+
+
+def solve_in_groups(
+    cost: np.ndarray,
+    values: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    *,
+    locks: np.ndarray,
+    allowed: np.ndarray,
+    time_limit_s: float,
+    max_pairs: int = 2_000_000,
+    is_cancelled: CancelCheck | None = None,
+) -> tuple[Assignment, int]:
+    """A first plan of a model too large for its time: accounts that weigh the same choice (the
+    same two nearest territories and a similar saving between them) are placed in groups (at
+    most ``max_pairs`` group-territory pairs), whose summed measures keep the balance exact for
+    the accounts. The bound is the full model's Lagrangian at the groups' prices, so it is a
+    lower bound of the problem as posed. Returns the plan and the group size."""
+    n, k = cost.shape
+    fixed = locks >= 0
+    free = np.flatnonzero(~fixed)
+    size = max(2, int(np.ceil(len(free) * k / max_pairs)))
+    c = np.where(allowed[free], cost[free], np.inf)
+    if k > 1:
+        two = np.argpartition(c, 1, axis=1)[:, :2]
+        c2 = np.take_along_axis(c, two, axis=1)
+        swap = c2[:, 1] < c2[:, 0]
+        two[swap] = two[swap][:, ::-1]
+        c2 = np.sort(c2, axis=1)
+        regret = np.where(np.isfinite(c2[:, 1]), c2[:, 1] - c2[:, 0], np.inf)
+        order = np.lexsort((regret, two[:, 1], two[:, 0]))
+        key = two[order, 0] * k + two[order, 1]
+    else:
+        order = np.arange(len(free))
+        key = np.zeros(len(free), int)
+    new_key = np.r_[True, key[1:] != key[:-1]]
+    run_start = np.maximum.accumulate(np.where(new_key, np.arange(len(key)), 0))
+    is_start = new_key | ((np.arange(len(key)) - run_start) % size == 0)
+    starts = np.flatnonzero(is_start)
+    group = np.cumsum(is_start) - 1
+    g_cost = np.add.reduceat(c[order], starts, axis=0)
+    g_vals = np.add.reduceat(values[free][order], starts, axis=0)
+    locked = np.flatnonzero(fixed)
+    rows_cost = np.vstack([g_cost, cost[locked]])
+    rows_vals = np.vstack([g_vals, values[locked]])
+    rows_locks = np.r_[np.full(len(starts), -1), locks[locked]]
+    rows_allowed = np.vstack([np.isfinite(g_cost), allowed[locked]])
+    none = np.full(len(rows_cost), -1)
+    t0 = time.perf_counter()
+    res = solve_balanced(np.where(np.isfinite(rows_cost), rows_cost, 0.0), rows_vals, lo, hi,
+                         locks=rows_locks, current=none, budget=None, allowed=rows_allowed,
+                         time_limit_s=_GROUPS_SHARE * time_limit_s,
+                         is_cancelled=is_cancelled)  # fmt: skip
+    assign = np.where(fixed, locks, -1)
+    assign[free[order]] = res.assign[group]
+    objective = float(cost[np.arange(n), assign].sum())
+    scale = np.maximum(np.abs(hi).mean(0), 1e-12)  # as solve_balanced prices them
+    lo_r = lo - totals(values[fixed], locks[fixed], k)
+    hi_r = hi - totals(values[fixed], locks[fixed], k)
+    full = _Lagrangian(c, values[free] / scale, lo_r / scale, hi_r / scale, None, None)
+    # the groups' prices start the full model's price updates, in the time left: a true bound
+    best, _ = full.ascend(res.prices.copy(), 400, deadline=t0 + time_limit_s,
+                          is_cancelled=is_cancelled, theta=0.25, quiet=True)  # fmt: skip
+    bound = best + float(cost[fixed, locks[fixed]].sum())
+    return Assignment(assign, objective, min(bound, objective), res.prices), size
+
+
 def totals(values: np.ndarray, idx: np.ndarray, k: int) -> np.ndarray:
     """Per-territory sums of each measure, (k, m)."""
     if values.shape[1] == 0 or len(idx) == 0:
@@ -199,7 +268,7 @@ class _Lagrangian:
             g[0, -1] = excess if (lam[0, -1] > 0 or excess > 0) else 0.0
         return float(value), g
 
-    def ascend(self, lam, iterations, *, deadline, is_cancelled, theta=1.0):
+    def ascend(self, lam, iterations, *, deadline, is_cancelled, theta=1.0, quiet=False):
         """Subgradient ascent with Polyak steps towards an estimated optimum; returns the best.
 
         Stops after ``iterations``, when the step has shrunk to nothing, or when 50 iterations
@@ -212,6 +281,8 @@ class _Lagrangian:
             if it % 20 == 0:
                 check_cancel(is_cancelled)
             if it and time.perf_counter() > deadline:  # one step at least: a finite bound
+                if quiet:
+                    break
                 logger.warning(
                     "Half of TIME_LIMIT went on the lower bound (%d price updates); stopped "
                     "there. A machine of another speed may stop elsewhere and give another "

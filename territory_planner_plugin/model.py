@@ -29,7 +29,7 @@ import scipy.sparse as sp
 import shapely
 
 from ._validate import balance_values, check_points  # noqa: F401 (balance_values: API)
-from .assignment import NoPlanFoundError, solve_balanced, totals, travel_penalty
+from .assignment import NoPlanFoundError, solve_balanced, solve_in_groups, totals, travel_penalty
 from .constraints import PairConstraints, pair_constraints
 from .errors import InfeasibleError, InvalidInputError, SolverError
 from .progress import CancelCheck
@@ -303,6 +303,8 @@ class TerritoryModel:
                        f"{self.cost.size:,} pairs (more than {EXACT_PAIRS:,}) are solved by")  # fmt: skip
                 logger.info("SOLVER %s: %s the priced LP path (%s).", solver, why, LP_PATH)
             _, lo, hi = self.bounds()
+            if final and self._too_large_for(time_limit_s + max(grace_s, 0.0)):
+                return self._solve_in_groups(lo, hi, time_limit_s, end, is_cancelled)
             try:
                 res = solve_balanced(
                     self.cost, self.values, lo, hi, locks=self.locks, current=self.current,
@@ -318,6 +320,35 @@ class TerritoryModel:
                                         end - time.perf_counter())  # fmt: skip
             sol = Solution(res.assign, res.objective, res.lower_bound, "HiGHS (SciPy)", res.prices)
         if final and self.contiguous and self.adjacency is not None:
+            sol = self._make_contiguous(sol, end - time.perf_counter(), is_cancelled)
+        return sol
+
+    def _too_large_for(self, seconds: float) -> bool:
+        """Whether the full priced path would likely find no plan in ``seconds`` (a first plan in
+        groups is made instead; not with a moves budget or the travel penalty)."""
+        return (self.budget is None and self.travel is None
+                and _SECONDS_PER_PAIR * self.cost.size > 2.0 * seconds)  # fmt: skip
+
+    def _solve_in_groups(self, lo, hi, time_limit_s, end, is_cancelled) -> Solution:
+        """A first plan with accounts placed in groups (:func:`.assignment.solve_in_groups`),
+        its bound valid for the model as posed; contiguity as usual after it."""
+        try:
+            res, size = solve_in_groups(self.cost, self.values, lo, hi, locks=self.locks,
+                                        allowed=self.allowed, time_limit_s=time_limit_s,
+                                        is_cancelled=is_cancelled)  # fmt: skip
+        except NoPlanFoundError:  # (in groups no plan is no proof: ask for the time)
+            raise SolverError(self._timed_out_message()) from None
+        logger.warning(
+            "TIME_LIMIT is short for %s %s x %d territories: a first plan was made with the %s "
+            "in groups of about %d that weigh the same choice (balance exact; gap to the bound "
+            "%.2f%%). Raise TIME_LIMIT (about %d s) for a plan of every %s on its own.",
+            f"{self.n:,}", self.noun, self.k, self.noun, size,
+            100 * (res.objective - res.lower_bound) / max(res.objective, 1e-12),
+            likely_time_limit_s(self.n, self.k), self.noun[:-1],
+        )  # fmt: skip
+        sol = Solution(res.assign, res.objective, res.lower_bound, "HiGHS (SciPy), in groups",
+                       res.prices)  # fmt: skip
+        if self.contiguous and self.adjacency is not None:
             sol = self._make_contiguous(sol, end - time.perf_counter(), is_cancelled)
         return sol
 

@@ -127,3 +127,25 @@ def test_kmedian_stops_at_its_deadline() -> None:
 
     centres.kmedian(xy, start, np.full(200, -1), costs, deadline=-np.inf)
     assert len(calls) == 1  # one round, then the deadline
+
+
+def test_a_model_too_large_for_its_time_gets_a_first_plan_in_groups(monkeypatch, caplog):
+    """When the full priced path would likely not finish, accounts that weigh the same choice
+    are placed in groups: the plan keeps every band exactly, and its bound (the full model's
+    Lagrangian at the groups' prices) is a true lower bound: not above the full solve's plan."""
+    import logging
+
+    acc = random_accounts(600, 3)
+    reps = random_reps(6, 3)
+    kw = {"id_field": "id", "reps": reps, "rep_id_field": "rep", "balance_fields": ["revenue"],
+          "tolerance_pct": 5, "time_limit_s": 20, "seed": 0}  # fmt: skip
+    full = design_territories(acc, **kw)
+    monkeypatch.setattr(model, "_SECONDS_PER_PAIR", 1.0)  # every model is "too large" now
+    with caplog.at_level(logging.WARNING):
+        grouped = design_territories(acc, **kw)
+    assert "in groups of about" in caplog.text
+    assert grouped.max_deviation_pct <= 5 + 1e-6
+    assert grouped.lower_bound <= full.objective + 1e-6
+    assert grouped.lower_bound <= grouped.objective + 1e-6
+    assert np.isfinite(grouped.lower_bound)
+    assert grouped.objective <= 1.2 * full.objective  # a usable plan, not just any plan
