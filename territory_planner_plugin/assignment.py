@@ -70,6 +70,7 @@ def solve_balanced(
     polish: bool = True,
     is_cancelled: CancelCheck | None = None,
     grace_s: float = 0.0,
+    quiet: bool = False,
 ) -> Assignment:
     """Assign accounts (rows of ``cost``) to territories (columns) within the balance bounds.
 
@@ -84,6 +85,7 @@ def solve_balanced(
     (on travel alone) stays a valid lower bound. ``polish`` false skips the local search (a
     quicker, slightly longer plan: sizing). ``grace_s``: while no plan is found, the search may
     go on this long past ``time_limit_s`` (time kept for later steps, spent only to have a plan).
+    ``quiet``: no warning when the price updates are cut short (a caller that says why).
     Raises :class:`NoPlanFoundError`.
     """
     t0 = time.perf_counter()
@@ -115,7 +117,8 @@ def solve_balanced(
     warm = prices is not None
     logger.debug("ascent start: final=%s warm=%s", final, warm)
     best, lam = lag.ascend(lam, iterations, deadline=t0 + 0.5 * time_limit_s,
-                           is_cancelled=is_cancelled, theta=0.25 if warm else 1.0)  # fmt: skip
+                           is_cancelled=is_cancelled, theta=0.25 if warm else 1.0,
+                           quiet=quiet)  # fmt: skip
     bound = best + fixed_cost
     logger.debug("ascent done: bound %.4f", bound)
     priced = lag.reduced(lam)
@@ -205,7 +208,7 @@ def solve_in_groups(
     res = solve_balanced(np.where(np.isfinite(rows_cost), rows_cost, 0.0), rows_vals, lo, hi,
                          locks=rows_locks, current=none, budget=None, allowed=rows_allowed,
                          time_limit_s=_GROUPS_SHARE * time_limit_s,
-                         is_cancelled=is_cancelled)  # fmt: skip
+                         is_cancelled=is_cancelled, quiet=True)  # fmt: skip
     assign = np.where(fixed, locks, -1)
     assign[free[order]] = res.assign[group]
     objective = float(cost[np.arange(n), assign].sum())

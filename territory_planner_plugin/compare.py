@@ -46,6 +46,7 @@ class Comparison:
     weighted: list[bool] = field(default_factory=list)
     tolerance_pct: float | None = None
     matches: list[dict] = field(default_factory=list)
+    areas: bool = False  # the plans' rows are areas (units), not accounts
 
 
 def unique_names(labels: Sequence[str]) -> list[str]:
@@ -154,6 +155,7 @@ def compare_plans(
         kpis=kpis, differences=differences, names=names, id_field=id_field,
         balance_fields=fields, travel_field=travel_field, notes=notes,
         weighted=[c is not None for c in caps], tolerance_pct=tolerance_pct, matches=matches,
+        areas="Polygon" in kinds.values(),
     )  # fmt: skip
 
 
@@ -519,6 +521,8 @@ def kpi_rows(comparison: Comparison, *, extra: Sequence[tuple[str, list, str]] =
         if column in _SKIP or (column == "headcount_fte" and not weighted):
             continue
         label, target, op = KPI_LABELS.get(column, column), None, ""
+        if comparison.areas:  # a plan of areas counts areas
+            label = label.replace("Accounts", "Areas")
         if column.startswith("cv_"):
             m = column[3:]
             label = f"CV of {plan_kpis.label(m)}" + (" per unit of capacity" if weighted else "")

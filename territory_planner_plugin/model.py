@@ -341,7 +341,9 @@ class TerritoryModel:
         logger.warning(
             "TIME_LIMIT is short for %s %s x %d territories: a first plan was made with the %s "
             "in groups of about %d that weigh the same choice (balance exact; gap to the bound "
-            "%.2f%%). Raise TIME_LIMIT (about %d s) for a plan of every %s on its own.",
+            "%.2f%%). Raise TIME_LIMIT (about %d s) for a plan of every %s on its own; a "
+            "machine of another speed may give another plan: raise TIME_LIMIT for runs that "
+            "repeat exactly.",
             f"{self.n:,}", self.noun, self.k, self.noun, size,
             100 * (res.objective - res.lower_bound) / max(res.objective, 1e-12),
             likely_time_limit_s(self.n, self.k), self.noun[:-1],

@@ -252,3 +252,15 @@ def test_plans_of_areas_are_compared_with_their_pieces():
                                    balance_fields=["pop"])  # fmt: skip
     assert list(result.kpis["split_territories"]) == [0, 2]
     assert result.kpis["compactness_km"].iloc[0] == pytest.approx(0.5)  # centres of the areas
+
+
+def test_plans_of_areas_are_labelled_as_areas():
+    squares = [shapely.box(i * 1000, 0, (i + 1) * 1000, 1000) for i in range(4)]
+    plans = [gpd.GeoDataFrame({"id": ["U0", "U1", "U2", "U3"], "territory_id": t},
+                              geometry=squares, crs="EPSG:3067")
+             for t in (["A", "A", "B", "B"], ["A", "B", "B", "B"])]  # fmt: skip
+    result = compare.compare_plans(plans)
+    assert result.areas
+    rows = compare.kpi_rows(result)
+    assert "Areas moved vs baseline" in rows
+    assert "Accounts moved" not in rows
