@@ -37,6 +37,7 @@ from .progress import CancelCheck
 logger = logging.getLogger(__name__)
 
 EXACT_PAIRS = 1_000  # up to this many row-territory pairs: the exact MILP through PuLP
+GROUPS_FROM_PAIRS = 1_000_000  # from this many pairs a short TIME_LIMIT gets a plan in groups
 CONTIGUOUS_EXACT_PAIRS = 2_000  # contiguous models up to this many pairs: the exact flow MILP too
 CONTIGUOUS_HEURISTIC_SHARE = 0.25  # of TIME_LIMIT for the local search that warm-starts it
 CONTIGUOUS_CUT_SHARE = 0.7  # of what is then left for the root-free separator-cut model
@@ -326,7 +327,7 @@ class TerritoryModel:
     def _too_large_for(self, seconds: float) -> bool:
         """Whether the full priced path would likely find no plan in ``seconds`` (a first plan in
         groups is made instead; not with a moves budget or the travel penalty)."""
-        return (self.budget is None and self.travel is None
+        return (self.budget is None and self.travel is None and self.cost.size >= GROUPS_FROM_PAIRS
                 and _SECONDS_PER_PAIR * self.cost.size > 2.0 * seconds)  # fmt: skip
 
     def _solve_in_groups(self, lo, hi, time_limit_s, end, is_cancelled) -> Solution:

@@ -141,6 +141,7 @@ def test_a_model_too_large_for_its_time_gets_a_first_plan_in_groups(monkeypatch,
           "tolerance_pct": 5, "time_limit_s": 20, "seed": 0}  # fmt: skip
     full = design_territories(acc, **kw)
     monkeypatch.setattr(model, "_SECONDS_PER_PAIR", 1.0)  # every model is "too large" now
+    monkeypatch.setattr(model, "GROUPS_FROM_PAIRS", 0)
     with caplog.at_level(logging.WARNING):
         grouped = design_territories(acc, **kw)
     assert "in groups of about" in caplog.text
