@@ -90,11 +90,7 @@ def solve_balanced(
     """
     t0 = time.perf_counter()
     n, k = cost.shape
-    fixed = locks >= 0
-    free = np.flatnonzero(~fixed)
-    lo_r = lo - totals(values[fixed], locks[fixed], k)
-    hi_r = hi - totals(values[fixed], locks[fixed], k)
-    fixed_cost = float(cost[fixed, locks[fixed]].sum())
+    fixed, free, lo_r, hi_r, fixed_cost = _without_locked(cost, values, lo, hi, locks)
     bud = None
     if budget is not None:
         bud = budget - int(((current >= 0) & fixed & (locks != current)).sum())
@@ -110,7 +106,7 @@ def solve_balanced(
         return Assignment(assign, obj, obj, np.zeros((k, values.shape[1] + 1)))
     c = np.where(allowed[free], cost[free], np.inf)
     cur = np.where(current[free] >= 0, current[free], -1) if bud is not None else None
-    scale = np.maximum(np.abs(hi).mean(0), 1e-12)  # prices are per unit of a territory's target
+    scale = price_scale(hi)
     w = values[free] / scale
     lam = np.zeros((k, values.shape[1] + 1)) if prices is None else prices.copy()
     lag = _Lagrangian(c, w, lo_r / scale, hi_r / scale, cur, bud)
@@ -175,8 +171,7 @@ def solve_in_groups(
     the accounts. The bound is the full model's Lagrangian at the groups' prices, so it is a
     lower bound of the problem as posed. Returns the plan and the group size."""
     n, k = cost.shape
-    fixed = locks >= 0
-    free = np.flatnonzero(~fixed)
+    fixed, free, lo_r, hi_r, fixed_cost = _without_locked(cost, values, lo, hi, locks)
     size = max(2, int(np.ceil(len(free) * k / max_pairs)))
     c = np.where(allowed[free], cost[free], np.inf)
     if k > 1:
@@ -212,15 +207,28 @@ def solve_in_groups(
     assign = np.where(fixed, locks, -1)
     assign[free[order]] = res.assign[group]
     objective = float(cost[np.arange(n), assign].sum())
-    scale = np.maximum(np.abs(hi).mean(0), 1e-12)  # as solve_balanced prices them
-    lo_r = lo - totals(values[fixed], locks[fixed], k)
-    hi_r = hi - totals(values[fixed], locks[fixed], k)
+    scale = price_scale(hi)  # as solve_balanced prices them
     full = _Lagrangian(c, values[free] / scale, lo_r / scale, hi_r / scale, None, None)
     # the groups' prices start the full model's price updates, in the time left: a true bound
     best, _ = full.ascend(res.prices.copy(), 400, deadline=t0 + time_limit_s,
                           is_cancelled=is_cancelled, theta=0.25, quiet=True)  # fmt: skip
-    bound = best + float(cost[fixed, locks[fixed]].sum())
+    bound = best + fixed_cost
     return Assignment(assign, objective, min(bound, objective), res.prices), size
+
+
+def _without_locked(cost, values, lo, hi, locks) -> tuple:
+    """Locked rows taken out: their mask, the free rows, the bands left for the free rows
+    (lo, hi minus the locked rows' totals) and the locked rows' cost."""
+    k = cost.shape[1]
+    fixed = locks >= 0
+    locked_totals = totals(values[fixed], locks[fixed], k)
+    return (fixed, np.flatnonzero(~fixed), lo - locked_totals, hi - locked_totals,
+            float(cost[fixed, locks[fixed]].sum()))  # fmt: skip
+
+
+def price_scale(hi: np.ndarray) -> np.ndarray:
+    """Prices are per unit of a territory's target: the scale of each measure."""
+    return np.maximum(np.abs(hi).mean(0), 1e-12)
 
 
 def totals(values: np.ndarray, idx: np.ndarray, k: int) -> np.ndarray:

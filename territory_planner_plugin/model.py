@@ -305,21 +305,23 @@ class TerritoryModel:
                 logger.info("SOLVER %s: %s the priced LP path (%s).", solver, why, LP_PATH)
             _, lo, hi = self.bounds()
             if final and self._too_large_for(time_limit_s + max(grace_s, 0.0)):
-                return self._solve_in_groups(lo, hi, time_limit_s, end, is_cancelled)
-            try:
-                res = solve_balanced(
-                    self.cost, self.values, lo, hi, locks=self.locks, current=self.current,
-                    budget=self.budget, allowed=self.allowed, time_limit_s=time_limit_s,
-                    prices=prices, final=final, is_cancelled=is_cancelled, rooms=rooms, keep=keep,
-                    tiers=tiers, iterations=400 if final else 150, travel=travel,
-                    grace_s=grace_s,
-                )  # fmt: skip
-            except NoPlanFoundError as err:
-                if err.timed_out:
-                    raise SolverError(self._timed_out_message()) from None
-                self.explain_infeasible("infeasible" if err.proven else "no plan found", solver,
-                                        end - time.perf_counter())  # fmt: skip
-            sol = Solution(res.assign, res.objective, res.lower_bound, "HiGHS (SciPy)", res.prices)
+                sol = self._solve_in_groups(lo, hi, time_limit_s, is_cancelled)
+            else:
+                try:
+                    res = solve_balanced(
+                        self.cost, self.values, lo, hi, locks=self.locks, current=self.current,
+                        budget=self.budget, allowed=self.allowed, time_limit_s=time_limit_s,
+                        prices=prices, final=final, is_cancelled=is_cancelled, rooms=rooms,
+                        keep=keep, tiers=tiers, iterations=400 if final else 150, travel=travel,
+                        grace_s=grace_s,
+                    )  # fmt: skip
+                except NoPlanFoundError as err:
+                    if err.timed_out:
+                        raise SolverError(self._timed_out_message()) from None
+                    self.explain_infeasible("infeasible" if err.proven else "no plan found",
+                                            solver, end - time.perf_counter())  # fmt: skip
+                sol = Solution(res.assign, res.objective, res.lower_bound, "HiGHS (SciPy)",
+                               res.prices)  # fmt: skip
         if final and self.contiguous and self.adjacency is not None:
             sol = self._make_contiguous(sol, end - time.perf_counter(), is_cancelled)
         return sol
@@ -330,9 +332,9 @@ class TerritoryModel:
         return (self.budget is None and self.travel is None and self.cost.size >= GROUPS_FROM_PAIRS
                 and _SECONDS_PER_PAIR * self.cost.size > 2.0 * seconds)  # fmt: skip
 
-    def _solve_in_groups(self, lo, hi, time_limit_s, end, is_cancelled) -> Solution:
+    def _solve_in_groups(self, lo, hi, time_limit_s, is_cancelled) -> Solution:
         """A first plan with accounts placed in groups (:func:`.assignment.solve_in_groups`),
-        its bound valid for the model as posed; contiguity as usual after it."""
+        its bound valid for the model as posed."""
         try:
             res, size = solve_in_groups(self.cost, self.values, lo, hi, locks=self.locks,
                                         allowed=self.allowed, time_limit_s=time_limit_s,
@@ -349,11 +351,8 @@ class TerritoryModel:
             100 * (res.objective - res.lower_bound) / max(res.objective, 1e-12),
             likely_time_limit_s(self.n, self.k), self.noun[:-1],
         )  # fmt: skip
-        sol = Solution(res.assign, res.objective, res.lower_bound, "HiGHS (SciPy), in groups",
-                       res.prices)  # fmt: skip
-        if self.contiguous and self.adjacency is not None:
-            sol = self._make_contiguous(sol, end - time.perf_counter(), is_cancelled)
-        return sol
+        return Solution(res.assign, res.objective, res.lower_bound, "HiGHS (SciPy), in groups",
+                        res.prices)  # fmt: skip
 
     def exact_contiguity_fits(self) -> bool:
         """Whether :meth:`solve` takes the exact contiguous path (county-sized, no penalty)."""

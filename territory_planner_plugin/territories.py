@@ -26,7 +26,7 @@ import shapely
 
 from . import centres, palette
 from . import kpis as plan_kpis
-from .assignment import NoPlanFoundError, solve_balanced
+from .assignment import NoPlanFoundError, price_scale, solve_balanced
 from .errors import InfeasibleError, InvalidInputError, SolverError
 from .explain import COLUMNS as EXPLAIN_COLUMNS
 from .explain import explain_accounts
@@ -533,7 +533,7 @@ def _choose_centres(rows: PlanRows, build, start_xy: np.ndarray, *, tol: np.ndar
 
     model, _ = build(start_xy, tol)
     _, lo, hi = model.bounds()
-    scale = np.maximum(np.abs(hi).mean(0), 1e-12)  # as solve_balanced prices them
+    scale = price_scale(hi)  # as solve_balanced prices them
 
     def quick(sites: np.ndarray, prices=None):
         """Score of centres: the Lagrangian bound of their balanced assignment (the same ascent
