@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import shapely
 
 from .errors import InvalidInputError
 
@@ -113,3 +114,11 @@ def listed(values, limit: int = 10) -> str:
     values = [str(v) for v in values]
     more = f" and {len(values) - limit} more" if len(values) > limit else ""
     return ", ".join(values[:limit]) + more
+
+
+def is_areas(geometries) -> bool:
+    """True when the rows are areas: every geometry present (not NULL, not empty) is a polygon or
+    multipolygon, and there is one at least (a plan of units, not of accounts)."""
+    arr = np.asarray(getattr(geometries, "array", geometries), dtype=object)
+    present = arr[~(shapely.is_missing(arr) | shapely.is_empty(arr))]
+    return bool(len(present)) and bool(np.isin(shapely.get_type_id(present), (3, 6)).all())

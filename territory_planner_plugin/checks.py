@@ -22,6 +22,7 @@ import pandas as pd
 import shapely
 from scipy.spatial import cKDTree
 
+from ._validate import is_areas
 from .errors import InvalidInputError
 from .progress import CancelCheck, ProgressCallback, check_cancel, report
 
@@ -306,10 +307,10 @@ def _id_texts(series: pd.Series) -> list[str | None]:
 def _areas_as_points(accounts: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     """A layer of areas (every geometry a polygon: units of a plan) checked at a point inside
     each area; any other layer as it is."""
+    if not is_areas(accounts.geometry):
+        return accounts
     geoms = np.asarray(accounts.geometry.array, dtype=object)
     present = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
-    if not present.any() or not np.isin(shapely.get_type_id(geoms[present]), (3, 6)).all():
-        return accounts
     logger.info("INPUT holds areas (polygons): each is checked at a point inside it.")
     inside = geoms.copy()
     inside[present] = shapely.point_on_surface(shapely.make_valid(geoms[present]))

@@ -20,6 +20,7 @@ import pandas as pd
 import shapely
 
 from . import kpis as plan_kpis
+from ._validate import is_areas
 from .errors import InvalidInputError
 from .htmlpage import agg_figure, bullet_list, figure_png, finite, fmt, html_head, png_data_uri
 from .progress import CancelCheck, ProgressCallback, check_cancel
@@ -306,8 +307,9 @@ def _kind(plan) -> str | None:
     """'Point' or 'Polygon' (areas): what a plan's rows are; None without geometries."""
     if not isinstance(plan, gpd.GeoDataFrame):
         return None
-    kinds = set(plan.geometry[plan.geometry.notna() & ~plan.geometry.is_empty].geom_type)
-    return "Polygon" if kinds and kinds <= {"Polygon", "MultiPolygon"} else ("Point" if kinds else None)
+    if is_areas(plan.geometry):
+        return "Polygon"
+    return "Point" if (plan.geometry.notna() & ~plan.geometry.is_empty).any() else None
 
 
 def _projected_crs(plans):

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
+from ._validate import is_areas
 from .htmlpage import agg_figure, figure_png
 from .kpis import text_key
 
@@ -52,7 +53,7 @@ def draw_plan_map(
     acc = _to(accounts, crs)
     ok = (acc.geometry.notna() & ~acc.geometry.is_empty).to_numpy()
     geoms = acc.geometry.to_numpy()[ok]
-    areas = bool(len(geoms)) and bool(np.isin(shapely.get_type_id(geoms), (3, 6)).all())
+    areas = is_areas(geoms)
     # a plan of areas (postal areas, counties) is drawn as its areas, each one point otherwise
     xy = shapely.get_coordinates(shapely.point_on_surface(geoms) if areas else geoms)
     keys = np.array([text_key(v) for v in acc[territory_field].to_numpy()[ok]], dtype=object)

@@ -628,10 +628,7 @@ def build_report(
 
 def is_plan_of_areas(rows: pd.DataFrame) -> bool:
     """True when the plan's rows are areas (polygons: a plan made from UNITS), not accounts."""
-    if not hasattr(rows, "geometry"):
-        return False
-    geoms = rows.geometry[rows.geometry.notna() & ~rows.geometry.is_empty]
-    return bool(len(geoms)) and bool(geoms.geom_type.isin(("Polygon", "MultiPolygon")).all())
+    return hasattr(rows, "geometry") and _validate.is_areas(rows.geometry)
 
 
 def _unmapped_note(accounts: pd.DataFrame, id_field: str) -> str:
@@ -706,19 +703,19 @@ def _verdicts(summary, bal, measures, tolerance_pct, capacity, efficiency, activ
             plan_kpis.cv_verdict(bal.cv[m], m),
         ))  # fmt: skip
     out.append(_efficiency_verdict(efficiency))
-    column = "active_prospects" if active else "accounts"
-    guided = _guided(summary)
-    inside = plan_kpis.prospects_inside(summary[column].to_numpy(float), cap)[guided]
-    lo, hi = PROSPECTS_RANGE
-    out.append(None if not guidance else Verdict(
-        "kpi-prospects",
-        "Territories within the active prospects guidance" + (
-            "" if active else " (all accounts counted)") + (
-            "" if guided.all() else " (geographic territories)"),
-        f"{int(inside.sum())} of {int(guided.sum())}",
-        f"{lo}-{hi} per FTE" if capacity else f"{lo}-{hi} each", bool(inside.all()),
-    ))  # fmt: skip
-    out = [v for v in out if v is not None]
+    if guidance:  # (a plan of areas without an active-prospect count has none)
+        column = "active_prospects" if active else "accounts"
+        guided = _guided(summary)
+        inside = plan_kpis.prospects_inside(summary[column].to_numpy(float), cap)[guided]
+        lo, hi = PROSPECTS_RANGE
+        out.append(Verdict(
+            "kpi-prospects",
+            "Territories within the active prospects guidance" + (
+                "" if active else " (all accounts counted)") + (
+                "" if guided.all() else " (geographic territories)"),
+            f"{int(inside.sum())} of {int(guided.sum())}",
+            f"{lo}-{hi} per FTE" if capacity else f"{lo}-{hi} each", bool(inside.all()),
+        ))  # fmt: skip
     if disruption is not None:
         value = f"{disruption.moved:,} of {disruption.accounts:,} = {disruption.moved_pct:.1f}%"
         if disruption.revenue_moved_pct is not None:
@@ -842,12 +839,10 @@ def _territory_table(summary, territory_field, balance_fields, tolerance_pct, we
             ok = abs(dev) <= tolerance_pct + 0.005
             row += [fmt(float(r[f"{f}_total"]), digits=0), (f"{dev:+.1f}%", "ok" if ok else "bad")]
         n = int(r["active_prospects" if active else "accounts"])
-        if not guidance:
-            pass
-        elif guided[i]:
+        if guidance and guided[i]:
             inside = lo[i] - 1e-9 <= n <= hi[i] + 1e-9
             row += [(f"{n:,}", "ok" if inside else "bad"), f"{lo[i]:,.0f}-{hi[i]:,.0f}"]
-        else:  # a named-account book: not held to the prospects guidance
+        elif guidance:  # a named-account book: not held to the prospects guidance
             row += [f"{n:,}", "named"]
         if "travel_efficiency" in summary.columns:
             v = r["travel_efficiency"]
