@@ -122,3 +122,16 @@ def is_areas(geometries) -> bool:
     arr = np.asarray(getattr(geometries, "array", geometries), dtype=object)
     present = arr[~(shapely.is_missing(arr) | shapely.is_empty(arr))]
     return bool(len(present)) and bool(np.isin(shapely.get_type_id(present), (3, 6)).all())
+
+
+def without_geometry(frame, id_field: str) -> tuple[int, str]:
+    """How many rows have a NULL or empty geometry, and which ('id a, b' by ``id_field`` when it
+    is a field, else row labels); ``(0, "")`` when none (or no geometry column)."""
+    if not hasattr(frame, "geometry"):
+        return 0, ""
+    missing = (frame.geometry.isna() | frame.geometry.is_empty).to_numpy()
+    if not missing.any():
+        return 0, ""
+    where = (f"{id_field} {listed(frame.loc[missing, id_field])}" if id_field in frame.columns
+             else row_labels(frame, missing))  # fmt: skip
+    return int(missing.sum()), where

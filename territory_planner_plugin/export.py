@@ -132,20 +132,16 @@ def export_plan(
 def _warn_missing_geometry(gdf: gpd.GeoDataFrame, id_field: str, fmt: str) -> None:
     """Log the features without a geometry (by id when ``id_field`` is a field): they are
     written without a location, so a map or a KML viewer does not show them."""
-    if not hasattr(gdf, "geometry"):
+    count, where = _validate.without_geometry(gdf, id_field)
+    if not count:
         return
-    missing = (gdf.geometry.isna() | gdf.geometry.is_empty).to_numpy()
-    if not missing.any():
-        return
-    where = (f"{id_field} {_validate.listed(gdf.loc[missing, id_field])}"
-             if id_field in gdf.columns else _validate.row_labels(gdf, missing))  # fmt: skip
     shown = ("KML viewers (Google Earth) do not show them" if fmt in ("KML", "KMZ")
              else "maps do not show them")  # fmt: skip
     LOG.warning(
         "INPUT: %d of %d features have a NULL or empty geometry: %s. They are written without a "
         "location (%s); give them a location or filter them out (Select by Expression: "
         "is_empty_or_null($geometry)) to map every feature.",
-        int(missing.sum()), len(gdf), where, shown,
+        count, len(gdf), where, shown,
     )
 
 

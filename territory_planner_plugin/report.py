@@ -633,20 +633,16 @@ def is_plan_of_areas(rows: pd.DataFrame) -> bool:
 
 def _unmapped_note(accounts: pd.DataFrame, id_field: str) -> str:
     """Log and return a note on the accounts without a geometry: counted, but not on the map."""
-    if not hasattr(accounts, "geometry"):
+    count, where = _validate.without_geometry(accounts, id_field)
+    if not count:
         return ""
-    missing = (accounts.geometry.isna() | accounts.geometry.is_empty).to_numpy()
-    if not missing.any():
-        return ""
-    where = (f"{id_field} {_validate.listed(accounts.loc[missing, id_field])}"
-             if id_field in accounts.columns else _validate.row_labels(accounts, missing))  # fmt: skip
     logger.warning(
         "ACCOUNTS: %d of %d accounts have a NULL or empty geometry: %s. They count in the "
         "totals and KPIs but are not on the map; give them a location or filter them out "
         "(Select by Expression: is_empty_or_null($geometry)).",
-        int(missing.sum()), len(accounts), where,
+        count, len(accounts), where,
     )
-    return f"{int(missing.sum())} account(s) without a location are counted but not drawn."
+    return f"{count} account(s) without a location are counted but not drawn."
 
 
 def _plan_value(plan_summary, column: str, given):
