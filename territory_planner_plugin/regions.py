@@ -113,6 +113,7 @@ def plan_by_group(
         acc_groups = group_values(accounts, group_field, layer="ACCOUNTS", id_field=id_field)
         names = sorted(set(acc_groups))
     rows_of = unit_groups if units is not None else acc_groups  # what a group's territories take
+    noun = "units" if units is not None else "accounts"
     rep_split: dict[str, gpd.GeoDataFrame] = {}
     k_split: dict[str, int] = {}
     if reps is not None:
@@ -125,7 +126,6 @@ def plan_by_group(
         missing = [g for g in names if g not in set(rep_groups)]
         if missing:
             counts = rows_of.value_counts()
-            noun = "units" if units is not None else "accounts"
             text = ", ".join(f"'{g}' ({counts[g]} {noun})" for g in missing)
             msg = (f"GROUP_FIELD: group(s) {text} have no rep in REPS ('{rfield}'). Give each a "
                    f"rep with {rfield} = that value, fix the spelling, or remove those "
@@ -142,7 +142,6 @@ def plan_by_group(
         weight = _group_weights(accounts, acc_groups, units, unit_groups, names,
                                 balance_fields=balance_fields)  # fmt: skip
         k_split = split_territories(int(n_territories), weight)
-        noun = "units" if units is not None else "accounts"
         for g in names:
             if k_split[g] > int((rows_of == g).sum()):
                 msg = (f"TERRITORIES: group '{g}' gets {k_split[g]} territories but has only "
@@ -162,7 +161,7 @@ def plan_by_group(
         if k_split:
             kwargs["n_territories"] = k_split[g]
         logger.info("Group '%s': %s, %s.", g,
-                    f"{int((rows_of == g).sum())} {'units' if units is not None else 'accounts'}",
+                    f"{int((rows_of == g).sum())} {noun}",
                     f"{len(rep_split[g])} reps" if reps is not None
                     else f"{k_split.get(g, '?')} territories")  # fmt: skip
         try:
