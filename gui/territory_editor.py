@@ -190,6 +190,7 @@ class EditorDock(QgsDockWidget):
         self._pending: dict[int, object] = {}
         self._locks: dict[int, object] = {}
         self._reload_needed = False
+        self._network = None  # (path, RoadNetwork) of the last road network read
         self._fields: dict = {}
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
@@ -364,7 +365,11 @@ class EditorDock(QgsDockWidget):
         path = self.network_widget.filePath().strip()
         if not path or xy is None or not centres:
             return None
-        return drive_minutes(path, xy, crs.authid() or crs.toWkt(), centres)
+        if self._network is None or self._network[0] != path:  # read once, not at every reload
+            from ..territory_planner_plugin.network import load_network
+
+            self._network = (path, load_network(path))
+        return drive_minutes(self._network[1], xy, crs.authid() or crs.toWkt(), centres)
 
     def _find_capacity_layer(self, layer):
         """A layer of the project with territory ids and capacity (rep bases preferred)."""

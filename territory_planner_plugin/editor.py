@@ -13,6 +13,7 @@ what the report will show. Nothing here imports ``qgis``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -577,13 +578,14 @@ def reoptimise(
 
 
 def drive_minutes(
-    network_path: str,
+    network: object,
     xy: np.ndarray,
     crs: str,
     centres: Mapping[str, Sequence[float]],
 ) -> dict[str, np.ndarray]:
     """Drive minutes from each centre (territory key -> metric x, y in ``crs``) to every row of
-    ``xy`` on the road network file ``network_path``, costed as Design territories costs them
+    ``xy`` on ``network`` (a road network file, or a :class:`.network.RoadNetwork` already
+    loaded: :func:`.network.load_network`), costed as Design territories costs them
     (:func:`.model.point_costs`: from where each point meets its road; pairs the roads do not
     connect by straight line)."""
     import geopandas as gpd
@@ -592,7 +594,7 @@ def drive_minutes(
     from .model import point_costs, snap_points_once
     from .network import load_network
 
-    net = load_network(network_path)
+    net = load_network(network) if isinstance(network, (str, os.PathLike)) else network
     keys = list(centres)
 
     def metric(points: np.ndarray) -> np.ndarray:
