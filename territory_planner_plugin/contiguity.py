@@ -1809,6 +1809,105 @@ def contiguous_cuts(
                    bool(closed or optimal))
 
 
+def improve_by_neighbourhoods(
+    cost: np.ndarray,
+    values: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    *,
+    adjacency,
+    locks: np.ndarray,
+    allowed: np.ndarray,
+    start: np.ndarray,
+    current: np.ndarray | None = None,
+    budget: int | None = None,
+    deadline: float,
+    sizes: Sequence[int] = (2, 3, 4),
+    solve_s: float = 5.0,
+) -> np.ndarray:
+    """A plan in one piece per territory improved by re-solving neighbourhoods exactly.
+
+    Large-neighbourhood search: for every set of 2, then 3, then 4 neighbouring territories,
+    their units are re-assigned among them by the exact contiguous model
+    (:func:`contiguous_cuts` on those units alone; every other territory fixed, its bands and
+    the moves budget left to them), and a better plan is kept. Passes repeat while one improves
+    a plan, a set unchanged since it last failed is skipped; stops at ``deadline``
+    (``time.perf_counter()``). ``start`` must be in one piece per territory and meet every
+    hard constraint; so does the plan returned (``start`` itself when nothing improves).
+    """
+    cost, vals, lo, hi, locks, allowed = _model_arrays(cost, values, lo, hi, locks, allowed)
+    mat = _binary(_matrix(adjacency))
+    k = cost.shape[1]
+    a = np.asarray(start, int).copy()
+    cur = None if current is None or budget is None else np.asarray(current, int)
+    coo = mat.tocoo()
+    failed: set = set()
+    for size in sizes:
+        if size > k:
+            break
+        improved = True
+        while improved and time.perf_counter() < deadline:
+            improved = False
+            for group in _territory_groups(a, coo, k, size):
+                if time.perf_counter() >= deadline:
+                    break
+                rows = np.flatnonzero(np.isin(a, group))
+                key = (group, rows.tobytes())
+                if key in failed:
+                    continue
+                better = _resolve_group(a, rows, np.array(group), cost, vals, lo, hi, mat, locks,
+                                        allowed, cur, budget, min(solve_s, deadline -
+                                                                  time.perf_counter()))  # fmt: skip
+                if better is None:
+                    failed.add(key)
+                    continue
+                a[rows] = better
+                improved = True
+    return a
+
+
+def _territory_groups(a: np.ndarray, coo: sp.coo_matrix, k: int, size: int) -> list:
+    """Every set of ``size`` territories that is connected through shared unit boundaries."""
+    touch = np.zeros((k, k), bool)
+    touch[a[coo.row], a[coo.col]] = True
+    np.fill_diagonal(touch, False)
+    groups = {(j,) for j in range(k)}
+    for _ in range(size - 1):
+        groups = {tuple(sorted({*g, int(u)})) for g in groups
+                  for u in np.flatnonzero(touch[list(g)].any(0)) if u not in g}  # fmt: skip
+    return sorted(groups)
+
+
+def _resolve_group(a, rows, group, cost, vals, lo, hi, mat, locks, allowed, cur, budget,
+                   seconds: float) -> np.ndarray | None:  # fmt: skip
+    """The territories of ``group`` re-made from their ``rows`` by :func:`contiguous_cuts`: the
+    rows' new territories when strictly cheaper, else None."""
+    if seconds <= 0.05:
+        return None
+    col = np.full(cost.shape[1], -1)
+    col[group] = np.arange(len(group))
+    sub_cost = cost[np.ix_(rows, group)]
+    start = col[a[rows]]
+    before = float(sub_cost[np.arange(len(rows)), start].sum())
+    sub_cur, sub_budget = None, None
+    if cur is not None:
+        outside = np.ones(len(a), bool)
+        outside[rows] = False
+        moved_outside = int(((cur >= 0) & (cur != a) & outside).sum())
+        sub_cur = np.where(cur[rows] >= 0, col[np.maximum(cur[rows], 0)], -1)
+        elsewhere = int(((cur[rows] >= 0) & (sub_cur < 0)).sum())  # moved whatever happens
+        sub_budget = budget - moved_outside - elsewhere
+    sub_locks = np.where(locks[rows] >= 0, col[np.maximum(locks[rows], 0)], -1)
+    res = contiguous_cuts(sub_cost, vals[rows], lo[group], hi[group],
+                          adjacency=mat[rows][:, rows], locks=sub_locks,
+                          allowed=allowed[np.ix_(rows, group)], current=sub_cur,
+                          budget=sub_budget, start=start, time_limit_s=seconds,
+                          repair_s=0.0)  # fmt: skip
+    if res is None or res.assign is None or res.objective >= before - 1e-9 * max(before, 1.0):
+        return None
+    return group[res.assign]
+
+
 def _repair(assign, mat, cost, vals, lo, hi, locks, allowed, current, budget, deadline):
     """:func:`make_contiguous` of a plan in pieces, or None when it finds no plan in time."""
     try:

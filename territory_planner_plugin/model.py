@@ -40,7 +40,8 @@ EXACT_PAIRS = 1_000  # up to this many row-territory pairs: the exact MILP throu
 GROUPS_FROM_PAIRS = 1_000_000  # from this many pairs a short TIME_LIMIT gets a plan in groups
 CONTIGUOUS_EXACT_PAIRS = 2_000  # contiguous models up to this many pairs: the exact flow MILP too
 CONTIGUOUS_HEURISTIC_SHARE = 0.25  # of TIME_LIMIT for the local search that warm-starts it
-CONTIGUOUS_CUT_SHARE = 0.7  # of what is then left for the root-free separator-cut model
+CONTIGUOUS_LNS_SHARE = 0.35  # of TIME_LIMIT (from the start) for re-solving neighbourhoods
+CONTIGUOUS_CUT_SHARE = 0.7  # without a plan in one piece: of what is left for the separator cuts
 EXPLAIN_PAIRS = 200_000  # up to this many pairs an infeasible run gets the LP's minimal tolerance
 TOLERANCE_MAX_TENTHS = 990  # largest TOLERANCE a suggestion may name, in tenths of a % (99 %)
 STRAIGHT_LINE_KMH = 50.0  # straight-line km -> minutes wherever there is no road (one speed)
@@ -360,10 +361,11 @@ class TerritoryModel:
                 and self.cost.size <= CONTIGUOUS_EXACT_PAIRS)  # fmt: skip
 
     def _solve_contiguous_exact(self, solver: str, time_limit_s: float, is_cancelled) -> Solution:
-        """County-sized contiguous models: the local search's plan starts the root-free
-        separator-cut model (a bound of the problem as posed, optimal when it closes); when it
-        does not close, the rooted flow MILP from the best plan's roots looks for a better plan."""
-        from .contiguity import contiguous_cuts, contiguous_exact
+        """County-sized contiguous models: the local search's plan, improved by re-solving 2 to 4
+        neighbouring territories at a time exactly, starts the root-free separator-cut model (a
+        bound of the problem as posed, optimal when it closes); without any plan in one piece
+        by then, the rooted flow MILP looks for one."""
+        from .contiguity import contiguous_cuts, contiguous_exact, improve_by_neighbourhoods
 
         t0 = time.perf_counter()
         free = replace(self, contiguous=False)
@@ -388,11 +390,21 @@ class TerritoryModel:
             except InfeasibleError as err:
                 failure = err
         _, lo, hi = self.bounds()
+        model_args = {"adjacency": self.adjacency, "locks": self.locks, "allowed": self.allowed,
+                      "current": self.current, "budget": self.budget}
+        if start is not None:
+            before = self.objective_of(start)
+            start = improve_by_neighbourhoods(
+                self.cost, self.values, lo, hi, start=start,
+                deadline=t0 + CONTIGUOUS_LNS_SHARE * time_limit_s, **model_args,
+            )  # fmt: skip
+            logger.info("CONTIGUOUS: neighbouring territories re-solved exactly, 2 to 4 at a "
+                        "time: %.3f -> %.3f.", before, self.objective_of(start))  # fmt: skip
         left = max(time_limit_s - (time.perf_counter() - t0), 1.0)
         cuts = contiguous_cuts(
-            self.cost, self.values, lo, hi, adjacency=self.adjacency, locks=self.locks,
-            allowed=self.allowed, current=self.current, budget=self.budget, start=start,
-            time_limit_s=CONTIGUOUS_CUT_SHARE * left,
+            self.cost, self.values, lo, hi, start=start,
+            time_limit_s=left if start is not None else CONTIGUOUS_CUT_SHARE * left,
+            incumbents=True, **model_args,
         )  # fmt: skip
         exact = None
         if cuts is not None:
@@ -406,8 +418,8 @@ class TerritoryModel:
                         "bound %.3f, plan %s%s.", cuts.rounds, cuts.cuts, cuts.bound,
                         "none" if cuts.assign is None else f"{cuts.objective:.3f}",
                         " (optimal)" if cuts.optimal else "")  # fmt: skip
-        left = max(time_limit_s - (time.perf_counter() - t0), 1.0)
-        if cuts is None or not (cuts.optimal or cuts.closed):
+        left = time_limit_s - (time.perf_counter() - t0)
+        if (cuts is None or start is None) and left > 0.5:  # the flow MILP: a plan from nothing
             exact = contiguous_exact(
                 self.cost, self.values, lo, hi, adjacency=self.adjacency,
                 roots=self._roots(start), locks=self.locks, allowed=self.allowed,
@@ -428,9 +440,10 @@ class TerritoryModel:
             )  # fmt: skip
             assign, used = exact.assign, "HiGHS (exact contiguous flow model)"
         elif start is not None:
-            logger.info("CONTIGUOUS: the exact flow model (HiGHS%s) found nothing better "
-                        "within TIME_LIMIT; the local search's plan is kept.", note)  # fmt: skip
-            assign, used = start, base.solver_used
+            if exact is not None:
+                logger.info("CONTIGUOUS: the exact flow model (HiGHS%s) found nothing better "
+                            "within TIME_LIMIT; the local search's plan is kept.", note)  # fmt: skip
+            assign, used = start, "HiGHS (local search, exact neighbourhoods, separator cuts)"
         elif failure is not None:
             raise failure
         else:

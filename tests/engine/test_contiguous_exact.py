@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import itertools
 import logging
+import time
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from territory_planner_plugin.contiguity import contiguous_cuts, count_pieces
-from territory_planner_plugin.errors import InfeasibleError
+from territory_planner_plugin.errors import InfeasibleError, SolverError
 from territory_planner_plugin.model import CONTIGUOUS_EXACT_PAIRS, TerritoryModel
 from tests.engine.test_contiguity import brute_force, problem
 
@@ -148,3 +151,73 @@ def _cheapest_in_pieces(cost, values, lo, hi) -> float:
     ok = ((tot >= lo[None] - 1e-9) & (tot <= hi[None] + 1e-9)).all((1, 2))
     objs = cost[np.arange(n)[None, :], combos].sum(1)
     return float(objs[ok].min()) if ok.any() else np.inf
+
+
+# ----------------------------------------------------------------------------- neighbourhoods
+
+
+def _start_plan(cost, values, lo, hi, adj, *, locks=None, current=None, budget=None):
+    """A plan in one piece per territory from the local search (the neighbourhoods' input)."""
+    from territory_planner_plugin.contiguity import make_contiguous
+
+    n, k = cost.shape
+    locks = np.full(n, -1) if locks is None else locks
+    first = np.argmin(cost, axis=1) if current is None else current
+    return make_contiguous(first, adjacency=adj, cost=cost, values=values, lo=lo, hi=hi,
+                           locks=locks, allowed=np.ones((n, k), bool), current=current,
+                           budget=budget)  # fmt: skip
+
+
+# cases whose local-search plan misses the optimum
+@pytest.mark.parametrize(("rows", "cols", "k", "tol", "seed"),
+                         [(3, 3, 3, 30, 0), (3, 3, 3, 30, 2), (3, 3, 3, 40, 3)])  # fmt: skip
+def test_a_neighbourhood_of_every_territory_is_the_whole_problem(rows, cols, k, tol, seed) -> None:
+    """With neighbourhoods as large as the plan, one re-solve is the exact model: the brute-force
+    optimum (a wrong mapping of rows, columns, bands or adjacency to the sub-model would miss it)."""
+    from territory_planner_plugin.contiguity import improve_by_neighbourhoods
+
+    _, adj, cost, values, lo, hi, _ = problem(rows, cols, k, tol, seed)
+    ref = brute_force(cost, values, lo, hi, adj)
+    try:
+        start = _start_plan(cost, values, lo, hi, adj)
+    except InfeasibleError:
+        return  # the local search found no plan in one piece: nothing to improve
+    n = rows * cols
+    out = improve_by_neighbourhoods(cost, values, lo, hi, adjacency=adj, locks=np.full(n, -1),
+                                    allowed=np.ones((n, k), bool), start=start,
+                                    deadline=time.perf_counter() + 20, sizes=(k,))  # fmt: skip
+    assert float(cost[np.arange(n), out].sum()) == pytest.approx(ref, rel=1e-9)
+    assert (count_pieces(out, adj, k) == 1).all()
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), budget=st.integers(0, 8), n_locks=st.integers(0, 3))
+def test_neighbourhoods_keep_every_hard_rule(seed: int, budget: int, n_locks: int) -> None:
+    """Pairs and triples of territories re-solved on a 5 x 5 grid with locks, a current plan and
+    a moves budget: the plan stays valid (bands, locks, one piece each, the budget counted over
+    the whole plan, moves outside the neighbourhood included) and never gets worse."""
+    from territory_planner_plugin.contiguity import improve_by_neighbourhoods
+
+    _, adj, cost, values, _, _, _ = problem(5, 5, 4, 25, seed % 7)
+    n, k = cost.shape
+    rng = np.random.default_rng(seed)
+    current = rng.integers(0, k, n)  # a scattered current plan: many moves needed
+    locks = np.full(n, -1)
+    pick = rng.choice(n, n_locks, replace=False)
+    locks[pick] = current[pick]
+    model = TerritoryModel.from_cost_matrix(cost, values=values, capacity=np.ones(k),
+                                            tolerance_pct=25, adjacency=adj, locks=locks,
+                                            current=current, budget=budget + 10)  # fmt: skip
+    _, lo, hi = model.bounds()
+    try:
+        start = _start_plan(cost, values, lo, hi, adj, locks=locks, current=current,
+                            budget=budget + 10)  # fmt: skip
+        model.verify(start)
+    except (InfeasibleError, SolverError):
+        return  # no valid start from the local search: nothing to improve
+    out = improve_by_neighbourhoods(cost, values, lo, hi, adjacency=adj, locks=locks,
+                                    allowed=np.ones((n, k), bool), start=start, current=current,
+                                    budget=budget + 10, deadline=time.perf_counter() + 20,
+                                    sizes=(2, 3))  # fmt: skip
+    model.verify(out)
+    assert model.objective_of(out) <= model.objective_of(start) + 1e-9
