@@ -13,6 +13,9 @@
    scripts/qgis_process.sh run (reading and writing included).
 5. PySAL spopt's Region-K-means and AZP on the same 130 counties (benchmark-only dependency,
    `BENCH_DEPS=1 scripts/install-env.sh`; skipped when spopt is not importable).
+6. Real counties (bundled with libpysal, installed with spopt): North Carolina's 100 counties
+   into 6 on births (1974) and Georgia's 159 into 10 on population (1990), within 10 %, through
+   design_territories with rep homes (TIME_LIMIT 60 and 300) and with TERRITORIES alone.
 Each case runs in its own process (peak memory per case). Cases 1-3 call the engine functions
 directly: the balanced assignment (assignment.solve_balanced) then contiguity.make_contiguous.
 Prints figures and writes benchmarks/results/units.json.
@@ -306,8 +309,60 @@ def counties_spopt() -> dict:
     return out
 
 
+# Real counties bundled with PySAL's libpysal (a benchmark-only dependency, BENCH_DEPS=1):
+# (file, CRS the file lacks or has, population-like field, territories)
+REAL_COUNTIES = {
+    "north_carolina": ("sids2/sids2.shp", "EPSG:4267", "BIR74", 6),  # 100 counties, births 1974
+    "georgia": ("georgia/G_utm.shp", "EPSG:26917", "TotPop90", 10),  # 159 counties, 1990 census
+}
+
+
+def real_county_layer(name: str) -> tuple[gpd.GeoDataFrame, int, str]:
+    """One state's real counties (libpysal's bundled examples), projected to metres."""
+    import os
+
+    from libpysal import examples
+
+    path, crs, field, k = REAL_COUNTIES[name]
+    layer = gpd.read_file(os.path.join(os.path.dirname(examples.__file__), path))
+    layer = layer.set_crs(crs, allow_override=True).to_crs("EPSG:32617")  # UTM 17N: both states
+    layer["uid"] = [f"{name[:2].upper()}{i:03d}" for i in range(len(layer))]
+    return layer[["uid", field, "geometry"]], k, field
+
+
+def real_counties() -> dict:
+    """Real counties of one state into 6-10 territories within 10 % on population, every
+    territory one piece, through design_territories: rep homes at k-means centres (the bound is
+    the problem's) at TIME_LIMIT 60 and 300, and TERRITORIES alone at 60."""
+    try:
+        import libpysal  # noqa: F401
+    except ImportError as err:
+        return {"skipped": f"libpysal not importable ({err})"}
+    from territory_planner_plugin.territories import design_territories
+
+    out = {}
+    for name in REAL_COUNTIES:
+        units, k, field = real_county_layer(name)
+        xy = shapely.get_coordinates(shapely.point_on_surface(units.geometry.values))
+        reps = gpd.GeoDataFrame({"rep": [f"R{j}" for j in range(k)]},
+                                geometry=shapely.points(centres(xy, k, 8)), crs=units.crs)  # fmt: skip
+        for limit in (60, 300):
+            t = time.perf_counter()
+            p = design_territories(units=units, unit_id_field="uid", reps=reps,
+                                   rep_id_field="rep", balance_fields=[field], tolerance_pct=10.0,
+                                   time_limit_s=limit)  # fmt: skip
+            out[f"{name}_{len(units)}x{k}_reps_{limit}s"] = _design_figures(p, time.perf_counter() - t)
+        t = time.perf_counter()
+        p = design_territories(units=units, unit_id_field="uid", n_territories=k,
+                               balance_fields=[field], tolerance_pct=10.0, time_limit_s=60)  # fmt: skip
+        out[f"{name}_{len(units)}x{k}_territories_60s"] = _design_figures(p, time.perf_counter() - t)
+    out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return out
+
+
 CASES = {"postal_units": postal_units, "point_accounts": point_accounts, "counties": counties,
-         "counties_design": counties_design, "counties_spopt": counties_spopt}  # fmt: skip
+         "counties_design": counties_design, "counties_spopt": counties_spopt,
+         "real_counties": real_counties}  # fmt: skip
 
 
 def main() -> None:

@@ -1830,8 +1830,10 @@ def improve_by_neighbourhoods(
     Large-neighbourhood search: for every set of 2, then 3, then 4 neighbouring territories,
     their units are re-assigned among them by the exact contiguous model
     (:func:`contiguous_cuts` on those units alone; every other territory fixed, its bands and
-    the moves budget left to them), and a better plan is kept. Passes repeat while one improves
-    a plan, a set unchanged since it last failed is skipped; stops at ``deadline``
+    the moves budget left to them), and a better plan is kept. Each pass starts by giving the
+    territories, as they are, to the centres in the cheapest way (:func:`_relabel`: a rep far
+    from its territory can trade places with one that is not its neighbour). Passes repeat while one improves a plan, a set unchanged
+    since it last failed is skipped; stops at ``deadline``
     (``time.perf_counter()``). ``start`` must be in one piece per territory and meet every
     hard constraint; so does the plan returned (``start`` itself when nothing improves).
     """
@@ -1848,6 +1850,9 @@ def improve_by_neighbourhoods(
         improved = True
         while improved and time.perf_counter() < deadline:
             improved = False
+            relabelled = _relabel(a, cost, vals, lo, hi, allowed, cur, budget)
+            if relabelled is not None:
+                a = relabelled
             for group in _territory_groups(a, coo, k, size):
                 if time.perf_counter() >= deadline:
                     break
@@ -1878,6 +1883,34 @@ def _territory_groups(a: np.ndarray, coo: sp.coo_matrix, k: int, size: int) -> l
     return sorted(groups)
 
 
+def _relabel(a, cost, vals, lo, hi, allowed, cur, budget) -> np.ndarray | None:
+    """The same pieces given to the centres in the cheapest way (an assignment problem of
+    territories to centres, each within the centre's bands, allowed pairs and locks; the moves
+    budget kept), or None when no other labelling is cheaper."""
+    from scipy.optimize import linear_sum_assignment
+
+    k = cost.shape[1]
+    onehot = np.zeros((len(a), k))
+    onehot[np.arange(len(a)), a] = 1.0
+    price = onehot.T @ cost  # [piece, centre]: the piece's cost for that centre
+    load = onehot.T @ vals  # [piece, measure]
+    fits = ((load[:, None, :] >= lo[None] - 1e-9 * (1 + np.abs(lo[None])))
+            & (load[:, None, :] <= hi[None] + 1e-9 * (1 + np.abs(hi[None])))).all(2)  # fmt: skip
+    fits &= (onehot.T @ ~allowed) == 0  # every unit of the piece allowed (locks included)
+    big = 1e6 * (1.0 + float(np.abs(price[fits]).sum()))
+    piece, centre = linear_sum_assignment(np.where(fits, price, big))
+    perm = np.empty(k, int)
+    perm[piece] = centre
+    new = perm[a]
+    if not fits[piece, centre].all() or price[piece, centre].sum() >= (
+        price[np.arange(k), np.arange(k)].sum() * (1 - 1e-12)
+    ):
+        return None
+    if cur is not None and ((cur >= 0) & (new != cur)).sum() > budget:
+        return None
+    return new
+
+
 def _resolve_group(a, rows, group, cost, vals, lo, hi, mat, locks, allowed, cur, budget,
                    seconds: float) -> np.ndarray | None:  # fmt: skip
     """The territories of ``group`` re-made from their ``rows`` by :func:`contiguous_cuts`: the
@@ -1903,7 +1936,7 @@ def _resolve_group(a, rows, group, cost, vals, lo, hi, mat, locks, allowed, cur,
                           allowed=allowed[np.ix_(rows, group)], current=sub_cur,
                           budget=sub_budget, start=start, time_limit_s=seconds,
                           repair_s=0.0)  # fmt: skip
-    if res is None or res.assign is None or res.objective >= before - 1e-9 * max(before, 1.0):
+    if res is None or res.assign is None or res.objective >= before - 1e-7 * max(before, 1.0):
         return None
     return group[res.assign]
 

@@ -40,7 +40,7 @@ EXACT_PAIRS = 1_000  # up to this many row-territory pairs: the exact MILP throu
 GROUPS_FROM_PAIRS = 1_000_000  # from this many pairs a short TIME_LIMIT gets a plan in groups
 CONTIGUOUS_EXACT_PAIRS = 2_000  # contiguous models up to this many pairs: the exact flow MILP too
 CONTIGUOUS_HEURISTIC_SHARE = 0.25  # of TIME_LIMIT for the local search that warm-starts it
-CONTIGUOUS_LNS_SHARE = 0.35  # of TIME_LIMIT (from the start) for re-solving neighbourhoods
+CONTIGUOUS_LNS_SHARE = 0.5  # of what TIME_LIMIT has left for re-solving neighbourhoods
 CONTIGUOUS_CUT_SHARE = 0.7  # without a plan in one piece: of what is left for the separator cuts
 EXPLAIN_PAIRS = 200_000  # up to this many pairs an infeasible run gets the LP's minimal tolerance
 TOLERANCE_MAX_TENTHS = 990  # largest TOLERANCE a suggestion may name, in tenths of a % (99 %)
@@ -396,7 +396,8 @@ class TerritoryModel:
             before = self.objective_of(start)
             start = improve_by_neighbourhoods(
                 self.cost, self.values, lo, hi, start=start,
-                deadline=t0 + CONTIGUOUS_LNS_SHARE * time_limit_s, **model_args,
+                deadline=time.perf_counter() + CONTIGUOUS_LNS_SHARE * max(
+                    time_limit_s - (time.perf_counter() - t0), 0.0), **model_args,
             )  # fmt: skip
             logger.info("CONTIGUOUS: neighbouring territories re-solved exactly, 2 to 4 at a "
                         "time: %.3f -> %.3f.", before, self.objective_of(start))  # fmt: skip

@@ -221,3 +221,29 @@ def test_neighbourhoods_keep_every_hard_rule(seed: int, budget: int, n_locks: in
                                     sizes=(2, 3))  # fmt: skip
     model.verify(out)
     assert model.objective_of(out) <= model.objective_of(start) + 1e-9
+
+
+def test_relabelling_gives_each_centre_its_own_piece_unless_a_rule_forbids_it() -> None:
+    """Pieces handed to the wrong centres (a plan whose labels were shuffled) go back to the
+    cheapest labelling; a lock, a band or the moves budget that the relabelling would break
+    keeps the plan as it is."""
+    from territory_planner_plugin.contiguity import _relabel
+
+    _, adj, cost, values, lo, hi, _ = problem(4, 6, 3, 30, 1)
+    n, k = cost.shape
+    good = _start_plan(cost, values, lo, hi, adj)
+    shuffled = np.array([1, 2, 0])[good]
+    allowed = np.ones((n, k), bool)
+    back = _relabel(shuffled, cost, values, lo, hi, allowed, None, None)
+    assert back is not None
+    assert cost[np.arange(n), back].sum() <= cost[np.arange(n), good].sum() + 1e-9
+    assert _relabel(back, cost, values, lo, hi, allowed, None, None) is None  # nothing cheaper
+    locked = allowed.copy()
+    locked[0] = False
+    locked[0, shuffled[0]] = True  # unit 0 locked where it is: its piece cannot move
+    kept = _relabel(shuffled, cost, values, lo, hi, locked, None, None)
+    assert kept is None or kept[0] == shuffled[0]
+    assert _relabel(shuffled, cost, values, lo, hi, allowed, shuffled, 0) is None  # no moves left
+    tight_hi = hi.copy()
+    tight_hi[good[0]] = 0.0  # the centre of unit 0's own piece can hold nothing
+    assert _relabel(shuffled, cost, values, lo, tight_hi, allowed, None, None) is None
