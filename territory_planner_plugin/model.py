@@ -31,7 +31,7 @@ import shapely
 from ._validate import balance_values, check_points  # noqa: F401 (balance_values: API)
 from .assignment import NoPlanFoundError, solve_balanced, solve_in_groups, totals, travel_penalty
 from .constraints import PairConstraints, pair_constraints
-from .errors import InfeasibleError, InvalidInputError, SolverError
+from .errors import ContiguityError, InfeasibleError, InvalidInputError, SolverError
 from .progress import CancelCheck
 
 logger = logging.getLogger(__name__)
@@ -323,8 +323,21 @@ class TerritoryModel:
                 sol = Solution(res.assign, res.objective, res.lower_bound, "HiGHS (SciPy)",
                                res.prices)  # fmt: skip
         if final and self.contiguous and self.adjacency is not None:
-            sol = self._make_contiguous(sol, end - time.perf_counter(), is_cancelled)
+            try:
+                sol = self._make_contiguous(sol, end - time.perf_counter(), is_cancelled)
+            except ContiguityError as err:
+                self._contiguity_failed(err, solver, time_limit_s)
         return sol
+
+    def _contiguity_failed(
+        self, err: ContiguityError, solver: str, time_limit_s: float
+    ) -> NoReturn:
+        """No plan in one piece was found: the search's finding with the relaxations checked by
+        solving (its own advice was not checked). A check of a relaxation only needs the verdict."""
+        if self._probe:
+            raise err
+        self.explain_infeasible("no plan in one piece found", solver, time_limit_s,
+                                finding=err.finding)  # fmt: skip
 
     def _too_large_for(self, seconds: float) -> bool:
         """Whether the full priced path would likely find no plan in ``seconds`` (a first plan in
@@ -431,6 +444,8 @@ class TerritoryModel:
             logger.info("CONTIGUOUS: the exact flow model (HiGHS%s) found nothing better "
                         "within TIME_LIMIT; the local search's plan is kept.", note)  # fmt: skip
             assign, used = start, base.solver_used
+        elif isinstance(failure, ContiguityError):
+            self._contiguity_failed(failure, solver, time_limit_s)
         elif failure is not None:
             raise failure
         else:
@@ -583,8 +598,13 @@ class TerritoryModel:
 
     # ------------------------------------------------------------------------- infeasibility
 
-    def explain_infeasible(self, status: str, solver: str, time_limit_s: float) -> NoReturn:
+    def explain_infeasible(
+        self, status: str, solver: str, time_limit_s: float, *, finding: str = ""
+    ) -> NoReturn:
         """Raise InfeasibleError naming what conflicts and the relaxations that work.
+
+        ``finding``: what the search found it could not do (e.g. keep a territory in one piece
+        within its band), said after the status.
 
         Every change proposed is checked by solving with it first (:meth:`relaxations`): the
         least TOLERANCE and MAX_MOVES (to 0.1 %, within their ranges) that give a plan, and
@@ -594,6 +614,8 @@ class TerritoryModel:
         if self._probe:  # a check of a relaxation: no explanation needed, only the verdict
             raise InfeasibleError(status)
         parts = [f"No plan satisfies every hard constraint ({status})."]
+        if finding:
+            parts.append(f"{finding}.")
         n, budget, locks, current = self.n, self.budget, self.locks, self.current
         if budget is not None:
             forced = int(((locks >= 0) & (current >= 0) & (locks != current)).sum())
@@ -640,6 +662,9 @@ class TerritoryModel:
         # that a run with the change and the same TIME_LIMIT finds the plan the check found
         self._probe_s = min(max(budget_s / 10, 1.0), float(time_limit_s))
         found, tried, timed_out = [], [], False
+        # the yes/no checks first: one solve each, so a long TOLERANCE search leaves them time
+        single_checks = [(text, name, self._works(deadline, solver, **change))
+                         for text, change, name in self._single_relaxations()]  # fmt: skip
         cur = math.floor(10 * float(self.tolerance_pct.min()) + 1e-6)
         start = max(cur + 1, math.ceil(10 * tolerance_from - 1e-6) if tolerance_from else 0)
         if start <= TOLERANCE_MAX_TENTHS:
@@ -667,18 +692,7 @@ class TerritoryModel:
                     timed_out = True
                 else:
                     tried.append(f"MAX_MOVES up to {failed / 10:.1f}%")
-        singles = []
-        if (self.locks >= 0).any():
-            count = int((self.locks >= 0).sum())
-            singles.append((f"unlock the {count} locked {self.noun} (LOCK_FIELD)",
-                            {"locks": np.full(self.n, -1)}, "unlocking"))  # fmt: skip
-        if not self.allowed.all():
-            singles.append(("clear REP_MAX_MINUTES", {"allowed": np.ones_like(self.allowed)},
-                            "clearing REP_MAX_MINUTES"))  # fmt: skip
-        if self.contiguous and self.adjacency is not None:
-            singles.append(("turn CONTIGUOUS off", {"contiguous": False}, "CONTIGUOUS off"))
-        for text, change, name in singles:
-            ok = self._works(deadline, solver, **change)
+        for text, name, ok in single_checks:
             if ok:
                 found.append(text)
             elif ok is None:
@@ -700,6 +714,21 @@ class TerritoryModel:
             if timed_out else f": {self._what_else()}"
         )  # fmt: skip
         return text + beyond
+
+    def _single_relaxations(self) -> list[tuple[str, dict, str]]:
+        """(advice, change to the model, short name) of each constraint that may be dropped:
+        the locks, REP_MAX_MINUTES and CONTIGUOUS, when they are set."""
+        singles = []
+        if (self.locks >= 0).any():
+            count = int((self.locks >= 0).sum())
+            singles.append((f"unlock the {count} locked {self.noun} (LOCK_FIELD)",
+                            {"locks": np.full(self.n, -1)}, "unlocking"))  # fmt: skip
+        if not self.allowed.all():
+            singles.append(("clear REP_MAX_MINUTES", {"allowed": np.ones_like(self.allowed)},
+                            "clearing REP_MAX_MINUTES"))  # fmt: skip
+        if self.contiguous and self.adjacency is not None:
+            singles.append(("turn CONTIGUOUS off", {"contiguous": False}, "CONTIGUOUS off"))
+        return singles
 
     def _given(self) -> str:
         """'With these locks, MAX_MOVES and REP_MAX_MINUTES, ' for the constraints that are set."""

@@ -50,6 +50,14 @@ def _rebalance(**extra: object) -> dict:
                     **extra})  # fmt: skip
 
 
+def _units(**extra: object) -> dict:
+    base = {"UNITS": "{units}|layername=units", "UNIT_ID_FIELD": "area_id",
+            "UNIT_BALANCE_FIELDS": "population", "TIME_LIMIT": 5,
+            "OUTPUT_UNITS": "{out}/units.gpkg", "OUTPUT_TERRITORIES": "{out}/territories.gpkg",
+            "OUTPUT_SUMMARY": "{out}/summary.gpkg"}  # fmt: skip
+    return {**base, **extra}
+
+
 CASES = [
     # buildroadnetwork
     Case("network-missing-osm", "buildroadnetwork",
@@ -219,6 +227,14 @@ CASES = [
     Case("design-more-groups-than-territories", "designterritories",
          {**_plan(REPS=""), "TERRITORIES": 2, "GROUP_FIELD": "segment"},
          message=r"fewer than the \d+ groups"),
+    # territories from areas (UNITS) in one piece
+    Case("units-locks-contiguity-cannot-honour", "designterritories",
+         _units(UNIT_LOCK_FIELD="lock", REPS="{reps_all}", REP_ID_FIELD="rep_id", TOLERANCE=10,
+                TIME_LIMIT=10, UNITS="{units_locked}|layername=units"),
+         message=r"T01 cannot stay below 110\.0% of its share of population in one piece.*"
+                 r"Checked by solving, each of these alone gives a plan: unlock the 3 locked "
+                 r"units \(UNIT_LOCK_FIELD\)",
+         relax=(r"unlock the 3 locked units \((?:UNIT_LOCK_FIELD)\)()", "UNIT_LOCK_FIELD")),
 ]  # fmt: skip
 
 
@@ -261,6 +277,14 @@ def bad_data(e2e_data, e2e_network, tmp_path_factory) -> dict[str, str]:
     save("nullplan", plan.assign(territory_id=None))
     save("plan_nullgeom", plan.assign(geometry=[None, None, *plan.geometry.iloc[2:]]))
     save("nocrs_plan", plan.to_crs(3067).set_crs(None, allow_override=True))
+    units = gpd.read_file(e2e_data["areas"], layer="areas")
+    save("units", units, "units")
+    west_east = units.geometry.centroid.x.to_numpy().argsort()
+    lock = pd.Series(None, index=units.index, dtype=object)  # T01 at both ends, T02 between
+    lock.iloc[[west_east[0], west_east[-1]]] = "T01"
+    lock.iloc[west_east[len(units) // 2]] = "T02"
+    save("units_locked", units.assign(lock=lock), "units")
+    save("reps_all", gpd.read_file(e2e_data["reps"]), "reps")
     csv = folder / "nogeom.csv"
     pd.DataFrame(acc.drop(columns="geometry")).to_csv(csv, index=False)
     files["nogeom"] = str(csv)
