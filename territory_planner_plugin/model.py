@@ -189,6 +189,7 @@ class TerritoryModel:
 
     def precheck(self) -> None:
         """Raise :class:`InfeasibleError` for conflicts visible before solving (named)."""
+        self._refuse_too_heavy("No plan satisfies every hard constraint.")
         target, _, hi = self.bounds()
         tol = self.tolerance_pct
         what = "account count" if not self.names else None
@@ -213,16 +214,16 @@ class TerritoryModel:
         if len(far):
             msg = (
                 f"LOCK_FIELD: {self.noun} {list(self.row_ids[far][:10])} are locked to a rep "
-                "farther than REP_MAX_MINUTES; unlock them or raise REP_MAX_MINUTES."
+                "farther than REP_MAX_MINUTES."
             )
-            raise InfeasibleError(msg)
+            raise InfeasibleError(msg if self._probe else f"{msg} {self.relaxations('CBC', 10.0)}")
         orphan = ~self.allowed.any(1)
         if orphan.any():
             msg = (
                 f"REP_MAX_MINUTES: {self.noun} {list(self.row_ids[orphan][:10])} are farther than "
-                "that from every rep home; raise REP_MAX_MINUTES or add a rep near them."
+                "that from every rep home (a rep near them would serve them)."
             )
-            raise InfeasibleError(msg)
+            raise InfeasibleError(msg if self._probe else f"{msg} {self.relaxations('CBC', 10.0)}")
 
     def pieces(self, assign: np.ndarray) -> np.ndarray | None:
         """(k,) connected pieces of each territory under the adjacency (None without one)."""
@@ -625,7 +626,7 @@ class TerritoryModel:
                     f"territory, but MAX_MOVES allows {budget} ({100 * budget / n:.1f}% of "
                     f"{self.noun})."
                 )
-        parts += self._too_heavy()
+        self._refuse_too_heavy(parts[0])
         need = None
         if self.cost.size <= EXPLAIN_PAIRS:
             need = self._min_tolerance(solver, min(time_limit_s, 10.0), relax=True)
@@ -805,6 +806,18 @@ class TerritoryModel:
             t, failed = (mid, failed) if ok else (t, mid)
         return t, failed
 
+    def _refuse_too_heavy(self, head: str) -> None:
+        """Raise InfeasibleError after ``head`` when rows are too heavy for every territory's
+        band: no relaxation of the other rules can help, so none is checked."""
+        heavy = self._too_heavy()
+        if heavy:
+            raise InfeasibleError(" ".join([
+                head, *heavy,
+                "No relaxation of the other rules can change that: fewer territories give each a "
+                f"larger share (lower TERRITORIES, or give fewer REPS), or split those {self.noun} "
+                "or balance on another field.",
+            ]))  # fmt: skip
+
     def _too_heavy(self) -> list[str]:
         """Rows too heavy for any territory's band at the largest TOLERANCE (named)."""
         target, _, _ = self.bounds()
@@ -816,13 +829,18 @@ class TerritoryModel:
             cap = target[:, m].max() * (1 + TOLERANCE_MAX_TENTHS / 1000)
             heavy = np.flatnonzero(self.values[:, m] > cap + 1e-9)
             if len(heavy):
+                heavy = heavy[np.argsort(-self.values[heavy, m], kind="stable")]
                 share = 100 * self.values[heavy, m].max() / total
-                out.append(
-                    f"{self.noun[:-1].capitalize()} {', '.join(self.row_ids[heavy][:10])} alone "
-                    f"holds {share:.1f}% of {name}, more than any of the {self.k} territories may "
-                    f"hold even at TOLERANCE {TOLERANCE_MAX_TENTHS / 10:g}% (at most "
-                    f"{100 * cap / total:.1f}%)."
-                )
+                names = ", ".join(map(str, self.row_ids[heavy][:10]))
+                most = (f"any of the {self.k} territories may hold even at TOLERANCE "
+                        f"{TOLERANCE_MAX_TENTHS / 10:g}% (at most {100 * cap / total:.1f}%)")  # fmt: skip
+                if len(heavy) == 1:
+                    out.append(f"{self.noun[:-1].capitalize()} {names} alone holds "
+                               f"{share:.1f}% of {name}, more than {most}.")  # fmt: skip
+                else:
+                    more = f" and {len(heavy) - 10} more" if len(heavy) > 10 else ""
+                    out.append(f"{len(heavy)} {self.noun} ({names}{more}) each hold more of "
+                               f"{name} than {most}; the largest holds {share:.1f}%.")  # fmt: skip
         return out
 
     def _min_tolerance(self, solver: str, time_limit_s: float, *, relax: bool) -> float | None:

@@ -235,6 +235,9 @@ CASES = [
                  r"Checked by solving, each of these alone gives a plan: unlock the 3 locked "
                  r"units \(UNIT_LOCK_FIELD\)",
          relax=(r"unlock the 3 locked units \((?:UNIT_LOCK_FIELD)\)()", "UNIT_LOCK_FIELD")),
+    Case("units-as-many-territories-as-units", "designterritories", _units(TERRITORIES=115),
+         message=r"14 units \(B010, .* and 4 more\) each hold more of population than any of "
+                 r"the 115 territories may hold even at TOLERANCE 99%.*lower TERRITORIES"),
 ]  # fmt: skip
 
 
