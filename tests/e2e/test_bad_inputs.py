@@ -235,6 +235,9 @@ CASES = [
                  r"Checked by solving, each of these alone gives a plan: unlock the 3 locked "
                  r"units \(UNIT_LOCK_FIELD\)",
          relax=(r"unlock the 3 locked units \((?:UNIT_LOCK_FIELD)\)()", "UNIT_LOCK_FIELD")),
+    Case("units-empty-layer", "designterritories",
+         _units(UNITS="{units_empty}|layername=units", TERRITORIES=3),
+         message=r"UNITS: the layer 'units_empty' is empty; add the areas"),
     Case("units-as-many-territories-as-units", "designterritories", _units(TERRITORIES=115),
          message=r"14 units \(B010, .* and 4 more\) each hold more of population than any of "
                  r"the 115 territories may hold even at TOLERANCE 99%.*lower TERRITORIES"),
@@ -288,6 +291,7 @@ def bad_data(e2e_data, e2e_network, tmp_path_factory) -> dict[str, str]:
     lock.iloc[west_east[len(units) // 2]] = "T02"
     save("units_locked", units.assign(lock=lock), "units")
     save("reps_all", gpd.read_file(e2e_data["reps"]), "reps")
+    save("units_empty", units.iloc[:0], "units")  # no rows: its geometry type is unknown
     csv = folder / "nogeom.csv"
     pd.DataFrame(acc.drop(columns="geometry")).to_csv(csv, index=False)
     files["nogeom"] = str(csv)
