@@ -55,7 +55,7 @@ def _units(**extra: object) -> dict:
             "UNIT_BALANCE_FIELDS": "population", "TIME_LIMIT": 5,
             "OUTPUT_UNITS": "{out}/units.gpkg", "OUTPUT_TERRITORIES": "{out}/territories.gpkg",
             "OUTPUT_SUMMARY": "{out}/summary.gpkg"}  # fmt: skip
-    return {**base, **extra}
+    return {k: v for k, v in {**base, **extra}.items() if v is not None}  # None: left out
 
 
 CASES = [
@@ -235,6 +235,12 @@ CASES = [
                  r"Checked by solving, each of these alone gives a plan: unlock the 3 locked "
                  r"units \(UNIT_LOCK_FIELD\)",
          relax=(r"unlock the 3 locked units \((?:UNIT_LOCK_FIELD)\)()", "UNIT_LOCK_FIELD")),
+    Case("units-accounts-outside-every-unit", "designterritories",
+         _units(ACCOUNTS="{acc_far}", ID_FIELD="id", BALANCE_FIELDS="revenue_potential",
+                UNIT_BALANCE_FIELDS=None, TERRITORIES=3, OUTPUT_ACCOUNTS="{out}/accounts.gpkg"),
+         message=r"ACCOUNTS: 2 account\(s\) lie outside every unit: \['A0501', 'A0502'\].*"
+                 r"set UNIT_MAX_DISTANCE to at least \d+ m",
+         relax=(r"set UNIT_MAX_DISTANCE to at least (\d+) m", "UNIT_MAX_DISTANCE")),
     Case("units-empty-layer", "designterritories",
          _units(UNITS="{units_empty}|layername=units", TERRITORIES=3),
          message=r"UNITS: the layer 'units_empty' is empty; add the areas"),
@@ -292,6 +298,8 @@ def bad_data(e2e_data, e2e_network, tmp_path_factory) -> dict[str, str]:
     save("units_locked", units.assign(lock=lock), "units")
     save("reps_all", gpd.read_file(e2e_data["reps"]), "reps")
     save("units_empty", units.iloc[:0], "units")  # no rows: its geometry type is unknown
+    every = gpd.read_file(e2e_data["accounts"])
+    save("acc_far", every[every["id"].isin([*acc["id"], "A0501", "A0502"])])  # 2 off the blocks
     csv = folder / "nogeom.csv"
     pd.DataFrame(acc.drop(columns="geometry")).to_csv(csv, index=False)
     files["nogeom"] = str(csv)
