@@ -1007,8 +1007,12 @@ def territory_codes(frame, fld, cen_ids, key, ids, *, strict=True, layer="ACCOUN
         )
         raise InvalidInputError(msg)
     if unknown:
-        logger.warning("%s: %d %s name a territory that no longer exists; they count as new.",
-                       key, len(unknown), noun)  # fmt: skip
+        names = sorted({str(v).strip() for _, v in unknown})
+        logger.warning("%s%s: %d %s name a territory that is not planned (%s%s; planned: %s); "
+                       "they count as new.", "UNIT_" if layer == "UNITS" else "", key,
+                       len(unknown), noun, ", ".join(names[:10]),
+                       f" and {len(names) - 10} more" if len(names) > 10 else "",
+                       ", ".join(map(str, cen_ids[:10])))  # fmt: skip
     return out
 
 

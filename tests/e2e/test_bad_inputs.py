@@ -241,6 +241,12 @@ CASES = [
          message=r"ACCOUNTS: 2 account\(s\) lie outside every unit: \['A0501', 'A0502'\].*"
                  r"set UNIT_MAX_DISTANCE to at least \d+ m",
          relax=(r"set UNIT_MAX_DISTANCE to at least (\d+) m", "UNIT_MAX_DISTANCE")),
+    Case("units-current-names-no-territory", "designterritories",
+         _units(UNITS="{units_today}|layername=units", UNIT_CURRENT_FIELD="today",
+                REPS="{reps}", REP_ID_FIELD="rep_id", TOLERANCE=20),
+         fails=False,
+         message=r"UNIT_CURRENT_FIELD: 115 units name a territory that is not planned \(T1, T2, "
+                 r"T3; planned: T01, T02, T03\); they count as new"),
     Case("units-empty-layer", "designterritories",
          _units(UNITS="{units_empty}|layername=units", TERRITORIES=3),
          message=r"UNITS: the layer 'units_empty' is empty; add the areas"),
@@ -298,6 +304,8 @@ def bad_data(e2e_data, e2e_network, tmp_path_factory) -> dict[str, str]:
     save("units_locked", units.assign(lock=lock), "units")
     save("reps_all", gpd.read_file(e2e_data["reps"]), "reps")
     save("units_empty", units.iloc[:0], "units")  # no rows: its geometry type is unknown
+    today = [f"T{i % 3 + 1}" for i in range(len(units))]  # 'T1' for 'T01': not planned
+    save("units_today", units.assign(today=today), "units")
     every = gpd.read_file(e2e_data["accounts"])
     save("acc_far", every[every["id"].isin([*acc["id"], "A0501", "A0502"])])  # 2 off the blocks
     csv = folder / "nogeom.csv"
