@@ -979,8 +979,14 @@ def _unset(value) -> bool:
 
 
 def _check_polygons(source, key: str, examples: str) -> None:
-    """A layer of ``key`` must hold polygons (the dialog filters, qgis_process does not)."""
+    """A layer of ``key`` must hold polygons (the dialog filters, qgis_process does not); an
+    empty layer is named as such (its geometry type may be unknown)."""
     kind = QgsWkbTypes.geometryType(source.wkbType())
+    if kind != QgsWkbTypes.PolygonGeometry and source.featureCount() == 0:
+        raise QgsProcessingException(
+            f"{key}: the layer '{source.sourceName()}' is empty; add the areas ({examples}) or "
+            "choose another layer."
+        )
     if kind != QgsWkbTypes.PolygonGeometry:
         name = QgsWkbTypes.displayString(source.wkbType()) or "no geometry"
         raise QgsProcessingException(
@@ -1035,5 +1041,6 @@ def _piece_results(plan, feedback, inputs: PlanInputs | None = None) -> dict:
         outside = _accounts_outside(inputs)
     results = {"SPLIT_TERRITORIES": finite(split), "ACCOUNTS_OUTSIDE_UNITS": finite(outside)}
     for key, value in results.items():
-        feedback.pushInfo(f"{key}: {value}")
+        if value is not None:  # (no accounts outside units to count in a plan without units)
+            feedback.pushInfo(f"{key}: {value}")
     return results

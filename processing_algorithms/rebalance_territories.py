@@ -163,23 +163,40 @@ class RebalanceTerritoriesAlgorithm(PlanningAlgorithm):
         )
         results[self.MOVES_LOWER_BOUND] = finite(result.moves_lower_bound)
         results[self.REGION_MAX_DEVIATION_PCT] = region_dev
-        _report_moves(feedback, result.moves, results, minimise_field)
+        _report_moves(feedback, result.moves, results, minimise_field, plan=plan)
         inputs.manifest.extra["moves_lower_bound"] = results[self.MOVES_LOWER_BOUND]
         recorded, id_field = self.manifest_plan(plan, inputs)
         return write_run_manifest(inputs.manifest, recorded, results, feedback, id_field=id_field)
 
 
-def _report_moves(feedback, moves: pd.DataFrame, results: dict, minimise_field: str | None) -> None:
-    """One plain summary line: what moved, the proven minimum, new accounts and handovers."""
+def _report_moves(
+    feedback,
+    moves: pd.DataFrame,
+    results: dict,
+    minimise_field: str | None,
+    plan: object = None,
+) -> None:
+    """One plain summary line: what moved, the proven minimum, new rows and handovers.
+
+    When ``plan`` has units the rows are units: the line counts the units moved (what the bound
+    counts) and, with accounts, the accounts in them (MOVED)."""
+    units = getattr(plan, "units", None)
+    noun = "accounts" if units is None else "units"
     bound = results["MOVES_LOWER_BOUND"]
-    bound_text = "" if bound is None else f"; no plan within TOLERANCE moves less than {bound:g}"
+    bound_text = "" if bound is None else f"; no plan within TOLERANCE moves fewer than {bound:g}"
     if minimise_field:
         text = f"Value moved ({minimise_field}): {results['OBJECTIVE']:g}{bound_text}"
-    else:
+    elif units is None:
         text = f"Accounts moved: {results['MOVED']:g}{bound_text}"
+    else:
+        n_units = int(units["moved"].sum())
+        text = f"Units moved: {n_units}"
+        if getattr(plan, "accounts", None) is not None:
+            text += f" ({results['MOVED']:g} accounts in them)"
+        text += f"{bound_text} units" if bound is not None else ""
     counts = moves["reason"].value_counts()
     feedback.pushInfo(
-        f"{text}. New accounts placed: {int(counts.get('new account', 0))}; accounts of reps who "
+        f"{text}. New {noun} placed: {int(counts.get('new account', 0))}; {noun} of reps who "
         f"left handed over: {int(counts.get('rep left', 0))}; {len(moves)} row(s) in OUTPUT_MOVES."
     )
 

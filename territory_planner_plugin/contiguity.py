@@ -34,7 +34,7 @@ import shapely
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import Delaunay, QhullError, cKDTree
 
-from .errors import InfeasibleError, InvalidInputError
+from .errors import ContiguityError, InfeasibleError, InvalidInputError
 from .progress import CancelCheck, check_cancel
 
 logger = logging.getLogger(__name__)
@@ -856,8 +856,7 @@ class _Search:
             if not joined:
                 self._fill()
         if (count_pieces(self.a, self.mat, self.k) > 1).any():  # pragma: no cover - defensive
-            msg = "The plan could not be made contiguous; set CONTIGUOUS off."
-            raise InfeasibleError(msg)
+            raise ContiguityError("The plan could not be made contiguous", "set CONTIGUOUS off.")
 
     def _weight(self, members: np.ndarray, j: int) -> float:
         share = (self.v[members] / self.scale[j]).sum()
@@ -877,12 +876,12 @@ class _Search:
             if path is None:
                 unit = self.unit_ids[int(np.flatnonzero((labels == c) & (self.locks == j))[0])]
                 other = self.unit_ids[int(np.flatnonzero((labels == main) & (self.locks == j))[0])]
-                msg = (
+                finding = (
                     f"{self.names[j]}: locked units {unit} and {other} cannot be joined in one "
                     "piece without crossing units locked to other territories or out of reach "
-                    "(REP_MAX_MINUTES): unlock one of them or set CONTIGUOUS off."
+                    "(REP_MAX_MINUTES)"
                 )
-                raise InfeasibleError(msg)
+                raise ContiguityError(finding, "unlock one of them or set CONTIGUOUS off.")
             for i in path:
                 self._set(i, j)
             target.update(path)
@@ -944,11 +943,8 @@ class _Search:
         stuck = np.flatnonzero(self.a < 0)
         if len(stuck):
             ids = [self.unit_ids[i] for i in stuck[:10]]
-            msg = (
-                f"Units {ids} can join no neighbouring territory within REP_MAX_MINUTES; raise "
-                "REP_MAX_MINUTES or set CONTIGUOUS off."
-            )
-            raise InfeasibleError(msg)
+            finding = f"Units {ids} can join no neighbouring territory within REP_MAX_MINUTES"
+            raise ContiguityError(finding, "raise REP_MAX_MINUTES or set CONTIGUOUS off.")
 
     def _fill_key(self, i: int, t: int) -> float:
         key = float(self.cost[i, t])
@@ -1331,12 +1327,14 @@ class _Search:
                 break
         if self.moves > self.budget:
             pct = 100.0 * self.moves / max(int((self.current >= 0).sum()), 1)
-            msg = (
-                f"Keeping every territory in one piece needs {self.moves} moves, more than "
-                f"MAX_MOVES allows ({self.budget}): allow MAX_MOVES of "
-                f"{math.ceil(pct * 10) / 10:.1f}% or set CONTIGUOUS off."
+            finding = (
+                f"The search kept every territory in one piece only with {self.moves} moves, "
+                f"more than MAX_MOVES allows ({self.budget})"
             )
-            raise InfeasibleError(msg)
+            raise ContiguityError(
+                finding,
+                f"allow MAX_MOVES of {math.ceil(pct * 10) / 10:.1f}% or set CONTIGUOUS off.",
+            )
 
     # -- failure: the exact model or the smallest relaxation
     def exact_fallback(self) -> np.ndarray | None:
@@ -1373,19 +1371,18 @@ class _Search:
         under = self.tot[j, mm] < self.target[j, mm]
         share = 100.0 - band[j, mm] if under else 100.0 + band[j, mm]
         verb = "reach" if under else "stay below"
-        msg = (
+        finding = (
             f"{self.names[j]} cannot {verb} {share:.1f}% of its share of {self.measures[mm]} in "
-            f"one piece (best plan found: {100.0 * self.tot[j, mm] / self.scale[j, mm]:.1f}%): "
-            f"allow TOLERANCE of {need:.1f}% or set CONTIGUOUS off."
+            f"one piece (best plan found: {100.0 * self.tot[j, mm] / self.scale[j, mm]:.1f}%)"
         )
-        raise InfeasibleError(msg)
+        raise ContiguityError(finding, f"allow TOLERANCE of {need:.1f}% or set CONTIGUOUS off.")
 
     def check(self) -> None:
         pieces = count_pieces(self.a, self.mat, self.k)
         if (pieces > 1).any():  # pragma: no cover - defensive
             j = int(np.argmax(pieces))
-            msg = f"{self.names[j]} is still in {pieces[j]} pieces; set CONTIGUOUS off."
-            raise InfeasibleError(msg)
+            finding = f"{self.names[j]} is still in {pieces[j]} pieces"
+            raise ContiguityError(finding, "set CONTIGUOUS off.")
 
 
 # ----------------------------------------------------------------------------- exact model

@@ -15,6 +15,18 @@ class InfeasibleError(TerritoryPlannerError):
     """The hard constraints cannot all hold; the message names them and the smallest relaxation."""
 
 
+class ContiguityError(InfeasibleError):
+    """No plan in one piece per territory was found by the contiguity search.
+
+    ``finding`` says what the search could not do; ``advice`` the change it suggests, not yet
+    checked by solving (the model checks its relaxations before it reports them)."""
+
+    def __init__(self, finding: str, advice: str) -> None:
+        super().__init__(f"{finding}: {advice}")
+        self.finding = finding
+        self.advice = advice
+
+
 class NetworkUnavailableError(TerritoryPlannerError, OSError):
     """A road network could not be read or downloaded."""
 

@@ -320,6 +320,7 @@ class Disruption:
     budget_pct: float | None = None
     revenue_moved: float | None = None
     revenue_total: float | None = None
+    noun: str = "accounts"  # what the rows are: "areas" in a plan of areas (units)
 
     @property
     def moved_pct(self) -> float:
@@ -344,10 +345,10 @@ class Disruption:
 
     def text(self, revenue_label: str = "revenue") -> str:
         """``75 of 502 accounts moved = 14.9% of a 15% budget; revenue moved: ...``."""
-        out = f"{self.moved:,} of {self.accounts:,} accounts moved = {self.moved_pct:.1f}%"
+        out = f"{self.moved:,} of {self.accounts:,} {self.noun} moved = {self.moved_pct:.1f}%"
         if self.budget_pct is not None:
             out += (
-                f" (budget {self.budget_pct:g}% = at most {self.budget_moves:,} accounts: "
+                f" (budget {self.budget_pct:g}% = at most {self.budget_moves:,} {self.noun}: "
                 f"{'within' if self.within_budget else 'over'} budget)"
             )
         if self.revenue_moved is not None:
@@ -357,9 +358,12 @@ class Disruption:
         return out + "."
 
 
-def disruption(territory, current, *, budget_pct: float | None = None, revenue=None) -> Disruption:
+def disruption(
+    territory, current, *, budget_pct: float | None = None, revenue=None, noun: str = "accounts"
+) -> Disruption:
     """Accounts whose territory differs from their current one (accounts without a current
-    territory are new, not moved), as Design territories counts ``moved``."""
+    territory are new, not moved), as Design territories counts ``moved``; ``noun`` names the
+    rows in the words ("areas" for a plan of areas)."""
     now = [text_key(v) for v in territory]
     before = [text_key(v) for v in current]
     moved = np.array([b is not None and a != b for a, b in zip(now, before)], dtype=bool)
@@ -367,7 +371,7 @@ def disruption(territory, current, *, budget_pct: float | None = None, revenue=N
     if revenue is not None:
         r = pd.to_numeric(pd.Series(list(revenue)), errors="coerce").fillna(0.0).to_numpy()
         rev_moved, rev_total = float(r[moved].sum()), float(r.sum())
-    return Disruption(int(moved.sum()), len(now), budget_pct, rev_moved, rev_total)
+    return Disruption(int(moved.sum()), len(now), budget_pct, rev_moved, rev_total, noun)
 
 
 def match_territories(base, other) -> dict[str, str]:

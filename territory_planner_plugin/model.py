@@ -31,7 +31,7 @@ import shapely
 from ._validate import balance_values, check_points  # noqa: F401 (balance_values: API)
 from .assignment import NoPlanFoundError, solve_balanced, solve_in_groups, totals, travel_penalty
 from .constraints import PairConstraints, pair_constraints
-from .errors import InfeasibleError, InvalidInputError, SolverError
+from .errors import ContiguityError, InfeasibleError, InvalidInputError, SolverError
 from .progress import CancelCheck
 
 logger = logging.getLogger(__name__)
@@ -190,6 +190,7 @@ class TerritoryModel:
 
     def precheck(self) -> None:
         """Raise :class:`InfeasibleError` for conflicts visible before solving (named)."""
+        self._refuse_too_heavy("No plan satisfies every hard constraint.")
         target, _, hi = self.bounds()
         tol = self.tolerance_pct
         what = "account count" if not self.names else None
@@ -214,16 +215,16 @@ class TerritoryModel:
         if len(far):
             msg = (
                 f"LOCK_FIELD: {self.noun} {list(self.row_ids[far][:10])} are locked to a rep "
-                "farther than REP_MAX_MINUTES; unlock them or raise REP_MAX_MINUTES."
+                "farther than REP_MAX_MINUTES."
             )
-            raise InfeasibleError(msg)
+            raise InfeasibleError(msg if self._probe else f"{msg} {self.relaxations('CBC', 10.0)}")
         orphan = ~self.allowed.any(1)
         if orphan.any():
             msg = (
                 f"REP_MAX_MINUTES: {self.noun} {list(self.row_ids[orphan][:10])} are farther than "
-                "that from every rep home; raise REP_MAX_MINUTES or add a rep near them."
+                "that from every rep home (a rep near them would serve them)."
             )
-            raise InfeasibleError(msg)
+            raise InfeasibleError(msg if self._probe else f"{msg} {self.relaxations('CBC', 10.0)}")
 
     def pieces(self, assign: np.ndarray) -> np.ndarray | None:
         """(k,) connected pieces of each territory under the adjacency (None without one)."""
@@ -324,8 +325,21 @@ class TerritoryModel:
                 sol = Solution(res.assign, res.objective, res.lower_bound, "HiGHS (SciPy)",
                                res.prices)  # fmt: skip
         if final and self.contiguous and self.adjacency is not None:
-            sol = self._make_contiguous(sol, end - time.perf_counter(), is_cancelled)
+            try:
+                sol = self._make_contiguous(sol, end - time.perf_counter(), is_cancelled)
+            except ContiguityError as err:
+                self._contiguity_failed(err, solver, time_limit_s)
         return sol
+
+    def _contiguity_failed(
+        self, err: ContiguityError, solver: str, time_limit_s: float
+    ) -> NoReturn:
+        """No plan in one piece was found: the search's finding with the relaxations checked by
+        solving (its own advice was not checked). A check of a relaxation only needs the verdict."""
+        if self._probe:
+            raise err
+        self.explain_infeasible("no plan in one piece found", solver, time_limit_s,
+                                finding=err.finding)  # fmt: skip
 
     def _too_large_for(self, seconds: float) -> bool:
         """Whether the full priced path would likely find no plan in ``seconds`` (a first plan in
@@ -445,6 +459,8 @@ class TerritoryModel:
                 logger.info("CONTIGUOUS: the exact flow model (HiGHS%s) found nothing better "
                             "within TIME_LIMIT; the local search's plan is kept.", note)  # fmt: skip
             assign, used = start, "HiGHS (local search, exact neighbourhoods, separator cuts)"
+        elif isinstance(failure, ContiguityError):
+            self._contiguity_failed(failure, solver, time_limit_s)
         elif failure is not None:
             raise failure
         else:
@@ -597,8 +613,13 @@ class TerritoryModel:
 
     # ------------------------------------------------------------------------- infeasibility
 
-    def explain_infeasible(self, status: str, solver: str, time_limit_s: float) -> NoReturn:
+    def explain_infeasible(
+        self, status: str, solver: str, time_limit_s: float, *, finding: str = ""
+    ) -> NoReturn:
         """Raise InfeasibleError naming what conflicts and the relaxations that work.
+
+        ``finding``: what the search found it could not do (e.g. keep a territory in one piece
+        within its band), said after the status.
 
         Every change proposed is checked by solving with it first (:meth:`relaxations`): the
         least TOLERANCE and MAX_MOVES (to 0.1 %, within their ranges) that give a plan, and
@@ -608,6 +629,8 @@ class TerritoryModel:
         if self._probe:  # a check of a relaxation: no explanation needed, only the verdict
             raise InfeasibleError(status)
         parts = [f"No plan satisfies every hard constraint ({status})."]
+        if finding:
+            parts.append(f"{finding}.")
         n, budget, locks, current = self.n, self.budget, self.locks, self.current
         if budget is not None:
             forced = int(((locks >= 0) & (current >= 0) & (locks != current)).sum())
@@ -617,7 +640,7 @@ class TerritoryModel:
                     f"territory, but MAX_MOVES allows {budget} ({100 * budget / n:.1f}% of "
                     f"{self.noun})."
                 )
-        parts += self._too_heavy()
+        self._refuse_too_heavy(parts[0])
         need = None
         if self.cost.size <= EXPLAIN_PAIRS:
             need = self._min_tolerance(solver, min(time_limit_s, 10.0), relax=True)
@@ -654,6 +677,9 @@ class TerritoryModel:
         # that a run with the change and the same TIME_LIMIT finds the plan the check found
         self._probe_s = min(max(budget_s / 10, 1.0), float(time_limit_s))
         found, tried, timed_out = [], [], False
+        # the yes/no checks first: one solve each, so a long TOLERANCE search leaves them time
+        single_checks = [(text, name, self._works(deadline, solver, **change))
+                         for text, change, name in self._single_relaxations()]  # fmt: skip
         cur = math.floor(10 * float(self.tolerance_pct.min()) + 1e-6)
         start = max(cur + 1, math.ceil(10 * tolerance_from - 1e-6) if tolerance_from else 0)
         if start <= TOLERANCE_MAX_TENTHS:
@@ -681,18 +707,7 @@ class TerritoryModel:
                     timed_out = True
                 else:
                     tried.append(f"MAX_MOVES up to {failed / 10:.1f}%")
-        singles = []
-        if (self.locks >= 0).any():
-            count = int((self.locks >= 0).sum())
-            singles.append((f"unlock the {count} locked {self.noun} (LOCK_FIELD)",
-                            {"locks": np.full(self.n, -1)}, "unlocking"))  # fmt: skip
-        if not self.allowed.all():
-            singles.append(("clear REP_MAX_MINUTES", {"allowed": np.ones_like(self.allowed)},
-                            "clearing REP_MAX_MINUTES"))  # fmt: skip
-        if self.contiguous and self.adjacency is not None:
-            singles.append(("turn CONTIGUOUS off", {"contiguous": False}, "CONTIGUOUS off"))
-        for text, change, name in singles:
-            ok = self._works(deadline, solver, **change)
+        for text, name, ok in single_checks:
             if ok:
                 found.append(text)
             elif ok is None:
@@ -714,6 +729,21 @@ class TerritoryModel:
             if timed_out else f": {self._what_else()}"
         )  # fmt: skip
         return text + beyond
+
+    def _single_relaxations(self) -> list[tuple[str, dict, str]]:
+        """(advice, change to the model, short name) of each constraint that may be dropped:
+        the locks, REP_MAX_MINUTES and CONTIGUOUS, when they are set."""
+        singles = []
+        if (self.locks >= 0).any():
+            count = int((self.locks >= 0).sum())
+            singles.append((f"unlock the {count} locked {self.noun} (LOCK_FIELD)",
+                            {"locks": np.full(self.n, -1)}, "unlocking"))  # fmt: skip
+        if not self.allowed.all():
+            singles.append(("clear REP_MAX_MINUTES", {"allowed": np.ones_like(self.allowed)},
+                            "clearing REP_MAX_MINUTES"))  # fmt: skip
+        if self.contiguous and self.adjacency is not None:
+            singles.append(("turn CONTIGUOUS off", {"contiguous": False}, "CONTIGUOUS off"))
+        return singles
 
     def _given(self) -> str:
         """'With these locks, MAX_MOVES and REP_MAX_MINUTES, ' for the constraints that are set."""
@@ -790,6 +820,18 @@ class TerritoryModel:
             t, failed = (mid, failed) if ok else (t, mid)
         return t, failed
 
+    def _refuse_too_heavy(self, head: str) -> None:
+        """Raise InfeasibleError after ``head`` when rows are too heavy for every territory's
+        band: no relaxation of the other rules can help, so none is checked."""
+        heavy = self._too_heavy()
+        if heavy:
+            raise InfeasibleError(" ".join([
+                head, *heavy,
+                "No relaxation of the other rules can change that: fewer territories give each a "
+                f"larger share (lower TERRITORIES, or give fewer REPS), or split those {self.noun} "
+                "or balance on another field.",
+            ]))  # fmt: skip
+
     def _too_heavy(self) -> list[str]:
         """Rows too heavy for any territory's band at the largest TOLERANCE (named)."""
         target, _, _ = self.bounds()
@@ -801,13 +843,18 @@ class TerritoryModel:
             cap = target[:, m].max() * (1 + TOLERANCE_MAX_TENTHS / 1000)
             heavy = np.flatnonzero(self.values[:, m] > cap + 1e-9)
             if len(heavy):
+                heavy = heavy[np.argsort(-self.values[heavy, m], kind="stable")]
                 share = 100 * self.values[heavy, m].max() / total
-                out.append(
-                    f"{self.noun[:-1].capitalize()} {', '.join(self.row_ids[heavy][:10])} alone "
-                    f"holds {share:.1f}% of {name}, more than any of the {self.k} territories may "
-                    f"hold even at TOLERANCE {TOLERANCE_MAX_TENTHS / 10:g}% (at most "
-                    f"{100 * cap / total:.1f}%)."
-                )
+                names = ", ".join(map(str, self.row_ids[heavy][:10]))
+                most = (f"any of the {self.k} territories may hold even at TOLERANCE "
+                        f"{TOLERANCE_MAX_TENTHS / 10:g}% (at most {100 * cap / total:.1f}%)")  # fmt: skip
+                if len(heavy) == 1:
+                    out.append(f"{self.noun[:-1].capitalize()} {names} alone holds "
+                               f"{share:.1f}% of {name}, more than {most}.")  # fmt: skip
+                else:
+                    more = f" and {len(heavy) - 10} more" if len(heavy) > 10 else ""
+                    out.append(f"{len(heavy)} {self.noun} ({names}{more}) each hold more of "
+                               f"{name} than {most}; the largest holds {share:.1f}%.")  # fmt: skip
         return out
 
     def _min_tolerance(self, solver: str, time_limit_s: float, *, relax: bool) -> float | None:
@@ -974,8 +1021,12 @@ def territory_codes(frame, fld, cen_ids, key, ids, *, strict=True, layer="ACCOUN
         )
         raise InvalidInputError(msg)
     if unknown:
-        logger.warning("%s: %d %s name a territory that no longer exists; they count as new.",
-                       key, len(unknown), noun)  # fmt: skip
+        names = sorted({str(v).strip() for _, v in unknown})
+        logger.warning("%s%s: %d %s name a territory that is not planned (%s%s; planned: %s); "
+                       "they count as new.", "UNIT_" if layer == "UNITS" else "", key,
+                       len(unknown), noun, ", ".join(names[:10]),
+                       f" and {len(names) - 10} more" if len(names) > 10 else "",
+                       ", ".join(map(str, cen_ids[:10])))  # fmt: skip
     return out
 
 

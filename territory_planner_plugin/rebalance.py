@@ -124,6 +124,8 @@ def rebalance_territories(
         capacity = np.ones(len(cen_ids))
     known = set(cen_ids)
     is_new = np.array([not v for v in raw])
+    if rows.src_row is not None:  # a unit without accounts has no territory today, nor is new
+        is_new &= np.bincount(rows.src_row, minlength=rows.n) > 0
     departed = np.array([bool(v) and v not in known for v in raw])
     gone = sorted({v for v, d in zip(raw, departed) if d} - set(map(str, other_tier_reps)))
     if gone:

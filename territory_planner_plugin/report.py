@@ -507,7 +507,7 @@ def build_report(
         _check(accounts, current_field, ())
         disruption = plan_kpis.disruption(
             accounts[territory_field], accounts[current_field], budget_pct=max_moves_pct,
-            revenue=accounts[revenue] if revenue else None,
+            revenue=accounts[revenue] if revenue else None, noun="areas" if areas else "accounts",
         )  # fmt: skip
     efficiency_args = {
         "visit_minutes": visit_minutes,
@@ -718,8 +718,9 @@ def _verdicts(summary, bal, measures, tolerance_pct, capacity, efficiency, activ
             value += f" (revenue moved {disruption.revenue_moved_pct:.1f}%)"
         target = ""
         if disruption.budget_pct is not None:
-            target = f"≤ {disruption.budget_pct:g}% ({disruption.budget_moves:,} accounts)"
-        out.append(Verdict("kpi-disruption", "Accounts moved from their current territory",
+            target = f"≤ {disruption.budget_pct:g}% ({disruption.budget_moves:,} {disruption.noun})"
+        out.append(Verdict("kpi-disruption",
+                           f"{disruption.noun.capitalize()} moved from their current territory",
                            value, target, disruption.within_budget))  # fmt: skip
     out.append(Verdict(
         "kpi-headcount", "Headcount",

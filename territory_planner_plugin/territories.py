@@ -727,6 +727,10 @@ def build_plan(
           for m, nm in enumerate(names)}  # fmt: skip
     max_dev = float(max(abs(summary[f"{nm}_dev_pct"]).max() for nm in names))
     moved = int(((model.current >= 0) & (assign != model.current)).sum())
+    moved_text = f"{moved}"
+    if rows.has_units and accounts_out is not None:  # MOVED counts accounts, as its label says
+        moved_text = f"{int(accounts_out['moved'].sum())} accounts in {moved} units"
+        moved = int(accounts_out["moved"].sum())
     gap = 100 * (objective - lower) / objective if objective > 0 and np.isfinite(lower) else 0.0
     kpis = {f"cv_{nm}": round(v, 4) for nm, v in cv.items()}
     travel = np.array([r["travel_total"] for r in summary_rows]) / capacity
@@ -768,8 +772,8 @@ def build_plan(
     scope = ("" if bound_scope == BOUND_PROBLEM else
              " (a bound for these centres, which the algorithm chose; other centres may do better)")  # fmt: skip
     logger.info("Plan: objective %.3f, lower bound %.3f%s, gap %.2f%%, largest deviation %.2f%%, "
-                "%d moved, %d territories in more than one piece.", objective, lower, scope, gap,
-                max_dev, moved, kpis["split_territories"])  # fmt: skip
+                "%s moved, %d territories in more than one piece.", objective, lower, scope, gap,
+                max_dev, moved_text, kpis["split_territories"])  # fmt: skip
     return TerritoryPlan(
         accounts=accounts_out, territories=territories, centres=centres, summary=summary,
         objective=objective, lower_bound=lower, gap_pct=gap, max_deviation_pct=max_dev,

@@ -10,6 +10,7 @@ its polygon with the units' exact shared boundaries. Inputs are never modified.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -341,12 +342,14 @@ def _locate(acc, acc_ids, geoms, ids, max_distance_m) -> tuple[np.ndarray, list[
             placed = [str(acc_ids[i]) for i in out[q_idx]]
             far = np.flatnonzero(unit < 0)
         if len(far):
+            _, dist = tree.query_nearest(pts[far], return_distance=True, all_matches=False)
+            need = math.ceil(float(np.max(dist)) / 100.0 + 1e-9) * 100  # metres, up to 100 m
             msg = (
                 f"ACCOUNTS: {len(far)} account(s) lie outside every unit"
                 + (f" and farther than {reach:g} m from one" if reach > 0 else "")
                 + f": {list(map(str, acc_ids[far][:10]))}. Add the missing units, filter those "
-                "accounts out, or set the maximum distance to a unit (UNIT_MAX_DISTANCE) so "
-                "they join the nearest unit."
+                f"accounts out, or set UNIT_MAX_DISTANCE to at least {need} m so they join the "
+                "nearest unit."
             )
             raise InvalidInputError(msg)
         logger.warning("ACCOUNTS: %d account(s) outside every unit joined the nearest unit within "

@@ -77,6 +77,7 @@ def e2e_data(tmp_path_factory) -> dict[str, Path]:
         ("osm", ("*.osm", "*.osm.bz2", "*.osm.pbf", "*.pbf")),
         ("accounts", ("accounts.gpkg",)),
         ("reps", ("reps.gpkg",)),
+        ("areas", ("areas.gpkg",)),
     ):
         src = sample_file(*patterns)
         dst = folder / src.name

@@ -50,6 +50,14 @@ def _rebalance(**extra: object) -> dict:
                     **extra})  # fmt: skip
 
 
+def _units(**extra: object) -> dict:
+    base = {"UNITS": "{units}|layername=units", "UNIT_ID_FIELD": "area_id",
+            "UNIT_BALANCE_FIELDS": "population", "TIME_LIMIT": 5,
+            "OUTPUT_UNITS": "{out}/units.gpkg", "OUTPUT_TERRITORIES": "{out}/territories.gpkg",
+            "OUTPUT_SUMMARY": "{out}/summary.gpkg"}  # fmt: skip
+    return {k: v for k, v in {**base, **extra}.items() if v is not None}  # None: left out
+
+
 CASES = [
     # buildroadnetwork
     Case("network-missing-osm", "buildroadnetwork",
@@ -219,6 +227,32 @@ CASES = [
     Case("design-more-groups-than-territories", "designterritories",
          {**_plan(REPS=""), "TERRITORIES": 2, "GROUP_FIELD": "segment"},
          message=r"fewer than the \d+ groups"),
+    # territories from areas (UNITS) in one piece
+    Case("units-locks-contiguity-cannot-honour", "designterritories",
+         _units(UNIT_LOCK_FIELD="lock", REPS="{reps_all}", REP_ID_FIELD="rep_id", TOLERANCE=10,
+                TIME_LIMIT=10, UNITS="{units_locked}|layername=units"),
+         message=r"T01 cannot stay below 110\.0% of its share of population in one piece.*"
+                 r"Checked by solving, each of these alone gives a plan: unlock the 3 locked "
+                 r"units \(UNIT_LOCK_FIELD\)",
+         relax=(r"unlock the 3 locked units \((?:UNIT_LOCK_FIELD)\)()", "UNIT_LOCK_FIELD")),
+    Case("units-accounts-outside-every-unit", "designterritories",
+         _units(ACCOUNTS="{acc_far}", ID_FIELD="id", BALANCE_FIELDS="revenue_potential",
+                UNIT_BALANCE_FIELDS=None, TERRITORIES=3, OUTPUT_ACCOUNTS="{out}/accounts.gpkg"),
+         message=r"ACCOUNTS: 2 account\(s\) lie outside every unit: \['A0501', 'A0502'\].*"
+                 r"set UNIT_MAX_DISTANCE to at least \d+ m",
+         relax=(r"set UNIT_MAX_DISTANCE to at least (\d+) m", "UNIT_MAX_DISTANCE")),
+    Case("units-current-names-no-territory", "designterritories",
+         _units(UNITS="{units_today}|layername=units", UNIT_CURRENT_FIELD="today",
+                REPS="{reps}", REP_ID_FIELD="rep_id", TOLERANCE=20),
+         fails=False,
+         message=r"UNIT_CURRENT_FIELD: 115 units name a territory that is not planned \(T1, T2, "
+                 r"T3; planned: T01, T02, T03\); they count as new"),
+    Case("units-empty-layer", "designterritories",
+         _units(UNITS="{units_empty}|layername=units", TERRITORIES=3),
+         message=r"UNITS: the layer 'units_empty' is empty; add the areas"),
+    Case("units-as-many-territories-as-units", "designterritories", _units(TERRITORIES=115),
+         message=r"14 units \(B010, .* and 4 more\) each hold more of population than any of "
+                 r"the 115 territories may hold even at TOLERANCE 99%.*lower TERRITORIES"),
 ]  # fmt: skip
 
 
@@ -261,6 +295,19 @@ def bad_data(e2e_data, e2e_network, tmp_path_factory) -> dict[str, str]:
     save("nullplan", plan.assign(territory_id=None))
     save("plan_nullgeom", plan.assign(geometry=[None, None, *plan.geometry.iloc[2:]]))
     save("nocrs_plan", plan.to_crs(3067).set_crs(None, allow_override=True))
+    units = gpd.read_file(e2e_data["areas"], layer="areas")
+    save("units", units, "units")
+    west_east = units.geometry.centroid.x.to_numpy().argsort()
+    lock = pd.Series(None, index=units.index, dtype=object)  # T01 at both ends, T02 between
+    lock.iloc[[west_east[0], west_east[-1]]] = "T01"
+    lock.iloc[west_east[len(units) // 2]] = "T02"
+    save("units_locked", units.assign(lock=lock), "units")
+    save("reps_all", gpd.read_file(e2e_data["reps"]), "reps")
+    save("units_empty", units.iloc[:0], "units")  # no rows: its geometry type is unknown
+    today = [f"T{i % 3 + 1}" for i in range(len(units))]  # 'T1' for 'T01': not planned
+    save("units_today", units.assign(today=today), "units")
+    every = gpd.read_file(e2e_data["accounts"])
+    save("acc_far", every[every["id"].isin([*acc["id"], "A0501", "A0502"])])  # 2 off the blocks
     csv = folder / "nogeom.csv"
     pd.DataFrame(acc.drop(columns="geometry")).to_csv(csv, index=False)
     files["nogeom"] = str(csv)

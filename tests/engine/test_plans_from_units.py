@@ -203,9 +203,26 @@ def test_rebalance_with_units_moves_whole_units_and_stays_contiguous() -> None:
     unit_terr = dict(zip(out["uid"], out["territory_id"]))
     assert (res.plan.accounts["territory_id"] == res.plan.accounts["unit"].map(unit_terr)).all()
     moved = (out["territory_id"].to_numpy() != first.units["territory_id"].to_numpy()).sum()
-    assert moved == res.plan.moved
+    assert res.plan.moved == 2 * moved  # MOVED counts the accounts (2 a unit), as the report
+    assert res.plan.moved == res.plan.accounts["moved"].sum()
     assert len(res.moves) == moved
     assert res.moves_lower_bound <= moved
+
+
+def test_rebalance_with_units_leaves_units_without_accounts_out_of_the_moves() -> None:
+    """A unit without accounts has no territory today: it is not a new account nor a move."""
+    units = grid_units(5, 5, 3)
+    acc = accounts_in(units, 2, 4)
+    acc = acc[~acc["unit"].isin(["U4_4", "U0_4"])].reset_index(drop=True)
+    first = design_territories(acc, id_field="id", units=units, unit_id_field="uid",
+                               n_territories=3, balance_fields=["revenue"], tolerance_pct=10)  # fmt: skip
+    acc["current"] = first.accounts["territory_id"].to_numpy()
+    res = rebalance_territories(acc, id_field="id", current_field="current", units=units,
+                                unit_id_field="uid", balance_fields=["revenue"],
+                                tolerance_pct=10)  # fmt: skip
+    assert not set(res.moves["account_id"]) & {"U4_4", "U0_4"}
+    assert "new account" not in set(res.moves["reason"])
+    assert res.plan.moved == res.plan.accounts["moved"].sum()
 
 
 def test_tolerance_too_tight_for_whole_units_is_named() -> None:

@@ -87,7 +87,8 @@ def test_proposed_relaxations_work(n, k, seed, tol, heavy, lock, budget, reach):
     if budget is None:
         assert "MAX_MOVES" not in message, message
     proposed = _suggestions(message)
-    assert proposed or "No single change" in message or "ran out of time" in message, message
+    assert (proposed or "No single change" in message or "ran out of time" in message
+            or "No relaxation of the other rules" in message), message  # fmt: skip
     if "tolerance_pct" in proposed:
         assert tol < proposed["tolerance_pct"] <= 99.0
     if "max_moves_pct" in proposed:
@@ -105,7 +106,7 @@ def test_a_dominant_account_is_named_and_no_tolerance_is_proposed():
         design_territories(acc, **kw)
     message = str(err.value)
     assert re.search(r"Account A0 alone holds 99\.\d% of revenue", message), message
-    assert "No single change within the parameters' ranges gives a plan" in message
+    assert "fewer territories give each a larger share (lower TERRITORIES" in message
     assert "set TOLERANCE" not in message
 
 

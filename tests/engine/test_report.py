@@ -356,3 +356,8 @@ def test_plan_of_areas_is_reported_as_areas():
     counted = report.build_report(areas.assign(active=[30, 40, 50, 60, 70, 80]),
                                   balance_fields=["population"], active_field="active")[1]  # fmt: skip
     assert list(counted["active_prospects"]) == [140, 110, 80]  # an area's count is summed
+    moved = report.build_report(areas.assign(today=["A", "B", "B", "B", "A", "C"]),
+                                balance_fields=["population"], current_field="today")[0]  # fmt: skip
+    assert "1 of 6 areas moved = 16.7%" in moved  # the disruption counts areas, not accounts
+    assert "Areas moved from their current territory" in moved
+    assert "accounts moved" not in moved

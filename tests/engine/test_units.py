@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import geopandas as gpd
@@ -63,9 +64,15 @@ def test_accounts_outside_every_unit_join_the_nearest_or_are_named(caplog) -> No
     acc = accounts([(50, 50), (320, 50), (900, 900)])
     with pytest.raises(InvalidInputError, match=r"A1.*A2|UNIT_MAX_DISTANCE"):
         prepare_units(grid_units(), id_field="uid", accounts=acc, account_id_field="aid")
-    with pytest.raises(InvalidInputError, match=r"\['A2'\]"):
+    with pytest.raises(InvalidInputError, match=r"\['A2'\]") as err:
         prepare_units(grid_units(), id_field="uid", accounts=acc, account_id_field="aid",
                       max_distance_m=50)  # fmt: skip
+    need = re.search(r"set UNIT_MAX_DISTANCE to at least (\d+) m", str(err.value))
+    assert need
+    assert int(need.group(1)) == 900  # A2 is 849 m from the nearest unit: up to 100 m
+    placed = prepare_units(grid_units(), id_field="uid", accounts=acc, account_id_field="aid",
+                           max_distance_m=int(need.group(1)))  # fmt: skip
+    assert placed.outside == ["A1", "A2"]  # the value named is enough
     with caplog.at_level(logging.WARNING):
         us = prepare_units(grid_units(), id_field="uid", accounts=acc, account_id_field="aid",
                            max_distance_m=1000)  # fmt: skip
