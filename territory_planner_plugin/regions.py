@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
@@ -78,6 +79,9 @@ def split_territories(n_territories: int, weight: dict[str, float]) -> dict[str,
     return out
 
 
+MIN_GROUP_TIME_S = 1.0  # a group's time limit never below this (a plan needs a moment)
+
+
 def plan_by_group(
     run: Callable,
     accounts: gpd.GeoDataFrame,
@@ -94,7 +98,8 @@ def plan_by_group(
 ) -> GroupPlans:
     """Run ``run`` (design_territories or rebalance_territories) per group and merge the plans.
 
-    Each group gets the reps whose ``rep_group_field`` (default ``group_field``) is its value, or
+    Groups share ``time_limit_s`` (in ``options``) by their number of rows, each getting its share
+    of what the groups before it left. Each group gets the reps whose ``rep_group_field`` (default ``group_field``) is its value, or
     its share of ``n_territories`` by the first balance field. Groups without reps raise
     :class:`InvalidInputError`; reps of a group without accounts are left out (warning). With
     ``units`` the groups are those of the units (``group_field`` is then a field of the units,
@@ -148,10 +153,18 @@ def plan_by_group(
                        f"{int((rows_of == g).sum())} {noun}; lower TERRITORIES.")  # fmt: skip
                 raise InvalidInputError(msg)
     results = {}
+    limit = options.get("time_limit_s")
+    began = time.perf_counter()
+    rows_left = int(sum(int((rows_of == g).sum()) for g in names))
     for g in names:
         part = None if accounts is None else accounts[(acc_groups == g).to_numpy()]
         kwargs = dict(options, id_field=id_field, balance_fields=balance_fields,
                       rep_id_field=rep_id_field)  # fmt: skip
+        size = int((rows_of == g).sum())
+        if limit is not None:  # TIME_LIMIT bounds the whole run: the groups share what is left
+            left = float(limit) - (time.perf_counter() - began)
+            kwargs["time_limit_s"] = max(left * size / max(rows_left, 1), MIN_GROUP_TIME_S)
+        rows_left -= size
         if units is not None:
             kwargs["units"] = units[(unit_groups == g).to_numpy()]
             if part is not None and len(part) == 0:

@@ -346,3 +346,27 @@ def test_units_grouped_rebalance_stays_within_each_state():
     assert (state == units["state"]).all()
     assert out.moves is not None
     assert out.plan.summary["pieces"].max() == 1
+
+
+def test_groups_share_the_time_limit_by_their_size():
+    """TIME_LIMIT bounds the whole run: each group gets its share (by rows) of what the groups
+    before it left, not the whole limit each."""
+    acc = _grouped_accounts()
+    reps = random_reps(4, seed=5)
+    reps["state"] = np.where(reps.geometry.x < 310_000, "West", "East")
+    if reps["state"].nunique() < 2:
+        reps.loc[0, "state"] = "West" if reps.loc[0, "state"] == "East" else "East"
+    given: dict = {}
+
+    def run(part, **kwargs):
+        given[len(part)] = kwargs["time_limit_s"]
+        return design_territories(part, **dict(kwargs, time_limit_s=2))
+
+    regions.plan_by_group(run, acc, group_field="state", id_field="id", reps=reps,
+                          rep_id_field="rep", balance_fields=["revenue"], tolerance_pct=15,
+                          time_limit_s=30)  # fmt: skip
+    sizes = acc["state"].value_counts()
+    assert sorted(given) == sorted(sizes)
+    first, last = sizes["East"], sizes["West"]  # groups run in sorted order
+    assert given[first] == pytest.approx(30 * first / len(acc), rel=0.02)  # its share, not 30
+    assert given[last] < 30  # what the first group left: less than the whole limit
