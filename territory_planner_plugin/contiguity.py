@@ -394,21 +394,22 @@ def _valid_faces(faces: np.ndarray) -> np.ndarray:
 
 def _concave_hull(pts: np.ndarray, tri, ratio: float, shift: np.ndarray) -> shapely.Geometry:
     """The concave hull of the points (moved by ``shift``) from their Delaunay triangulation, as
-    GEOS builds it:
-    border triangles whose longest edge exceeds ``ratio`` of the edge length range are removed,
-    longest first, unless that would disconnect the hull or drop a point."""
+    GEOS builds it: border triangles whose border edge is longer than ``ratio`` of the range of
+    edge lengths are removed, longest first, unless that would disconnect the hull or drop a
+    point."""
     simp = tri.simplices
     corner = pts[simp]
     elen = np.column_stack([np.linalg.norm(corner[:, (i + 2) % 3] - corner[:, (i + 1) % 3], axis=1)
                             for i in range(3)])  # fmt: skip
-    size = elen.max(1)
     threshold = ratio * (elen.max() - elen.min()) + elen.min()
     nbr = tri.neighbors.copy()
     tt, ii = np.nonzero(nbr < 0)
     on_border = np.zeros(len(pts), np.int64)  # border edges at each point
     np.add.at(on_border, simp[tt, (ii + 1) % 3], 1)
     np.add.at(on_border, simp[tt, (ii + 2) % 3], 1)
-    heap = [(-float(size[t]), int(t)) for t in np.unique(tt) if size[t] > threshold]
+    one = np.bincount(tt, minlength=len(simp))[tt] == 1  # one border edge: may be removed
+    heap = [(-float(x), int(t)) for t, x in zip(tt[one], elen[tt[one], ii[one]])
+            if x >= threshold]  # fmt: skip
     heapq.heapify(heap)
     alive = np.ones(len(simp), bool)
     while heap:  # few triangles: plain Python on the arrays' items
@@ -423,9 +424,10 @@ def _concave_hull(pts: np.ndarray, tri, ratio: float, shift: np.ndarray) -> shap
         on_border[simp[t, i]] += 2  # its two other edges become border edges
         for j in ((i + 1) % 3, (i + 2) % 3):
             other = int(nb[j])
-            nbr[other, int(np.argmax(nbr[other] == t))] = -1
-            if size[other] > threshold:
-                heapq.heappush(heap, (-float(size[other]), other))
+            slot = int(np.argmax(nbr[other] == t))
+            nbr[other, slot] = -1
+            if int((nbr[other] < 0).sum()) == 1 and elen[other, slot] >= threshold:
+                heapq.heappush(heap, (-float(elen[other, slot]), other))
     tt, ii = np.nonzero((nbr < 0) & alive[:, None])
     seg = np.stack([pts[simp[tt, (ii + 1) % 3]], pts[simp[tt, (ii + 2) % 3]]], axis=1)
     return shapely.union_all(_faces(seg, None, shift))
@@ -440,15 +442,15 @@ def tight_outline(xy: np.ndarray, cells: dict | None = None) -> shapely.Geometry
     Parameters
     ----------
     xy : (n, 2) projected coordinates in metres.
-    cells : a dict that receives the distinct points and their Delaunay triangulation, for
-        :func:`territory_polygons` of the same points.
+    cells : a dict that receives the distinct points, their Delaunay triangulation and the
+        outline, for :func:`territory_polygons` of the same points.
 
     Returns
     -------
     shapely Polygon or MultiPolygon containing every point.
     """
     xy = np.asarray(xy, float).reshape(-1, 2)
-    uniq = _distinct(xy)[0]
+    uniq, first, _ = _distinct(xy)
     if len(uniq) == 0:
         msg = "ACCOUNTS: there are no accounts to outline."
         raise InvalidInputError(msg)
@@ -466,17 +468,21 @@ def tight_outline(xy: np.ndarray, cells: dict | None = None) -> shapely.Geometry
     pts = uniq - shift
     site = _site_of(tri, len(pts))
     cc, edges = _circumcentres(pts, tri.simplices), _edges(tri)
-    if cells is not None:
-        cells.update(uniq=uniq, tri=tri, cc=cc, edges=edges)
-    indptr, nbrs = tri.vertex_neighbor_vertices
     nn = np.linalg.norm(pts - pts[site], axis=1)  # a merged point: to its vertex
-    has = np.diff(indptr) > 0
-    near = np.linalg.norm(pts[np.repeat(np.arange(len(pts)), np.diff(indptr))] - pts[nbrs], axis=1)
-    nn[has] = np.minimum.reduceat(near, indptr[:-1][has])
+    nn[site == np.arange(len(pts))] = np.inf
+    length = np.linalg.norm(pts[edges[3]] - pts[edges[4]], axis=1)
+    np.minimum.at(nn, edges[3], length)
+    np.minimum.at(nn, edges[4], length)
     spacing, reach = _spacing(nn)
     hull = shapely.buffer(_concave_hull(pts, tri, OUTLINE_RATIO, shift), spacing, quad_segs=4)
     disks = _disk_union(pts, tri, cc, edges, reach, shift)
-    return shapely.make_valid(shapely.intersection(hull, disks))
+    try:
+        outline = shapely.intersection(hull, disks)  # valid: an overlay's result
+    except shapely.errors.GEOSException:  # pragma: no cover - disks touching along an edge
+        outline = shapely.intersection(hull, shapely.make_valid(disks))
+    if cells is not None:
+        cells.update(xy=xy, uniq=uniq, first=first, tri=tri, cc=cc, edges=edges, outline=outline)
+    return outline
 
 
 def _spacing(nn: np.ndarray) -> tuple[float, float]:
@@ -608,13 +614,14 @@ def territory_polygons(xy: np.ndarray, assign: np.ndarray, k: int, area,
     """
     xy = np.asarray(xy, float).reshape(-1, 2)
     assign = np.asarray(assign, int)
-    area = _as_geometry(area)
-    uniq, first, _ = _distinct(xy)
-    owner = assign[first]  # duplicates share a cell: the first account's territory
-    if cells and len(cells.get("uniq", ())) == len(uniq) and np.array_equal(cells["uniq"], uniq):
-        tri, cc, edges = cells["tri"], cells["cc"], cells["edges"]
+    if cells and cells.get("xy") is not None and np.array_equal(cells["xy"], xy):
+        uniq, first, tri, cc, edges = (cells[x] for x in ("uniq", "first", "tri", "cc", "edges"))
     else:
+        uniq, first, _ = _distinct(xy)
         tri, cc, edges = (_delaunay(uniq) if len(uniq) > 1 else None), None, None
+    if not (cells and area is cells.get("outline")):  # the outline is valid already
+        area = _as_geometry(area)
+    owner = assign[first]  # duplicates share a cell: the first account's territory
     out = [shapely.Polygon()] * k
     if tri is None:  # one point, two, or all on a line: the few cells themselves
         raw = np.array([area], dtype=object) if len(uniq) == 1 else voronoi_cells(uniq, area)
