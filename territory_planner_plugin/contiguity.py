@@ -368,17 +368,67 @@ def _site_of(tri, m: int) -> np.ndarray:
     return site
 
 
-def _faces(lines: np.ndarray, boundary, shift: np.ndarray) -> np.ndarray:
-    """The faces of line segments (an (e, 2, 2) array, moved by ``shift``) and a boundary,
-    noded together."""
+@dataclass(frozen=True)
+class _Mesh:
+    """A Delaunay triangulation without its flat triangles (collinear points along the hull):
+    their neighbours' edges become hull edges, whose Voronoi edges are rays."""
+
+    simplices: np.ndarray
+    neighbors: np.ndarray
+    coplanar: np.ndarray
+
+    @property
+    def convex_hull(self) -> np.ndarray:
+        """The (h, 2) points of the hull edges."""
+        t, i = np.nonzero(self.neighbors < 0)
+        return np.column_stack([self.simplices[t, (i + 1) % 3], self.simplices[t, (i + 2) % 3]])
+
+
+def _mesh(pts: np.ndarray) -> tuple[_Mesh, np.ndarray] | None:
+    """The Delaunay triangulation of distinct centred points for Voronoi edges, with the
+    triangles' circumcentres; None for fewer than 3 points or all on a line."""
+    tri = _delaunay(pts)
+    if tri is None:
+        return None
+    cc = _circumcentres(pts, tri.simplices)
+    size = float(np.ptp(pts, axis=0).max()) + 1.0
+    flat = ~(np.abs(cc).max(1) < 1e6 * size)  # NaN too
+    mesh = _Mesh(tri.simplices, tri.neighbors, tri.coplanar)
+    if flat.any():
+        keep = np.flatnonzero(~flat)
+        new = np.full(len(flat) + 1, -1)
+        new[keep] = np.arange(len(keep))
+        mesh, cc = _Mesh(tri.simplices[keep], new[tri.neighbors[keep]], tri.coplanar), cc[keep]
+    # cocircular points (a grid): neighbouring triangles share one circumcentre, computed apart
+    # with different roundings; the Voronoi edges of a few ulps between them would cross others
+    t = np.repeat(np.arange(len(cc)), 3)
+    nb = mesh.neighbors.ravel()
+    same = (nb > t) & (np.abs(cc[t] - cc[np.maximum(nb, 0)]).max(1) <= 1e-9 * size)
+    if same.any():
+        _, label = connected_components(_symmetric(t[same], nb[same], len(cc)), directed=False)
+        first = np.full(label.max() + 1, len(cc))
+        np.minimum.at(first, label, np.arange(len(cc)))
+        cc = cc[first[label]]
+    return mesh, cc
+
+
+def _faces(lines: np.ndarray, area, shift: np.ndarray) -> np.ndarray:
+    """The faces of line segments (an (e, 2, 2) array, moved by ``shift``) that meet only at
+    their ends, and of the boundary of ``area`` if given: the segments crossing that boundary
+    are noded with it, those inside it are already noded, those outside it are left out."""
     ok = np.isfinite(lines).all(axis=(1, 2)) & (lines[:, 0] != lines[:, 1]).any(1)
-    parts = [shapely.multilinestrings(shapely.linestrings(lines[ok] + shift))] if ok.any() else []
-    if boundary is not None and not shapely.is_empty(boundary):
-        parts.append(boundary)
-    if not parts:
+    segs = shapely.linestrings(lines[ok] + shift) if ok.any() else np.empty(0, dtype=object)
+    if area is not None:
+        shapely.prepare(area)
+        hit = shapely.intersects(area, segs)
+        inside = np.zeros(len(segs), bool)
+        inside[hit] = shapely.contains_properly(area, segs[hit])
+        noded = shapely.union_all(np.array([shapely.multilinestrings(segs[hit & ~inside]),
+                                            shapely.boundary(area)], dtype=object))  # fmt: skip
+        segs = np.concatenate([segs[inside], shapely.get_parts(noded)])
+    if len(segs) == 0:
         return np.empty(0, dtype=object)
-    noded = shapely.union_all(np.array(parts, dtype=object))
-    return _valid_faces(shapely.get_parts(shapely.polygonize(shapely.get_parts(noded))))
+    return _valid_faces(shapely.get_parts(shapely.polygonize(segs)))
 
 
 def _valid_faces(faces: np.ndarray) -> np.ndarray:
@@ -456,18 +506,19 @@ def tight_outline(xy: np.ndarray, cells: dict | None = None) -> shapely.Geometry
         raise InvalidInputError(msg)
     if len(uniq) == 1:
         return shapely.buffer(shapely.points(uniq[0]), 100.0)
-    tri = _delaunay(uniq)
-    if tri is None:  # two points or all on a line
+    shift = uniq.mean(0)
+    pts = uniq - shift
+    mesh = _mesh(pts)
+    if mesh is None:  # two points or all on a line
         nn = cKDTree(uniq).query(uniq, k=2)[0][:, 1]
         spacing, reach = _spacing(nn)
         hull = shapely.concave_hull(shapely.multipoints(uniq), ratio=OUTLINE_RATIO)
         disks = shapely.union_all(shapely.buffer(shapely.points(uniq), reach, quad_segs=4))
         return shapely.make_valid(shapely.intersection(shapely.buffer(hull, spacing, quad_segs=4),
                                                        disks))  # fmt: skip
-    shift = uniq.mean(0)
-    pts = uniq - shift
+    tri, cc = mesh
     site = _site_of(tri, len(pts))
-    cc, edges = _circumcentres(pts, tri.simplices), _edges(tri)
+    edges = _edges(tri)
     nn = np.linalg.norm(pts - pts[site], axis=1)  # a merged point: to its vertex
     nn[site == np.arange(len(pts))] = np.inf
     length = np.linalg.norm(pts[edges[3]] - pts[edges[4]], axis=1)
@@ -618,10 +669,17 @@ def territory_polygons(xy: np.ndarray, assign: np.ndarray, k: int, area,
         uniq, first, tri, cc, edges = (cells[x] for x in ("uniq", "first", "tri", "cc", "edges"))
     else:
         uniq, first, _ = _distinct(xy)
-        tri, cc, edges = (_delaunay(uniq) if len(uniq) > 1 else None), None, None
+        tri, cc, edges = None, None, None
     if not (cells and area is cells.get("outline")):  # the outline is valid already
         area = _as_geometry(area)
     owner = assign[first]  # duplicates share a cell: the first account's territory
+    shift = uniq.mean(0)
+    pts = uniq - shift
+    if tri is None and len(uniq) > 2:
+        mesh = _mesh(pts)
+        if mesh is not None:
+            tri, cc = mesh
+            edges = _edges(tri)
     out = [shapely.Polygon()] * k
     if tri is None:  # one point, two, or all on a line: the few cells themselves
         raw = np.array([area], dtype=object) if len(uniq) == 1 else voronoi_cells(uniq, area)
@@ -630,21 +688,15 @@ def territory_polygons(xy: np.ndarray, assign: np.ndarray, k: int, area,
             out[j] = shapely.make_valid(shapely.intersection(shapely.coverage_union_all(mine),
                                                              area))  # fmt: skip
         return out
-    shift = uniq.mean(0)
-    pts = uniq - shift
     owner = owner[_site_of(tri, len(pts))]
-    if cc is None:
-        cc, edges = _circumcentres(pts, tri.simplices), _edges(tri)
     u, w = edges[3], edges[4]
     cross = owner[u] != owner[w]
     x0, y0, x1, y1 = shapely.bounds(area)
     span = 4.0 * (math.hypot(x1 - x0, y1 - y0) + np.ptp(pts, axis=0).sum() + 1.0)
-    faces = _faces(_ridges(pts, tri, cc, tuple(x[cross] for x in edges), span),
-                   shapely.boundary(area), shift)  # fmt: skip
+    faces = _faces(_ridges(pts, tri, cc, tuple(x[cross] for x in edges), span), area, shift)
     if len(faces) == 0:
         return out
     inside = shapely.point_on_surface(faces)
-    shapely.prepare(area)
     keep = shapely.contains(area, inside)
     faces, inside = faces[keep], inside[keep]
     terr = owner[cKDTree(uniq).query(shapely.get_coordinates(inside))[1]]

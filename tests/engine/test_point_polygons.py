@@ -23,6 +23,10 @@ def points(kind: str, n: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     if kind == "uniform":
         return rng.uniform(0, 20_000, (n, 2))
+    if kind == "grid":  # cocircular points everywhere (addresses along straight streets)
+        side = math.ceil(math.sqrt(n))
+        g = np.stack(np.meshgrid(np.arange(side), np.arange(side)), -1).reshape(-1, 2) * 100.0
+        return g[rng.permutation(len(g))[:n]]
     hubs = rng.uniform(0, 60_000, (6, 2))  # towns apart, sparse fringes, empty land between
     return hubs[rng.integers(len(hubs), size=n)] + rng.normal(0, 2_500, (n, 2))
 
@@ -46,7 +50,7 @@ def reference(xy: np.ndarray, assign: np.ndarray, k: int, area) -> list:
     return [shapely.intersection(shapely.union_all(cells[owner == j]), area) for j in range(k)]
 
 
-@pytest.mark.parametrize("kind", ["uniform", "clustered"])
+@pytest.mark.parametrize("kind", ["uniform", "clustered", "grid"])
 @pytest.mark.parametrize("how", ["random", "nearest"])
 def test_polygons_tile_the_outline_and_match_the_union_of_cells(kind, how) -> None:
     xy = points(kind, 2_000, seed=3)
