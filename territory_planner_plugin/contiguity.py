@@ -656,8 +656,8 @@ def territory_polygons(xy: np.ndarray, assign: np.ndarray, k: int, area,
     ----------
     xy : (n, 2) projected coordinates; assign : (n,) territory per account; k : territories.
     area : shapely geometry the polygons are clipped to.
-    cells : what :func:`tight_outline` kept of the same points (their Delaunay
-        triangulation): used instead of a second one.
+    cells : what :func:`tight_outline` kept of the same points (distinct points, Delaunay
+        triangulation, the outline itself): used instead of a second triangulation.
 
     Returns
     -------
