@@ -393,6 +393,8 @@ def _mesh(pts: np.ndarray) -> tuple[_Mesh, np.ndarray] | None:
     cc = _circumcentres(pts, tri.simplices)
     size = float(np.ptp(pts, axis=0).max()) + 1.0
     flat = ~(np.abs(cc).max(1) < 1e6 * size)  # NaN too
+    if flat.all():  # points on a line within rounding
+        return None
     mesh = _Mesh(tri.simplices, tri.neighbors, tri.coplanar)
     if flat.any():
         keep = np.flatnonzero(~flat)
