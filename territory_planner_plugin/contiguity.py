@@ -705,7 +705,7 @@ def territory_polygons(xy: np.ndarray, assign: np.ndarray, k: int, area,
     by_terr = np.argsort(terr, kind="stable")
     starts = np.searchsorted(terr[by_terr], np.arange(k + 1))
     for j in range(k):  # a territory's faces share no edge (a Voronoi edge between two of them)
-        mine = faces[by_terr[starts[j]:starts[j + 1]]]
+        mine = faces[by_terr[starts[j] : starts[j + 1]]]
         if len(mine):
             out[j] = mine[0] if len(mine) == 1 else shapely.multipolygons(mine)
     return out
