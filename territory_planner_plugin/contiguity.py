@@ -26,7 +26,6 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import partial
 
 import numpy as np
 import scipy.sparse as sp
@@ -41,7 +40,6 @@ logger = logging.getLogger(__name__)
 
 ADJACENCY_RULES = ("rook", "queen")
 OUTLINE_RATIO = 0.3  # concave hull ratio of tight_outline (0 = most concave, 1 = convex hull)
-_OUTLINE_CELLS = 5_000  # points from which tight_outline merges Voronoi cells inside disks
 _EXACT_FALLBACK_PAIRS = 2_500  # heuristic stuck on balance: try the exact model up to this n * k
 _ROUNDS = 12  # most rounds of the balanced assignment over neighbouring territories (no deadline)
 _ROUND_STALLS = 3  # ... stopped after this many rounds in a row without gain
@@ -161,8 +159,7 @@ def point_adjacency(
         msg = "ACCOUNTS: there are no accounts to build territories from."
         raise InvalidInputError(msg)
     area = tight_outline(xy) if study_area is None else _as_geometry(study_area)
-    uniq, first, inverse = np.unique(xy, axis=0, return_index=True, return_inverse=True)
-    inverse = inverse.reshape(-1)
+    uniq, first, inverse = _distinct(xy)
     tri = _delaunay(uniq)
     if tri is None:  # fewer than 3 distinct points or all on a line: clip the few cells
         cells_u = _clipped_cells(uniq, area)
@@ -185,6 +182,17 @@ def point_adjacency(
     return Adjacency(matrix=matrix, linked=linked, snapped=adj_u.snapped), cells
 
 
+def _distinct(xy: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct points in lexicographic order (as ``np.unique(xy, axis=0)``, faster), the
+    first account at each and each account's distinct point."""
+    order = np.lexsort((xy[:, 1], xy[:, 0]))
+    s = xy[order]
+    new = np.r_[True, (s[1:] != s[:-1]).any(1)] if len(s) else np.zeros(0, bool)
+    inverse = np.empty(len(xy), np.int64)
+    inverse[order] = np.cumsum(new) - 1
+    return s[new], order[new], inverse
+
+
 def _delaunay(uniq: np.ndarray):
     if len(uniq) < 3:
         return None
@@ -198,37 +206,12 @@ def _delaunay_adjacency(uniq: np.ndarray, tri, area) -> Adjacency:
     """Delaunay edges whose dual Voronoi edge runs inside ``area`` (longer than a micrometre),
     then groups linked along the shortest Delaunay edge to each neighbouring group."""
     pts = uniq - uniq.mean(0)
-    simp = tri.simplices
-    a, b, c = pts[simp[:, 0]], pts[simp[:, 1]], pts[simp[:, 2]]
-    d = 2.0 * (a[:, 0] * (b[:, 1] - c[:, 1]) + b[:, 0] * (c[:, 1] - a[:, 1])
-               + c[:, 0] * (a[:, 1] - b[:, 1]))  # fmt: skip
-    sa, sb, sc = (a**2).sum(1), (b**2).sum(1), (c**2).sum(1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        cc = np.column_stack([
-            (sa * (b[:, 1] - c[:, 1]) + sb * (c[:, 1] - a[:, 1]) + sc * (a[:, 1] - b[:, 1])) / d,
-            (sa * (c[:, 0] - b[:, 0]) + sb * (a[:, 0] - c[:, 0]) + sc * (b[:, 0] - a[:, 0])) / d,
-        ])  # fmt: skip
-    nt = len(simp)
-    t = np.repeat(np.arange(nt), 3)
-    opp = np.tile(np.arange(3), nt)
-    nb = tri.neighbors.ravel()
-    keep = (nb < 0) | (t < nb)  # each interior edge once
-    t, opp, nb = t[keep], opp[keep], nb[keep]
-    u = simp[t, (opp + 1) % 3]
-    w = simp[t, (opp + 2) % 3]
-    start = cc[t]
-    end = np.where(nb[:, None] >= 0, cc[np.maximum(nb, 0)], np.nan)
-    hull = nb < 0
-    if hull.any():  # a ray from the circumcentre, away from the opposite vertex
-        e = pts[w[hull]] - pts[u[hull]]
-        normal = np.column_stack([-e[:, 1], e[:, 0]])
-        away = ((pts[simp[t[hull], opp[hull]]] - pts[u[hull]]) * normal).sum(1) > 0
-        normal[away] *= -1.0
-        normal /= np.maximum(np.linalg.norm(normal, axis=1), 1e-300)[:, None]
-        x0, y0, x1, y1 = shapely.bounds(area)
-        span = 4.0 * (math.hypot(x1 - x0, y1 - y0) + np.ptp(pts, axis=0).sum() + 1.0)
-        span += 2.0 * float(np.abs(start[hull]).max()) if np.isfinite(start[hull]).all() else 0.0
-        end[hull] = start[hull] + span * normal
+    edges = _edges(tri)
+    u, w = edges[3], edges[4]
+    x0, y0, x1, y1 = shapely.bounds(area)
+    span = 4.0 * (math.hypot(x1 - x0, y1 - y0) + np.ptp(pts, axis=0).sum() + 1.0)
+    seg = _ridges(pts, tri, _circumcentres(pts, tri.simplices), edges, span)
+    start, end = seg[:, 0], seg[:, 1]
     ok = np.isfinite(start).all(1) & np.isfinite(end).all(1)
     shift = uniq.mean(0)
     segs = shapely.linestrings(np.stack([start + shift, end + shift], axis=1)[ok])
@@ -331,41 +314,175 @@ def voronoi_cells(uniq: np.ndarray, extend_to) -> np.ndarray:
     return out
 
 
-def territory_polygons(xy: np.ndarray, assign: np.ndarray, k: int, area,
-                       cells: dict | None = None) -> list:  # fmt: skip
-    """Territory polygons of point accounts: the union of each territory's Voronoi cells, clipped
-    once to ``area`` (the study area or :func:`tight_outline`); empty for an empty territory.
+def _circumcentres(pts: np.ndarray, simp: np.ndarray) -> np.ndarray:
+    """The circumcentre of each triangle (NaN for a flat one)."""
+    a, b, c = pts[simp[:, 0]], pts[simp[:, 1]], pts[simp[:, 2]]
+    d = 2.0 * (a[:, 0] * (b[:, 1] - c[:, 1]) + b[:, 0] * (c[:, 1] - a[:, 1])
+               + c[:, 0] * (a[:, 1] - b[:, 1]))  # fmt: skip
+    sa, sb, sc = (a**2).sum(1), (b**2).sum(1), (c**2).sum(1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.column_stack([
+            (sa * (b[:, 1] - c[:, 1]) + sb * (c[:, 1] - a[:, 1]) + sc * (a[:, 1] - b[:, 1])) / d,
+            (sa * (c[:, 0] - b[:, 0]) + sb * (a[:, 0] - c[:, 0]) + sc * (b[:, 0] - a[:, 0])) / d,
+        ])  # fmt: skip
 
-    Parameters
-    ----------
-    xy : (n, 2) projected coordinates; assign : (n,) territory per account; k : territories.
-    area : shapely geometry the polygons are clipped to.
-    cells : what :func:`tight_outline` kept of the same points (their Voronoi cells, reaching
-        beyond ``area``): used instead of a second diagram.
 
-    Returns
-    -------
-    list of k shapely geometries.
-    """
-    xy = np.asarray(xy, float).reshape(-1, 2)
-    assign = np.asarray(assign, int)
-    area = _as_geometry(area)
-    uniq, first = np.unique(xy, axis=0, return_index=True)
-    owner = assign[first]  # duplicates share a cell: the first account's territory
-    if cells and len(cells.get("uniq", ())) == len(uniq) and np.array_equal(cells["uniq"], uniq):
-        raw = cells["cells"]
-    else:
-        raw = np.array([area], dtype=object) if len(uniq) == 1 else voronoi_cells(uniq, area)
-    out = []
-    by_terr = np.argsort(owner, kind="stable")
-    starts = np.searchsorted(owner[by_terr], np.arange(k + 1))
-    for j in range(k):
-        mine = raw[by_terr[starts[j]:starts[j + 1]]]
-        if len(mine) == 0:
-            out.append(shapely.Polygon())
-            continue
-        out.append(shapely.make_valid(shapely.intersection(shapely.coverage_union_all(mine), area)))
-    return out
+def _edges(tri) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Each Delaunay edge once: its triangle, the opposite vertex slot, the triangle across it
+    (-1 on the convex hull) and its two points."""
+    simp = tri.simplices
+    nt = len(simp)
+    t = np.repeat(np.arange(nt), 3)
+    opp = np.tile(np.arange(3), nt)
+    nb = tri.neighbors.ravel()
+    keep = (nb < 0) | (t < nb)
+    t, opp, nb = t[keep], opp[keep], nb[keep]
+    return t, opp, nb, simp[t, (opp + 1) % 3], simp[t, (opp + 2) % 3]
+
+
+def _ridges(pts: np.ndarray, tri, cc: np.ndarray, edges: tuple, span: float) -> np.ndarray:
+    """The Voronoi edge (segment, or ray of length ``span`` on the hull) dual to each given
+    Delaunay edge, as an (e, 2, 2) array; NaN where a flat triangle has no circumcentre."""
+    t, opp, nb, u, w = edges
+    start = cc[t]
+    end = np.where(nb[:, None] >= 0, cc[np.maximum(nb, 0)], np.nan)
+    hull = nb < 0
+    if hull.any():  # a ray from the circumcentre, away from the opposite vertex
+        e = pts[w[hull]] - pts[u[hull]]
+        normal = np.column_stack([-e[:, 1], e[:, 0]])
+        away = ((pts[tri.simplices[t[hull], opp[hull]]] - pts[u[hull]]) * normal).sum(1) > 0
+        normal[away] *= -1.0
+        normal /= np.maximum(np.linalg.norm(normal, axis=1), 1e-300)[:, None]
+        extra = np.abs(start[hull])
+        span += 2.0 * float(extra.max()) if np.isfinite(extra).all() else 0.0
+        end[hull] = start[hull] + span * normal
+    return np.stack([start, end], axis=1)
+
+
+def _site_of(tri, m: int) -> np.ndarray:
+    """For each of ``m`` points, itself, or the vertex Qhull merged it into (a point closer to a
+    vertex than its precision is left out of the triangulation and shares that vertex's cell)."""
+    site = np.arange(m)
+    if len(tri.coplanar):
+        site[tri.coplanar[:, 0]] = tri.coplanar[:, 2]
+    return site
+
+
+@dataclass(frozen=True)
+class _Mesh:
+    """A Delaunay triangulation without its flat triangles (collinear points along the hull):
+    their neighbours' edges become hull edges, whose Voronoi edges are rays."""
+
+    simplices: np.ndarray
+    neighbors: np.ndarray
+    coplanar: np.ndarray
+
+    @property
+    def convex_hull(self) -> np.ndarray:
+        """The (h, 2) points of the hull edges."""
+        t, i = np.nonzero(self.neighbors < 0)
+        return np.column_stack([self.simplices[t, (i + 1) % 3], self.simplices[t, (i + 2) % 3]])
+
+
+def _mesh(pts: np.ndarray) -> tuple[_Mesh, np.ndarray] | None:
+    """The Delaunay triangulation of distinct centred points for Voronoi edges, with the
+    triangles' circumcentres; None for fewer than 3 points or all on a line."""
+    tri = _delaunay(pts)
+    if tri is None:
+        return None
+    cc = _circumcentres(pts, tri.simplices)
+    size = float(np.ptp(pts, axis=0).max()) + 1.0
+    flat = ~(np.abs(cc).max(1) < 1e6 * size)  # NaN too
+    if flat.all():  # points on a line within rounding
+        return None
+    mesh = _Mesh(tri.simplices, tri.neighbors, tri.coplanar)
+    if flat.any():
+        keep = np.flatnonzero(~flat)
+        new = np.full(len(flat) + 1, -1)
+        new[keep] = np.arange(len(keep))
+        mesh, cc = _Mesh(tri.simplices[keep], new[tri.neighbors[keep]], tri.coplanar), cc[keep]
+    # cocircular points (a grid): neighbouring triangles share one circumcentre, computed apart
+    # with different roundings; the Voronoi edges of a few ulps between them would cross others
+    t = np.repeat(np.arange(len(cc)), 3)
+    nb = mesh.neighbors.ravel()
+    same = (nb > t) & (np.abs(cc[t] - cc[np.maximum(nb, 0)]).max(1) <= 1e-9 * size)
+    if same.any():
+        _, label = connected_components(_symmetric(t[same], nb[same], len(cc)), directed=False)
+        first = np.full(label.max() + 1, len(cc))
+        np.minimum.at(first, label, np.arange(len(cc)))
+        cc = cc[first[label]]
+    return mesh, cc
+
+
+def _faces(lines: np.ndarray, area, shift: np.ndarray) -> np.ndarray:
+    """The faces of line segments (an (e, 2, 2) array, moved by ``shift``) that meet only at
+    their ends, and of the boundary of ``area`` if given: the segments crossing that boundary
+    are noded with it, those inside it are already noded, those outside it are left out."""
+    ok = np.isfinite(lines).all(axis=(1, 2)) & (lines[:, 0] != lines[:, 1]).any(1)
+    segs = shapely.linestrings(lines[ok] + shift) if ok.any() else np.empty(0, dtype=object)
+    if area is not None:
+        shapely.prepare(area)
+        hit = shapely.intersects(area, segs)
+        inside = np.zeros(len(segs), bool)
+        inside[hit] = shapely.contains_properly(area, segs[hit])
+        noded = shapely.union_all(np.array([shapely.multilinestrings(segs[hit & ~inside]),
+                                            shapely.boundary(area)], dtype=object))  # fmt: skip
+        segs = np.concatenate([segs[inside], shapely.get_parts(noded)])
+    if len(segs) == 0:
+        return np.empty(0, dtype=object)
+    return _valid_faces(shapely.get_parts(shapely.polygonize(segs)))
+
+
+def _valid_faces(faces: np.ndarray) -> np.ndarray:
+    """Polygonized faces, a face whose ring touches itself (where lines pinch) split at that
+    point into valid polygons."""
+    bad = ~shapely.is_valid(faces)
+    if not bad.any():
+        return faces
+    parts = shapely.get_parts(shapely.make_valid(faces[bad]))
+    parts = parts[np.isin(shapely.get_type_id(parts), (3, 6))]
+    return np.concatenate([faces[~bad], shapely.get_parts(parts)])
+
+
+def _concave_hull(pts: np.ndarray, tri, ratio: float, shift: np.ndarray) -> shapely.Geometry:
+    """The concave hull of the points (moved by ``shift``) from their Delaunay triangulation, as
+    GEOS builds it: border triangles whose border edge is longer than ``ratio`` of the range of
+    edge lengths are removed, longest first, unless that would disconnect the hull or drop a
+    point."""
+    simp = tri.simplices
+    corner = pts[simp]
+    elen = np.column_stack([np.linalg.norm(corner[:, (i + 2) % 3] - corner[:, (i + 1) % 3], axis=1)
+                            for i in range(3)])  # fmt: skip
+    threshold = ratio * (elen.max() - elen.min()) + elen.min()
+    nbr = tri.neighbors.copy()
+    tt, ii = np.nonzero(nbr < 0)
+    on_border = np.zeros(len(pts), np.int64)  # border edges at each point
+    np.add.at(on_border, simp[tt, (ii + 1) % 3], 1)
+    np.add.at(on_border, simp[tt, (ii + 2) % 3], 1)
+    one = np.bincount(tt, minlength=len(simp))[tt] == 1  # one border edge: may be removed
+    heap = [(-float(x), int(t)) for t, x in zip(tt[one], elen[tt[one], ii[one]])
+            if x >= threshold]  # fmt: skip
+    heapq.heapify(heap)
+    alive = np.ones(len(simp), bool)
+    while heap:  # few triangles: plain Python on the arrays' items
+        _, t = heapq.heappop(heap)
+        nb = nbr[t]
+        if not alive[t] or int((nb < 0).sum()) != 1:
+            continue  # gone, inside, or removing it would drop a point
+        i = int(np.argmin(nb))
+        if on_border[simp[t, i]] > 0:
+            continue  # its third point is on the border: removing it would disconnect
+        alive[t] = False
+        on_border[simp[t, i]] += 2  # its two other edges become border edges
+        for j in ((i + 1) % 3, (i + 2) % 3):
+            other = int(nb[j])
+            slot = int(np.argmax(nbr[other] == t))
+            nbr[other, slot] = -1
+            if int((nbr[other] < 0).sum()) == 1 and elen[other, slot] >= threshold:
+                heapq.heappush(heap, (-float(elen[other, slot]), other))
+    tt, ii = np.nonzero((nbr < 0) & alive[:, None])
+    seg = np.stack([pts[simp[tt, (ii + 1) % 3]], pts[simp[tt, (ii + 2) % 3]]], axis=1)
+    return shapely.union_all(_faces(seg, None, shift))
 
 
 def tight_outline(xy: np.ndarray, cells: dict | None = None) -> shapely.Geometry:
@@ -377,54 +494,221 @@ def tight_outline(xy: np.ndarray, cells: dict | None = None) -> shapely.Geometry
     Parameters
     ----------
     xy : (n, 2) projected coordinates in metres.
-    cells : a dict that receives the distinct points and their Voronoi cells when they are
-        computed (many points), for :func:`territory_polygons`.
+    cells : a dict that receives the distinct points, their Delaunay triangulation and the
+        outline, for :func:`territory_polygons` of the same points.
 
     Returns
     -------
     shapely Polygon or MultiPolygon containing every point.
     """
     xy = np.asarray(xy, float).reshape(-1, 2)
-    uniq = np.unique(xy, axis=0)
+    uniq, first, _ = _distinct(xy)
     if len(uniq) == 0:
         msg = "ACCOUNTS: there are no accounts to outline."
         raise InvalidInputError(msg)
     if len(uniq) == 1:
         return shapely.buffer(shapely.points(uniq[0]), 100.0)
-    nn = cKDTree(uniq).query(uniq, k=2)[0][:, 1]
+    shift = uniq.mean(0)
+    pts = uniq - shift
+    mesh = _mesh(pts)
+    if mesh is None:  # two points or all on a line
+        nn = cKDTree(uniq).query(uniq, k=2)[0][:, 1]
+        spacing, reach = _spacing(nn)
+        hull = shapely.concave_hull(shapely.multipoints(uniq), ratio=OUTLINE_RATIO)
+        disks = shapely.union_all(shapely.buffer(shapely.points(uniq), reach, quad_segs=4))
+        return shapely.make_valid(shapely.intersection(shapely.buffer(hull, spacing, quad_segs=4),
+                                                       disks))  # fmt: skip
+    tri, cc = mesh
+    site = _site_of(tri, len(pts))
+    edges = _edges(tri)
+    nn = np.linalg.norm(pts - pts[site], axis=1)  # a merged point: to its vertex
+    nn[site == np.arange(len(pts))] = np.inf
+    length = np.linalg.norm(pts[edges[3]] - pts[edges[4]], axis=1)
+    np.minimum.at(nn, edges[3], length)
+    np.minimum.at(nn, edges[4], length)
+    spacing, reach = _spacing(nn)
+    hull = shapely.buffer(_concave_hull(pts, tri, OUTLINE_RATIO, shift), spacing, quad_segs=4)
+    disks = _disk_union(pts, tri, cc, edges, reach, shift)
+    try:
+        outline = shapely.intersection(hull, disks)  # valid: an overlay's result
+    except shapely.errors.GEOSException:  # pragma: no cover - disks touching along an edge
+        outline = shapely.intersection(hull, shapely.make_valid(disks))
+    if cells is not None:
+        cells.update(xy=xy, uniq=uniq, first=first, tri=tri, cc=cc, edges=edges, outline=outline)
+    return outline
+
+
+def _spacing(nn: np.ndarray) -> tuple[float, float]:
+    """The typical spacing of points from their nearest-neighbour distances, and the reach of
+    :func:`tight_outline` (a few spacings)."""
     spacing = float(np.median(nn))
-    if spacing <= 0:  # pragma: no cover - unique points have positive distances
+    if spacing <= 0:  # pragma: no cover - distinct points have positive distances
         spacing = 1.0
-    hull = shapely.concave_hull(shapely.multipoints(uniq), ratio=OUTLINE_RATIO)
-    outline = shapely.buffer(hull, spacing, quad_segs=4)
-    reach = max(3.0 * spacing, 1.5 * float(np.quantile(nn, 0.95)))
-    return shapely.make_valid(shapely.intersection(outline, _disk_union(uniq, reach, outline,
-                                                                        cells)))  # fmt: skip
+    return spacing, max(3.0 * spacing, 1.5 * float(np.quantile(nn, 0.95)))
 
 
-def _disk_union(uniq: np.ndarray, reach: float, extend_to,
-                cells_out: dict | None = None) -> shapely.Geometry:  # fmt: skip
-    """The union of the 16-sided disks of radius ``reach`` around the points, the same set as
-    their plain union: Voronoi cells inside their point's disk are merged as a coverage and only
-    the disks of points within two reaches of a cell that sticks out are unioned."""
-    disk = partial(shapely.buffer, distance=reach, quad_segs=4)
-    if len(uniq) < _OUTLINE_CELLS:
-        return shapely.union_all(disk(shapely.points(uniq)))
-    cells = voronoi_cells(uniq, extend_to)
-    if cells_out is not None:
-        cells_out.update(uniq=uniq, cells=cells)
-    coords, cell_of = shapely.get_coordinates(cells, return_index=True)
-    inner = reach * math.cos(math.pi / 16)  # within this a point is inside the 16-sided disk
-    out = np.zeros(len(uniq), bool)
-    out[cell_of[((coords - uniq[cell_of]) ** 2).sum(1) > inner * inner]] = True
-    out |= shapely.is_empty(cells)
-    # a point of a sticking-out cell i within a disk j is within reach of i: j is within 2 reaches
-    near = cKDTree(uniq).query_ball_point(uniq[out], 2.0 * reach)
-    used = np.zeros(len(uniq), bool)
-    if len(near):
-        used[np.concatenate([np.asarray(x, int) for x in near])] = True
-    inside = shapely.coverage_union_all(cells[~out]) if (~out).any() else shapely.Polygon()
-    return shapely.union(inside, shapely.union_all(disk(shapely.points(uniq[used]))))
+def _disk_union(pts: np.ndarray, tri, cc: np.ndarray, edges: tuple, reach: float,
+                shift: np.ndarray) -> shapely.Geometry:  # fmt: skip
+    """The union of the disks of radius ``reach`` around the points (moved by ``shift``; their
+    boundary drawn with a vertex at least every 1/16 turn), from their Delaunay triangulation.
+
+    Within its Voronoi cell each point's disk is the union: the union's boundary is the arcs of
+    each cell's circle inside the cell. They are drawn only for points with a Voronoi vertex
+    farther than ``reach`` (a triangle of a larger circumradius) or on the hull, meet where the
+    Voronoi edges leave the circles, and are polygonized; each face whose boundary runs with the
+    arcs (the disks on their left) is inside.
+    """
+    simp = tri.simplices
+    inside = np.linalg.norm(cc - pts[simp[:, 0]], axis=1) <= reach  # NaN (flat) counts as out
+    out = np.zeros(len(pts), bool)  # points whose cell leaves their circle
+    out[simp[~inside].ravel()] = True
+    out[tri.convex_hull.ravel()] = True
+    near = out[edges[3]] | out[edges[4]]
+    t, opp, nb, u, w = (x[near] for x in edges)
+    opp_pt = pts[simp[t, opp]]
+    left = ((pts[w] - pts[u])[:, 0] * (opp_pt - pts[u])[:, 1]
+            - (pts[w] - pts[u])[:, 1] * (opp_pt - pts[u])[:, 0]) > 0  # fmt: skip
+    u, w = np.where(left, u, w), np.where(left, w, u)  # triangle t on the left of u -> w
+    vec = pts[w] - pts[u]
+    length = np.linalg.norm(vec, axis=1)
+    d = np.column_stack([-vec[:, 1], vec[:, 0]]) / length[:, None]  # towards t
+    mid = 0.5 * (pts[u] + pts[w])
+    with np.errstate(invalid="ignore"):
+        h = np.sqrt(reach * reach - 0.25 * length * length)  # NaN: the edge's ridge is outside
+    lo_in = (nb >= 0) & inside[np.maximum(nb, 0)]
+    hi_in = inside[t]
+    s_lo = np.where(nb >= 0, ((cc[np.maximum(nb, 0)] - mid) * d).sum(1), -np.inf)
+    s_hi = ((cc[t] - mid) * d).sum(1)
+    with np.errstate(invalid="ignore"):
+        a = np.where(lo_in, s_lo, np.maximum(s_lo, -h))
+        b = np.where(hi_in, s_hi, np.minimum(s_hi, h))
+        full = b > a  # NaN compares false: nothing of the ridge inside the circles
+    start = np.where(lo_in[:, None], cc[np.maximum(nb, 0)], mid + a[:, None] * d)
+    end = np.where(hi_in[:, None], cc[t], mid + b[:, None] * d)
+    # half-edges around each point whose cell leaves its circle, counter-clockwise: u -> w runs
+    # from start to end along the cell of u, w -> u from end to start along the cell of w
+    p = np.concatenate([u, w])
+    q = np.concatenate([w, u])
+    keep = out[p] & np.concatenate([full, full])
+    first = np.concatenate([start, end])[keep]
+    last = np.concatenate([end, start])[keep]
+    cut = np.concatenate([~hi_in, ~lo_in])[keep]  # the half-edge ends on the circle
+    p, q = p[keep], q[keep]
+    ang = np.arctan2(*(pts[q] - pts[p])[:, ::-1].T)
+    order = np.lexsort((ang, p))
+    p, first, last, cut = p[order], first[order], last[order], cut[order]
+    group_start = np.r_[True, p[1:] != p[:-1]]
+    starts = np.flatnonzero(group_start)
+    nxt = np.arange(len(p)) + 1
+    ends = np.r_[starts[1:], len(p)] - 1
+    nxt[ends] = starts  # the next half-edge around the same point, cyclically
+    arc_from, arc_to, arc_p = last[cut], first[nxt[cut]], p[cut]
+    lone = np.flatnonzero(out & (np.bincount(p, minlength=len(pts)) == 0))  # whole circles
+    step = math.pi / 8
+    a0 = np.arctan2(*(arc_from - pts[arc_p])[:, ::-1].T)
+    a1 = np.arctan2(*(arc_to - pts[arc_p])[:, ::-1].T)
+    sweep = np.mod(a1 - a0, 2 * math.pi)
+    sweep[sweep <= 0] = 2 * math.pi
+    inner = np.maximum(np.ceil(sweep / step).astype(np.int64) - 1, 0)
+    centre = np.concatenate([arc_p, lone])
+    theta0 = np.concatenate([a0, np.zeros(len(lone))])
+    delta = np.concatenate([sweep / (inner + 1), np.full(len(lone), step)])
+    count = np.concatenate([inner, np.full(len(lone), 15)])
+    line = np.repeat(np.arange(len(centre)), count)
+    k = np.arange(len(line)) - np.repeat(np.cumsum(count) - count, count) + 1
+    angle = theta0[line] + k * delta[line]
+    mids = pts[centre[line]] + reach * np.column_stack([np.cos(angle), np.sin(angle)])
+    # each line: its first point, its inner points, its last point (a whole circle: closed)
+    lone_pt = pts[lone] + np.array([reach, 0.0])
+    heads = np.concatenate([arc_from, lone_pt])
+    tails = np.concatenate([arc_to, lone_pt])
+    total = count + 2
+    pos = np.cumsum(total) - total
+    coords = np.empty((int(total.sum()), 2))
+    coords[pos] = heads
+    coords[pos + total - 1] = tails
+    coords[np.repeat(pos, count) + k] = mids
+    coords += shift
+    lines = shapely.linestrings(coords, indices=np.repeat(np.arange(len(centre)), total))
+    faces = shapely.get_parts(shapely.polygonize(lines))
+    if len(faces) == 0:  # pragma: no cover - there is always a hull point with an arc
+        return shapely.Polygon()
+    ring = shapely.get_exterior_ring(faces)
+    seg = np.stack([shapely.get_point(ring, 0), shapely.get_point(ring, 1)], axis=1)
+    seg = shapely.get_coordinates(seg.ravel()).reshape(-1, 4)
+    along = {tuple(x): True for x in np.column_stack([coords[:-1], coords[1:]])[
+        np.repeat(np.arange(len(centre)), total)[:-1] == np.repeat(np.arange(len(centre)), total)[1:]
+    ].tolist()}  # fmt: skip
+    forward = np.array([along.get(tuple(x), False) for x in seg.tolist()])
+    disk = forward == shapely.is_ccw(ring)  # the face lies left of the arcs: inside the disks
+    return shapely.multipolygons(_valid_faces(faces[disk]))  # apart, or touching at points
+
+
+def territory_polygons(xy: np.ndarray, assign: np.ndarray, k: int, area,
+                       cells: dict | None = None) -> list:  # fmt: skip
+    """Territory polygons of point accounts: the union of each territory's Voronoi cells clipped
+    to ``area`` (the study area or :func:`tight_outline`); empty for an empty territory.
+
+    Built from the Voronoi edges between accounts of different territories (Delaunay
+    neighbours) and the boundary of ``area``: each face of these lines inside ``area`` goes to
+    the territory of the account nearest to a point inside it. Duplicate points share the
+    first account's territory.
+
+    Parameters
+    ----------
+    xy : (n, 2) projected coordinates; assign : (n,) territory per account; k : territories.
+    area : shapely geometry the polygons are clipped to.
+    cells : what :func:`tight_outline` kept of the same points (distinct points, Delaunay
+        triangulation, the outline itself): used instead of a second triangulation.
+
+    Returns
+    -------
+    list of k shapely geometries.
+    """
+    xy = np.asarray(xy, float).reshape(-1, 2)
+    assign = np.asarray(assign, int)
+    if cells and cells.get("xy") is not None and np.array_equal(cells["xy"], xy):
+        uniq, first, tri, cc, edges = (cells[x] for x in ("uniq", "first", "tri", "cc", "edges"))
+    else:
+        uniq, first, _ = _distinct(xy)
+        tri, cc, edges = None, None, None
+    if not (cells and area is cells.get("outline")):  # the outline is valid already
+        area = _as_geometry(area)
+    owner = assign[first]  # duplicates share a cell: the first account's territory
+    shift = uniq.mean(0)
+    pts = uniq - shift
+    if tri is None and len(uniq) > 2:
+        mesh = _mesh(pts)
+        if mesh is not None:
+            tri, cc = mesh
+            edges = _edges(tri)
+    out = [shapely.Polygon()] * k
+    if tri is None:  # one point, two, or all on a line: the few cells themselves
+        raw = np.array([area], dtype=object) if len(uniq) == 1 else voronoi_cells(uniq, area)
+        for j in np.unique(owner):
+            mine = raw[owner == j]
+            out[j] = shapely.make_valid(shapely.intersection(shapely.coverage_union_all(mine),
+                                                             area))  # fmt: skip
+        return out
+    owner = owner[_site_of(tri, len(pts))]
+    u, w = edges[3], edges[4]
+    cross = owner[u] != owner[w]
+    x0, y0, x1, y1 = shapely.bounds(area)
+    span = 4.0 * (math.hypot(x1 - x0, y1 - y0) + np.ptp(pts, axis=0).sum() + 1.0)
+    faces = _faces(_ridges(pts, tri, cc, tuple(x[cross] for x in edges), span), area, shift)
+    if len(faces) == 0:
+        return out
+    inside = shapely.point_on_surface(faces)
+    keep = shapely.contains(area, inside)
+    faces, inside = faces[keep], inside[keep]
+    terr = owner[cKDTree(uniq).query(shapely.get_coordinates(inside))[1]]
+    by_terr = np.argsort(terr, kind="stable")
+    starts = np.searchsorted(terr[by_terr], np.arange(k + 1))
+    for j in range(k):  # a territory's faces share no edge (a Voronoi edge between two of them)
+        mine = faces[by_terr[starts[j] : starts[j + 1]]]
+        if len(mine):
+            out[j] = mine[0] if len(mine) == 1 else shapely.multipolygons(mine)
+    return out
 
 
 # ----------------------------------------------------------------------------- pieces

@@ -62,7 +62,8 @@ def adjacency_from_geometries(geometries: Mapping[Hashable, object]) -> dict[Has
     if len(open_):
         hulls = shapely.convex_hull(geoms)
         near = open_[shapely.intersects(hulls[a[open_]], hulls[b[open_]])]
-        if len(near):
+        if len(near):  # prepared: a territory of many pieces is tested against many others
+            shapely.prepare(geoms[np.unique(a[near])])
             hit[near] = shapely.intersects(geoms[a[near]], geoms[b[near]])
     for s, d in zip(a[hit].tolist(), b[hit].tolist()):
         adj[keys[idx[s]]].add(keys[idx[d]])
