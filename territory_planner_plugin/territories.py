@@ -423,9 +423,11 @@ def design_territories(
         tighter = None
         if rows.n * k <= _NESTED_PAIRS and tol.max() > 0:  # a looser band never does worse
             search["time_limit_s"] = search_s / 2  # the two searches share TIME_LIMIT
+            half = min(deadline, time.perf_counter() + search_s / 2)  # its own end, not the run's
             try:
                 tighter = _choose_centres(rows, build, cen_xy, tol=tol / 2, progress=None,
-                                          bound=False, **{**search, "grace_s": 0.0})[0]  # fmt: skip
+                                          bound=False, **{**search, "grace_s": 0.0,
+                                                          "deadline": half})[0]  # fmt: skip
             except (InfeasibleError, SolverError):  # optional: no plan at half the band in time
                 tighter = None
         cen_xy, model, costs, sol, scope = _choose_centres(
@@ -589,23 +591,29 @@ def _choose_centres(rows: PlanRows, build, start_xy: np.ndarray, *, tol: np.ndar
     candidates = [searched] + [uniq[i] for i in order[:2] if not np.allclose(uniq[i], searched)]
     if tighter is not None and not any(np.allclose(tighter, c) for c in candidates):
         candidates.append(tighter)
-    best, error = None, None
+    best, failed = None, None
     each_s = max(time_limit_s / len(candidates), min(time_limit_s, 5.0))
     for cand in candidates:  # full solves (sharing TIME_LIMIT): the best plan wins
         if best is not None and time.perf_counter() >= deadline:
             break
         model, costs = build(cand, tol)
+        model._probe = True  # a candidate that fails needs no explanation unless all of them do
         try:
             sol = model.solve(solver, time_limit_s=min(each_s, time_left(deadline, time_limit_s)),
                               final=True, is_cancelled=is_cancelled,
                               grace_s=grace_s if best is None else 0.0)  # fmt: skip
-        except InfeasibleError as err:
-            error = error or err
+        except InfeasibleError:
+            failed = failed or (cand, model, costs)
             continue
+        finally:
+            model._probe = False
         if best is None or sol.objective < best[3].objective - 1e-9 * max(abs(sol.objective), 1):
             best = (cand, model, costs, sol)
-    if best is None:
-        raise error
+    if best is None:  # every candidate failed: the first one's full explanation (or its plan)
+        cand, model, costs = failed
+        sol = model.solve(solver, time_limit_s=time_left(deadline, time_limit_s), final=True,
+                          is_cancelled=is_cancelled, grace_s=grace_s)  # fmt: skip
+        best = (cand, model, costs, sol)
     cen_xy, model, costs, sol = best
     logger.info("Centres: k-median start, balanced rounds and %d kept centre moves (%.1f s).",
                 len(kept) - 1, time.perf_counter() - t0)  # fmt: skip
