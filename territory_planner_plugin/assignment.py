@@ -151,6 +151,7 @@ def travel_penalty(cost: np.ndarray, assign: np.ndarray, share: np.ndarray, mu: 
 
 
 _GROUPS_SHARE = 0.6  # of the time for the plan in groups; the rest tightens its bound
+_COARSER = 4  # a try in groups that finds no plan in its time: groups this many times larger
 
 
 def solve_in_groups(
@@ -168,42 +169,40 @@ def solve_in_groups(
     """A first plan of a model too large for its time: accounts that weigh the same choice (the
     same two nearest territories and a similar saving between them) are placed in groups (at
     most ``max_pairs`` group-territory pairs), whose summed measures keep the balance exact for
-    the accounts. The bound is the full model's Lagrangian at the groups' prices, so it is a
-    lower bound of the problem as posed. Returns the plan and the group size."""
+    the accounts. When the groups find no plan in their share of the time (a busy machine), a
+    second try with groups ``_COARSER`` times larger gets half of what is left. The bound is
+    the full model's Lagrangian at the groups' prices, so it is a lower bound of the problem as
+    posed. Returns the plan and the group size."""
     n, k = cost.shape
+    t0 = time.perf_counter()
     fixed, free, lo_r, hi_r, fixed_cost = _without_locked(cost, values, lo, hi, locks)
     size = max(2, int(np.ceil(len(free) * k / max_pairs)))
     c = np.where(allowed[free], cost[free], np.inf)
-    if k > 1:
-        two = np.argpartition(c, 1, axis=1)[:, :2]
-        c2 = np.take_along_axis(c, two, axis=1)
-        swap = c2[:, 1] < c2[:, 0]
-        two[swap] = two[swap][:, ::-1]
-        c2 = np.sort(c2, axis=1)
-        regret = np.where(np.isfinite(c2[:, 1]), c2[:, 1] - c2[:, 0], np.inf)
-        order = np.lexsort((regret, two[:, 1], two[:, 0]))
-        key = two[order, 0] * k + two[order, 1]
-    else:
-        order = np.arange(len(free))
-        key = np.zeros(len(free), int)
-    new_key = np.r_[True, key[1:] != key[:-1]]
-    run_start = np.maximum.accumulate(np.where(new_key, np.arange(len(key)), 0))
-    is_start = new_key | ((np.arange(len(key)) - run_start) % size == 0)
-    starts = np.flatnonzero(is_start)
-    group = np.cumsum(is_start) - 1
-    g_cost = np.add.reduceat(c[order], starts, axis=0)
-    g_vals = np.add.reduceat(values[free][order], starts, axis=0)
+    order, key = _by_choice(c, k)
     locked = np.flatnonzero(fixed)
-    rows_cost = np.vstack([g_cost, cost[locked]])
-    rows_vals = np.vstack([g_vals, values[locked]])
-    rows_locks = np.r_[np.full(len(starts), -1), locks[locked]]
-    rows_allowed = np.vstack([np.isfinite(g_cost), allowed[locked]])
-    none = np.full(len(rows_cost), -1)
-    t0 = time.perf_counter()
-    res = solve_balanced(np.where(np.isfinite(rows_cost), rows_cost, 0.0), rows_vals, lo, hi,
-                         locks=rows_locks, current=none, budget=None, allowed=rows_allowed,
-                         time_limit_s=_GROUPS_SHARE * time_limit_s,
-                         is_cancelled=is_cancelled, quiet=True)  # fmt: skip
+    seconds = _GROUPS_SHARE * time_limit_s
+    while True:
+        starts, group = _groups(key, size)
+        g_cost = np.add.reduceat(c[order], starts, axis=0)
+        rows_cost = np.vstack([g_cost, cost[locked]])
+        rows_vals = np.vstack([np.add.reduceat(values[free][order], starts, axis=0),
+                               values[locked]])  # fmt: skip
+        rows_allowed = np.vstack([np.isfinite(g_cost), allowed[locked]])
+        try:
+            res = solve_balanced(np.where(np.isfinite(rows_cost), rows_cost, 0.0), rows_vals, lo,
+                                 hi, locks=np.r_[np.full(len(starts), -1), locks[locked]],
+                                 current=np.full(len(rows_cost), -1), budget=None,
+                                 allowed=rows_allowed, time_limit_s=seconds,
+                                 is_cancelled=is_cancelled, quiet=True)  # fmt: skip
+            break
+        except NoPlanFoundError as err:
+            left = t0 + time_limit_s - time.perf_counter()
+            if err.proven or len(starts) <= k or left < 1.0:
+                raise
+            size *= _COARSER
+            seconds = left / 2.0
+            logger.info("No plan in groups in its time; groups of about %d now (%.1f s).",
+                        size, seconds)  # fmt: skip
     assign = np.where(fixed, locks, -1)
     assign[free[order]] = res.assign[group]
     objective = float(cost[np.arange(n), assign].sum())
@@ -214,6 +213,30 @@ def solve_in_groups(
                           is_cancelled=is_cancelled, theta=0.25, quiet=True)  # fmt: skip
     bound = best + fixed_cost
     return Assignment(assign, objective, min(bound, objective), res.prices), size
+
+
+def _by_choice(c: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Free accounts ordered by the choice they weigh (their two nearest territories, then the
+    saving between them): the order and each one's key (its pair of territories)."""
+    if k == 1:
+        return np.arange(len(c)), np.zeros(len(c), int)
+    two = np.argpartition(c, 1, axis=1)[:, :2]
+    c2 = np.take_along_axis(c, two, axis=1)
+    swap = c2[:, 1] < c2[:, 0]
+    two[swap] = two[swap][:, ::-1]
+    c2 = np.sort(c2, axis=1)
+    regret = np.where(np.isfinite(c2[:, 1]), c2[:, 1] - c2[:, 0], np.inf)
+    order = np.lexsort((regret, two[:, 1], two[:, 0]))
+    return order, two[order, 0] * k + two[order, 1]
+
+
+def _groups(key: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Runs of ``size`` accounts of one key: each group's first position and each account's
+    group."""
+    new_key = np.r_[True, key[1:] != key[:-1]]
+    run_start = np.maximum.accumulate(np.where(new_key, np.arange(len(key)), 0))
+    is_start = new_key | ((np.arange(len(key)) - run_start) % size == 0)
+    return np.flatnonzero(is_start), np.cumsum(is_start) - 1
 
 
 def _without_locked(cost, values, lo, hi, locks) -> tuple:

@@ -150,3 +150,33 @@ def test_a_model_too_large_for_its_time_gets_a_first_plan_in_groups(monkeypatch,
     assert grouped.lower_bound <= grouped.objective + 1e-6
     assert np.isfinite(grouped.lower_bound)
     assert grouped.objective <= 1.2 * full.objective  # a usable plan, not just any plan
+
+
+def test_groups_that_find_no_plan_in_their_time_try_coarser_groups(monkeypatch, caplog):
+    """A busy machine: the first try in groups finds no plan in its share of the time. A second
+    try with groups four times larger gets half of what is left and gives the plan (the run
+    used to refuse, asking for a longer TIME_LIMIT)."""
+    import logging
+
+    acc = random_accounts(600, 3)
+    reps = random_reps(6, 3)
+    kw = {"id_field": "id", "reps": reps, "rep_id_field": "rep", "balance_fields": ["revenue"],
+          "tolerance_pct": 5, "time_limit_s": 20, "seed": 0}  # fmt: skip
+    monkeypatch.setattr(model, "_SECONDS_PER_PAIR", 1.0)
+    monkeypatch.setattr(model, "GROUPS_FROM_PAIRS", 0)
+    real, sizes = assignment.solve_balanced, []
+
+    def busy(cost, *args, **kwargs):
+        sizes.append(len(cost))
+        if len(sizes) == 1:
+            raise assignment.NoPlanFoundError(proven=False, timed_out=True)
+        return real(cost, *args, **kwargs)
+
+    monkeypatch.setattr(assignment, "solve_balanced", busy)
+    with caplog.at_level(logging.INFO):
+        plan = design_territories(acc, **kw)
+    assert len(sizes) == 2
+    assert sizes[1] < sizes[0] / 2  # coarser groups the second time
+    assert "groups of about" in caplog.text
+    assert plan.max_deviation_pct <= 5 + 1e-6
+    assert plan.lower_bound <= plan.objective + 1e-6
