@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -81,6 +82,8 @@ ADJACENCY_CHOICES = (
     ("rook", "Shared edge (rook)"),
     ("queen", "Any shared point, corners too (queen)"),
 )
+
+REGIONS_TIME_SHARE = 0.1  # of TIME_LIMIT kept for REGIONS (the plan gets the rest)
 
 
 @dataclass
@@ -591,8 +594,12 @@ class PlanningAlgorithm(TerritoryPlannerAlgorithm):
                 "regions": regions_n}  # fmt: skip
 
     def run_grouped(self, engine: Callable, inputs: PlanInputs, groups: dict, **extra):
-        """``engine`` on the whole input, or once per group (GROUP_FIELD) merged."""
+        """``engine`` on the whole input, or once per group (GROUP_FIELD) merged. With REGIONS
+        the plan gets ``1 - REGIONS_TIME_SHARE`` of TIME_LIMIT and the regions what is left."""
         arguments = {**inputs.engine_arguments(), **extra}
+        groups["began"] = time.perf_counter()
+        if groups["regions"] and "time_limit_s" in arguments:
+            arguments["time_limit_s"] = (1.0 - REGIONS_TIME_SHARE) * arguments["time_limit_s"]
         if not groups["group_field"]:
             return engine(inputs.accounts, **arguments)
         from ..territory_planner_plugin import regions
@@ -609,10 +616,12 @@ class PlanningAlgorithm(TerritoryPlannerAlgorithm):
         from ..territory_planner_plugin import regions
 
         options = inputs.options
+        limit = options["time_limit_s"]  # what the plan left of it, at least the regions' share
+        left = limit - (time.perf_counter() - groups.get("began", time.perf_counter()))
         result = regions.add_regions(
             plan, n_regions=groups["regions"], tolerance_pct=options["tolerance_pct"],
             contiguous=getattr(plan, "units", None) is not None, seed=options.get("seed", 0),
-            time_limit_s=options["time_limit_s"], solver=options["solver"],
+            time_limit_s=max(left, REGIONS_TIME_SHARE * limit), solver=options["solver"],
         )  # fmt: skip
         for row in result.summary.itertuples(index=False):
             feedback.pushInfo("Region " + ", ".join(f"{k} {v}" for k, v in row._asdict().items()))

@@ -32,6 +32,7 @@ __all__ = ["GroupPlans", "RegionResult", "add_regions", "assign_regions", "plan_
 
 _RELAX_STEPS = (1, 2, 4, 10, 20)  # x TOLERANCE tried for the regions, in order
 _MAX_REGION_TOL = 99.0
+_MIN_TRY_S = 0.5  # the first try gets at least this much, and a looser one is not started below
 _ROW_ID = "tp_territory"  # the territories' id while they are the rows of the regions run
 
 
@@ -326,7 +327,9 @@ def assign_regions(
 
     Balanced on ``total_fields`` within ``tolerance_pct`` where possible (else the tightest of
     2, 4, 10, 20 x it that works, logged), compact (centre distance); ``contiguous`` keeps each
-    region in one piece (territories sharing an edge are neighbours).
+    region in one piece (territories sharing an edge are neighbours). The tries share
+    ``time_limit_s``: each gets what the ones before it left (a looser one is not tried once it
+    is spent).
     """
     k = int(n_regions)
     n = len(territories)
@@ -341,20 +344,26 @@ def assign_regions(
         region = np.zeros(n, int)
         tol_used = tolerance_pct
     else:
-        region, tol_used = None, None
-        last = None
+        region, tol_used, last, out_of_time = None, None, None, False
+        deadline = time.perf_counter() + time_limit_s
         for step in _RELAX_STEPS:
             tol = min(tolerance_pct * step if tolerance_pct > 0 else step, _MAX_REGION_TOL)
+            left = deadline - time.perf_counter()
+            if last is not None and left < _MIN_TRY_S:
+                out_of_time = True
+                break
             try:
                 region = _regions_at(frame, geom, k, list(total_fields), tol, contiguous, seed,
-                                     time_limit_s, solver)  # fmt: skip
+                                     max(left, _MIN_TRY_S), solver)  # fmt: skip
             except InfeasibleError as err:
                 last = err
                 continue
             tol_used = tol
             break
         if region is None:
-            msg = f"REGIONS: no grouping of the territories into {k} regions was found ({last})."
+            spent = " within TIME_LIMIT (raise it for the looser tries)" if out_of_time else ""
+            msg = (f"REGIONS: no grouping of the territories into {k} regions was found{spent} "
+                   f"({last}).")  # fmt: skip
             raise InfeasibleError(msg)
         if tol_used > tolerance_pct:
             logger.warning("REGIONS: no %d regions within ±%g%%; balanced within ±%g%% instead "

@@ -370,3 +370,26 @@ def test_groups_share_the_time_limit_by_their_size():
     first, last = sizes["East"], sizes["West"]  # groups run in sorted order
     assert given[first] == pytest.approx(30 * first / len(acc), rel=0.02)  # its share, not 30
     assert given[last] < 30  # what the first group left: less than the whole limit
+
+
+def test_region_tries_share_the_time_limit(monkeypatch):
+    """The looser tries (2, 4, 10, 20 x TOLERANCE) share the regions' time: each gets what the
+    ones before it left, and none starts once it is spent (each used to get the whole limit)."""
+    import time
+
+    from territory_planner_plugin.errors import InfeasibleError
+
+    terr = _territory_points([[300_000 + 1000 * i, 6_600_000] for i in range(4)], np.ones(4))
+    given: list = []
+
+    def slow_failure(*args):
+        given.append(args[7])  # time_limit_s
+        time.sleep(0.4)
+        raise InfeasibleError("no plan")
+
+    monkeypatch.setattr(regions, "_regions_at", slow_failure)
+    with pytest.raises(InfeasibleError, match="within TIME_LIMIT"):
+        regions.assign_regions(terr, n_regions=2, total_fields=["rev_total"], time_limit_s=1.0)
+    assert given[0] == pytest.approx(1.0, abs=0.05)
+    assert given[1] == pytest.approx(0.6, abs=0.1)  # what the first left
+    assert len(given) == 2  # about 0.2 s left: no third try

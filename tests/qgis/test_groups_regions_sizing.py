@@ -225,3 +225,29 @@ def test_units_grouped_by_unit_group_field(run_alg, tp, tmp_path):
     with pytest.raises(QgsProcessingException, match="choose UNIT_GROUP_FIELD"):
         run_alg("designterritories", {**params, "UNIT_GROUP_FIELD": None, "GROUP_FIELD": "x",
                                       "ACCOUNTS": None})  # fmt: skip
+
+
+def test_regions_share_time_limit_with_the_plan(run_alg, accounts_gpkg, tmp_path, feedback,
+                                                monkeypatch):  # fmt: skip
+    """TIME_LIMIT bounds plan and regions together: the plan gets 90 %, the regions what is
+    left of the whole (at least 10 %); each used to get the whole TIME_LIMIT."""
+    from territory_planner.territory_planner_plugin import regions, territories
+
+    given: dict = {}
+    design, add = territories.design_territories, regions.add_regions
+
+    def design_spy(*args, **kwargs):
+        given["plan"] = kwargs["time_limit_s"]
+        return design(*args, **kwargs)
+
+    def regions_spy(*args, **kwargs):
+        given["regions"] = kwargs["time_limit_s"]
+        return add(*args, **kwargs)
+
+    monkeypatch.setattr(territories, "design_territories", design_spy)
+    monkeypatch.setattr(regions, "add_regions", regions_spy)
+    params = {"ACCOUNTS": f"{accounts_gpkg}|layername=accounts", **BASE, "TERRITORIES": 6,
+              "REGIONS": 2, **_outputs(tmp_path)}  # fmt: skip
+    run_alg("designterritories", params, feedback)
+    assert given["plan"] == pytest.approx(0.9 * BASE["TIME_LIMIT"])
+    assert 0.1 * BASE["TIME_LIMIT"] - 1e-9 <= given["regions"] <= BASE["TIME_LIMIT"]
