@@ -596,13 +596,18 @@ class PlanningAlgorithm(TerritoryPlannerAlgorithm):
     def run_grouped(self, engine: Callable, inputs: PlanInputs, groups: dict, **extra):
         """``engine`` on the whole input, or once per group (GROUP_FIELD) merged. With REGIONS
         the plan gets ``1 - REGIONS_TIME_SHARE`` of TIME_LIMIT and the regions what is left."""
+        from ..territory_planner_plugin import regions
+
         arguments = {**inputs.engine_arguments(), **extra}
         groups["began"] = time.perf_counter()
         if groups["regions"] and "time_limit_s" in arguments:
-            arguments["time_limit_s"] = (1.0 - REGIONS_TIME_SHARE) * arguments["time_limit_s"]
+            whole = arguments["time_limit_s"]
+            arguments["time_limit_s"] = (1.0 - REGIONS_TIME_SHARE) * whole
+            regions.logger.info("REGIONS: the territories get %.0f s of TIME_LIMIT %.0f s, the "
+                                "regions what is left (at least %.0f s).",
+                                arguments["time_limit_s"], whole, REGIONS_TIME_SHARE * whole)  # fmt: skip
         if not groups["group_field"]:
             return engine(inputs.accounts, **arguments)
-        from ..territory_planner_plugin import regions
 
         return regions.plan_by_group(
             engine, inputs.accounts, group_field=groups["group_field"],

@@ -249,5 +249,6 @@ def test_regions_share_time_limit_with_the_plan(run_alg, accounts_gpkg, tmp_path
     params = {"ACCOUNTS": f"{accounts_gpkg}|layername=accounts", **BASE, "TERRITORIES": 6,
               "REGIONS": 2, **_outputs(tmp_path)}  # fmt: skip
     run_alg("designterritories", params, feedback)
+    assert "the territories get 18 s of TIME_LIMIT 20 s" in feedback.text()
     assert given["plan"] == pytest.approx(0.9 * BASE["TIME_LIMIT"])
     assert 0.1 * BASE["TIME_LIMIT"] - 1e-9 <= given["regions"] <= BASE["TIME_LIMIT"]
