@@ -361,8 +361,10 @@ def assign_regions(
             tol_used = tol
             break
         if region is None:
-            spent = " within TIME_LIMIT (raise it for the looser tries)" if out_of_time else ""
-            msg = (f"REGIONS: no grouping of the territories into {k} regions was found{spent} "
+            spent = (" within TIME_LIMIT (raise it for the looser tries)" if out_of_time
+                     else f" even within ±{tol:g}%")  # fmt: skip
+            msg = (f"REGIONS: no grouping of the {n} territories into {k} regions was "
+                   f"found{spent}; fewer regions, or more territories of more even size, help "
                    f"({last}).")  # fmt: skip
             raise InfeasibleError(msg)
         if tol_used > tolerance_pct:
@@ -385,14 +387,16 @@ def _regions_at(frame, geom, k, fields, tol, contiguous, seed, time_limit_s, sol
         units = gpd.GeoDataFrame(rows, geometry=geom.values, crs=geom.crs)
         plan = design_territories(None, units=units, unit_id_field=_ROW_ID, n_territories=k,
                                   balance_fields=fields, tolerance_pct=tol, contiguous=True,
-                                  seed=seed, time_limit_s=time_limit_s, solver=solver)  # fmt: skip
+                                  seed=seed, time_limit_s=time_limit_s, solver=solver,
+                                  explain=False)  # fmt: skip
         out = plan.units
     else:
         pts = geom.representative_point() if (geom.geom_type != "Point").any() else geom
         points = gpd.GeoDataFrame(rows, geometry=pts.values, crs=geom.crs)
         plan = design_territories(points, id_field=_ROW_ID, n_territories=k,
                                   balance_fields=fields, tolerance_pct=tol, contiguous=False,
-                                  seed=seed, time_limit_s=time_limit_s, solver=solver)  # fmt: skip
+                                  seed=seed, time_limit_s=time_limit_s, solver=solver,
+                                  explain=False)  # fmt: skip
         out = plan.accounts
     index = {t: j for j, t in enumerate(plan.summary["territory_id"])}
     by_id = dict(zip(out[_ROW_ID].astype(str), out["territory_id"].map(index)))

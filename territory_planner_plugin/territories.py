@@ -337,6 +337,7 @@ def design_territories(
     pair_cost: np.ndarray | None = None,
     progress: ProgressCallback | None = None,
     is_cancelled: CancelCheck | None = None,
+    explain: bool = True,
 ) -> TerritoryPlan:
     """Assign every account (or unit) to a territory, balanced within ``tolerance_pct``, compact.
 
@@ -346,9 +347,12 @@ def design_territories(
     territory is one piece. Pairs the network cannot connect are costed by straight line at
     ``STRAIGHT_LINE_KMH`` and counted in the log. Raises :class:`InfeasibleError` naming the
     smallest relaxation. ``pair_allowed``/``pair_cost`` ((n, k), rows x reps; :mod:`coverage`)
-    restrict the pairs and add a cost to them (the outputs report the distances alone).
+    restrict the pairs and add a cost to them (the outputs report the distances alone). With
+    ``explain`` false an infeasible model raises at once, without solving relaxations to name
+    (for a caller that tries looser settings itself, as REGIONS does).
     """
     params = run_parameters(locals())
+    params.pop("explain", None)
     params.pop("pair_allowed", None)
     params.pop("pair_cost", None)
     began = time.perf_counter()  # TIME_LIMIT bounds the whole run, outputs included
@@ -408,6 +412,7 @@ def design_territories(
             row_ids=rows.ids, territory_ids=cen_ids, noun=rows.noun,
         )  # fmt: skip
         logged.append(True)
+        model._probe = not explain
         model.precheck()
         return model, costs
 
@@ -597,6 +602,7 @@ def _choose_centres(rows: PlanRows, build, start_xy: np.ndarray, *, tol: np.ndar
         if best is not None and time.perf_counter() >= deadline:
             break
         model, costs = build(cand, tol)
+        explains = not model._probe
         model._probe = True  # a candidate that fails needs no explanation unless all of them do
         try:
             sol = model.solve(solver, time_limit_s=min(each_s, time_left(deadline, time_limit_s)),
@@ -606,7 +612,7 @@ def _choose_centres(rows: PlanRows, build, start_xy: np.ndarray, *, tol: np.ndar
             failed = failed or (cand, model, costs)
             continue
         finally:
-            model._probe = False
+            model._probe = not explains
         if best is None or sol.objective < best[3].objective - 1e-9 * max(abs(sol.objective), 1):
             best = (cand, model, costs, sol)
     if best is None:  # every candidate failed: the first one's full explanation (or its plan)

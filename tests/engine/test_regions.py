@@ -393,3 +393,20 @@ def test_region_tries_share_the_time_limit(monkeypatch):
     assert given[0] == pytest.approx(1.0, abs=0.05)
     assert given[1] == pytest.approx(0.6, abs=0.1)  # what the first left
     assert len(given) == 2  # about 0.2 s left: no third try
+
+
+def test_region_tries_that_fail_spend_no_time_explaining(monkeypatch):
+    """A tight try that has no plan fails at once (no relaxations solved to name them): REGIONS
+    tries looser tolerances itself, so their time goes to those tries."""
+    from territory_planner_plugin import model
+
+    def no_explanations(self, *args, **kwargs):
+        raise AssertionError("a region try solved relaxations to explain itself")
+
+    monkeypatch.setattr(model.TerritoryModel, "relaxations", no_explanations)
+    monkeypatch.setattr(model.TerritoryModel, "_min_tolerance", no_explanations)
+    terr = _territory_points([[300_000 + 1000 * i, 6_600_000] for i in range(4)],
+                             np.array([6.0, 2.0, 2.0, 2.0]))  # fmt: skip
+    res = regions.assign_regions(terr, n_regions=3, total_fields=["rev_total"], tolerance_pct=5,
+                                 time_limit_s=5)  # fmt: skip
+    assert res.tolerance_pct > 5
