@@ -1917,6 +1917,123 @@ def contiguous_milp(
     return None if res is None else (res.assign, res.objective)
 
 
+def ordered_plan(
+    cost: np.ndarray,
+    values: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    *,
+    adjacency,
+    locks: np.ndarray,
+    allowed: np.ndarray,
+    current: np.ndarray | None = None,
+    budget: int | None = None,
+    start: np.ndarray | None = None,
+    time_limit_s: float = 20.0,
+) -> np.ndarray | None:
+    """A plan in one piece per territory from an ordered restriction of the contiguous model
+    (HiGHS MILP over all territories at once), or None when it finds none in ``time_limit_s``.
+
+    Each territory has a root, its cheapest unit; every other unit in it has a neighbour in it
+    that is cheaper for the territory (cost as the order: the distance to the rep's home).
+    Following cheaper neighbours from any unit ends at the root, so each territory is one piece
+    (the shortest-path ordering of Validi, Buchanan and Lykhovyd's districting models, with a
+    free root). It leaves out some plans in one piece, so its bound is no bound of the problem,
+    but it re-draws every territory at once: where re-solving a few neighbouring territories at
+    a time is stuck it finds other shapes. ``start`` (a plan in one piece meeting every hard
+    constraint) is its first plan when it has the ordered form, so the plan returned is then no
+    worse than ``start``.
+    """
+    cost, vals, lo, hi, locks, allowed = _model_arrays(cost, values, lo, hi, locks, allowed)
+    n, k = cost.shape
+    m = vals.shape[1]
+    if not allowed.any(1).all() or not allowed.any(0).all():
+        return None
+    mat = _binary(_matrix(adjacency))
+    pr, pc = np.nonzero(allowed)
+    p = len(pr)
+    pid = np.full((n, k), -1)
+    pid[pr, pc] = np.arange(p)
+    rank = np.empty((n, k), int)  # a unit's place in its territory's order (cost, then index)
+    for t in range(k):
+        rank[np.lexsort((np.arange(n), cost[:, t])), t] = np.arange(n)
+    rows, cols, data, rlo, rhi = [], [], [], [], []
+
+    def block(r, c, d, low, high) -> None:
+        rows.append(np.asarray(r) + sum(len(x) for x in rlo))
+        cols.append(np.asarray(c))
+        data.append(np.asarray(d, float))
+        rlo.append(np.asarray(low, float))
+        rhi.append(np.asarray(high, float))
+
+    x_, r_, none = np.arange(p), p + np.arange(p), np.full(p, -np.inf)
+    block(pr, x_, np.ones(p), np.ones(n), np.ones(n))  # each unit in one territory
+    block((pc[:, None] * m + np.arange(m)).ravel(), np.repeat(x_, m), vals[pr].ravel(),
+          lo.ravel(), hi.ravel())  # the bands  # fmt: skip
+    block(pc, r_, np.ones(p), np.ones(k), np.ones(k))  # one root per territory
+    block(np.r_[x_, x_], np.r_[r_, x_], np.r_[np.ones(p), -np.ones(p)], none,
+          np.zeros(p))  # a root is in its territory  # fmt: skip
+    coo = mat.tocoo()
+    er, ec, ed = [x_, x_], [x_, r_], [np.ones(p), -np.ones(p)]  # a cheaper neighbour, or root
+    for t in range(k):
+        a, b = coo.row, coo.col
+        keep = (pid[a, t] >= 0) & (pid[b, t] >= 0) & (rank[b, t] < rank[a, t])
+        er.append(pid[a[keep], t])
+        ec.append(pid[b[keep], t])
+        ed.append(-np.ones(int(keep.sum())))
+    block(np.concatenate(er), np.concatenate(ec), np.concatenate(ed), none, np.zeros(p))
+    er, ec, ed = [], [], []  # the root is the territory's cheapest unit: x_it <= roots to i
+    for t in range(k):
+        units = np.flatnonzero(allowed[:, t])
+        units = units[np.argsort(rank[units, t])]
+        below, upto = np.tril_indices(len(units))
+        er += [pid[units, t], pid[units[below], t]]
+        ec += [pid[units, t], p + pid[units[upto], t]]
+        ed += [np.ones(len(units)), -np.ones(len(below))]
+    block(np.concatenate(er), np.concatenate(ec), np.concatenate(ed), none, np.zeros(p))
+    if budget is not None and current is not None:
+        cur = np.asarray(current, int)
+        stay = np.flatnonzero((cur[pr] >= 0) & (pc == cur[pr]))
+        block(np.zeros(len(stay), int), stay, np.ones(len(stay)),
+              [float((cur >= 0).sum() - budget)], [np.inf])  # fmt: skip
+    a_mat = sp.csr_matrix((np.concatenate(data), (np.concatenate(rows), np.concatenate(cols))),
+                          shape=(sum(len(x) for x in rlo), 2 * p))  # fmt: skip
+    x0 = None if start is None else _ordered_start(np.asarray(start, int), rank, pid, mat, k)
+    out = _highs(np.r_[cost[pr, pc], np.zeros(p)], np.ones(2 * p), np.zeros(2 * p),
+                 np.ones(2 * p), a_mat, np.concatenate(rlo), np.concatenate(rhi), x0,
+                 time_limit_s)  # fmt: skip
+    if out is None or out[0] is None:
+        return None
+    pick = out[0][:p] > 0.5
+    assign = np.full(n, -1)
+    assign[pr[pick]] = pc[pick]
+    if (assign < 0).any() or not (count_pieces(assign, mat, k) == 1).all():
+        return None
+    return assign
+
+
+def _ordered_start(start, rank, pid, mat: sp.csr_matrix, k: int) -> np.ndarray | None:
+    """``start`` as values of :func:`ordered_plan`'s variables (units, then roots), or None
+    when some unit of it has no cheaper neighbour in its territory and is not its root."""
+    n = len(start)
+    if (start < 0).any() or (pid[np.arange(n), start] < 0).any():
+        return None
+    p = int(pid.max()) + 1
+    x0 = np.zeros(2 * p)
+    x0[pid[np.arange(n), start]] = 1.0
+    for t in range(k):
+        members = np.flatnonzero(start == t)
+        if not len(members):
+            return None
+        root = members[np.argmin(rank[members, t])]
+        x0[p + pid[root, t]] = 1.0
+        for i in members:
+            nbrs = mat.indices[mat.indptr[i] : mat.indptr[i + 1]]
+            if i != root and not ((start[nbrs] == t) & (rank[nbrs, t] < rank[i, t])).any():
+                return None
+    return x0
+
+
 @dataclass
 class CutPlan:
     """A result of :func:`contiguous_cuts`: a proven lower bound of the contiguous problem, the

@@ -41,6 +41,10 @@ GROUPS_FROM_PAIRS = 1_000_000  # from this many pairs a short TIME_LIMIT gets a 
 CONTIGUOUS_EXACT_PAIRS = 2_000  # contiguous models up to this many pairs: the exact flow MILP too
 CONTIGUOUS_HEURISTIC_SHARE = 0.25  # of TIME_LIMIT for the local search that warm-starts it
 CONTIGUOUS_LNS_SHARE = 0.5  # of what TIME_LIMIT has left for re-solving neighbourhoods
+ORDERED_FROM_GAP = 1.05  # after the neighbourhoods this far above the bound: re-draw all at once
+ORDERED_SHARE = 0.6  # ... in rounds of the ordered model and neighbourhoods, this share of what
+#                      is left (the separator cuts get the rest)
+ORDERED_MILP_SHARE = 0.4  # ... of which the ordered model gets this share in each round
 CONTIGUOUS_CUT_SHARE = 0.7  # without a plan in one piece: of what is left for the separator cuts
 EXPLAIN_PAIRS = 200_000  # up to this many pairs an infeasible run gets the LP's minimal tolerance
 TOLERANCE_MAX_TENTHS = 990  # largest TOLERANCE a suggestion may name, in tenths of a % (99 %)
@@ -415,6 +419,9 @@ class TerritoryModel:
             )  # fmt: skip
             logger.info("CONTIGUOUS: neighbouring territories re-solved exactly, 2 to 4 at a "
                         "time: %.3f -> %.3f.", before, self.objective_of(start))  # fmt: skip
+            if self.objective_of(start) > ORDERED_FROM_GAP * bound:  # the cuts will not close it
+                start = self._redraw_all(start, bound, ORDERED_SHARE * max(
+                    time_limit_s - (time.perf_counter() - t0), 0.0), lo, hi, model_args)  # fmt: skip
         left = max(time_limit_s - (time.perf_counter() - t0), 1.0)
         cuts = contiguous_cuts(
             self.cost, self.values, lo, hi, start=start,
@@ -468,6 +475,40 @@ class TerritoryModel:
         objective = self.objective_of(assign)
         prices = None if base is None else base.prices
         return Solution(assign, objective, min(bound, objective), used, prices)
+
+    def _redraw_all(self, start: np.ndarray, bound: float, seconds: float, lo, hi,
+                    model_args: dict) -> np.ndarray:  # fmt: skip
+        """A plan far above the bound, stuck for the neighbourhoods: the ordered model re-draws
+        every territory at once (:func:`.contiguity.ordered_plan`, from ``start``), then the
+        neighbourhoods go on from its plan; rounds repeat while they improve, within
+        ``seconds``. Returns the best plan (``start`` when nothing improves)."""
+        from .contiguity import improve_by_neighbourhoods, ordered_plan
+
+        end = time.perf_counter() + seconds
+        first, rounds = self.objective_of(start), 0
+        while self.objective_of(start) > ORDERED_FROM_GAP * bound:
+            left = end - time.perf_counter()
+            if left < 2.0:
+                break
+            before = self.objective_of(start)
+            other = ordered_plan(self.cost, self.values, lo, hi, start=start,
+                                 time_limit_s=ORDERED_MILP_SHARE * left, **model_args)  # fmt: skip
+            if other is None:
+                break
+            try:
+                self.verify(other)
+            except SolverError:  # within HiGHS's tolerances, not ours
+                break
+            other = improve_by_neighbourhoods(self.cost, self.values, lo, hi, start=other,
+                                              deadline=end, **model_args)  # fmt: skip
+            if self.objective_of(other) >= before - 1e-9 * max(abs(before), 1.0):
+                break
+            start, rounds = other, rounds + 1
+        logger.info("CONTIGUOUS: %.1f %% above the bound without contiguity: every territory "
+                    "re-drawn at once (ordered model), then the neighbourhoods, %d round(s) that "
+                    "improved: %.3f -> %.3f.", 100 * (first / bound - 1) if bound > 0 else np.inf,
+                    rounds, first, self.objective_of(start))  # fmt: skip
+        return start
 
     def _roots(self, start: np.ndarray | None) -> np.ndarray:
         """A unit per territory for the flow model: its cheapest locked unit, else its cheapest

@@ -247,3 +247,110 @@ def test_relabelling_gives_each_centre_its_own_piece_unless_a_rule_forbids_it() 
     tight_hi = hi.copy()
     tight_hi[good[0]] = 0.0  # the centre of unit 0's own piece can hold nothing
     assert _relabel(shuffled, cost, values, lo, tight_hi, allowed, None, None) is None
+
+
+# ----------------------------------------------------------------------------- ordered model
+
+
+def _ordered_brute_force(cost, values, lo, hi, adj) -> float:
+    """Every assignment of a tiny grid in the ordered form (each territory non-empty; each of
+    its units but its cheapest has a neighbour in it that is cheaper for it), within the bands:
+    the cheapest. Written from the definition, apart from the model."""
+    n, k = cost.shape
+    rank = np.argsort(np.argsort(cost + 1e-12 * np.arange(n)[:, None], axis=0, kind="stable"),
+                      axis=0, kind="stable")  # fmt: skip
+    nbrs = [set(np.flatnonzero(np.asarray(adj.todense())[i])) for i in range(n)]
+    best = np.inf
+    for combo in itertools.product(range(k), repeat=n):
+        a = np.array(combo)
+        tot = np.array([values[a == t].sum(0) for t in range(k)]).reshape(lo.shape)
+        if (tot < lo - 1e-9).any() or (tot > hi + 1e-9).any():
+            continue
+        ok = True
+        for t in range(k):
+            members = np.flatnonzero(a == t)
+            if not len(members):
+                ok = False
+                break
+            root = members[np.argmin(rank[members, t])]
+            if any(i != root and not any(a[j] == t and rank[j, t] < rank[i, t] for j in nbrs[i])
+                   for i in members):  # fmt: skip
+                ok = False
+                break
+        if ok:
+            best = min(best, float(cost[np.arange(n), a].sum()))
+    return best
+
+
+@pytest.mark.parametrize(("rows", "cols", "k", "tol", "seed"),
+                         [(3, 3, 3, 30, 0), (3, 3, 2, 15, 4), (2, 4, 3, 25, 2), (3, 3, 3, 40, 3)])  # fmt: skip
+def test_ordered_model_matches_its_brute_force_and_is_in_one_piece(rows, cols, k, tol, seed):
+    """The ordered restriction's optimum (from the definition, by brute force) is what the MILP
+    returns; it is never below the problem's own optimum; every territory is one piece."""
+    from territory_planner_plugin.contiguity import ordered_plan
+
+    _, adj, cost, values, lo, hi, _ = problem(rows, cols, k, tol, seed)
+    n = rows * cols
+    ref = _ordered_brute_force(cost, values, lo, hi, adj)
+    out = ordered_plan(cost, values, lo, hi, adjacency=adj, locks=np.full(n, -1),
+                       allowed=np.ones((n, k), bool), time_limit_s=10)  # fmt: skip
+    if not np.isfinite(ref):
+        assert out is None
+        return
+    assert out is not None
+    assert float(cost[np.arange(n), out].sum()) == pytest.approx(ref, rel=1e-9)
+    assert ref >= brute_force(cost, values, lo, hi, adj) - 1e-9
+    assert (count_pieces(out, adj, k) == 1).all()
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), budget=st.integers(0, 8), n_locks=st.integers(0, 3))
+def test_ordered_model_keeps_every_hard_rule_and_its_start(seed: int, budget: int,
+                                                           n_locks: int) -> None:  # fmt: skip
+    """On a 5 x 5 grid with locks, a current plan and a moves budget, the ordered model's plan
+    keeps every rule; started from a plan of the ordered form it is no worse than that plan."""
+    from territory_planner_plugin.contiguity import _ordered_start, ordered_plan
+
+    _, adj, cost, values, _, _, _ = problem(5, 5, 4, 25, seed % 7)
+    n, k = cost.shape
+    rng = np.random.default_rng(seed)
+    current = rng.integers(0, k, n)
+    locks = np.full(n, -1)
+    pick = rng.choice(n, n_locks, replace=False)
+    locks[pick] = current[pick]
+    model = TerritoryModel.from_cost_matrix(cost, values=values, capacity=np.ones(k),
+                                            tolerance_pct=25, adjacency=adj, locks=locks,
+                                            current=current, budget=budget + 10)  # fmt: skip
+    _, lo, hi = model.bounds()
+    args = {"adjacency": adj, "locks": locks, "allowed": np.ones((n, k), bool),
+            "current": current, "budget": budget + 10}  # fmt: skip
+    out = ordered_plan(cost, values, lo, hi, time_limit_s=10, **args)
+    if out is None:
+        return  # no plan of the ordered form within the rules
+    model.verify(out)
+    again = ordered_plan(cost, values, lo, hi, start=out, time_limit_s=0.2, **args)
+    assert again is not None
+    model.verify(again)
+    assert model.objective_of(again) <= model.objective_of(out) + 1e-9
+    pid = np.arange(n * k).reshape(n, k)
+    rank = np.argsort(np.argsort(cost, axis=0, kind="stable"), axis=0, kind="stable")
+    assert _ordered_start(out, rank, pid, adj.tocsr(), k) is not None
+
+
+def test_a_plan_far_from_the_bound_is_redrawn_all_at_once(monkeypatch, caplog) -> None:
+    """When the plan after the neighbourhoods is far above the bound, the ordered model re-draws
+    every territory and the neighbourhoods go on from it: the plan keeps every rule and is no
+    worse (the step is logged)."""
+    from territory_planner_plugin import model as model_module
+
+    _, adj, cost, values, _, _, _ = problem(6, 6, 4, 15, 5, measures=2)
+    k = cost.shape[1]
+    model = TerritoryModel.from_cost_matrix(cost, values=values, capacity=np.ones(k),
+                                            tolerance_pct=15, adjacency=adj)  # fmt: skip
+    plain = model.solve("HiGHS", time_limit_s=10)
+    monkeypatch.setattr(model_module, "ORDERED_FROM_GAP", 0.0)  # every plan counts as far
+    with caplog.at_level(logging.INFO):
+        sol = model.solve("HiGHS", time_limit_s=10)
+    assert "re-drawn at once (ordered model)" in caplog.text
+    model.verify(sol.assign)
+    assert sol.objective <= plain.objective + 1e-9
