@@ -66,6 +66,8 @@ _BOUND_NETWORK_SITES = 400  # with a network: candidate centres up to which the 
 EMPTY_UNIT_WEIGHT = 1e-3  # units without accounts: this x their own distance (nearest centre)
 BOUND_PROBLEM = "problem"  # LOWER_BOUND holds for the problem as posed (reps given)
 BOUND_THESE_CENTRES = "these centres"  # ... only for the centres the algorithm chose
+_MIN_CANDIDATE_S = 5.0  # a centre candidate is not started with less left than this
+#                         (or than the quickest candidate so far took)
 
 
 @dataclass
@@ -598,9 +600,11 @@ def _choose_centres(rows: PlanRows, build, start_xy: np.ndarray, *, tol: np.ndar
         candidates.append(tighter)
     best, failed = None, None
     each_s = max(time_limit_s / len(candidates), min(time_limit_s, 5.0))
+    took = np.inf  # the shortest full solve so far (s)
     for cand in candidates:  # full solves (sharing TIME_LIMIT): the best plan wins
-        if best is not None and time.perf_counter() >= deadline:
-            break
+        if best is not None and deadline - time.perf_counter() < min(took, _MIN_CANDIDATE_S):
+            break  # too little left: a solve has floors of its own and would overrun TIME_LIMIT
+        began_cand = time.perf_counter()
         model, costs = build(cand, tol)
         explains = not model._probe
         model._probe = True  # a candidate that fails needs no explanation unless all of them do
@@ -613,6 +617,7 @@ def _choose_centres(rows: PlanRows, build, start_xy: np.ndarray, *, tol: np.ndar
             continue
         finally:
             model._probe = not explains
+        took = min(took, time.perf_counter() - began_cand)
         if best is None or sol.objective < best[3].objective - 1e-9 * max(abs(sol.objective), 1):
             best = (cand, model, costs, sol)
     if best is None:  # every candidate failed: the first one's full explanation (or its plan)
