@@ -190,6 +190,22 @@ def test_a_neighbourhood_of_every_territory_is_the_whole_problem(rows, cols, k, 
     assert (count_pieces(out, adj, k) == 1).all()
 
 
+def _ruled_grid(seed: int, budget: int, n_locks: int) -> tuple:
+    """A 5 x 5 grid into 4 territories within 25 % with a scattered current plan (many moves
+    needed), ``n_locks`` locks on it and a budget of ``budget + 10`` moves, and its model."""
+    _, adj, cost, values, _, _, _ = problem(5, 5, 4, 25, seed % 7)
+    n, k = cost.shape
+    rng = np.random.default_rng(seed)
+    current = rng.integers(0, k, n)
+    locks = np.full(n, -1)
+    pick = rng.choice(n, n_locks, replace=False)
+    locks[pick] = current[pick]
+    model = TerritoryModel.from_cost_matrix(cost, values=values, capacity=np.ones(k),
+                                            tolerance_pct=25, adjacency=adj, locks=locks,
+                                            current=current, budget=budget + 10)  # fmt: skip
+    return adj, cost, values, current, locks, model
+
+
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(seed=st.integers(0, 10_000), budget=st.integers(0, 8), n_locks=st.integers(0, 3))
 def test_neighbourhoods_keep_every_hard_rule(seed: int, budget: int, n_locks: int) -> None:
@@ -198,16 +214,8 @@ def test_neighbourhoods_keep_every_hard_rule(seed: int, budget: int, n_locks: in
     the whole plan, moves outside the neighbourhood included) and never gets worse."""
     from territory_planner_plugin.contiguity import improve_by_neighbourhoods
 
-    _, adj, cost, values, _, _, _ = problem(5, 5, 4, 25, seed % 7)
+    adj, cost, values, current, locks, model = _ruled_grid(seed, budget, n_locks)
     n, k = cost.shape
-    rng = np.random.default_rng(seed)
-    current = rng.integers(0, k, n)  # a scattered current plan: many moves needed
-    locks = np.full(n, -1)
-    pick = rng.choice(n, n_locks, replace=False)
-    locks[pick] = current[pick]
-    model = TerritoryModel.from_cost_matrix(cost, values=values, capacity=np.ones(k),
-                                            tolerance_pct=25, adjacency=adj, locks=locks,
-                                            current=current, budget=budget + 10)  # fmt: skip
     _, lo, hi = model.bounds()
     try:
         start = _start_plan(cost, values, lo, hi, adj, locks=locks, current=current,
@@ -311,16 +319,8 @@ def test_ordered_model_keeps_every_hard_rule_and_its_start(seed: int, budget: in
     keeps every rule; started from a plan of the ordered form it is no worse than that plan."""
     from territory_planner_plugin.contiguity import _ordered_start, ordered_plan
 
-    _, adj, cost, values, _, _, _ = problem(5, 5, 4, 25, seed % 7)
+    adj, cost, values, current, locks, model = _ruled_grid(seed, budget, n_locks)
     n, k = cost.shape
-    rng = np.random.default_rng(seed)
-    current = rng.integers(0, k, n)
-    locks = np.full(n, -1)
-    pick = rng.choice(n, n_locks, replace=False)
-    locks[pick] = current[pick]
-    model = TerritoryModel.from_cost_matrix(cost, values=values, capacity=np.ones(k),
-                                            tolerance_pct=25, adjacency=adj, locks=locks,
-                                            current=current, budget=budget + 10)  # fmt: skip
     _, lo, hi = model.bounds()
     args = {"adjacency": adj, "locks": locks, "allowed": np.ones((n, k), bool),
             "current": current, "budget": budget + 10}  # fmt: skip
