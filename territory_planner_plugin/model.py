@@ -485,12 +485,12 @@ class TerritoryModel:
         from .contiguity import improve_by_neighbourhoods, ordered_plan
 
         end = time.perf_counter() + seconds
-        first, rounds = self.objective_of(start), 0
+        first, rounds, tried = self.objective_of(start), 0, False
         while self.objective_of(start) > ORDERED_FROM_GAP * bound:
             left = end - time.perf_counter()
             if left < 2.0:
                 break
-            before = self.objective_of(start)
+            before, tried = self.objective_of(start), True
             other = ordered_plan(self.cost, self.values, lo, hi, start=start,
                                  time_limit_s=ORDERED_MILP_SHARE * left, **model_args)  # fmt: skip
             if other is None:
@@ -504,6 +504,8 @@ class TerritoryModel:
             if self.objective_of(other) >= before - 1e-9 * max(abs(before), 1.0):
                 break
             start, rounds = other, rounds + 1
+        if not tried:
+            return start
         logger.info("CONTIGUOUS: %.1f %% above the bound without contiguity: every territory "
                     "re-drawn at once (ordered model), then the neighbourhoods, %d round(s) that "
                     "improved: %.3f -> %.3f.", 100 * (first / bound - 1) if bound > 0 else np.inf,
