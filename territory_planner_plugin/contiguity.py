@@ -1698,6 +1698,41 @@ def _model_arrays(cost, values, lo, hi, locks, allowed) -> tuple:
             np.asarray(hi, float).reshape(k, -1), locks, allowed)  # fmt: skip
 
 
+def _pairs(allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The exact models' columns: the allowed (unit, territory) pairs as rows and territories,
+    and each pair's column (-1 where not allowed)."""
+    pr, pc = np.nonzero(allowed)
+    pid = np.full(allowed.shape, -1)
+    pid[pr, pc] = np.arange(len(pr))
+    return pr, pc, pid
+
+
+def _assignment_rows(vals: np.ndarray, lo: np.ndarray, hi: np.ndarray, pr: np.ndarray,
+                     pc: np.ndarray, nv: int) -> tuple[list, list, list]:  # fmt: skip
+    """The rows every exact model has over its pair columns (the first ``len(pr)`` of ``nv``):
+    each unit in one territory, each territory within its bands. (blocks, lower, upper)."""
+    n, (k, m), p = vals.shape[0], lo.shape, len(pr)
+    rows_b = (pc[:, None] * m + np.arange(m)[None, :]).ravel()
+    blocks = [sp.csr_matrix((np.ones(p), (pr, np.arange(p))), shape=(n, nv)),
+              sp.csr_matrix((vals[pr].ravel(), (rows_b, np.repeat(np.arange(p), m))),
+                            shape=(k * m, nv))]  # fmt: skip
+    return blocks, [np.ones(n), lo.ravel()], [np.ones(n), hi.ravel()]
+
+
+def _add_budget_row(blocks: list, lower: list, upper: list, pr: np.ndarray, pc: np.ndarray,
+                    nv: int, current, budget) -> None:  # fmt: skip
+    """The moves budget over the pair columns, added to the model's rows (units staying where
+    they are now: at least all but ``budget`` of those with a territory now); none without."""
+    if budget is None or current is None:
+        return
+    cur = np.asarray(current, int)
+    stay = np.flatnonzero((cur[pr] >= 0) & (pc == cur[pr]))
+    blocks.append(sp.csr_matrix((np.ones(len(stay)), (np.zeros(len(stay), int), stay)),
+                                shape=(1, nv)))  # fmt: skip
+    lower.append(np.array([float((cur >= 0).sum() - budget)]))
+    upper.append(np.array([np.inf]))
+
+
 def contiguous_exact(
     cost: np.ndarray,
     values: np.ndarray,
@@ -1739,16 +1774,13 @@ def contiguous_exact(
 
     cost, vals, lo, hi, locks, allowed = _model_arrays(cost, values, lo, hi, locks, allowed)
     n, k = cost.shape
-    m = vals.shape[1]
     roots = np.asarray(roots, int)
     if not allowed[roots, np.arange(k)].all() or len(set(roots.tolist())) < k:
         return None
     if not allowed.any(1).all():
         return None
-    pr, pc = np.nonzero(allowed)
+    pr, pc, pid = _pairs(allowed)
     p = len(pr)
-    pid = np.full((n, k), -1)
-    pid[pr, pc] = np.arange(p)
     # arcs (u -> w) inside territory j: both pairs allowed, never into j's root
     mat = _matrix(adjacency).tocoo()
     off = mat.row != mat.col
@@ -1760,17 +1792,7 @@ def contiguous_exact(
     nv = p + a
     big = float(n - k + 1)
     fidx = p + np.arange(a)
-    blocks, lbs, ubs = [], [], []
-    # each unit in one territory
-    blocks.append(sp.csr_matrix((np.ones(p), (pr, np.arange(p))), shape=(n, nv)))
-    lbs.append(np.ones(n))
-    ubs.append(np.ones(n))
-    # balance bands
-    rows_b = (pc[:, None] * m + np.arange(m)[None, :]).ravel()
-    blocks.append(sp.csr_matrix((vals[pr].ravel(), (rows_b, np.repeat(np.arange(p), m))),
-                                shape=(k * m, nv)))  # fmt: skip
-    lbs.append(lo.ravel())
-    ubs.append(hi.ravel())
+    blocks, lbs, ubs = _assignment_rows(vals, lo, hi, pr, pc, nv)
     # flow only into units of the territory: f - big * x_w <= 0
     r = np.arange(a)
     blocks.append(sp.csr_matrix(
@@ -1791,14 +1813,7 @@ def contiguous_exact(
     blocks.append(sp.csr_matrix((vi, (ri, ci)), shape=(q, nv)))
     lbs.append(np.zeros(q))
     ubs.append(np.zeros(q))
-    if budget is not None and current is not None:
-        cur = np.asarray(current, int)
-        stay = (cur[pr] >= 0) & (pc == cur[pr])
-        idx = np.flatnonzero(stay)
-        blocks.append(sp.csr_matrix((np.ones(len(idx)), (np.zeros(len(idx), int), idx)),
-                                    shape=(1, nv)))  # fmt: skip
-        lbs.append(np.array([float((cur >= 0).sum() - budget)]))
-        ubs.append(np.array([np.inf]))
+    _add_budget_row(blocks, lbs, ubs, pr, pc, nv, current, budget)
     lb = np.zeros(nv)
     ub = np.concatenate([np.ones(p), np.full(a, big)])
     lb[pid[roots, np.arange(k)]] = 1.0
@@ -1946,33 +1961,26 @@ def ordered_plan(
     """
     cost, vals, lo, hi, locks, allowed = _model_arrays(cost, values, lo, hi, locks, allowed)
     n, k = cost.shape
-    m = vals.shape[1]
     if not allowed.any(1).all() or not allowed.any(0).all():
         return None
     mat = _binary(_matrix(adjacency))
-    pr, pc = np.nonzero(allowed)
+    pr, pc, pid = _pairs(allowed)
     p = len(pr)
-    pid = np.full((n, k), -1)
-    pid[pr, pc] = np.arange(p)
     rank = np.empty((n, k), int)  # a unit's place in its territory's order (cost, then index)
     for t in range(k):
         rank[np.lexsort((np.arange(n), cost[:, t])), t] = np.arange(n)
-    rows, cols, data, rlo, rhi = [], [], [], [], []
+    blocks, lbs, ubs = _assignment_rows(vals, lo, hi, pr, pc, 2 * p)
+    x_, r_ = np.arange(p), p + np.arange(p)
 
-    def block(r, c, d, low, high) -> None:
-        rows.append(np.asarray(r) + sum(len(x) for x in rlo))
-        cols.append(np.asarray(c))
-        data.append(np.asarray(d, float))
-        rlo.append(np.asarray(low, float))
-        rhi.append(np.asarray(high, float))
+    def rows_of(r, c, d, low, high) -> None:
+        blocks.append(sp.csr_matrix((np.asarray(d, float), (r, c)), shape=(len(low), 2 * p)))
+        lbs.append(np.asarray(low, float))
+        ubs.append(np.asarray(high, float))
 
-    x_, r_, none = np.arange(p), p + np.arange(p), np.full(p, -np.inf)
-    block(pr, x_, np.ones(p), np.ones(n), np.ones(n))  # each unit in one territory
-    block((pc[:, None] * m + np.arange(m)).ravel(), np.repeat(x_, m), vals[pr].ravel(),
-          lo.ravel(), hi.ravel())  # the bands  # fmt: skip
-    block(pc, r_, np.ones(p), np.ones(k), np.ones(k))  # one root per territory
-    block(np.r_[x_, x_], np.r_[r_, x_], np.r_[np.ones(p), -np.ones(p)], none,
-          np.zeros(p))  # a root is in its territory  # fmt: skip
+    at_most_0 = (np.full(p, -np.inf), np.zeros(p))
+    rows_of(pc, r_, np.ones(p), np.ones(k), np.ones(k))  # one root per territory
+    rows_of(np.r_[x_, x_], np.r_[r_, x_], np.r_[np.ones(p), -np.ones(p)],
+            *at_most_0)  # a root is in its territory  # fmt: skip
     coo = mat.tocoo()
     er, ec, ed = [x_, x_], [x_, r_], [np.ones(p), -np.ones(p)]  # a cheaper neighbour, or root
     for t in range(k):
@@ -1981,7 +1989,7 @@ def ordered_plan(
         er.append(pid[a[keep], t])
         ec.append(pid[b[keep], t])
         ed.append(-np.ones(int(keep.sum())))
-    block(np.concatenate(er), np.concatenate(ec), np.concatenate(ed), none, np.zeros(p))
+    rows_of(np.concatenate(er), np.concatenate(ec), np.concatenate(ed), *at_most_0)
     er, ec, ed = [], [], []  # the root is the territory's cheapest unit: x_it <= roots to i
     for t in range(k):
         units = np.flatnonzero(allowed[:, t])
@@ -1990,17 +1998,12 @@ def ordered_plan(
         er += [pid[units, t], pid[units[below], t]]
         ec += [pid[units, t], p + pid[units[upto], t]]
         ed += [np.ones(len(units)), -np.ones(len(below))]
-    block(np.concatenate(er), np.concatenate(ec), np.concatenate(ed), none, np.zeros(p))
-    if budget is not None and current is not None:
-        cur = np.asarray(current, int)
-        stay = np.flatnonzero((cur[pr] >= 0) & (pc == cur[pr]))
-        block(np.zeros(len(stay), int), stay, np.ones(len(stay)),
-              [float((cur >= 0).sum() - budget)], [np.inf])  # fmt: skip
-    a_mat = sp.csr_matrix((np.concatenate(data), (np.concatenate(rows), np.concatenate(cols))),
-                          shape=(sum(len(x) for x in rlo), 2 * p))  # fmt: skip
+    rows_of(np.concatenate(er), np.concatenate(ec), np.concatenate(ed), *at_most_0)
+    _add_budget_row(blocks, lbs, ubs, pr, pc, 2 * p, current, budget)
+    a_mat = sp.vstack(blocks).tocsr()
     x0 = None if start is None else _ordered_start(np.asarray(start, int), rank, pid, mat, k)
     out = _highs(np.r_[cost[pr, pc], np.zeros(p)], np.ones(2 * p), np.zeros(2 * p),
-                 np.ones(2 * p), a_mat, np.concatenate(rlo), np.concatenate(rhi), x0,
+                 np.ones(2 * p), a_mat, np.concatenate(lbs), np.concatenate(ubs), x0,
                  time_limit_s)  # fmt: skip
     if out is None or out[0] is None:
         return None
@@ -2086,13 +2089,10 @@ def contiguous_cuts(
     t0 = time.perf_counter()
     cost, vals, lo, hi, locks, allowed = _model_arrays(cost, values, lo, hi, locks, allowed)
     n, k = cost.shape
-    m = vals.shape[1]
     if not allowed.any(1).all():
         return CutPlan(np.inf, None, np.inf, False, 0, 0)
-    pr, pc = np.nonzero(allowed)
+    pr, pc, pid = _pairs(allowed)
     p = len(pr)
-    pid = np.full((n, k), -1)
-    pid[pr, pc] = np.arange(p)
     mat = _binary(_matrix(adjacency))
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
@@ -2101,20 +2101,8 @@ def contiguous_cuts(
     idx = np.arange(p, dtype=np.int32)
     h.changeColsCost(p, idx, cost[pr, pc])
     h.changeColsIntegrality(p, idx, np.full(p, int(highspy.HighsVarType.kInteger), np.uint8))
-    blocks = [sp.csr_matrix((np.ones(p), (pr, np.arange(p))), shape=(n, p))]
-    rlo, rhi = [np.ones(n)], [np.ones(n)]
-    rows_b = (pc[:, None] * m + np.arange(m)[None, :]).ravel()
-    blocks.append(sp.csr_matrix((vals[pr].ravel(), (rows_b, np.repeat(np.arange(p), m))),
-                                shape=(k * m, p)))  # fmt: skip
-    rlo.append(lo.ravel())
-    rhi.append(hi.ravel())
-    if budget is not None and current is not None:
-        cur = np.asarray(current, int)
-        stay = np.flatnonzero((cur[pr] >= 0) & (pc == cur[pr]))
-        blocks.append(sp.csr_matrix((np.ones(len(stay)), (np.zeros(len(stay), int), stay)),
-                                    shape=(1, p)))  # fmt: skip
-        rlo.append(np.array([float((cur >= 0).sum() - budget)]))
-        rhi.append(np.array([np.inf]))
+    blocks, rlo, rhi = _assignment_rows(vals, lo, hi, pr, pc, p)
+    _add_budget_row(blocks, rlo, rhi, pr, pc, p, current, budget)
     a_mat = sp.vstack(blocks).tocsr()
     h.addRows(a_mat.shape[0], np.concatenate(rlo), np.concatenate(rhi), a_mat.nnz,
               a_mat.indptr.astype(np.int32), a_mat.indices.astype(np.int32), a_mat.data)  # fmt: skip
