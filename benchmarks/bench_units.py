@@ -360,9 +360,33 @@ def real_counties() -> dict:
     return out
 
 
+def real_counties_k() -> dict:
+    """The issue's whole range on real counties: each state into 6, 8 and 10 territories within
+    10 % on population, rep homes at k-means centres, TIME_LIMIT 60."""
+    try:
+        import libpysal  # noqa: F401
+    except ImportError as err:
+        return {"skipped": f"libpysal not importable ({err})"}
+    from territory_planner_plugin.territories import design_territories
+
+    out = {}
+    for name in REAL_COUNTIES:
+        units, _, field = real_county_layer(name)
+        xy = shapely.get_coordinates(shapely.point_on_surface(units.geometry.values))
+        for k in (6, 8, 10):
+            reps = gpd.GeoDataFrame({"rep": [f"R{j}" for j in range(k)]},
+                                    geometry=shapely.points(centres(xy, k, 8)), crs=units.crs)  # fmt: skip
+            t = time.perf_counter()
+            p = design_territories(units=units, unit_id_field="uid", reps=reps,
+                                   rep_id_field="rep", balance_fields=[field], tolerance_pct=10.0,
+                                   time_limit_s=60)  # fmt: skip
+            out[f"{name}_{len(units)}x{k}_reps_60s"] = _design_figures(p, time.perf_counter() - t)
+    return out
+
+
 CASES = {"postal_units": postal_units, "point_accounts": point_accounts, "counties": counties,
          "counties_design": counties_design, "counties_spopt": counties_spopt,
-         "real_counties": real_counties}  # fmt: skip
+         "real_counties": real_counties, "real_counties_k": real_counties_k}  # fmt: skip
 
 
 def main() -> None:

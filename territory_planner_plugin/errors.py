@@ -35,5 +35,9 @@ class SolverError(TerritoryPlannerError, RuntimeError):
     """The optimisation solver failed or returned an unusable status."""
 
 
+class TimeLimitError(SolverError):
+    """TIME_LIMIT was reached before any plan keeping every hard constraint was found."""
+
+
 class Cancelled(TerritoryPlannerError):  # noqa: N818  (a state, not an error, for the user)
     """The caller asked to stop; raised at the next cancel check."""

@@ -14,6 +14,7 @@ costs); they are public so that neither algorithm reaches into the other.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
@@ -31,7 +32,13 @@ import shapely
 from ._validate import balance_values, check_points  # noqa: F401 (balance_values: API)
 from .assignment import NoPlanFoundError, solve_balanced, solve_in_groups, totals, travel_penalty
 from .constraints import PairConstraints, pair_constraints
-from .errors import ContiguityError, InfeasibleError, InvalidInputError, SolverError
+from .errors import (
+    ContiguityError,
+    InfeasibleError,
+    InvalidInputError,
+    SolverError,
+    TimeLimitError,
+)
 from .progress import CancelCheck
 
 logger = logging.getLogger(__name__)
@@ -323,7 +330,7 @@ class TerritoryModel:
                     )  # fmt: skip
                 except NoPlanFoundError as err:
                     if err.timed_out:
-                        raise SolverError(self._timed_out_message()) from None
+                        raise TimeLimitError(self.timed_out_message(time_limit_s + grace_s)) from None
                     self.explain_infeasible("infeasible" if err.proven else "no plan found",
                                             solver, end - time.perf_counter())  # fmt: skip
                 sol = Solution(res.assign, res.objective, res.lower_bound, "HiGHS (SciPy)",
@@ -359,7 +366,7 @@ class TerritoryModel:
                                         allowed=self.allowed, time_limit_s=time_limit_s,
                                         is_cancelled=is_cancelled)  # fmt: skip
         except NoPlanFoundError:  # (in groups no plan is no proof: ask for the time)
-            raise SolverError(self._timed_out_message()) from None
+            raise TimeLimitError(self.timed_out_message(time_limit_s)) from None
         logger.warning(
             "TIME_LIMIT is short for %s %s x %d territories: a first plan was made with the %s "
             "in groups of about %d that weigh the same choice (balance exact; gap to the bound "
@@ -561,14 +568,84 @@ class TerritoryModel:
         bound = getattr(res, "mip_dual_bound", None)
         return (float(bound) if bound is not None and np.isfinite(bound) else -np.inf), plan
 
-    def _timed_out_message(self) -> str:
+    def solve_on_pairs(self, pairs: np.ndarray, *, time_limit_s: float) -> np.ndarray | None:
+        """A plan of the whole model that uses only ``pairs`` ((n, k) mask, within
+        :meth:`pairs`), or None when none was found in ``time_limit_s``: the priced LP path on
+        the pairs (quick), then the MILP of the pairs started from its plan (HiGHS; rows left
+        one pair are fixed and folded into the bands) in the time left. The restriction's bound
+        is not the model's, so none is returned."""
+        from .contiguity import _highs
+
+        end = time.perf_counter() + time_limit_s
+        mask = np.asarray(pairs, bool) & self.pairs()
+        count = mask.sum(1)
+        if (count == 0).any():
+            return None
+        one = count == 1
+        fixed_col = mask.argmax(1)
+        _, lo, hi = self.bounds()
+        start = None
+        with contextlib.suppress(NoPlanFoundError):  # then the MILP alone
+            start = solve_balanced(self.cost, self.values, lo, hi,
+                                   locks=np.where(one, fixed_col, self.locks),
+                                   current=self.current, budget=self.budget, allowed=mask,
+                                   time_limit_s=time_limit_s / 2, rooms=(0.1, 0.03, 0.25, 0.0),
+                                   keep=2, quiet=True, tiers=((10**9, 0),)).assign  # fmt: skip
+        free = np.flatnonzero(~one)
+        if len(free) == 0:  # the pairs leave one plan
+            return fixed_col if self._fits(fixed_col) else None
+        if time.perf_counter() >= end:
+            return start if start is not None and self._fits(start) else None
+        rows, cols = np.nonzero(mask[free])
+        cur = self.current[free] if self.budget is not None else None
+        pc = pair_constraints(self.values[free], rows, cols, n_rows=len(free), k=self.k,
+                              current=cur)  # fmt: skip
+        fixed = totals(self.values[one], fixed_col[one], self.k)
+        mats, lbs, ubs = ([pc.assign, pc.balance], [np.ones(len(free)), (lo - fixed).ravel()],
+                          [np.ones(len(free)), (hi - fixed).ravel()])  # fmt: skip
+        if pc.stay is not None:  # moves of the fixed rows count against the budget too
+            one_moves = int(((self.current >= 0) & one & (fixed_col != self.current)).sum())
+            mats.append(sp.csr_matrix(pc.stay[None, :]))
+            lbs.append(np.array([float((cur >= 0).sum() + one_moves - self.budget)]))
+            ubs.append(np.array([np.inf]))
+        x0 = None if start is None else (start[free[rows]] == cols).astype(float)
+        out = _highs(self.cost[free[rows], cols], np.ones(pc.n_pairs), np.zeros(pc.n_pairs),
+                     np.ones(pc.n_pairs), sp.vstack(mats).tocsr(), np.concatenate(lbs),
+                     np.concatenate(ubs), x0, end - time.perf_counter())  # fmt: skip
+        best = start
+        logger.debug("MILP on %d pairs: %s, dual bound %s, optimal %s", pc.n_pairs,
+                     None if out is None or out[0] is None else float(self.cost[free[rows], cols] @ out[0]),
+                     None if out is None else out[1], None if out is None else out[2])  # fmt: skip
+        if out is not None and out[0] is not None:
+            plan = np.where(one, fixed_col, -1)
+            pick = out[0] > 0.5
+            plan[free[rows[pick]]] = cols[pick]
+            if (plan >= 0).all() and self._fits(plan) and (
+                    best is None or self.objective_of(plan) < self.objective_of(best)):
+                best = plan  # fmt: skip
+        return best if best is not None and self._fits(best) else None
+
+    def _fits(self, plan: np.ndarray) -> bool:
+        """Whether a plan keeps every hard constraint (:meth:`verify` without raising)."""
+        try:
+            self.verify(plan)
+        except SolverError:
+            return False
+        return True
+
+    def timed_out_message(self, seconds: float) -> str:
+        """What to do when ``seconds`` of search found no plan: the TIME_LIMIT likely enough for
+        this size when it is longer, otherwise a several-fold one (this model is harder than
+        its size)."""
         need = likely_time_limit_s(self.n, self.k)
-        return (
-            f"TIME_LIMIT was reached before any plan keeping every hard constraint was found "
-            f"({self.n:,} {self.noun} x {self.k} territories). Raise TIME_LIMIT (plans of "
-            "hundreds of thousands of accounts can need several minutes; for this size about "
-            f"{need:,} s is likely enough) and run again."
-        )
+        head = ("TIME_LIMIT was reached before any plan keeping every hard constraint was found "
+                f"({self.n:,} {self.noun} x {self.k} territories).")  # fmt: skip
+        if need > 1.2 * seconds:
+            return (f"{head} Raise TIME_LIMIT (plans of hundreds of thousands of accounts can "
+                    f"need several minutes; for this size about {need:,} s is likely enough) and "
+                    "run again.")  # fmt: skip
+        return (f"{head} Plans of this size are usually found in about {need:,} s: the hard "
+                "constraints leave few plans here. Raise TIME_LIMIT several-fold and run again.")
 
     def _make_contiguous(self, sol: Solution, time_limit_s: float, is_cancelled) -> Solution:
         import time

@@ -12,16 +12,17 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from .assignment import totals
-from .errors import InvalidInputError
+from .assignment import NoPlanFoundError, price_scale, solve_balanced, totals
+from .errors import InvalidInputError, TimeLimitError
 from .model import (
+    Solution,
     TerritoryModel,
     balance_values,
     move_costs,
@@ -39,6 +40,7 @@ from .territories import (
     row_codes,
     row_costs,
     row_reach,
+    search_deadline,
     time_left,
     warn_far_from_roads,
 )
@@ -105,11 +107,12 @@ def rebalance_territories(
     params.pop("pair_allowed", None)
     params.pop("pair_cost", None)
     params.pop("other_tier_reps", None)
-    deadline = time.perf_counter() + time_limit_s  # TIME_LIMIT bounds the whole run
+    began = time.perf_counter()  # TIME_LIMIT bounds the whole run, outputs included
     rows = prepare_rows(accounts, id_field=id_field, balance_fields=balance_fields, units=units,
                         unit_id_field=unit_id_field, contiguous=contiguous, adjacency=adjacency,
                         snap_m=snap_m, study_area=study_area,
                         unit_max_distance_m=unit_max_distance_m)  # fmt: skip
+    deadline, search_s, reserve = search_deadline(rows, time_limit_s, began)
     ids, fields, values, noun = rows.ids, rows.names, rows.values, rows.noun
     raw, raw_src = _current_text(rows, current_field)
     tol = tolerances(tolerance_pct, balance_weights, fields)
@@ -170,20 +173,33 @@ def rebalance_territories(
     )  # fmt: skip
     model.precheck()
     report(progress, 0.3, "Assignment")
-    sol = model.solve(
-        solver, time_limit_s=time_left(deadline, time_limit_s), is_cancelled=is_cancelled,
-        rooms=(0.1, 0.03, 0.25, 0.0), keep=2,
-        tiers=((4, 4), (10**9, 0)),  # move costs are flat: the nearest territories matter most
-    )  # fmt: skip
+    _, lo, hi = model.bounds()
+    if not minimise_field:  # the counting bound of the moves (the Lagrangian's is weak here)
+        floor = _cover_bound(values, lo, hi, locks, current, allowed)
+    else:
+        floor = _value_cover_bound(values, weight, lo, hi, locks, current, allowed)
+    sol = near_today(model, deadline=deadline, is_cancelled=is_cancelled,
+                     fewest=lambda plan: move_cost[np.arange(rows.n), plan].sum() <= floor + 1e-9,
+                     )  # fmt: skip
+    if sol is None:
+        try:
+            sol = model.solve(
+                solver, time_limit_s=time_left(deadline, search_s), is_cancelled=is_cancelled,
+                grace_s=reserve, rooms=(0.1, 0.03, 0.25, 0.0), keep=2,
+                tiers=((4, 4), (10**9, 0)),  # flat move costs: the nearest territories matter most
+            )  # fmt: skip
+        except TimeLimitError:
+            msg = model.timed_out_message(time_limit_s)  # the run's TIME_LIMIT, not what was left
+            if not minimise_field and floor >= FAR_FROM_BALANCED * rows.n:
+                msg += (f" Today's plan is far from balanced: at least {int(floor):,} of "
+                        f"{rows.n:,} {noun} must move. designterritories makes a new plan faster "
+                        "(with CURRENT_FIELD it keeps today's colours and counts the moves).")  # fmt: skip
+            raise TimeLimitError(msg) from None
     assign = sol.assign
     model.verify(assign)
     moved_value = float(move_cost[np.arange(rows.n), assign].sum())
     bound = max(0.0, sol.lower_bound - eps * float(np.where(allowed, dist, np.inf).min(1).sum()))
-    _, lo, hi = model.bounds()
-    if not minimise_field:
-        bound = max(bound, _cover_bound(values, lo, hi, locks, current, allowed))
-    else:  # the Lagrangian bound of flat move costs is weak: cover each gap by the least value
-        bound = max(bound, _value_cover_bound(values, weight, lo, hi, locks, current, allowed))
+    bound = max(bound, floor)
     bound = min(math.ceil(bound - 1e-6) if not minimise_field else bound, moved_value)
     report(progress, 0.9, "Outputs")
     sol = replace(sol, objective=moved_value, lower_bound=bound)
@@ -208,6 +224,80 @@ def rebalance_territories(
                 int((has & (assign != current)).sum()), noun, bound,
                 int((is_new | departed).sum()))  # fmt: skip
     return Rebalance(plan=plan, moves=moves, moves_lower_bound=float(bound))
+
+
+FAR_FROM_BALANCED = 0.1  # today's plan needs at least this share of the accounts to move
+NEAR_FROM_PAIRS = 50_000  # from this many pairs the plan is first sought near today's
+NEAR_FIRST_SHARE = 0.05  # of the accounts may move in the first try (at least 20 per territory)
+NEAR_FIRST_PAIRS = 250_000  # ... but at most this many pairs (unless more have no territory)
+NEAR_WIDER = 4  # each further try lets this many times more accounts move
+NEAR_TIME_SHARE = 0.5  # of the time to the deadline for the tries near today's plan
+NEAR_PRICES_SHARE = 0.2  # ... of which the prices that choose who may move get this share
+
+
+def near_today(model: TerritoryModel, *, deadline: float, fewest: Callable[[np.ndarray], bool],
+               is_cancelled: CancelCheck | None = None) -> Solution | None:  # fmt: skip
+    """A plan of few moves for a large model, found near today's plan: the model's prices
+    (Lagrangian, :func:`.assignment.solve_balanced`) say which accounts come closest to moving
+    (those without a territory today first); only they may move, to any territory, and the
+    plan is solved on them (:meth:`TerritoryModel.solve_on_pairs`). Tries let four times more
+    accounts move while they find no plan, and while a wider try stays small and quick, until
+    ``fewest(plan)`` (no fewer moves possible) or the whole model. None (the full model is solved instead) for contiguous or small models and
+    when no try finds a plan in its share of the time. Its bound is left to the caller (the
+    counting bounds of the moves)."""
+    n, k = model.n, model.k
+    if model.contiguous or model.cost.size < NEAR_FROM_PAIRS or k < 2:
+        return None
+    t0 = time.perf_counter()
+    end = t0 + NEAR_TIME_SHARE * max(deadline - t0, 0.0)
+    cur, allowed = model.current, model.pairs()
+    _, lo, hi = model.bounds()
+    try:
+        lam = solve_balanced(model.cost, model.values, lo, hi, locks=model.locks, current=cur,
+                             budget=None, allowed=model.allowed, final=False, iterations=150,
+                             time_limit_s=NEAR_PRICES_SHARE * (end - t0), quiet=True,
+                             is_cancelled=is_cancelled).prices  # fmt: skip
+    except NoPlanFoundError:
+        return None
+    priced = np.where(allowed, model.cost + (model.values / price_scale(hi)) @ lam[:, :-1].T,
+                      np.inf)  # fmt: skip
+    has = cur >= 0
+    rows = np.arange(n)
+    stay_at = priced[rows, np.where(has, cur, 0)]
+    priced[rows[has], cur[has]] = np.inf
+    closest = np.where(has, priced.min(1) - stay_at, -np.inf)  # no territory today: first
+    order = np.argsort(closest, kind="stable")
+    stay = np.zeros((n, k), bool)
+    stay[rows[has], cur[has]] = True
+    size = min(max(int(NEAR_FIRST_SHARE * n), 20 * k), NEAR_FIRST_PAIRS // k)
+    size = min(n, max(size, int((~has).sum())))
+    best, tried = None, size
+    while time.perf_counter() < end:
+        check_cancel(is_cancelled)
+        begin, tried = time.perf_counter(), size
+        free = np.zeros(n, bool)
+        free[order[:size]] = True
+        plan = model.solve_on_pairs(stay | (allowed & free[:, None]),
+                                    time_limit_s=end - time.perf_counter())  # fmt: skip
+        if plan is not None and (best is None or model.objective_of(plan) < model.objective_of(best)):  # fmt: skip
+            best = plan
+        logger.debug("Near today's plan: %d of %d may move: %s (%.1f s).", size, n,
+                     "no plan" if plan is None else f"{model.objective_of(plan):.4f}",
+                     time.perf_counter() - begin)  # fmt: skip
+        if size >= n or (best is not None and fewest(best)):
+            break
+        took = time.perf_counter() - begin
+        slow = size * NEAR_WIDER * k > NEAR_FIRST_PAIRS or end - time.perf_counter() < 8 * took
+        if best is not None and slow:
+            break  # a wider try would be slow: keep this plan
+        size = min(n, size * NEAR_WIDER)
+    if best is None:
+        logger.info("No plan near today's plan in %.1f s: the whole model is solved.",
+                    time.perf_counter() - t0)  # fmt: skip
+        return None
+    logger.info("Plan near today's: the %d of %d %s closest to moving could move (%.1f s).",
+                tried, n, model.noun, time.perf_counter() - t0)  # fmt: skip
+    return Solution(best, model.objective_of(best), -np.inf, "HiGHS (SciPy), near today's plan")
 
 
 def _current_text(rows: PlanRows, current_field: str) -> tuple[np.ndarray, np.ndarray]:

@@ -115,9 +115,11 @@ class PlanRows:
     accounts_original: gpd.GeoDataFrame | None = None
     account_ids: np.ndarray | None = None
     adjacency: object | None = None  # contiguity.Adjacency
-    area: object | None = None  # clip area of account cells
+    area: object | None = None  # clip area of account cells: STUDY_AREA or the tight outline
     contiguous: bool = False
     outside: int = 0
+    cells: dict = field(default_factory=dict)  # the outline's triangulation, for the polygons
+    outline_s: float = 0.0  # seconds the tight outline took (how busy the machine is)
 
     @property
     def n(self) -> int:
@@ -195,9 +197,12 @@ def prepare_rows(
         rows = PlanRows(layer=acc, original=accounts, ids=ids, xy=xy,
                         values=balance_values(acc, ids, fields), names=fields, noun="accounts",
                         src_xy=xy, area=area, contiguous=bool(contiguous))  # fmt: skip
+        if area is None:  # before the search: it depends on the accounts alone, and the
+            # adjacency and the territory polygons share it and its triangulation
+            began = time.perf_counter()
+            area = rows.area = contiguity.tight_outline(xy, rows.cells)
+            rows.outline_s = time.perf_counter() - began
         if rows.contiguous:
-            if area is None:  # one outline for the adjacency and the territory polygons
-                area = rows.area = contiguity.tight_outline(xy)
             rows.adjacency, _ = contiguity.point_adjacency(xy, study_area=area, with_cells=False)
             adj = rows.adjacency
             _log_links(adj, ids, "accounts")
@@ -362,13 +367,7 @@ def design_territories(
                         unit_id_field=unit_id_field, contiguous=contiguous, adjacency=adjacency,
                         snap_m=snap_m, study_area=study_area,
                         unit_max_distance_m=unit_max_distance_m)  # fmt: skip
-    reserve = output_reserve_s(len(rows.src_xy), time_limit_s)
-    search_s = max(time_limit_s - reserve - (time.perf_counter() - began),
-                   min(MIN_SOLVE_S, time_limit_s))  # fmt: skip
-    deadline = time.perf_counter() + search_s
-    if reserve >= 1.0:
-        logger.info("TIME_LIMIT %.0f s: the search stops %.0f s before it, kept for building the "
-                    "outputs (estimated).", time_limit_s, reserve)  # fmt: skip
+    deadline, search_s, reserve = search_deadline(rows, time_limit_s, began)
     fields = rows.names
     tol = tolerances(tolerance_pct, balance_weights, fields)
     mu = travel_mu(travel_weight, balance_weights, fields)
@@ -460,14 +459,36 @@ def design_territories(
     return plan
 
 
-_OUTPUT_S_PER_ROW = 7e-5  # building the outputs, seconds per account (2 shared cores)
+_OUTPUT_S_PER_ROW = 7e-5  # building the outputs, seconds per cost point (2 idle cores)
+_AFTER_OUTLINE_S_PER_ROW = 3e-5  # the same when the accounts' outline was built before the search
+_OUTLINE_S_PER_ROW = 1.4e-5  # the tight outline of the accounts (2 idle cores)
+_SLOWER_AT_MOST = 4.0  # a busy machine's slowdown taken into the reserve at most
 _OUTPUT_MAX_SHARE = 0.3  # of TIME_LIMIT kept for the outputs at most
 
 
-def output_reserve_s(n_rows: int, time_limit_s: float) -> float:
-    """Seconds of TIME_LIMIT kept for building the outputs after the search: an estimate from
-    the number of accounts (benchmarks/README.md), at most a share of TIME_LIMIT."""
-    return float(min(_OUTPUT_S_PER_ROW * n_rows, _OUTPUT_MAX_SHARE * time_limit_s))
+def output_reserve_s(n_rows: int, time_limit_s: float, *, outline_s: float = 0.0) -> float:
+    """Seconds of TIME_LIMIT kept for building the outputs after the search, at most a share of
+    TIME_LIMIT: an estimate from the number of cost points (benchmarks/README.md) and, when the
+    accounts' outline was built before the search (``outline_s`` seconds), scaled by how much
+    slower than an idle machine it was (a busy machine builds the outputs slower too)."""
+    rate, slower = _OUTPUT_S_PER_ROW, 1.0
+    if outline_s > 0:
+        rate = _AFTER_OUTLINE_S_PER_ROW
+        if outline_s >= 0.5:  # long enough to time the machine by
+            slower = min(max(outline_s / (_OUTLINE_S_PER_ROW * n_rows), 1.0), _SLOWER_AT_MOST)
+    return float(min(rate * slower * n_rows, _OUTPUT_MAX_SHARE * time_limit_s))
+
+
+def search_deadline(rows: PlanRows, time_limit_s: float, began: float) -> tuple[float, ...]:
+    """When the search of a run that began at ``began`` must stop so that the outputs are built
+    within TIME_LIMIT: (deadline, seconds of search, seconds kept for the outputs), logged."""
+    reserve = output_reserve_s(len(rows.src_xy), time_limit_s, outline_s=rows.outline_s)
+    search_s = max(time_limit_s - reserve - (time.perf_counter() - began),
+                   min(MIN_SOLVE_S, time_limit_s))  # fmt: skip
+    if reserve >= 1.0:
+        logger.info("TIME_LIMIT %.0f s: the search stops %.0f s before it, kept for building the "
+                    "outputs (estimated).", time_limit_s, reserve)  # fmt: skip
+    return time.perf_counter() + search_s, search_s, reserve
 
 
 def limit_reached(deadline: float) -> bool:
@@ -705,10 +726,10 @@ def build_plan(
         from .units import dissolve_units
 
         polys = dissolve_units(rows.layer.geometry, assign, k)
-    else:
-        cells: dict = {}  # the outline's triangulation serves the polygons too
-        polys = territory_polygons(rows.xy, assign, k, rows.area if rows.area is not None
-                                   else tight_outline(rows.xy, cells), cells=cells)  # fmt: skip
+    else:  # the outline's triangulation (prepare_rows) serves the polygons too
+        cells = rows.cells
+        area = rows.area if rows.area is not None else tight_outline(rows.xy, cells)
+        polys = territory_polygons(rows.xy, assign, k, area, cells=cells)
     if rows.adjacency is not None:
         pieces = count_pieces(assign, rows.adjacency.matrix, k)
     else:  # accounts without contiguity: the parts of each territory's polygon

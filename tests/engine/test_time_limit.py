@@ -8,9 +8,10 @@ import time
 
 import numpy as np
 import pytest
+import shapely
 
 from territory_planner_plugin import assignment, centres, model, territories
-from territory_planner_plugin.errors import SolverError
+from territory_planner_plugin.errors import SolverError, TimeLimitError
 from territory_planner_plugin.territories import design_territories
 from tests.engine.helpers import random_accounts, random_reps
 
@@ -38,7 +39,7 @@ def test_no_plan_by_the_deadline_says_raise_time_limit(monkeypatch) -> None:
         match=r"TIME_LIMIT was reached before any plan .*\(300 "
         r"accounts x 5 territories\)\. Raise TIME_LIMIT",
     ):
-        _design(time_limit_s=60)
+        _design(time_limit_s=10)
 
 
 def test_a_plan_found_is_kept_when_the_deadline_passes() -> None:
@@ -93,9 +94,77 @@ def test_the_output_reserve_grows_with_size_and_stays_a_share_of_time_limit() ->
     assert territories.output_reserve_s(300_000, 60.0) == pytest.approx(0.3 * 60.0)
 
 
+def test_the_output_reserve_follows_how_slow_the_outline_was() -> None:
+    """With the accounts' outline built before the search, the reserve is for what is left, at
+    the machine's pace: an outline twice as slow as an idle machine's doubles it (within limits)."""
+    n, limit = 100_000, 600.0
+    idle = territories._OUTLINE_S_PER_ROW * n
+    before = territories.output_reserve_s(n, limit)
+    at_idle = territories.output_reserve_s(n, limit, outline_s=idle)
+    busy = territories.output_reserve_s(n, limit, outline_s=2 * idle)
+    assert at_idle < before  # the outline is no longer part of what the reserve keeps
+    assert busy == pytest.approx(2 * at_idle)
+    assert territories.output_reserve_s(n, limit, outline_s=0.5 * idle) == pytest.approx(at_idle)
+    worst = territories.output_reserve_s(n, limit, outline_s=100 * idle)
+    assert worst == pytest.approx(territories._SLOWER_AT_MOST * at_idle)
+    assert territories.output_reserve_s(n, 10.0, outline_s=100 * idle) == pytest.approx(3.0)
+
+
+def test_the_accounts_outline_is_built_once_before_the_search(monkeypatch) -> None:
+    """The tight outline depends on the accounts alone: it is built while preparing the rows
+    (its time tells the reserve how busy the machine is) and the territory polygons reuse it."""
+    from territory_planner_plugin import contiguity
+
+    calls = []
+    outline = contiguity.tight_outline
+
+    def counted(*args, **kwargs):
+        calls.append(time.perf_counter())
+        return outline(*args, **kwargs)
+
+    monkeypatch.setattr(contiguity, "tight_outline", counted)
+    solved = []
+    solve = model.TerritoryModel.solve
+
+    def timed_solve(self, *args, **kwargs):
+        solved.append(time.perf_counter())
+        return solve(self, *args, **kwargs)
+
+    monkeypatch.setattr(model.TerritoryModel, "solve", timed_solve)
+    plan = _design(time_limit_s=30)
+    assert len(calls) == 1
+    assert solved
+    assert calls[0] < solved[0]
+    assert plan.territories.geometry.notna().all()
+    points = shapely.points(shapely.get_coordinates(random_accounts(300, 3).geometry.values))
+    assert shapely.union_all(plan.territories.geometry.values).covers(points).all()
+
+
+def test_rebalance_keeps_the_reserve_for_its_outputs(monkeypatch) -> None:
+    """rebalance_territories stops its search the reserve before TIME_LIMIT, as design does."""
+    from territory_planner_plugin.rebalance import rebalance_territories
+
+    plan = _design(time_limit_s=30)
+    monkeypatch.setattr(territories, "output_reserve_s", lambda n, limit, **_: 0.5 * limit)
+    seen = []
+    solve = model.TerritoryModel.solve
+
+    def spy(self, *args, **kwargs):
+        seen.append((time.perf_counter() + kwargs["time_limit_s"], kwargs.get("grace_s")))
+        return solve(self, *args, **kwargs)
+
+    monkeypatch.setattr(model.TerritoryModel, "solve", spy)
+    begin = time.perf_counter()
+    rebalance_territories(plan.accounts, id_field="id", current_field="territory_id",
+                          balance_fields=["revenue"], time_limit_s=40)  # fmt: skip
+    assert seen
+    assert seen[0][0] - begin <= 20.5
+    assert seen[0][1] == pytest.approx(20.0)
+
+
 def test_the_search_stops_the_reserve_before_time_limit(monkeypatch, caplog) -> None:
     """The search's deadline is TIME_LIMIT less the reserve for the outputs (logged)."""
-    monkeypatch.setattr(territories, "output_reserve_s", lambda n, limit: 0.5 * limit)
+    monkeypatch.setattr(territories, "output_reserve_s", lambda n, limit, **_: 0.5 * limit)
     seen = []
     monkeypatch.setattr(territories, "limit_reached",
                         lambda deadline: seen.append(deadline) or False)  # fmt: skip
@@ -109,8 +178,12 @@ def test_the_search_stops_the_reserve_before_time_limit(monkeypatch, caplog) -> 
 
 def test_no_plan_in_time_names_a_time_limit_likely_enough(monkeypatch) -> None:
     monkeypatch.setattr(assignment, "time", _JumpingClock(1000.0))
-    with pytest.raises(SolverError, match=r"about [\d,]+ s is likely enough"):
+    with pytest.raises(TimeLimitError, match=r"about 60 s is likely enough"):
+        _design(time_limit_s=10)
+    # a TIME_LIMIT as long as the likely one failed: never named again as likely enough
+    with pytest.raises(TimeLimitError, match=r"about 60 s: .* Raise TIME_LIMIT several-fold") as err:
         _design(time_limit_s=60)
+    assert "likely enough" not in str(err.value)
     assert model.likely_time_limit_s(300_000, 100) == 300
     assert model.likely_time_limit_s(300, 5) == 60
 
