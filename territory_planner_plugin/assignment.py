@@ -390,15 +390,23 @@ def _primal(c, values, lo, hi, cur, budget, priced, is_cancelled, rooms=None, ke
             has = cur >= 0
             cand[np.flatnonzero(has), cur[has]] = True
         cand &= np.isfinite(c)
-        best, found, failed = None, 0, np.inf
+        best, found, failed, lp_s = None, 0, np.inf, 0.0
         for shrink in rooms:
             if shrink >= failed:
                 continue  # a wider room only tightens the bounds of an LP already infeasible
             check_cancel(is_cancelled)
             if time_up(best):
                 return best
+            if time.perf_counter() + _LP_LEFT_SHARE * lp_s > until(best):
+                # another LP like the last would end well past the deadline (building it alone
+                # takes seconds on large models): stop now
+                if best is None:
+                    raise NoPlanFoundError(proven=False, timed_out=True)
+                return best
+            began = time.perf_counter()
             lp = _lp(c, values, lo, hi, cur, budget, cand, shrink,
                      travel if c.size <= _TRAVEL_LP_PAIRS else None, end=until(best))  # fmt: skip
+            lp_s = time.perf_counter() - began
             if lp is None and time_up(best):  # the LP was cut short, not proven infeasible
                 return best
             if lp is None:
@@ -440,6 +448,7 @@ def _neighbours(c, priced, count, order=None, near=None) -> np.ndarray:
     return mask
 
 
+_LP_LEFT_SHARE = 0.5  # an LP starts only with this share of the last LP's time left
 _MIN_PLAN_S = 1.0  # the search for a plan (after the ascent) gets at least this long
 _SHRINKS = (0.25, 0.1, 0.5, 0.03, 1.0, 0.0)  # room kept for rounding, x the largest account value
 _TIERS = ((2, 0), (2, 2), (4, 4), (10**9, 0))  # candidates: best priced, then also nearest

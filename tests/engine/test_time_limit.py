@@ -253,3 +253,30 @@ def test_groups_that_find_no_plan_in_their_time_try_coarser_groups(monkeypatch, 
     assert "groups of about" in caplog.text
     assert plan.max_deviation_pct <= 5 + 1e-6
     assert plan.lower_bound <= plan.objective + 1e-6
+
+
+def test_no_lp_starts_that_would_end_well_past_the_deadline(monkeypatch) -> None:
+    """An LP that took 8 s leaves 2 s before the deadline: the next one (as long) is not started
+    (building a large LP alone takes seconds), and without a plan the search says it timed out."""
+    clock = {"now": 0.0}
+
+    class _Clock:
+        @staticmethod
+        def perf_counter() -> float:
+            return clock["now"]
+
+    calls = []
+
+    def slow_infeasible_lp(*args, **kwargs):
+        calls.append(clock["now"])
+        clock["now"] += 8.0
+        return None
+
+    monkeypatch.setattr(assignment, "time", _Clock)
+    monkeypatch.setattr(assignment, "_lp", slow_infeasible_lp)
+    c = np.array([[1.0, 5.0], [5.0, 1.0]])
+    with pytest.raises(assignment.NoPlanFoundError) as err:
+        assignment._primal(c, np.ones((2, 1)), np.ones((2, 1)), np.ones((2, 1)), None, None,
+                           c.copy(), None, rooms=(0.1, 0.0), end=10.0)  # fmt: skip
+    assert err.value.timed_out
+    assert calls == [0.0]
