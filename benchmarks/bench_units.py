@@ -367,6 +367,7 @@ def real_counties_k() -> dict:
         import libpysal  # noqa: F401
     except ImportError as err:
         return {"skipped": f"libpysal not importable ({err})"}
+    from territory_planner_plugin.errors import TerritoryPlannerError
     from territory_planner_plugin.territories import design_territories
 
     out = {}
@@ -377,10 +378,15 @@ def real_counties_k() -> dict:
             reps = gpd.GeoDataFrame({"rep": [f"R{j}" for j in range(k)]},
                                     geometry=shapely.points(centres(xy, k, 8)), crs=units.crs)  # fmt: skip
             t = time.perf_counter()
-            p = design_territories(units=units, unit_id_field="uid", reps=reps,
-                                   rep_id_field="rep", balance_fields=[field], tolerance_pct=10.0,
-                                   time_limit_s=60)  # fmt: skip
-            out[f"{name}_{len(units)}x{k}_reps_60s"] = _design_figures(p, time.perf_counter() - t)
+            key = f"{name}_{len(units)}x{k}_reps_60s"
+            try:
+                p = design_territories(units=units, unit_id_field="uid", reps=reps,
+                                       rep_id_field="rep", balance_fields=[field],
+                                       tolerance_pct=10.0, time_limit_s=60)  # fmt: skip
+            except TerritoryPlannerError as err:  # no plan found: its message is the result
+                out[key] = {"s": round(time.perf_counter() - t, 2), "error": str(err)[:300]}
+                continue
+            out[key] = _design_figures(p, time.perf_counter() - t)
     return out
 
 

@@ -242,9 +242,9 @@ def near_today(model: TerritoryModel, *, deadline: float, fewest: Callable[[np.n
     (those without a territory today first); only they may move, to any territory, and the
     plan is solved on them (:meth:`TerritoryModel.solve_on_pairs`). Tries let four times more
     accounts move while they find no plan, and while a wider try stays small and quick, until
-    ``fewest(plan)`` (no fewer moves possible) or the whole model. None (the full model is solved instead) for contiguous or small models and
-    when no try finds a plan in its share of the time. Its bound is left to the caller (the
-    counting bounds of the moves)."""
+    ``fewest(plan)`` (no fewer moves possible) or the whole model. None (the full model is
+    solved instead) for contiguous or small models and when no try finds a plan in its share of
+    the time. Its bound is left to the caller (the counting bounds of the moves)."""
     n, k = model.n, model.k
     if model.contiguous or model.cost.size < NEAR_FROM_PAIRS or k < 2:
         return None

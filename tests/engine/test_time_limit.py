@@ -270,7 +270,7 @@ def test_no_lp_starts_that_would_end_well_past_the_deadline(monkeypatch) -> None
     def slow_infeasible_lp(*args, **kwargs):
         calls.append(clock["now"])
         clock["now"] += 8.0
-        return None
+        return None  # noqa: RET501 (an infeasible LP is None)
 
     monkeypatch.setattr(assignment, "time", _Clock)
     monkeypatch.setattr(assignment, "_lp", slow_infeasible_lp)
