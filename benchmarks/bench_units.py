@@ -330,6 +330,13 @@ def real_county_layer(name: str) -> tuple[gpd.GeoDataFrame, int, str]:
     return layer[["uid", field, "geometry"]], k, field
 
 
+def rep_homes(units: gpd.GeoDataFrame, k: int) -> gpd.GeoDataFrame:
+    """k rep homes at the units nearest to k-means centres of the units (seed 8)."""
+    xy = shapely.get_coordinates(shapely.point_on_surface(units.geometry.values))
+    return gpd.GeoDataFrame({"rep": [f"R{j}" for j in range(k)]},
+                            geometry=shapely.points(centres(xy, k, 8)), crs=units.crs)  # fmt: skip
+
+
 def real_counties() -> dict:
     """Real counties of one state into 6-10 territories within 10 % on population, every
     territory one piece, through design_territories: rep homes at k-means centres (the bound is
@@ -343,9 +350,7 @@ def real_counties() -> dict:
     out = {}
     for name in REAL_COUNTIES:
         units, k, field = real_county_layer(name)
-        xy = shapely.get_coordinates(shapely.point_on_surface(units.geometry.values))
-        reps = gpd.GeoDataFrame({"rep": [f"R{j}" for j in range(k)]},
-                                geometry=shapely.points(centres(xy, k, 8)), crs=units.crs)  # fmt: skip
+        reps = rep_homes(units, k)
         for limit in (60, 300):
             t = time.perf_counter()
             p = design_territories(units=units, unit_id_field="uid", reps=reps,
@@ -373,10 +378,8 @@ def real_counties_k() -> dict:
     out = {}
     for name in REAL_COUNTIES:
         units, _, field = real_county_layer(name)
-        xy = shapely.get_coordinates(shapely.point_on_surface(units.geometry.values))
         for k in (6, 8, 10):
-            reps = gpd.GeoDataFrame({"rep": [f"R{j}" for j in range(k)]},
-                                    geometry=shapely.points(centres(xy, k, 8)), crs=units.crs)  # fmt: skip
+            reps = rep_homes(units, k)
             t = time.perf_counter()
             key = f"{name}_{len(units)}x{k}_reps_60s"
             try:
