@@ -270,7 +270,7 @@ def near_today(model: TerritoryModel, *, deadline: float, fewest: Callable[[np.n
     stay = np.zeros((n, k), bool)
     stay[rows[has], cur[has]] = True
     size = min(max(int(NEAR_FIRST_SHARE * n), 20 * k), NEAR_FIRST_PAIRS // k)
-    size = min(n, max(size, int((~has).sum())))
+    size = min(n, max(size, int((~has).sum()), 1))
     best, tried = None, size
     while time.perf_counter() < end:
         check_cancel(is_cancelled)
