@@ -794,6 +794,7 @@ def make_contiguous(
     names: Sequence[str] | None = None,
     measures: Sequence[str] | None = None,
     unit_ids: Sequence[str] | None = None,
+    strict_deadline: bool = False,
 ) -> np.ndarray:
     """Turn a plan into one whose every territory is one piece, within the same hard rules.
 
@@ -807,6 +808,8 @@ def make_contiguous(
     current, budget : current territory per unit (-1 = new) and the most units that may move.
     deadline : ``time.perf_counter()`` value after which the local search stops improving.
     names, measures, unit_ids : territory, measure and unit names for messages.
+    strict_deadline : nothing goes past ``deadline`` (an optional repair); otherwise the exact
+        fallback gets at least 5 s to find a plan.
 
     Returns
     -------
@@ -823,9 +826,10 @@ def make_contiguous(
     if budget is None:  # also from a plan of weighted nearest centres (few pieces to repair)
         starts.append(s.weighted_start())
     for start in starts:
-        if best is not None and s._stop():
+        if (best is not None or strict_deadline) and s._stop():
             break
         s = _Search(start, *args)
+        s.strict = strict_deadline
         try:
             s.repair()
             s.balance()
@@ -972,6 +976,7 @@ class _Search:
         self.current = np.full(n, -1) if current is None else np.asarray(current, int)
         self.budget = budget
         self.deadline = deadline
+        self.strict = False  # make_contiguous(strict_deadline=True): nothing past the deadline
         self.is_cancelled = is_cancelled
         self.names = [f"T{j + 1:02d}" for j in range(k)] if names is None else list(map(str, names))
         m = self.v.shape[1]
@@ -1633,7 +1638,10 @@ class _Search:
             roots[j] = members[np.argmin(self.cost[members, j])]
         left = 20.0
         if self.deadline is not None:
-            left = max(5.0, min(left, self.deadline - time.perf_counter()))
+            left = min(left, self.deadline - time.perf_counter())
+            if self.strict and left < 1.0:
+                return None
+            left = left if self.strict else max(5.0, left)
         res = contiguous_milp(self.cost, self.v, self.lo, self.hi, adjacency=self.mat,
                               roots=roots, locks=self.locks, allowed=self.allowed,
                               time_limit_s=left)  # fmt: skip
@@ -1882,6 +1890,17 @@ def _flow_start(start, pid, roots, u_, w_, j_, nv: int, p: int, mat) -> np.ndarr
     return x
 
 
+def _stop_at(h, deadline: float) -> None:
+    """Interrupt a highspy MIP at ``deadline`` (``time.perf_counter()``): its own time limit
+    can run seconds over (an LP at a node is not cut short)."""
+
+    def stop(event) -> None:
+        if time.perf_counter() > deadline:
+            event.interrupt()
+
+    h.cbMipInterrupt += stop
+
+
 def _highs(c, integrality, lb, ub, a_mat, row_lo, row_hi, x0, time_limit_s):
     """Solve with highspy, starting from ``x0``: (x or None, dual bound, optimal), or None
     when highspy is not installed."""
@@ -1892,6 +1911,7 @@ def _highs(c, integrality, lb, ub, a_mat, row_lo, row_hi, x0, time_limit_s):
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
     h.setOptionValue("time_limit", max(float(time_limit_s), 0.1))
+    _stop_at(h, time.perf_counter() + max(float(time_limit_s), 0.1))
     nv = len(c)
     h.addVars(nv, lb, ub)
     idx = np.arange(nv, dtype=np.int32)
@@ -2117,6 +2137,7 @@ def contiguous_cuts(
     found: list = []
     if incumbents:
         h.cbMipImprovingSolution += lambda e: found.append(np.array(e.data_out.mip_solution))
+    _stop_at(h, t0 + time_limit_s)
     while True:
         left = time_limit_s - (time.perf_counter() - t0)
         if left <= 0.05:
@@ -2161,9 +2182,10 @@ def contiguous_cuts(
             break
         if status != highspy.HighsModelStatus.kOptimal:
             break  # stopped at the time limit on a plan in pieces
-        if repair_s > 0:
+        rest = time_limit_s - (time.perf_counter() - t0)  # the round may have used it all
+        if repair_s > 0 and rest > 0.1:
             repaired = _repair(assign, mat, cost, vals, lo, hi, locks, allowed, current, budget,
-                               time.perf_counter() + min(repair_s, max(left / 4, 0.1)))  # fmt: skip
+                               time.perf_counter() + min(repair_s, rest / 4))  # fmt: skip
             if repaired is not None:
                 r_obj = float(cost[np.arange(n), repaired].sum())
                 if r_obj < best_obj - 1e-9 * max(abs(best_obj), 1.0):
@@ -2332,7 +2354,7 @@ def _repair(assign, mat, cost, vals, lo, hi, locks, allowed, current, budget, de
     try:
         out = make_contiguous(assign, adjacency=mat, cost=cost, values=vals, lo=lo, hi=hi,
                               locks=locks, allowed=allowed, current=current, budget=budget,
-                              deadline=deadline)  # fmt: skip
+                              deadline=deadline, strict_deadline=True)  # fmt: skip
     except (InfeasibleError, InvalidInputError):
         return None
     k = cost.shape[1]

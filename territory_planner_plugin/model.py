@@ -48,6 +48,7 @@ GROUPS_FROM_PAIRS = 1_000_000  # from this many pairs a short TIME_LIMIT gets a 
 CONTIGUOUS_EXACT_PAIRS = 2_000  # contiguous models up to this many pairs: the exact flow MILP too
 CONTIGUOUS_HEURISTIC_SHARE = 0.25  # of TIME_LIMIT for the local search that warm-starts it
 CONTIGUOUS_LNS_SHARE = 0.5  # of what TIME_LIMIT has left for re-solving neighbourhoods
+TIGHTER_STARTS = (0.8, 0.5)  # bands (x TOLERANCE) of the plans tried when the repairs fail
 ORDERED_FROM_GAP = 1.05  # after the neighbourhoods this far above the bound: re-draw all at once
 ORDERED_SHARE = 0.6  # ... in rounds of the ordered model and neighbourhoods, this share of what
 #                      is left (the separator cuts get the rest)
@@ -414,6 +415,8 @@ class TerritoryModel:
                 start = self._make_contiguous(base, share, is_cancelled).assign
             except InfeasibleError as err:
                 failure = err
+                start = self._contiguous_from_tighter(free, share, is_cancelled)
+                failure = None if start is not None else failure
         _, lo, hi = self.bounds()
         model_args = {"adjacency": self.adjacency, "locks": self.locks, "allowed": self.allowed,
                       "current": self.current, "budget": self.budget}
@@ -482,6 +485,29 @@ class TerritoryModel:
         objective = self.objective_of(assign)
         prices = None if base is None else base.prices
         return Solution(assign, objective, min(bound, objective), used, prices)
+
+    def _contiguous_from_tighter(self, free: TerritoryModel, seconds: float,
+                                 is_cancelled) -> np.ndarray | None:  # fmt: skip
+        """The plan without contiguity could not be made one piece each within the bands (the
+        repairs cost balance): plans at tighter bands (``TIGHTER_STARTS`` x TOLERANCE; the
+        integer plan without contiguity) leave the repairs room. A plan in one piece per
+        territory within this model's bands, or None."""
+        for shrink in TIGHTER_STARTS:
+            end = time.perf_counter() + seconds
+            tighter = replace(free, tolerance_pct=self.tolerance_pct * shrink)
+            _, plan = tighter._integer_plan(seconds / 2)
+            if plan is None:
+                continue
+            base = Solution(plan, self.objective_of(plan), -np.inf, "HiGHS (SciPy, exact)")
+            try:
+                start = self._make_contiguous(base, end - time.perf_counter(), is_cancelled)
+            except InfeasibleError:
+                continue
+            logger.info("CONTIGUOUS: one piece each from the plan at %.0f %% of TOLERANCE (from "
+                        "the plan at TOLERANCE the repairs could not keep the bands).",
+                        100 * shrink)  # fmt: skip
+            return start.assign
+        return None
 
     def _redraw_all(self, start: np.ndarray, bound: float, seconds: float, lo, hi,
                     model_args: dict) -> np.ndarray:  # fmt: skip

@@ -354,3 +354,53 @@ def test_a_plan_far_from_the_bound_is_redrawn_all_at_once(monkeypatch, caplog) -
     assert "re-drawn at once (ordered model)" in caplog.text
     model.verify(sol.assign)
     assert sol.objective <= plain.objective + 1e-9
+
+
+def test_repairs_that_fail_at_tolerance_start_again_from_a_tighter_plan(monkeypatch, caplog):
+    """When the plan without contiguity cannot be repaired into one piece each within the bands,
+    the repairs start again from the integer plan at 80 % (then 50 %) of TOLERANCE: the plan
+    they make keeps this model's bands and is in one piece (Georgia's counties into 8 had no plan
+    at 10 % without it). The first repair is made to fail here."""
+    from territory_planner_plugin import model as model_module
+
+    _, adj, cost, values, _, _, _ = problem(5, 5, 3, 20, 7, measures=2)
+    model = TerritoryModel.from_cost_matrix(cost, values=values, capacity=np.ones(3),
+                                            tolerance_pct=20, adjacency=adj)  # fmt: skip
+    make = model_module.TerritoryModel._make_contiguous
+    seen = []
+
+    def first_fails(self, sol, *args, **kwargs):
+        seen.append(sol.assign.copy())
+        if len(seen) == 1:
+            raise InfeasibleError("T01 cannot reach 80.0% of its share in one piece")
+        return make(self, sol, *args, **kwargs)
+
+    monkeypatch.setattr(model_module.TerritoryModel, "_make_contiguous", first_fails)
+    with caplog.at_level(logging.INFO):
+        sol = model.solve("HiGHS", time_limit_s=10)
+    assert "one piece each from the plan at 80 % of TOLERANCE" in caplog.text
+    model.verify(sol.assign)  # this model's bands (20 %), one piece each
+    tighter = TerritoryModel.from_cost_matrix(cost, values=values, capacity=np.ones(3),
+                                              tolerance_pct=16, adjacency=None)  # fmt: skip
+    tighter.verify(seen[1])  # the second repair started from a plan within 80 % of TOLERANCE
+
+
+def test_a_strict_deadline_gives_the_exact_fallback_no_extra_time(monkeypatch) -> None:
+    """The cut loop's optional repair (strict_deadline) never runs the exact fallback past its
+    deadline; other repairs give it at least 5 s to find a plan."""
+    from territory_planner_plugin import contiguity
+
+    _, adj, cost, values, lo, hi, _ = problem(3, 3, 2, 20, 1)
+    asked = []
+    monkeypatch.setattr(contiguity, "contiguous_milp",
+                        lambda *a, **kw: asked.append(kw["time_limit_s"]))  # fmt: skip
+    n, k = cost.shape
+    args = (adj, cost, values, lo, hi, np.full(n, -1), np.ones((n, k), bool), None, None,
+            time.perf_counter() - 1.0, None, None, None, None)  # fmt: skip
+    search = contiguity._Search(np.arange(n) % k, *args)
+    search.strict = True
+    assert search.exact_fallback() is None
+    assert asked == []
+    search.strict = False
+    search.exact_fallback()
+    assert asked == [5.0]
