@@ -492,10 +492,12 @@ class TerritoryModel:
         repairs cost balance): plans at tighter bands (``TIGHTER_STARTS`` x TOLERANCE; the
         integer plan without contiguity) leave the repairs room. A plan in one piece per
         territory within this model's bands, or None."""
+        end = time.perf_counter() + seconds  # the tries share ``seconds``
         for shrink in TIGHTER_STARTS:
-            end = time.perf_counter() + seconds
+            if end - time.perf_counter() < 1.0:
+                break
             tighter = replace(free, tolerance_pct=self.tolerance_pct * shrink)
-            _, plan = tighter._integer_plan(seconds / 2)
+            _, plan = tighter._integer_plan((end - time.perf_counter()) / 2)
             if plan is None:
                 continue
             base = Solution(plan, self.objective_of(plan), -np.inf, "HiGHS (SciPy, exact)")
@@ -639,9 +641,6 @@ class TerritoryModel:
                      np.ones(pc.n_pairs), sp.vstack(mats).tocsr(), np.concatenate(lbs),
                      np.concatenate(ubs), x0, end - time.perf_counter())  # fmt: skip
         best = start
-        logger.debug("MILP on %d pairs: %s, dual bound %s, optimal %s", pc.n_pairs,
-                     None if out is None or out[0] is None else float(self.cost[free[rows], cols] @ out[0]),
-                     None if out is None else out[1], None if out is None else out[2])  # fmt: skip
         if out is not None and out[0] is not None:
             plan = np.where(one, fixed_col, -1)
             pick = out[0] > 0.5
