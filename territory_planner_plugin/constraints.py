@@ -35,6 +35,19 @@ class PairConstraints:
         """Number of variables (pairs)."""
         return len(self.rows)
 
+    def rows_within(self, lo: np.ndarray, hi: np.ndarray, stay_at_least: float | None = None,
+                    ) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:  # fmt: skip
+        """All rows as one matrix with their lower and upper bounds, for a MILP solver: each row
+        in one territory, the balance rows within ``lo``/``hi`` ((k, m)), and, with
+        ``stay_at_least``, the budget row (pairs keeping a row in its current territory)."""
+        n = self.assign.shape[0]
+        mats, lower, upper = [self.assign, self.balance], [np.ones(n), lo.ravel()], [np.ones(n), hi.ravel()]  # fmt: skip
+        if stay_at_least is not None and self.stay is not None:
+            mats.append(sp.csr_matrix(self.stay[None, :]))
+            lower.append(np.array([float(stay_at_least)]))
+            upper.append(np.array([np.inf]))
+        return sp.vstack(mats).tocsr(), np.concatenate(lower), np.concatenate(upper)
+
 
 def pair_constraints(
     values: np.ndarray,

@@ -572,18 +572,9 @@ class TerritoryModel:
 
         pc = self.constraints()
         _, lo, hi = self.bounds()
-        mats, lbs, ubs = (
-            [pc.assign, pc.balance],
-            [np.ones(self.n), lo.ravel()],
-            [np.ones(self.n), hi.ravel()],
-        )
-        if self.budget is not None and pc.stay is not None:
-            mats.append(sp.csr_matrix(pc.stay[None, :]))
-            lbs.append(np.array([float((self.current >= 0).sum() - self.budget)]))
-            ubs.append(np.array([np.inf]))
+        stay = None if self.budget is None else (self.current >= 0).sum() - self.budget
         res = milp(self.cost[pc.rows, pc.cols], integrality=np.ones(pc.n_pairs),
-                   bounds=Bounds(0, 1), constraints=LinearConstraint(
-                       sp.vstack(mats).tocsr(), np.concatenate(lbs), np.concatenate(ubs)),
+                   bounds=Bounds(0, 1), constraints=LinearConstraint(*pc.rows_within(lo, hi, stay)),
                    options={"time_limit": max(time_limit_s, 0.1), "disp": False})  # fmt: skip
         plan = None
         if res.x is not None:
@@ -619,36 +610,33 @@ class TerritoryModel:
                                    current=self.current, budget=self.budget, allowed=mask,
                                    time_limit_s=time_limit_s / 2, rooms=(0.1, 0.03, 0.25, 0.0),
                                    keep=2, quiet=True, tiers=((10**9, 0),)).assign  # fmt: skip
+        start = start if start is not None and self._fits(start) else None
         free = np.flatnonzero(~one)
         if len(free) == 0:  # the pairs leave one plan
             return fixed_col if self._fits(fixed_col) else None
         if time.perf_counter() >= end:
-            return start if start is not None and self._fits(start) else None
+            return start
         rows, cols = np.nonzero(mask[free])
         cur = self.current[free] if self.budget is not None else None
         pc = pair_constraints(self.values[free], rows, cols, n_rows=len(free), k=self.k,
                               current=cur)  # fmt: skip
         fixed = totals(self.values[one], fixed_col[one], self.k)
-        mats, lbs, ubs = ([pc.assign, pc.balance], [np.ones(len(free)), (lo - fixed).ravel()],
-                          [np.ones(len(free)), (hi - fixed).ravel()])  # fmt: skip
-        if pc.stay is not None:  # moves of the fixed rows count against the budget too
+        stay = None  # moves of the fixed rows count against the budget too
+        if self.budget is not None:
             one_moves = int(((self.current >= 0) & one & (fixed_col != self.current)).sum())
-            mats.append(sp.csr_matrix(pc.stay[None, :]))
-            lbs.append(np.array([float((cur >= 0).sum() + one_moves - self.budget)]))
-            ubs.append(np.array([np.inf]))
+            stay = (cur >= 0).sum() + one_moves - self.budget
         x0 = None if start is None else (start[free[rows]] == cols).astype(float)
         out = _highs(self.cost[free[rows], cols], np.ones(pc.n_pairs), np.zeros(pc.n_pairs),
-                     np.ones(pc.n_pairs), sp.vstack(mats).tocsr(), np.concatenate(lbs),
-                     np.concatenate(ubs), x0, end - time.perf_counter())  # fmt: skip
-        best = start
-        if out is not None and out[0] is not None:
-            plan = np.where(one, fixed_col, -1)
-            pick = out[0] > 0.5
-            plan[free[rows[pick]]] = cols[pick]
-            if (plan >= 0).all() and self._fits(plan) and (
-                    best is None or self.objective_of(plan) < self.objective_of(best)):
-                best = plan  # fmt: skip
-        return best if best is not None and self._fits(best) else None
+                     np.ones(pc.n_pairs), *pc.rows_within(lo - fixed, hi - fixed, stay), x0,
+                     end - time.perf_counter())  # fmt: skip
+        if out is None or out[0] is None:
+            return start
+        plan = np.where(one, fixed_col, -1)
+        pick = out[0] > 0.5
+        plan[free[rows[pick]]] = cols[pick]
+        if (plan < 0).any() or not self._fits(plan):
+            return start
+        return plan if start is None or self.objective_of(plan) < self.objective_of(start) else start
 
     def _fits(self, plan: np.ndarray) -> bool:
         """Whether a plan keeps every hard constraint (:meth:`verify` without raising)."""
