@@ -254,6 +254,13 @@ def price_scale(hi: np.ndarray) -> np.ndarray:
     return np.maximum(np.abs(hi).mean(0), 1e-12)
 
 
+def priced_costs(cost: np.ndarray, values: np.ndarray, hi: np.ndarray,
+                 prices: np.ndarray) -> np.ndarray:  # fmt: skip
+    """(n, k) costs with the balance prices of :func:`solve_balanced` (``Assignment.prices``,
+    per unit of each measure's :func:`price_scale`; the moves budget's price left out)."""
+    return cost + (values / price_scale(hi)) @ prices[:, :-1].T
+
+
 def totals(values: np.ndarray, idx: np.ndarray, k: int) -> np.ndarray:
     """Per-territory sums of each measure, (k, m)."""
     if values.shape[1] == 0 or len(idx) == 0:

@@ -818,7 +818,7 @@ def make_contiguous(
     """
     mat = _matrix(adjacency)
     args = (mat, cost, values, lo, hi, locks, allowed, current, budget, deadline, is_cancelled,
-            names, measures, unit_ids)  # fmt: skip
+            names, measures, unit_ids, strict_deadline)  # fmt: skip
     s = _Search(assign, *args)
     best: np.ndarray | None = None
     failure: InfeasibleError | None = None
@@ -829,7 +829,6 @@ def make_contiguous(
         if (best is not None or strict_deadline) and s._stop():
             break
         s = _Search(start, *args)
-        s.strict = strict_deadline
         try:
             s.repair()
             s.balance()
@@ -963,7 +962,7 @@ class _Search:
     """State of the contiguity search: plan, totals per territory, move count (incremental)."""
 
     def __init__(self, assign, mat, cost, values, lo, hi, locks, allowed, current, budget,
-                 deadline, is_cancelled, names, measures, unit_ids):  # fmt: skip
+                 deadline, is_cancelled, names, measures, unit_ids, strict=False):  # fmt: skip
         self.cost = np.asarray(cost, float)
         n, k = self.cost.shape
         self.n, self.k = n, k
@@ -976,7 +975,7 @@ class _Search:
         self.current = np.full(n, -1) if current is None else np.asarray(current, int)
         self.budget = budget
         self.deadline = deadline
-        self.strict = False  # make_contiguous(strict_deadline=True): nothing past the deadline
+        self.strict = strict  # make_contiguous(strict_deadline=True): nothing past the deadline
         self.is_cancelled = is_cancelled
         self.names = [f"T{j + 1:02d}" for j in range(k)] if names is None else list(map(str, names))
         m = self.v.shape[1]

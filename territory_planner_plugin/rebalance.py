@@ -19,7 +19,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 
-from .assignment import NoPlanFoundError, price_scale, solve_balanced, totals
+from .assignment import NoPlanFoundError, priced_costs, solve_balanced, totals
 from .errors import InvalidInputError, TimeLimitError
 from .model import (
     Solution,
@@ -259,8 +259,7 @@ def near_today(model: TerritoryModel, *, deadline: float, fewest: Callable[[np.n
                              is_cancelled=is_cancelled).prices  # fmt: skip
     except NoPlanFoundError:
         return None
-    priced = np.where(allowed, model.cost + (model.values / price_scale(hi)) @ lam[:, :-1].T,
-                      np.inf)  # fmt: skip
+    priced = np.where(allowed, priced_costs(model.cost, model.values, hi, lam), np.inf)
     has = cur >= 0
     rows = np.arange(n)
     stay_at = priced[rows, np.where(has, cur, 0)]
