@@ -703,7 +703,7 @@ def build_plan(
     summary (with ``pieces``) and KPIs. ``costs`` is :func:`row_costs`' (km, minutes, km and
     minutes of the cost points); ``src_locks``/``src_current`` are per cost point (account).
     """
-    from .contiguity import count_pieces, territory_polygons, tight_outline
+    from .contiguity import count_pieces, territory_polygons
 
     assign, objective, lower = sol.assign, sol.objective, sol.lower_bound
     cost, values, capacity = model.cost, model.values, model.capacity
@@ -726,10 +726,8 @@ def build_plan(
         from .units import dissolve_units
 
         polys = dissolve_units(rows.layer.geometry, assign, k)
-    else:  # the outline's triangulation (prepare_rows) serves the polygons too
-        cells = rows.cells
-        area = rows.area if rows.area is not None else tight_outline(rows.xy, cells)
-        polys = territory_polygons(rows.xy, assign, k, area, cells=cells)
+    else:  # STUDY_AREA or the tight outline, with its triangulation (prepare_rows)
+        polys = territory_polygons(rows.xy, assign, k, rows.area, cells=rows.cells)
     if rows.adjacency is not None:
         pieces = count_pieces(assign, rows.adjacency.matrix, k)
     else:  # accounts without contiguity: the parts of each territory's polygon
