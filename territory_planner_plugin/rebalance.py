@@ -174,31 +174,48 @@ def rebalance_territories(
     model.precheck()
     report(progress, 0.3, "Assignment")
     _, lo, hi = model.bounds()
-    if not minimise_field:  # the counting bound of the moves (the Lagrangian's is weak here)
-        floor = _cover_bound(values, lo, hi, locks, current, allowed)
-    else:
+    # the counting bound of the moves (the Lagrangian's is weak here)
+    must_move = _cover_bound(values, lo, hi, locks, current, allowed)
+    floor = must_move
+    if minimise_field:
         floor = _value_cover_bound(values, weight, lo, hi, locks, current, allowed)
-    sol = near_today(model, deadline=deadline, is_cancelled=is_cancelled,
-                     fewest=lambda plan: move_cost[np.arange(rows.n), plan].sum() <= floor + 1e-9,
-                     )  # fmt: skip
+    # today's plan far from balanced, large model: moves weighed against distance (a plan, quickly)
+    far = must_move >= FAR_FROM_BALANCED * rows.n and model.cost.size >= FAR_FROM_PAIRS
+    if far:
+        logger.info("Today's plan is far from balanced: at least %s of %s %s must move. Each "
+                    "move is weighed against distance (a move counts as much as %d %% of the "
+                    "longest distance allowed), which finds a plan quickly but may move more "
+                    "than the fewest possible; MOVES_LOWER_BOUND says how many must move.",
+                    f"{int(must_move):,}", f"{rows.n:,}", noun, round(100 * FAR_MOVE_DISTANCE))  # fmt: skip
+        sol = None
+    else:
+        sol = near_today(model, deadline=deadline, is_cancelled=is_cancelled,
+                         fewest=lambda plan: move_cost[np.arange(rows.n), plan].sum() <= floor + 1e-9,
+                         )  # fmt: skip
     if sol is None:
         try:
-            sol = model.solve(
-                solver, time_limit_s=time_left(deadline, search_s), is_cancelled=is_cancelled,
-                grace_s=reserve, rooms=(0.1, 0.03, 0.25, 0.0), keep=2,
-                tiers=((4, 4), (10**9, 0)),  # flat move costs: the nearest territories matter most
-            )  # fmt: skip
+            if far:
+                sol = far_from_today(model, dist, solver=solver,
+                                     time_limit_s=time_left(deadline, search_s),
+                                     is_cancelled=is_cancelled, grace_s=reserve)  # fmt: skip
+            else:
+                sol = model.solve(
+                    solver, time_limit_s=time_left(deadline, search_s), is_cancelled=is_cancelled,
+                    grace_s=reserve, rooms=(0.1, 0.03, 0.25, 0.0), keep=2,
+                    tiers=((4, 4), (10**9, 0)),  # flat move costs: the nearest territories matter most
+                )  # fmt: skip
         except TimeLimitError:
             msg = model.timed_out_message(time_limit_s)  # the run's TIME_LIMIT, not what was left
-            if not minimise_field and floor >= FAR_FROM_BALANCED * rows.n:
-                msg += (f" Today's plan is far from balanced: at least {int(floor):,} of "
+            if must_move >= FAR_FROM_BALANCED * rows.n:
+                msg += (f" Today's plan is far from balanced: at least {int(must_move):,} of "
                         f"{rows.n:,} {noun} must move. designterritories makes a new plan faster "
                         "(with CURRENT_FIELD it keeps today's colours and counts the moves).")  # fmt: skip
             raise TimeLimitError(msg) from None
     assign = sol.assign
     model.verify(assign)
     moved_value = float(move_cost[np.arange(rows.n), assign].sum())
-    bound = max(0.0, sol.lower_bound - eps * float(np.where(allowed, dist, np.inf).min(1).sum()))
+    # any plan's moves = its cost - eps * its distance >= the cost's bound - eps * the longest
+    bound = max(0.0, sol.lower_bound - eps * float(np.where(allowed, dist, 0).max(1).sum()))
     bound = max(bound, floor)
     bound = min(math.ceil(bound - 1e-6) if not minimise_field else bound, moved_value)
     report(progress, 0.9, "Outputs")
@@ -220,19 +237,35 @@ def rebalance_territories(
         "centre_km": np.round(cost_km[np.arange(rows.n), assign][changed], 3),
         "explanation": out["explanation"].to_numpy()[changed],
     })  # fmt: skip
-    logger.info("Rebalance: %d %s moved (proven minimum %s), %d new or handed over.",
+    logger.info("Rebalance: %d %s moved (at least %s must: proven), %d new or handed over.",
                 int((has & (assign != current)).sum()), noun, bound,
                 int((is_new | departed).sum()))  # fmt: skip
     return Rebalance(plan=plan, moves=moves, moves_lower_bound=float(bound))
 
 
 FAR_FROM_BALANCED = 0.1  # today's plan needs at least this share of the accounts to move
+FAR_FROM_PAIRS = 50_000  # ... and the model has this many pairs: a move is weighed against
+FAR_MOVE_DISTANCE = 0.3  # distance, costing as much as this share of the longest distance
 NEAR_FROM_PAIRS = 50_000  # from this many pairs the plan is first sought near today's
 NEAR_FIRST_SHARE = 0.05  # of the accounts may move in the first try (at least 20 per territory)
 NEAR_FIRST_PAIRS = 250_000  # ... but at most this many pairs (unless more have no territory)
 NEAR_WIDER = 4  # each further try lets this many times more accounts move
 NEAR_TIME_SHARE = 0.5  # of the time to the deadline for the tries near today's plan
 NEAR_PRICES_SHARE = 0.2  # ... of which the prices that choose who may move get this share
+
+
+def far_from_today(model: TerritoryModel, dist: np.ndarray, *, solver: str, time_limit_s: float,
+                   is_cancelled: CancelCheck | None = None, grace_s: float = 0.0) -> Solution:
+    """A plan for a model whose today's plan is far from balanced (a tenth of the accounts or
+    more must move): the fewest moves are a flat, degenerate objective the large models do not
+    solve in time, so each move is weighed against distance instead (``FAR_MOVE_DISTANCE`` of the
+    longest allowed distance a move) and the balanced model of that cost is solved, as
+    designterritories solves distances. The plan keeps every hard constraint; its moves may
+    exceed the fewest possible, so no bound is returned (the caller's counting bound holds)."""
+    scale = FAR_MOVE_DISTANCE * max(float(np.where(model.pairs(), dist, 0).max()), 1e-9)
+    sol = replace(model, cost=model.cost + np.asarray(dist, float) / scale).solve(
+        solver, time_limit_s=time_limit_s, is_cancelled=is_cancelled, grace_s=grace_s)  # fmt: skip
+    return replace(sol, objective=model.objective_of(sol.assign), lower_bound=-np.inf)
 
 
 def near_today(model: TerritoryModel, *, deadline: float, fewest: Callable[[np.ndarray], bool],
