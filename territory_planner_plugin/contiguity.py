@@ -1831,7 +1831,7 @@ def contiguous_exact(
     x0 = None
     if start is not None:
         x0 = _flow_start(np.asarray(start, int), pid, roots, u_, w_, j_, nv, p, mat)
-    res = _highs(c, integrality, lb, ub, a_mat, row_lo, row_hi, x0, time_limit_s)
+    res = highs_milp(c, integrality, lb, ub, a_mat, row_lo, row_hi, x0, time_limit_s)
     if res is not None:
         return _exact_plan(res[0], res[1], res[2], pr, pc, p, n, cost)
     res = milp(c, integrality=integrality, bounds=Bounds(lb, ub),
@@ -1900,9 +1900,13 @@ def _stop_at(h, deadline: float) -> None:
     h.cbMipInterrupt += stop
 
 
-def _highs(c, integrality, lb, ub, a_mat, row_lo, row_hi, x0, time_limit_s):
-    """Solve with highspy, starting from ``x0``: (x or None, dual bound, optimal), or None
-    when highspy is not installed."""
+def highs_milp(c: np.ndarray, integrality: np.ndarray, lb: np.ndarray, ub: np.ndarray, a_mat,
+               row_lo: np.ndarray, row_hi: np.ndarray, x0: np.ndarray | None,
+               time_limit_s: float) -> tuple[np.ndarray | None, float, bool] | None:  # fmt: skip
+    """Solve the MILP min c x, row_lo <= A x <= row_hi, lb <= x <= ub (``integrality`` > 0:
+    integer) with highspy, starting from ``x0`` and interrupted at ``time_limit_s``: (x or
+    None, dual bound, optimal), or None when highspy is not installed. The engine's one MILP
+    call through highspy (the exact contiguous models and ``TerritoryModel.solve_on_pairs``)."""
     try:
         import highspy
     except ImportError:
@@ -2021,7 +2025,7 @@ def ordered_plan(
     _add_budget_row(blocks, lbs, ubs, pr, pc, 2 * p, current, budget)
     a_mat = sp.vstack(blocks).tocsr()
     x0 = None if start is None else _ordered_start(np.asarray(start, int), rank, pid, mat, k)
-    out = _highs(np.r_[cost[pr, pc], np.zeros(p)], np.ones(2 * p), np.zeros(2 * p),
+    out = highs_milp(np.r_[cost[pr, pc], np.zeros(p)], np.ones(2 * p), np.zeros(2 * p),
                  np.ones(2 * p), a_mat, np.concatenate(lbs), np.concatenate(ubs), x0,
                  time_limit_s)  # fmt: skip
     if out is None or out[0] is None:
@@ -2054,6 +2058,52 @@ def _ordered_start(start, rank, pid, mat: sp.csr_matrix, k: int) -> np.ndarray |
             if i != root and not ((start[nbrs] == t) & (rank[nbrs, t] < rank[i, t])).any():
                 return None
     return x0
+
+
+ROOT_CUT_SHARE = 0.15  # of contiguous_cuts' time, at most, for the LP rounds of size cuts
+
+
+def _root_size_cuts(h, sizes: _SizeCuts, p: int, pr, pc, n: int, k: int,
+                    until: float) -> tuple[int, float]:  # fmt: skip
+    """Size cuts for every unit alone, then rounds of the LP relaxation of ``h``
+    (``solve_relaxation``), each adding the size cuts its fractional plan violates, until none
+    is or ``until`` (``time.perf_counter()``); the cuts slack at the last LP are then taken out
+    again (and may come back from a plan's pieces): they slow every MILP round and bind little.
+    Returns how many cuts stay and the last LP solved to optimality's value (a bound of the
+    problem: the relaxation of a relaxation; -inf when none was)."""
+    import highspy
+
+    first = h.getNumRow()
+    added = sizes.singletons()
+    _add_cut_rows(h, added)
+    bound, x = -np.inf, None
+    h.setOptionValue("solve_relaxation", True)
+    try:
+        while time.perf_counter() < until:
+            h.setOptionValue("time_limit", max(until - time.perf_counter(), 0.01))
+            h.run()
+            if h.getModelStatus() != highspy.HighsModelStatus.kOptimal:
+                break
+            bound = float(h.getInfo().objective_function_value)
+            x = np.asarray(h.getSolution().col_value)[:p]
+            frac = np.zeros((n, k))
+            frac[pr, pc] = x
+            new = sizes.from_fractional(frac)
+            if not new:
+                break
+            _add_cut_rows(h, new)
+            added += new
+    finally:
+        h.setOptionValue("solve_relaxation", False)
+    if x is None:
+        return len(added), bound
+    slack = np.array([float(coef @ x[cols]) < -1e-7 for _, cols, coef in added], bool)
+    drop = np.flatnonzero(slack)
+    if len(drop):
+        h.deleteRows(len(drop), (drop + first).astype(np.int32))
+        for q in drop:
+            sizes.seen.discard(added[q][0])
+    return len(added) - len(drop), bound
 
 
 @dataclass
@@ -2093,7 +2143,10 @@ def contiguous_cuts(
     each territory in more than one piece, adds for every two pieces S, T (a in S, b in T) and
     every territory t the cut x_at + x_bt - sum over a minimal a-b separator C of x_ct <= 1
     (a territory holding a and b in one piece holds a unit of C), and solves again (Validi and
-    Buchanan's a-b separator formulation, as a cut loop). Each round is a relaxation of the
+    Buchanan's a-b separator formulation, as a cut loop). Size cuts (:class:`_SizeCuts`: a set
+    too small for a territory's lower band is not the whole territory) are added for every unit
+    alone, for the LP relaxation's fractional plans first (up to ``ROOT_CUT_SHARE`` of the time)
+    and for every too-small piece of a round's plans. Each round is a relaxation of the
     problem as posed (no roots), so its proven bound holds; a round whose plan is in one piece
     per territory is optimal (within ``gap``, each round's relative MILP gap). ``start`` (a plan
     in one piece per territory) is each round's first incumbent; each round's plan in pieces is
@@ -2132,7 +2185,9 @@ def contiguous_cuts(
             count_pieces(start, mat, k) == 1
         ).all():
             best, best_obj = start.copy(), float(cost[np.arange(n), start].sum())
-    bound, rounds, cuts, seen, closed = -np.inf, 0, 0, set(), False
+    sizes = _SizeCuts(mat, vals, lo, pid)
+    cuts, bound = _root_size_cuts(h, sizes, p, pr, pc, n, k, t0 + ROOT_CUT_SHARE * time_limit_s)
+    rounds, seen, closed = 0, set(), False
     found: list = []
     if incumbents:
         h.cbMipImprovingSolution += lambda e: found.append(np.array(e.data_out.mip_solution))
@@ -2161,7 +2216,7 @@ def contiguous_cuts(
             break
         final = np.asarray(h.getSolution().col_value)
         new: list = []
-        last_new = True
+        last_new, size_added = True, 0
         for x in [*found, final]:
             assign = np.full(n, -1)
             pick = x[:p] > 0.5
@@ -2171,6 +2226,7 @@ def contiguous_cuts(
             sep = _separator_cuts(assign, mat, k)
             new.extend(sep)
             last_new = bool(sep)
+            size_added += _add_cut_rows(h, sizes.from_plan(assign))
             obj = float(cost[np.arange(n), assign].sum())
             if not sep and (count_pieces(assign, mat, k) == 1).all() and obj < best_obj:
                 best, best_obj = assign, obj
@@ -2204,8 +2260,8 @@ def contiguous_cuts(
                 h.addRow(-np.inf, 1.0, len(keep), np.array([cols[q] for q in keep], np.int32),
                          np.array([coef[q] for q in keep]))  # fmt: skip
                 added += 1
-        cuts += added
-        if added == 0:
+        cuts += added + size_added
+        if added + size_added == 0:
             break  # pragma: no cover - a cut is always new for a plan in pieces
         if bound >= best_obj - 1e-9 * max(abs(best_obj), 1.0):
             break
@@ -2360,6 +2416,99 @@ def _repair(assign, mat, cost, vals, lo, hi, locks, allowed, current, budget, de
     return out if (count_pieces(out, mat, k) == 1).all() else None
 
 
+class _SizeCuts:
+    """Population cuts of the root-free contiguous model: a connected set C of units whose
+    measures stay below territory t's lower band cannot be all of t, so a territory holding a
+    unit a of C holds a unit next to C: x_at <= sum over the neighbours N(C) of x_st. Valid for
+    every plan in one piece per territory within its bands (no roots, no a-b pair needed), they
+    cut pieces too small to be a territory and, unlike the a-b separators, also fractional
+    plans (the LP relaxation's), so the rounds start from a stronger model. Each set and
+    territory is added once."""
+
+    def __init__(self, mat: sp.csr_matrix, vals: np.ndarray, lo: np.ndarray, pid: np.ndarray):
+        self.mat, self.vals, self.lo, self.pid = mat, vals, lo, pid
+        self.seen: set = set()
+
+    def small(self, total: np.ndarray, t: int) -> bool:
+        """Whether measures ``total`` stay below territory ``t``'s lower band in some measure."""
+        return bool((total < self.lo[t] - 1e-9 * np.maximum(np.abs(self.lo[t]), 1.0)).any())
+
+    def rows(self, members: np.ndarray, t: int, units: np.ndarray | None = None) -> list:
+        """The cuts (key, columns, coefficients) of set ``members`` for territory ``t`` and each
+        of ``units`` (default all members); none when seen before or not small."""
+        members = np.unique(np.asarray(members, int))
+        key = (members.tobytes(), t)
+        if key in self.seen or not self.small(self.vals[members].sum(0), t):
+            return []
+        self.seen.add(key)
+        nbr = np.setdiff1d(np.unique(self.mat[members].indices), members)
+        out_cols = self.pid[nbr, t]
+        out_cols = out_cols[out_cols >= 0]
+        cuts = []
+        for a in members if units is None else units:
+            col = self.pid[a, t]
+            if col >= 0:
+                cuts.append((key, np.concatenate([[col], out_cols]).astype(np.int32),
+                             np.concatenate([[1.0], -np.ones(len(out_cols))])))  # fmt: skip
+        return cuts
+
+    def singletons(self) -> list:
+        """Every unit alone, for every territory whose band it cannot fill."""
+        return [c for a in range(len(self.vals)) for t in range(self.pid.shape[1])
+                for c in self.rows(np.array([a]), t)]  # fmt: skip
+
+    def from_plan(self, assign: np.ndarray) -> list:
+        """The cuts of every piece of every territory in pieces, for every territory it is too
+        small for."""
+        out = []
+        for j in range(self.pid.shape[1]):
+            members = np.flatnonzero(assign == j)
+            if len(members) < 2:
+                continue
+            ncomp, lab = connected_components(self.mat[members][:, members], directed=False)
+            if ncomp < 2:
+                continue
+            for c in range(ncomp):
+                for t in range(self.pid.shape[1]):
+                    out.extend(self.rows(members[lab == c], t))
+        return out
+
+    def from_fractional(self, x: np.ndarray, *, least: float = 0.02) -> list:
+        """Cuts violated by the fractional plan ``x`` ((n, k), 0 where no pair): for each unit
+        a and territory t with x_at above ``least``, C grows from a by the neighbour t holds
+        most of while C is too small for t; the first C whose neighbours hold less of t than
+        a does gives a cut (for a alone)."""
+        out = []
+        indptr, indices = self.mat.indptr, self.mat.indices
+        for t in range(x.shape[1]):
+            xs = x[:, t]
+            for a in np.flatnonzero(xs > least):
+                inside = {int(a)}
+                total = self.vals[a].copy()
+                border: dict = {}
+                for s in indices[indptr[a] : indptr[a + 1]]:
+                    border[int(s)] = xs[s]
+                while self.small(total, t) and border:
+                    if sum(border.values()) < xs[a] - 1e-4:
+                        out.extend(self.rows(np.fromiter(inside, int), t, units=[int(a)]))
+                        break
+                    b = max(border, key=border.get)
+                    del border[b]
+                    inside.add(b)
+                    total = total + self.vals[b]
+                    for s in indices[indptr[b] : indptr[b + 1]]:
+                        if int(s) not in inside:
+                            border[int(s)] = xs[s]
+        return out
+
+
+def _add_cut_rows(h, cuts: list) -> int:
+    """Add size cuts (key, columns, coefficients) as rows ``<= 0`` of highspy model ``h``."""
+    for _, cols, coef in cuts:
+        h.addRow(-np.inf, 0.0, len(cols), cols, coef)
+    return len(cuts)
+
+
 def _separator_cuts(assign: np.ndarray, mat: sp.csr_matrix, k: int, per_side: int = 6) -> list:
     """(a, b, minimal a-b separator) for every two pieces S, T of every territory in pieces:
     the separator N(S) cut down to the units touching b's side, for up to ``per_side`` units a
@@ -2395,6 +2544,7 @@ def _separator_cuts(assign: np.ndarray, mat: sp.csr_matrix, k: int, per_side: in
                     for b in t[:per_side].tolist():
                         out.append((a, b, sep))
     return out
+
 
 # ----------------------------------------------------------------------------- helpers
 

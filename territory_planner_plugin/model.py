@@ -593,7 +593,7 @@ class TerritoryModel:
         the pairs (quick), then the MILP of the pairs started from its plan (HiGHS; rows left
         one pair are fixed and folded into the bands) in the time left. The restriction's bound
         is not the model's, so none is returned."""
-        from .contiguity import _highs
+        from .contiguity import highs_milp
 
         end = time.perf_counter() + time_limit_s
         mask = np.asarray(pairs, bool) & self.pairs()
@@ -626,7 +626,7 @@ class TerritoryModel:
             one_moves = int(((self.current >= 0) & one & (fixed_col != self.current)).sum())
             stay = (cur >= 0).sum() + one_moves - self.budget
         x0 = None if start is None else (start[free[rows]] == cols).astype(float)
-        out = _highs(self.cost[free[rows], cols], np.ones(pc.n_pairs), np.zeros(pc.n_pairs),
+        out = highs_milp(self.cost[free[rows], cols], np.ones(pc.n_pairs), np.zeros(pc.n_pairs),
                      np.ones(pc.n_pairs), *pc.rows_within(lo - fixed, hi - fixed, stay), x0,
                      end - time.perf_counter())  # fmt: skip
         if out is None or out[0] is None:

@@ -255,7 +255,7 @@ NEAR_PRICES_SHARE = 0.2  # ... of which the prices that choose who may move get 
 
 
 def far_from_today(model: TerritoryModel, dist: np.ndarray, *, solver: str, time_limit_s: float,
-                   is_cancelled: CancelCheck | None = None, grace_s: float = 0.0) -> Solution:
+                   is_cancelled: CancelCheck | None = None, grace_s: float = 0.0) -> Solution:  # fmt: skip
     """A plan for a model whose today's plan is far from balanced (a tenth of the accounts or
     more must move): the fewest moves are a flat, degenerate objective the large models do not
     solve in time, so each move is weighed against distance instead (``FAR_MOVE_DISTANCE`` of the

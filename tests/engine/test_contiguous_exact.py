@@ -404,3 +404,92 @@ def test_a_strict_deadline_gives_the_exact_fallback_no_extra_time(monkeypatch) -
     search.strict = False
     search.exact_fallback()
     assert asked == [5.0]
+
+
+def _feasible_plans(cost, values, lo, hi, adj) -> list:
+    """Every plan of a tiny grid within the bands, each territory in one piece."""
+    n, k = cost.shape
+    out = []
+    for combo in itertools.product(range(k), repeat=n):
+        a = np.array(combo)
+        tot = np.zeros((k, values.shape[1]))
+        np.add.at(tot, a, values)
+        fits = (tot >= lo - 1e-9).all() and (tot <= hi + 1e-9).all()
+        if fits and (count_pieces(a, adj, k) == 1).all():
+            out.append(a)
+    return out
+
+
+def _holds(cut, plan, pid) -> bool:
+    _, cols, coef = cut
+    x = np.zeros(pid.max() + 1)
+    x[pid[np.arange(len(plan)), plan]] = 1.0
+    return float(coef @ x[cols]) <= 1e-9
+
+
+@pytest.mark.parametrize(("rows", "cols", "k", "tol", "seed", "measures"),
+                         [(3, 3, 3, 20, 0, 1), (2, 4, 2, 10, 1, 2), (3, 3, 2, 30, 5, 1),
+                          (2, 5, 3, 25, 6, 2)])  # fmt: skip
+def test_size_cuts_hold_for_every_plan_in_one_piece_and_cut_small_pieces(rows, cols, k, tol,
+                                                                        seed, measures) -> None:  # fmt: skip
+    """Every size cut (each unit alone, pieces of plans, grown from fractional plans) holds for
+    every feasible plan in one piece (brute force), and every plan with a piece too small for
+    its territory violates one of its own cuts."""
+    from territory_planner_plugin.contiguity import _binary, _matrix, _pairs, _SizeCuts
+
+    _, adj, cost, values, lo, hi, _ = problem(rows, cols, k, tol, seed, measures=measures)
+    n = rows * cols
+    mat = _binary(_matrix(adj))
+    _, _, pid = _pairs(np.ones((n, k), bool))
+    feasible = _feasible_plans(cost, values, lo, hi, adj)
+    assert feasible
+    sizes = _SizeCuts(mat, values, lo, pid)
+    cuts = sizes.singletons()
+    rng = np.random.default_rng(seed)
+    cut_small = 0
+    for _ in range(40):
+        plan = rng.integers(0, k, n)
+        own = _SizeCuts(mat, values, lo, pid).from_plan(plan)
+        cuts += own
+        small_piece = False
+        for j in range(k):
+            members = np.flatnonzero(plan == j)
+            if len(members) and count_pieces(plan, adj, k)[j] > 1:
+                for sub in _pieces(members, mat):
+                    tot = values[sub].sum(0)
+                    small_piece |= bool((tot < lo[j] - 1e-9).any())
+        if small_piece:  # the plan breaks one of its own cuts
+            assert not all(_holds(c, plan, pid) for c in own)
+            cut_small += 1
+        x = rng.dirichlet(np.ones(k), n)  # a fractional plan
+        cuts += sizes.from_fractional(x)
+    assert cut_small > 0
+    assert len(cuts) > n
+    for plan in feasible:
+        assert all(_holds(c, plan, pid) for c in cuts)
+
+
+def _pieces(members, mat) -> list:
+    from scipy.sparse.csgraph import connected_components
+
+    ncomp, lab = connected_components(mat[members][:, members], directed=False)
+    return [members[lab == c] for c in range(ncomp)]
+
+
+def test_size_cuts_find_a_unit_alone_in_a_fractional_plan() -> None:
+    """A fractional plan that puts a unit wholly in a territory none of its neighbours is in
+    violates a grown size cut, for that unit."""
+    from territory_planner_plugin.contiguity import _binary, _matrix, _pairs, _SizeCuts
+
+    _, adj, _, values, lo, _, _ = problem(3, 3, 3, 20, 0)
+    mat = _binary(_matrix(adj))
+    _, _, pid = _pairs(np.ones((9, 3), bool))
+    x = np.full((9, 3), 0.0)
+    x[:, 0] = 1.0
+    x[4] = [0.0, 1.0, 0.0]  # the centre alone in territory 1
+    cuts = _SizeCuts(mat, values, lo, pid).from_fractional(x)
+    assert cuts
+    assert all(cols[0] == pid[4, 1] for _, cols, _ in cuts)
+    flat = np.zeros(pid.max() + 1)
+    flat[pid[np.arange(9), x.argmax(1)]] = 1.0
+    assert any(float(coef @ flat[cols]) > 1e-9 for _, cols, coef in cuts)
