@@ -71,6 +71,11 @@ def balance_values(frame: pd.DataFrame, ids: np.ndarray, fields: Sequence[str], 
     for f in fields:
         if f not in frame.columns:
             msg = f"BALANCE_FIELDS: '{f}' is not a field of {layer}."
+            parts = [p.strip() for p in str(f).split(",")]
+            if len(parts) > 1 and all(p in frame.columns for p in parts):
+                repeat = " ".join(f"BALANCE_FIELDS={p}" for p in parts)
+                msg += (" To balance several fields give each on its own: in qgis_process "
+                        f"repeat the parameter ({repeat}); in Python pass a list.")  # fmt: skip
             raise InvalidInputError(msg)
         col = pd.to_numeric(frame[f], errors="coerce")
         null = frame[f].isna().to_numpy()

@@ -128,6 +128,11 @@ CASES = [
           "OUTPUT": "{out}/c.gpkg"},
          fails=False, message=r"(?i)geometr"),
     # designterritories
+    Case("design-balance-fields-comma-separated", "designterritories",
+         _plan(BALANCE_FIELDS="revenue_potential,workload_visits"),
+         message=r"BALANCE_FIELDS: 'revenue_potential,workload_visits' is not a field of ACCOUNTS\. "
+                 r"To balance several fields give each on its own: in qgis_process repeat the "
+                 r"parameter \(BALANCE_FIELDS=revenue_potential BALANCE_FIELDS=workload_visits\)"),
     Case("design-null-geometry", "designterritories", _plan(ACCOUNTS="{nullgeom}"),
          message=r"ACCOUNTS: 2 accounts have a NULL or empty geometry: A0001, A0002\. Give them "
                  r"a location or filter them out"),
