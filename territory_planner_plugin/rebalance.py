@@ -195,7 +195,8 @@ def rebalance_territories(
     if sol is None:
         try:
             if far:
-                sol = far_from_today(model, dist, solver=solver,
+                typical = weight[has & (weight > 0)].mean() if (has & (weight > 0)).any() else 1.0
+                sol = far_from_today(model, dist, move_unit=float(typical), solver=solver,
                                      time_limit_s=time_left(deadline, search_s),
                                      is_cancelled=is_cancelled, grace_s=reserve)  # fmt: skip
             else:
@@ -254,16 +255,19 @@ NEAR_TIME_SHARE = 0.5  # of the time to the deadline for the tries near today's 
 NEAR_PRICES_SHARE = 0.2  # ... of which the prices that choose who may move get this share
 
 
-def far_from_today(model: TerritoryModel, dist: np.ndarray, *, solver: str, time_limit_s: float,
-                   is_cancelled: CancelCheck | None = None, grace_s: float = 0.0) -> Solution:  # fmt: skip
+def far_from_today(model: TerritoryModel, dist: np.ndarray, *, move_unit: float = 1.0,
+                   solver: str, time_limit_s: float, is_cancelled: CancelCheck | None = None,
+                   grace_s: float = 0.0) -> Solution:  # fmt: skip
     """A plan for a model whose today's plan is far from balanced (a tenth of the accounts or
     more must move): the fewest moves are a flat, degenerate objective the large models do not
-    solve in time, so each move is weighed against distance instead (``FAR_MOVE_DISTANCE`` of the
-    longest allowed distance a move) and the balanced model of that cost is solved, as
-    designterritories solves distances. The plan keeps every hard constraint; its moves may
-    exceed the fewest possible, so no bound is returned (the caller's counting bound holds)."""
+    solve in time, so each move is weighed against distance instead (a move of ``move_unit`` in
+    the model's cost, e.g. the typical value moved, costs ``FAR_MOVE_DISTANCE`` of the longest
+    allowed distance) and the balanced model of that cost is solved, as designterritories
+    solves distances. The plan keeps every hard constraint; its moves may exceed the fewest
+    possible, so no bound is returned (the caller's counting bound holds)."""
     scale = FAR_MOVE_DISTANCE * max(float(np.where(model.pairs(), dist, 0).max()), 1e-9)
-    sol = replace(model, cost=model.cost + np.asarray(dist, float) / scale).solve(
+    cost = model.cost / max(move_unit, 1e-12) + np.asarray(dist, float) / scale
+    sol = replace(model, cost=cost).solve(
         solver, time_limit_s=time_limit_s, is_cancelled=is_cancelled, grace_s=grace_s)  # fmt: skip
     return replace(sol, objective=model.objective_of(sol.assign), lower_bound=-np.inf)
 
