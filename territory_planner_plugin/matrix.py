@@ -102,7 +102,7 @@ def _times_and_km(net, o_nodes, d_nodes, max_minutes, progress, is_cancelled, *,
 
     The searches run in chunks. After ``_TIMING_CHUNK`` searches, when the rest would take more
     than ``_POOL_MIN_SECONDS`` here, worker processes take chunks too while this process keeps
-    searching (``workers`` processes in all, by default one per CPU, see :func:`_pool_size`;
+    searching (``workers`` processes in all, by default one per CPU, see :func:`pool_size`;
     ``workers=1`` keeps everything in this process). The numbers are the same either way.
     """
     per_s, per_m, scale, encoded = _encoding(net.time_csr.data, net.length_csr.data)
@@ -148,7 +148,7 @@ def _times_and_km(net, o_nodes, d_nodes, max_minutes, progress, is_cancelled, *,
     if head:
         search_here(0, head)
     rest = len(sources) - head
-    n_proc = workers or _pool_size((time.perf_counter() - clock) / max(1, head) * rest)
+    n_proc = workers or pool_size((time.perf_counter() - clock) / max(1, head) * rest)
     todo = _Todo(head, len(sources), n_proc)
     if n_proc > 1 and rest > 1:
         graph = (weights.data, weights.indices, weights.indptr, weights.shape, targets, limit)
@@ -247,7 +247,7 @@ class _Todo:
 WORKERS_ENV = "TERRITORY_PLANNER_PROCESSES"  # e.g. 1: never start workers; 2: always, two in all
 
 
-def _pool_size(serial_seconds: float) -> int:
+def pool_size(serial_seconds: float) -> int:
     """Processes worth searching in, this one included, for ``serial_seconds`` of work (1: only this).
 
     The environment variable ``TERRITORY_PLANNER_PROCESSES`` (a whole number >= 1) overrides it,
@@ -275,7 +275,7 @@ def _is_python_interpreter(executable: str | None) -> bool:
     )
 
 
-def _python_executable() -> str | None:
+def python_executable() -> str | None:
     """The Python to run workers with: this one, or inside QGIS (whose ``sys.executable`` is QGIS)
     a Python of the same version next to QGIS's or on PATH; None when there is none."""
     if _is_python_interpreter(sys.executable):
@@ -355,7 +355,7 @@ def _search_shared(n_workers, graph, sources, todo, store, search_here, is_cance
     ``graph`` is ``(data, indices, indptr, shape, targets, limit)``. On cancel (``is_cancelled``,
     checked between chunks) the workers are killed and :class:`Cancelled` is raised.
     """
-    python = _python_executable()
+    python = python_executable()
     if python is None:
         logger.info(
             "No Python interpreter found for matrix worker processes; searching in-process."

@@ -391,6 +391,7 @@ class TerritoryModel:
         neighbouring territories at a time exactly, starts the root-free separator-cut model (a
         bound of the problem as posed, optimal when it closes); without any plan in one piece
         by then, the rooted flow MILP looks for one."""
+        from .beside import start_cuts_beside
         from .contiguity import contiguous_cuts, contiguous_exact, improve_by_neighbourhoods
 
         t0 = time.perf_counter()
@@ -420,24 +421,41 @@ class TerritoryModel:
         _, lo, hi = self.bounds()
         model_args = {"adjacency": self.adjacency, "locks": self.locks, "allowed": self.allowed,
                       "current": self.current, "budget": self.budget}
+        beside = None  # the separator cuts in a second process, for all the time left
         if start is not None:
-            before = self.objective_of(start)
-            start = improve_by_neighbourhoods(
-                self.cost, self.values, lo, hi, start=start,
-                deadline=time.perf_counter() + CONTIGUOUS_LNS_SHARE * max(
-                    time_limit_s - (time.perf_counter() - t0), 0.0), **model_args,
-            )  # fmt: skip
-            logger.info("CONTIGUOUS: neighbouring territories re-solved exactly, 2 to 4 at a "
-                        "time: %.3f -> %.3f.", before, self.objective_of(start))  # fmt: skip
-            if self.objective_of(start) > ORDERED_FROM_GAP * bound:  # the cuts will not close it
-                start = self._redraw_all(start, bound, ORDERED_SHARE * max(
-                    time_limit_s - (time.perf_counter() - t0), 0.0), lo, hi, model_args)  # fmt: skip
-        left = max(time_limit_s - (time.perf_counter() - t0), 1.0)
-        cuts = contiguous_cuts(
-            self.cost, self.values, lo, hi, start=start,
-            time_limit_s=left if start is not None else CONTIGUOUS_CUT_SHARE * left,
-            incumbents=True, **model_args,
-        )  # fmt: skip
+            beside = start_cuts_beside(
+                time_limit_s - (time.perf_counter() - t0) - BESIDE_ANSWER_S, cost=self.cost,
+                values=self.values, lo=lo, hi=hi, start=start, incumbents=True, **model_args)  # fmt: skip
+        cuts = None
+        try:
+            closed = None  # the cuts beside, once they proved a plan optimal
+            if start is not None:
+                before = self.objective_of(start)
+                start = improve_by_neighbourhoods(
+                    self.cost, self.values, lo, hi, start=start,
+                    deadline=time.perf_counter() + CONTIGUOUS_LNS_SHARE * max(
+                        time_limit_s - (time.perf_counter() - t0), 0.0), **model_args,
+                )  # fmt: skip
+                logger.info("CONTIGUOUS: neighbouring territories re-solved exactly, 2 to 4 at "
+                            "a time: %.3f -> %.3f.", before, self.objective_of(start))  # fmt: skip
+                closed = _closed_beside(beside)
+                if closed is None and self.objective_of(start) > ORDERED_FROM_GAP * bound:
+                    start = self._redraw_all(start, bound, ORDERED_SHARE * max(
+                        time_limit_s - (time.perf_counter() - t0), 0.0), lo, hi, model_args)  # fmt: skip
+                    closed = _closed_beside(beside)
+            left = max(time_limit_s - (time.perf_counter() - t0), 1.0)
+            if closed is None:
+                cuts = contiguous_cuts(
+                    self.cost, self.values, lo, hi, start=start,
+                    time_limit_s=left if start is not None else CONTIGUOUS_CUT_SHARE * left,
+                    incumbents=True, **model_args,
+                )  # fmt: skip
+            if beside is not None and not (cuts is not None and (cuts.optimal or cuts.closed)):
+                cuts = _merge_cuts(cuts, beside.result(
+                    time_limit_s - (time.perf_counter() - t0) + BESIDE_ANSWER_S))  # fmt: skip
+        finally:
+            if beside is not None:
+                beside.close()
         exact = None
         if cuts is not None:
             if np.isfinite(cuts.bound) and cuts.bound > bound:
@@ -1029,6 +1047,37 @@ def pulp_solver(name: str, time_limit_s: float) -> tuple[pulp.LpSolver, str]:
             return s, "HiGHS"
         logger.warning("SOLVER: HiGHS is not installed here; using CBC.")
     return pulp.PULP_CBC_CMD(msg=False, timeLimit=time_limit_s), "CBC"
+
+
+BESIDE_ANSWER_S = 1.0  # the cuts beside end this long before TIME_LIMIT, to answer in time
+
+
+def _closed_beside(beside) -> object | None:
+    """The result of the separator cuts beside the search when they have ended with a plan
+    proven optimal (nothing left to search), else None."""
+    if beside is None or not beside.done():
+        return None
+    res = beside.result(0.0)
+    return res if res is not None and res.optimal and res.assign is not None else None
+
+
+def _merge_cuts(here, there):
+    """One separator-cut result from this process's (``here``) and the one beside (``there``;
+    either may be None): the higher bound, the cheaper plan in one piece, the rounds and cuts of
+    both; optimal or closed when either proves it for the plan kept."""
+    if here is None or there is None:
+        if there is not None:
+            logger.info("CONTIGUOUS: separator cuts in a second process beside the search: "
+                        "bound %.3f.", there.bound)  # fmt: skip
+        return there if here is None else here
+    logger.info("CONTIGUOUS: separator cuts in a second process beside the search: bound %.3f "
+                "(here %.3f).", there.bound, here.bound)  # fmt: skip
+    plan = here if here.assign is not None and (
+        there.assign is None or here.objective <= there.objective) else there  # fmt: skip
+    bound = min(max(here.bound, there.bound), plan.objective)
+    optimal = plan.assign is not None and bound >= plan.objective - 1e-6 * max(abs(plan.objective), 1.0)
+    return replace(plan, bound=bound, optimal=optimal, rounds=here.rounds + there.rounds,
+                   cuts=here.cuts + there.cuts, closed=plan.closed or optimal)  # fmt: skip
 
 
 def move_costs(current: np.ndarray, k: int, weight: np.ndarray | None = None) -> np.ndarray:

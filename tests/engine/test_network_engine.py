@@ -336,7 +336,7 @@ def test_matrix_worker_failure_falls_back_in_process(
         fake = tmp_path / "python3"
         fake.write_text("#!/bin/sh\nexit 3\n")
         fake.chmod(0o755)
-        monkeypatch.setattr(matrix, "_python_executable", lambda: str(fake))
+        monkeypatch.setattr(matrix, "python_executable", lambda: str(fake))
     else:
         monkeypatch.setattr(matrix, "_WORKER_SCRIPT", _fake_worker(tmp_path, kind))
     _slow_here(monkeypatch, [], delay=0.03 if kind == "dies_mid_run" else 0.005)
@@ -424,8 +424,8 @@ def test_todo_chunks_front_and_back() -> None:
 def test_worker_processes_only_from_python_and_for_long_jobs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert matrix._pool_size(matrix._POOL_MIN_SECONDS / 2) == 1  # short jobs stay in-process
-    assert matrix._pool_size(100.0) >= 1
+    assert matrix.pool_size(matrix._POOL_MIN_SECONDS / 2) == 1  # short jobs stay in-process
+    assert matrix.pool_size(100.0) >= 1
     fake = tmp_path / "qgis-bin.exe"
     fake.write_text("")
     assert not matrix._is_python_interpreter(str(fake))
@@ -443,7 +443,7 @@ def test_worker_python_found_when_running_inside_qgis(
     qgis = tmp_path / "qgis"  # what sys.executable is inside QGIS
     qgis.write_text("")
     monkeypatch.setattr(sys, "executable", str(qgis))
-    python = matrix._python_executable()
+    python = matrix.python_executable()
     assert python is not None
     assert matrix._is_python_interpreter(python)
     version = subprocess.run([python, "-c", "import sys; print(*sys.version_info[:2])"],
@@ -765,10 +765,10 @@ def test_matrix_km_at_coarse_steps_matches_networkx(net, monkeypatch, resolution
 def test_processes_environment_variable(monkeypatch, caplog) -> None:
     """TERRITORY_PLANNER_PROCESSES fixes the number of processes; a bad value is named and ignored."""
     monkeypatch.setenv(matrix.WORKERS_ENV, "1")
-    assert matrix._pool_size(1000.0) == 1
+    assert matrix.pool_size(1000.0) == 1
     monkeypatch.setenv(matrix.WORKERS_ENV, "3")
-    assert matrix._pool_size(0.0) == 3
+    assert matrix.pool_size(0.0) == 3
     monkeypatch.setenv(matrix.WORKERS_ENV, "two")
     with caplog.at_level("WARNING"):
-        assert matrix._pool_size(0.0) == 1
+        assert matrix.pool_size(0.0) == 1
     assert "TERRITORY_PLANNER_PROCESSES='two'" in caplog.text

@@ -1,0 +1,42 @@
+"""The worker process that runs the separator-cut model beside the plan search (:mod:`beside`).
+
+Run as a script (``python _cuts_worker.py``), it reads one pickle from stdin: the parent's
+``sys.path``, the name of the contiguity module (the plugin's package name varies with where it
+is installed), the wall-clock end (``time.time()``) and the keyword arguments of
+``contiguous_cuts`` without ``time_limit_s``; it answers one pickle on stdout: the result's fields
+as a dict, None, or an error text.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pickle
+import sys
+import time
+
+
+def main() -> None:
+    """Run one contiguous_cuts for the parent and answer its result."""
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr  # a stray print must not corrupt the answer
+    try:
+        parent_path, module, until, kwargs = pickle.load(stdin)
+    except EOFError:
+        return
+    here = os.path.dirname(os.path.abspath(__file__))
+    if sys.path and os.path.abspath(sys.path[0] or os.curdir) == here:
+        del sys.path[0]  # this package's folder: its modules are not top-level modules
+    sys.path[:0] = [p for p in parent_path if isinstance(p, str)]
+    try:
+        contiguity = importlib.import_module(module)
+        res = contiguity.contiguous_cuts(**kwargs, time_limit_s=max(until - time.time(), 0.1))
+        answer = None if res is None else dict(vars(res))
+    except Exception as err:  # any failure: the parent goes on without it
+        answer = f"{type(err).__name__}: {err}"
+    pickle.dump(answer, stdout, protocol=pickle.HIGHEST_PROTOCOL)
+    stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""The separator-cut model in a worker process beside the plan search, on machines with a second
+core: county-sized contiguous plans get their bound from the whole of TIME_LIMIT while this
+process looks for better plans (:meth:`.model.TerritoryModel.solve`)."""
+
+from __future__ import annotations
+
+import logging
+import pickle
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from . import contiguity, matrix
+
+logger = logging.getLogger(__name__)
+
+_WORKER_SCRIPT = Path(__file__).with_name("_cuts_worker.py")
+BESIDE_MIN_SECONDS = 5.0  # a worker is started only with at least this much time left
+BESIDE_MIN_PAIRS = 200  # ... and for models of at least this many pairs (smaller close at once)
+
+
+class CutsBeside:
+    """:func:`.contiguity.contiguous_cuts` running in a worker process until a wall-clock end."""
+
+    def __init__(self, proc: subprocess.Popen) -> None:
+        self.proc = proc
+        self._answer: contiguity.CutPlan | None = None
+        self._read = False
+
+    def done(self) -> bool:
+        """Whether the worker has ended (its answer can be read without waiting)."""
+        return self.proc.poll() is not None
+
+    def result(self, timeout_s: float) -> contiguity.CutPlan | None:
+        """The worker's result, waiting at most ``timeout_s``; None when it failed or did not end
+        in time (it is stopped then)."""
+        if self._read:
+            return self._answer
+        self._read = True
+        try:
+            out, _ = self.proc.communicate(timeout=max(timeout_s, 0.01))
+            answer = pickle.loads(out)
+        except Exception as err:  # a worker that fails only costs its help
+            logger.debug("Separator cuts beside the search: no result (%s).", err)
+            self.close()
+            return None
+        if isinstance(answer, dict):
+            self._answer = contiguity.CutPlan(**answer)
+        elif answer is not None:
+            logger.debug("Separator cuts beside the search failed: %s", answer)
+        return self._answer
+
+    def close(self) -> None:
+        """Stop the worker if it still runs."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def start_cuts_beside(seconds: float, **kwargs) -> CutsBeside | None:
+    """Start ``contiguous_cuts(**kwargs)`` in a worker process for ``seconds`` of wall time, or
+    None when this machine has one core for it (``TERRITORY_PLANNER_PROCESSES`` = 1 too), no
+    Python interpreter to run it is found, the time is short, the model small (``cost`` has
+    fewer than ``BESIDE_MIN_PAIRS`` entries) or the worker cannot start."""
+    small = np.size(kwargs.get("cost", ())) < BESIDE_MIN_PAIRS
+    if small or seconds < BESIDE_MIN_SECONDS or matrix.pool_size(float("inf")) < 2:
+        return None
+    python = matrix.python_executable()
+    if python is None:
+        return None
+    flags = subprocess.CREATE_NO_WINDOW if sys.platform == "win32" else 0
+    try:
+        proc = subprocess.Popen([python, str(_WORKER_SCRIPT)], stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                creationflags=flags)  # fmt: skip
+        payload = (list(sys.path), contiguity.__name__, time.time() + seconds, kwargs)
+        proc.stdin.write(pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL))
+        proc.stdin.close()
+        proc.stdin = None  # sent and closed: communicate() only reads the answer
+    except (OSError, pickle.PicklingError) as err:
+        logger.debug("Separator cuts beside the search not started: %s", err)
+        return None
+    return CutsBeside(proc)

@@ -1,0 +1,132 @@
+"""The separator-cut model in a worker process beside the plan search (beside.py): same answers
+as in this process, merged into one result, and a failed or refused worker changes nothing."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+from territory_planner_plugin import beside, matrix
+from territory_planner_plugin import model as model_module
+from territory_planner_plugin.contiguity import CutPlan, contiguous_cuts, count_pieces
+from territory_planner_plugin.model import TerritoryModel, _merge_cuts
+from tests.engine.test_contiguity import brute_force, problem
+
+
+@pytest.fixture
+def two_processes(monkeypatch):
+    monkeypatch.setenv(matrix.WORKERS_ENV, "2")
+    monkeypatch.setattr(beside, "BESIDE_MIN_SECONDS", 0.5)
+    monkeypatch.setattr(beside, "BESIDE_MIN_PAIRS", 0)
+
+
+@pytest.mark.parametrize(("rows", "cols", "k", "tol", "seed"), [(3, 3, 3, 30, 0), (3, 4, 2, 10, 1),
+                                                                (3, 3, 3, 20, 5)])  # fmt: skip
+def test_the_worker_answers_what_this_process_answers(two_processes, rows, cols, k, tol, seed):
+    _, adj, cost, values, lo, hi, _ = problem(rows, cols, k, tol, seed)
+    n = rows * cols
+    args = {"adjacency": adj, "locks": np.full(n, -1), "allowed": np.ones((n, k), bool)}
+    ref = brute_force(cost, values, lo, hi, adj)
+    here = contiguous_cuts(cost, values, lo, hi, time_limit_s=10, **args)
+    job = beside.start_cuts_beside(10.0, cost=cost, values=values, lo=lo, hi=hi, **args)
+    assert job is not None
+    there = job.result(20.0)
+    assert isinstance(there, CutPlan)
+    assert there.bound <= ref + 1e-6 * max(abs(ref), 1.0)
+    assert there.optimal == here.optimal
+    if np.isfinite(ref):
+        assert there.objective == pytest.approx(ref, rel=1e-6)
+        assert (count_pieces(there.assign, adj, k) == 1).all()
+    assert job.done()
+
+
+def test_no_worker_on_one_process_or_without_python(monkeypatch) -> None:
+    _, adj, cost, values, lo, hi, _ = problem(3, 3, 3, 30, 0)
+    args = {"cost": cost, "values": values, "lo": lo, "hi": hi, "adjacency": adj,
+            "locks": np.full(9, -1), "allowed": np.ones((9, 3), bool)}  # fmt: skip
+    monkeypatch.setenv(matrix.WORKERS_ENV, "1")
+    assert beside.start_cuts_beside(30.0, **args) is None
+    monkeypatch.setenv(matrix.WORKERS_ENV, "2")
+    assert beside.start_cuts_beside(30.0, **args) is None  # 27 pairs: closes at once here
+    monkeypatch.setattr(beside, "BESIDE_MIN_PAIRS", 0)
+    assert beside.start_cuts_beside(beside.BESIDE_MIN_SECONDS / 2, **args) is None  # too short
+    monkeypatch.setattr(matrix, "python_executable", lambda: None)
+    assert beside.start_cuts_beside(30.0, **args) is None
+
+
+def test_a_worker_that_fails_or_runs_over_gives_nothing_and_is_stopped(two_processes, tmp_path,
+                                                                       monkeypatch) -> None:  # fmt: skip
+    _, adj, cost, values, lo, hi, _ = problem(3, 3, 3, 30, 0)
+    args = {"cost": cost, "values": values, "lo": lo, "hi": hi, "adjacency": adj,
+            "locks": np.full(9, -1), "allowed": np.ones((9, 3), bool)}  # fmt: skip
+    crash = tmp_path / "crash.py"
+    crash.write_text("import sys\nsys.exit(3)\n")
+    monkeypatch.setattr(beside, "_WORKER_SCRIPT", crash)
+    job = beside.start_cuts_beside(5.0, **args)
+    assert job is not None
+    assert job.result(10.0) is None
+    slow = tmp_path / "slow.py"
+    slow.write_text("import time\ntime.sleep(60)\n")
+    monkeypatch.setattr(beside, "_WORKER_SCRIPT", slow)
+    job = beside.start_cuts_beside(5.0, **args)
+    assert job.result(0.5) is None  # did not answer in time: stopped
+    assert job.done()
+
+
+def _plan(bound, objective, optimal=False, closed=False, assign=True):
+    return CutPlan(bound, np.zeros(3, int) if assign else None, objective, optimal, 2, 10, closed)
+
+
+def test_merged_results_keep_the_higher_bound_and_the_cheaper_plan() -> None:
+    merged = _merge_cuts(_plan(90.0, 105.0), _plan(95.0, 110.0))
+    assert merged.bound == 95.0
+    assert merged.objective == 105.0
+    assert not merged.optimal
+    assert (merged.rounds, merged.cuts) == (4, 20)
+    proven = _merge_cuts(_plan(90.0, 100.0), _plan(100.0, 100.0, optimal=True))
+    assert proven.optimal
+    assert proven.closed
+    assert _merge_cuts(_plan(90.0, 100.0), _plan(100.0, 104.0)).optimal  # bound from there
+    assert _merge_cuts(None, _plan(95.0, 110.0)).bound == 95.0
+    assert _merge_cuts(_plan(90.0, 105.0), None).bound == 90.0
+    no_plan = _merge_cuts(_plan(90.0, np.inf, assign=False), _plan(92.0, np.inf, assign=False))
+    assert no_plan.bound == 92.0
+    assert not no_plan.optimal
+
+
+def test_the_model_uses_the_cuts_beside_and_stays_exact(two_processes, caplog,
+                                                        monkeypatch) -> None:  # fmt: skip
+    """Through TerritoryModel.solve, with this process's own cut loop giving nothing: the
+    worker's result is merged in (logged) and proves the brute-force optimum."""
+    from territory_planner_plugin import contiguity
+
+    own = contiguity.contiguous_cuts
+
+    def nothing_here(*args, **kwargs):  # the model's own loop (the worker imports afresh)
+        return None if kwargs.get("incumbents") else own(*args, **kwargs)
+
+    monkeypatch.setattr(contiguity, "contiguous_cuts", nothing_here)
+    _, adj, cost, values, lo, hi, _ = problem(3, 3, 3, 30, 0)
+    ref = brute_force(cost, values, lo, hi, adj)
+    model = TerritoryModel.from_cost_matrix(cost, values=values, capacity=np.ones(3),
+                                            tolerance_pct=30, adjacency=adj)  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="territory_planner_plugin"):
+        sol = model.solve("HiGHS", time_limit_s=8)
+    assert "second process beside the search" in caplog.text
+    assert sol.objective == pytest.approx(ref, rel=1e-9)
+    assert sol.lower_bound == pytest.approx(ref, rel=1e-9)  # proven by the worker alone
+
+
+def test_the_model_without_a_worker_is_unchanged(monkeypatch, caplog) -> None:
+    monkeypatch.setattr(model_module, "BESIDE_ANSWER_S", 1.0)
+    monkeypatch.setenv(matrix.WORKERS_ENV, "1")
+    _, adj, cost, values, lo, hi, _ = problem(2, 4, 3, 25, 2)
+    ref = brute_force(cost, values, lo, hi, adj)
+    model = TerritoryModel.from_cost_matrix(cost, values=values, capacity=np.ones(3),
+                                            tolerance_pct=25, adjacency=adj)  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="territory_planner_plugin"):
+        sol = model.solve("HiGHS", time_limit_s=8)
+    assert "second process" not in caplog.text
+    assert sol.objective == pytest.approx(ref, rel=1e-9)
