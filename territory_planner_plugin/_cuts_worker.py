@@ -10,7 +10,6 @@ as a dict, None, or an error text.
 from __future__ import annotations
 
 import importlib
-import os
 import pickle
 import sys
 import time
@@ -24,10 +23,9 @@ def main() -> None:
         parent_path, module, until, kwargs = pickle.load(stdin)
     except EOFError:
         return
-    here = os.path.dirname(os.path.abspath(__file__))
-    if sys.path and os.path.abspath(sys.path[0] or os.curdir) == here:
-        del sys.path[0]  # this package's folder: its modules are not top-level modules
-    sys.path[:0] = [p for p in parent_path if isinstance(p, str)]
+    from _matrix_worker import adopt_parent_path  # this folder, the script's sys.path[0]
+
+    adopt_parent_path(parent_path)
     try:
         contiguity = importlib.import_module(module)
         res = contiguity.contiguous_cuts(**kwargs, time_limit_s=max(until - time.time(), 0.1))

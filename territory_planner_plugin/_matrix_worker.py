@@ -33,6 +33,15 @@ def _send(stream, message) -> None:
     stream.flush()
 
 
+def adopt_parent_path(parent_path: list) -> None:
+    """A worker script's ``sys.path``: the parent's first, without this package's folder (its
+    modules are not top-level modules; also used by ``_cuts_worker.py``)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    if sys.path and os.path.abspath(sys.path[0] or os.curdir) == here:
+        del sys.path[0]
+    sys.path[:0] = [p for p in parent_path if isinstance(p, str)]
+
+
 def main() -> None:
     """Serve the parent's search requests until its end of input."""
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
@@ -42,10 +51,7 @@ def main() -> None:
         parent_path = pickle.load(stdin)
     except EOFError:
         return
-    here = os.path.dirname(os.path.abspath(__file__))
-    if sys.path and os.path.abspath(sys.path[0] or os.curdir) == here:
-        del sys.path[0]  # this package's folder: its modules are not top-level modules
-    sys.path[:0] = [p for p in parent_path if isinstance(p, str)]
+    adopt_parent_path(parent_path)
     try:
         import scipy.sparse as sp
         from scipy.sparse.csgraph import dijkstra  # noqa: F401  (import errors show here)

@@ -96,6 +96,17 @@ def test_merged_results_keep_the_higher_bound_and_the_cheaper_plan() -> None:
     assert not no_plan.optimal
 
 
+def _solve_grid(caplog, case: tuple) -> tuple:
+    """TerritoryModel.solve of a small grid (rows, cols, k, tolerance %, seed), logs captured:
+    (the solution, the brute-force optimum)."""
+    _, adj, cost, values, lo, hi, _ = problem(*case)
+    model = TerritoryModel.from_cost_matrix(cost, values=values, capacity=np.ones(case[2]),
+                                            tolerance_pct=case[3], adjacency=adj)  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="territory_planner_plugin"):
+        sol = model.solve("HiGHS", time_limit_s=8)
+    return sol, brute_force(cost, values, lo, hi, adj)
+
+
 def test_the_model_uses_the_cuts_beside_and_stays_exact(two_processes, caplog,
                                                         monkeypatch) -> None:  # fmt: skip
     """Through TerritoryModel.solve, with this process's own cut loop giving nothing: the
@@ -108,12 +119,7 @@ def test_the_model_uses_the_cuts_beside_and_stays_exact(two_processes, caplog,
         return None if kwargs.get("incumbents") else own(*args, **kwargs)
 
     monkeypatch.setattr(contiguity, "contiguous_cuts", nothing_here)
-    _, adj, cost, values, lo, hi, _ = problem(3, 3, 3, 30, 0)
-    ref = brute_force(cost, values, lo, hi, adj)
-    model = TerritoryModel.from_cost_matrix(cost, values=values, capacity=np.ones(3),
-                                            tolerance_pct=30, adjacency=adj)  # fmt: skip
-    with caplog.at_level(logging.INFO, logger="territory_planner_plugin"):
-        sol = model.solve("HiGHS", time_limit_s=8)
+    sol, ref = _solve_grid(caplog, (3, 3, 3, 30, 0))
     assert "second process beside the search" in caplog.text
     assert sol.objective == pytest.approx(ref, rel=1e-9)
     assert sol.lower_bound == pytest.approx(ref, rel=1e-9)  # proven by the worker alone
@@ -122,11 +128,6 @@ def test_the_model_uses_the_cuts_beside_and_stays_exact(two_processes, caplog,
 def test_the_model_without_a_worker_is_unchanged(monkeypatch, caplog) -> None:
     monkeypatch.setattr(model_module, "BESIDE_ANSWER_S", 1.0)
     monkeypatch.setenv(matrix.WORKERS_ENV, "1")
-    _, adj, cost, values, lo, hi, _ = problem(2, 4, 3, 25, 2)
-    ref = brute_force(cost, values, lo, hi, adj)
-    model = TerritoryModel.from_cost_matrix(cost, values=values, capacity=np.ones(3),
-                                            tolerance_pct=25, adjacency=adj)  # fmt: skip
-    with caplog.at_level(logging.INFO, logger="territory_planner_plugin"):
-        sol = model.solve("HiGHS", time_limit_s=8)
+    sol, ref = _solve_grid(caplog, (2, 4, 3, 25, 2))
     assert "second process" not in caplog.text
     assert sol.objective == pytest.approx(ref, rel=1e-9)
