@@ -24,7 +24,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -1889,15 +1889,22 @@ def _flow_start(start, pid, roots, u_, w_, j_, nv: int, p: int, mat) -> np.ndarr
     return x
 
 
-def _stop_at(h, deadline: float) -> None:
+def _stop_at(h, deadline: float, stop: Callable[[], bool] | None = None) -> None:
     """Interrupt a highspy MIP at ``deadline`` (``time.perf_counter()``): its own time limit
-    can run seconds over (an LP at a node is not cut short)."""
+    can run seconds over (an LP at a node is not cut short); also once ``stop()`` says so
+    (asked at most every half second)."""
+    asked = [time.perf_counter()]
 
-    def stop(event) -> None:
-        if time.perf_counter() > deadline:
+    def interrupt(event) -> None:
+        now = time.perf_counter()
+        if now > deadline:
             event.interrupt()
+        elif stop is not None and now - asked[0] > 0.5:
+            asked[0] = now
+            if stop():
+                event.interrupt()
 
-    h.cbMipInterrupt += stop
+    h.cbMipInterrupt += interrupt
 
 
 def highs_milp(c: np.ndarray, integrality: np.ndarray, lb: np.ndarray, ub: np.ndarray, a_mat,
@@ -2136,6 +2143,7 @@ def contiguous_cuts(
     repair_s: float = 1.0,
     gap: float = 1e-6,
     incumbents: bool = False,
+    stop: Callable[[], bool] | None = None,
 ) -> CutPlan | None:
     """Root-free exact contiguous model by separator cuts (HiGHS through ``highspy``).
 
@@ -2151,8 +2159,9 @@ def contiguous_cuts(
     per territory is optimal (within ``gap``, each round's relative MILP gap). ``start`` (a plan
     in one piece per territory) is each round's first incumbent; each round's plan in pieces is
     made one piece each (:func:`make_contiguous`, up to ``repair_s``) for a better one; with
-    ``incumbents`` the round's improving plans in pieces give cuts too. Returns None when
-    ``highspy`` is not installed.
+    ``incumbents`` the round's improving plans in pieces give cuts too; ``stop()`` ends the
+    loop early (e.g. the same model proved optimal elsewhere). Returns None when ``highspy`` is
+    not installed.
     """
     try:
         import highspy
@@ -2191,10 +2200,10 @@ def contiguous_cuts(
     found: list = []
     if incumbents:
         h.cbMipImprovingSolution += lambda e: found.append(np.array(e.data_out.mip_solution))
-    _stop_at(h, t0 + time_limit_s)
+    _stop_at(h, t0 + time_limit_s, stop)
     while True:
         left = time_limit_s - (time.perf_counter() - t0)
-        if left <= 0.05:
+        if left <= 0.05 or (stop is not None and stop()):
             break
         h.setOptionValue("time_limit", float(left))
         if best is not None:

@@ -448,7 +448,8 @@ class TerritoryModel:
                 cuts = contiguous_cuts(
                     self.cost, self.values, lo, hi, start=start,
                     time_limit_s=left if start is not None else CONTIGUOUS_CUT_SHARE * left,
-                    incumbents=True, **model_args,
+                    incumbents=True, stop=lambda: _closed_beside(beside) is not None,
+                    **model_args,
                 )  # fmt: skip
             if beside is not None and not (cuts is not None and (cuts.optimal or cuts.closed)):
                 cuts = _merge_cuts(cuts, beside.result(

@@ -131,3 +131,17 @@ def test_the_model_without_a_worker_is_unchanged(monkeypatch, caplog) -> None:
     sol, ref = _solve_grid(caplog, (2, 4, 3, 25, 2))
     assert "second process" not in caplog.text
     assert sol.objective == pytest.approx(ref, rel=1e-9)
+
+
+def test_the_cut_loop_stops_when_told() -> None:
+    """``stop`` (the worker beside proved the plan optimal) ends this process's cut loop."""
+    _, adj, cost, values, lo, hi, _ = problem(3, 4, 3, 25, 2)
+    args = {"adjacency": adj, "locks": np.full(12, -1), "allowed": np.ones((12, 3), bool)}
+    res = contiguous_cuts(cost, values, lo, hi, time_limit_s=30, stop=lambda: True, **args)
+    assert res.rounds == 0
+    assert res.assign is None
+    asked = []
+    res = contiguous_cuts(cost, values, lo, hi, time_limit_s=30,
+                          stop=lambda: asked.append(1) is not None, **args)  # fmt: skip
+    assert asked  # asked between rounds
+    assert res.rounds >= 1
