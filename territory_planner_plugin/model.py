@@ -428,7 +428,7 @@ class TerritoryModel:
                 values=self.values, lo=lo, hi=hi, start=start, incumbents=True, **model_args)  # fmt: skip
         cuts = None
         try:
-            closed = None  # the cuts beside, once they proved a plan optimal
+            closed, redraw = None, False  # the cuts beside, once they proved a plan optimal
             if start is not None:
                 before = self.objective_of(start)
                 start = improve_by_neighbourhoods(
@@ -439,12 +439,14 @@ class TerritoryModel:
                 logger.info("CONTIGUOUS: neighbouring territories re-solved exactly, 2 to 4 at "
                             "a time: %.3f -> %.3f.", before, self.objective_of(start))  # fmt: skip
                 closed = _closed_beside(beside)
-                if closed is None and self.objective_of(start) > ORDERED_FROM_GAP * bound:
-                    start = self._redraw_all(start, bound, ORDERED_SHARE * max(
+                redraw = closed is None and self.objective_of(start) > ORDERED_FROM_GAP * bound
+                if redraw:  # with the cuts beside, the time left is the search's
+                    share = BESIDE_ORDERED_SHARE if _helping(beside) else ORDERED_SHARE
+                    start = self._redraw_all(start, bound, share * max(
                         time_limit_s - (time.perf_counter() - t0), 0.0), lo, hi, model_args)  # fmt: skip
                     closed = _closed_beside(beside)
             left = max(time_limit_s - (time.perf_counter() - t0), 1.0)
-            if closed is None:
+            if closed is None and not (start is not None and redraw and _helping(beside)):
                 cuts = contiguous_cuts(
                     self.cost, self.values, lo, hi, start=start,
                     time_limit_s=left if start is not None else CONTIGUOUS_CUT_SHARE * left,
@@ -1051,6 +1053,12 @@ def pulp_solver(name: str, time_limit_s: float) -> tuple[pulp.LpSolver, str]:
 
 
 BESIDE_ANSWER_S = 1.0  # the cuts beside end this long before TIME_LIMIT, to answer in time
+BESIDE_ORDERED_SHARE = 0.9  # with them, the re-draw rounds get this share of the time left
+
+
+def _helping(beside) -> bool:
+    """Whether the separator cuts beside the search run or have answered (not failed)."""
+    return beside is not None and (not beside.done() or beside.result(0.0) is not None)
 
 
 def _closed_beside(beside) -> object | None:
