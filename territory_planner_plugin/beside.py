@@ -9,6 +9,7 @@ import pickle
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +54,18 @@ class CutsBeside:
             logger.debug("Separator cuts beside the search failed: %s", answer)
         return self._answer
 
+    def helping(self) -> bool:
+        """Whether the worker runs or has answered (not failed)."""
+        return not self.done() or self.result(0.0) is not None
+
+    def closed(self) -> contiguity.CutPlan | None:
+        """The worker's result once it has ended with a plan proven optimal (nothing left to
+        search), else None."""
+        if not self.done():
+            return None
+        res = self.result(0.0)
+        return res if res is not None and res.optimal and res.assign is not None else None
+
     def close(self) -> None:
         """Stop the worker if it still runs."""
         if self.proc.poll() is None:
@@ -84,3 +97,23 @@ def start_cuts_beside(seconds: float, **kwargs) -> CutsBeside | None:
         logger.debug("Separator cuts beside the search not started: %s", err)
         return None
     return CutsBeside(proc)
+
+
+def merge_cuts(here: contiguity.CutPlan | None,
+               there: contiguity.CutPlan | None) -> contiguity.CutPlan | None:  # fmt: skip
+    """One separator-cut result from this process's (``here``) and the one beside (``there``;
+    either may be None): the higher bound, the cheaper plan in one piece, the rounds and cuts of
+    both; optimal or closed when either proves it for the plan kept."""
+    if here is None or there is None:
+        if there is not None:
+            logger.info("CONTIGUOUS: separator cuts in a second process beside the search: "
+                        "bound %.3f.", there.bound)  # fmt: skip
+        return there if here is None else here
+    logger.info("CONTIGUOUS: separator cuts in a second process beside the search: bound %.3f "
+                "(here %.3f).", there.bound, here.bound)  # fmt: skip
+    plan = here if here.assign is not None and (
+        there.assign is None or here.objective <= there.objective) else there  # fmt: skip
+    bound = min(max(here.bound, there.bound), plan.objective)
+    optimal = plan.assign is not None and bound >= plan.objective - 1e-6 * max(abs(plan.objective), 1.0)
+    return replace(plan, bound=bound, optimal=optimal, rounds=here.rounds + there.rounds,
+                   cuts=here.cuts + there.cuts, closed=plan.closed or optimal)  # fmt: skip

@@ -391,7 +391,7 @@ class TerritoryModel:
         neighbouring territories at a time exactly, starts the root-free separator-cut model (a
         bound of the problem as posed, optimal when it closes); without any plan in one piece
         by then, the rooted flow MILP looks for one."""
-        from .beside import start_cuts_beside
+        from .beside import merge_cuts, start_cuts_beside
         from .contiguity import contiguous_cuts, contiguous_exact, improve_by_neighbourhoods
 
         t0 = time.perf_counter()
@@ -438,23 +438,23 @@ class TerritoryModel:
                 )  # fmt: skip
                 logger.info("CONTIGUOUS: neighbouring territories re-solved exactly, 2 to 4 at "
                             "a time: %.3f -> %.3f.", before, self.objective_of(start))  # fmt: skip
-                closed = _closed_beside(beside)
-                redraw = closed is None and self.objective_of(start) > ORDERED_FROM_GAP * bound
+                closed = beside and beside.closed()
+                redraw = not closed and self.objective_of(start) > ORDERED_FROM_GAP * bound
                 if redraw:  # with the cuts beside, the time left is the search's
-                    share = BESIDE_ORDERED_SHARE if _helping(beside) else ORDERED_SHARE
+                    share = BESIDE_ORDERED_SHARE if beside and beside.helping() else ORDERED_SHARE
                     start = self._redraw_all(start, bound, share * max(
                         time_limit_s - (time.perf_counter() - t0), 0.0), lo, hi, model_args)  # fmt: skip
-                    closed = _closed_beside(beside)
+                    closed = beside and beside.closed()
             left = max(time_limit_s - (time.perf_counter() - t0), 1.0)
-            if closed is None and not (start is not None and redraw and _helping(beside)):
+            if not closed and not (start is not None and redraw and beside and beside.helping()):
                 cuts = contiguous_cuts(
                     self.cost, self.values, lo, hi, start=start,
                     time_limit_s=left if start is not None else CONTIGUOUS_CUT_SHARE * left,
-                    incumbents=True, stop=lambda: _closed_beside(beside) is not None,
+                    incumbents=True, stop=lambda: bool(beside and beside.closed()),
                     **model_args,
                 )  # fmt: skip
             if beside is not None and not (cuts is not None and (cuts.optimal or cuts.closed)):
-                cuts = _merge_cuts(cuts, beside.result(
+                cuts = merge_cuts(cuts, beside.result(
                     time_limit_s - (time.perf_counter() - t0) + BESIDE_ANSWER_S))  # fmt: skip
         finally:
             if beside is not None:
@@ -1054,39 +1054,6 @@ def pulp_solver(name: str, time_limit_s: float) -> tuple[pulp.LpSolver, str]:
 
 BESIDE_ANSWER_S = 1.0  # the cuts beside end this long before TIME_LIMIT, to answer in time
 BESIDE_ORDERED_SHARE = 0.9  # with them, the re-draw rounds get this share of the time left
-
-
-def _helping(beside) -> bool:
-    """Whether the separator cuts beside the search run or have answered (not failed)."""
-    return beside is not None and (not beside.done() or beside.result(0.0) is not None)
-
-
-def _closed_beside(beside) -> object | None:
-    """The result of the separator cuts beside the search when they have ended with a plan
-    proven optimal (nothing left to search), else None."""
-    if beside is None or not beside.done():
-        return None
-    res = beside.result(0.0)
-    return res if res is not None and res.optimal and res.assign is not None else None
-
-
-def _merge_cuts(here, there):
-    """One separator-cut result from this process's (``here``) and the one beside (``there``;
-    either may be None): the higher bound, the cheaper plan in one piece, the rounds and cuts of
-    both; optimal or closed when either proves it for the plan kept."""
-    if here is None or there is None:
-        if there is not None:
-            logger.info("CONTIGUOUS: separator cuts in a second process beside the search: "
-                        "bound %.3f.", there.bound)  # fmt: skip
-        return there if here is None else here
-    logger.info("CONTIGUOUS: separator cuts in a second process beside the search: bound %.3f "
-                "(here %.3f).", there.bound, here.bound)  # fmt: skip
-    plan = here if here.assign is not None and (
-        there.assign is None or here.objective <= there.objective) else there  # fmt: skip
-    bound = min(max(here.bound, there.bound), plan.objective)
-    optimal = plan.assign is not None and bound >= plan.objective - 1e-6 * max(abs(plan.objective), 1.0)
-    return replace(plan, bound=bound, optimal=optimal, rounds=here.rounds + there.rounds,
-                   cuts=here.cuts + there.cuts, closed=plan.closed or optimal)  # fmt: skip
 
 
 def move_costs(current: np.ndarray, k: int, weight: np.ndarray | None = None) -> np.ndarray:

@@ -10,8 +10,9 @@ import pytest
 
 from territory_planner_plugin import beside, matrix
 from territory_planner_plugin import model as model_module
+from territory_planner_plugin.beside import merge_cuts
 from territory_planner_plugin.contiguity import CutPlan, contiguous_cuts, count_pieces
-from territory_planner_plugin.model import TerritoryModel, _merge_cuts
+from territory_planner_plugin.model import TerritoryModel
 from tests.engine.test_contiguity import brute_force, problem
 
 
@@ -80,18 +81,18 @@ def _plan(bound, objective, optimal=False, closed=False, assign=True):
 
 
 def test_merged_results_keep_the_higher_bound_and_the_cheaper_plan() -> None:
-    merged = _merge_cuts(_plan(90.0, 105.0), _plan(95.0, 110.0))
+    merged = merge_cuts(_plan(90.0, 105.0), _plan(95.0, 110.0))
     assert merged.bound == 95.0
     assert merged.objective == 105.0
     assert not merged.optimal
     assert (merged.rounds, merged.cuts) == (4, 20)
-    proven = _merge_cuts(_plan(90.0, 100.0), _plan(100.0, 100.0, optimal=True))
+    proven = merge_cuts(_plan(90.0, 100.0), _plan(100.0, 100.0, optimal=True))
     assert proven.optimal
     assert proven.closed
-    assert _merge_cuts(_plan(90.0, 100.0), _plan(100.0, 104.0)).optimal  # bound from there
-    assert _merge_cuts(None, _plan(95.0, 110.0)).bound == 95.0
-    assert _merge_cuts(_plan(90.0, 105.0), None).bound == 90.0
-    no_plan = _merge_cuts(_plan(90.0, np.inf, assign=False), _plan(92.0, np.inf, assign=False))
+    assert merge_cuts(_plan(90.0, 100.0), _plan(100.0, 104.0)).optimal  # bound from there
+    assert merge_cuts(None, _plan(95.0, 110.0)).bound == 95.0
+    assert merge_cuts(_plan(90.0, 105.0), None).bound == 90.0
+    no_plan = merge_cuts(_plan(90.0, np.inf, assign=False), _plan(92.0, np.inf, assign=False))
     assert no_plan.bound == 92.0
     assert not no_plan.optimal
 
