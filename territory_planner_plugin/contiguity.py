@@ -2232,10 +2232,11 @@ def contiguous_cuts(
             assign[pr[pick]] = pc[pick]
             if (assign < 0).any():
                 continue
-            sep = _separator_cuts(assign, mat, k)
+            apart = _pieces_apart(assign, mat, k)  # for both kinds of cuts
+            sep = _separator_cuts(apart, mat)
             new.extend(sep)
             last_new = bool(sep)
-            size_added += _add_cut_rows(h, sizes.from_plan(assign))
+            size_added += _add_cut_rows(h, sizes.from_plan(assign, apart))
             obj = float(cost[np.arange(n), assign].sum())
             if not sep and (count_pieces(assign, mat, k) == 1).all() and obj < best_obj:
                 best, best_obj = assign, obj
@@ -2466,21 +2467,13 @@ class _SizeCuts:
         return [c for a in range(len(self.vals)) for t in range(self.pid.shape[1])
                 for c in self.rows(np.array([a]), t)]  # fmt: skip
 
-    def from_plan(self, assign: np.ndarray) -> list:
+    def from_plan(self, assign: np.ndarray, pieces: list | None = None) -> list:
         """The cuts of every piece of every territory in pieces, for every territory it is too
-        small for."""
-        out = []
-        for j in range(self.pid.shape[1]):
-            members = np.flatnonzero(assign == j)
-            if len(members) < 2:
-                continue
-            ncomp, lab = connected_components(self.mat[members][:, members], directed=False)
-            if ncomp < 2:
-                continue
-            for c in range(ncomp):
-                for t in range(self.pid.shape[1]):
-                    out.extend(self.rows(members[lab == c], t))
-        return out
+        small for (``pieces``: :func:`_pieces_apart` of the plan, when already known)."""
+        if pieces is None:
+            pieces = _pieces_apart(assign, self.mat, self.pid.shape[1])
+        return [c for comps in pieces for piece in comps for t in range(self.pid.shape[1])
+                for c in self.rows(piece, t)]  # fmt: skip
 
     def from_fractional(self, x: np.ndarray, *, least: float = 0.02) -> list:
         """Cuts violated by the fractional plan ``x`` ((n, k), 0 where no pair): for each unit
@@ -2518,20 +2511,27 @@ def _add_cut_rows(h, cuts: list) -> int:
     return len(cuts)
 
 
-def _separator_cuts(assign: np.ndarray, mat: sp.csr_matrix, k: int, per_side: int = 6) -> list:
-    """(a, b, minimal a-b separator) for every two pieces S, T of every territory in pieces:
-    the separator N(S) cut down to the units touching b's side, for up to ``per_side`` units a
-    of S and b of T (each the same separator, a different cut)."""
+def _pieces_apart(assign: np.ndarray, mat: sp.csr_matrix, k: int) -> list:
+    """The pieces (arrays of units) of each territory of ``assign`` in more than one piece."""
     out = []
-    n = len(assign)
     for j in range(k):
         members = np.flatnonzero(assign == j)
         if len(members) < 2:
             continue
         ncomp, lab = connected_components(mat[members][:, members], directed=False)
-        if ncomp < 2:
-            continue
-        comps = [members[lab == c] for c in range(ncomp)]
+        if ncomp > 1:
+            out.append([members[lab == c] for c in range(ncomp)])
+    return out
+
+
+def _separator_cuts(pieces: list, mat: sp.csr_matrix, per_side: int = 6) -> list:
+    """(a, b, minimal a-b separator) for every two pieces S, T of every territory in pieces
+    (``pieces``: :func:`_pieces_apart` of the plan): the separator N(S) cut down to the units
+    touching b's side, for up to ``per_side`` units a of S and b of T (each the same separator,
+    a different cut)."""
+    out = []
+    n = mat.shape[0]
+    for comps in pieces:
         for s_i, s in enumerate(comps):
             in_s = np.zeros(n, bool)
             in_s[s] = True
