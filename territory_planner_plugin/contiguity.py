@@ -795,6 +795,7 @@ def make_contiguous(
     measures: Sequence[str] | None = None,
     unit_ids: Sequence[str] | None = None,
     strict_deadline: bool = False,
+    fallback_deadline: float | None = None,
 ) -> np.ndarray:
     """Turn a plan into one whose every territory is one piece, within the same hard rules.
 
@@ -809,7 +810,8 @@ def make_contiguous(
     deadline : ``time.perf_counter()`` value after which the local search stops improving.
     names, measures, unit_ids : territory, measure and unit names for messages.
     strict_deadline : nothing goes past ``deadline`` (an optional repair); otherwise the exact
-        fallback gets at least 5 s to find a plan.
+        fallback may run until ``fallback_deadline`` (the caller's own end, e.g. TIME_LIMIT's),
+        or without one for at least 5 s.
 
     Returns
     -------
@@ -818,7 +820,7 @@ def make_contiguous(
     """
     mat = _matrix(adjacency)
     args = (mat, cost, values, lo, hi, locks, allowed, current, budget, deadline, is_cancelled,
-            names, measures, unit_ids, strict_deadline)  # fmt: skip
+            names, measures, unit_ids, strict_deadline, fallback_deadline)  # fmt: skip
     s = _Search(assign, *args)
     best: np.ndarray | None = None
     failure: InfeasibleError | None = None
@@ -962,7 +964,8 @@ class _Search:
     """State of the contiguity search: plan, totals per territory, move count (incremental)."""
 
     def __init__(self, assign, mat, cost, values, lo, hi, locks, allowed, current, budget,
-                 deadline, is_cancelled, names, measures, unit_ids, strict=False):  # fmt: skip
+                 deadline, is_cancelled, names, measures, unit_ids, strict=False,
+                 fallback_end=None):  # fmt: skip
         self.cost = np.asarray(cost, float)
         n, k = self.cost.shape
         self.n, self.k = n, k
@@ -976,6 +979,7 @@ class _Search:
         self.budget = budget
         self.deadline = deadline
         self.strict = strict  # make_contiguous(strict_deadline=True): nothing past the deadline
+        self.fallback_end = fallback_end  # the exact fallback's own end (None: at least 5 s)
         self.is_cancelled = is_cancelled
         self.names = [f"T{j + 1:02d}" for j in range(k)] if names is None else list(map(str, names))
         m = self.v.shape[1]
@@ -1635,12 +1639,14 @@ class _Search:
             if len(members) == 0:
                 return None
             roots[j] = members[np.argmin(self.cost[members, j])]
-        left = 20.0
-        if self.deadline is not None:
-            left = min(left, self.deadline - time.perf_counter())
-            if self.strict and left < 1.0:
+        left, now = 20.0, time.perf_counter()
+        end = self.deadline if self.strict else self.fallback_end
+        if end is not None:  # nothing past the caller's end
+            left = min(left, end - now)
+            if left < 1.0:
                 return None
-            left = left if self.strict else max(5.0, left)
+        elif self.deadline is not None:
+            left = max(5.0, min(left, self.deadline - now))
         res = contiguous_milp(self.cost, self.v, self.lo, self.hi, adjacency=self.mat,
                               roots=roots, locks=self.locks, allowed=self.allowed,
                               time_limit_s=left)  # fmt: skip

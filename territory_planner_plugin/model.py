@@ -54,6 +54,10 @@ ORDERED_SHARE = 0.6  # ... in rounds of the ordered model and neighbourhoods, th
 #                      is left (the separator cuts get the rest)
 ORDERED_MILP_SHARE = 0.4  # ... of which the ordered model gets this share in each round
 CONTIGUOUS_CUT_SHARE = 0.7  # without a plan in one piece: of what is left for the separator cuts
+FALLBACK_SHARE = 0.5  # the first repairs' exact fallback ends by this share of TIME_LIMIT
+EXPLAIN_SHARE = 0.25  # still no plan in one piece after the repairs: TIME_LIMIT's last share is
+#                       kept for checking the relaxations a failure names
+CHECK_MIN_S = 1.0  # a failure at TIME_LIMIT still gets this long to check its relaxations
 EXPLAIN_PAIRS = 200_000  # up to this many pairs an infeasible run gets the LP's minimal tolerance
 TOLERANCE_MAX_TENTHS = 990  # largest TOLERANCE a suggestion may name, in tenths of a % (99 %)
 STRAIGHT_LINE_KMH = 50.0  # straight-line km -> minutes wherever there is no road (one speed)
@@ -96,6 +100,7 @@ class TerritoryModel:
     row_ids: np.ndarray = field(default_factory=lambda: np.array([], str))
     territory_ids: np.ndarray = field(default_factory=lambda: np.array([], str))
     noun: str = "accounts"
+    ends_by: float | None = field(default=None, compare=False, repr=False)  # TIME_LIMIT's end
 
     @classmethod
     def from_cost_matrix(
@@ -116,6 +121,7 @@ class TerritoryModel:
         row_ids: Sequence[str] | np.ndarray | None = None,
         territory_ids: Sequence[str] | np.ndarray | None = None,
         noun: str = "accounts",
+        ends_by: float | None = None,
     ) -> TerritoryModel:
         """A model from an (n, k) cost matrix (rows = accounts or units, columns = territories).
 
@@ -129,6 +135,9 @@ class TerritoryModel:
         contiguous : every territory one connected piece (default: when ``adjacency`` is given).
         travel : (share per territory, weight) of the travel-balance penalty.
         names, row_ids, territory_ids, noun : for messages ("account count" when no names).
+        ends_by : ``time.perf_counter()`` by which the run must end (its TIME_LIMIT): a failure
+            checks the relaxations it names in what is left (at least ``CHECK_MIN_S``); without
+            it, in up to TIME_LIMIT again (at least 5 s, at most 60 s).
 
         Returns
         -------
@@ -154,7 +163,7 @@ class TerritoryModel:
                 [f"T{j + 1:02d}" for j in range(k)] if territory_ids is None else territory_ids,
                 str,
             ),
-            noun=noun,
+            noun=noun, ends_by=ends_by,
         )  # fmt: skip
 
     # ------------------------------------------------------------------------- shape and bands
@@ -338,7 +347,8 @@ class TerritoryModel:
                                res.prices)  # fmt: skip
         if final and self.contiguous and self.adjacency is not None:
             try:
-                sol = self._make_contiguous(sol, end - time.perf_counter(), is_cancelled)
+                sol = self._make_contiguous(sol, end - time.perf_counter(), is_cancelled,
+                                            until=end)  # fmt: skip
             except ContiguityError as err:
                 self._contiguity_failed(err, solver, time_limit_s)
         return sol
@@ -400,8 +410,12 @@ class TerritoryModel:
         base, proven = None, False
         try:
             base = free.solve(solver, time_limit_s=time_limit_s, is_cancelled=is_cancelled)
+            free.verify(base.assign)
+            self._free_found = True  # so CONTIGUOUS off is known to work, unchecked
         except InfeasibleError as err:  # proven, or not found by the heuristic (go on)
             proven = str(err) in ("Infeasible", "infeasible")
+        except SolverError:  # (within the solver's tolerances, not ours: no plan to lean on)
+            base = None
         if proven:  # no plan even in pieces: the full explanation
             self.explain_infeasible("infeasible", solver, time_limit_s)
         bound, plan = self._integer_plan(min(10.0, time_limit_s / 4))
@@ -413,11 +427,15 @@ class TerritoryModel:
         if base is not None:
             share = CONTIGUOUS_HEURISTIC_SHARE * time_limit_s
             try:
-                start = self._make_contiguous(base, share, is_cancelled).assign
+                start = self._make_contiguous(base, share, is_cancelled,
+                                              until=t0 + FALLBACK_SHARE * time_limit_s).assign  # fmt: skip
             except InfeasibleError as err:
                 failure = err
                 start = self._contiguous_from_tighter(free, share, is_cancelled)
                 failure = None if start is not None else failure
+        stop_by = t0 + time_limit_s
+        if start is None and not self._probe:  # a failure is likely: keep time for its checks
+            stop_by = t0 + (1.0 - EXPLAIN_SHARE) * time_limit_s
         _, lo, hi = self.bounds()
         model_args = {"adjacency": self.adjacency, "locks": self.locks, "allowed": self.allowed,
                       "current": self.current, "budget": self.budget}
@@ -445,8 +463,10 @@ class TerritoryModel:
                     start = self._redraw_all(start, bound, share * max(
                         time_limit_s - (time.perf_counter() - t0), 0.0), lo, hi, model_args)  # fmt: skip
                     closed = beside and beside.closed()
-            left = max(time_limit_s - (time.perf_counter() - t0), 1.0)
-            if not closed and not (start is not None and redraw and beside and beside.helping()):
+            left = stop_by - time.perf_counter()
+            left = max(left, 1.0) if start is not None else max(left, 0.0)
+            helped = start is not None and redraw and beside and beside.helping()
+            if not closed and not helped and left > 0.05:
                 cuts = contiguous_cuts(
                     self.cost, self.values, lo, hi, start=start,
                     time_limit_s=left if start is not None else CONTIGUOUS_CUT_SHARE * left,
@@ -471,7 +491,7 @@ class TerritoryModel:
                         "bound %.3f, plan %s%s.", cuts.rounds, cuts.cuts, cuts.bound,
                         "none" if cuts.assign is None else f"{cuts.objective:.3f}",
                         " (optimal)" if cuts.optimal else "")  # fmt: skip
-        left = time_limit_s - (time.perf_counter() - t0)
+        left = stop_by - time.perf_counter()
         if (cuts is None or start is None) and left > 0.5:  # the flow MILP: a plan from nothing
             exact = contiguous_exact(
                 self.cost, self.values, lo, hi, adjacency=self.adjacency,
@@ -523,7 +543,8 @@ class TerritoryModel:
                 continue
             base = Solution(plan, self.objective_of(plan), -np.inf, "HiGHS (SciPy, exact)")
             try:
-                start = self._make_contiguous(base, end - time.perf_counter(), is_cancelled)
+                start = self._make_contiguous(base, end - time.perf_counter(), is_cancelled,
+                                              until=end)  # fmt: skip
             except InfeasibleError:
                 continue
             logger.info("CONTIGUOUS: one piece each from the plan at %.0f %% of TOLERANCE (from "
@@ -681,9 +702,10 @@ class TerritoryModel:
         return (f"{head} Plans of this size are usually found in about {need:,} s: the hard "
                 "constraints leave few plans here. Raise TIME_LIMIT several-fold and run again.")
 
-    def _make_contiguous(self, sol: Solution, time_limit_s: float, is_cancelled) -> Solution:
-        import time
-
+    def _make_contiguous(self, sol: Solution, time_limit_s: float, is_cancelled, *,
+                         until: float) -> Solution:  # fmt: skip
+        """:func:`.contiguity.make_contiguous` of a solved plan: its local search within
+        ``time_limit_s``, its exact fallback until ``until`` (``time.perf_counter()``)."""
         from .contiguity import make_contiguous
 
         before = self.pieces(sol.assign)
@@ -692,7 +714,7 @@ class TerritoryModel:
             sol.assign, adjacency=self.adjacency, cost=self.cost, values=self.values, lo=lo,
             hi=hi, locks=self.locks, allowed=self.allowed, current=self.current,
             budget=self.budget, deadline=time.perf_counter() + max(time_limit_s, 1.0),
-            is_cancelled=is_cancelled, names=list(self.territory_ids),
+            fallback_deadline=until, is_cancelled=is_cancelled, names=list(self.territory_ids),
             measures=self.names or ["account count" if self.noun == "accounts" else "unit count"],
             unit_ids=list(self.row_ids),
         )  # fmt: skip
@@ -795,44 +817,57 @@ class TerritoryModel:
                     f"{self.noun})."
                 )
         self._refuse_too_heavy(parts[0])
+        end = self._checks_end(time_limit_s)
         need = None
         if self.cost.size <= EXPLAIN_PAIRS:
-            need = self._min_tolerance(solver, min(time_limit_s, 10.0), relax=True)
+            need = self._min_tolerance(solver, _seconds_to(end, 10.0), relax=True)
             if need is not None and need > TOLERANCE_MAX_TENTHS / 10:
                 parts.append(f"{self._given()}TOLERANCE would have to be at least {need:.1f}%, "
                              f"beyond its range (0 to {TOLERANCE_MAX_TENTHS / 10:g}%).")  # fmt: skip
         if budget is not None:
-            low, _ = self._min_moves(min(time_limit_s, 10.0))
+            low, _ = self._min_moves(_seconds_to(end, 10.0))
             if low is not None and low > budget:
                 parts.append(
                     f"MAX_MOVES allows {budget} moves ({100 * budget / n:.1f}% of {self.noun}), "
                     f"but balancing within TOLERANCE needs at least {low} moves."
                 )
-        parts.append(self.relaxations(solver, time_limit_s, tolerance_from=need))
+        parts.append(self.relaxations(solver, time_limit_s, tolerance_from=need, end=end))
         raise InfeasibleError(" ".join(parts))
+
+    def _checks_end(self, time_limit_s: float) -> float:
+        """When the checks of a failure's relaxations must end (``time.perf_counter()``): the
+        run's end (``ends_by``; at least ``CHECK_MIN_S`` from now), or without one ``time_limit_s``
+        from now (at least 5 s, at most 60 s)."""
+        now = time.perf_counter()
+        if self.ends_by is None:
+            return now + min(max(float(time_limit_s), 5.0), 60.0)
+        return max(self.ends_by, now + CHECK_MIN_S)
 
     # ------------------------------------------------------------------ verified relaxations
 
     _probe = False  # set on the copies that check a relaxation (no explanation, no recursion)
+    _free_found = False  # a plan without contiguity was found and verified (CONTIGUOUS off works)
     _probe_s = 6.0  # time of one check (s)
 
     def relaxations(self, solver: str, time_limit_s: float, *,
-                    tolerance_from: float | None = None) -> str:  # fmt: skip
+                    tolerance_from: float | None = None, end: float | None = None) -> str:  # fmt: skip
         """The changes that give a plan, each checked by solving with it (one sentence).
 
         TOLERANCE and MAX_MOVES: the least value on a 0.1 % grid within the parameter's range
         (stepping up from ``tolerance_from`` or the current value, then bisecting); LOCK_FIELD,
-        REP_MAX_MINUTES and CONTIGUOUS: dropped, when they were set. The checks share a budget
-        of TIME_LIMIT (at least 5 s, at most 60 s).
+        REP_MAX_MINUTES and CONTIGUOUS: dropped, when they were set. The checks end by ``end``
+        (default :meth:`_checks_end`: what is left of the run's TIME_LIMIT); CONTIGUOUS off needs
+        no check once this model's plan without contiguity was found.
         """
-        budget_s = min(max(float(time_limit_s), 5.0), 60.0)
-        deadline = time.perf_counter() + budget_s
+        deadline = self._checks_end(time_limit_s) if end is None else end
+        budget_s = max(deadline - time.perf_counter(), 0.0)
         # one check: a tenth of the budget (proofs can be slow), never more than TIME_LIMIT, so
         # that a run with the change and the same TIME_LIMIT finds the plan the check found
         self._probe_s = min(max(budget_s / 10, 1.0), float(time_limit_s))
-        found, tried, timed_out = [], [], False
+        found, tried, timed_out, unchecked = [], [], False, []
         # the yes/no checks first: one solve each, so a long TOLERANCE search leaves them time
-        single_checks = [(text, name, self._works(deadline, solver, **change))
+        single_checks = [(text, name, True if change == {"contiguous": False} and self._free_found
+                          else self._works(deadline, solver, **change))
                          for text, change, name in self._single_relaxations()]  # fmt: skip
         cur = math.floor(10 * float(self.tolerance_pct.min()) + 1e-6)
         start = max(cur + 1, math.ceil(10 * tolerance_from - 1e-6) if tolerance_from else 0)
@@ -841,13 +876,21 @@ class TerritoryModel:
                                     lambda x: {"tolerance_pct": self._tolerances_at(x / 10)})  # fmt: skip
             if t is not None:
                 below = f"; {failed / 10:.1f}% gave none" if failed is not None else ""
+                if failed is not None and t - failed > 1:  # the bisection ran out of time
+                    below += ", the values between were not checked in time"
+                    grid = ""
+                else:
+                    grid = ", to 0.1%"
                 found.append(f"set TOLERANCE to at least {t / 10:.1f}% (the least found to "
-                             f"give a plan, to 0.1%{below})")  # fmt: skip
+                             f"give a plan{grid}{below})")  # fmt: skip
             elif failed is None:
                 timed_out = True
+                unchecked.append("TOLERANCE")
             else:
                 tried.append(f"TOLERANCE up to {failed / 10:.1f}%")
                 timed_out |= failed < TOLERANCE_MAX_TENTHS
+                if failed < TOLERANCE_MAX_TENTHS:
+                    unchecked.append(f"TOLERANCE above {failed / 10:.1f}%")
         if self.budget is not None:
             n = self.n
             low = math.ceil(1000 * (self.budget + 1) / n - 1e-9)
@@ -859,13 +902,18 @@ class TerritoryModel:
                     found.append(f"set MAX_MOVES to at least {p / 10:.1f}% ({moves} {self.noun})")
                 elif failed is None:
                     timed_out = True
+                    unchecked.append("MAX_MOVES")
                 else:
                     tried.append(f"MAX_MOVES up to {failed / 10:.1f}%")
+                    if failed < 1000:
+                        timed_out = True
+                        unchecked.append(f"MAX_MOVES above {failed / 10:.1f}%")
         for text, name, ok in single_checks:
             if ok:
                 found.append(text)
             elif ok is None:
                 timed_out = True
+                unchecked.append(name)
             else:
                 tried.append(name)
         beyond = ""
@@ -874,8 +922,10 @@ class TerritoryModel:
                       f"enough: it would have to be at least {start / 10:.1f}%.")  # fmt: skip
             tried.append(f"TOLERANCE (needs {start / 10:.1f}%)")
         if found:
+            late = (f" Not checked for lack of time: {', '.join(unchecked)} (a longer TIME_LIMIT "
+                    "checks more)." if unchecked else "")  # fmt: skip
             return ("Checked by solving, each of these alone gives a plan: "
-                    + "; or ".join(found) + "." + beyond)  # fmt: skip
+                    + "; or ".join(found) + "." + late + beyond)  # fmt: skip
         text = "No single change within the parameters' ranges gives a plan"
         text += f" (tried: {', '.join(tried)})" if tried else ""
         text += (
@@ -1034,6 +1084,11 @@ class TerritoryModel:
 
 
 _SECONDS_PER_PAIR = 1e-5  # the first plan of the priced LP path, outputs included (2 cores)
+
+
+def _seconds_to(end: float, most: float) -> float:
+    """Seconds from now to ``end`` (at least 0.1 s, at most ``most``): one step of the checks."""
+    return min(max(end - time.perf_counter(), 0.1), most)
 
 
 def likely_time_limit_s(n: int, k: int) -> int:

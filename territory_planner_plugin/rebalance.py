@@ -170,6 +170,7 @@ def rebalance_territories(
         current=current, budget=budget, allowed=allowed,
         adjacency=None if rows.adjacency is None else rows.adjacency.matrix,
         contiguous=rows.contiguous, names=fields, row_ids=ids, territory_ids=cen_ids, noun=noun,
+        ends_by=began + time_limit_s,
     )  # fmt: skip
     model.precheck()
     report(progress, 0.3, "Assignment")

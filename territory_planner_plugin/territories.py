@@ -410,7 +410,7 @@ def design_territories(
             allowed=allowed,
             adjacency=None if rows.adjacency is None else rows.adjacency.matrix,
             contiguous=rows.contiguous, travel=(capacity / capacity.sum(), mu), names=fields,
-            row_ids=rows.ids, territory_ids=cen_ids, noun=rows.noun,
+            row_ids=rows.ids, territory_ids=cen_ids, noun=rows.noun, ends_by=began + time_limit_s,
         )  # fmt: skip
         logged.append(True)
         model._probe = not explain

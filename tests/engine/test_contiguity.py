@@ -475,3 +475,35 @@ def test_plan_pieces_of_any_plan_areas_and_points() -> None:
     assert plan_pieces(pts, terr) == {"T1": 2, "T2": 1}
     lonlat = pts.to_crs(4326)  # geographic input is measured in metres all the same
     assert plan_pieces(lonlat, terr) == {"T1": 2, "T2": 1}
+
+
+def _path_that_cannot_balance(**kw):
+    """The 1 x 4 path of the test above: no plan in one piece within ±10 %, the exact fallback
+    asked for one (recorded, never solved); returns the time limits it was given."""
+    g = grid(1, 4)
+    given: list[float] = []
+
+    def milp(*args, time_limit_s, **kwargs):
+        given.append(time_limit_s)  # (no plan: the fallback's None)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(contiguity, "contiguous_milp", milp)
+        with pytest.raises(InfeasibleError):
+            make_contiguous(np.array([0, 1, 0, 1]), adjacency=polygon_adjacency(g).matrix,
+                            cost=np.zeros((4, 2)), values=np.array([[2.0], [2.0], [1.0], [1.0]]),
+                            lo=np.full((2, 1), 2.7), hi=np.full((2, 1), 3.3),
+                            locks=np.full(4, -1), allowed=np.ones((4, 2), bool), **kw)  # fmt: skip
+    return given
+
+
+def test_the_exact_fallback_ends_by_the_callers_end() -> None:
+    # without an end of its own it gets at least 5 s past a short local search (as before)
+    assert _path_that_cannot_balance(deadline=time.perf_counter() + 0.1)
+    assert min(_path_that_cannot_balance(deadline=time.perf_counter() + 0.1)) >= 5.0
+    # with one (the run's TIME_LIMIT) it never runs past it, nor starts when it has passed
+    given = _path_that_cannot_balance(deadline=time.perf_counter() + 0.1,
+                                      fallback_deadline=time.perf_counter() + 3.0)  # fmt: skip
+    assert given
+    assert max(given) <= 3.0
+    assert _path_that_cannot_balance(deadline=time.perf_counter() + 0.1,
+                                     fallback_deadline=time.perf_counter() - 1.0) == []  # fmt: skip

@@ -124,3 +124,63 @@ def test_suggested_tolerance_is_the_least_that_works():
         with pytest.raises(InfeasibleError):
             design_territories(acc, tolerance_pct=below, **kw)
     assert np.isfinite(need)
+
+
+def _split_by_locks(ends_by: float | None):
+    """A 1 x 5 path, T01 locked at both ends and T02 in the middle: no plan in one piece, a plan
+    without contiguity (the 'units-locks' case of tests/e2e in small)."""
+    import scipy.sparse as sp
+
+    from territory_planner_plugin.model import TerritoryModel
+
+    adj = sp.diags([np.ones(4), np.ones(4)], [1, -1], shape=(5, 5)).tocsr()
+    cost = np.abs(np.arange(5.0)[:, None] - np.array([0.0, 4.0])[None, :])
+    return TerritoryModel.from_cost_matrix(
+        cost, values=np.ones(5), capacity=np.ones(2), tolerance_pct=50.0,
+        locks=np.array([0, -1, 1, -1, 0]), adjacency=adj, noun="units", ends_by=ends_by,
+    )  # fmt: skip
+
+
+def test_a_failure_at_time_limit_checks_within_what_is_left(monkeypatch):
+    """A run that fails as TIME_LIMIT ends checks its relaxations in CHECK_MIN_S at most, and
+    names CONTIGUOUS off without a check when the plan without contiguity was found."""
+    import time
+
+    from territory_planner_plugin import model as model_module
+
+    asked: list[float] = []
+    works = model_module.TerritoryModel._works
+
+    def timed(self, deadline, solver, **change):
+        asked.append(deadline - time.perf_counter())
+        assert change != {"contiguous": False}, "CONTIGUOUS off was checked again"
+        return works(self, deadline, solver, **change)
+
+    monkeypatch.setattr(model_module.TerritoryModel, "_works", timed)
+    m = _split_by_locks(ends_by=time.perf_counter() - 1.0)  # the run's end has passed
+    with pytest.raises(InfeasibleError) as err:
+        m.solve("CBC", time_limit_s=5.0)
+    text = str(err.value)
+    assert "Checked by solving" in text, text
+    assert "turn CONTIGUOUS off" in text, text
+    assert asked
+    assert max(asked) <= model_module.CHECK_MIN_S + 1e-6
+    free = _split_by_locks(ends_by=None)
+    free.contiguous = False
+    plan = free.solve("CBC", time_limit_s=5.0).assign  # the advice holds
+    free.verify(plan)
+
+
+def test_without_the_runs_end_the_checks_get_time_limit_again():
+    import time
+
+    from territory_planner_plugin.model import CHECK_MIN_S
+
+    m = _split_by_locks(ends_by=None)
+    now = time.perf_counter()
+    assert 9.0 <= m._checks_end(10.0) - now <= 10.5
+    assert 4.9 <= m._checks_end(1.0) - now <= 5.5  # at least 5 s
+    m.ends_by = now + 30.0
+    assert m._checks_end(10.0) == m.ends_by  # what is left of the run
+    m.ends_by = now - 5.0
+    assert m._checks_end(10.0) - time.perf_counter() <= CHECK_MIN_S
