@@ -33,6 +33,7 @@ import shapely
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import Delaunay, QhullError, cKDTree
 
+from .constraints import pair_constraints
 from .errors import ContiguityError, InfeasibleError, InvalidInputError
 from .progress import CancelCheck, check_cancel
 
@@ -1720,30 +1721,21 @@ def _pairs(allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return pr, pc, pid
 
 
-def _assignment_rows(vals: np.ndarray, lo: np.ndarray, hi: np.ndarray, pr: np.ndarray,
-                     pc: np.ndarray, nv: int) -> tuple[list, list, list]:  # fmt: skip
-    """The rows every exact model has over its pair columns (the first ``len(pr)`` of ``nv``):
-    each unit in one territory, each territory within its bands. (blocks, lower, upper)."""
-    n, (k, m), p = vals.shape[0], lo.shape, len(pr)
-    rows_b = (pc[:, None] * m + np.arange(m)[None, :]).ravel()
-    blocks = [sp.csr_matrix((np.ones(p), (pr, np.arange(p))), shape=(n, nv)),
-              sp.csr_matrix((vals[pr].ravel(), (rows_b, np.repeat(np.arange(p), m))),
-                            shape=(k * m, nv))]  # fmt: skip
-    return blocks, [np.ones(n), lo.ravel()], [np.ones(n), hi.ravel()]
-
-
-def _add_budget_row(blocks: list, lower: list, upper: list, pr: np.ndarray, pc: np.ndarray,
-                    nv: int, current, budget) -> None:  # fmt: skip
-    """The moves budget over the pair columns, added to the model's rows (units staying where
-    they are now: at least all but ``budget`` of those with a territory now); none without."""
-    if budget is None or current is None:
-        return
-    cur = np.asarray(current, int)
-    stay = np.flatnonzero((cur[pr] >= 0) & (pc == cur[pr]))
-    blocks.append(sp.csr_matrix((np.ones(len(stay)), (np.zeros(len(stay), int), stay)),
-                                shape=(1, nv)))  # fmt: skip
-    lower.append(np.array([float((cur >= 0).sum() - budget)]))
-    upper.append(np.array([np.inf]))
+def _model_rows(vals: np.ndarray, lo: np.ndarray, hi: np.ndarray, pr: np.ndarray, pc: np.ndarray,
+                nv: int, current, budget) -> tuple[list, list, list]:  # fmt: skip
+    """The rows every exact model has over its pair columns (the first ``len(pr)`` of ``nv``),
+    from the engine's one constraint builder (:func:`.constraints.pair_constraints`): each unit
+    in one territory, each territory within its bands and, with ``budget``, the moves budget
+    (units staying where they are now: all but ``budget`` of those with a territory now).
+    (blocks, lower, upper), for the caller to add its own rows to."""
+    n, k = vals.shape[0], lo.shape[0]
+    cur = None if budget is None or current is None else np.asarray(current, int)
+    rows = pair_constraints(vals, pr, pc, n_rows=n, k=k, current=cur)
+    stay = None if cur is None else float((cur >= 0).sum() - budget)
+    a_mat, lower, upper = rows.rows_within(lo, hi, stay)
+    if nv > len(pr):  # the caller's own columns (flows, roots) come after the pairs
+        a_mat = sp.hstack([a_mat, sp.csr_matrix((a_mat.shape[0], nv - len(pr)))]).tocsr()
+    return [a_mat], [lower], [upper]
 
 
 def contiguous_exact(
@@ -1805,7 +1797,7 @@ def contiguous_exact(
     nv = p + a
     big = float(n - k + 1)
     fidx = p + np.arange(a)
-    blocks, lbs, ubs = _assignment_rows(vals, lo, hi, pr, pc, nv)
+    blocks, lbs, ubs = _model_rows(vals, lo, hi, pr, pc, nv, current, budget)
     # flow only into units of the territory: f - big * x_w <= 0
     r = np.arange(a)
     blocks.append(sp.csr_matrix(
@@ -1826,7 +1818,6 @@ def contiguous_exact(
     blocks.append(sp.csr_matrix((vi, (ri, ci)), shape=(q, nv)))
     lbs.append(np.zeros(q))
     ubs.append(np.zeros(q))
-    _add_budget_row(blocks, lbs, ubs, pr, pc, nv, current, budget)
     lb = np.zeros(nv)
     ub = np.concatenate([np.ones(p), np.full(a, big)])
     lb[pid[roots, np.arange(k)]] = 1.0
@@ -2005,7 +1996,7 @@ def ordered_plan(
     rank = np.empty((n, k), int)  # a unit's place in its territory's order (cost, then index)
     for t in range(k):
         rank[np.lexsort((np.arange(n), cost[:, t])), t] = np.arange(n)
-    blocks, lbs, ubs = _assignment_rows(vals, lo, hi, pr, pc, 2 * p)
+    blocks, lbs, ubs = _model_rows(vals, lo, hi, pr, pc, 2 * p, current, budget)
     x_, r_ = np.arange(p), p + np.arange(p)
 
     def rows_of(r, c, d, low, high) -> None:
@@ -2035,7 +2026,6 @@ def ordered_plan(
         ec += [pid[units, t], p + pid[units[upto], t]]
         ed += [np.ones(len(units)), -np.ones(len(below))]
     rows_of(np.concatenate(er), np.concatenate(ec), np.concatenate(ed), *at_most_0)
-    _add_budget_row(blocks, lbs, ubs, pr, pc, 2 * p, current, budget)
     a_mat = sp.vstack(blocks).tocsr()
     x0 = None if start is None else _ordered_start(np.asarray(start, int), rank, pid, mat, k)
     out = highs_milp(np.r_[cost[pr, pc], np.zeros(p)], np.ones(2 * p), np.zeros(2 * p),
@@ -2188,8 +2178,7 @@ def contiguous_cuts(
     idx = np.arange(p, dtype=np.int32)
     h.changeColsCost(p, idx, cost[pr, pc])
     h.changeColsIntegrality(p, idx, np.full(p, int(highspy.HighsVarType.kInteger), np.uint8))
-    blocks, rlo, rhi = _assignment_rows(vals, lo, hi, pr, pc, p)
-    _add_budget_row(blocks, rlo, rhi, pr, pc, p, current, budget)
+    blocks, rlo, rhi = _model_rows(vals, lo, hi, pr, pc, p, current, budget)
     a_mat = sp.vstack(blocks).tocsr()
     h.addRows(a_mat.shape[0], np.concatenate(rlo), np.concatenate(rhi), a_mat.nnz,
               a_mat.indptr.astype(np.int32), a_mat.indices.astype(np.int32), a_mat.data)  # fmt: skip
