@@ -890,7 +890,8 @@ class TerritoryModel:
                 tried.append(f"TOLERANCE up to {failed / 10:.1f}%")
                 timed_out |= failed < TOLERANCE_MAX_TENTHS
                 if failed < TOLERANCE_MAX_TENTHS:
-                    unchecked.append(f"TOLERANCE above {failed / 10:.1f}%")
+                    unchecked.append(f"TOLERANCE above {failed / 10:.1f}% ({failed / 10:.1f}% "
+                                     "gave none)")  # fmt: skip
         if self.budget is not None:
             n = self.n
             low = math.ceil(1000 * (self.budget + 1) / n - 1e-9)
@@ -907,7 +908,8 @@ class TerritoryModel:
                     tried.append(f"MAX_MOVES up to {failed / 10:.1f}%")
                     if failed < 1000:
                         timed_out = True
-                        unchecked.append(f"MAX_MOVES above {failed / 10:.1f}%")
+                        unchecked.append(f"MAX_MOVES above {failed / 10:.1f}% ({failed / 10:.1f}% "
+                                         "gave none)")  # fmt: skip
         for text, name, ok in single_checks:
             if ok:
                 found.append(text)
@@ -922,8 +924,8 @@ class TerritoryModel:
                       f"enough: it would have to be at least {start / 10:.1f}%.")  # fmt: skip
             tried.append(f"TOLERANCE (needs {start / 10:.1f}%)")
         if found:
-            late = (f" Not checked for lack of time: {', '.join(unchecked)} (a longer TIME_LIMIT "
-                    "checks more)." if unchecked else "")  # fmt: skip
+            late = (f" Not checked for lack of time: {', '.join(unchecked)}; a longer TIME_LIMIT "
+                    "checks more." if unchecked else "")  # fmt: skip
             return ("Checked by solving, each of these alone gives a plan: "
                     + "; or ".join(found) + "." + late + beyond)  # fmt: skip
         text = "No single change within the parameters' ranges gives a plan"
