@@ -2064,6 +2064,8 @@ def _ordered_start(start, rank, pid, mat: sp.csr_matrix, k: int) -> np.ndarray |
 
 
 ROOT_CUT_SHARE = 0.15  # of contiguous_cuts' time, at most, for the LP rounds of size cuts
+BORDER_SOLVE_S = 15.0  # the neighbourhood of every border at once gets at most this long,
+BORDER_SHARE = 0.3  # ... and at most this share of the time the neighbourhoods have left
 
 
 def _root_size_cuts(h, sizes: _SizeCuts, p: int, pr, pc, n: int, k: int,
@@ -2300,8 +2302,11 @@ def improve_by_neighbourhoods(
     (:func:`contiguous_cuts` on those units alone; every other territory fixed, its bands and
     the moves budget left to them), and a better plan is kept. Each pass starts by giving the
     territories, as they are, to the centres in the cheapest way (:func:`_relabel`: a rep far
-    from its territory can trade places with one that is not its neighbour). Passes repeat while one improves a plan, a set unchanged
-    since it last failed is skipped; stops at ``deadline``
+    from its territory can trade places with one that is not its neighbour). Passes repeat while
+    one improves a plan, a set unchanged since it last failed is skipped. Before them, every
+    border at once (:func:`_resolve_borders`: each unit may stay or join a neighbouring unit's
+    territory, all territories together), which finds chains of moves through more than 4
+    territories; when the passes improve the plan, the borders go again. Stops at ``deadline``
     (``time.perf_counter()``). ``start`` must be in one piece per territory and meet every
     hard constraint; so does the plan returned (``start`` itself when nothing improves).
     """
@@ -2312,30 +2317,40 @@ def improve_by_neighbourhoods(
     cur = None if current is None or budget is None else np.asarray(current, int)
     coo = mat.tocoo()
     failed: set = set()
-    for size in sizes:
-        if size > k:
-            break
-        improved = True
-        while improved and time.perf_counter() < deadline:
-            improved = False
-            relabelled = _relabel(a, cost, vals, lo, hi, allowed, cur, budget)
-            if relabelled is not None:
-                a = relabelled
-            for group in _territory_groups(a, coo, k, size):
-                if time.perf_counter() >= deadline:
-                    break
-                rows = np.flatnonzero(np.isin(a, group))
-                key = (group, rows.tobytes())
-                if key in failed:
-                    continue
-                better = _resolve_group(a, rows, np.array(group), cost, vals, lo, hi, mat, locks,
-                                        allowed, cur, budget, min(solve_s, deadline -
-                                                                  time.perf_counter()))  # fmt: skip
-                if better is None:
-                    failed.add(key)
-                    continue
-                a[rows] = better
-                improved = True
+    again = True
+    while again and time.perf_counter() < deadline:
+        again = False
+        if k > max(sizes, default=0) and ("borders", a.tobytes()) not in failed:
+            better = _resolve_borders(a, cost, vals, lo, hi, mat, locks, allowed, cur, budget, min(
+                BORDER_SOLVE_S, BORDER_SHARE * (deadline - time.perf_counter())))  # fmt: skip
+            if better is None:
+                failed.add(("borders", a.tobytes()))
+            else:
+                a = better
+        for size in sizes:
+            if size > k:
+                break
+            improved = True
+            while improved and time.perf_counter() < deadline:
+                improved = False
+                relabelled = _relabel(a, cost, vals, lo, hi, allowed, cur, budget)
+                if relabelled is not None:
+                    a = relabelled
+                for group in _territory_groups(a, coo, k, size):
+                    if time.perf_counter() >= deadline:
+                        break
+                    rows = np.flatnonzero(np.isin(a, group))
+                    key = (group, rows.tobytes())
+                    if key in failed:
+                        continue
+                    better = _resolve_group(a, rows, np.array(group), cost, vals, lo, hi, mat,
+                                            locks, allowed, cur, budget, min(
+                                                solve_s, deadline - time.perf_counter()))  # fmt: skip
+                    if better is None:
+                        failed.add(key)
+                        continue
+                    a[rows] = better
+                    improved = again = True
     return a
 
 
@@ -2377,6 +2392,30 @@ def _relabel(a, cost, vals, lo, hi, allowed, cur, budget) -> np.ndarray | None:
     if cur is not None and ((cur >= 0) & (new != cur)).sum() > budget:
         return None
     return new
+
+
+def _resolve_borders(a, cost, vals, lo, hi, mat, locks, allowed, cur, budget,
+                     seconds: float) -> np.ndarray | None:  # fmt: skip
+    """Every territory at once, each unit staying or joining the territory of one of its
+    neighbouring units, by :func:`contiguous_cuts` (the bands, locks and moves budget of the
+    whole model): the new plan when strictly cheaper, else None."""
+    if seconds <= 0.5:
+        return None
+    n, k = cost.shape
+    own = np.zeros((n, k), bool)
+    own[np.arange(n), a] = True
+    near = allowed & (own | (mat @ own.astype(np.int32) > 0))
+    before = float(cost[np.arange(n), a].sum())
+    t0 = time.perf_counter()
+    res = contiguous_cuts(cost, vals, lo, hi, adjacency=mat, locks=locks, allowed=near,
+                          current=cur, budget=budget, start=a, time_limit_s=seconds,
+                          repair_s=0.0)  # fmt: skip
+    logger.debug("Every border at once: %.3f -> %s in %.1f s (of %.1f; %d pairs).", before,
+                 None if res is None else f"{res.objective:.3f}", time.perf_counter() - t0,
+                 seconds, int(near.sum()))  # fmt: skip
+    if res is None or res.assign is None or res.objective >= before - 1e-7 * max(before, 1.0):
+        return None
+    return np.asarray(res.assign, int)
 
 
 def _resolve_group(a, rows, group, cost, vals, lo, hi, mat, locks, allowed, cur, budget,

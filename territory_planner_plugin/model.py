@@ -54,7 +54,6 @@ ORDERED_SHARE = 0.6  # ... in rounds of the ordered model and neighbourhoods, th
 #                      is left (the separator cuts get the rest)
 ORDERED_MILP_SHARE = 0.4  # ... of which the ordered model gets this share in each round
 CONTIGUOUS_CUT_SHARE = 0.7  # without a plan in one piece: of what is left for the separator cuts
-FALLBACK_SHARE = 0.5  # the first repairs' exact fallback ends by this share of TIME_LIMIT
 EXPLAIN_SHARE = 0.25  # still no plan in one piece after the repairs: TIME_LIMIT's last share is
 #                       kept for checking the relaxations a failure names
 CHECK_MIN_S = 1.0  # a failure at TIME_LIMIT still gets this long to check its relaxations
@@ -425,10 +424,9 @@ class TerritoryModel:
             base = Solution(plan, self.objective_of(plan), bound, "HiGHS (SciPy, exact)")
         start, failure = None, None
         if base is not None:
-            share = CONTIGUOUS_HEURISTIC_SHARE * time_limit_s
+            share = CONTIGUOUS_HEURISTIC_SHARE * time_limit_s  # the repairs' exact fallback too
             try:
-                start = self._make_contiguous(base, share, is_cancelled,
-                                              until=t0 + FALLBACK_SHARE * time_limit_s).assign  # fmt: skip
+                start = self._make_contiguous(base, share, is_cancelled, until=t0 + share).assign
             except InfeasibleError as err:
                 failure = err
                 start = self._contiguous_from_tighter(free, share, is_cancelled)

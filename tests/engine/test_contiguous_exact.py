@@ -493,3 +493,64 @@ def test_size_cuts_find_a_unit_alone_in_a_fractional_plan() -> None:
     flat = np.zeros(pid.max() + 1)
     flat[pid[np.arange(9), x.argmax(1)]] = 1.0
     assert any(float(coef @ flat[cols]) > 1e-9 for _, cols, coef in cuts)
+
+
+def test_every_border_at_once_finds_a_rotation_through_five_territories(monkeypatch) -> None:
+    """A ring of 10 units in 5 territories of 2, each band exact: the plan one unit round the
+    ring is cheaper, but no 2, 3 or 4 territories can make their part of it alone (every chain
+    short of the ring leaves one territory a unit short); the neighbourhood of every border at
+    once finds it."""
+    import scipy.sparse as sp
+
+    from territory_planner_plugin import contiguity
+    from territory_planner_plugin.contiguity import improve_by_neighbourhoods
+
+    n, k = 10, 5
+    ring = sp.csr_matrix((np.ones(2 * n), (np.r_[np.arange(n), (np.arange(n) + 1) % n],
+                                           np.r_[(np.arange(n) + 1) % n, np.arange(n)])),
+                         shape=(n, n))  # fmt: skip
+    today = np.arange(n) // 2  # T0 = {0, 1}, T1 = {2, 3}, ...
+    turned = ((np.arange(n) - 1) % n) // 2  # T0 = {1, 2}, ..., T4 = {9, 0}
+    cost = np.full((n, k), 5.0)
+    cost[np.arange(n), today] = 1.0
+    cost[np.arange(n), turned] = 0.0
+    values, lo, hi = np.ones((n, 1)), np.full((k, 1), 2.0), np.full((k, 1), 2.0)
+    args = {"adjacency": ring, "locks": np.full(n, -1), "allowed": np.ones((n, k), bool),
+            "start": today}  # fmt: skip
+
+    out = improve_by_neighbourhoods(cost, values, lo, hi, deadline=time.perf_counter() + 30,
+                                    **args)  # fmt: skip
+    np.testing.assert_array_equal(out, turned)
+    monkeypatch.setattr(contiguity, "BORDER_SOLVE_S", 0.0)  # the 2-4 territories alone: stuck
+    out = improve_by_neighbourhoods(cost, values, lo, hi, deadline=time.perf_counter() + 30,
+                                    **args)  # fmt: skip
+    np.testing.assert_array_equal(out, today)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_every_border_at_once_is_the_best_plan_of_its_neighbourhood(seed: int) -> None:
+    """On a 3 x 3 grid into 3: the border neighbourhood's plan is the cheapest of every plan in
+    one piece within the bands where each unit stays or joins a neighbouring unit's territory
+    (brute force), and None from the optimum (nothing is cheaper)."""
+    from territory_planner_plugin.contiguity import _binary, _matrix, _resolve_borders
+
+    _, adj, cost, values, lo, hi, _ = problem(3, 3, 3, 40, seed)
+    n, k = cost.shape
+    plans = _feasible_plans(cost, values, lo, hi, adj)
+    rng = np.random.default_rng(seed)
+    start = plans[rng.integers(len(plans))]
+    mat = _binary(_matrix(adj))
+    nbrs = [set(start[mat.indices[mat.indptr[i] : mat.indptr[i + 1]]]) | {start[i]}
+            for i in range(n)]  # fmt: skip
+    near = [a for a in plans if all(a[i] in nbrs[i] for i in range(n))]
+    best = min(float(cost[np.arange(n), a].sum()) for a in near)
+    before = float(cost[np.arange(n), start].sum())
+    out = _resolve_borders(start, cost, values, lo, hi, mat, np.full(n, -1),
+                           np.ones((n, k), bool), None, None, 20.0)  # fmt: skip
+    assert best < before - 1e-9  # (these seeds: the start can be improved)
+    assert out is not None
+    assert float(cost[np.arange(n), out].sum()) == pytest.approx(best, rel=1e-9)
+    assert any((out == a).all() for a in near)
+    optimum = min(plans, key=lambda a: float(cost[np.arange(n), a].sum()))  # nothing cheaper
+    assert _resolve_borders(optimum, cost, values, lo, hi, mat, np.full(n, -1),
+                            np.ones((n, k), bool), None, None, 20.0) is None  # fmt: skip
