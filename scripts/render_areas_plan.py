@@ -21,10 +21,16 @@ sys.path.insert(0, str(ROOT))
 from territory_planner_plugin import palette  # noqa: E402
 
 
+def _read(path: str):
+    """The data layer of a GeoPackage written by qgis_process (not its ``layer_styles`` table)."""
+    layers = [name for name, _ in pyogrio.list_layers(path) if name != "layer_styles"]
+    return pyogrio.read_dataframe(path, layer=layers[0] if layers else None)
+
+
 def render(units_path: str, territories_path: str, out_path: str, accounts_path: str = "") -> None:
     """Write the picture of ``territories_path`` over ``units_path`` to ``out_path``."""
-    units = pyogrio.read_dataframe(units_path)
-    territories = pyogrio.read_dataframe(territories_path)
+    units = _read(units_path)
+    territories = _read(territories_path)
     ids = sorted(territories["territory_id"].astype(str))
     geoms = dict(zip(territories["territory_id"].astype(str), territories.geometry))
     colours = palette.assign_colours(ids, palette.adjacency_from_geometries(geoms))
@@ -33,7 +39,7 @@ def render(units_path: str, territories_path: str, out_path: str, accounts_path:
     units.plot(ax=ax, color=units_colour, alpha=0.55, edgecolor="white", linewidth=0.5)
     territories.boundary.plot(ax=ax, color="#303030", linewidth=1.1)
     if accounts_path:
-        accounts = pyogrio.read_dataframe(accounts_path).to_crs(units.crs)
+        accounts = _read(accounts_path).to_crs(units.crs)
         accounts.plot(ax=ax, color="#202020", markersize=2, alpha=0.6)
     x0, y0, x1, y1 = units.total_bounds  # the areas, not accounts placed from far away
     margin = 0.03 * max(x1 - x0, y1 - y0)
