@@ -3,8 +3,9 @@
 Run as a script (``python _cuts_worker.py``), it reads one pickle from stdin: the parent's
 ``sys.path``, the name of the contiguity module (the plugin's package name varies with where it
 is installed), the wall-clock end (``time.time()``) and the keyword arguments of
-``contiguous_cuts`` without ``time_limit_s``; it answers one pickle on stdout: the result's fields
-as a dict, None, or an error text.
+``contiguous_cuts`` without ``time_limit_s``. Then, until stdin closes, pickles of better plans
+found by the parent (a territory index per unit), which the model is offered before each round.
+It answers one pickle on stdout: the result's fields as a dict, None, or an error text.
 """
 
 from __future__ import annotations
@@ -12,7 +13,32 @@ from __future__ import annotations
 import importlib
 import pickle
 import sys
+import threading
 import time
+
+
+class _Offers:
+    """The latest plan the parent sent, read from stdin by a thread."""
+
+    def __init__(self, stream) -> None:
+        self._latest = None
+        self._lock = threading.Lock()
+        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+
+    def _read(self, stream) -> None:
+        while True:
+            try:
+                plan = pickle.load(stream)
+            except Exception:  # EOF (the parent closed stdin) or a broken pipe
+                return
+            with self._lock:
+                self._latest = plan
+
+    def take(self):
+        """The plan sent since the last call, or None."""
+        with self._lock:
+            plan, self._latest = self._latest, None
+        return plan
 
 
 def main() -> None:
@@ -28,7 +54,9 @@ def main() -> None:
     adopt_parent_path(parent_path)
     try:
         contiguity = importlib.import_module(module)
-        res = contiguity.contiguous_cuts(**kwargs, time_limit_s=max(until - time.time(), 0.1))
+        offers = _Offers(stdin)
+        res = contiguity.contiguous_cuts(**kwargs, incumbent=offers.take,
+                                         time_limit_s=max(until - time.time(), 0.1))  # fmt: skip
         answer = None if res is None else dict(vars(res))
     except Exception as err:  # any failure: the parent goes on without it
         answer = f"{type(err).__name__}: {err}"

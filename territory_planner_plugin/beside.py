@@ -31,6 +31,18 @@ class CutsBeside:
         self._answer: contiguity.CutPlan | None = None
         self._read = False
 
+    def offer(self, assign: np.ndarray) -> None:
+        """Send the worker a better plan found here (it cuts its rounds off below it); a worker
+        that has ended or cannot read it is left alone."""
+        if self.proc.stdin is None or self.proc.poll() is not None:
+            return
+        try:
+            pickle.dump(np.asarray(assign, np.int64), self.proc.stdin,
+                        protocol=pickle.HIGHEST_PROTOCOL)  # fmt: skip
+            self.proc.stdin.flush()
+        except (OSError, ValueError):  # ended meanwhile: nothing to tell
+            pass
+
     def done(self) -> bool:
         """Whether the worker has ended (its answer can be read without waiting)."""
         return self.proc.poll() is not None
@@ -74,8 +86,8 @@ class CutsBeside:
 
 
 def start_cuts_beside(seconds: float, **kwargs) -> CutsBeside | None:
-    """Start ``contiguous_cuts(**kwargs)`` in a worker process for ``seconds`` of wall time, or
-    None when this machine has one core for it (``TERRITORY_PLANNER_PROCESSES`` = 1 too), no
+    """Start ``contiguous_cuts(**kwargs)`` in a worker process for ``seconds`` of wall time
+    (better plans found meanwhile go to it with :meth:`CutsBeside.offer`), or None when this machine has one core for it (``TERRITORY_PLANNER_PROCESSES`` = 1 too), no
     Python interpreter to run it is found, the time is short, the model small (``cost`` has
     fewer than ``BESIDE_MIN_PAIRS`` entries) or the worker cannot start."""
     small = np.size(kwargs.get("cost", ())) < BESIDE_MIN_PAIRS
@@ -91,8 +103,7 @@ def start_cuts_beside(seconds: float, **kwargs) -> CutsBeside | None:
                                 creationflags=flags)  # fmt: skip
         payload = (list(sys.path), contiguity.__name__, time.time() + seconds, kwargs)
         proc.stdin.write(pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL))
-        proc.stdin.close()
-        proc.stdin = None  # sent and closed: communicate() only reads the answer
+        proc.stdin.flush()  # left open for better plans (offer); communicate() closes it
     except (OSError, pickle.PicklingError) as err:
         logger.debug("Separator cuts beside the search not started: %s", err)
         return None

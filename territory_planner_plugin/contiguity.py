@@ -2064,6 +2064,7 @@ def _ordered_start(start, rank, pid, mat: sp.csr_matrix, k: int) -> np.ndarray |
 
 
 ROOT_CUT_SHARE = 0.15  # of contiguous_cuts' time, at most, for the LP rounds of size cuts
+CUT_TARGET_GAP = 0.0099  # the cut loop first proves the plan within this of optimal (issue goal 1 %)
 BORDER_SOLVE_S = 15.0  # the neighbourhood of every border at once gets at most this long,
 BORDER_SHARE = 0.3  # ... and at most this share of the time the neighbourhoods have left
 
@@ -2142,6 +2143,8 @@ def contiguous_cuts(
     gap: float = 1e-6,
     incumbents: bool = False,
     stop: Callable[[], bool] | None = None,
+    target_gap: float | None = None,
+    incumbent: Callable[[], np.ndarray | None] | None = None,
 ) -> CutPlan | None:
     """Root-free exact contiguous model by separator cuts (HiGHS through ``highspy``).
 
@@ -2158,7 +2161,13 @@ def contiguous_cuts(
     in one piece per territory) is each round's first incumbent; each round's plan in pieces is
     made one piece each (:func:`make_contiguous`, up to ``repair_s``) for a better one; with
     ``incumbents`` the round's improving plans in pieces give cuts too; ``stop()`` ends the
-    loop early (e.g. the same model proved optimal elsewhere). Returns None when ``highspy`` is
+    loop early (e.g. the same model proved optimal elsewhere). With ``target_gap``, each round
+    is cut off at the best plan's cost less that share (HiGHS ``objective_bound``): a round with
+    no plan below it proves the plan within ``target_gap`` of optimal (the bound is the cut-off,
+    reached long before the rounds' own bounds get there), and the next target is half as far;
+    rounds with a plan below it go on as before. ``incumbent()``, asked before each round, may
+    give a better plan found elsewhere (kept when it is in one piece per territory and meets
+    the bands and allowed pairs), which lowers the cut-off. Returns None when ``highspy`` is
     not installed.
     """
     try:
@@ -2198,10 +2207,22 @@ def contiguous_cuts(
     if incumbents:
         h.cbMipImprovingSolution += lambda e: found.append(np.array(e.data_out.mip_solution))
     _stop_at(h, t0 + time_limit_s, stop)
+    target, cutoff = target_gap, np.inf
     while True:
         left = time_limit_s - (time.perf_counter() - t0)
         if left <= 0.05 or (stop is not None and stop()):
             break
+        offered = None if incumbent is None else incumbent()
+        if offered is not None and _fits_model(offered, cost, vals, lo, hi, pid, mat, k, current, budget):
+            o_obj = float(cost[np.arange(n), offered].sum())
+            if _cheaper(o_obj, best_obj):
+                best, best_obj = np.asarray(offered, int).copy(), o_obj
+        if bound >= best_obj - 1e-9 * max(abs(best_obj), 1.0):
+            break
+        cutoff = np.inf
+        if target is not None and np.isfinite(best_obj) and best_obj > 0:
+            cutoff = best_obj * (1.0 - target)
+        h.setOptionValue("objective_bound", float(cutoff))
         h.setOptionValue("time_limit", float(left))
         if best is not None:
             x0 = np.zeros(p)
@@ -2214,10 +2235,19 @@ def contiguous_cuts(
         rounds += 1
         status = h.getModelStatus()
         info = h.getInfo()
+        done = status in (highspy.HighsModelStatus.kOptimal, highspy.HighsModelStatus.kInfeasible)
+        if np.isfinite(cutoff) and done and (
+            info.primal_solution_status != 2 or info.objective_function_value >= cutoff
+        ):  # no plan below the cut-off: proven within the target (HiGHS's own gap aside)
+            bound = max(bound, cutoff * (1.0 - gap))
+            logger.debug("separator cuts: round %d at %.1f s proves %.3f (target %.2f %%)",
+                         rounds, time.perf_counter() - t0, bound, 100 * target)  # fmt: skip
+            target = target / 2.0 if target > 1e-4 else None
+            continue
         if status == highspy.HighsModelStatus.kInfeasible:
             return CutPlan(np.inf, None, np.inf, False, rounds, cuts)
         if np.isfinite(info.mip_dual_bound):
-            bound = max(bound, float(info.mip_dual_bound))
+            bound = max(bound, min(float(info.mip_dual_bound), cutoff))
         if info.primal_solution_status != 2:
             break
         final = np.asarray(h.getSolution().col_value)
@@ -2250,7 +2280,7 @@ def contiguous_cuts(
                                time.perf_counter() + min(repair_s, rest / 4))  # fmt: skip
             if repaired is not None:
                 r_obj = float(cost[np.arange(n), repaired].sum())
-                if r_obj < best_obj - 1e-9 * max(abs(best_obj), 1.0):
+                if _cheaper(r_obj, best_obj):
                     best, best_obj = repaired, r_obj
         added = 0
         for a, b, sep in new:
@@ -2294,6 +2324,7 @@ def improve_by_neighbourhoods(
     deadline: float,
     sizes: Sequence[int] = (2, 3, 4),
     solve_s: float = 5.0,
+    on_better: Callable[[np.ndarray], None] | None = None,
 ) -> np.ndarray:
     """A plan in one piece per territory improved by re-solving neighbourhoods exactly.
 
@@ -2309,9 +2340,12 @@ def improve_by_neighbourhoods(
     territories; when the passes improve the plan, the borders go again. Stops at ``deadline``
     (``time.perf_counter()``). ``start`` must be in one piece per territory and meet every
     hard constraint; so does the plan returned (``start`` itself when nothing improves).
+    ``on_better(plan)`` is told of every better plan as soon as it is found (e.g. to cut off a
+    bound search running beside).
     """
     cost, vals, lo, hi, locks, allowed = _model_arrays(cost, values, lo, hi, locks, allowed)
     mat = _binary(_matrix(adjacency))
+    tell = on_better if on_better is not None else (lambda plan: None)
     k = cost.shape[1]
     a = np.asarray(start, int).copy()
     cur = None if current is None or budget is None else np.asarray(current, int)
@@ -2327,6 +2361,7 @@ def improve_by_neighbourhoods(
                 failed.add(("borders", a.tobytes()))
             else:
                 a = better
+                tell(a.copy())
         for size in sizes:
             if size > k:
                 break
@@ -2336,6 +2371,7 @@ def improve_by_neighbourhoods(
                 relabelled = _relabel(a, cost, vals, lo, hi, allowed, cur, budget)
                 if relabelled is not None:
                     a = relabelled
+                    tell(a.copy())
                 for group in _territory_groups(a, coo, k, size):
                     if time.perf_counter() >= deadline:
                         break
@@ -2351,6 +2387,7 @@ def improve_by_neighbourhoods(
                         continue
                     a[rows] = better
                     improved = again = True
+                    tell(a.copy())
     return a
 
 
@@ -2536,6 +2573,32 @@ class _SizeCuts:
                         if int(s) not in inside:
                             border[int(s)] = xs[s]
         return out
+
+
+def _cheaper(obj: float, best_obj: float) -> bool:
+    """Whether objective ``obj`` beats ``best_obj`` (inf: no plan yet) by more than rounding."""
+    return not np.isfinite(best_obj) or obj < best_obj - 1e-9 * max(abs(best_obj), 1.0)
+
+
+def _fits_model(assign, cost, vals, lo, hi, pid, mat, k: int, current, budget) -> bool:
+    """Whether plan ``assign`` (a territory per unit) uses allowed pairs only, meets every
+    territory's bands and the moves budget and has each territory in one piece."""
+    assign = np.asarray(assign)
+    if assign.shape != (cost.shape[0],) or (assign < 0).any() or (assign >= k).any():
+        return False
+    if budget is not None and current is not None:
+        cur = np.asarray(current, int)
+        if int(((cur >= 0) & (cur != assign)).sum()) > budget:
+            return False
+    if (pid[np.arange(len(assign)), assign] < 0).any():
+        return False
+    onehot = np.zeros((len(assign), k))
+    onehot[np.arange(len(assign)), assign] = 1.0
+    load = onehot.T @ vals
+    slack = 1e-9 * (1.0 + np.abs(hi))
+    if ((load < lo - slack) | (load > hi + slack)).any():
+        return False
+    return bool((count_pieces(assign, mat, k) == 1).all())
 
 
 def _add_cut_rows(h, cuts: list) -> int:

@@ -401,7 +401,12 @@ class TerritoryModel:
         bound of the problem as posed, optimal when it closes); without any plan in one piece
         by then, the rooted flow MILP looks for one."""
         from .beside import merge_cuts, start_cuts_beside
-        from .contiguity import contiguous_cuts, contiguous_exact, improve_by_neighbourhoods
+        from .contiguity import (
+            CUT_TARGET_GAP,
+            contiguous_cuts,
+            contiguous_exact,
+            improve_by_neighbourhoods,
+        )
 
         t0 = time.perf_counter()
         free = replace(self, contiguous=False)
@@ -441,7 +446,9 @@ class TerritoryModel:
         if start is not None:
             beside = start_cuts_beside(
                 time_limit_s - (time.perf_counter() - t0) - BESIDE_ANSWER_S, cost=self.cost,
-                values=self.values, lo=lo, hi=hi, start=start, incumbents=True, **model_args)  # fmt: skip
+                values=self.values, lo=lo, hi=hi, start=start, incumbents=True,
+                target_gap=CUT_TARGET_GAP, **model_args)  # fmt: skip
+        offer = beside.offer if beside is not None else None  # better plans cut its rounds off
         cuts = None
         try:
             closed, redraw = None, False  # the cuts beside, once they proved a plan optimal
@@ -450,7 +457,8 @@ class TerritoryModel:
                 start = improve_by_neighbourhoods(
                     self.cost, self.values, lo, hi, start=start,
                     deadline=time.perf_counter() + CONTIGUOUS_LNS_SHARE * max(
-                        time_limit_s - (time.perf_counter() - t0), 0.0), **model_args,
+                        time_limit_s - (time.perf_counter() - t0), 0.0), on_better=offer,
+                    **model_args,
                 )  # fmt: skip
                 logger.info("CONTIGUOUS: neighbouring territories re-solved exactly, 2 to 4 at "
                             "a time: %.3f -> %.3f.", before, self.objective_of(start))  # fmt: skip
@@ -460,6 +468,8 @@ class TerritoryModel:
                     share = BESIDE_ORDERED_SHARE if beside and beside.helping() else ORDERED_SHARE
                     start = self._redraw_all(start, bound, share * max(
                         time_limit_s - (time.perf_counter() - t0), 0.0), lo, hi, model_args)  # fmt: skip
+                    if offer is not None:
+                        offer(start)
                     closed = beside and beside.closed()
             left = stop_by - time.perf_counter()
             left = max(left, 1.0) if start is not None else max(left, 0.0)
@@ -469,7 +479,7 @@ class TerritoryModel:
                     self.cost, self.values, lo, hi, start=start,
                     time_limit_s=left if start is not None else CONTIGUOUS_CUT_SHARE * left,
                     incumbents=True, stop=lambda: bool(beside and beside.closed()),
-                    **model_args,
+                    target_gap=CUT_TARGET_GAP, **model_args,
                 )  # fmt: skip
             if beside is not None and not (cuts is not None and (cuts.optimal or cuts.closed)):
                 cuts = merge_cuts(cuts, beside.result(

@@ -4,6 +4,7 @@ as in this process, merged into one result, and a failed or refused worker chang
 from __future__ import annotations
 
 import logging
+import time
 
 import numpy as np
 import pytest
@@ -146,3 +147,40 @@ def test_the_cut_loop_stops_when_told() -> None:
                           stop=lambda: asked.append(1) is not None, **args)  # fmt: skip
     assert asked  # asked between rounds
     assert res.rounds >= 1
+
+
+def test_plans_offered_to_the_worker_reach_its_cut_loop(two_processes, tmp_path,
+                                                        monkeypatch) -> None:  # fmt: skip
+    """``offer`` sends plans down the worker's stdin after the model; the worker's reader keeps
+    the latest (a stand-in worker answers what it was offered as its plan)."""
+    _, adj, cost, values, lo, hi, _ = problem(3, 3, 3, 30, 0)
+    args = {"cost": cost, "values": values, "lo": lo, "hi": hi, "adjacency": adj,
+            "locks": np.full(9, -1), "allowed": np.ones((9, 3), bool)}  # fmt: skip
+    echo = tmp_path / "echo.py"
+    echo.write_text(
+        "import pickle, sys, time\n"
+        f"sys.path.insert(0, {str(beside._WORKER_SCRIPT.parent)!r})\n"
+        "from _cuts_worker import _Offers\n"
+        "stdin = sys.stdin.buffer\n"
+        "pickle.load(stdin)\n"
+        "offers = _Offers(stdin)\n"
+        "seen = []\n"
+        "while len(seen) < 2:\n"
+        "    plan = offers.take()\n"
+        "    seen += [] if plan is None else [plan]\n"
+        "    time.sleep(0.01)\n"
+        "answer = dict(bound=0.0, assign=seen[-1], objective=float(len(seen)), optimal=False,\n"
+        "              rounds=1, cuts=0)\n"
+        "pickle.dump(answer, sys.stdout.buffer)\n"
+    )  # fmt: skip
+    monkeypatch.setattr(beside, "_WORKER_SCRIPT", echo)
+    job = beside.start_cuts_beside(5.0, **args)
+    assert job is not None
+    job.offer(np.arange(9) % 3)
+    time.sleep(0.3)  # taken before the next one comes
+    job.offer(np.arange(9) // 3)
+    there = job.result(10.0)
+    assert there is not None
+    assert there.objective == 2.0
+    assert (there.assign == np.arange(9) // 3).all()
+    job.offer(np.zeros(9, int))  # ended: nothing happens

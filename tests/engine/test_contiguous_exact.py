@@ -554,3 +554,98 @@ def test_every_border_at_once_is_the_best_plan_of_its_neighbourhood(seed: int) -
     optimum = min(plans, key=lambda a: float(cost[np.arange(n), a].sum()))  # nothing cheaper
     assert _resolve_borders(optimum, cost, values, lo, hi, mat, np.full(n, -1),
                             np.ones((n, k), bool), None, None, 20.0) is None  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- cut-off at a target gap
+
+
+def _plans(cost, values, lo, hi, adj) -> tuple:
+    """Every assignment of a tiny grid within the bounds: (plans, objectives, one piece each)."""
+    n, k = cost.shape
+    combos = np.array(list(itertools.product(range(k), repeat=n)))
+    onehot = (combos[:, :, None] == np.arange(k)).astype(float)
+    tot = np.einsum("cnk,nm->ckm", onehot, values.reshape(n, -1))
+    ok = ((tot >= lo[None] - 1e-9) & (tot <= hi[None] + 1e-9)).all((1, 2))
+    combos = combos[ok]
+    whole = np.array([(count_pieces(c, adj, k) == 1).all() for c in combos], bool)
+    return combos, cost[np.arange(n)[None, :], combos].sum(1), whole
+
+
+def _cut_case(rows, cols, k, tol, seed) -> tuple:
+    _, adj, cost, values, lo, hi, _ = problem(rows, cols, k, tol, seed)
+    n = rows * cols
+    args = {"adjacency": adj, "locks": np.full(n, -1), "allowed": np.ones((n, k), bool)}
+    return cost, values, lo, hi, adj, args
+
+
+@pytest.mark.parametrize(("rows", "cols", "k", "tol", "seed"),
+                         [(3, 3, 3, 30, 0), (3, 4, 2, 10, 1), (2, 5, 3, 30, 6), (3, 3, 3, 20, 5)])  # fmt: skip
+@pytest.mark.parametrize("start_at", ["optimum", "worst"])
+def test_a_cut_off_round_proves_a_true_bound_and_the_loop_still_closes(rows, cols, k, tol, seed,
+                                                                       start_at, caplog) -> None:  # fmt: skip
+    """With ``target_gap`` each round is cut off below the best plan: started at the optimum the
+    first round proves the target (logged), started at the worst plan in one piece it finds
+    better plans; either way every bound is one of the problem as posed and the loop ends at
+    the brute-force optimum."""
+    cost, values, lo, hi, adj, args = _cut_case(rows, cols, k, tol, seed)
+    plans, objs, whole = _plans(cost, values, lo, hi, adj)
+    if not whole.any():
+        pytest.skip("no plan in one piece")
+    ref = objs[whole].min()
+    pick = np.argmin(np.where(whole, objs, np.inf)) if start_at == "optimum" else np.argmax(
+        np.where(whole, objs, -np.inf))  # fmt: skip
+    with caplog.at_level(logging.DEBUG, logger="territory_planner_plugin.contiguity"):
+        res = contiguous_cuts(cost, values, lo, hi, start=plans[pick], target_gap=0.05,
+                              time_limit_s=20, **args)  # fmt: skip
+    assert res.bound <= ref + 1e-6 * max(abs(ref), 1.0)
+    assert res.optimal
+    assert res.objective == pytest.approx(ref, rel=1e-6)
+    assert (count_pieces(res.assign, adj, k) == 1).all()
+    if start_at == "optimum" and res.rounds:  # (the root's size cuts may have closed it)
+        first = next(r.getMessage() for r in caplog.records if "round 1 at" in r.getMessage())
+        assert "proves" in first
+
+
+def test_a_cut_off_stopped_early_still_reports_the_target_as_proven(caplog) -> None:
+    """Offered the optimum (no start) and stopped once a round proved the target: the bound is
+    the cut-off, at most the optimum and within the target of it, and the offered plan is kept."""
+    cost, values, lo, hi, adj, args = _cut_case(3, 3, 3, 30, 0)
+    plans, objs, whole = _plans(cost, values, lo, hi, adj)
+    ref = objs[whole].min()
+    with caplog.at_level(logging.DEBUG, logger="territory_planner_plugin.contiguity"):
+        res = contiguous_cuts(cost, values, lo, hi, target_gap=0.02, time_limit_s=20,
+                              incumbent=lambda: plans[np.argmin(np.where(whole, objs, np.inf))],
+                              stop=lambda: "proves" in caplog.text, **args)  # fmt: skip
+    assert res.objective == pytest.approx(ref, rel=1e-9)
+    assert ref * (1 - 0.02) * (1 - 1e-5) <= res.bound < ref * (1 - 0.01)
+    assert not res.optimal
+    assert res.rounds == 1
+
+
+def test_an_offered_plan_is_used_only_when_it_keeps_every_rule() -> None:
+    """``incumbent`` plans in pieces, outside the bands or against allowed pairs and locks are
+    ignored (the cheapest plan in pieces would otherwise undercut the optimum); a valid cheaper
+    plan is taken."""
+    for seed in range(60):
+        cost, values, lo, hi, adj, args = _cut_case(2, 4, 3, 20, seed)
+        plans, objs, whole = _plans(cost, values, lo, hi, adj)
+        if whole.any() and objs[~whole].min(initial=np.inf) < objs[whole].min() - 1e-6:
+            break
+    else:  # pragma: no cover
+        pytest.skip("no instance where contiguity costs something")
+    ref = objs[whole].min()
+    best = plans[np.argmin(np.where(whole, objs, np.inf))]
+    in_pieces = plans[np.argmin(np.where(whole, np.inf, objs))]
+    offers = iter([in_pieces, np.zeros(8, int), in_pieces[:-1], np.full(8, 7)])  # the last two:
+    res = contiguous_cuts(cost, values, lo, hi, time_limit_s=20, target_gap=0.01,  # wrong shapes
+                          incumbent=lambda: next(offers, None), **args)  # fmt: skip
+    assert res.objective == pytest.approx(ref, rel=1e-6)
+    assert res.bound <= ref + 1e-6 * max(abs(ref), 1.0)
+    lock = (best[0] + 1) % 3  # unit 0 locked away from its territory in the optimum
+    locked = args | {"locks": np.where(np.arange(8) == 0, lock, -1)}
+    res = contiguous_cuts(cost, values, lo, hi, time_limit_s=20, target_gap=0.01,
+                          incumbent=lambda: best, **locked)  # fmt: skip
+    assert res.assign is None or res.assign[0] == lock
+    offered = contiguous_cuts(cost, values, lo, hi, time_limit_s=20, target_gap=0.01,
+                              incumbent=lambda: best, stop=lambda: False, **args)  # fmt: skip
+    assert offered.objective == pytest.approx(ref, rel=1e-9)
