@@ -78,7 +78,9 @@ def run(n: int, k: int, time_limit_s: float, mode: str) -> dict:
         plan = run_(acc, id_field="id", balance_fields=["revenue", "visits"], tolerance_pct=5.0,
                     time_limit_s=time_limit_s, **where)  # fmt: skip
         if hasattr(plan, "moves"):  # a Rebalance: moves against their proven minimum
-            outcome = f"{plan.plan.moved} moves, at least {plan.moves_lower_bound:.0f} must (proven)"
+            outcome = (
+                f"{plan.plan.moved} moves, at least {plan.moves_lower_bound:.0f} must (proven)"
+            )
         else:
             outcome = f"gap {plan.gap_pct:.2f}%"
     except TerritoryPlannerError as err:

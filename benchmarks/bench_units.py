@@ -356,11 +356,15 @@ def real_counties() -> dict:
             p = design_territories(units=units, unit_id_field="uid", reps=reps,
                                    rep_id_field="rep", balance_fields=[field], tolerance_pct=10.0,
                                    time_limit_s=limit)  # fmt: skip
-            out[f"{name}_{len(units)}x{k}_reps_{limit}s"] = _design_figures(p, time.perf_counter() - t)
+            out[f"{name}_{len(units)}x{k}_reps_{limit}s"] = _design_figures(
+                p, time.perf_counter() - t
+            )
         t = time.perf_counter()
         p = design_territories(units=units, unit_id_field="uid", n_territories=k,
                                balance_fields=[field], tolerance_pct=10.0, time_limit_s=60)  # fmt: skip
-        out[f"{name}_{len(units)}x{k}_territories_60s"] = _design_figures(p, time.perf_counter() - t)
+        out[f"{name}_{len(units)}x{k}_territories_60s"] = _design_figures(
+            p, time.perf_counter() - t
+        )
     out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return out
 

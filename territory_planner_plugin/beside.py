@@ -125,6 +125,8 @@ def merge_cuts(here: contiguity.CutPlan | None,
     plan = here if here.assign is not None and (
         there.assign is None or here.objective <= there.objective) else there  # fmt: skip
     bound = min(max(here.bound, there.bound), plan.objective)
-    optimal = plan.assign is not None and bound >= plan.objective - 1e-6 * max(abs(plan.objective), 1.0)
+    optimal = plan.assign is not None and bound >= plan.objective - 1e-6 * max(
+        abs(plan.objective), 1.0
+    )
     return replace(plan, bound=bound, optimal=optimal, rounds=here.rounds + there.rounds,
                    cuts=here.cuts + there.cuts, closed=plan.closed or optimal)  # fmt: skip

@@ -452,7 +452,9 @@ def _compactness_km(plan, terr, crs) -> float:
     if not ok.any():
         return float("nan")
     located = geoms.to_numpy()[ok]  # areas count from a point inside each
-    points = shapely.point_on_surface(located) if (shapely.get_type_id(located) != 0).any() else located
+    points = (
+        shapely.point_on_surface(located) if (shapely.get_type_id(located) != 0).any() else located
+    )
     return plan_kpis.compactness_km(shapely.get_coordinates(points), terr[ok])
 
 

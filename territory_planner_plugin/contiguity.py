@@ -2064,7 +2064,9 @@ def _ordered_start(start, rank, pid, mat: sp.csr_matrix, k: int) -> np.ndarray |
 
 
 ROOT_CUT_SHARE = 0.15  # of contiguous_cuts' time, at most, for the LP rounds of size cuts
-CUT_TARGET_GAP = 0.0099  # the cut loop first proves the plan within this of optimal (issue goal 1 %)
+CUT_TARGET_GAP = (
+    0.0099  # the cut loop first proves the plan within this of optimal (issue goal 1 %)
+)
 BORDER_SOLVE_S = 15.0  # the neighbourhood of every border at once gets at most this long,
 BORDER_SHARE = 0.3  # ... and at most this share of the time the neighbourhoods have left
 
@@ -2196,9 +2198,11 @@ def contiguous_cuts(
     best, best_obj = None, np.inf
     if start is not None:
         start = np.asarray(start, int)
-        if (start >= 0).all() and (pid[np.arange(n), start] >= 0).all() and (
-            count_pieces(start, mat, k) == 1
-        ).all():
+        if (
+            (start >= 0).all()
+            and (pid[np.arange(n), start] >= 0).all()
+            and (count_pieces(start, mat, k) == 1).all()
+        ):
             best, best_obj = start.copy(), float(cost[np.arange(n), start].sum())
     sizes = _SizeCuts(mat, vals, lo, pid)
     cuts, bound = _root_size_cuts(h, sizes, p, pr, pc, n, k, t0 + ROOT_CUT_SHARE * time_limit_s)
@@ -2213,7 +2217,9 @@ def contiguous_cuts(
         if left <= 0.05 or (stop is not None and stop()):
             break
         offered = None if incumbent is None else incumbent()
-        if offered is not None and _fits_model(offered, cost, vals, lo, hi, pid, mat, k, current, budget):
+        if offered is not None and _fits_model(
+            offered, cost, vals, lo, hi, pid, mat, k, current, budget
+        ):
             o_obj = float(cost[np.arange(n), offered].sum())
             if _cheaper(o_obj, best_obj):
                 best, best_obj = np.asarray(offered, int).copy(), o_obj
@@ -2236,8 +2242,10 @@ def contiguous_cuts(
         status = h.getModelStatus()
         info = h.getInfo()
         done = status in (highspy.HighsModelStatus.kOptimal, highspy.HighsModelStatus.kInfeasible)
-        if np.isfinite(cutoff) and done and (
-            info.primal_solution_status != 2 or info.objective_function_value >= cutoff
+        if (
+            np.isfinite(cutoff)
+            and done
+            and (info.primal_solution_status != 2 or info.objective_function_value >= cutoff)
         ):  # no plan below the cut-off: proven within the target (HiGHS's own gap aside)
             bound = max(bound, cutoff * (1.0 - gap))
             logger.debug("separator cuts: round %d at %.1f s proves %.3f (target %.2f %%)",
@@ -2305,8 +2313,9 @@ def contiguous_cuts(
     if best is not None:
         bound = min(bound, best_obj)
     optimal = best is not None and bound >= best_obj - 1e-6 * max(abs(best_obj), 1.0)
-    return CutPlan(float(bound), best, float(best_obj), bool(optimal), rounds, cuts,
-                   bool(closed or optimal))
+    return CutPlan(
+        float(bound), best, float(best_obj), bool(optimal), rounds, cuts, bool(closed or optimal)
+    )
 
 
 def improve_by_neighbourhoods(

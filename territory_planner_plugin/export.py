@@ -141,7 +141,10 @@ def _warn_missing_geometry(gdf: gpd.GeoDataFrame, id_field: str, fmt: str) -> No
         "INPUT: %d of %d features have a NULL or empty geometry: %s. They are written without a "
         "location (%s); give them a location or filter them out (Select by Expression: "
         "is_empty_or_null($geometry)) to map every feature.",
-        count, len(gdf), where, shown,
+        count,
+        len(gdf),
+        where,
+        shown,
     )
 
 

@@ -119,4 +119,6 @@ def bullet_list(items, *, list_id: str) -> str:
     """``<ul id=...>`` of the ``items`` as escaped text ('' when there are none)."""
     if not items:
         return ""
-    return f"<ul id='{list_id}'>" + "".join(f"<li>{html.escape(str(i))}</li>" for i in items) + "</ul>"
+    return (
+        f"<ul id='{list_id}'>" + "".join(f"<li>{html.escape(str(i))}</li>" for i in items) + "</ul>"
+    )

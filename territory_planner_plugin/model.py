@@ -339,7 +339,9 @@ class TerritoryModel:
                     )  # fmt: skip
                 except NoPlanFoundError as err:
                     if err.timed_out:
-                        raise TimeLimitError(self.timed_out_message(time_limit_s + grace_s)) from None
+                        raise TimeLimitError(
+                            self.timed_out_message(time_limit_s + grace_s)
+                        ) from None
                     self.explain_infeasible("infeasible" if err.proven else "no plan found",
                                             solver, end - time.perf_counter())  # fmt: skip
                 sol = Solution(res.assign, res.objective, res.lower_bound, "HiGHS (SciPy)",
@@ -440,8 +442,13 @@ class TerritoryModel:
         if start is None and not self._probe:  # a failure is likely: keep time for its checks
             stop_by = t0 + (1.0 - EXPLAIN_SHARE) * time_limit_s
         _, lo, hi = self.bounds()
-        model_args = {"adjacency": self.adjacency, "locks": self.locks, "allowed": self.allowed,
-                      "current": self.current, "budget": self.budget}
+        model_args = {
+            "adjacency": self.adjacency,
+            "locks": self.locks,
+            "allowed": self.allowed,
+            "current": self.current,
+            "budget": self.budget,
+        }
         beside = None  # the separator cuts in a second process, for all the time left
         if start is not None:
             beside = start_cuts_beside(
@@ -686,7 +693,9 @@ class TerritoryModel:
         plan[free[rows[pick]]] = cols[pick]
         if (plan < 0).any() or not self._fits(plan):
             return start
-        return plan if start is None or self.objective_of(plan) < self.objective_of(start) else start
+        return (
+            plan if start is None or self.objective_of(plan) < self.objective_of(start) else start
+        )
 
     def _fits(self, plan: np.ndarray) -> bool:
         """Whether a plan keeps every hard constraint (:meth:`verify` without raising)."""
@@ -707,8 +716,10 @@ class TerritoryModel:
             return (f"{head} Raise TIME_LIMIT (plans of hundreds of thousands of accounts can "
                     f"need several minutes; for this size about {need:,} s is likely enough) and "
                     "run again.")  # fmt: skip
-        return (f"{head} Plans of this size are usually found in about {need:,} s: the hard "
-                "constraints leave few plans here. Raise TIME_LIMIT several-fold and run again.")
+        return (
+            f"{head} Plans of this size are usually found in about {need:,} s: the hard "
+            "constraints leave few plans here. Raise TIME_LIMIT several-fold and run again."
+        )
 
     def _make_contiguous(self, sol: Solution, time_limit_s: float, is_cancelled, *,
                          until: float) -> Solution:  # fmt: skip

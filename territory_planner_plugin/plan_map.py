@@ -58,7 +58,7 @@ def draw_plan_map(
     xy = shapely.get_coordinates(shapely.point_on_surface(geoms) if areas else geoms)
     keys = np.array([text_key(v) for v in acc[territory_field].to_numpy()[ok]], dtype=object)
     moved_ok = None if moved is None else np.asarray(moved, dtype=bool)[ok]
-    (x0, y0, x1, y1), outside = (_view(shapely.get_coordinates(geoms)) if areas else _view(xy))
+    (x0, y0, x1, y1), outside = _view(shapely.get_coordinates(geoms)) if areas else _view(xy)
     # the map keeps its shape: the figure follows the view's aspect, the legend on the right
     legend_in = 2.9
     map_w = width_in - legend_in

@@ -278,7 +278,8 @@ def _merge(results: dict, accounts, *, id_field: str, group_field: str, prefix: 
                         previous=accounts if acc is not None else units)  # fmt: skip
     if acc is not None and unit_out is not None:
         unit_out[palette.COLOUR_FIELD] = unit_out["territory_id"].map(
-            palette.colours_from_table(territories))
+            palette.colours_from_table(territories)
+        )
     params = dict(first.parameters, group_field=group_field)
     plan = replace(first, accounts=acc, units=unit_out, territories=territories, centres=centres,
                    summary=summary, objective=objective, lower_bound=lower, gap_pct=gap,

@@ -63,7 +63,9 @@ def territory_summary(
         out[f"{f}_total"] = grouped[f].sum()
     if active and active_counts:
         counts = pd.to_numeric(accounts[active], errors="coerce").fillna(0.0).clip(lower=0)
-        out["active_prospects"] = counts.groupby(accounts[territory_field]).sum().round().astype(int)
+        out["active_prospects"] = (
+            counts.groupby(accounts[territory_field]).sum().round().astype(int)
+        )
     elif active:
         flags = truthy(accounts[active]).astype(int)
         out["active_prospects"] = flags.groupby(accounts[territory_field]).sum().astype(int)
@@ -499,8 +501,11 @@ def build_report(
     if not pieces and hasattr(accounts, "geometry"):  # any plan, also one made elsewhere
         from .contiguity import plan_pieces
 
-        pieces = {k: n for k, n in plan_pieces(accounts.geometry, accounts[territory_field]).items()
-                  if (tiers or {}).get(k) != plan_kpis.NAMED_TIER}  # a named book has no area
+        pieces = {
+            k: n
+            for k, n in plan_pieces(accounts.geometry, accounts[territory_field]).items()
+            if (tiers or {}).get(k) != plan_kpis.NAMED_TIER
+        }  # a named book has no area
     revenue = next((f for f in balance_fields if "revenue" in f), None)
     disruption = None
     if current_field:
@@ -555,7 +560,10 @@ def build_report(
         map_png, map_note = drawn.png, drawn.note
     map_note = " ".join(t for t in (map_note, unmapped) if t)
 
-    subtitle = [f"{len(summary)} territories", f"{len(accounts):,} {'areas' if areas else 'accounts'}"]
+    subtitle = [
+        f"{len(summary)} territories",
+        f"{len(accounts):,} {'areas' if areas else 'accounts'}",
+    ]
     guidance = not areas or active is not None  # areas are not prospects: only with a count
     if names:
         subtitle.append("reps: " + ", ".join(f"{names[k]} ({k})" for k in keys if k in names))
@@ -640,7 +648,9 @@ def _unmapped_note(accounts: pd.DataFrame, id_field: str) -> str:
         "ACCOUNTS: %d of %d accounts have a NULL or empty geometry: %s. They count in the "
         "totals and KPIs but are not on the map; give them a location or filter them out "
         "(Select by Expression: is_empty_or_null($geometry)).",
-        count, len(accounts), where,
+        count,
+        len(accounts),
+        where,
     )
     return f"{count} account(s) without a location are counted but not drawn."
 

@@ -36,8 +36,9 @@ METHOD_BALANCED = "bisection centres + balanced assignment (Lagrangian prices, L
 METHOD_PRICED = "bisection centres + priced assignment (no plan within TOLERANCE found in time)"
 METHOD_NOT_BAND = "; the target band was not reached in the quick pass, TOLERANCE was"
 CLUSTERS_NOTE = " of clusters of ~4 neighbouring accounts"
-METHOD_SECOND_PASS = ("; second pass (accounts one by one, centres moved to their territories' "
-                      "middles, polished)")
+METHOD_SECOND_PASS = (
+    "; second pass (accounts one by one, centres moved to their territories' middles, polished)"
+)
 _SECOND_PASS_ROUNDS = 3  # centre moves tried for the K below the recommended one
 _SECOND_PASS_SHARE = 0.2  # of TIME_LIMIT kept for that second pass
 _ITERATIONS = 400  # price updates per K (cheap on clusters): good prices make the LP round
@@ -164,7 +165,9 @@ def size_territories(
     in_band = [k for k in ks if lo_t <= total / k <= hi_t]
     if meets.empty:
         misses = table[table["k"].isin(in_band)]
-        again_k = int(misses.loc[misses["target_outside_pct"].idxmin(), "k"]) if len(misses) else None
+        again_k = (
+            int(misses.loc[misses["target_outside_pct"].idxmin(), "k"]) if len(misses) else None
+        )
     else:
         again_k = int(meets.min()) - 1 if int(meets.min()) - 1 in in_band else None
     if again_k is not None:

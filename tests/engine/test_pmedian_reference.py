@@ -24,8 +24,12 @@ def _exact_pmedian(xy: np.ndarray, p: int) -> float:
     rows = np.repeat(np.arange(n), n)
     cols = np.tile(np.arange(n), n)
     assign = sp.csr_matrix((np.ones(nx), (rows, np.arange(nx))), shape=(n, nx + n))
-    link = sp.hstack([sp.identity(nx, format="csr"),
-                      -sp.csr_matrix((np.ones(nx), (np.arange(nx), cols)), shape=(nx, n))])
+    link = sp.hstack(
+        [
+            sp.identity(nx, format="csr"),
+            -sp.csr_matrix((np.ones(nx), (np.arange(nx), cols)), shape=(nx, n)),
+        ]
+    )
     count = sp.csr_matrix(np.concatenate([np.zeros(nx), np.ones(n)])[None, :])
     res = milp(np.concatenate([d.ravel(), np.zeros(n)]),
                constraints=[LinearConstraint(assign, 1, 1), LinearConstraint(link, -np.inf, 0),

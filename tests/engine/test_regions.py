@@ -324,7 +324,9 @@ def test_units_with_accounts_grouped_by_the_units_state():
 
 
 def test_units_group_field_must_be_a_units_field():
-    with pytest.raises(InvalidInputError, match=r"UNIT_GROUP_FIELD: 'region' is not a field of UNITS"):
+    with pytest.raises(
+        InvalidInputError, match=r"UNIT_GROUP_FIELD: 'region' is not a field of UNITS"
+    ):
         regions.plan_by_group(design_territories, None, group_field="region", id_field="id",
                               units=_grid_states(), unit_id_field="uid", n_territories=2,
                               balance_fields=["pop"])  # fmt: skip

@@ -79,7 +79,9 @@ def test_bad_targets():
         sizing.size_territories(g, id_field="id", target_min=9, target_max=2, k_min=1, k_max=3)
     g2 = g.copy()
     g2.loc[g2.index[:2], "active"] = None
-    with pytest.raises(InvalidInputError, match=r"TARGET_FIELD: 'active' is null for 2 accounts \(A0, A1\)"):
+    with pytest.raises(
+        InvalidInputError, match=r"TARGET_FIELD: 'active' is null for 2 accounts \(A0, A1\)"
+    ):
         sizing.size_territories(g2, id_field="id", balance_fields=["visits"], target_field="active",
                                 target_min=1, target_max=9, k_min=1, k_max=3)  # fmt: skip
     with pytest.raises(InvalidInputError, match="K_MAX"):

@@ -181,7 +181,9 @@ def test_no_plan_in_time_names_a_time_limit_likely_enough(monkeypatch) -> None:
     with pytest.raises(TimeLimitError, match=r"about 60 s is likely enough"):
         _design(time_limit_s=10)
     # a TIME_LIMIT as long as the likely one failed: never named again as likely enough
-    with pytest.raises(TimeLimitError, match=r"about 60 s: .* Raise TIME_LIMIT several-fold") as err:
+    with pytest.raises(
+        TimeLimitError, match=r"about 60 s: .* Raise TIME_LIMIT several-fold"
+    ) as err:
         _design(time_limit_s=60)
     assert "likely enough" not in str(err.value)
     assert model.likely_time_limit_s(300_000, 100) == 300
