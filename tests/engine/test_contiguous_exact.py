@@ -183,11 +183,19 @@ def test_a_neighbourhood_of_every_territory_is_the_whole_problem(rows, cols, k, 
     except InfeasibleError:
         return  # the local search found no plan in one piece: nothing to improve
     n = rows * cols
+    told: list = []
     out = improve_by_neighbourhoods(cost, values, lo, hi, adjacency=adj, locks=np.full(n, -1),
                                     allowed=np.ones((n, k), bool), start=start,
-                                    deadline=time.perf_counter() + 20, sizes=(k,))  # fmt: skip
+                                    deadline=time.perf_counter() + 20, sizes=(k,),
+                                    on_better=told.append)  # fmt: skip
     assert float(cost[np.arange(n), out].sum()) == pytest.approx(ref, rel=1e-9)
     assert (count_pieces(out, adj, k) == 1).all()
+    # every better plan was told as found (e.g. to the cut loop beside), the last one returned
+    objs = [float(cost[np.arange(n), a].sum()) for a in [start, *told]]
+    assert all(b < a + 1e-12 for a, b in zip(objs, objs[1:]))
+    if objs[-1] < objs[0] - 1e-9:
+        assert (told[-1] == out).all()
+    assert all((count_pieces(a, adj, k) == 1).all() for a in told)
 
 
 def _ruled_grid(seed: int, budget: int, n_locks: int) -> tuple:
