@@ -1893,6 +1893,7 @@ def _stop_at(h, deadline: float, stop: Callable[[], bool] | None = None) -> None
     asked = [time.perf_counter()]
 
     def interrupt(event) -> None:
+        event.interrupt(False)  # highspy keeps the flag from an interrupted run to the next
         now = time.perf_counter()
         if now > deadline:
             event.interrupt()
@@ -2210,19 +2211,30 @@ def contiguous_cuts(
     found: list = []
     if incumbents:
         h.cbMipImprovingSolution += lambda e: found.append(np.array(e.data_out.mip_solution))
-    _stop_at(h, t0 + time_limit_s, stop)
     target, cutoff = target_gap, np.inf
+    offer = {"plan": None, "cut": False, "below": np.inf}  # a plan offered during a round
+
+    def stop_or_offer() -> bool:  # asked every half second in a round: a plan offered below
+        if stop is not None and stop():  # the round's cut-off leaves it nothing to prove
+            return True
+        got = incumbent()
+        if got is not None:
+            offer["plan"] = got
+            if _plan_cost(got, cost, vals, lo, hi, pid, mat, k, current, budget) < offer["below"]:
+                offer["cut"] = True
+        return offer["cut"]
+
+    _stop_at(h, t0 + time_limit_s, stop if incumbent is None else stop_or_offer)
     while True:
         left = time_limit_s - (time.perf_counter() - t0)
         if left <= 0.05 or (stop is not None and stop()):
             break
         offered = None if incumbent is None else incumbent()
-        if offered is not None and _fits_model(
-            offered, cost, vals, lo, hi, pid, mat, k, current, budget
-        ):
-            o_obj = float(cost[np.arange(n), offered].sum())
-            if _cheaper(o_obj, best_obj):
-                best, best_obj = np.asarray(offered, int).copy(), o_obj
+        offered = offer["plan"] if offered is None else offered
+        offer["plan"] = None
+        o_obj = _plan_cost(offered, cost, vals, lo, hi, pid, mat, k, current, budget)
+        if _cheaper(o_obj, best_obj) and np.isfinite(o_obj):
+            best, best_obj = np.asarray(offered, int).copy(), o_obj
         if bound >= best_obj - 1e-9 * max(abs(best_obj), 1.0):
             break
         cutoff = np.inf
@@ -2237,8 +2249,13 @@ def contiguous_cuts(
             sol.col_value = list(x0)
             h.setSolution(sol)
         found.clear()
+        offer["below"] = cutoff if np.isfinite(cutoff) else -np.inf  # only a target round
         h.run()
         rounds += 1
+        if offer["cut"]:  # a cheaper plan came: its cut-off makes a new round
+            offer["cut"] = False
+            logger.debug("separator cuts: round %d cut short by an offered plan", rounds)
+            continue
         status = h.getModelStatus()
         info = h.getInfo()
         done = status in (highspy.HighsModelStatus.kOptimal, highspy.HighsModelStatus.kInfeasible)
@@ -2587,6 +2604,14 @@ class _SizeCuts:
 def _cheaper(obj: float, best_obj: float) -> bool:
     """Whether objective ``obj`` beats ``best_obj`` (inf: no plan yet) by more than rounding."""
     return not np.isfinite(best_obj) or obj < best_obj - 1e-9 * max(abs(best_obj), 1.0)
+
+
+def _plan_cost(assign, cost, vals, lo, hi, pid, mat, k: int, current, budget) -> float:
+    """The cost of plan ``assign`` when it keeps every rule of the model (:func:`_fits_model`),
+    else inf (also for None)."""
+    if assign is None or not _fits_model(assign, cost, vals, lo, hi, pid, mat, k, current, budget):
+        return np.inf
+    return float(cost[np.arange(cost.shape[0]), np.asarray(assign)].sum())
 
 
 def _fits_model(assign, cost, vals, lo, hi, pid, mat, k: int, current, budget) -> bool:

@@ -657,3 +657,39 @@ def test_an_offered_plan_is_used_only_when_it_keeps_every_rule() -> None:
     offered = contiguous_cuts(cost, values, lo, hi, time_limit_s=20, target_gap=0.01,
                               incumbent=lambda: best, stop=lambda: False, **args)  # fmt: skip
     assert offered.objective == pytest.approx(ref, rel=1e-9)
+
+
+def test_a_plan_offered_during_a_round_cuts_it_short(monkeypatch, caplog) -> None:
+    """A plan offered while a round runs, below that round's cut-off, ends the round (it could
+    prove nothing) and the next round is cut off at the new plan; the loop still closes."""
+    from territory_planner_plugin import contiguity
+
+    own = contiguity._stop_at
+
+    def ask_every_time(h, deadline, stop=None):  # the half-second pace of a real round
+        own(h, deadline, stop)
+        h.cbMipInterrupt += lambda e: e.interrupt(True) if stop is not None and stop() else None
+
+    monkeypatch.setattr(contiguity, "_stop_at", ask_every_time)
+    for case in [(3, 3, 3, 30, 0), (2, 5, 3, 30, 6), (3, 3, 3, 20, 5), (3, 4, 3, 25, 2)]:
+        cost, values, lo, hi, adj, args = _cut_case(*case)
+        plans, objs, whole = _plans(cost, values, lo, hi, adj)
+        ref, worst = objs[whole].min(), objs[whole].max()
+        if ref < worst * 0.9:
+            break
+    else:  # pragma: no cover
+        pytest.skip("no grid whose worst plan is far from its best")
+    calls: list = []
+
+    def later() -> np.ndarray | None:  # nothing before the first round, then the optimum
+        calls.append(1)
+        return plans[np.argmin(np.where(whole, objs, np.inf))] if len(calls) == 2 else None
+
+    with caplog.at_level(logging.DEBUG, logger="territory_planner_plugin.contiguity"):
+        res = contiguous_cuts(cost, values, lo, hi, start=plans[np.argmax(np.where(whole, objs, -1))],
+                              target_gap=0.05, time_limit_s=20, incumbent=later, **args)  # fmt: skip
+    if "round 1" not in caplog.text and "cut short" not in caplog.text:
+        pytest.skip("closed before any round")  # pragma: no cover
+    assert "round 1 cut short by an offered plan" in caplog.text
+    assert res.optimal
+    assert res.objective == pytest.approx(ref, rel=1e-9)
