@@ -2065,9 +2065,8 @@ def _ordered_start(start, rank, pid, mat: sp.csr_matrix, k: int) -> np.ndarray |
 
 
 ROOT_CUT_SHARE = 0.15  # of contiguous_cuts' time, at most, for the LP rounds of size cuts
-CUT_TARGET_GAP = (
-    0.0099  # the cut loop first proves the plan within this of optimal (issue goal 1 %)
-)
+CUT_TARGET_GAP = 0.0099  # the cut loop first proves plans this close to optimal (goal: 1 %)
+TARGET_ROUND_GAP = 0.05  # ... in rounds whose MIP may stop this far from its own optimum
 BORDER_SOLVE_S = 15.0  # the neighbourhood of every border at once gets at most this long,
 BORDER_SHARE = 0.3  # ... and at most this share of the time the neighbourhoods have left
 
@@ -2211,7 +2210,7 @@ def contiguous_cuts(
     found: list = []
     if incumbents:
         h.cbMipImprovingSolution += lambda e: found.append(np.array(e.data_out.mip_solution))
-    target, cutoff = target_gap, np.inf
+    target, cutoff, tight_next = target_gap, np.inf, False
     offer = {"plan": None, "cut": False, "below": np.inf}  # a plan offered during a round
 
     def stop_or_offer() -> bool:  # asked every half second in a round: a plan offered below
@@ -2241,6 +2240,8 @@ def contiguous_cuts(
         if target is not None and np.isfinite(best_obj) and best_obj > 0:
             cutoff = best_obj * (1.0 - target)
         h.setOptionValue("objective_bound", float(cutoff))
+        loose = np.isfinite(cutoff) and not tight_next  # a target round needs no exact optimum
+        h.setOptionValue("mip_rel_gap", float(max(TARGET_ROUND_GAP, gap) if loose else gap))
         h.setOptionValue("time_limit", float(left))
         if best is not None:
             x0 = np.zeros(p)
@@ -2259,16 +2260,17 @@ def contiguous_cuts(
         status = h.getModelStatus()
         info = h.getInfo()
         done = status in (highspy.HighsModelStatus.kOptimal, highspy.HighsModelStatus.kInfeasible)
-        if (
-            np.isfinite(cutoff)
-            and done
-            and (info.primal_solution_status != 2 or info.objective_function_value >= cutoff)
-        ):  # no plan below the cut-off: proven within the target (HiGHS's own gap aside)
-            bound = max(bound, cutoff * (1.0 - gap))
-            logger.debug("separator cuts: round %d at %.1f s proves %.3f (target %.2f %%)",
-                         rounds, time.perf_counter() - t0, bound, 100 * target)  # fmt: skip
-            target = target / 2.0 if target > 1e-4 else None
+        plan_at = info.objective_function_value if info.primal_solution_status == 2 else np.inf
+        searched = plan_at == np.inf or info.mip_gap <= gap or info.mip_dual_bound >= cutoff
+        if np.isfinite(cutoff) and done and plan_at >= cutoff:
+            if searched:  # no plan below the cut-off: proven within the target
+                bound = max(bound, cutoff * (1.0 - gap))
+                logger.debug("separator cuts: round %d at %.1f s proves %.3f (target %.2f %%)",
+                             rounds, time.perf_counter() - t0, bound, 100 * target)  # fmt: skip
+                target = target / 2.0 if target > 1e-4 else None
+            tight_next = not searched  # ended by the loose gap above the cut-off: proves nothing
             continue
+        tight_next = False
         if status == highspy.HighsModelStatus.kInfeasible:
             return CutPlan(np.inf, None, np.inf, False, rounds, cuts)
         if np.isfinite(info.mip_dual_bound):
@@ -2295,8 +2297,10 @@ def contiguous_cuts(
         logger.debug("separator cuts: round %d at %.1f s, bound %.3f, best %.3f, %d separators",
                      rounds, time.perf_counter() - t0, bound, best_obj, len(new))  # fmt: skip
         if not last_new:
-            closed = status == highspy.HighsModelStatus.kOptimal
-            break
+            closed = status == highspy.HighsModelStatus.kOptimal and info.mip_gap <= gap
+            if closed or not loose or status != highspy.HighsModelStatus.kOptimal:
+                break
+            continue  # a better plan in one piece: the next round is cut off below it
         if status != highspy.HighsModelStatus.kOptimal:
             break  # stopped at the time limit on a plan in pieces
         rest = time_limit_s - (time.perf_counter() - t0)  # the round may have used it all

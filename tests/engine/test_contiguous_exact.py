@@ -589,12 +589,18 @@ def _cut_case(rows, cols, k, tol, seed) -> tuple:
 @pytest.mark.parametrize(("rows", "cols", "k", "tol", "seed"),
                          [(3, 3, 3, 30, 0), (3, 4, 2, 10, 1), (2, 5, 3, 30, 6), (3, 3, 3, 20, 5)])  # fmt: skip
 @pytest.mark.parametrize("start_at", ["optimum", "worst"])
-def test_a_cut_off_round_proves_a_true_bound_and_the_loop_still_closes(rows, cols, k, tol, seed,
-                                                                       start_at, caplog) -> None:  # fmt: skip
+@pytest.mark.parametrize("round_gap", [0.05, 0.9])  # 0.9: HiGHS may stop at once on the start
+def test_a_cut_off_round_proves_a_true_bound_and_the_loop_still_closes(
+    rows, cols, k, tol, seed, start_at, round_gap, caplog, monkeypatch
+) -> None:
     """With ``target_gap`` each round is cut off below the best plan: started at the optimum the
     first round proves the target (logged), started at the worst plan in one piece it finds
     better plans; either way every bound is one of the problem as posed and the loop ends at
-    the brute-force optimum."""
+    the brute-force optimum, also when the rounds' own MIP gap is loose (a round stopped by it
+    above the cut-off proves nothing)."""
+    from territory_planner_plugin import contiguity
+
+    monkeypatch.setattr(contiguity, "TARGET_ROUND_GAP", round_gap)
     cost, values, lo, hi, adj, args = _cut_case(rows, cols, k, tol, seed)
     plans, objs, whole = _plans(cost, values, lo, hi, adj)
     if not whole.any():
