@@ -2066,7 +2066,8 @@ def _ordered_start(start, rank, pid, mat: sp.csr_matrix, k: int) -> np.ndarray |
 
 ROOT_CUT_SHARE = 0.15  # of contiguous_cuts' time, at most, for the LP rounds of size cuts
 CUT_TARGET_GAP = 0.0099  # the cut loop first proves plans this close to optimal (goal: 1 %)
-TARGET_ROUND_GAP = 0.05  # ... in rounds whose MIP may stop this far from its own optimum
+TARGET_ROUND_GAP = 0.05  # ... in rounds whose MIP may stop this far from its own optimum,
+LOOSE_WITHIN = 0.05  # ... once the bound is this close to the best plan
 BORDER_SOLVE_S = 15.0  # the neighbourhood of every border at once gets at most this long,
 BORDER_SHARE = 0.3  # ... and at most this share of the time the neighbourhoods have left
 
@@ -2240,7 +2241,10 @@ def contiguous_cuts(
         if target is not None and np.isfinite(best_obj) and best_obj > 0:
             cutoff = best_obj * (1.0 - target)
         h.setOptionValue("objective_bound", float(cutoff))
-        loose = np.isfinite(cutoff) and not tight_next  # a target round needs no exact optimum
+        # a target round near its target needs no exact optimum to give cuts (far from it, the
+        # exact optimum of each round is what raises the bound)
+        near = bound >= best_obj * (1.0 - LOOSE_WITHIN)
+        loose = np.isfinite(cutoff) and not tight_next and near
         h.setOptionValue("mip_rel_gap", float(max(TARGET_ROUND_GAP, gap) if loose else gap))
         h.setOptionValue("time_limit", float(left))
         if best is not None:

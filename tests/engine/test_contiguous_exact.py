@@ -601,6 +601,7 @@ def test_a_cut_off_round_proves_a_true_bound_and_the_loop_still_closes(
     from territory_planner_plugin import contiguity
 
     monkeypatch.setattr(contiguity, "TARGET_ROUND_GAP", round_gap)
+    monkeypatch.setattr(contiguity, "LOOSE_WITHIN", 1.0)  # every target round loose
     cost, values, lo, hi, adj, args = _cut_case(rows, cols, k, tol, seed)
     plans, objs, whole = _plans(cost, values, lo, hi, adj)
     if not whole.any():
