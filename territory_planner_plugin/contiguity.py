@@ -2168,10 +2168,13 @@ def contiguous_cuts(
     is cut off at the best plan's cost less that share (HiGHS ``objective_bound``): a round with
     no plan below it proves the plan within ``target_gap`` of optimal (the bound is the cut-off,
     reached long before the rounds' own bounds get there), and the next target is half as far;
-    rounds with a plan below it go on as before. ``incumbent()``, asked before each round, may
-    give a better plan found elsewhere (kept when it is in one piece per territory and meets
-    the bands and allowed pairs), which lowers the cut-off. Returns None when ``highspy`` is
-    not installed.
+    rounds with a plan below it go on as before; once the bound is within ``LOOSE_WITHIN`` of
+    the plan, such rounds stop at a ``TARGET_ROUND_GAP`` MIP gap (they only need to give cuts;
+    one stopped by that gap above the cut-off proves nothing and is re-run exactly).
+    ``incumbent()``, asked before each round and every half second during one, may give a better
+    plan found elsewhere (kept when it is in one piece per territory and meets the bands, locks,
+    allowed pairs and budget), which lowers the cut-off and ends a round whose cut-off it is
+    below. Returns None when ``highspy`` is not installed.
     """
     try:
         import highspy
