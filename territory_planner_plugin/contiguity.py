@@ -2067,7 +2067,8 @@ def _ordered_start(start, rank, pid, mat: sp.csr_matrix, k: int) -> np.ndarray |
 ROOT_CUT_SHARE = 0.15  # of contiguous_cuts' time, at most, for the LP rounds of size cuts
 CUT_TARGET_GAP = 0.0099  # the cut loop first proves plans this close to optimal (goal: 1 %)
 TARGET_ROUND_GAP = 0.05  # ... in rounds whose MIP may stop this far from its own optimum,
-LOOSE_WITHIN = 0.05  # ... once the bound is this close to the best plan
+LOOSE_WITHIN = 0.05  # ... once the bound is this close to the best plan,
+LOOSE_ROUNDS = 4  # ... at most this many in a row (then an exact one raises the bound)
 BORDER_SOLVE_S = 15.0  # the neighbourhood of every border at once gets at most this long,
 BORDER_SHARE = 0.3  # ... and at most this share of the time the neighbourhoods have left
 
@@ -2170,7 +2171,8 @@ def contiguous_cuts(
     reached long before the rounds' own bounds get there), and the next target is half as far;
     rounds with a plan below it go on as before; once the bound is within ``LOOSE_WITHIN`` of
     the plan, such rounds stop at a ``TARGET_ROUND_GAP`` MIP gap (they only need to give cuts;
-    one stopped by that gap above the cut-off proves nothing and is re-run exactly).
+    one stopped by that gap above the cut-off proves nothing and is re-run exactly; after
+    ``LOOSE_ROUNDS`` of them in a row an exact round raises the bound).
     ``incumbent()``, asked before each round and every half second during one, may give a better
     plan found elsewhere (kept when it is in one piece per territory and meets the bands, locks,
     allowed pairs and budget), which lowers the cut-off and ends a round whose cut-off it is
@@ -2214,7 +2216,7 @@ def contiguous_cuts(
     found: list = []
     if incumbents:
         h.cbMipImprovingSolution += lambda e: found.append(np.array(e.data_out.mip_solution))
-    target, cutoff, tight_next = target_gap, np.inf, False
+    target, cutoff, tight_next, loose_run = target_gap, np.inf, False, 0
     offer = {"plan": None, "cut": False, "below": np.inf}  # a plan offered during a round
 
     def stop_or_offer() -> bool:  # asked every half second in a round: a plan offered below
@@ -2247,7 +2249,8 @@ def contiguous_cuts(
         # a target round near its target needs no exact optimum to give cuts (far from it, the
         # exact optimum of each round is what raises the bound)
         near = bound >= best_obj * (1.0 - LOOSE_WITHIN)
-        loose = np.isfinite(cutoff) and not tight_next and near
+        loose = np.isfinite(cutoff) and not tight_next and near and loose_run < LOOSE_ROUNDS
+        loose_run = loose_run + 1 if loose else 0
         h.setOptionValue("mip_rel_gap", float(max(TARGET_ROUND_GAP, gap) if loose else gap))
         h.setOptionValue("time_limit", float(left))
         if best is not None:
