@@ -33,6 +33,7 @@ import shapely
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import Delaunay, QhullError, cKDTree
 
+from .assignment import totals
 from .constraints import pair_constraints
 from .errors import ContiguityError, InfeasibleError, InvalidInputError
 from .progress import CancelCheck, check_cancel
@@ -2238,7 +2239,7 @@ def contiguous_cuts(
         offered = offer["plan"] if offered is None else offered
         offer["plan"] = None
         o_obj = _plan_cost(offered, cost, vals, lo, hi, pid, mat, k, current, budget)
-        if _cheaper(o_obj, best_obj) and np.isfinite(o_obj):
+        if _cheaper(o_obj, best_obj):
             best, best_obj = np.asarray(offered, int).copy(), o_obj
         if bound >= best_obj - 1e-9 * max(abs(best_obj), 1.0):
             break
@@ -2616,7 +2617,10 @@ class _SizeCuts:
 
 
 def _cheaper(obj: float, best_obj: float) -> bool:
-    """Whether objective ``obj`` beats ``best_obj`` (inf: no plan yet) by more than rounding."""
+    """Whether a plan of objective ``obj`` (inf: none) beats ``best_obj`` (inf: no plan yet) by
+    more than rounding."""
+    if not np.isfinite(obj):
+        return False
     return not np.isfinite(best_obj) or obj < best_obj - 1e-9 * max(abs(best_obj), 1.0)
 
 
@@ -2640,9 +2644,7 @@ def _fits_model(assign, cost, vals, lo, hi, pid, mat, k: int, current, budget) -
             return False
     if (pid[np.arange(len(assign)), assign] < 0).any():
         return False
-    onehot = np.zeros((len(assign), k))
-    onehot[np.arange(len(assign)), assign] = 1.0
-    load = onehot.T @ vals
+    load = totals(vals, assign, k)
     slack = 1e-9 * (1.0 + np.abs(hi))
     if ((load < lo - slack) | (load > hi + slack)).any():
         return False
