@@ -4,13 +4,13 @@
 #
 # Debian 12 (bookworm): QGIS 3.22 LTR from Debian + a venv on the SYSTEM python (/usr/bin/python3,
 # --system-site-packages, so `import qgis` works) with geopandas/shapely/pyproj/pyogrio/rtree/osmnx/
-# pulp/highspy/scipy/osmium/pytest-qgis pinned.
+# pulp/highspy/pyscipopt/scipy/osmium/pytest-qgis pinned.
 # pyproj, shapely, pyogrio and rtree are BUILT FROM SOURCE against Debian's PROJ/GEOS/GDAL/libspatialindex:
 # their PyPI wheels bundle their own copies, which clash with the ones QGIS has loaded
 # (qgis_process exits 134/139 or shapely raises GEOSException).
 # Debian 13 (trixie) and later: QGIS 3.40 and Debian's own numpy/scipy/pandas/geopandas/pyproj/shapely/
 # pyogrio/rtree/networkx (all built by Debian against its PROJ/GEOS/GDAL, so nothing is compiled);
-# pip adds only osmnx, PuLP, highspy, osmium and the test tools, constrained to Debian's versions.
+# pip adds only osmnx, PuLP, highspy, PySCIPOpt, osmium and the test tools, constrained to Debian's versions.
 # (Verified in a fresh trixie chroot: make test and make demo pass; see ENV-NOTES.md.)
 # Idempotent: apt only for missing packages; pip is skipped when the pins stamp matches and the check passes.
 # Also writes VENV_DIR/bin/qgis_process: a wrapper around /usr/bin/qgis_process.bin that sees the venv.
@@ -38,6 +38,7 @@ osmnx==2.1.1
 networkx==3.6.1
 PuLP==3.3.2
 highspy==1.13.0
+PySCIPOpt==6.3.0
 scipy==1.17.1
 osmium==4.3.2
 pytest==9.2.0
@@ -50,8 +51,8 @@ iniconfig==2.3.1
 pluggy==1.7.0
 hypothesis==6.170.17
 ruff==0.17.6'
-TOP_LEVEL=(numpy pyproj shapely pyogrio rtree geopandas pandas osmnx networkx PuLP highspy scipy osmium
-           pytest pytest-qgis hypothesis ruff)
+TOP_LEVEL=(numpy pyproj shapely pyogrio rtree geopandas pandas osmnx networkx PuLP highspy PySCIPOpt scipy
+           osmium pytest pytest-qgis hypothesis ruff)
 SOURCE_BUILT=pyproj,shapely,pyogrio,rtree
 # pyproj 3.6.1 built with Cython >= 3.1 compiles fine but fails at run time
 # ("TypeError: expected bytes, str found" in CRS()); pyogrio 0.13 needs Cython >= 3.1 -> two pip steps.
@@ -72,12 +73,13 @@ fi
 DEB_PINS='osmnx==2.1.1
 PuLP==3.3.2
 highspy==1.13.0
+PySCIPOpt==6.3.0
 osmium==4.3.2
 pytest==9.2.0
 pytest-qgis==5.0.2
 hypothesis==6.170.17
 ruff==0.17.6'
-DEB_TOP=(osmnx PuLP highspy osmium pytest pytest-qgis hypothesis ruff)
+DEB_TOP=(osmnx PuLP highspy PySCIPOpt osmium pytest pytest-qgis hypothesis ruff)
 DEB_OWN=(numpy scipy pandas geopandas pyproj shapely pyogrio rtree networkx requests)
 
 # ---------------------------------------------------------------- 1. apt (only what is missing)
@@ -257,11 +259,12 @@ from pyproj import CRS
 assert CRS.from_epsg(3857).to_epsg() == 3857
 assert pulp.PULP_CBC_CMD(msg=False).available(), "PuLP bundled CBC not runnable"
 assert pulp.HiGHS(msg=False).available(), "highspy missing"
+import pyscipopt  # noqa: F401,E402  (SCIP: branch-and-cut of the contiguous county-sized model)
 print(f"python {sys.version.split()[0]} ({sys.executable}) | QGIS {qgis.core.Qgis.QGIS_VERSION}")
 print(f"system libs: GDAL {gdal.__version__}, PROJ {pyproj.proj_version_str}, GEOS {shapely.geos_version_string}, "
       f"libspatialindex {rtree.core.rt.SIDX_Version().decode()}")
 names = ["numpy", "scipy", "pandas", "geopandas", "shapely", "pyproj", "pyogrio", "rtree", "osmnx", "networkx",
-         "PuLP", "highspy", "osmium", "pytest", "pytest-qgis", "pip"]
+         "PuLP", "highspy", "PySCIPOpt", "osmium", "pytest", "pytest-qgis", "pip"]
 print(" ".join(f"{n}=={md.version(n)}" for n in names))
 EOF
 log "done: activate with 'source $VENV/bin/activate'; run algorithms with '$VENV/bin/qgis_process'"

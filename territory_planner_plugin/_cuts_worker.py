@@ -1,9 +1,9 @@
 """The worker process that runs the separator-cut model beside the plan search (:mod:`beside`).
 
 Run as a script (``python _cuts_worker.py``), it reads one pickle from stdin: the parent's
-``sys.path``, the name of the contiguity module (the plugin's package name varies with where it
+``sys.path``, the name of the branch_cut module (the plugin's package name varies with where it
 is installed), the wall-clock end (``time.time()``) and the keyword arguments of
-``contiguous_cuts`` without ``time_limit_s``. Then, until stdin closes, pickles of better plans
+``contiguous_model`` without ``time_limit_s``. Then, until stdin closes, pickles of better plans
 found by the parent (a territory index per unit), which the model is offered before each round.
 It answers one pickle on stdout: the result's fields as a dict, None, or an error text.
 """
@@ -42,7 +42,7 @@ class _Offers:
 
 
 def main() -> None:
-    """Run one contiguous_cuts for the parent and answer its result."""
+    """Run one contiguous_model for the parent and answer its result."""
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # a stray print must not corrupt the answer
     try:
@@ -53,10 +53,10 @@ def main() -> None:
 
     adopt_parent_path(parent_path)
     try:
-        contiguity = importlib.import_module(module)
+        branch_cut = importlib.import_module(module)
         offers = _Offers(stdin)
-        res = contiguity.contiguous_cuts(**kwargs, incumbent=offers.take,
-                                         time_limit_s=max(until - time.time(), 0.1))  # fmt: skip
+        res = branch_cut.contiguous_model(**kwargs, incumbent=offers.take,
+                                          time_limit_s=max(until - time.time(), 0.1))  # fmt: skip
         answer = None if res is None else dict(vars(res))
     except Exception as err:  # any failure: the parent goes on without it
         answer = f"{type(err).__name__}: {err}"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import contiguity, matrix
+from . import branch_cut, contiguity, matrix
 
 logger = logging.getLogger(__name__)
 
@@ -24,7 +24,9 @@ BESIDE_MIN_PAIRS = 200  # ... and for models of at least this many pairs (smalle
 
 
 class CutsBeside:
-    """:func:`.contiguity.contiguous_cuts` running in a worker process until a wall-clock end."""
+    """The root-free contiguous model (:func:`.branch_cut.contiguous_model`: SCIP's
+    branch-and-cut, or HiGHS rounds without SCIP) running in a worker process until a wall-clock
+    end."""
 
     def __init__(self, proc: subprocess.Popen) -> None:
         self.proc = proc
@@ -86,7 +88,7 @@ class CutsBeside:
 
 
 def start_cuts_beside(seconds: float, **kwargs) -> CutsBeside | None:
-    """Start ``contiguous_cuts(**kwargs)`` in a worker process for ``seconds`` of wall time
+    """Start ``branch_cut.contiguous_model(**kwargs)`` in a worker process for ``seconds`` of wall time
     (better plans found meanwhile go to it with :meth:`CutsBeside.offer`), or None when this
     machine has one core for it (``TERRITORY_PLANNER_PROCESSES`` = 1 too), no
     Python interpreter to run it is found, the time is short, the model small (``cost`` has
@@ -102,7 +104,7 @@ def start_cuts_beside(seconds: float, **kwargs) -> CutsBeside | None:
         proc = subprocess.Popen([python, str(_WORKER_SCRIPT)], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                 creationflags=flags)  # fmt: skip
-        payload = (list(sys.path), contiguity.__name__, time.time() + seconds, kwargs)
+        payload = (list(sys.path), branch_cut.__name__, time.time() + seconds, kwargs)
         proc.stdin.write(pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL))
         proc.stdin.flush()  # left open for better plans (offer); communicate() closes it
     except (OSError, pickle.PicklingError) as err:
@@ -118,16 +120,18 @@ def merge_cuts(here: contiguity.CutPlan | None,
     both; optimal or closed when either proves it for the plan kept."""
     if here is None or there is None:
         if there is not None:
-            logger.info("CONTIGUOUS: separator cuts in a second process beside the search: "
-                        "bound %.3f.", there.bound)  # fmt: skip
+            logger.info("CONTIGUOUS: separator cuts in a second process beside the search "
+                        "(%s): bound %.3f.", there.solver, there.bound)  # fmt: skip
         return there if here is None else here
-    logger.info("CONTIGUOUS: separator cuts in a second process beside the search: bound %.3f "
-                "(here %.3f).", there.bound, here.bound)  # fmt: skip
+    logger.info("CONTIGUOUS: separator cuts in a second process beside the search (%s): bound "
+                "%.3f (here %.3f).", there.solver, there.bound, here.bound)  # fmt: skip
     plan = here if here.assign is not None and (
         there.assign is None or here.objective <= there.objective) else there  # fmt: skip
     bound = min(max(here.bound, there.bound), plan.objective)
     optimal = plan.assign is not None and bound >= plan.objective - 1e-6 * max(
         abs(plan.objective), 1.0
     )
+    solver = here.solver if here.solver == there.solver else f"{here.solver} and {there.solver}"
     return replace(plan, bound=bound, optimal=optimal, rounds=here.rounds + there.rounds,
-                   cuts=here.cuts + there.cuts, closed=plan.closed or optimal)  # fmt: skip
+                   cuts=here.cuts + there.cuts, closed=plan.closed or optimal,
+                   solver=solver)  # fmt: skip

@@ -2129,6 +2129,7 @@ class CutPlan:
     rounds: int
     cuts: int
     closed: bool = False  # the last round's plan is in one piece each, within ``gap``
+    solver: str = "HiGHS"  # what found the bound: HiGHS rounds or SCIP's branch-and-cut
 
 
 def contiguous_cuts(
@@ -2593,26 +2594,28 @@ class _SizeCuts:
         most of while C is too small for t; the first C whose neighbours hold less of t than
         a does gives a cut (for a alone)."""
         out = []
-        indptr, indices = self.mat.indptr, self.mat.indices
+        indptr, indices = self.mat.indptr.tolist(), self.mat.indices.tolist()
+        vals = self.vals.tolist()  # plain floats: this loop runs in every separation round
+        under = (self.lo - 1e-9 * np.maximum(np.abs(self.lo), 1.0)).tolist()
+        dims = range(self.vals.shape[1])
         for t in range(x.shape[1]):
-            xs = x[:, t]
-            for a in np.flatnonzero(xs > least):
-                inside = {int(a)}
-                total = self.vals[a].copy()
-                border: dict = {}
-                for s in indices[indptr[a] : indptr[a + 1]]:
-                    border[int(s)] = xs[s]
-                while self.small(total, t) and border:
+            xs = x[:, t].tolist()
+            floor = under[t]
+            for a in np.flatnonzero(x[:, t] > least).tolist():
+                inside = {a}
+                total = list(vals[a])
+                border = {s: xs[s] for s in indices[indptr[a] : indptr[a + 1]]}
+                while border and any(total[d] < floor[d] for d in dims):
                     if sum(border.values()) < xs[a] - 1e-4:
-                        out.extend(self.rows(np.fromiter(inside, int), t, units=[int(a)]))
+                        out.extend(self.rows(np.fromiter(inside, int), t, units=[a]))
                         break
                     b = max(border, key=border.get)
                     del border[b]
                     inside.add(b)
-                    total = total + self.vals[b]
+                    total = [u + w for u, w in zip(total, vals[b])]
                     for s in indices[indptr[b] : indptr[b + 1]]:
-                        if int(s) not in inside:
-                            border[int(s)] = xs[s]
+                        if s not in inside:
+                            border[s] = xs[s]
         return out
 
 

@@ -502,8 +502,8 @@ class TerritoryModel:
                 start is None or cuts.objective < self.objective_of(start)
             ):
                 start = cuts.assign
-            logger.info("CONTIGUOUS: separator cuts (root-free, HiGHS), %d rounds, %d cuts: "
-                        "bound %.3f, plan %s%s.", cuts.rounds, cuts.cuts, cuts.bound,
+            logger.info("CONTIGUOUS: separator cuts (root-free, %s), %d rounds or nodes, %d cuts: "
+                        "bound %.3f, plan %s%s.", cuts.solver, cuts.rounds, cuts.cuts, cuts.bound,
                         "none" if cuts.assign is None else f"{cuts.objective:.3f}",
                         " (optimal)" if cuts.optimal else "")  # fmt: skip
         left = stop_by - time.perf_counter()
@@ -515,7 +515,7 @@ class TerritoryModel:
             )  # fmt: skip
         note = "" if solver.upper() == "HIGHS" else f"; not {solver}: HiGHS is twice as fast on it"
         if cuts is not None and (cuts.optimal or cuts.closed) and start is not None:
-            assign, used = start, "HiGHS (exact contiguous model, separator cuts)"
+            assign, used = start, f"{cuts.solver} (exact contiguous model, separator cuts)"
         elif exact is not None and (start is None or exact.objective < self.objective_of(start)):
             state = (
                 "optimal" if exact.optimal else f"stopped at TIME_LIMIT, {exact.bound:.3f} bound"
@@ -531,7 +531,8 @@ class TerritoryModel:
             if exact is not None:
                 logger.info("CONTIGUOUS: the exact flow model (HiGHS%s) found nothing better "
                             "within TIME_LIMIT; the local search's plan is kept.", note)  # fmt: skip
-            assign, used = start, "HiGHS (local search, exact neighbourhoods, separator cuts)"
+            by = "HiGHS" if cuts is None else cuts.solver
+            assign, used = start, f"HiGHS (local search, exact neighbourhoods), {by} (separator cuts)"
         elif isinstance(failure, ContiguityError):
             self._contiguity_failed(failure, solver, time_limit_s)
         elif failure is not None:
