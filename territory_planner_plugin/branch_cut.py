@@ -30,6 +30,10 @@ from .contiguity import (
 POLL_S = 0.5  # offered plans and ``stop`` are looked at this often during the search
 
 
+def _tune(m) -> None:
+    """SCIP's settings for this model beyond its defaults."""
+
+
 def scip_available() -> bool:
     """Whether PySCIPOpt (SCIP) can be imported here."""
     try:
@@ -39,11 +43,13 @@ def scip_available() -> bool:
     return True
 
 
-def contiguous_model(**kwargs) -> CutPlan | None:
+def contiguous_model(
+    cost: np.ndarray, values: np.ndarray, lo: np.ndarray, hi: np.ndarray, **kwargs
+) -> CutPlan | None:
     """The root-free contiguous model solved by :func:`contiguous_branch_and_cut` when SCIP is
-    installed, else by :func:`.contiguity.contiguous_cuts` (the same keywords)."""
-    res = contiguous_branch_and_cut(**kwargs)
-    return contiguous_cuts(**kwargs) if res is None else res
+    installed, else by :func:`.contiguity.contiguous_cuts` (the same arguments)."""
+    res = contiguous_branch_and_cut(cost, values, lo, hi, **kwargs)
+    return contiguous_cuts(cost, values, lo, hi, **kwargs) if res is None else res
 
 
 def contiguous_branch_and_cut(
@@ -191,6 +197,7 @@ def contiguous_branch_and_cut(
     m.setBoolParam("misc/allowstrongdualreds", False)  # the handler locks no variables
     m.setBoolParam("misc/allowweakdualreds", False)
     m.setRealParam("limits/gap", float(gap))
+    _tune(m)
     left = time_limit_s - (time.perf_counter() - t0)
     if left <= 0.05:
         return CutPlan(-np.inf, state["best"], state["best_obj"], False, 0, state["cuts"],

@@ -403,6 +403,7 @@ class TerritoryModel:
         bound of the problem as posed, optimal when it closes); without any plan in one piece
         by then, the rooted flow MILP looks for one."""
         from .beside import merge_cuts, start_cuts_beside
+        from .branch_cut import contiguous_model
         from .contiguity import (
             CUT_TARGET_GAP,
             contiguous_cuts,
@@ -482,7 +483,9 @@ class TerritoryModel:
             left = max(left, 1.0) if start is not None else max(left, 0.0)
             helped = start is not None and redraw and beside and beside.helping()
             if not closed and not helped and left > 0.05:
-                cuts = contiguous_cuts(
+                # beside SCIP's tree, HiGHS rounds prove other things; alone, the tree is better
+                solve_cuts = contiguous_cuts if beside is not None else contiguous_model
+                cuts = solve_cuts(
                     self.cost, self.values, lo, hi, start=start,
                     time_limit_s=left if start is not None else CONTIGUOUS_CUT_SHARE * left,
                     incumbents=True, stop=lambda: bool(beside and beside.closed()),
@@ -532,7 +535,10 @@ class TerritoryModel:
                 logger.info("CONTIGUOUS: the exact flow model (HiGHS%s) found nothing better "
                             "within TIME_LIMIT; the local search's plan is kept.", note)  # fmt: skip
             by = "HiGHS" if cuts is None else cuts.solver
-            assign, used = start, f"HiGHS (local search, exact neighbourhoods), {by} (separator cuts)"
+            assign, used = (
+                start,
+                f"HiGHS (local search, exact neighbourhoods), {by} (separator cuts)",
+            )
         elif isinstance(failure, ContiguityError):
             self._contiguity_failed(failure, solver, time_limit_s)
         elif failure is not None:

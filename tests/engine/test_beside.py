@@ -12,6 +12,7 @@ import pytest
 from territory_planner_plugin import beside, matrix
 from territory_planner_plugin import model as model_module
 from territory_planner_plugin.beside import merge_cuts
+from territory_planner_plugin.branch_cut import scip_available
 from territory_planner_plugin.contiguity import CutPlan, contiguous_cuts, count_pieces
 from territory_planner_plugin.model import TerritoryModel
 from tests.engine.test_contiguity import brute_force, problem
@@ -36,6 +37,7 @@ def test_the_worker_answers_what_this_process_answers(two_processes, rows, cols,
     assert job is not None
     there = job.result(20.0)
     assert isinstance(there, CutPlan)
+    assert there.solver == ("SCIP" if scip_available() else "HiGHS")  # the tree when installed
     assert there.bound <= ref + 1e-6 * max(abs(ref), 1.0)
     assert there.optimal == here.optimal
     if np.isfinite(ref):
@@ -133,6 +135,9 @@ def test_the_model_without_a_worker_is_unchanged(monkeypatch, caplog) -> None:
     sol, ref = _solve_grid(caplog, (2, 4, 3, 25, 2))
     assert "second process" not in caplog.text
     assert sol.objective == pytest.approx(ref, rel=1e-9)
+    if "separator cuts (root-free" in caplog.text:  # alone, this process runs SCIP's tree
+        solver = "SCIP" if scip_available() else "HiGHS"
+        assert f"separator cuts (root-free, {solver})" in caplog.text
 
 
 def test_the_cut_loop_stops_when_told() -> None:

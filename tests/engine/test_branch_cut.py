@@ -36,11 +36,13 @@ def test_branch_and_cut_matches_brute_force(rows, cols, k, tol, seed) -> None:
     ref = brute_force(cost, values, lo, hi, adj)
     res = contiguous_branch_and_cut(cost, values, lo, hi, adjacency=adj, time_limit_s=20,
                                     **_free_args(rows * cols, k))  # fmt: skip
-    assert res is not None and res.solver == "SCIP"
+    assert res is not None
+    assert res.solver == "SCIP"
     if not np.isfinite(ref):
         assert res.assign is None
         return
-    assert res.optimal and res.closed
+    assert res.optimal
+    assert res.closed
     assert res.objective == pytest.approx(ref, rel=1e-6)
     assert res.bound <= ref + 1e-6 * max(abs(ref), 1.0)
     assert res.bound == pytest.approx(ref, rel=1e-5)
@@ -55,7 +57,7 @@ def test_branch_and_cut_is_exact_where_contiguity_costs(seed, tol, k, measures) 
     contiguous problem, which is dearer than the cheapest plan in pieces whenever it is (a
     solver that ignored contiguity, or cut plans in one piece, would fail here)."""
     _, adj, cost, values, lo, hi, _ = problem(2, 4, k, tol, seed % 97, measures=measures)
-    plans, objs, whole = _plans(cost, values, lo, hi, adj)
+    _, objs, whole = _plans(cost, values, lo, hi, adj)
     res = contiguous_branch_and_cut(cost, values, lo, hi, adjacency=adj, time_limit_s=20,
                                     **_free_args(8, k))  # fmt: skip
     if not whole.any():
