@@ -509,6 +509,10 @@ class TerritoryModel:
                         "bound %.3f, plan %s%s.", cuts.solver, cuts.rounds, cuts.cuts, cuts.bound,
                         "none" if cuts.assign is None else f"{cuts.objective:.3f}",
                         " (optimal)" if cuts.optimal else "")  # fmt: skip
+            if "SCIP" in cuts.solver:
+                logger.info("SOLVER %s: the contiguous model's bound and plans come from SCIP's "
+                            "branch-and-cut (it adds the cuts inside one search tree; neither "
+                            "CBC nor HiGHS can); the other models use %s.", solver, solver)  # fmt: skip
         left = stop_by - time.perf_counter()
         if (cuts is None or start is None) and left > 0.5:  # the flow MILP: a plan from nothing
             exact = contiguous_exact(
