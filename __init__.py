@@ -26,8 +26,9 @@ REQUIRED_PACKAGES = (
     ("pulp", "PuLP<4"),
     ("osmium", "osmium"),  # reads .osm.pbf extracts
 )
-# Used when present: highspy provides the HiGHS solver (SOLVER=HiGHS).
-OPTIONAL_PACKAGES = (("highspy", "highspy"),)
+# Used when present: highspy provides the HiGHS solver (SOLVER=HiGHS); PySCIPOpt provides SCIP,
+# whose branch-and-cut solves the contiguous county-sized models (HiGHS rounds without it).
+OPTIONAL_PACKAGES = (("highspy", "highspy"), ("pyscipopt", "PySCIPOpt"))
 
 
 def missing_packages(packages=REQUIRED_PACKAGES) -> list[tuple[str, str, str]]:
