@@ -30,10 +30,6 @@ from .contiguity import (
 POLL_S = 0.5  # offered plans and ``stop`` are looked at this often during the search
 
 
-def _tune(m) -> None:
-    """SCIP's settings for this model beyond its defaults."""
-
-
 def scip_available() -> bool:
     """Whether PySCIPOpt (SCIP) can be imported here."""
     try:
@@ -197,7 +193,6 @@ def contiguous_branch_and_cut(
     m.setBoolParam("misc/allowstrongdualreds", False)  # the handler locks no variables
     m.setBoolParam("misc/allowweakdualreds", False)
     m.setRealParam("limits/gap", float(gap))
-    _tune(m)
     left = time_limit_s - (time.perf_counter() - t0)
     if left <= 0.05:
         return CutPlan(-np.inf, state["best"], state["best_obj"], False, 0, state["cuts"],
