@@ -1908,10 +1908,11 @@ def _stop_at(h, deadline: float, stop: Callable[[], bool] | None = None) -> None
 
 def highs_milp(c: np.ndarray, integrality: np.ndarray, lb: np.ndarray, ub: np.ndarray, a_mat,
                row_lo: np.ndarray, row_hi: np.ndarray, x0: np.ndarray | None,
-               time_limit_s: float) -> tuple[np.ndarray | None, float, bool] | None:  # fmt: skip
+               time_limit_s: float, stop: Callable[[], bool] | None = None,
+               ) -> tuple[np.ndarray | None, float, bool] | None:  # fmt: skip
     """Solve the MILP min c x, row_lo <= A x <= row_hi, lb <= x <= ub (``integrality`` > 0:
-    integer) with highspy, starting from ``x0`` and interrupted at ``time_limit_s``: (x or
-    None, dual bound, optimal), or None when highspy is not installed. The engine's one MILP
+    integer) with highspy, starting from ``x0`` and interrupted at ``time_limit_s`` or when
+    ``stop()`` says so: (x or None, dual bound, optimal), or None when highspy is not installed. The engine's one MILP
     call through highspy (the exact contiguous models and ``TerritoryModel.solve_on_pairs``)."""
     try:
         import highspy
@@ -1920,7 +1921,7 @@ def highs_milp(c: np.ndarray, integrality: np.ndarray, lb: np.ndarray, ub: np.nd
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
     h.setOptionValue("time_limit", max(float(time_limit_s), 0.1))
-    _stop_at(h, time.perf_counter() + max(float(time_limit_s), 0.1))
+    _stop_at(h, time.perf_counter() + max(float(time_limit_s), 0.1), stop)
     nv = len(c)
     h.addVars(nv, lb, ub)
     idx = np.arange(nv, dtype=np.int32)
@@ -1974,6 +1975,7 @@ def ordered_plan(
     budget: int | None = None,
     start: np.ndarray | None = None,
     time_limit_s: float = 20.0,
+    stop: Callable[[], bool] | None = None,
 ) -> np.ndarray | None:
     """A plan in one piece per territory from an ordered restriction of the contiguous model
     (HiGHS MILP over all territories at once), or None when it finds none in ``time_limit_s``.
@@ -2032,7 +2034,7 @@ def ordered_plan(
     x0 = None if start is None else _ordered_start(np.asarray(start, int), rank, pid, mat, k)
     out = highs_milp(np.r_[cost[pr, pc], np.zeros(p)], np.ones(2 * p), np.zeros(2 * p),
                  np.ones(2 * p), a_mat, np.concatenate(lbs), np.concatenate(ubs), x0,
-                 time_limit_s)  # fmt: skip
+                 time_limit_s, stop)  # fmt: skip
     if out is None or out[0] is None:
         return None
     pick = out[0][:p] > 0.5
@@ -2367,6 +2369,7 @@ def improve_by_neighbourhoods(
     sizes: Sequence[int] = (2, 3, 4),
     solve_s: float = 5.0,
     on_better: Callable[[np.ndarray], None] | None = None,
+    stop: Callable[[], bool] | None = None,
 ) -> np.ndarray:
     """A plan in one piece per territory improved by re-solving neighbourhoods exactly.
 
@@ -2383,7 +2386,8 @@ def improve_by_neighbourhoods(
     (``time.perf_counter()``). ``start`` must be in one piece per territory and meet every
     hard constraint; so does the plan returned (``start`` itself when nothing improves).
     ``on_better(plan)`` is told of every better plan as soon as it is found (e.g. to cut off a
-    bound search running beside).
+    bound search running beside); ``stop()`` ends the search early (e.g. that search proved a
+    plan optimal), asked between re-solves and by the whole-border one.
     """
     cost, vals, lo, hi, locks, allowed = _model_arrays(cost, values, lo, hi, locks, allowed)
     mat = _binary(_matrix(adjacency))
@@ -2394,11 +2398,15 @@ def improve_by_neighbourhoods(
     coo = mat.tocoo()
     failed: set = set()
     again = True
-    while again and time.perf_counter() < deadline:
+
+    def going() -> bool:
+        return time.perf_counter() < deadline and not (stop is not None and stop())
+
+    while again and going():
         again = False
         if k > max(sizes, default=0) and ("borders", a.tobytes()) not in failed:
             better = _resolve_borders(a, cost, vals, lo, hi, mat, locks, allowed, cur, budget, min(
-                BORDER_SOLVE_S, BORDER_SHARE * (deadline - time.perf_counter())))  # fmt: skip
+                BORDER_SOLVE_S, BORDER_SHARE * (deadline - time.perf_counter())), stop)  # fmt: skip
             if better is None:
                 failed.add(("borders", a.tobytes()))
             else:
@@ -2408,14 +2416,14 @@ def improve_by_neighbourhoods(
             if size > k:
                 break
             improved = True
-            while improved and time.perf_counter() < deadline:
+            while improved and going():
                 improved = False
                 relabelled = _relabel(a, cost, vals, lo, hi, allowed, cur, budget)
                 if relabelled is not None:
                     a = relabelled
                     tell(a.copy())
                 for group in _territory_groups(a, coo, k, size):
-                    if time.perf_counter() >= deadline:
+                    if not going():
                         break
                     rows = np.flatnonzero(np.isin(a, group))
                     key = (group, rows.tobytes())
@@ -2474,10 +2482,10 @@ def _relabel(a, cost, vals, lo, hi, allowed, cur, budget) -> np.ndarray | None:
 
 
 def _resolve_borders(a, cost, vals, lo, hi, mat, locks, allowed, cur, budget,
-                     seconds: float) -> np.ndarray | None:  # fmt: skip
+                     seconds: float, stop=None) -> np.ndarray | None:  # fmt: skip
     """Every territory at once, each unit staying or joining the territory of one of its
     neighbouring units, by :func:`contiguous_cuts` (the bands, locks and moves budget of the
-    whole model): the new plan when strictly cheaper, else None."""
+    whole model): the new plan when strictly cheaper, else None; ``stop()`` ends it early."""
     if seconds <= 0.5:
         return None
     n, k = cost.shape
@@ -2488,7 +2496,7 @@ def _resolve_borders(a, cost, vals, lo, hi, mat, locks, allowed, cur, budget,
     t0 = time.perf_counter()
     res = contiguous_cuts(cost, vals, lo, hi, adjacency=mat, locks=locks, allowed=near,
                           current=cur, budget=budget, start=a, time_limit_s=seconds,
-                          repair_s=0.0)  # fmt: skip
+                          repair_s=0.0, stop=stop)  # fmt: skip
     logger.debug("Every border at once: %.3f -> %s in %.1f s (of %.1f; %d pairs).", before,
                  None if res is None else f"{res.objective:.3f}", time.perf_counter() - t0,
                  seconds, int(near.sum()))  # fmt: skip

@@ -457,6 +457,10 @@ class TerritoryModel:
                 values=self.values, lo=lo, hi=hi, start=start, incumbents=True,
                 target_gap=CUT_TARGET_GAP, **model_args)  # fmt: skip
         offer = beside.offer if beside is not None else None  # better plans cut its rounds off
+
+        def proven_beside() -> bool:  # the worker proved its plan optimal: nothing to search
+            return bool(beside and beside.closed())
+
         cuts = None
         try:
             closed, redraw = None, False  # the cuts beside, once they proved a plan optimal
@@ -466,19 +470,20 @@ class TerritoryModel:
                     self.cost, self.values, lo, hi, start=start,
                     deadline=time.perf_counter() + CONTIGUOUS_LNS_SHARE * max(
                         time_limit_s - (time.perf_counter() - t0), 0.0), on_better=offer,
-                    **model_args,
+                    stop=proven_beside, **model_args,
                 )  # fmt: skip
                 logger.info("CONTIGUOUS: neighbouring territories re-solved exactly, 2 to 4 at "
                             "a time: %.3f -> %.3f.", before, self.objective_of(start))  # fmt: skip
-                closed = beside and beside.closed()
+                closed = proven_beside()
                 redraw = not closed and self.objective_of(start) > ORDERED_FROM_GAP * bound
                 if redraw:  # with the cuts beside, the time left is the search's
                     share = BESIDE_ORDERED_SHARE if beside and beside.helping() else ORDERED_SHARE
                     start = self._redraw_all(start, bound, share * max(
-                        time_limit_s - (time.perf_counter() - t0), 0.0), lo, hi, model_args)  # fmt: skip
+                        time_limit_s - (time.perf_counter() - t0), 0.0), lo, hi, model_args,
+                        stop=proven_beside)  # fmt: skip
                     if offer is not None:
                         offer(start)
-                    closed = beside and beside.closed()
+                    closed = proven_beside()
             left = stop_by - time.perf_counter()
             left = max(left, 1.0) if start is not None else max(left, 0.0)
             helped = start is not None and redraw and beside and beside.helping()
@@ -488,7 +493,7 @@ class TerritoryModel:
                 cuts = solve_cuts(
                     self.cost, self.values, lo, hi, start=start,
                     time_limit_s=left if start is not None else CONTIGUOUS_CUT_SHARE * left,
-                    incumbents=True, stop=lambda: bool(beside and beside.closed()),
+                    incumbents=True, stop=proven_beside,
                     target_gap=CUT_TARGET_GAP, **model_args,
                 )  # fmt: skip
             if beside is not None and not (cuts is not None and (cuts.optimal or cuts.closed)):
@@ -580,21 +585,22 @@ class TerritoryModel:
         return None
 
     def _redraw_all(self, start: np.ndarray, bound: float, seconds: float, lo, hi,
-                    model_args: dict) -> np.ndarray:  # fmt: skip
+                    model_args: dict, stop=None) -> np.ndarray:  # fmt: skip
         """A plan far above the bound, stuck for the neighbourhoods: the ordered model re-draws
         every territory at once (:func:`.contiguity.ordered_plan`, from ``start``), then the
         neighbourhoods go on from its plan; rounds repeat while they improve, within
-        ``seconds``. Returns the best plan (``start`` when nothing improves)."""
+        ``seconds`` and until ``stop()`` says so. Returns the best plan (``start`` when nothing
+        improves)."""
         from .contiguity import improve_by_neighbourhoods, ordered_plan
 
         end = time.perf_counter() + seconds
         first, rounds, tried = self.objective_of(start), 0, False
         while self.objective_of(start) > ORDERED_FROM_GAP * bound:
             left = end - time.perf_counter()
-            if left < 2.0:
+            if left < 2.0 or (stop is not None and stop()):
                 break
             before, tried = self.objective_of(start), True
-            other = ordered_plan(self.cost, self.values, lo, hi, start=start,
+            other = ordered_plan(self.cost, self.values, lo, hi, start=start, stop=stop,
                                  time_limit_s=ORDERED_MILP_SHARE * left, **model_args)  # fmt: skip
             if other is None:
                 break
@@ -603,7 +609,7 @@ class TerritoryModel:
             except SolverError:  # within HiGHS's tolerances, not ours
                 break
             other = improve_by_neighbourhoods(self.cost, self.values, lo, hi, start=other,
-                                              deadline=end, **model_args)  # fmt: skip
+                                              deadline=end, stop=stop, **model_args)  # fmt: skip
             if self.objective_of(other) >= before - 1e-9 * max(abs(before), 1.0):
                 break
             start, rounds = other, rounds + 1
