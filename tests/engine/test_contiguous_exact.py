@@ -198,6 +198,27 @@ def test_a_neighbourhood_of_every_territory_is_the_whole_problem(rows, cols, k, 
     assert all((count_pieces(a, adj, k) == 1).all() for a in told)
 
 
+def test_the_neighbourhoods_stop_when_told() -> None:
+    """``stop()`` (the worker beside proved a plan optimal) ends the neighbourhoods before any
+    re-solve, on a grid where they would improve the plan (its local-search plan misses the
+    optimum)."""
+    from territory_planner_plugin.contiguity import improve_by_neighbourhoods
+
+    _, adj, cost, values, lo, hi, _ = problem(3, 3, 3, 30, 0)
+    start = _start_plan(cost, values, lo, hi, adj)
+    args = {"adjacency": adj, "locks": np.full(9, -1), "allowed": np.ones((9, 3), bool)}
+    free = improve_by_neighbourhoods(cost, values, lo, hi, start=start, sizes=(3,),
+                                     deadline=time.perf_counter() + 20, **args)  # fmt: skip
+    obj = lambda a: float(cost[np.arange(9), a].sum())  # noqa: E731
+    assert obj(free) < obj(start) - 1e-9  # without stop it improves
+    asked: list = []
+    stopped = improve_by_neighbourhoods(cost, values, lo, hi, start=start, sizes=(3,),
+                                        deadline=time.perf_counter() + 20,
+                                        stop=lambda: asked.append(1) or True, **args)  # fmt: skip
+    assert (stopped == start).all()
+    assert asked
+
+
 def _ruled_grid(seed: int, budget: int, n_locks: int) -> tuple:
     """A 5 x 5 grid into 4 territories within 25 % with a scattered current plan (many moves
     needed), ``n_locks`` locks on it and a budget of ``budget + 10`` moves, and its model."""
