@@ -88,9 +88,9 @@ class CutsBeside:
 
 
 def start_cuts_beside(seconds: float, **kwargs) -> CutsBeside | None:
-    """Start ``branch_cut.contiguous_model(**kwargs)`` in a worker process for ``seconds`` of wall time
-    (better plans found meanwhile go to it with :meth:`CutsBeside.offer`), or None when this
-    machine has one core for it (``TERRITORY_PLANNER_PROCESSES`` = 1 too), no
+    """Start ``branch_cut.contiguous_model(**kwargs)`` in a worker process for ``seconds`` of
+    wall time (better plans found meanwhile go to it with :meth:`CutsBeside.offer`), or None
+    when this machine has one core for it (``TERRITORY_PLANNER_PROCESSES`` = 1 too), no
     Python interpreter to run it is found, the time is short, the model small (``cost`` has
     fewer than ``BESIDE_MIN_PAIRS`` entries) or the worker cannot start."""
     small = np.size(kwargs.get("cost", ())) < BESIDE_MIN_PAIRS

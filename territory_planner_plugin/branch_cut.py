@@ -190,8 +190,9 @@ def contiguous_branch_and_cut(
         def conslock(self, constraint, locktype, nlockspos, nlocksneg):
             pass  # (no constraint objects: dual reductions are off instead)
 
-    m.includeConshdlr(_OnePiece(), "onepiece", "every territory in one piece", sepapriority=0,
-                      enfopriority=-1, chckpriority=-1, sepafreq=SEPA_FREQ, needscons=False)  # fmt: skip
+    m.includeConshdlr(_OnePiece(), "onepiece", "every territory in one piece",
+                      sepapriority=0, enfopriority=-1, chckpriority=-1, sepafreq=SEPA_FREQ,
+                      needscons=False)  # fmt: skip
     m.setBoolParam("misc/allowstrongdualreds", False)  # the handler locks no variables
     m.setBoolParam("misc/allowweakdualreds", False)
     m.setRealParam("limits/gap", float(gap))

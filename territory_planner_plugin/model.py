@@ -456,7 +456,7 @@ class TerritoryModel:
                 time_limit_s - (time.perf_counter() - t0) - BESIDE_ANSWER_S, cost=self.cost,
                 values=self.values, lo=lo, hi=hi, start=start, incumbents=True,
                 target_gap=CUT_TARGET_GAP, **model_args)  # fmt: skip
-        offer = beside.offer if beside is not None else None  # better plans cut its rounds off
+        offer = beside.offer if beside is not None else None  # better plans: its incumbents
 
         def proven_beside() -> bool:  # the worker proved its plan optimal: nothing to search
             return bool(beside and beside.closed())
@@ -515,9 +515,10 @@ class TerritoryModel:
                         "none" if cuts.assign is None else f"{cuts.objective:.3f}",
                         " (optimal)" if cuts.optimal else "")  # fmt: skip
             if "SCIP" in cuts.solver:
-                logger.info("SOLVER %s: the contiguous model's bound and plans come from SCIP's "
-                            "branch-and-cut (it adds the cuts inside one search tree; neither "
-                            "CBC nor HiGHS can); the other models use %s.", solver, solver)  # fmt: skip
+                logger.info("SOLVER %s: the contiguous model's bound and plans come from "
+                            "SCIP's branch-and-cut (it adds the cuts inside one search tree; "
+                            "neither CBC nor HiGHS can); the other models use %s.", solver,
+                            solver)  # fmt: skip
         left = stop_by - time.perf_counter()
         if (cuts is None or start is None) and left > 0.5:  # the flow MILP: a plan from nothing
             exact = contiguous_exact(

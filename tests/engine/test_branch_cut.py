@@ -17,7 +17,13 @@ from territory_planner_plugin.branch_cut import (
 from territory_planner_plugin.contiguity import count_pieces
 from territory_planner_plugin.errors import InfeasibleError, SolverError
 from tests.engine.test_contiguity import brute_force, problem
-from tests.engine.test_contiguous_exact import _cut_case, _plans, _ruled_grid, _start_plan
+from tests.engine.test_contiguous_exact import (
+    _costly_case,
+    _cut_case,
+    _plans,
+    _ruled_grid,
+    _start_plan,
+)
 
 pytestmark = pytest.mark.skipif(not scip_available(), reason="PySCIPOpt not installed")
 
@@ -111,17 +117,8 @@ def test_offered_plans_are_taken_only_when_they_keep_every_rule() -> None:
     """Plans in pieces, outside the bands or of a wrong shape are ignored (the cheapest plan in
     pieces would undercut the optimum); a stop at once keeps the valid offered optimum and a
     bound not above it."""
-    for seed in range(60):
-        cost, values, lo, hi, adj, args = _cut_case(2, 4, 3, 20, seed)
-        plans, objs, whole = _plans(cost, values, lo, hi, adj)
-        if whole.any() and objs[~whole].min(initial=np.inf) < objs[whole].min() - 1e-6:
-            break
-    else:  # pragma: no cover
-        pytest.skip("no instance where contiguity costs something")
-    ref = objs[whole].min()
-    best = plans[np.argmin(np.where(whole, objs, np.inf))]
-    in_pieces = plans[np.argmin(np.where(whole, np.inf, objs))]
-    offers = iter([in_pieces, np.zeros(8, int), in_pieces[:-1], np.full(8, 7)])
+    cost, values, lo, hi, args, ref, best, bad = _costly_case()
+    offers = iter(bad)
     res = contiguous_branch_and_cut(cost, values, lo, hi, time_limit_s=20,
                                     incumbent=lambda: next(offers, None), **args)  # fmt: skip
     assert res.objective == pytest.approx(ref, rel=1e-6)

@@ -658,10 +658,10 @@ def test_a_cut_off_stopped_early_still_reports_the_target_as_proven(caplog) -> N
     assert res.rounds == 1
 
 
-def test_an_offered_plan_is_used_only_when_it_keeps_every_rule() -> None:
-    """``incumbent`` plans in pieces, outside the bands or against allowed pairs and locks are
-    ignored (the cheapest plan in pieces would otherwise undercut the optimum); a valid cheaper
-    plan is taken."""
+def _costly_case() -> tuple:
+    """A 2 x 4 grid into 3 whose cheapest plan in pieces undercuts every plan in one piece, and
+    offers that break a rule: (cost, values, lo, hi, args, the optimum's cost, the optimum, the
+    offers: the cheapest plan in pieces, one outside the bands, two of wrong shapes)."""
     for seed in range(60):
         cost, values, lo, hi, adj, args = _cut_case(2, 4, 3, 20, seed)
         plans, objs, whole = _plans(cost, values, lo, hi, adj)
@@ -669,11 +669,19 @@ def test_an_offered_plan_is_used_only_when_it_keeps_every_rule() -> None:
             break
     else:  # pragma: no cover
         pytest.skip("no instance where contiguity costs something")
-    ref = objs[whole].min()
-    best = plans[np.argmin(np.where(whole, objs, np.inf))]
     in_pieces = plans[np.argmin(np.where(whole, np.inf, objs))]
-    offers = iter([in_pieces, np.zeros(8, int), in_pieces[:-1], np.full(8, 7)])  # the last two:
-    res = contiguous_cuts(cost, values, lo, hi, time_limit_s=20, target_gap=0.01,  # wrong shapes
+    bad = [in_pieces, np.zeros(8, int), in_pieces[:-1], np.full(8, 7)]
+    return (cost, values, lo, hi, args, objs[whole].min(),
+            plans[np.argmin(np.where(whole, objs, np.inf))], bad)  # fmt: skip
+
+
+def test_an_offered_plan_is_used_only_when_it_keeps_every_rule() -> None:
+    """``incumbent`` plans in pieces, outside the bands or against allowed pairs and locks are
+    ignored (the cheapest plan in pieces would otherwise undercut the optimum); a valid cheaper
+    plan is taken."""
+    cost, values, lo, hi, args, ref, best, bad = _costly_case()
+    offers = iter(bad)
+    res = contiguous_cuts(cost, values, lo, hi, time_limit_s=20, target_gap=0.01,
                           incumbent=lambda: next(offers, None), **args)  # fmt: skip
     assert res.objective == pytest.approx(ref, rel=1e-6)
     assert res.bound <= ref + 1e-6 * max(abs(ref), 1.0)
