@@ -510,15 +510,13 @@ class TerritoryModel:
                 start is None or cuts.objective < self.objective_of(start)
             ):
                 start = cuts.assign
-            logger.info("CONTIGUOUS: separator cuts (root-free, %s), %d rounds or nodes, %d cuts: "
-                        "bound %.3f, plan %s%s.", cuts.solver, cuts.rounds, cuts.cuts, cuts.bound,
-                        "none" if cuts.assign is None else f"{cuts.objective:.3f}",
-                        " (optimal)" if cuts.optimal else "")  # fmt: skip
-            if "SCIP" in cuts.solver:
-                logger.info("SOLVER %s: the contiguous model's bound and plans come from "
-                            "SCIP's branch-and-cut (it adds the cuts inside one search tree; "
-                            "neither CBC nor HiGHS can); the other models use %s.", solver,
-                            solver)  # fmt: skip
+            scip = "SCIP" in cuts.solver  # SCIP adds the cuts inside its search: CBC, HiGHS can't
+            unit = {"SCIP": "node", "HiGHS": "round"}.get(cuts.solver, "round or node")
+            logger.info("CONTIGUOUS: separator cuts (root-free, %s%s), %d %s%s, %d cuts: bound "
+                        "%.3f, plan %s%s.", cuts.solver, f"; not {solver}: cuts inside one search "
+                        "tree" if scip and solver.upper() != "SCIP" else "", cuts.rounds, unit,
+                        "" if cuts.rounds == 1 else "s", cuts.cuts, cuts.bound, "none" if cuts.assign is None else
+                        f"{cuts.objective:.3f}", " (optimal)" if cuts.optimal else "")  # fmt: skip
         left = stop_by - time.perf_counter()
         if (cuts is None or start is None) and left > 0.5:  # the flow MILP: a plan from nothing
             exact = contiguous_exact(
