@@ -15,7 +15,6 @@ import numpy as np
 from .contiguity import (
     CutPlan,
     _binary,
-    _fits_model,
     _matrix,
     _model_arrays,
     _model_rows,
@@ -23,6 +22,7 @@ from .contiguity import (
     _pieces_apart,
     _plan_cost,
     _separator_cuts,
+    _separator_rows,
     _SizeCuts,
     contiguous_cuts,
 )
@@ -108,6 +108,11 @@ def contiguous_branch_and_cut(
     sizes = _SizeCuts(mat, vals, lo, pid)
     state = {"cuts": 0, "poll": 0.0, "best": None, "best_obj": np.inf, "solving": False}
 
+    def values_of(sol=None) -> np.ndarray:  # (n, k) of a solution (None: the LP's), 0 off pairs
+        xs = np.zeros((n, k))
+        xs[pr, pc] = [m.getSolVal(sol, v) for v in x]
+        return xs
+
     def add_rows(cuts: list) -> int:
         for _, cols, coef in cuts:
             m.addCons(quicksum(float(c) * x[j] for j, c in zip(cols, coef)) <= 0.0)
@@ -133,11 +138,6 @@ def contiguous_branch_and_cut(
         """Every territory in one piece: checks plans, cuts off plans in pieces and separates
         size cuts from fractional plans."""
 
-        def _values(self, sol=None) -> np.ndarray:
-            xs = np.zeros((n, k))
-            xs[pr, pc] = [self.model.getSolVal(sol, v) for v in x]
-            return xs
-
         def _poll(self) -> None:
             now = time.perf_counter()
             if now < state["poll"]:
@@ -152,24 +152,20 @@ def contiguous_branch_and_cut(
 
         def conscheck(self, constraints, solution, checkintegrality, checklprows, printreason,
                       completely, **_):  # fmt: skip
-            plan = self._values(solution).argmax(1)
+            plan = values_of(solution).argmax(1)
             pieces = _pieces_apart(plan, mat, k)
             return {"result": SCIP_RESULT.INFEASIBLE if pieces else SCIP_RESULT.FEASIBLE}
 
         def _enforce(self) -> dict:
             self._poll()
-            plan = self._values().argmax(1)
+            plan = values_of().argmax(1)
             pieces = _pieces_apart(plan, mat, k)
             if not pieces:
                 return {"result": SCIP_RESULT.FEASIBLE}
             added = 0
             for a, b, sep in _separator_cuts(pieces, mat):
-                for t in range(k):
-                    ca, cb = pid[a, t], pid[b, t]
-                    if ca < 0 or cb < 0:
-                        continue
-                    seps = [pid[s, t] for s in sep if pid[s, t] >= 0]
-                    m.addCons(x[ca] + x[cb] - quicksum(x[c] for c in seps) <= 1.0)
+                for cols, coef in _separator_rows(a, b, sep, pid):
+                    m.addCons(quicksum(float(c) * x[j] for j, c in zip(cols, coef)) <= 1.0)
                     added += 1
             state["cuts"] += added
             added += add_rows(sizes.from_plan(plan, pieces))
@@ -183,7 +179,7 @@ def contiguous_branch_and_cut(
 
         def conssepalp(self, constraints, nusefulconss):
             self._poll()
-            if add_rows(sizes.from_fractional(self._values())):
+            if add_rows(sizes.from_fractional(values_of())):
                 return {"result": SCIP_RESULT.CONSADDED}
             return {"result": SCIP_RESULT.DIDNOTFIND}
 
@@ -203,15 +199,11 @@ def contiguous_branch_and_cut(
     m.setRealParam("limits/time", float(left))
     state["solving"] = True
     m.optimize()
-    if m.getNSols() > 0:
-        xs = np.zeros((n, k))
-        sol = m.getBestSol()
-        xs[pr, pc] = [m.getSolVal(sol, v) for v in x]
-        plan = xs.argmax(1)
-        if _fits_model(plan, cost, vals, lo, hi, pid, mat, k, current, budget):
-            obj = float(cost[np.arange(n), plan].sum())
-            if obj < state["best_obj"]:
-                state["best"], state["best_obj"] = plan, obj
+    if m.getNSols() > 0:  # SCIP's best, when it keeps every rule within our tolerances
+        plan = values_of(m.getBestSol()).argmax(1)
+        obj = _plan_cost(plan, cost, vals, lo, hi, pid, mat, k, current, budget)
+        if obj < state["best_obj"]:
+            state["best"], state["best_obj"] = plan, obj
     best, best_obj = state["best"], state["best_obj"]
     bound = float(m.getDualbound())
     bound = bound if bound > -1e19 else -np.inf  # (stopped before the root LP)

@@ -1912,7 +1912,8 @@ def highs_milp(c: np.ndarray, integrality: np.ndarray, lb: np.ndarray, ub: np.nd
                ) -> tuple[np.ndarray | None, float, bool] | None:  # fmt: skip
     """Solve the MILP min c x, row_lo <= A x <= row_hi, lb <= x <= ub (``integrality`` > 0:
     integer) with highspy, starting from ``x0`` and interrupted at ``time_limit_s`` or when
-    ``stop()`` says so: (x or None, dual bound, optimal), or None when highspy is not installed. The engine's one MILP
+    ``stop()`` says so: (x or None, dual bound, optimal), or None when highspy is not
+    installed. The engine's one MILP
     call through highspy (the exact contiguous models and ``TerritoryModel.solve_on_pairs``)."""
     try:
         import highspy
@@ -2331,14 +2332,8 @@ def contiguous_cuts(
             if key in seen:
                 continue
             seen.add(key)
-            for t in range(k):
-                if pid[a, t] < 0 or pid[b, t] < 0:
-                    continue
-                cols = [pid[a, t], pid[b, t]] + [pid[c, t] for c in sep]
-                coef = [1.0, 1.0] + [-1.0] * len(sep)
-                keep = [q for q, c in enumerate(cols) if c >= 0]
-                h.addRow(-np.inf, 1.0, len(keep), np.array([cols[q] for q in keep], np.int32),
-                         np.array([coef[q] for q in keep]))  # fmt: skip
+            for cols, coef in _separator_rows(a, b, sep, pid):
+                h.addRow(-np.inf, 1.0, len(cols), cols, coef)
                 added += 1
         cuts += added + size_added
         if added + size_added == 0:
@@ -2558,11 +2553,12 @@ class _SizeCuts:
 
     def __init__(self, mat: sp.csr_matrix, vals: np.ndarray, lo: np.ndarray, pid: np.ndarray):
         self.mat, self.vals, self.lo, self.pid = mat, vals, lo, pid
+        self.under = lo - 1e-9 * np.maximum(np.abs(lo), 1.0)  # below this: below the band
         self.seen: set = set()
 
     def small(self, total: np.ndarray, t: int) -> bool:
         """Whether measures ``total`` stay below territory ``t``'s lower band in some measure."""
-        return bool((total < self.lo[t] - 1e-9 * np.maximum(np.abs(self.lo[t]), 1.0)).any())
+        return bool((total < self.under[t]).any())
 
     def rows(self, members: np.ndarray, t: int, units: np.ndarray | None = None) -> list:
         """The cuts (key, columns, coefficients) of set ``members`` for territory ``t`` and each
@@ -2604,7 +2600,7 @@ class _SizeCuts:
         out = []
         indptr, indices = self.mat.indptr.tolist(), self.mat.indices.tolist()
         vals = self.vals.tolist()  # plain floats: this loop runs in every separation round
-        under = (self.lo - 1e-9 * np.maximum(np.abs(self.lo), 1.0)).tolist()
+        under = self.under.tolist()
         dims = range(self.vals.shape[1])
         for t in range(x.shape[1]):
             xs = x[:, t].tolist()
@@ -2680,6 +2676,21 @@ def _pieces_apart(assign: np.ndarray, mat: sp.csr_matrix, k: int) -> list:
         if ncomp > 1:
             out.append([members[lab == c] for c in range(ncomp)])
     return out
+
+
+def _separator_rows(a: int, b: int, sep: list, pid: np.ndarray) -> list:
+    """The rows (columns, coefficients) of the cut x_at + x_bt - sum over ``sep`` of x_ct <= 1
+    for every territory t where a and b may go (pairs not allowed left out)."""
+    rows = []
+    for t in range(pid.shape[1]):
+        if pid[a, t] < 0 or pid[b, t] < 0:
+            continue
+        cols = [pid[a, t], pid[b, t]] + [pid[c, t] for c in sep]
+        coef = [1.0, 1.0] + [-1.0] * len(sep)
+        keep = [q for q, c in enumerate(cols) if c >= 0]
+        rows.append((np.array([cols[q] for q in keep], np.int32),
+                     np.array([coef[q] for q in keep])))  # fmt: skip
+    return rows
 
 
 def _separator_cuts(pieces: list, mat: sp.csr_matrix, per_side: int = 6) -> list:
