@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 from territory_planner_plugin.assignment import solve_balanced  # noqa: E402
 from territory_planner_plugin.contiguity import (  # noqa: E402
+    ContiguousProblem,
     contiguous_milp,
     count_pieces,
     make_contiguous,
@@ -183,9 +184,19 @@ def counties() -> dict:
     out, _, lo, hi = plan(cost, values, tol, adj.matrix, k=k)
     roots = np.array([int(np.argmin(np.linalg.norm(xy - c, axis=1))) for c in cen])
     t1 = time.perf_counter()
-    exact = contiguous_milp(cost, values, lo, hi, adjacency=adj.matrix, roots=roots,
-                            locks=np.full(n, -1), allowed=np.ones((n, k), bool),
-                            time_limit_s=300)  # fmt: skip
+    exact = contiguous_milp(
+        ContiguousProblem.of(
+            cost,
+            values,
+            lo,
+            hi,
+            adjacency=adj.matrix,
+            locks=np.full(n, -1),
+            allowed=np.ones((n, k), bool),
+        ),
+        roots=roots,
+        time_limit_s=300,
+    )
     t2 = time.perf_counter()
     out.update({"units": n, "territories": k, "tolerance_pct": tol,
                 "heuristic_s": round(t1 - t0, 2), "milp_s": round(t2 - t1, 2),

@@ -2,8 +2,8 @@
 
 Run as a script (``python _cuts_worker.py``), it reads one pickle from stdin: the parent's
 ``sys.path``, the name of the branch_cut module (the plugin's package name varies with where it
-is installed), the wall-clock end (``time.time()``) and the keyword arguments of
-``contiguous_model`` without ``time_limit_s``. Then, until stdin closes, pickles of better plans
+is installed), the wall-clock end (``time.time()``), the fields of the
+:class:`ContiguousProblem` and the options of ``contiguous_model`` without ``time_limit_s``. Then, until stdin closes, pickles of better plans
 found by the parent (a territory index per unit), which the model is offered as it goes (SCIP's
 tree takes them as incumbents; the HiGHS rounds before each round and during one).
 It answers one pickle on stdout: the result's fields as a dict, None, or an error text.
@@ -47,7 +47,7 @@ def main() -> None:
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # a stray print must not corrupt the answer
     try:
-        parent_path, module, until, kwargs = pickle.load(stdin)
+        parent_path, module, until, arrays, options = pickle.load(stdin)
     except EOFError:
         return
     from _matrix_worker import adopt_parent_path  # this folder, the script's sys.path[0]
@@ -56,7 +56,8 @@ def main() -> None:
     try:
         branch_cut = importlib.import_module(module)
         offers = _Offers(stdin)
-        res = branch_cut.contiguous_model(**kwargs, incumbent=offers.take,
+        problem = branch_cut.ContiguousProblem(**arrays)
+        res = branch_cut.contiguous_model(problem, **options, incumbent=offers.take,
                                           time_limit_s=max(until - time.time(), 0.1))  # fmt: skip
         answer = None if res is None else dict(vars(res))
     except Exception as err:  # any failure: the parent goes on without it

@@ -9,7 +9,7 @@ import pickle
 import subprocess
 import sys
 import time
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -87,13 +87,16 @@ class CutsBeside:
             self.proc.wait()
 
 
-def start_cuts_beside(seconds: float, **kwargs) -> CutsBeside | None:
-    """Start ``branch_cut.contiguous_model(**kwargs)`` in a worker process for ``seconds`` of
-    wall time (better plans found meanwhile go to it with :meth:`CutsBeside.offer`), or None
-    when this machine has one core for it (``TERRITORY_PLANNER_PROCESSES`` = 1 too), no
-    Python interpreter to run it is found, the time is short, the model small (``cost`` has
-    fewer than ``BESIDE_MIN_PAIRS`` entries) or the worker cannot start."""
-    small = np.size(kwargs.get("cost", ())) < BESIDE_MIN_PAIRS
+def start_cuts_beside(
+    seconds: float, problem: contiguity.ContiguousProblem, **options
+) -> CutsBeside | None:
+    """Start ``branch_cut.contiguous_model(problem, **options)`` in a worker process for
+    ``seconds`` of wall time (better plans found meanwhile go to it with
+    :meth:`CutsBeside.offer`), or None when this machine has one core for it
+    (``TERRITORY_PLANNER_PROCESSES`` = 1 too), no Python interpreter to run it is found, the
+    time is short, the model small (fewer than ``BESIDE_MIN_PAIRS`` pairs) or the worker cannot
+    start."""
+    small = problem.cost.size < BESIDE_MIN_PAIRS
     if small or seconds < BESIDE_MIN_SECONDS or matrix.pool_size(float("inf")) < 2:
         return None
     python = matrix.python_executable()
@@ -104,7 +107,9 @@ def start_cuts_beside(seconds: float, **kwargs) -> CutsBeside | None:
         proc = subprocess.Popen([python, str(_WORKER_SCRIPT)], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                 creationflags=flags)  # fmt: skip
-        payload = (list(sys.path), branch_cut.__name__, time.time() + seconds, kwargs)
+        arrays = {f.name: getattr(problem, f.name) for f in fields(problem)}  # (plain types:
+        # the worker reads them before it can import this package under its installed name)
+        payload = (list(sys.path), branch_cut.__name__, time.time() + seconds, arrays, options)
         proc.stdin.write(pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL))
         proc.stdin.flush()  # left open for better plans (offer); communicate() closes it
     except (OSError, pickle.PicklingError) as err:

@@ -13,14 +13,9 @@ from collections.abc import Callable
 import numpy as np
 
 from .contiguity import (
+    ContiguousProblem,
     CutPlan,
-    _binary,
-    _matrix,
-    _model_arrays,
-    _model_rows,
-    _pairs,
     _pieces_apart,
-    _plan_cost,
     _separator_cuts,
     _separator_rows,
     _SizeCuts,
@@ -41,26 +36,16 @@ def scip_available() -> bool:
     return True
 
 
-def contiguous_model(
-    cost: np.ndarray, values: np.ndarray, lo: np.ndarray, hi: np.ndarray, **kwargs
-) -> CutPlan | None:
+def contiguous_model(problem: ContiguousProblem, **options) -> CutPlan | None:
     """The root-free contiguous model solved by :func:`contiguous_branch_and_cut` when SCIP is
-    installed, else by :func:`.contiguity.contiguous_cuts` (the same arguments)."""
-    res = contiguous_branch_and_cut(cost, values, lo, hi, **kwargs)
-    return contiguous_cuts(cost, values, lo, hi, **kwargs) if res is None else res
+    installed, else by :func:`.contiguity.contiguous_cuts` (the same options)."""
+    res = contiguous_branch_and_cut(problem, **options)
+    return contiguous_cuts(problem, **options) if res is None else res
 
 
 def contiguous_branch_and_cut(
-    cost: np.ndarray,
-    values: np.ndarray,
-    lo: np.ndarray,
-    hi: np.ndarray,
+    problem: ContiguousProblem,
     *,
-    adjacency,
-    locks: np.ndarray,
-    allowed: np.ndarray,
-    current: np.ndarray | None = None,
-    budget: int | None = None,
     start: np.ndarray | None = None,
     time_limit_s: float = 60.0,
     gap: float = 1e-6,
@@ -75,24 +60,22 @@ def contiguous_branch_and_cut(
     plan in one piece, so SCIP's dual bound is a bound of the problem as posed. ``start`` (a plan
     in one piece per territory) is the first incumbent; ``incumbent()``, asked every
     ``POLL_S`` seconds, may give a better plan found elsewhere (used when it keeps every rule);
-    ``stop()`` ends the search early. Takes the keywords of :func:`.contiguity.contiguous_cuts`
+    ``stop()`` ends the search early. Takes the options of :func:`.contiguity.contiguous_cuts`
     (those it has no use for are ignored). Returns None when PySCIPOpt is not installed."""
     try:
         from pyscipopt import SCIP_RESULT, Conshdlr, Model, quicksum
     except ImportError:
         return None
     t0 = time.perf_counter()
-    cost, vals, lo, hi, locks, allowed = _model_arrays(cost, values, lo, hi, locks, allowed)
+    cost, mat = problem.cost, problem.adjacency
     n, k = cost.shape
-    if not allowed.any(1).all():
+    if not problem.allowed.any(1).all():
         return CutPlan(np.inf, None, np.inf, False, 0, 0, solver="SCIP")
-    pr, pc, pid = _pairs(allowed)
-    p = len(pr)
-    mat = _binary(_matrix(adjacency))
+    pr, pc, pid = problem.pairs
     m = Model()
     m.hideOutput(True)
     x = [m.addVar(vtype="B", obj=float(cost[i, j]), name=f"x{i}_{j}") for i, j in zip(pr, pc)]
-    blocks, rlo, rhi = _model_rows(vals, lo, hi, pr, pc, p, current, budget)
+    blocks, rlo, rhi = problem.rows()
     a_mat = blocks[0].tocsr()
     for r, (low, up) in enumerate(zip(rlo[0], rhi[0])):
         cols = a_mat.indices[a_mat.indptr[r] : a_mat.indptr[r + 1]]
@@ -105,7 +88,7 @@ def contiguous_branch_and_cut(
             m.addCons(expr >= float(low))
         if np.isfinite(up):
             m.addCons(expr <= float(up))
-    sizes = _SizeCuts(mat, vals, lo, pid)
+    sizes = _SizeCuts(problem)
     state = {"cuts": 0, "poll": 0.0, "best": None, "best_obj": np.inf, "solving": False}
 
     def values_of(sol=None) -> np.ndarray:  # (n, k) of a solution (None: the LP's), 0 off pairs
@@ -120,7 +103,7 @@ def contiguous_branch_and_cut(
         return len(cuts)
 
     def take(plan) -> bool:  # a plan keeping every rule, cheaper than the best: SCIP's too
-        obj = _plan_cost(plan, cost, vals, lo, hi, pid, mat, k, current, budget)
+        obj = problem.plan_cost(plan)
         if not obj < state["best_obj"]:
             return False
         state["best"], state["best_obj"] = np.asarray(plan, int).copy(), obj
@@ -201,7 +184,7 @@ def contiguous_branch_and_cut(
     m.optimize()
     if m.getNSols() > 0:  # SCIP's best, when it keeps every rule within our tolerances
         plan = values_of(m.getBestSol()).argmax(1)
-        obj = _plan_cost(plan, cost, vals, lo, hi, pid, mat, k, current, budget)
+        obj = problem.plan_cost(plan)
         if obj < state["best_obj"]:
             state["best"], state["best_obj"] = plan, obj
     best, best_obj = state["best"], state["best_obj"]

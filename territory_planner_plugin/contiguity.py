@@ -15,6 +15,7 @@ back, then the same repair, balance and search). :func:`contiguous_milp` is the 
 flow from a root per territory, HiGHS through SciPy): the reference on small cases and the
 path of :meth:`model.TerritoryModel.solve` for county-sized models, after
 :func:`contiguous_cuts` (root-free a-b separator cuts), whose bound holds for the problem as posed.
+The exact models take one :class:`ContiguousProblem` (a territory model's arrays, normalised once).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
@@ -1649,9 +1651,9 @@ class _Search:
                 return None
         elif self.deadline is not None:
             left = max(5.0, min(left, self.deadline - now))
-        res = contiguous_milp(self.cost, self.v, self.lo, self.hi, adjacency=self.mat,
-                              roots=roots, locks=self.locks, allowed=self.allowed,
-                              time_limit_s=left)  # fmt: skip
+        problem = ContiguousProblem.of(self.cost, self.v, self.lo, self.hi, adjacency=self.mat,
+                                       locks=self.locks, allowed=self.allowed)  # fmt: skip
+        res = contiguous_milp(problem, roots=roots, time_limit_s=left)
         if res is None:
             return None
         logger.info("Contiguity: the local search could not balance the plan; the exact model "
@@ -1698,19 +1700,130 @@ class ExactPlan:
     optimal: bool
 
 
-def _model_arrays(cost, values, lo, hi, locks, allowed) -> tuple:
-    """The exact models' arrays: cost (n, k), values (n, m), bands (k, m), locks and the
-    allowed pairs with every locked row allowed in its lock's territory only."""
-    cost = np.asarray(cost, float)
-    n, k = cost.shape
-    locks = np.asarray(locks, int)
-    allowed = np.asarray(allowed, bool).copy()
-    for i in np.flatnonzero(locks >= 0):
-        keep = allowed[i, locks[i]]
-        allowed[i] = False
-        allowed[i, locks[i]] = keep
-    return (cost, np.asarray(values, float).reshape(n, -1), np.asarray(lo, float).reshape(k, -1),
-            np.asarray(hi, float).reshape(k, -1), locks, allowed)  # fmt: skip
+@dataclass(frozen=True, eq=False)
+class ContiguousProblem:
+    """What every exact contiguous model here solves, normalised once (:meth:`of`): the units'
+    cost for each territory, their measures and the territories' bands, which units touch, the
+    locks, the allowed pairs (a locked unit allowed in its lock's territory only) and the moves
+    budget with today's plan (both None unless both are given). A :class:`.model.TerritoryModel`
+    builds it (:meth:`.model.TerritoryModel.contiguous_problem`) for the solvers here, in
+    :mod:`.branch_cut` and in the worker process beside the plan search."""
+
+    cost: np.ndarray  # (n, k)
+    values: np.ndarray  # (n, m)
+    lo: np.ndarray  # (k, m) lowest territory totals
+    hi: np.ndarray  # (k, m) highest territory totals
+    adjacency: sp.csr_matrix  # (n, n), 1 where two units touch
+    locks: np.ndarray  # (n,) the territory a unit is locked to, -1 = free
+    allowed: np.ndarray  # (n, k) bool
+    current: np.ndarray | None = None  # (n,) today's territory (-1 = none), with ``budget``
+    budget: int | None = None  # the most units with a territory today that may change it
+
+    @classmethod
+    def of(
+        cls,
+        cost: np.ndarray,
+        values: np.ndarray,
+        lo: np.ndarray,
+        hi: np.ndarray,
+        *,
+        adjacency,
+        locks: np.ndarray | None = None,
+        allowed: np.ndarray | None = None,
+        current: np.ndarray | None = None,
+        budget: int | None = None,
+    ) -> ContiguousProblem:
+        """The problem of these arrays (``adjacency``: a sparse matrix or :class:`Adjacency`;
+        no ``locks``: none; no ``allowed``: every pair). The arguments are not changed."""
+        cost = np.asarray(cost, float)
+        n, k = cost.shape
+        locks = np.full(n, -1) if locks is None else np.asarray(locks, int)
+        allowed = np.ones((n, k), bool) if allowed is None else np.asarray(allowed, bool).copy()
+        for i in np.flatnonzero(locks >= 0):
+            keep = allowed[i, locks[i]]
+            allowed[i] = False
+            allowed[i, locks[i]] = keep
+        cur = None if budget is None or current is None else np.asarray(current, int)
+        bands = [np.asarray(b, float).reshape(k, -1) for b in (lo, hi)]
+        return cls(cost, np.asarray(values, float).reshape(n, -1), *bands,
+                   _binary(_matrix(adjacency)), locks, allowed, cur,
+                   None if cur is None else int(budget))  # fmt: skip
+
+    @cached_property
+    def pairs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The models' columns (:func:`_pairs`): allowed pairs' units and territories, and each
+        pair's column (-1 where not allowed)."""
+        return _pairs(self.allowed)
+
+    def rows(self, nv: int | None = None) -> tuple[list, list, list]:
+        """The rows every exact model has over its pair columns (the first ``len(pr)`` of ``nv``,
+        default all), from the engine's one constraint builder
+        (:func:`.constraints.pair_constraints`): each unit in one territory, each territory
+        within its bands and, with a budget, the moves budget (units staying where they are now:
+        all but ``budget`` of those with a territory now). (blocks, lower, upper), for the
+        caller to add its own rows to."""
+        pr, pc, _ = self.pairs
+        n, k = self.cost.shape
+        rows = pair_constraints(self.values, pr, pc, n_rows=n, k=k, current=self.current)
+        stay = None if self.current is None else float((self.current >= 0).sum() - self.budget)
+        a_mat, lower, upper = rows.rows_within(self.lo, self.hi, stay)
+        if nv is not None and nv > len(pr):  # the caller's own columns (flows, roots) come after
+            a_mat = sp.hstack([a_mat, sp.csr_matrix((a_mat.shape[0], nv - len(pr)))]).tocsr()
+        return [a_mat], [lower], [upper]
+
+    def objective(self, assign: np.ndarray) -> float:
+        """The cost of plan ``assign`` (a territory per unit), rules not checked."""
+        return float(self.cost[np.arange(len(self.cost)), np.asarray(assign, int)].sum())
+
+    def fits(self, assign) -> bool:
+        """Whether plan ``assign`` (a territory per unit) uses allowed pairs only, meets every
+        territory's bands and the moves budget and has each territory in one piece."""
+        assign = np.asarray(assign)
+        n, k = self.cost.shape
+        if assign.shape != (n,) or (assign < 0).any() or (assign >= k).any():
+            return False
+        if (
+            self.current is not None
+            and int(((self.current >= 0) & (self.current != assign)).sum()) > self.budget
+        ):
+            return False
+        if not self.allowed[np.arange(n), assign].all():
+            return False
+        load = totals(self.values, assign, k)
+        slack = 1e-9 * (1.0 + np.abs(self.hi))
+        if ((load < self.lo - slack) | (load > self.hi + slack)).any():
+            return False
+        return bool((count_pieces(assign, self.adjacency, k) == 1).all())
+
+    def plan_cost(self, assign) -> float:
+        """The cost of plan ``assign`` when it keeps every rule (:meth:`fits`), else inf (also
+        for None)."""
+        if assign is None or not self.fits(assign):
+            return np.inf
+        return self.objective(assign)
+
+    def restricted(self, rows: np.ndarray, group: np.ndarray, a: np.ndarray) -> ContiguousProblem:
+        """The problem of units ``rows`` among territories ``group`` alone, every other unit
+        staying as in plan ``a``: their bands, locks and pairs, and what is left of the moves
+        budget (units outside moved already, units of ``rows`` whose territory today is not in
+        ``group`` moved whatever happens)."""
+        col = np.full(self.cost.shape[1], -1)
+        col[group] = np.arange(len(group))
+        sub_cur, sub_budget = None, None
+        if self.current is not None:
+            cur = self.current
+            outside = np.ones(len(a), bool)
+            outside[rows] = False
+            moved_outside = int(((cur >= 0) & (cur != a) & outside).sum())
+            sub_cur = np.where(cur[rows] >= 0, col[np.maximum(cur[rows], 0)], -1)
+            elsewhere = int(((cur[rows] >= 0) & (sub_cur < 0)).sum())
+            sub_budget = self.budget - moved_outside - elsewhere
+        sub_locks = np.where(self.locks[rows] >= 0, col[np.maximum(self.locks[rows], 0)], -1)
+        return ContiguousProblem(
+            self.cost[np.ix_(rows, group)], self.values[rows], self.lo[group], self.hi[group],
+            self.adjacency[rows][:, rows], sub_locks, self.allowed[np.ix_(rows, group)],
+            sub_cur, sub_budget,
+        )  # fmt: skip
 
 
 def _pairs(allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -1722,35 +1835,10 @@ def _pairs(allowed: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return pr, pc, pid
 
 
-def _model_rows(vals: np.ndarray, lo: np.ndarray, hi: np.ndarray, pr: np.ndarray, pc: np.ndarray,
-                nv: int, current, budget) -> tuple[list, list, list]:  # fmt: skip
-    """The rows every exact model has over its pair columns (the first ``len(pr)`` of ``nv``),
-    from the engine's one constraint builder (:func:`.constraints.pair_constraints`): each unit
-    in one territory, each territory within its bands and, with ``budget``, the moves budget
-    (units staying where they are now: all but ``budget`` of those with a territory now).
-    (blocks, lower, upper), for the caller to add its own rows to."""
-    n, k = vals.shape[0], lo.shape[0]
-    cur = None if budget is None or current is None else np.asarray(current, int)
-    rows = pair_constraints(vals, pr, pc, n_rows=n, k=k, current=cur)
-    stay = None if cur is None else float((cur >= 0).sum() - budget)
-    a_mat, lower, upper = rows.rows_within(lo, hi, stay)
-    if nv > len(pr):  # the caller's own columns (flows, roots) come after the pairs
-        a_mat = sp.hstack([a_mat, sp.csr_matrix((a_mat.shape[0], nv - len(pr)))]).tocsr()
-    return [a_mat], [lower], [upper]
-
-
 def contiguous_exact(
-    cost: np.ndarray,
-    values: np.ndarray,
-    lo: np.ndarray,
-    hi: np.ndarray,
+    problem: ContiguousProblem,
     *,
-    adjacency,
     roots: np.ndarray,
-    locks: np.ndarray,
-    allowed: np.ndarray,
-    current: np.ndarray | None = None,
-    budget: int | None = None,
     start: np.ndarray | None = None,
     time_limit_s: float = 60.0,
 ) -> ExactPlan | None:
@@ -1763,11 +1851,8 @@ def contiguous_exact(
 
     Parameters
     ----------
-    cost : (n, k); values : (n, m); lo, hi : (k, m) bounds of the territory totals.
-    adjacency : (n, n) sparse matrix or :class:`Adjacency`.
+    problem : the model (:class:`ContiguousProblem`).
     roots : (k,) unit index that must belong to each territory.
-    locks : (n,) (-1 = free); allowed : (n, k) bool.
-    current, budget : today's territory per unit (-1 = none) and the most units that may move.
     start : (n,) a plan within every rule, each territory one piece holding its root (or None).
     time_limit_s : solver time limit.
 
@@ -1778,17 +1863,17 @@ def contiguous_exact(
     """
     from scipy.optimize import Bounds, LinearConstraint, milp
 
-    cost, vals, lo, hi, locks, allowed = _model_arrays(cost, values, lo, hi, locks, allowed)
+    cost, allowed = problem.cost, problem.allowed
     n, k = cost.shape
     roots = np.asarray(roots, int)
     if not allowed[roots, np.arange(k)].all() or len(set(roots.tolist())) < k:
         return None
     if not allowed.any(1).all():
         return None
-    pr, pc, pid = _pairs(allowed)
+    pr, pc, pid = problem.pairs
     p = len(pr)
     # arcs (u -> w) inside territory j: both pairs allowed, never into j's root
-    mat = _matrix(adjacency).tocoo()
+    mat = problem.adjacency.tocoo()
     off = mat.row != mat.col
     u_, w_ = np.repeat(mat.row[off], k), np.repeat(mat.col[off], k)
     j_ = np.tile(np.arange(k), int(off.sum()))
@@ -1798,7 +1883,7 @@ def contiguous_exact(
     nv = p + a
     big = float(n - k + 1)
     fidx = p + np.arange(a)
-    blocks, lbs, ubs = _model_rows(vals, lo, hi, pr, pc, nv, current, budget)
+    blocks, lbs, ubs = problem.rows(nv)
     # flow only into units of the territory: f - big * x_w <= 0
     r = np.arange(a)
     blocks.append(sp.csr_matrix(
@@ -1946,34 +2031,16 @@ def highs_milp(c: np.ndarray, integrality: np.ndarray, lb: np.ndarray, ub: np.nd
 
 
 def contiguous_milp(
-    cost: np.ndarray,
-    values: np.ndarray,
-    lo: np.ndarray,
-    hi: np.ndarray,
-    *,
-    adjacency,
-    roots: np.ndarray,
-    locks: np.ndarray,
-    allowed: np.ndarray,
-    time_limit_s: float = 60.0,
+    problem: ContiguousProblem, *, roots: np.ndarray, time_limit_s: float = 60.0
 ) -> tuple[np.ndarray, float] | None:
     """(assign, objective) of :func:`contiguous_exact` (None when it finds no plan)."""
-    res = contiguous_exact(cost, values, lo, hi, adjacency=adjacency, roots=roots, locks=locks,
-                           allowed=allowed, time_limit_s=time_limit_s)  # fmt: skip
+    res = contiguous_exact(problem, roots=roots, time_limit_s=time_limit_s)
     return None if res is None else (res.assign, res.objective)
 
 
 def ordered_plan(
-    cost: np.ndarray,
-    values: np.ndarray,
-    lo: np.ndarray,
-    hi: np.ndarray,
+    problem: ContiguousProblem,
     *,
-    adjacency,
-    locks: np.ndarray,
-    allowed: np.ndarray,
-    current: np.ndarray | None = None,
-    budget: int | None = None,
     start: np.ndarray | None = None,
     time_limit_s: float = 20.0,
     stop: Callable[[], bool] | None = None,
@@ -1991,17 +2058,16 @@ def ordered_plan(
     constraint) is its first plan when it has the ordered form, so the plan returned is then no
     worse than ``start``.
     """
-    cost, vals, lo, hi, locks, allowed = _model_arrays(cost, values, lo, hi, locks, allowed)
+    cost, allowed, mat = problem.cost, problem.allowed, problem.adjacency
     n, k = cost.shape
     if not allowed.any(1).all() or not allowed.any(0).all():
         return None
-    mat = _binary(_matrix(adjacency))
-    pr, pc, pid = _pairs(allowed)
+    pr, pc, pid = problem.pairs
     p = len(pr)
     rank = np.empty((n, k), int)  # a unit's place in its territory's order (cost, then index)
     for t in range(k):
         rank[np.lexsort((np.arange(n), cost[:, t])), t] = np.arange(n)
-    blocks, lbs, ubs = _model_rows(vals, lo, hi, pr, pc, 2 * p, current, budget)
+    blocks, lbs, ubs = problem.rows(2 * p)
     x_, r_ = np.arange(p), p + np.arange(p)
 
     def rows_of(r, c, d, low, high) -> None:
@@ -2136,16 +2202,8 @@ class CutPlan:
 
 
 def contiguous_cuts(
-    cost: np.ndarray,
-    values: np.ndarray,
-    lo: np.ndarray,
-    hi: np.ndarray,
+    problem: ContiguousProblem,
     *,
-    adjacency,
-    locks: np.ndarray,
-    allowed: np.ndarray,
-    current: np.ndarray | None = None,
-    budget: int | None = None,
     start: np.ndarray | None = None,
     time_limit_s: float = 60.0,
     repair_s: float = 1.0,
@@ -2188,13 +2246,12 @@ def contiguous_cuts(
     except ImportError:
         return None
     t0 = time.perf_counter()
-    cost, vals, lo, hi, locks, allowed = _model_arrays(cost, values, lo, hi, locks, allowed)
+    cost, mat = problem.cost, problem.adjacency
     n, k = cost.shape
-    if not allowed.any(1).all():
+    if not problem.allowed.any(1).all():
         return CutPlan(np.inf, None, np.inf, False, 0, 0)
-    pr, pc, pid = _pairs(allowed)
+    pr, pc, pid = problem.pairs
     p = len(pr)
-    mat = _binary(_matrix(adjacency))
     h = highspy.Highs()
     h.setOptionValue("output_flag", False)
     h.setOptionValue("mip_rel_gap", float(gap))
@@ -2202,7 +2259,7 @@ def contiguous_cuts(
     idx = np.arange(p, dtype=np.int32)
     h.changeColsCost(p, idx, cost[pr, pc])
     h.changeColsIntegrality(p, idx, np.full(p, int(highspy.HighsVarType.kInteger), np.uint8))
-    blocks, rlo, rhi = _model_rows(vals, lo, hi, pr, pc, p, current, budget)
+    blocks, rlo, rhi = problem.rows()
     a_mat = sp.vstack(blocks).tocsr()
     h.addRows(a_mat.shape[0], np.concatenate(rlo), np.concatenate(rhi), a_mat.nnz,
               a_mat.indptr.astype(np.int32), a_mat.indices.astype(np.int32), a_mat.data)  # fmt: skip
@@ -2214,8 +2271,8 @@ def contiguous_cuts(
             and (pid[np.arange(n), start] >= 0).all()
             and (count_pieces(start, mat, k) == 1).all()
         ):
-            best, best_obj = start.copy(), float(cost[np.arange(n), start].sum())
-    sizes = _SizeCuts(mat, vals, lo, pid)
+            best, best_obj = start.copy(), problem.objective(start)
+    sizes = _SizeCuts(problem)
     cuts, bound = _root_size_cuts(h, sizes, p, pr, pc, n, k, t0 + ROOT_CUT_SHARE * time_limit_s)
     rounds, seen, closed = 0, set(), False
     found: list = []
@@ -2230,7 +2287,7 @@ def contiguous_cuts(
         got = incumbent()
         if got is not None:
             offer["plan"] = got
-            if _plan_cost(got, cost, vals, lo, hi, pid, mat, k, current, budget) < offer["below"]:
+            if problem.plan_cost(got) < offer["below"]:
                 offer["cut"] = True
         return offer["cut"]
 
@@ -2242,7 +2299,7 @@ def contiguous_cuts(
         offered = None if incumbent is None else incumbent()
         offered = offer["plan"] if offered is None else offered
         offer["plan"] = None
-        o_obj = _plan_cost(offered, cost, vals, lo, hi, pid, mat, k, current, budget)
+        o_obj = problem.plan_cost(offered)
         if _cheaper(o_obj, best_obj):
             best, best_obj = np.asarray(offered, int).copy(), o_obj
         if bound >= best_obj - 1e-9 * max(abs(best_obj), 1.0):
@@ -2306,7 +2363,7 @@ def contiguous_cuts(
             new.extend(sep)
             last_new = bool(sep)
             size_added += _add_cut_rows(h, sizes.from_plan(assign, apart))
-            obj = float(cost[np.arange(n), assign].sum())
+            obj = problem.objective(assign)
             if not sep and (count_pieces(assign, mat, k) == 1).all() and obj < best_obj:
                 best, best_obj = assign, obj
         logger.debug("separator cuts: round %d at %.1f s, bound %.3f, best %.3f, %d separators",
@@ -2320,10 +2377,9 @@ def contiguous_cuts(
             break  # stopped at the time limit on a plan in pieces
         rest = time_limit_s - (time.perf_counter() - t0)  # the round may have used it all
         if repair_s > 0 and rest > 0.1:
-            repaired = _repair(assign, mat, cost, vals, lo, hi, locks, allowed, current, budget,
-                               time.perf_counter() + min(repair_s, rest / 4))  # fmt: skip
+            repaired = _repair(assign, problem, time.perf_counter() + min(repair_s, rest / 4))
             if repaired is not None:
-                r_obj = float(cost[np.arange(n), repaired].sum())
+                r_obj = problem.objective(repaired)
                 if _cheaper(r_obj, best_obj):
                     best, best_obj = repaired, r_obj
         added = 0
@@ -2349,17 +2405,9 @@ def contiguous_cuts(
 
 
 def improve_by_neighbourhoods(
-    cost: np.ndarray,
-    values: np.ndarray,
-    lo: np.ndarray,
-    hi: np.ndarray,
+    problem: ContiguousProblem,
     *,
-    adjacency,
-    locks: np.ndarray,
-    allowed: np.ndarray,
     start: np.ndarray,
-    current: np.ndarray | None = None,
-    budget: int | None = None,
     deadline: float,
     sizes: Sequence[int] = (2, 3, 4),
     solve_s: float = 5.0,
@@ -2384,13 +2432,10 @@ def improve_by_neighbourhoods(
     bound search running beside); ``stop()`` ends the search early (e.g. that search proved a
     plan optimal), asked between re-solves and by the whole-border one.
     """
-    cost, vals, lo, hi, locks, allowed = _model_arrays(cost, values, lo, hi, locks, allowed)
-    mat = _binary(_matrix(adjacency))
     tell = on_better if on_better is not None else (lambda plan: None)
-    k = cost.shape[1]
+    k = problem.cost.shape[1]
     a = np.asarray(start, int).copy()
-    cur = None if current is None or budget is None else np.asarray(current, int)
-    coo = mat.tocoo()
+    coo = problem.adjacency.tocoo()
     failed: set = set()
     again = True
 
@@ -2400,7 +2445,7 @@ def improve_by_neighbourhoods(
     while again and going():
         again = False
         if k > max(sizes, default=0) and ("borders", a.tobytes()) not in failed:
-            better = _resolve_borders(a, cost, vals, lo, hi, mat, locks, allowed, cur, budget, min(
+            better = _resolve_borders(a, problem, min(
                 BORDER_SOLVE_S, BORDER_SHARE * (deadline - time.perf_counter())), stop)  # fmt: skip
             if better is None:
                 failed.add(("borders", a.tobytes()))
@@ -2413,7 +2458,7 @@ def improve_by_neighbourhoods(
             improved = True
             while improved and going():
                 improved = False
-                relabelled = _relabel(a, cost, vals, lo, hi, allowed, cur, budget)
+                relabelled = _relabel(a, problem)
                 if relabelled is not None:
                     a = relabelled
                     tell(a.copy())
@@ -2424,9 +2469,13 @@ def improve_by_neighbourhoods(
                     key = (group, rows.tobytes())
                     if key in failed:
                         continue
-                    better = _resolve_group(a, rows, np.array(group), cost, vals, lo, hi, mat,
-                                            locks, allowed, cur, budget, min(
-                                                solve_s, deadline - time.perf_counter()))  # fmt: skip
+                    better = _resolve_group(
+                        a,
+                        rows,
+                        np.array(group),
+                        problem,
+                        min(solve_s, deadline - time.perf_counter()),
+                    )
                     if better is None:
                         failed.add(key)
                         continue
@@ -2448,13 +2497,20 @@ def _territory_groups(a: np.ndarray, coo: sp.coo_matrix, k: int, size: int) -> l
     return sorted(groups)
 
 
-def _relabel(a, cost, vals, lo, hi, allowed, cur, budget) -> np.ndarray | None:
+def _relabel(a: np.ndarray, problem: ContiguousProblem) -> np.ndarray | None:
     """The same pieces given to the centres in the cheapest way (an assignment problem of
     territories to centres, each within the centre's bands, allowed pairs and locks; the moves
     budget kept), or None when no other labelling is cheaper."""
     from scipy.optimize import linear_sum_assignment
 
-    k = cost.shape[1]
+    cost, vals, lo, hi, allowed = (
+        problem.cost,
+        problem.values,
+        problem.lo,
+        problem.hi,
+        problem.allowed,
+    )
+    cur, budget, k = problem.current, problem.budget, problem.cost.shape[1]
     onehot = np.zeros((len(a), k))
     onehot[np.arange(len(a)), a] = 1.0
     price = onehot.T @ cost  # [piece, centre]: the piece's cost for that centre
@@ -2476,21 +2532,20 @@ def _relabel(a, cost, vals, lo, hi, allowed, cur, budget) -> np.ndarray | None:
     return new
 
 
-def _resolve_borders(a, cost, vals, lo, hi, mat, locks, allowed, cur, budget,
-                     seconds: float, stop=None) -> np.ndarray | None:  # fmt: skip
+def _resolve_borders(a: np.ndarray, problem: ContiguousProblem, seconds: float,
+                     stop=None) -> np.ndarray | None:  # fmt: skip
     """Every territory at once, each unit staying or joining the territory of one of its
     neighbouring units, by :func:`contiguous_cuts` (the bands, locks and moves budget of the
     whole model): the new plan when strictly cheaper, else None; ``stop()`` ends it early."""
     if seconds <= 0.5:
         return None
-    n, k = cost.shape
+    n, k = problem.cost.shape
     own = np.zeros((n, k), bool)
     own[np.arange(n), a] = True
-    near = allowed & (own | (mat @ own.astype(np.int32) > 0))
-    before = float(cost[np.arange(n), a].sum())
+    near = problem.allowed & (own | (problem.adjacency @ own.astype(np.int32) > 0))
+    before = problem.objective(a)
     t0 = time.perf_counter()
-    res = contiguous_cuts(cost, vals, lo, hi, adjacency=mat, locks=locks, allowed=near,
-                          current=cur, budget=budget, start=a, time_limit_s=seconds,
+    res = contiguous_cuts(replace(problem, allowed=near), start=a, time_limit_s=seconds,
                           repair_s=0.0, stop=stop)  # fmt: skip
     logger.debug("Every border at once: %.3f -> %s in %.1f s (of %.1f; %d pairs).", before,
                  None if res is None else f"{res.objective:.3f}", time.perf_counter() - t0,
@@ -2500,46 +2555,34 @@ def _resolve_borders(a, cost, vals, lo, hi, mat, locks, allowed, cur, budget,
     return np.asarray(res.assign, int)
 
 
-def _resolve_group(a, rows, group, cost, vals, lo, hi, mat, locks, allowed, cur, budget,
+def _resolve_group(a: np.ndarray, rows: np.ndarray, group: np.ndarray, problem: ContiguousProblem,
                    seconds: float) -> np.ndarray | None:  # fmt: skip
     """The territories of ``group`` re-made from their ``rows`` by :func:`contiguous_cuts`: the
     rows' new territories when strictly cheaper, else None."""
     if seconds <= 0.05:
         return None
-    col = np.full(cost.shape[1], -1)
+    sub = problem.restricted(rows, group, a)
+    col = np.full(problem.cost.shape[1], -1)
     col[group] = np.arange(len(group))
-    sub_cost = cost[np.ix_(rows, group)]
     start = col[a[rows]]
-    before = float(sub_cost[np.arange(len(rows)), start].sum())
-    sub_cur, sub_budget = None, None
-    if cur is not None:
-        outside = np.ones(len(a), bool)
-        outside[rows] = False
-        moved_outside = int(((cur >= 0) & (cur != a) & outside).sum())
-        sub_cur = np.where(cur[rows] >= 0, col[np.maximum(cur[rows], 0)], -1)
-        elsewhere = int(((cur[rows] >= 0) & (sub_cur < 0)).sum())  # moved whatever happens
-        sub_budget = budget - moved_outside - elsewhere
-    sub_locks = np.where(locks[rows] >= 0, col[np.maximum(locks[rows], 0)], -1)
-    res = contiguous_cuts(sub_cost, vals[rows], lo[group], hi[group],
-                          adjacency=mat[rows][:, rows], locks=sub_locks,
-                          allowed=allowed[np.ix_(rows, group)], current=sub_cur,
-                          budget=sub_budget, start=start, time_limit_s=seconds,
-                          repair_s=0.0)  # fmt: skip
+    before = sub.objective(start)
+    res = contiguous_cuts(sub, start=start, time_limit_s=seconds, repair_s=0.0)
     if res is None or res.assign is None or res.objective >= before - 1e-7 * max(before, 1.0):
         return None
     return group[res.assign]
 
 
-def _repair(assign, mat, cost, vals, lo, hi, locks, allowed, current, budget, deadline):
+def _repair(assign: np.ndarray, problem: ContiguousProblem, deadline: float) -> np.ndarray | None:
     """:func:`make_contiguous` of a plan in pieces, or None when it finds no plan in time."""
+    p = problem
     try:
-        out = make_contiguous(assign, adjacency=mat, cost=cost, values=vals, lo=lo, hi=hi,
-                              locks=locks, allowed=allowed, current=current, budget=budget,
-                              deadline=deadline, strict_deadline=True)  # fmt: skip
+        out = make_contiguous(assign, adjacency=p.adjacency, cost=p.cost, values=p.values,
+                              lo=p.lo, hi=p.hi, locks=p.locks, allowed=p.allowed,
+                              current=p.current, budget=p.budget, deadline=deadline,
+                              strict_deadline=True)  # fmt: skip
     except (InfeasibleError, InvalidInputError):
         return None
-    k = cost.shape[1]
-    return out if (count_pieces(out, mat, k) == 1).all() else None
+    return out if (count_pieces(out, p.adjacency, p.cost.shape[1]) == 1).all() else None
 
 
 class _SizeCuts:
@@ -2551,9 +2594,10 @@ class _SizeCuts:
     plans (the LP relaxation's), so the rounds start from a stronger model. Each set and
     territory is added once."""
 
-    def __init__(self, mat: sp.csr_matrix, vals: np.ndarray, lo: np.ndarray, pid: np.ndarray):
-        self.mat, self.vals, self.lo, self.pid = mat, vals, lo, pid
-        self.under = lo - 1e-9 * np.maximum(np.abs(lo), 1.0)  # below this: below the band
+    def __init__(self, problem: ContiguousProblem):
+        self.mat, self.vals, self.lo = problem.adjacency, problem.values, problem.lo
+        self.pid = problem.pairs[2]
+        self.under = self.lo - 1e-9 * np.maximum(np.abs(self.lo), 1.0)  # below this: below the band
         self.seen: set = set()
 
     def small(self, total: np.ndarray, t: int) -> bool:
@@ -2629,33 +2673,6 @@ def _cheaper(obj: float, best_obj: float) -> bool:
     if not np.isfinite(obj):
         return False
     return not np.isfinite(best_obj) or obj < best_obj - 1e-9 * max(abs(best_obj), 1.0)
-
-
-def _plan_cost(assign, cost, vals, lo, hi, pid, mat, k: int, current, budget) -> float:
-    """The cost of plan ``assign`` when it keeps every rule of the model (:func:`_fits_model`),
-    else inf (also for None)."""
-    if assign is None or not _fits_model(assign, cost, vals, lo, hi, pid, mat, k, current, budget):
-        return np.inf
-    return float(cost[np.arange(cost.shape[0]), np.asarray(assign)].sum())
-
-
-def _fits_model(assign, cost, vals, lo, hi, pid, mat, k: int, current, budget) -> bool:
-    """Whether plan ``assign`` (a territory per unit) uses allowed pairs only, meets every
-    territory's bands and the moves budget and has each territory in one piece."""
-    assign = np.asarray(assign)
-    if assign.shape != (cost.shape[0],) or (assign < 0).any() or (assign >= k).any():
-        return False
-    if budget is not None and current is not None:
-        cur = np.asarray(current, int)
-        if int(((cur >= 0) & (cur != assign)).sum()) > budget:
-            return False
-    if (pid[np.arange(len(assign)), assign] < 0).any():
-        return False
-    load = totals(vals, assign, k)
-    slack = 1e-9 * (1.0 + np.abs(hi))
-    if ((load < lo - slack) | (load > hi + slack)).any():
-        return False
-    return bool((count_pieces(assign, mat, k) == 1).all())
 
 
 def _add_cut_rows(h, cuts: list) -> int:

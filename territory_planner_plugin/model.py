@@ -20,7 +20,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import geopandas as gpd
 import numpy as np
@@ -40,6 +40,9 @@ from .errors import (
     TimeLimitError,
 )
 from .progress import CancelCheck
+
+if TYPE_CHECKING:
+    from .contiguity import ContiguousProblem
 
 logger = logging.getLogger(__name__)
 
@@ -199,6 +202,16 @@ class TerritoryModel:
         mask[locked] = False
         mask[locked, self.locks[locked]] = True
         return mask
+
+    def contiguous_problem(self) -> ContiguousProblem:
+        """This model as the exact contiguous models take it
+        (:class:`.contiguity.ContiguousProblem`: its arrays, the bands of :meth:`bounds`)."""
+        from .contiguity import ContiguousProblem
+
+        _, lo, hi = self.bounds()
+        return ContiguousProblem.of(self.cost, self.values, lo, hi, adjacency=self.adjacency,
+                                    locks=self.locks, allowed=self.allowed,
+                                    current=self.current, budget=self.budget)  # fmt: skip
 
     def constraints(self, pairs: np.ndarray | None = None) -> PairConstraints:
         """The sparse constraint rows (assignment, balance, budget) over the pairs a plan may use."""
@@ -442,20 +455,12 @@ class TerritoryModel:
         stop_by = t0 + time_limit_s
         if start is None and not self._probe:  # a failure is likely: keep time for its checks
             stop_by = t0 + (1.0 - EXPLAIN_SHARE) * time_limit_s
-        _, lo, hi = self.bounds()
-        model_args = {
-            "adjacency": self.adjacency,
-            "locks": self.locks,
-            "allowed": self.allowed,
-            "current": self.current,
-            "budget": self.budget,
-        }
+        problem = self.contiguous_problem()
         beside = None  # the separator cuts in a second process, for all the time left
         if start is not None:
             beside = start_cuts_beside(
-                time_limit_s - (time.perf_counter() - t0) - BESIDE_ANSWER_S, cost=self.cost,
-                values=self.values, lo=lo, hi=hi, start=start, incumbents=True,
-                target_gap=CUT_TARGET_GAP, **model_args)  # fmt: skip
+                time_limit_s - (time.perf_counter() - t0) - BESIDE_ANSWER_S, problem,
+                start=start, incumbents=True, target_gap=CUT_TARGET_GAP)  # fmt: skip
         offer = beside.offer if beside is not None else None  # better plans: its incumbents
 
         def proven_beside() -> bool:  # the worker proved its plan optimal: nothing to search
@@ -467,10 +472,10 @@ class TerritoryModel:
             if start is not None:
                 before = self.objective_of(start)
                 start = improve_by_neighbourhoods(
-                    self.cost, self.values, lo, hi, start=start,
+                    problem, start=start,
                     deadline=time.perf_counter() + CONTIGUOUS_LNS_SHARE * max(
                         time_limit_s - (time.perf_counter() - t0), 0.0), on_better=offer,
-                    stop=proven_beside, **model_args,
+                    stop=proven_beside,
                 )  # fmt: skip
                 logger.info("CONTIGUOUS: neighbouring territories re-solved exactly, 2 to 4 at "
                             "a time: %.3f -> %.3f.", before, self.objective_of(start))  # fmt: skip
@@ -479,7 +484,7 @@ class TerritoryModel:
                 if redraw:  # with the cuts beside, the time left is the search's
                     share = BESIDE_ORDERED_SHARE if beside and beside.helping() else ORDERED_SHARE
                     start = self._redraw_all(start, bound, share * max(
-                        time_limit_s - (time.perf_counter() - t0), 0.0), lo, hi, model_args,
+                        time_limit_s - (time.perf_counter() - t0), 0.0), problem,
                         stop=proven_beside)  # fmt: skip
                     if offer is not None:
                         offer(start)
@@ -491,10 +496,9 @@ class TerritoryModel:
                 # beside SCIP's tree, HiGHS rounds prove other things; alone, the tree is better
                 solve_cuts = contiguous_cuts if beside is not None else contiguous_model
                 cuts = solve_cuts(
-                    self.cost, self.values, lo, hi, start=start,
+                    problem, start=start,
                     time_limit_s=left if start is not None else CONTIGUOUS_CUT_SHARE * left,
-                    incumbents=True, stop=proven_beside,
-                    target_gap=CUT_TARGET_GAP, **model_args,
+                    incumbents=True, stop=proven_beside, target_gap=CUT_TARGET_GAP,
                 )  # fmt: skip
             if beside is not None and not (cuts is not None and (cuts.optimal or cuts.closed)):
                 cuts = merge_cuts(cuts, beside.result(
@@ -519,11 +523,8 @@ class TerritoryModel:
                         f"{cuts.objective:.3f}", " (optimal)" if cuts.optimal else "")  # fmt: skip
         left = stop_by - time.perf_counter()
         if (cuts is None or start is None) and left > 0.5:  # the flow MILP: a plan from nothing
-            exact = contiguous_exact(
-                self.cost, self.values, lo, hi, adjacency=self.adjacency,
-                roots=self._roots(start), locks=self.locks, allowed=self.allowed,
-                current=self.current, budget=self.budget, start=start, time_limit_s=left,
-            )  # fmt: skip
+            exact = contiguous_exact(problem, roots=self._roots(start), start=start,
+                                     time_limit_s=left)  # fmt: skip
         note = "" if solver.upper() == "HIGHS" else f"; not {solver}: HiGHS is twice as fast on it"
         if cuts is not None and (cuts.optimal or cuts.closed) and start is not None:
             assign, used = start, f"{cuts.solver} (exact contiguous model, separator cuts)"
@@ -583,8 +584,8 @@ class TerritoryModel:
             return start.assign
         return None
 
-    def _redraw_all(self, start: np.ndarray, bound: float, seconds: float, lo, hi,
-                    model_args: dict, stop=None) -> np.ndarray:  # fmt: skip
+    def _redraw_all(self, start: np.ndarray, bound: float, seconds: float,
+                    problem: ContiguousProblem, stop=None) -> np.ndarray:  # fmt: skip
         """A plan far above the bound, stuck for the neighbourhoods: the ordered model re-draws
         every territory at once (:func:`.contiguity.ordered_plan`, from ``start``), then the
         neighbourhoods go on from its plan; rounds repeat while they improve, within
@@ -599,16 +600,15 @@ class TerritoryModel:
             if left < 2.0 or (stop is not None and stop()):
                 break
             before, tried = self.objective_of(start), True
-            other = ordered_plan(self.cost, self.values, lo, hi, start=start, stop=stop,
-                                 time_limit_s=ORDERED_MILP_SHARE * left, **model_args)  # fmt: skip
+            other = ordered_plan(problem, start=start, stop=stop,
+                                 time_limit_s=ORDERED_MILP_SHARE * left)  # fmt: skip
             if other is None:
                 break
             try:
                 self.verify(other)
             except SolverError:  # within HiGHS's tolerances, not ours
                 break
-            other = improve_by_neighbourhoods(self.cost, self.values, lo, hi, start=other,
-                                              deadline=end, stop=stop, **model_args)  # fmt: skip
+            other = improve_by_neighbourhoods(problem, start=other, deadline=end, stop=stop)
             if self.objective_of(other) >= before - 1e-9 * max(abs(before), 1.0):
                 break
             start, rounds = other, rounds + 1

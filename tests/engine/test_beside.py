@@ -13,7 +13,12 @@ from territory_planner_plugin import beside, matrix
 from territory_planner_plugin import model as model_module
 from territory_planner_plugin.beside import merge_cuts
 from territory_planner_plugin.branch_cut import scip_available
-from territory_planner_plugin.contiguity import CutPlan, contiguous_cuts, count_pieces
+from territory_planner_plugin.contiguity import (
+    ContiguousProblem,
+    CutPlan,
+    contiguous_cuts,
+    count_pieces,
+)
 from territory_planner_plugin.model import TerritoryModel
 from tests.engine.test_contiguity import brute_force, problem
 
@@ -32,8 +37,9 @@ def test_the_worker_answers_what_this_process_answers(two_processes, rows, cols,
     n = rows * cols
     args = {"adjacency": adj, "locks": np.full(n, -1), "allowed": np.ones((n, k), bool)}
     ref = brute_force(cost, values, lo, hi, adj)
-    here = contiguous_cuts(cost, values, lo, hi, time_limit_s=10, **args)
-    job = beside.start_cuts_beside(10.0, cost=cost, values=values, lo=lo, hi=hi, **args)
+    model = ContiguousProblem.of(cost, values, lo, hi, **args)
+    here = contiguous_cuts(model, time_limit_s=10)
+    job = beside.start_cuts_beside(10.0, model)
     assert job is not None
     there = job.result(20.0)
     assert isinstance(there, CutPlan)
@@ -48,33 +54,31 @@ def test_the_worker_answers_what_this_process_answers(two_processes, rows, cols,
 
 def test_no_worker_on_one_process_or_without_python(monkeypatch) -> None:
     _, adj, cost, values, lo, hi, _ = problem(3, 3, 3, 30, 0)
-    args = {"cost": cost, "values": values, "lo": lo, "hi": hi, "adjacency": adj,
-            "locks": np.full(9, -1), "allowed": np.ones((9, 3), bool)}  # fmt: skip
+    model = ContiguousProblem.of(cost, values, lo, hi, adjacency=adj)
     monkeypatch.setenv(matrix.WORKERS_ENV, "1")
-    assert beside.start_cuts_beside(30.0, **args) is None
+    assert beside.start_cuts_beside(30.0, model) is None
     monkeypatch.setenv(matrix.WORKERS_ENV, "2")
-    assert beside.start_cuts_beside(30.0, **args) is None  # 27 pairs: closes at once here
+    assert beside.start_cuts_beside(30.0, model) is None  # 27 pairs: closes at once here
     monkeypatch.setattr(beside, "BESIDE_MIN_PAIRS", 0)
-    assert beside.start_cuts_beside(beside.BESIDE_MIN_SECONDS / 2, **args) is None  # too short
+    assert beside.start_cuts_beside(beside.BESIDE_MIN_SECONDS / 2, model) is None  # too short
     monkeypatch.setattr(matrix, "python_executable", lambda: None)
-    assert beside.start_cuts_beside(30.0, **args) is None
+    assert beside.start_cuts_beside(30.0, model) is None
 
 
 def test_a_worker_that_fails_or_runs_over_gives_nothing_and_is_stopped(two_processes, tmp_path,
                                                                        monkeypatch) -> None:  # fmt: skip
     _, adj, cost, values, lo, hi, _ = problem(3, 3, 3, 30, 0)
-    args = {"cost": cost, "values": values, "lo": lo, "hi": hi, "adjacency": adj,
-            "locks": np.full(9, -1), "allowed": np.ones((9, 3), bool)}  # fmt: skip
+    model = ContiguousProblem.of(cost, values, lo, hi, adjacency=adj)
     crash = tmp_path / "crash.py"
     crash.write_text("import sys\nsys.exit(3)\n")
     monkeypatch.setattr(beside, "_WORKER_SCRIPT", crash)
-    job = beside.start_cuts_beside(5.0, **args)
+    job = beside.start_cuts_beside(5.0, model)
     assert job is not None
     assert job.result(10.0) is None
     slow = tmp_path / "slow.py"
     slow.write_text("import time\ntime.sleep(60)\n")
     monkeypatch.setattr(beside, "_WORKER_SCRIPT", slow)
-    job = beside.start_cuts_beside(5.0, **args)
+    job = beside.start_cuts_beside(5.0, model)
     assert job.result(0.5) is None  # did not answer in time: stopped
     assert job.done()
 
@@ -142,13 +146,12 @@ def test_the_model_without_a_worker_is_unchanged(monkeypatch, caplog) -> None:
 def test_the_cut_loop_stops_when_told() -> None:
     """``stop`` (the worker beside proved the plan optimal) ends this process's cut loop."""
     _, adj, cost, values, lo, hi, _ = problem(3, 4, 3, 25, 2)
-    args = {"adjacency": adj, "locks": np.full(12, -1), "allowed": np.ones((12, 3), bool)}
-    res = contiguous_cuts(cost, values, lo, hi, time_limit_s=30, stop=lambda: True, **args)
+    model = ContiguousProblem.of(cost, values, lo, hi, adjacency=adj)
+    res = contiguous_cuts(model, time_limit_s=30, stop=lambda: True)
     assert res.rounds == 0
     assert res.assign is None
     asked = []
-    res = contiguous_cuts(cost, values, lo, hi, time_limit_s=30,
-                          stop=lambda: asked.append(1) is not None, **args)  # fmt: skip
+    res = contiguous_cuts(model, time_limit_s=30, stop=lambda: asked.append(1) is not None)
     assert asked  # asked between rounds
     assert res.rounds >= 1
 
@@ -158,8 +161,7 @@ def test_plans_offered_to_the_worker_reach_its_cut_loop(two_processes, tmp_path,
     """``offer`` sends plans down the worker's stdin after the model; the worker's reader keeps
     the latest (a stand-in worker answers what it was offered as its plan)."""
     _, adj, cost, values, lo, hi, _ = problem(3, 3, 3, 30, 0)
-    args = {"cost": cost, "values": values, "lo": lo, "hi": hi, "adjacency": adj,
-            "locks": np.full(9, -1), "allowed": np.ones((9, 3), bool)}  # fmt: skip
+    model = ContiguousProblem.of(cost, values, lo, hi, adjacency=adj)
     echo = tmp_path / "echo.py"
     echo.write_text(
         "import pickle, sys, time\n"
@@ -178,7 +180,7 @@ def test_plans_offered_to_the_worker_reach_its_cut_loop(two_processes, tmp_path,
         "pickle.dump(answer, sys.stdout.buffer)\n"
     )  # fmt: skip
     monkeypatch.setattr(beside, "_WORKER_SCRIPT", echo)
-    job = beside.start_cuts_beside(5.0, **args)
+    job = beside.start_cuts_beside(5.0, model)
     assert job is not None
     job.offer(np.arange(9) % 3)
     time.sleep(0.3)  # taken before the next one comes

@@ -14,7 +14,7 @@ from territory_planner_plugin.branch_cut import (
     contiguous_model,
     scip_available,
 )
-from territory_planner_plugin.contiguity import count_pieces
+from territory_planner_plugin.contiguity import ContiguousProblem, count_pieces
 from territory_planner_plugin.errors import InfeasibleError, SolverError
 from tests.engine.test_contiguity import brute_force, problem
 from tests.engine.test_contiguous_exact import (
@@ -40,8 +40,11 @@ def test_branch_and_cut_matches_brute_force(rows, cols, k, tol, seed) -> None:
     posed: no roots); no plan where none exists."""
     _, adj, cost, values, lo, hi, _ = problem(rows, cols, k, tol, seed)
     ref = brute_force(cost, values, lo, hi, adj)
-    res = contiguous_branch_and_cut(cost, values, lo, hi, adjacency=adj, time_limit_s=20,
-                                    **_free_args(rows * cols, k))  # fmt: skip
+    res = contiguous_branch_and_cut(
+        ContiguousProblem.of(cost, values, lo, hi, adjacency=adj),
+        time_limit_s=20,
+        **_free_args(rows * cols, k),
+    )
     assert res is not None
     assert res.solver == "SCIP"
     if not np.isfinite(ref):
@@ -64,8 +67,11 @@ def test_branch_and_cut_is_exact_where_contiguity_costs(seed, tol, k, measures) 
     solver that ignored contiguity, or cut plans in one piece, would fail here)."""
     _, adj, cost, values, lo, hi, _ = problem(2, 4, k, tol, seed % 97, measures=measures)
     _, objs, whole = _plans(cost, values, lo, hi, adj)
-    res = contiguous_branch_and_cut(cost, values, lo, hi, adjacency=adj, time_limit_s=20,
-                                    **_free_args(8, k))  # fmt: skip
+    res = contiguous_branch_and_cut(
+        ContiguousProblem.of(cost, values, lo, hi, adjacency=adj),
+        time_limit_s=20,
+        **_free_args(8, k),
+    )
     if not whole.any():
         assert res.assign is None
         return
@@ -98,8 +104,10 @@ def test_branch_and_cut_keeps_locks_pairs_and_the_moves_budget(seed, budget, n_l
         start = start if start[n - 1] != 0 else None
     except (InfeasibleError, SolverError):
         start = None
-    res = contiguous_branch_and_cut(cost, values, lo, hi, start=start, time_limit_s=20, **args)
-    ref = contiguous_cuts(cost, values, lo, hi, time_limit_s=20, **args)
+    res = contiguous_branch_and_cut(
+        ContiguousProblem.of(cost, values, lo, hi, **args), start=start, time_limit_s=20
+    )
+    ref = contiguous_cuts(ContiguousProblem.of(cost, values, lo, hi, **args), time_limit_s=20)
     if res.assign is None:
         assert ref.assign is None or not res.optimal
         return
@@ -119,12 +127,19 @@ def test_offered_plans_are_taken_only_when_they_keep_every_rule() -> None:
     bound not above it."""
     cost, values, lo, hi, args, ref, best, bad = _costly_case()
     offers = iter(bad)
-    res = contiguous_branch_and_cut(cost, values, lo, hi, time_limit_s=20,
-                                    incumbent=lambda: next(offers, None), **args)  # fmt: skip
+    res = contiguous_branch_and_cut(
+        ContiguousProblem.of(cost, values, lo, hi, **args),
+        time_limit_s=20,
+        incumbent=lambda: next(offers, None),
+    )
     assert res.objective == pytest.approx(ref, rel=1e-6)
     assert res.bound <= ref + 1e-6 * max(abs(ref), 1.0)
-    stopped = contiguous_branch_and_cut(cost, values, lo, hi, time_limit_s=20, start=best,
-                                        stop=lambda: True, **args)  # fmt: skip
+    stopped = contiguous_branch_and_cut(
+        ContiguousProblem.of(cost, values, lo, hi, **args),
+        time_limit_s=20,
+        start=best,
+        stop=lambda: True,
+    )
     assert stopped.objective == pytest.approx(ref, rel=1e-9)
     assert stopped.bound <= ref + 1e-6 * max(abs(ref), 1.0)
 
@@ -135,6 +150,6 @@ def test_without_scip_the_rounds_of_highs_run_instead(monkeypatch) -> None:
     ref = brute_force(cost, values, lo, hi, adj)
     monkeypatch.setitem(sys.modules, "pyscipopt", None)  # import fails
     assert not scip_available()
-    res = contiguous_model(cost=cost, values=values, lo=lo, hi=hi, time_limit_s=20, **args)
+    res = contiguous_model(ContiguousProblem.of(cost, values, lo, hi, **args), time_limit_s=20)
     assert res.solver == "HiGHS"
     assert res.objective == pytest.approx(ref, rel=1e-6)

@@ -17,6 +17,7 @@ from scipy.spatial import Delaunay
 from territory_planner_plugin import contiguity
 from territory_planner_plugin.assignment import solve_balanced
 from territory_planner_plugin.contiguity import (
+    ContiguousProblem,
     _put_back,
     contiguous_milp,
     count_pieces,
@@ -238,9 +239,10 @@ def brute_force(cost, values, lo, hi, adj, roots=None):
 def test_milp_is_exact_on_tiny_grids(rows, cols, k, tol, seed) -> None:
     _, adj, cost, values, lo, hi, roots = problem(rows, cols, k, tol, seed)
     ref = brute_force(cost, values, lo, hi, adj, roots)
-    n = rows * cols
-    res = contiguous_milp(cost, values, lo, hi, adjacency=adj, roots=roots,
-                          locks=np.full(n, -1), allowed=np.ones((n, k), bool))  # fmt: skip
+    res = contiguous_milp(
+        ContiguousProblem.of(cost, values, lo, hi, adjacency=adj),
+        roots=roots,
+    )
     if not np.isfinite(ref):
         assert res is None
         return
@@ -257,8 +259,10 @@ def test_heuristic_is_close_to_the_milp_on_small_grids(rows, cols, k, tol, seed)
     _, adj, cost, values, lo, hi, roots = problem(rows, cols, k, tol, seed, measures=2)
     n = rows * cols
     locks, allowed = np.full(n, -1), np.ones((n, k), bool)
-    res = contiguous_milp(cost, values, lo, hi, adjacency=adj, roots=roots, locks=locks,
-                          allowed=allowed)  # fmt: skip
+    res = contiguous_milp(
+        ContiguousProblem.of(cost, values, lo, hi, adjacency=adj, locks=locks, allowed=allowed),
+        roots=roots,
+    )
     assert res is not None
     start = np.argmin(cost, axis=1)  # nearest centre: in pieces and out of balance
     assign = make_contiguous(start, adjacency=adj, cost=cost, values=values, lo=lo, hi=hi,

@@ -5,13 +5,14 @@ from __future__ import annotations
 import itertools
 import logging
 import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from territory_planner_plugin.contiguity import contiguous_cuts, count_pieces
+from territory_planner_plugin.contiguity import ContiguousProblem, contiguous_cuts, count_pieces
 from territory_planner_plugin.errors import InfeasibleError, SolverError
 from territory_planner_plugin.model import CONTIGUOUS_EXACT_PAIRS, TerritoryModel
 from tests.engine.test_contiguity import brute_force, problem
@@ -87,8 +88,12 @@ def test_the_flow_model_starts_from_a_given_plan() -> None:
                                             tolerance_pct=15, adjacency=adj)  # fmt: skip
     roots = model._roots(start)
     assert (start[roots] == np.arange(k)).all()
-    res = contiguous_exact(cost, values, lo, hi, adjacency=adj, roots=roots, locks=locks,
-                           allowed=allowed, start=start, time_limit_s=10)  # fmt: skip
+    res = contiguous_exact(
+        ContiguousProblem.of(cost, values, lo, hi, adjacency=adj, locks=locks, allowed=allowed),
+        roots=roots,
+        start=start,
+        time_limit_s=10,
+    )
     assert res is not None
     assert res.objective <= model.objective_of(start) + 1e-9
     pid = np.arange(n * k).reshape(n, k)
@@ -112,9 +117,10 @@ def test_the_flow_model_starts_from_a_given_plan() -> None:
 def test_separator_cuts_bound_and_plan_match_brute_force(rows, cols, k, tol, seed) -> None:
     _, adj, cost, values, lo, hi, _ = problem(rows, cols, k, tol, seed)
     ref = brute_force(cost, values, lo, hi, adj)  # no roots: the problem as posed
-    n = rows * cols
-    res = contiguous_cuts(cost, values, lo, hi, adjacency=adj, locks=np.full(n, -1),
-                          allowed=np.ones((n, k), bool), time_limit_s=20)  # fmt: skip
+    res = contiguous_cuts(
+        ContiguousProblem.of(cost, values, lo, hi, adjacency=adj),
+        time_limit_s=20,
+    )
     assert res is not None
     if not np.isfinite(ref):
         assert res.assign is None
@@ -135,8 +141,10 @@ def test_separator_cuts_close_a_case_the_plain_bound_cannot() -> None:
             break
     else:  # pragma: no cover
         pytest.skip("no instance where contiguity costs something")
-    res = contiguous_cuts(cost, values, lo, hi, adjacency=adj, locks=np.full(8, -1),
-                          allowed=np.ones((8, 3), bool), time_limit_s=20)  # fmt: skip
+    res = contiguous_cuts(
+        ContiguousProblem.of(cost, values, lo, hi, adjacency=adj),
+        time_limit_s=20,
+    )
     assert res.optimal
     assert res.bound == pytest.approx(ref, rel=1e-6)
     assert res.bound > free + 1e-9
@@ -184,10 +192,13 @@ def test_a_neighbourhood_of_every_territory_is_the_whole_problem(rows, cols, k, 
         return  # the local search found no plan in one piece: nothing to improve
     n = rows * cols
     told: list = []
-    out = improve_by_neighbourhoods(cost, values, lo, hi, adjacency=adj, locks=np.full(n, -1),
-                                    allowed=np.ones((n, k), bool), start=start,
-                                    deadline=time.perf_counter() + 20, sizes=(k,),
-                                    on_better=told.append)  # fmt: skip
+    out = improve_by_neighbourhoods(
+        ContiguousProblem.of(cost, values, lo, hi, adjacency=adj),
+        start=start,
+        deadline=time.perf_counter() + 20,
+        sizes=(k,),
+        on_better=told.append,
+    )
     assert float(cost[np.arange(n), out].sum()) == pytest.approx(ref, rel=1e-9)
     assert (count_pieces(out, adj, k) == 1).all()
     # every better plan was told as found (e.g. to the cut loop beside), the last one returned
@@ -207,14 +218,22 @@ def test_the_neighbourhoods_stop_when_told() -> None:
     _, adj, cost, values, lo, hi, _ = problem(3, 3, 3, 30, 0)
     start = _start_plan(cost, values, lo, hi, adj)
     args = {"adjacency": adj, "locks": np.full(9, -1), "allowed": np.ones((9, 3), bool)}
-    free = improve_by_neighbourhoods(cost, values, lo, hi, start=start, sizes=(3,),
-                                     deadline=time.perf_counter() + 20, **args)  # fmt: skip
+    free = improve_by_neighbourhoods(
+        ContiguousProblem.of(cost, values, lo, hi, **args),
+        start=start,
+        sizes=(3,),
+        deadline=time.perf_counter() + 20,
+    )
     obj = lambda a: float(cost[np.arange(9), a].sum())  # noqa: E731
     assert obj(free) < obj(start) - 1e-9  # without stop it improves
     asked: list = []
-    stopped = improve_by_neighbourhoods(cost, values, lo, hi, start=start, sizes=(3,),
-                                        deadline=time.perf_counter() + 20,
-                                        stop=lambda: asked.append(1) or True, **args)  # fmt: skip
+    stopped = improve_by_neighbourhoods(
+        ContiguousProblem.of(cost, values, lo, hi, **args),
+        start=start,
+        sizes=(3,),
+        deadline=time.perf_counter() + 20,
+        stop=lambda: asked.append(1) or True,
+    )
     assert (stopped == start).all()
     assert asked
 
@@ -252,10 +271,22 @@ def test_neighbourhoods_keep_every_hard_rule(seed: int, budget: int, n_locks: in
         model.verify(start)
     except (InfeasibleError, SolverError):
         return  # no valid start from the local search: nothing to improve
-    out = improve_by_neighbourhoods(cost, values, lo, hi, adjacency=adj, locks=locks,
-                                    allowed=np.ones((n, k), bool), start=start, current=current,
-                                    budget=budget + 10, deadline=time.perf_counter() + 20,
-                                    sizes=(2, 3))  # fmt: skip
+    out = improve_by_neighbourhoods(
+        ContiguousProblem.of(
+            cost,
+            values,
+            lo,
+            hi,
+            adjacency=adj,
+            locks=locks,
+            allowed=np.ones((n, k), bool),
+            current=current,
+            budget=budget + 10,
+        ),
+        start=start,
+        deadline=time.perf_counter() + 20,
+        sizes=(2, 3),
+    )
     model.verify(out)
     assert model.objective_of(out) <= model.objective_of(start) + 1e-9
 
@@ -270,20 +301,23 @@ def test_relabelling_gives_each_centre_its_own_piece_unless_a_rule_forbids_it() 
     n, k = cost.shape
     good = _start_plan(cost, values, lo, hi, adj)
     shuffled = np.array([1, 2, 0])[good]
-    allowed = np.ones((n, k), bool)
-    back = _relabel(shuffled, cost, values, lo, hi, allowed, None, None)
+
+    def relabel(plan, *, top=hi, **rules):
+        return _relabel(plan, ContiguousProblem.of(cost, values, lo, top, adjacency=adj, **rules))
+
+    back = relabel(shuffled)
     assert back is not None
     assert cost[np.arange(n), back].sum() <= cost[np.arange(n), good].sum() + 1e-9
-    assert _relabel(back, cost, values, lo, hi, allowed, None, None) is None  # nothing cheaper
-    locked = allowed.copy()
+    assert relabel(back) is None  # nothing cheaper
+    locked = np.ones((n, k), bool)
     locked[0] = False
     locked[0, shuffled[0]] = True  # unit 0 locked where it is: its piece cannot move
-    kept = _relabel(shuffled, cost, values, lo, hi, locked, None, None)
+    kept = relabel(shuffled, allowed=locked)
     assert kept is None or kept[0] == shuffled[0]
-    assert _relabel(shuffled, cost, values, lo, hi, allowed, shuffled, 0) is None  # no moves left
+    assert relabel(shuffled, current=shuffled, budget=0) is None  # no moves left
     tight_hi = hi.copy()
     tight_hi[good[0]] = 0.0  # the centre of unit 0's own piece can hold nothing
-    assert _relabel(shuffled, cost, values, lo, tight_hi, allowed, None, None) is None
+    assert relabel(shuffled, top=tight_hi) is None
 
 
 # ----------------------------------------------------------------------------- ordered model
@@ -329,8 +363,10 @@ def test_ordered_model_matches_its_brute_force_and_is_in_one_piece(rows, cols, k
     _, adj, cost, values, lo, hi, _ = problem(rows, cols, k, tol, seed)
     n = rows * cols
     ref = _ordered_brute_force(cost, values, lo, hi, adj)
-    out = ordered_plan(cost, values, lo, hi, adjacency=adj, locks=np.full(n, -1),
-                       allowed=np.ones((n, k), bool), time_limit_s=10)  # fmt: skip
+    out = ordered_plan(
+        ContiguousProblem.of(cost, values, lo, hi, adjacency=adj),
+        time_limit_s=10,
+    )
     if not np.isfinite(ref):
         assert out is None
         return
@@ -353,17 +389,81 @@ def test_ordered_model_keeps_every_hard_rule_and_its_start(seed: int, budget: in
     _, lo, hi = model.bounds()
     args = {"adjacency": adj, "locks": locks, "allowed": np.ones((n, k), bool),
             "current": current, "budget": budget + 10}  # fmt: skip
-    out = ordered_plan(cost, values, lo, hi, time_limit_s=10, **args)
+    out = ordered_plan(ContiguousProblem.of(cost, values, lo, hi, **args), time_limit_s=10)
     if out is None:
         return  # no plan of the ordered form within the rules
     model.verify(out)
-    again = ordered_plan(cost, values, lo, hi, start=out, time_limit_s=0.2, **args)
+    again = ordered_plan(
+        ContiguousProblem.of(cost, values, lo, hi, **args), start=out, time_limit_s=0.2
+    )
     assert again is not None
     model.verify(again)
     assert model.objective_of(again) <= model.objective_of(out) + 1e-9
     pid = np.arange(n * k).reshape(n, k)
     rank = np.argsort(np.argsort(cost, axis=0, kind="stable"), axis=0, kind="stable")
     assert _ordered_start(out, rank, pid, adj.tocsr(), k) is not None
+
+
+def test_the_ordered_model_hands_stop_to_its_milp_which_asks_it_every_half_second(
+    monkeypatch,
+) -> None:
+    """``ordered_plan(stop=)`` reaches its MILP (the re-draw ends when the worker beside proved
+    a plan optimal), and the MILP's interrupt callback (``_stop_at``) asks ``stop()`` at most
+    every half second, interrupts when it says so, and at the deadline whatever it says."""
+    from territory_planner_plugin import contiguity
+
+    _, adj, cost, values, lo, hi, _ = problem(3, 3, 3, 30, 0)
+    seen = []
+    real_milp = contiguity.highs_milp
+
+    def milp(*args):
+        seen.append(args[-1])
+        return real_milp(*args)
+
+    monkeypatch.setattr(contiguity, "highs_milp", milp)
+
+    def told() -> bool:
+        return False
+
+    out = contiguity.ordered_plan(ContiguousProblem.of(cost, values, lo, hi, adjacency=adj),
+                                  stop=told, time_limit_s=10)  # fmt: skip
+    assert seen == [told]
+    assert out is not None
+
+    class Hook:  # stands in for highspy's callback list
+        def __iadd__(self, callback):
+            self.callback = callback
+            return self
+
+    class Event:
+        def __init__(self) -> None:
+            self.calls: list = []
+
+        def interrupt(self, flag: bool = True) -> None:
+            self.calls.append(flag)
+
+    clock, asked, answer = [100.0], [], [False]
+    monkeypatch.setattr(contiguity.time, "perf_counter", lambda: clock[0])
+    h = SimpleNamespace(cbMipInterrupt=Hook())  # stands in for highspy.Highs
+    contiguity._stop_at(h, 110.0, lambda: asked.append(clock[0]) or answer[0])
+
+    def poll(at: float) -> list:
+        clock[0] = at
+        event = Event()
+        h.cbMipInterrupt.callback(event)
+        return event.calls
+
+    assert poll(100.2) == [False]  # within half a second of the start: not asked
+    assert asked == []
+    assert poll(100.6) == [False]  # asked, says go on
+    assert poll(100.9) == [False]  # asked 0.3 s ago: not again
+    assert asked == [100.6]
+    answer[0] = True
+    assert poll(101.2) == [False, True]  # asked, says stop: interrupted
+    assert asked == [100.6, 101.2]
+    answer[0] = False
+    assert poll(110.5) == [False, True]  # past the deadline: interrupted without asking
+    assert asked == [100.6, 101.2]
 
 
 def test_a_plan_far_from_the_bound_is_redrawn_all_at_once(monkeypatch, caplog) -> None:
@@ -472,13 +572,14 @@ def test_size_cuts_hold_for_every_plan_in_one_piece_and_cut_small_pieces(rows, c
     _, _, pid = _pairs(np.ones((n, k), bool))
     feasible = _feasible_plans(cost, values, lo, hi, adj)
     assert feasible
-    sizes = _SizeCuts(mat, values, lo, pid)
+    model = ContiguousProblem.of(cost, values, lo, hi, adjacency=adj)
+    sizes = _SizeCuts(model)
     cuts = sizes.singletons()
     rng = np.random.default_rng(seed)
     cut_small = 0
     for _ in range(40):
         plan = rng.integers(0, k, n)
-        own = _SizeCuts(mat, values, lo, pid).from_plan(plan)
+        own = _SizeCuts(model).from_plan(plan)
         cuts += own
         small_piece = False
         for j in range(k):
@@ -508,15 +609,15 @@ def _pieces(members, mat) -> list:
 def test_size_cuts_find_a_unit_alone_in_a_fractional_plan() -> None:
     """A fractional plan that puts a unit wholly in a territory none of its neighbours is in
     violates a grown size cut, for that unit."""
-    from territory_planner_plugin.contiguity import _binary, _matrix, _pairs, _SizeCuts
+    from territory_planner_plugin.contiguity import _SizeCuts
 
-    _, adj, _, values, lo, _, _ = problem(3, 3, 3, 20, 0)
-    mat = _binary(_matrix(adj))
-    _, _, pid = _pairs(np.ones((9, 3), bool))
+    _, adj, cost, values, lo, hi, _ = problem(3, 3, 3, 20, 0)
+    model = ContiguousProblem.of(cost, values, lo, hi, adjacency=adj)
+    pid = model.pairs[2]
     x = np.full((9, 3), 0.0)
     x[:, 0] = 1.0
     x[4] = [0.0, 1.0, 0.0]  # the centre alone in territory 1
-    cuts = _SizeCuts(mat, values, lo, pid).from_fractional(x)
+    cuts = _SizeCuts(model).from_fractional(x)
     assert cuts
     assert all(cols[0] == pid[4, 1] for _, cols, _ in cuts)
     flat = np.zeros(pid.max() + 1)
@@ -544,15 +645,12 @@ def test_every_border_at_once_finds_a_rotation_through_five_territories(monkeypa
     cost[np.arange(n), today] = 1.0
     cost[np.arange(n), turned] = 0.0
     values, lo, hi = np.ones((n, 1)), np.full((k, 1), 2.0), np.full((k, 1), 2.0)
-    args = {"adjacency": ring, "locks": np.full(n, -1), "allowed": np.ones((n, k), bool),
-            "start": today}  # fmt: skip
+    model = ContiguousProblem.of(cost, values, lo, hi, adjacency=ring)
 
-    out = improve_by_neighbourhoods(cost, values, lo, hi, deadline=time.perf_counter() + 30,
-                                    **args)  # fmt: skip
+    out = improve_by_neighbourhoods(model, start=today, deadline=time.perf_counter() + 30)
     np.testing.assert_array_equal(out, turned)
     monkeypatch.setattr(contiguity, "BORDER_SOLVE_S", 0.0)  # the 2-4 territories alone: stuck
-    out = improve_by_neighbourhoods(cost, values, lo, hi, deadline=time.perf_counter() + 30,
-                                    **args)  # fmt: skip
+    out = improve_by_neighbourhoods(model, start=today, deadline=time.perf_counter() + 30)
     np.testing.assert_array_equal(out, today)
 
 
@@ -564,7 +662,7 @@ def test_every_border_at_once_is_the_best_plan_of_its_neighbourhood(seed: int) -
     from territory_planner_plugin.contiguity import _binary, _matrix, _resolve_borders
 
     _, adj, cost, values, lo, hi, _ = problem(3, 3, 3, 40, seed)
-    n, k = cost.shape
+    n = cost.shape[0]
     plans = _feasible_plans(cost, values, lo, hi, adj)
     rng = np.random.default_rng(seed)
     start = plans[rng.integers(len(plans))]
@@ -574,15 +672,14 @@ def test_every_border_at_once_is_the_best_plan_of_its_neighbourhood(seed: int) -
     near = [a for a in plans if all(a[i] in nbrs[i] for i in range(n))]
     best = min(float(cost[np.arange(n), a].sum()) for a in near)
     before = float(cost[np.arange(n), start].sum())
-    out = _resolve_borders(start, cost, values, lo, hi, mat, np.full(n, -1),
-                           np.ones((n, k), bool), None, None, 20.0)  # fmt: skip
+    model = ContiguousProblem.of(cost, values, lo, hi, adjacency=adj)
+    out = _resolve_borders(start, model, 20.0)
     assert best < before - 1e-9  # (these seeds: the start can be improved)
     assert out is not None
     assert float(cost[np.arange(n), out].sum()) == pytest.approx(best, rel=1e-9)
     assert any((out == a).all() for a in near)
     optimum = min(plans, key=lambda a: float(cost[np.arange(n), a].sum()))  # nothing cheaper
-    assert _resolve_borders(optimum, cost, values, lo, hi, mat, np.full(n, -1),
-                            np.ones((n, k), bool), None, None, 20.0) is None  # fmt: skip
+    assert _resolve_borders(optimum, model, 20.0) is None
 
 
 # ----------------------------------------------------------------------------- cut-off at a target gap
@@ -631,8 +728,12 @@ def test_a_cut_off_round_proves_a_true_bound_and_the_loop_still_closes(
     pick = np.argmin(np.where(whole, objs, np.inf)) if start_at == "optimum" else np.argmax(
         np.where(whole, objs, -np.inf))  # fmt: skip
     with caplog.at_level(logging.DEBUG, logger="territory_planner_plugin.contiguity"):
-        res = contiguous_cuts(cost, values, lo, hi, start=plans[pick], target_gap=0.05,
-                              time_limit_s=20, **args)  # fmt: skip
+        res = contiguous_cuts(
+            ContiguousProblem.of(cost, values, lo, hi, **args),
+            start=plans[pick],
+            target_gap=0.05,
+            time_limit_s=20,
+        )
     assert res.bound <= ref + 1e-6 * max(abs(ref), 1.0)
     assert res.optimal
     assert res.objective == pytest.approx(ref, rel=1e-6)
@@ -649,9 +750,13 @@ def test_a_cut_off_stopped_early_still_reports_the_target_as_proven(caplog) -> N
     plans, objs, whole = _plans(cost, values, lo, hi, adj)
     ref = objs[whole].min()
     with caplog.at_level(logging.DEBUG, logger="territory_planner_plugin.contiguity"):
-        res = contiguous_cuts(cost, values, lo, hi, target_gap=0.02, time_limit_s=20,
-                              incumbent=lambda: plans[np.argmin(np.where(whole, objs, np.inf))],
-                              stop=lambda: "proves" in caplog.text, **args)  # fmt: skip
+        res = contiguous_cuts(
+            ContiguousProblem.of(cost, values, lo, hi, **args),
+            target_gap=0.02,
+            time_limit_s=20,
+            incumbent=lambda: plans[np.argmin(np.where(whole, objs, np.inf))],
+            stop=lambda: "proves" in caplog.text,
+        )
     assert res.objective == pytest.approx(ref, rel=1e-9)
     assert ref * (1 - 0.02) * (1 - 1e-5) <= res.bound < ref * (1 - 0.01)
     assert not res.optimal
@@ -681,17 +786,30 @@ def test_an_offered_plan_is_used_only_when_it_keeps_every_rule() -> None:
     plan is taken."""
     cost, values, lo, hi, args, ref, best, bad = _costly_case()
     offers = iter(bad)
-    res = contiguous_cuts(cost, values, lo, hi, time_limit_s=20, target_gap=0.01,
-                          incumbent=lambda: next(offers, None), **args)  # fmt: skip
+    res = contiguous_cuts(
+        ContiguousProblem.of(cost, values, lo, hi, **args),
+        time_limit_s=20,
+        target_gap=0.01,
+        incumbent=lambda: next(offers, None),
+    )
     assert res.objective == pytest.approx(ref, rel=1e-6)
     assert res.bound <= ref + 1e-6 * max(abs(ref), 1.0)
     lock = (best[0] + 1) % 3  # unit 0 locked away from its territory in the optimum
     locked = args | {"locks": np.where(np.arange(8) == 0, lock, -1)}
-    res = contiguous_cuts(cost, values, lo, hi, time_limit_s=20, target_gap=0.01,
-                          incumbent=lambda: best, **locked)  # fmt: skip
+    res = contiguous_cuts(
+        ContiguousProblem.of(cost, values, lo, hi, **locked),
+        time_limit_s=20,
+        target_gap=0.01,
+        incumbent=lambda: best,
+    )
     assert res.assign is None or res.assign[0] == lock
-    offered = contiguous_cuts(cost, values, lo, hi, time_limit_s=20, target_gap=0.01,
-                              incumbent=lambda: best, stop=lambda: False, **args)  # fmt: skip
+    offered = contiguous_cuts(
+        ContiguousProblem.of(cost, values, lo, hi, **args),
+        time_limit_s=20,
+        target_gap=0.01,
+        incumbent=lambda: best,
+        stop=lambda: False,
+    )
     assert offered.objective == pytest.approx(ref, rel=1e-9)
 
 
@@ -722,8 +840,13 @@ def test_a_plan_offered_during_a_round_cuts_it_short(monkeypatch, caplog) -> Non
         return plans[np.argmin(np.where(whole, objs, np.inf))] if len(calls) == 2 else None
 
     with caplog.at_level(logging.DEBUG, logger="territory_planner_plugin.contiguity"):
-        res = contiguous_cuts(cost, values, lo, hi, start=plans[np.argmax(np.where(whole, objs, -1))],
-                              target_gap=0.05, time_limit_s=20, incumbent=later, **args)  # fmt: skip
+        res = contiguous_cuts(
+            ContiguousProblem.of(cost, values, lo, hi, **args),
+            start=plans[np.argmax(np.where(whole, objs, -1))],
+            target_gap=0.05,
+            time_limit_s=20,
+            incumbent=later,
+        )
     if "round 1" not in caplog.text and "cut short" not in caplog.text:
         pytest.skip("closed before any round")  # pragma: no cover
     assert "round 1 cut short by an offered plan" in caplog.text
