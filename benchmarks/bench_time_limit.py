@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_territories import instance  # noqa: E402
 
-from territory_planner_plugin import contiguity, rebalance, territories  # noqa: E402
+from territory_planner_plugin import adjacency, rebalance, territories  # noqa: E402
 from territory_planner_plugin.errors import TerritoryPlannerError  # noqa: E402
 
 DEFAULT = (300_000, 100, 60.0, "reps")
@@ -46,7 +46,7 @@ def run(n: int, k: int, time_limit_s: float, mode: str) -> dict:
         finally:
             outputs[0] += time.perf_counter() - begin
 
-    tight_outline = contiguity.tight_outline
+    tight_outline = adjacency.tight_outline
 
     def timed_outline(*args, **kwargs):  # the polygons' outline: built before the search now
         begin = time.perf_counter()
@@ -56,7 +56,7 @@ def run(n: int, k: int, time_limit_s: float, mode: str) -> dict:
             outputs[0] += time.perf_counter() - begin
 
     territories.build_plan = timed_build_plan
-    contiguity.tight_outline = timed_outline
+    adjacency.tight_outline = timed_outline
     where = {"reps": reps, "rep_id_field": "rep"} if mode != "free" else {"n_territories": k}
     run_ = territories.design_territories
     if mode == "rebalance":  # last quarter's balanced plan (not timed), this quarter's revenue
@@ -87,7 +87,7 @@ def run(n: int, k: int, time_limit_s: float, mode: str) -> dict:
         outcome = f"{type(err).__name__}: {str(err)[:90]}"
     finally:
         territories.build_plan = build_plan
-        contiguity.tight_outline = tight_outline
+        adjacency.tight_outline = tight_outline
     seconds = time.perf_counter() - start
     return {"n": n, "k": k, "time_limit_s": time_limit_s, "mode": mode, "seconds": seconds,
             "outputs_s": outputs[0], "ratio": (seconds - outputs[0]) / time_limit_s,

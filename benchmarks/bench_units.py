@@ -38,14 +38,16 @@ from scipy.cluster.vq import kmeans2
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from territory_planner_plugin.assignment import solve_balanced  # noqa: E402
-from territory_planner_plugin.contiguity import (  # noqa: E402
-    ContiguousProblem,
-    contiguous_milp,
+from territory_planner_plugin.adjacency import (  # noqa: E402
     count_pieces,
-    make_contiguous,
     point_adjacency,
     polygon_adjacency,
+)
+from territory_planner_plugin.assignment import solve_balanced  # noqa: E402
+from territory_planner_plugin.contiguity import make_contiguous  # noqa: E402
+from territory_planner_plugin.contiguous_problem import (  # noqa: E402
+    ContiguousProblem,
+    contiguous_milp,
 )
 from territory_planner_plugin.units import prepare_units  # noqa: E402
 

@@ -21,7 +21,7 @@ from pyproj import Transformer
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from territory_planner_plugin.contiguity import tight_outline  # noqa: E402
+from territory_planner_plugin.adjacency import tight_outline  # noqa: E402
 
 CRS = "EPSG:3067"  # ETRS-TM35FIN, the national projected CRS of Finland (metres)
 MIN_BLOCK_M2 = 1_500.0

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import branch_cut, contiguity, matrix
+from . import branch_cut, matrix
+from .contiguous_problem import ContiguousProblem
+from .exact_contiguity import CutPlan
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +32,7 @@ class CutsBeside:
 
     def __init__(self, proc: subprocess.Popen) -> None:
         self.proc = proc
-        self._answer: contiguity.CutPlan | None = None
+        self._answer: CutPlan | None = None
         self._read = False
 
     def offer(self, assign: np.ndarray) -> None:
@@ -49,7 +51,7 @@ class CutsBeside:
         """Whether the worker has ended (its answer can be read without waiting)."""
         return self.proc.poll() is not None
 
-    def result(self, timeout_s: float) -> contiguity.CutPlan | None:
+    def result(self, timeout_s: float) -> CutPlan | None:
         """The worker's result, waiting at most ``timeout_s``; None when it failed or did not end
         in time (it is stopped then)."""
         if self._read:
@@ -63,7 +65,7 @@ class CutsBeside:
             self.close()
             return None
         if isinstance(answer, dict):
-            self._answer = contiguity.CutPlan(**answer)
+            self._answer = CutPlan(**answer)
         elif answer is not None:
             logger.debug("Separator cuts beside the search failed: %s", answer)
         return self._answer
@@ -72,7 +74,7 @@ class CutsBeside:
         """Whether the worker runs or has answered (not failed)."""
         return not self.done() or self.result(0.0) is not None
 
-    def closed(self) -> contiguity.CutPlan | None:
+    def closed(self) -> CutPlan | None:
         """The worker's result once it has ended with a plan proven optimal (nothing left to
         search), else None."""
         if not self.done():
@@ -87,9 +89,7 @@ class CutsBeside:
             self.proc.wait()
 
 
-def start_cuts_beside(
-    seconds: float, problem: contiguity.ContiguousProblem, **options
-) -> CutsBeside | None:
+def start_cuts_beside(seconds: float, problem: ContiguousProblem, **options) -> CutsBeside | None:
     """Start ``branch_cut.contiguous_model(problem, **options)`` in a worker process for
     ``seconds`` of wall time (better plans found meanwhile go to it with
     :meth:`CutsBeside.offer`), or None when this machine has one core for it
@@ -118,8 +118,8 @@ def start_cuts_beside(
     return CutsBeside(proc)
 
 
-def merge_cuts(here: contiguity.CutPlan | None,
-               there: contiguity.CutPlan | None) -> contiguity.CutPlan | None:  # fmt: skip
+def merge_cuts(here: CutPlan | None,
+               there: CutPlan | None) -> CutPlan | None:  # fmt: skip
     """One separator-cut result from this process's (``here``) and the one beside (``there``;
     either may be None): the higher bound, the cheaper plan in one piece, the rounds and cuts of
     both; optimal or closed when either proves it for the plan kept."""

@@ -1,8 +1,8 @@
 """The root-free contiguous model solved by branch-and-cut in one search tree (SCIP through
-PySCIPOpt): the cuts of :func:`.contiguity.contiguous_cuts` (a-b separators for plans in pieces,
+PySCIPOpt): the cuts of :func:`.exact_contiguity.contiguous_cuts` (a-b separators for plans in pieces,
 size cuts for plans and for the LP's fractional plans) are added where the tree needs them, so
 nothing is solved twice. HiGHS has no callback that adds constraints during its search, which is
-why :func:`.contiguity.contiguous_cuts` re-solves the whole model round after round; with SCIP
+why :func:`.exact_contiguity.contiguous_cuts` re-solves the whole model round after round; with SCIP
 installed the worker beside the plan search (:mod:`.beside`) runs this instead."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .contiguity import (
-    ContiguousProblem,
+from .contiguous_problem import ContiguousProblem
+from .exact_contiguity import (
     CutPlan,
     _pieces_apart,
     _separator_cuts,
@@ -38,7 +38,7 @@ def scip_available() -> bool:
 
 def contiguous_model(problem: ContiguousProblem, **options) -> CutPlan | None:
     """The root-free contiguous model solved by :func:`contiguous_branch_and_cut` when SCIP is
-    installed, else by :func:`.contiguity.contiguous_cuts` (the same options)."""
+    installed, else by :func:`.exact_contiguity.contiguous_cuts` (the same options)."""
     res = contiguous_branch_and_cut(problem, **options)
     return contiguous_cuts(problem, **options) if res is None else res
 
@@ -56,11 +56,11 @@ def contiguous_branch_and_cut(
     """Solve the root-free contiguous model (each unit in one allowed territory, bands, locks,
     moves budget, every territory in one piece) by branch-and-cut with SCIP: every plan the tree
     finds in pieces is cut off by a-b separators and size cuts of its pieces, and each LP's
-    fractional plan by size cuts (:class:`.contiguity._SizeCuts`). Every cut holds for every
+    fractional plan by size cuts (:class:`.exact_contiguity._SizeCuts`). Every cut holds for every
     plan in one piece, so SCIP's dual bound is a bound of the problem as posed. ``start`` (a plan
     in one piece per territory) is the first incumbent; ``incumbent()``, asked every
     ``POLL_S`` seconds, may give a better plan found elsewhere (used when it keeps every rule);
-    ``stop()`` ends the search early. Takes the options of :func:`.contiguity.contiguous_cuts`
+    ``stop()`` ends the search early. Takes the options of :func:`.exact_contiguity.contiguous_cuts`
     (those it has no use for are ignored). Returns None when PySCIPOpt is not installed."""
     try:
         from pyscipopt import SCIP_RESULT, Conshdlr, Model, quicksum

@@ -410,7 +410,7 @@ def _plan_kpis(plan, name, ids, terr, vals, fields, crs, travel_field, base, bas
         row["within_tolerance"] = plan_kpis.within_tolerance(devs, tolerance_pct)
     row["compactness_km"] = _compactness_km(plan, terr, crs)
     if isinstance(plan, gpd.GeoDataFrame):  # any plan, also one made elsewhere
-        from .contiguity import plan_pieces
+        from .adjacency import plan_pieces
 
         pieces = plan_pieces(plan.geometry, terr)
         row["split_territories"] = sum(1 for k, n in pieces.items()

@@ -486,9 +486,9 @@ def point_adjacency(xy: np.ndarray, *, study_area=None):
     """Neighbours of point accounts, as Design territories counts a territory's pieces.
 
     The adjacency of the accounts' Voronoi cells inside the study area (default: their tight
-    outline), with groups apart linked to their neighbours: :func:`.contiguity.point_adjacency`.
+    outline), with groups apart linked to their neighbours: :func:`.adjacency.point_adjacency`.
     """
-    from .contiguity import point_adjacency as cells_adjacency
+    from .adjacency import point_adjacency as cells_adjacency
 
     xy = np.asarray(xy, dtype=float).reshape(-1, 2)
     adjacency, _ = cells_adjacency(xy, study_area=study_area, with_cells=False)
@@ -497,8 +497,8 @@ def point_adjacency(xy: np.ndarray, *, study_area=None):
 
 def polygon_adjacency(geometries: Sequence, *, rule: str = "rook", snap_m: float = 1.0):
     """Neighbours of units by shared boundary (ADJACENCY rule, SNAP_DISTANCE), as Design
-    territories counts pieces: :func:`.contiguity.polygon_adjacency` (islands linked)."""
-    from .contiguity import polygon_adjacency as units_adjacency
+    territories counts pieces: :func:`.adjacency.polygon_adjacency` (islands linked)."""
+    from .adjacency import polygon_adjacency as units_adjacency
 
     return units_adjacency(list(geometries), rule=rule, snap_m=snap_m).matrix
 

@@ -42,7 +42,7 @@ from .errors import (
 from .progress import CancelCheck
 
 if TYPE_CHECKING:
-    from .contiguity import ContiguousProblem
+    from .contiguous_problem import ContiguousProblem
 
 logger = logging.getLogger(__name__)
 
@@ -205,8 +205,8 @@ class TerritoryModel:
 
     def contiguous_problem(self) -> ContiguousProblem:
         """This model as the exact contiguous models take it
-        (:class:`.contiguity.ContiguousProblem`: its arrays, the bands of :meth:`bounds`)."""
-        from .contiguity import ContiguousProblem
+        (:class:`.contiguous_problem.ContiguousProblem`: its arrays, the bands of :meth:`bounds`)."""
+        from .contiguous_problem import ContiguousProblem
 
         _, lo, hi = self.bounds()
         return ContiguousProblem.of(self.cost, self.values, lo, hi, adjacency=self.adjacency,
@@ -263,7 +263,7 @@ class TerritoryModel:
         """(k,) connected pieces of each territory under the adjacency (None without one)."""
         if self.adjacency is None:
             return None
-        from .contiguity import count_pieces
+        from .adjacency import count_pieces
 
         return np.asarray(count_pieces(assign, self.adjacency, self.k))
 
@@ -417,12 +417,8 @@ class TerritoryModel:
         by then, the rooted flow MILP looks for one."""
         from .beside import merge_cuts, start_cuts_beside
         from .branch_cut import contiguous_model
-        from .contiguity import (
-            CUT_TARGET_GAP,
-            contiguous_cuts,
-            contiguous_exact,
-            improve_by_neighbourhoods,
-        )
+        from .contiguous_problem import contiguous_exact
+        from .exact_contiguity import CUT_TARGET_GAP, contiguous_cuts, improve_by_neighbourhoods
 
         t0 = time.perf_counter()
         free = replace(self, contiguous=False)
@@ -587,11 +583,11 @@ class TerritoryModel:
     def _redraw_all(self, start: np.ndarray, bound: float, seconds: float,
                     problem: ContiguousProblem, stop=None) -> np.ndarray:  # fmt: skip
         """A plan far above the bound, stuck for the neighbourhoods: the ordered model re-draws
-        every territory at once (:func:`.contiguity.ordered_plan`, from ``start``), then the
+        every territory at once (:func:`.exact_contiguity.ordered_plan`, from ``start``), then the
         neighbourhoods go on from its plan; rounds repeat while they improve, within
         ``seconds`` and until ``stop()`` says so. Returns the best plan (``start`` when nothing
         improves)."""
-        from .contiguity import improve_by_neighbourhoods, ordered_plan
+        from .exact_contiguity import improve_by_neighbourhoods, ordered_plan
 
         end = time.perf_counter() + seconds
         first, rounds, tried = self.objective_of(start), 0, False
@@ -666,7 +662,7 @@ class TerritoryModel:
         the pairs (quick), then the MILP of the pairs started from its plan (HiGHS; rows left
         one pair are fixed and folded into the bands) in the time left. The restriction's bound
         is not the model's, so none is returned."""
-        from .contiguity import highs_milp
+        from .contiguous_problem import highs_milp
 
         end = time.perf_counter() + time_limit_s
         mask = np.asarray(pairs, bool) & self.pairs()

@@ -499,7 +499,7 @@ def build_report(
         _ids_as(territories, territory_field) if territories is not None else None
     )
     if not pieces and hasattr(accounts, "geometry"):  # any plan, also one made elsewhere
-        from .contiguity import plan_pieces
+        from .adjacency import plan_pieces
 
         pieces = {
             k: n

@@ -114,7 +114,7 @@ class PlanRows:
     accounts: gpd.GeoDataFrame | None = None  # prepared accounts with units
     accounts_original: gpd.GeoDataFrame | None = None
     account_ids: np.ndarray | None = None
-    adjacency: object | None = None  # contiguity.Adjacency
+    adjacency: object | None = None  # adjacency.Adjacency
     area: object | None = None  # clip area of account cells: STUDY_AREA or the tight outline
     contiguous: bool = False
     outside: int = 0
@@ -174,7 +174,7 @@ def prepare_rows(
     -------
     PlanRows
     """
-    from . import contiguity
+    from . import adjacency as graph
 
     fields = list(balance_fields)
     if units is None:
@@ -200,10 +200,10 @@ def prepare_rows(
         if area is None:  # before the search: it depends on the accounts alone, and the
             # adjacency and the territory polygons share it and its triangulation
             began = time.perf_counter()
-            area = rows.area = contiguity.tight_outline(xy, rows.cells)
+            area = rows.area = graph.tight_outline(xy, rows.cells)
             rows.outline_s = time.perf_counter() - began
         if rows.contiguous:
-            rows.adjacency, _ = contiguity.point_adjacency(xy, study_area=area, with_cells=False)
+            rows.adjacency, _ = graph.point_adjacency(xy, study_area=area, with_cells=False)
             adj = rows.adjacency
             _log_links(adj, ids, "accounts")
         return rows
@@ -235,7 +235,7 @@ def prepare_rows(
         if empty.any():
             logger.info("UNITS: %d unit(s) hold no account; each joins a territory next to it "
                         "(the plan covers the whole map).", int(empty.sum()))  # fmt: skip
-    adj = contiguity.polygon_adjacency(us.units.geometry, rule=adjacency, snap_m=snap_m)
+    adj = graph.polygon_adjacency(us.units.geometry, rule=adjacency, snap_m=snap_m)
     rows.adjacency = adj
     _log_links(adj, rows.ids, "units")
     return rows
@@ -703,7 +703,7 @@ def build_plan(
     summary (with ``pieces``) and KPIs. ``costs`` is :func:`row_costs`' (km, minutes, km and
     minutes of the cost points); ``src_locks``/``src_current`` are per cost point (account).
     """
-    from .contiguity import count_pieces, territory_polygons
+    from .adjacency import count_pieces, territory_polygons
 
     assign, objective, lower = sol.assign, sol.objective, sol.lower_bound
     cost, values, capacity = model.cost, model.values, model.capacity

@@ -20,7 +20,7 @@ import shapely
 from shapely.errors import GEOSException
 
 from ._validate import balance_values, check_points
-from .contiguity import geometry_array
+from .adjacency import geometry_array
 from .errors import InvalidInputError
 
 logger = logging.getLogger(__name__)

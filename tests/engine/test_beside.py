@@ -11,14 +11,11 @@ import pytest
 
 from territory_planner_plugin import beside, matrix
 from territory_planner_plugin import model as model_module
+from territory_planner_plugin.adjacency import count_pieces
 from territory_planner_plugin.beside import merge_cuts
 from territory_planner_plugin.branch_cut import scip_available
-from territory_planner_plugin.contiguity import (
-    ContiguousProblem,
-    CutPlan,
-    contiguous_cuts,
-    count_pieces,
-)
+from territory_planner_plugin.contiguous_problem import ContiguousProblem
+from territory_planner_plugin.exact_contiguity import CutPlan, contiguous_cuts
 from territory_planner_plugin.model import TerritoryModel
 from tests.engine.test_contiguity import brute_force, problem
 
@@ -119,14 +116,14 @@ def test_the_model_uses_the_cuts_beside_and_stays_exact(two_processes, caplog,
                                                         monkeypatch) -> None:  # fmt: skip
     """Through TerritoryModel.solve, with this process's own cut loop giving nothing: the
     worker's result is merged in (logged) and proves the brute-force optimum."""
-    from territory_planner_plugin import contiguity
+    from territory_planner_plugin import exact_contiguity
 
-    own = contiguity.contiguous_cuts
+    own = exact_contiguity.contiguous_cuts
 
     def nothing_here(*args, **kwargs):  # the model's own loop (the worker imports afresh)
         return None if kwargs.get("incumbents") else own(*args, **kwargs)
 
-    monkeypatch.setattr(contiguity, "contiguous_cuts", nothing_here)
+    monkeypatch.setattr(exact_contiguity, "contiguous_cuts", nothing_here)
     sol, ref = _solve_grid(caplog, (3, 3, 3, 30, 0))
     assert "second process beside the search" in caplog.text
     assert sol.objective == pytest.approx(ref, rel=1e-9)

@@ -9,12 +9,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from territory_planner_plugin.adjacency import count_pieces
 from territory_planner_plugin.branch_cut import (
     contiguous_branch_and_cut,
     contiguous_model,
     scip_available,
 )
-from territory_planner_plugin.contiguity import ContiguousProblem, count_pieces
+from territory_planner_plugin.contiguous_problem import ContiguousProblem
 from territory_planner_plugin.errors import InfeasibleError, SolverError
 from tests.engine.test_contiguity import brute_force, problem
 from tests.engine.test_contiguous_exact import (
@@ -88,7 +89,7 @@ def test_branch_and_cut_keeps_locks_pairs_and_the_moves_budget(seed, budget, n_l
     """A 5 x 5 grid with a scattered current plan, locks and a moves budget: SCIP's plan keeps
     every rule (the model's own check) and is no dearer than its start; its bound is not above
     the plan the HiGHS rounds prove optimal on the same model."""
-    from territory_planner_plugin.contiguity import contiguous_cuts
+    from territory_planner_plugin.exact_contiguity import contiguous_cuts
 
     adj, cost, values, current, locks, model = _ruled_grid(seed, budget, n_locks)
     n, k = cost.shape

@@ -15,17 +15,15 @@ from hypothesis import strategies as st
 from scipy.spatial import Delaunay
 
 from territory_planner_plugin import contiguity
-from territory_planner_plugin.assignment import solve_balanced
-from territory_planner_plugin.contiguity import (
-    ContiguousProblem,
-    _put_back,
-    contiguous_milp,
+from territory_planner_plugin.adjacency import (
     count_pieces,
-    make_contiguous,
     point_adjacency,
     polygon_adjacency,
     tight_outline,
 )
+from territory_planner_plugin.assignment import solve_balanced
+from territory_planner_plugin.contiguity import _put_back, make_contiguous
+from territory_planner_plugin.contiguous_problem import ContiguousProblem, contiguous_milp
 from territory_planner_plugin.errors import InfeasibleError, InvalidInputError
 
 CELL_M = 100.0
@@ -465,7 +463,7 @@ def test_plan_pieces_of_any_plan_areas_and_points() -> None:
     squares A B A A has A in two pieces; a band of T2 across a grid of accounts cuts T1 in two."""
     import geopandas as gpd
 
-    from territory_planner_plugin.contiguity import plan_pieces
+    from territory_planner_plugin.adjacency import plan_pieces
 
     squares = gpd.GeoSeries([shapely.box(i, 0, i + 1, 1) for i in range(4)], crs="EPSG:3067")
     assert plan_pieces(squares, ["A", "B", "A", "A"]) == {"A": 2, "B": 1}

@@ -12,8 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from territory_planner_plugin.contiguity import ContiguousProblem, contiguous_cuts, count_pieces
+from territory_planner_plugin.adjacency import count_pieces
+from territory_planner_plugin.contiguous_problem import ContiguousProblem
 from territory_planner_plugin.errors import InfeasibleError, SolverError
+from territory_planner_plugin.exact_contiguity import contiguous_cuts
 from territory_planner_plugin.model import CONTIGUOUS_EXACT_PAIRS, TerritoryModel
 from tests.engine.test_contiguity import brute_force, problem
 
@@ -77,7 +79,8 @@ def test_exact_path_beats_or_matches_the_local_search_and_keeps_the_rules() -> N
 def test_the_flow_model_starts_from_a_given_plan() -> None:
     """A plan in one piece per territory is a solution of the flow model (the flows of a BFS
     tree); a plan in pieces is not, and the solver never returns worse than its start."""
-    from territory_planner_plugin.contiguity import _flow_start, contiguous_exact, make_contiguous
+    from territory_planner_plugin.contiguity import make_contiguous
+    from territory_planner_plugin.contiguous_problem import _flow_start, contiguous_exact
 
     _, adj, cost, values, lo, hi, roots = problem(5, 5, 3, 15, 6)
     n, k = cost.shape
@@ -182,7 +185,7 @@ def _start_plan(cost, values, lo, hi, adj, *, locks=None, current=None, budget=N
 def test_a_neighbourhood_of_every_territory_is_the_whole_problem(rows, cols, k, tol, seed) -> None:
     """With neighbourhoods as large as the plan, one re-solve is the exact model: the brute-force
     optimum (a wrong mapping of rows, columns, bands or adjacency to the sub-model would miss it)."""
-    from territory_planner_plugin.contiguity import improve_by_neighbourhoods
+    from territory_planner_plugin.exact_contiguity import improve_by_neighbourhoods
 
     _, adj, cost, values, lo, hi, _ = problem(rows, cols, k, tol, seed)
     ref = brute_force(cost, values, lo, hi, adj)
@@ -213,7 +216,7 @@ def test_the_neighbourhoods_stop_when_told() -> None:
     """``stop()`` (the worker beside proved a plan optimal) ends the neighbourhoods before any
     re-solve, on a grid where they would improve the plan (its local-search plan misses the
     optimum)."""
-    from territory_planner_plugin.contiguity import improve_by_neighbourhoods
+    from territory_planner_plugin.exact_contiguity import improve_by_neighbourhoods
 
     _, adj, cost, values, lo, hi, _ = problem(3, 3, 3, 30, 0)
     start = _start_plan(cost, values, lo, hi, adj)
@@ -260,7 +263,7 @@ def test_neighbourhoods_keep_every_hard_rule(seed: int, budget: int, n_locks: in
     """Pairs and triples of territories re-solved on a 5 x 5 grid with locks, a current plan and
     a moves budget: the plan stays valid (bands, locks, one piece each, the budget counted over
     the whole plan, moves outside the neighbourhood included) and never gets worse."""
-    from territory_planner_plugin.contiguity import improve_by_neighbourhoods
+    from territory_planner_plugin.exact_contiguity import improve_by_neighbourhoods
 
     adj, cost, values, current, locks, model = _ruled_grid(seed, budget, n_locks)
     n, k = cost.shape
@@ -295,7 +298,7 @@ def test_relabelling_gives_each_centre_its_own_piece_unless_a_rule_forbids_it() 
     """Pieces handed to the wrong centres (a plan whose labels were shuffled) go back to the
     cheapest labelling; a lock, a band or the moves budget that the relabelling would break
     keeps the plan as it is."""
-    from territory_planner_plugin.contiguity import _relabel
+    from territory_planner_plugin.exact_contiguity import _relabel
 
     _, adj, cost, values, lo, hi, _ = problem(4, 6, 3, 30, 1)
     n, k = cost.shape
@@ -358,7 +361,7 @@ def _ordered_brute_force(cost, values, lo, hi, adj) -> float:
 def test_ordered_model_matches_its_brute_force_and_is_in_one_piece(rows, cols, k, tol, seed):
     """The ordered restriction's optimum (from the definition, by brute force) is what the MILP
     returns; it is never below the problem's own optimum; every territory is one piece."""
-    from territory_planner_plugin.contiguity import ordered_plan
+    from territory_planner_plugin.exact_contiguity import ordered_plan
 
     _, adj, cost, values, lo, hi, _ = problem(rows, cols, k, tol, seed)
     n = rows * cols
@@ -382,7 +385,7 @@ def test_ordered_model_keeps_every_hard_rule_and_its_start(seed: int, budget: in
                                                            n_locks: int) -> None:  # fmt: skip
     """On a 5 x 5 grid with locks, a current plan and a moves budget, the ordered model's plan
     keeps every rule; started from a plan of the ordered form it is no worse than that plan."""
-    from territory_planner_plugin.contiguity import _ordered_start, ordered_plan
+    from territory_planner_plugin.exact_contiguity import _ordered_start, ordered_plan
 
     adj, cost, values, current, locks, model = _ruled_grid(seed, budget, n_locks)
     n, k = cost.shape
@@ -410,22 +413,22 @@ def test_the_ordered_model_hands_stop_to_its_milp_which_asks_it_every_half_secon
     """``ordered_plan(stop=)`` reaches its MILP (the re-draw ends when the worker beside proved
     a plan optimal), and the MILP's interrupt callback (``_stop_at``) asks ``stop()`` at most
     every half second, interrupts when it says so, and at the deadline whatever it says."""
-    from territory_planner_plugin import contiguity
+    from territory_planner_plugin import contiguous_problem, exact_contiguity
 
     _, adj, cost, values, lo, hi, _ = problem(3, 3, 3, 30, 0)
     seen = []
-    real_milp = contiguity.highs_milp
+    real_milp = exact_contiguity.highs_milp
 
     def milp(*args):
         seen.append(args[-1])
         return real_milp(*args)
 
-    monkeypatch.setattr(contiguity, "highs_milp", milp)
+    monkeypatch.setattr(exact_contiguity, "highs_milp", milp)
 
     def told() -> bool:
         return False
 
-    out = contiguity.ordered_plan(ContiguousProblem.of(cost, values, lo, hi, adjacency=adj),
+    out = exact_contiguity.ordered_plan(ContiguousProblem.of(cost, values, lo, hi, adjacency=adj),
                                   stop=told, time_limit_s=10)  # fmt: skip
     assert seen == [told]
     assert out is not None
@@ -443,9 +446,9 @@ def test_the_ordered_model_hands_stop_to_its_milp_which_asks_it_every_half_secon
             self.calls.append(flag)
 
     clock, asked, answer = [100.0], [], [False]
-    monkeypatch.setattr(contiguity.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(contiguous_problem.time, "perf_counter", lambda: clock[0])
     h = SimpleNamespace(cbMipInterrupt=Hook())  # stands in for highspy.Highs
-    contiguity._stop_at(h, 110.0, lambda: asked.append(clock[0]) or answer[0])
+    contiguous_problem._stop_at(h, 110.0, lambda: asked.append(clock[0]) or answer[0])
 
     def poll(at: float) -> list:
         clock[0] = at
@@ -564,7 +567,9 @@ def test_size_cuts_hold_for_every_plan_in_one_piece_and_cut_small_pieces(rows, c
     """Every size cut (each unit alone, pieces of plans, grown from fractional plans) holds for
     every feasible plan in one piece (brute force), and every plan with a piece too small for
     its territory violates one of its own cuts."""
-    from territory_planner_plugin.contiguity import _binary, _matrix, _pairs, _SizeCuts
+    from territory_planner_plugin.adjacency import _binary, _matrix
+    from territory_planner_plugin.contiguous_problem import _pairs
+    from territory_planner_plugin.exact_contiguity import _SizeCuts
 
     _, adj, cost, values, lo, hi, _ = problem(rows, cols, k, tol, seed, measures=measures)
     n = rows * cols
@@ -609,7 +614,7 @@ def _pieces(members, mat) -> list:
 def test_size_cuts_find_a_unit_alone_in_a_fractional_plan() -> None:
     """A fractional plan that puts a unit wholly in a territory none of its neighbours is in
     violates a grown size cut, for that unit."""
-    from territory_planner_plugin.contiguity import _SizeCuts
+    from territory_planner_plugin.exact_contiguity import _SizeCuts
 
     _, adj, cost, values, lo, hi, _ = problem(3, 3, 3, 20, 0)
     model = ContiguousProblem.of(cost, values, lo, hi, adjacency=adj)
@@ -632,8 +637,8 @@ def test_every_border_at_once_finds_a_rotation_through_five_territories(monkeypa
     once finds it."""
     import scipy.sparse as sp
 
-    from territory_planner_plugin import contiguity
-    from territory_planner_plugin.contiguity import improve_by_neighbourhoods
+    from territory_planner_plugin import exact_contiguity
+    from territory_planner_plugin.exact_contiguity import improve_by_neighbourhoods
 
     n, k = 10, 5
     ring = sp.csr_matrix((np.ones(2 * n), (np.r_[np.arange(n), (np.arange(n) + 1) % n],
@@ -649,7 +654,7 @@ def test_every_border_at_once_finds_a_rotation_through_five_territories(monkeypa
 
     out = improve_by_neighbourhoods(model, start=today, deadline=time.perf_counter() + 30)
     np.testing.assert_array_equal(out, turned)
-    monkeypatch.setattr(contiguity, "BORDER_SOLVE_S", 0.0)  # the 2-4 territories alone: stuck
+    monkeypatch.setattr(exact_contiguity, "BORDER_SOLVE_S", 0.0)  # the 2-4 territories alone: stuck
     out = improve_by_neighbourhoods(model, start=today, deadline=time.perf_counter() + 30)
     np.testing.assert_array_equal(out, today)
 
@@ -659,7 +664,8 @@ def test_every_border_at_once_is_the_best_plan_of_its_neighbourhood(seed: int) -
     """On a 3 x 3 grid into 3: the border neighbourhood's plan is the cheapest of every plan in
     one piece within the bands where each unit stays or joins a neighbouring unit's territory
     (brute force), and None from the optimum (nothing is cheaper)."""
-    from territory_planner_plugin.contiguity import _binary, _matrix, _resolve_borders
+    from territory_planner_plugin.adjacency import _binary, _matrix
+    from territory_planner_plugin.exact_contiguity import _resolve_borders
 
     _, adj, cost, values, lo, hi, _ = problem(3, 3, 3, 40, seed)
     n = cost.shape[0]
@@ -716,10 +722,10 @@ def test_a_cut_off_round_proves_a_true_bound_and_the_loop_still_closes(
     better plans; either way every bound is one of the problem as posed and the loop ends at
     the brute-force optimum, also when the rounds' own MIP gap is loose (a round stopped by it
     above the cut-off proves nothing)."""
-    from territory_planner_plugin import contiguity
+    from territory_planner_plugin import exact_contiguity
 
-    monkeypatch.setattr(contiguity, "TARGET_ROUND_GAP", round_gap)
-    monkeypatch.setattr(contiguity, "LOOSE_WITHIN", 1.0)  # every target round loose
+    monkeypatch.setattr(exact_contiguity, "TARGET_ROUND_GAP", round_gap)
+    monkeypatch.setattr(exact_contiguity, "LOOSE_WITHIN", 1.0)  # every target round loose
     cost, values, lo, hi, adj, args = _cut_case(rows, cols, k, tol, seed)
     plans, objs, whole = _plans(cost, values, lo, hi, adj)
     if not whole.any():
@@ -727,7 +733,7 @@ def test_a_cut_off_round_proves_a_true_bound_and_the_loop_still_closes(
     ref = objs[whole].min()
     pick = np.argmin(np.where(whole, objs, np.inf)) if start_at == "optimum" else np.argmax(
         np.where(whole, objs, -np.inf))  # fmt: skip
-    with caplog.at_level(logging.DEBUG, logger="territory_planner_plugin.contiguity"):
+    with caplog.at_level(logging.DEBUG, logger="territory_planner_plugin.exact_contiguity"):
         res = contiguous_cuts(
             ContiguousProblem.of(cost, values, lo, hi, **args),
             start=plans[pick],
@@ -749,7 +755,7 @@ def test_a_cut_off_stopped_early_still_reports_the_target_as_proven(caplog) -> N
     cost, values, lo, hi, adj, args = _cut_case(3, 3, 3, 30, 0)
     plans, objs, whole = _plans(cost, values, lo, hi, adj)
     ref = objs[whole].min()
-    with caplog.at_level(logging.DEBUG, logger="territory_planner_plugin.contiguity"):
+    with caplog.at_level(logging.DEBUG, logger="territory_planner_plugin.exact_contiguity"):
         res = contiguous_cuts(
             ContiguousProblem.of(cost, values, lo, hi, **args),
             target_gap=0.02,
@@ -816,15 +822,15 @@ def test_an_offered_plan_is_used_only_when_it_keeps_every_rule() -> None:
 def test_a_plan_offered_during_a_round_cuts_it_short(monkeypatch, caplog) -> None:
     """A plan offered while a round runs, below that round's cut-off, ends the round (it could
     prove nothing) and the next round is cut off at the new plan; the loop still closes."""
-    from territory_planner_plugin import contiguity
+    from territory_planner_plugin import exact_contiguity
 
-    own = contiguity._stop_at
+    own = exact_contiguity._stop_at
 
     def ask_every_time(h, deadline, stop=None):  # the half-second pace of a real round
         own(h, deadline, stop)
         h.cbMipInterrupt += lambda e: e.interrupt(True) if stop is not None and stop() else None
 
-    monkeypatch.setattr(contiguity, "_stop_at", ask_every_time)
+    monkeypatch.setattr(exact_contiguity, "_stop_at", ask_every_time)
     for case in [(3, 3, 3, 30, 0), (2, 5, 3, 30, 6), (3, 3, 3, 20, 5), (3, 4, 3, 25, 2)]:
         cost, values, lo, hi, adj, args = _cut_case(*case)
         plans, objs, whole = _plans(cost, values, lo, hi, adj)
@@ -839,7 +845,7 @@ def test_a_plan_offered_during_a_round_cuts_it_short(monkeypatch, caplog) -> Non
         calls.append(1)
         return plans[np.argmin(np.where(whole, objs, np.inf))] if len(calls) == 2 else None
 
-    with caplog.at_level(logging.DEBUG, logger="territory_planner_plugin.contiguity"):
+    with caplog.at_level(logging.DEBUG, logger="territory_planner_plugin.exact_contiguity"):
         res = contiguous_cuts(
             ContiguousProblem.of(cost, values, lo, hi, **args),
             start=plans[np.argmax(np.where(whole, objs, -1))],

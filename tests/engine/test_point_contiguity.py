@@ -9,14 +9,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy.cluster.vq import kmeans2
 
-from territory_planner_plugin.assignment import solve_balanced
-from territory_planner_plugin.contiguity import (
+from territory_planner_plugin.adjacency import (
     count_pieces,
-    make_contiguous,
     point_adjacency,
     territory_polygons,
     tight_outline,
 )
+from territory_planner_plugin.assignment import solve_balanced
+from territory_planner_plugin.contiguity import make_contiguous
 
 
 def clipped_cell_pairs(xy: np.ndarray, area) -> set[tuple[int, int]]:

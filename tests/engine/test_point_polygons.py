@@ -10,7 +10,7 @@ import pytest
 import shapely
 from scipy.spatial import cKDTree
 
-from territory_planner_plugin.contiguity import (
+from territory_planner_plugin.adjacency import (
     _concave_hull,
     _delaunay,
     _disk_union,
@@ -133,7 +133,7 @@ def test_disk_union_is_the_union_of_the_disks(kind) -> None:
     tri = _delaunay(xy)
     shift = xy.mean(0)
     pts = xy - shift
-    from territory_planner_plugin.contiguity import _circumcentres, _edges
+    from territory_planner_plugin.adjacency import _circumcentres, _edges
 
     reach = 450.0
     ours = _disk_union(pts, tri, _circumcentres(pts, tri.simplices), _edges(tri), reach, shift)

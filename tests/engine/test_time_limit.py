@@ -113,16 +113,16 @@ def test_the_output_reserve_follows_how_slow_the_outline_was() -> None:
 def test_the_accounts_outline_is_built_once_before_the_search(monkeypatch) -> None:
     """The tight outline depends on the accounts alone: it is built while preparing the rows
     (its time tells the reserve how busy the machine is) and the territory polygons reuse it."""
-    from territory_planner_plugin import contiguity
+    from territory_planner_plugin import adjacency
 
     calls = []
-    outline = contiguity.tight_outline
+    outline = adjacency.tight_outline
 
     def counted(*args, **kwargs):
         calls.append(time.perf_counter())
         return outline(*args, **kwargs)
 
-    monkeypatch.setattr(contiguity, "tight_outline", counted)
+    monkeypatch.setattr(adjacency, "tight_outline", counted)
     solved = []
     solve = model.TerritoryModel.solve
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import shapely
 
-from territory_planner_plugin.contiguity import count_pieces, polygon_adjacency
+from territory_planner_plugin.adjacency import count_pieces, polygon_adjacency
 from territory_planner_plugin.errors import InvalidInputError
 from territory_planner_plugin.units import dissolve_units, prepare_units, unit_codes
 

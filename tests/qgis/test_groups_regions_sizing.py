@@ -178,7 +178,7 @@ def test_regions_from_units_are_each_one_piece(run_alg, tp, accounts_gpkg, tmp_p
     import shutil
 
     import numpy as np
-    from territory_planner.territory_planner_plugin import contiguity
+    from territory_planner.territory_planner_plugin import adjacency
 
     areas = tmp_path / "areas.gpkg"
     shutil.copy(tp.sample_file("areas.gpkg"), areas)
@@ -189,7 +189,7 @@ def test_regions_from_units_are_each_one_piece(run_alg, tp, accounts_gpkg, tmp_p
     result = run_alg("designterritories", params)
     units = tp.read_layer(result["OUTPUT_UNITS"]).to_crs(3067)
     assert set(units["region_id"]) == {"R1", "R2"}
-    adj = contiguity.polygon_adjacency(units.geometry, rule="rook", snap_m=1.0).matrix.tocsr()
+    adj = adjacency.polygon_adjacency(units.geometry, rule="rook", snap_m=1.0).matrix.tocsr()
     for region in ("R1", "R2"):  # the region's units form one connected piece
         members = np.flatnonzero((units["region_id"] == region).to_numpy())
         seen, todo = {members[0]}, [members[0]]
