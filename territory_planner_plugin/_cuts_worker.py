@@ -3,9 +3,10 @@
 Run as a script (``python _cuts_worker.py``), it reads one pickle from stdin: the parent's
 ``sys.path``, the name of the branch_cut module (the plugin's package name varies with where it
 is installed), the wall-clock end (``time.time()``), the fields of the
-:class:`ContiguousProblem` and the options of ``contiguous_model`` without ``time_limit_s``. Then, until stdin closes, pickles of better plans
-found by the parent (a territory index per unit), which the model is offered as it goes (SCIP's
-tree takes them as incumbents; the HiGHS rounds before each round and during one).
+:class:`ContiguousProblem` and the options of ``contiguous_model`` without ``time_limit_s``.
+Then, until stdin closes, pickles of better plans found by the parent (a territory index per
+unit), which the model is offered as it goes (SCIP's tree takes them as incumbents; the HiGHS
+rounds before each round and during one).
 It answers one pickle on stdout: the result's fields as a dict, None, or an error text.
 """
 

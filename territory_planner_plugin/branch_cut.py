@@ -1,9 +1,9 @@
 """The root-free contiguous model solved by branch-and-cut in one search tree (SCIP through
-PySCIPOpt): the cuts of :func:`.exact_contiguity.contiguous_cuts` (a-b separators for plans in pieces,
-size cuts for plans and for the LP's fractional plans) are added where the tree needs them, so
-nothing is solved twice. HiGHS has no callback that adds constraints during its search, which is
-why :func:`.exact_contiguity.contiguous_cuts` re-solves the whole model round after round; with SCIP
-installed the worker beside the plan search (:mod:`.beside`) runs this instead."""
+PySCIPOpt): the cuts of :func:`.exact_contiguity.contiguous_cuts` (a-b separators for plans in
+pieces, size cuts for plans and for the LP's fractional plans) are added where the tree needs
+them, so nothing is solved twice. HiGHS has no callback that adds constraints during its search,
+which is why :func:`.exact_contiguity.contiguous_cuts` re-solves the whole model round after
+round; with SCIP installed the worker beside the plan search (:mod:`.beside`) runs this instead."""
 
 from __future__ import annotations
 

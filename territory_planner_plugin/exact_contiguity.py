@@ -1,4 +1,4 @@
-"""Exact contiguous models of county-sized plans, on a :class:`.contiguous_problem.ContiguousProblem`.
+"""Exact contiguous models of county-sized plans (:class:`.contiguous_problem.ContiguousProblem`).
 
 :func:`contiguous_cuts` solves the root-free model by separator cuts (Validi and Buchanan's a-b
 separators, and size cuts: a group of units too small for a territory is not the whole

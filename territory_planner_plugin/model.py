@@ -205,7 +205,8 @@ class TerritoryModel:
 
     def contiguous_problem(self) -> ContiguousProblem:
         """This model as the exact contiguous models take it
-        (:class:`.contiguous_problem.ContiguousProblem`: its arrays, the bands of :meth:`bounds`)."""
+        (:class:`.contiguous_problem.ContiguousProblem`: its arrays, the bands of
+        :meth:`bounds`)."""
         from .contiguous_problem import ContiguousProblem
 
         _, lo, hi = self.bounds()
