@@ -227,6 +227,12 @@ class TerritoryModel:
         self._refuse_too_heavy("No plan satisfies every hard constraint.")
         target, _, hi = self.bounds()
         tol = self.tolerance_pct
+        heavy = self._heavier_than_bands()
+        if heavy is not None:
+            msg, need = heavy
+            if self._probe:
+                raise InfeasibleError(msg)
+            raise InfeasibleError(f"{msg} {self.relaxations('CBC', 10.0, tolerance_from=need)}")
         what = "account count" if not self.names else None
         for j, cid in enumerate(self.territory_ids):
             locked = self.values[self.locks == j].sum(0)
@@ -1094,6 +1100,33 @@ class TerritoryModel:
                     out.append(f"{len(heavy)} {self.noun} ({names}{more}) each hold more of "
                                f"{name} than {most}; the largest holds {share:.1f}%.")  # fmt: skip
         return out
+
+    def _heavier_than_bands(self) -> tuple[str, float] | None:
+        """The row heaviest above every territory's band at this TOLERANCE (it fits in no
+        territory, so there is no plan), named in a sentence, with the least TOLERANCE at which
+        it fits one (where the search for a working TOLERANCE starts); None when every row
+        fits some territory."""
+        target, _, hi = self.bounds()
+        tol = self.tolerance_pct
+        worst = None
+        for m, name in enumerate(self.measure_names):
+            name = name if self.names else "account count"
+            j = int(np.argmax(hi[:, m]))
+            over = self.values[:, m] - hi[j, m]
+            i = int(np.argmax(over))
+            if over[i] <= 1e-9 * (1.0 + abs(hi[j, m])) or target[j, m] <= 0:
+                continue
+            v, total = self.values[i, m], self.values[:, m].sum()
+            need = 100 * (v / target[j, m] - 1) * tol.min() / max(tol[m], 1e-9)
+            if worst is None or need > worst[1]:
+                worst = (
+                    f"{self.noun[:-1].capitalize()} {self.row_ids[i]} alone holds {v:,.6g} of "
+                    f"{name} ({100 * v / total:.1f}%), {100 * (v / target[j, m] - 1):.1f}% above "
+                    f"the largest territory target ({target[j, m]:,.6g}): at TOLERANCE "
+                    f"{tol[m]:g}% no territory may hold more than {hi[j, m]:,.6g}.",
+                    need,
+                )  # fmt: skip
+        return worst
 
     def _min_tolerance(self, solver: str, time_limit_s: float, *, relax: bool) -> float | None:
         """Smallest TOLERANCE (%) of the relaxation (a bound) or of a whole-row plan found."""

@@ -110,6 +110,25 @@ def test_a_dominant_account_is_named_and_no_tolerance_is_proposed():
     assert "set TOLERANCE" not in message
 
 
+def test_an_account_above_every_band_is_named_with_the_tolerance_it_needs():
+    """One account 20 % above a territory's target, TOLERANCE 5 %: the message names it and its
+    figures before any search, and proposes the least TOLERANCE that works (0.1 % less fails)."""
+    acc, kw = _case(9, 3, 2, 5.0, 0, 0, None, None)
+    rest = float(acc.loc[1:, "revenue"].sum())
+    acc.loc[0, "revenue"] = 2.0 * rest / 3.0  # 40 % of the total: target 33.3 % x 1.2
+    with pytest.raises(InfeasibleError) as err:
+        design_territories(acc, **kw)
+    message = str(err.value)
+    assert re.search(r"Account A0 alone holds [0-9,.]+ of revenue \(40\.0%\), 20\.0% above the "
+                     r"largest territory target", message), message  # fmt: skip
+    assert "at TOLERANCE 5% no territory may hold more than" in message, message
+    need = float(re.search(r"TOLERANCE to at least ([0-9.]+)%", message).group(1))
+    assert 20.0 <= need <= 20.1, message
+    design_territories(acc, **{**kw, "tolerance_pct": need})
+    with pytest.raises(InfeasibleError, match="Account A0 alone holds"):
+        design_territories(acc, **{**kw, "tolerance_pct": round(need - 0.1, 1)})
+
+
 def test_suggested_tolerance_is_the_least_that_works():
     """The proposed TOLERANCE works and 0.1 % less does not (the grid of the message)."""
     acc = random_accounts(10, 3)
