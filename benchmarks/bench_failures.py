@@ -3,7 +3,8 @@ against TIME_LIMIT, with the relaxations they name (each checked by solving).
 
 Usage: ``python benchmarks/bench_failures.py [TIME_LIMIT ...]`` (default 10 30 60). Cases: the
 sample areas with territory T01 locked at both ends and T02 between (no plan in one piece), the
-first 40 sample accounts at TOLERANCE 0 (no plan the solver can find), and their rebalance with
+sample areas with one area 20 % above a territory's target at TOLERANCE 10 (named before solving),
+the first 40 sample accounts at TOLERANCE 0 (no plan the solver can find), and their rebalance with
 MAX_MOVES 0 at TOLERANCE 3 (proven infeasible). Prints seconds, the ratio to TIME_LIMIT and the
 advice of each message.
 """
@@ -36,6 +37,9 @@ def cases() -> dict:
     lock = pd.Series(None, index=units.index, dtype=object)
     lock.iloc[[west_east[0], west_east[-1]]] = "T01"
     lock.iloc[west_east[len(units) // 2]] = "T02"
+    heavy = units.copy()  # one area 20 % above a territory's target (5 reps): none may hold it
+    rest = float(heavy["population"].sum() - heavy["population"].iloc[0])
+    heavy.loc[heavy.index[0], "population"] = round(0.24 * rest / 0.76)
     reps = gpd.read_file(DATA / "reps.gpkg")
     acc = gpd.read_file(DATA / "accounts.gpkg").iloc[:40]
     plan = {"id_field": "id", "reps": reps.iloc[:3], "rep_id_field": "rep_id",
@@ -45,6 +49,9 @@ def cases() -> dict:
             "units": units.assign(lock=lock), "unit_id_field": "area_id",
             "balance_fields": ["population"], "reps": reps, "rep_id_field": "rep_id",
             "lock_field": "lock", "tolerance_pct": 10.0}),
+        "areas, one area too heavy at TOLERANCE 10": (design_territories, {
+            "units": heavy, "unit_id_field": "area_id", "balance_fields": ["population"],
+            "reps": reps, "rep_id_field": "rep_id", "tolerance_pct": 10.0}),
         "40 accounts x 3, TOLERANCE 0": (design_territories, {
             "accounts": acc, **plan, "tolerance_pct": 0.0}),
         "rebalance, MAX_MOVES 0, TOLERANCE 3": (rebalance_territories, {
