@@ -69,7 +69,7 @@ def contiguous_branch_and_cut(
     t0 = time.perf_counter()
     cost, mat = problem.cost, problem.adjacency
     n, k = cost.shape
-    if not problem.allowed.any(1).all():
+    if problem.stranded:
         return CutPlan(np.inf, None, np.inf, False, 0, 0, solver="SCIP")
     pr, pc, pid = problem.pairs
     m = Model()

@@ -88,6 +88,11 @@ class ContiguousProblem:
                    _binary(_matrix(adjacency)), locks, allowed, cur,
                    None if cur is None else int(budget))  # fmt: skip
 
+    @property
+    def stranded(self) -> bool:
+        """Whether some unit has no allowed territory (then no model has a plan)."""
+        return not self.allowed.any(1).all()
+
     @cached_property
     def pairs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The models' columns (:func:`_pairs`): allowed pairs' units and territories, and each
@@ -207,7 +212,7 @@ def contiguous_exact(
     roots = np.asarray(roots, int)
     if not allowed[roots, np.arange(k)].all() or len(set(roots.tolist())) < k:
         return None
-    if not allowed.any(1).all():
+    if problem.stranded:
         return None
     pr, pc, pid = problem.pairs
     p = len(pr)

@@ -58,7 +58,7 @@ def ordered_plan(
     """
     cost, allowed, mat = problem.cost, problem.allowed, problem.adjacency
     n, k = cost.shape
-    if not allowed.any(1).all() or not allowed.any(0).all():
+    if problem.stranded or not allowed.any(0).all():
         return None
     pr, pc, pid = problem.pairs
     p = len(pr)
@@ -237,7 +237,7 @@ def contiguous_cuts(
     t0 = time.perf_counter()
     cost, mat = problem.cost, problem.adjacency
     n, k = cost.shape
-    if not problem.allowed.any(1).all():
+    if problem.stranded:
         return CutPlan(np.inf, None, np.inf, False, 0, 0)
     pr, pc, pid = problem.pairs
     p = len(pr)

@@ -858,3 +858,35 @@ def test_a_plan_offered_during_a_round_cuts_it_short(monkeypatch, caplog) -> Non
     assert "round 1 cut short by an offered plan" in caplog.text
     assert res.optimal
     assert res.objective == pytest.approx(ref, rel=1e-9)
+
+
+def test_a_unit_with_no_allowed_territory_has_no_plan_in_any_exact_model() -> None:
+    """``ContiguousProblem.stranded``: a unit allowed nowhere leaves every exact model without a
+    plan (and no bound), at once; with one pair allowed back the same problem has plans."""
+    from territory_planner_plugin.branch_cut import contiguous_branch_and_cut
+    from territory_planner_plugin.contiguous_problem import contiguous_exact
+    from territory_planner_plugin.exact_contiguity import ordered_plan
+
+    _, adj, cost, values, lo, hi, _ = problem(3, 3, 2, 30, 0)
+    n, k = cost.shape
+    allowed = np.ones((n, k), bool)
+    allowed[4] = False
+    stuck = ContiguousProblem.of(cost, values, lo, hi, adjacency=adj, allowed=allowed)
+    assert stuck.stranded
+    assert contiguous_exact(stuck, roots=np.array([0, 8]), time_limit_s=5) is None
+    assert ordered_plan(stuck, time_limit_s=5) is None
+    for solve in (contiguous_cuts, contiguous_branch_and_cut):
+        cut = solve(stuck, time_limit_s=5)
+        assert cut is None or (cut.assign is None and not cut.optimal), solve.__name__
+    allowed[4, 0] = True
+    fine = ContiguousProblem.of(cost, values, lo, hi, adjacency=adj, allowed=allowed)
+    assert not fine.stranded
+    cut = contiguous_cuts(fine, time_limit_s=5)
+    barred = cost.copy()
+    barred[4, 1] = 1e6  # the pair not allowed, for the brute force
+    ref = brute_force(barred, values, lo, hi, adj)
+    assert ref < 1e6  # the case has a plan with unit 4 where it is allowed
+    assert cut is not None
+    assert cut.assign is not None
+    assert fine.fits(cut.assign)
+    assert cut.objective == pytest.approx(ref, rel=1e-9)
