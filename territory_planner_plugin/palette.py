@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
+from functools import lru_cache
 
 # Okabe-Ito (colour-blind safe) followed by Paul Tol "muted"; hex RGB. The first five differ in
 # hue (the two blues and orange/vermillion are not both among the first five).
@@ -24,6 +25,67 @@ PALETTE: tuple[str, ...] = (
     "#AA4499",
     "#882255",
 )
+
+
+NEAR_DELTA_E = 34.0  # colours closer than this (CIE76 in CIELAB) are told apart badly side by side
+
+
+@lru_cache(maxsize=1024)
+def _lab(colour: str) -> tuple[float, float, float]:
+    """CIELAB (D65) of an sRGB ``#RRGGBB`` colour."""
+    rgb = [int(colour[i : i + 2], 16) / 255.0 for i in (1, 3, 5)]
+    lin = [c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb]
+    xyz = (
+        (0.4124 * lin[0] + 0.3576 * lin[1] + 0.1805 * lin[2]) / 0.95047,
+        0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2],
+        (0.0193 * lin[0] + 0.1192 * lin[1] + 0.9505 * lin[2]) / 1.08883,
+    )
+    f = [t ** (1 / 3) if t > 0.008856 else 7.787 * t + 16 / 116 for t in xyz]
+    return 116 * f[1] - 16, 500 * (f[0] - f[1]), 200 * (f[1] - f[2])
+
+
+def near(a: str, b: str) -> bool:
+    """Whether colours ``a`` and ``b`` (``#RRGGBB``) are hard to tell apart side by side (the
+    same, or within :data:`NEAR_DELTA_E`: sky blue and blue, amber and vermillion, ...)."""
+    if a.upper() == b.upper():
+        return True
+    la, lb = _lab(a), _lab(b)
+    return sum((x - y) ** 2 for x, y in zip(la, lb)) < NEAR_DELTA_E**2
+
+
+def _pick(cands: Sequence[str], used: Mapping[str, int], near_by: set, rank) -> str:
+    """The least-used colour of ``cands`` (one colour per territory while the palette lasts),
+    among those least like the neighbours' colours ``near_by``, then in palette order."""
+    return min(cands, key=lambda c: (used[c], any(near(c, n) for n in near_by), rank(c)))
+
+
+def _untangle(
+    out: dict, adjacency: Mapping[Hashable, set], order: Sequence[Hashable], fixed: set
+) -> None:
+    """Swap the colours of two territories (not ``fixed``) while it leaves fewer neighbours in
+    colours hard to tell apart (:func:`near`); in place, so every colour is used as often."""
+
+    def clashes(k: Hashable, c: str) -> int:
+        return sum(near(c, out[n]) for n in adjacency.get(k, ()) if n in out and n != k)
+
+    free = [k for k in order if k not in fixed]
+    for _ in range(10):  # passes; each swap lowers the clashes, so it ends anyway
+        swapped = False
+        for a in free:
+            if not clashes(a, out[a]):
+                continue
+            for b in free:
+                ca, cb = out[a], out[b]
+                if b == a or ca == cb:
+                    continue
+                before = clashes(a, ca) + clashes(b, cb)
+                out[a], out[b] = cb, ca
+                if clashes(a, cb) + clashes(b, ca) < before:
+                    swapped = True
+                    break
+                out[a], out[b] = ca, cb
+        if not swapped:
+            return
 
 
 def adjacency_from_geometries(geometries: Mapping[Hashable, object]) -> dict[Hashable, set]:
@@ -80,19 +142,21 @@ def assign_colours(
     """Map each key to a palette colour so that adjacent keys differ where the palette allows.
 
     Greedy colouring in order of decreasing degree (ties by key order); each key gets the
-    least-used palette colour not used by an already coloured neighbour. Deterministic.
+    least-used palette colour not used by an already coloured neighbour, preferring one unlike
+    the neighbours' colours (:func:`near`). Deterministic.
     """
     adjacency = adjacency or {}
     order = sorted(range(len(keys)), key=lambda i: (-len(adjacency.get(keys[i], ())), str(keys[i])))
-    used = [0] * len(palette)
+    used = dict.fromkeys(palette, 0)
     out: dict[Hashable, str] = {}
     for i in order:
         k = keys[i]
         taken = {out[n] for n in adjacency.get(k, ()) if n in out}
-        free = [j for j, c in enumerate(palette) if c not in taken] or list(range(len(palette)))
-        j = min(free, key=lambda j: (used[j], j))
-        used[j] += 1
-        out[k] = palette[j]
+        free = [c for c in palette if c not in taken] or list(palette)
+        c = _pick(free, used, taken, palette.index)
+        used[c] += 1
+        out[k] = c
+    _untangle(out, adjacency, [keys[i] for i in order], set())
     return out
 
 
@@ -112,7 +176,7 @@ def plan_colours(
     :func:`colours_from_table`) keep their colour, so a territory looks the same in design,
     rebalance, report, comparison and exports; the others get palette colours by
     :func:`assign_colours`, avoiding the colours of their neighbours and, where the palette
-    allows, colours already taken.
+    allows, colours already taken and colours like their neighbours' (:func:`near`).
     """
     keep = {k: c for k, c in (existing or {}).items() if k in set(territory_ids) and is_colour(c)}
     rest = [k for k in territory_ids if k not in keep]
@@ -125,11 +189,12 @@ def plan_colours(
     order = sorted(rest, key=lambda k: (-len(adjacency.get(k, ())), str(k)))
     used = dict.fromkeys(free, 0)
     for k in order:
-        near = {out[n] for n in adjacency.get(k, ()) if n in out}
-        cands = [c for c in free if c not in near] or free
-        c = min(cands, key=lambda c: (used[c], free.index(c)))
+        beside = {out[n] for n in adjacency.get(k, ()) if n in out}
+        cands = [c for c in free if c not in beside] or free
+        c = _pick(cands, used, beside, free.index)
         used[c] += 1
         out[k] = c
+    _untangle(out, adjacency, order, set(keep))
     return {k: out[k] for k in territory_ids}
 
 

@@ -58,3 +58,24 @@ def test_colours_from_table_reads_first_valid_colour():
     )
     assert colours_from_table(df) == {"A": "#E69F00"}
     assert colours_from_table(df.drop(columns="colour")) == {}
+
+
+def test_neighbours_get_colours_told_apart_not_only_different():
+    """Grids of 4 to 16 territories (as design makes them): every territory its own colour, and
+    no two neighbours in colours hard to tell apart (sky blue and blue, amber and vermillion:
+    CIE76 distance below NEAR_DELTA_E) where the palette allows, in both colourers."""
+    from territory_planner_plugin.palette import PALETTE, _lab, assign_colours, near, plan_colours
+
+    assert near("#56B4E9", "#0072B2")  # the palette's two blues
+    assert near("#E69F00", "#D55E00")  # amber and vermillion
+    assert not near("#E69F00", "#56B4E9")
+    assert _lab("#FFFFFF")[0] > 99.9  # white: lightness 100
+    for rows, cols in ((2, 2), (2, 4), (3, 3), (2, 5), (3, 4), (4, 4)):
+        geoms = {f"T{r * cols + c + 1:02d}": box(c, r, c + 1, r + 1)
+                 for r in range(rows) for c in range(cols)}  # fmt: skip
+        adj = palette.adjacency_from_geometries(geoms)
+        for colours in (plan_colours(list(geoms), adjacency=adj), assign_colours(list(geoms), adj)):
+            assert len(set(colours.values())) == len(geoms)  # one colour per territory
+            assert set(colours.values()) <= set(PALETTE)
+            close = [(a, b) for a in adj for b in adj[a] if near(colours[a], colours[b])]
+            assert not close, (rows, cols, close)
