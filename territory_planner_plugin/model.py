@@ -206,12 +206,13 @@ class TerritoryModel:
     def contiguous_problem(self) -> ContiguousProblem:
         """This model as the exact contiguous models take it
         (:class:`.contiguous_problem.ContiguousProblem`: its arrays, the bands of
-        :meth:`bounds`)."""
+        :meth:`bounds`, the pairs of :meth:`pairs`, so a locked row may go to its lock as in
+        every other model)."""
         from .contiguous_problem import ContiguousProblem
 
         _, lo, hi = self.bounds()
         return ContiguousProblem.of(self.cost, self.values, lo, hi, adjacency=self.adjacency,
-                                    locks=self.locks, allowed=self.allowed,
+                                    locks=self.locks, allowed=self.pairs(),
                                     current=self.current, budget=self.budget)  # fmt: skip
 
     def constraints(self, pairs: np.ndarray | None = None) -> PairConstraints:

@@ -130,3 +130,25 @@ def test_rebalance_uses_no_private_function_of_territories() -> None:
             names.add(node.attr)
     assert names, "rebalance should use the public build_plan/TerritoryPlan of territories"
     assert not [n for n in names if n.startswith("_")]
+
+
+def test_the_contiguous_problem_has_the_models_pairs_even_for_a_lock_on_a_barred_pair() -> None:
+    """A row locked to a territory its allowed pairs bar (precheck refuses such a run, but the
+    model can be built) may go to its lock in the exact contiguous models as in every other:
+    the problem's pairs are :meth:`TerritoryModel.pairs`."""
+    import scipy.sparse as sp
+
+    n, k = 6, 2
+    cost = np.arange(n * k, dtype=float).reshape(n, k)
+    allowed = np.ones((n, k), bool)
+    allowed[0, 1] = False  # row 0 barred from territory 1 ...
+    locks = np.full(n, -1)
+    locks[0] = 1  # ... and locked to it
+    path = sp.diags([np.ones(n - 1), np.ones(n - 1)], [-1, 1], shape=(n, n)).tocsr()
+    model = TerritoryModel.from_cost_matrix(cost, values=np.ones(n), capacity=np.ones(k),
+                                            tolerance_pct=50.0, locks=locks, allowed=allowed,
+                                            adjacency=path)  # fmt: skip
+    problem = model.contiguous_problem()
+    assert (problem.allowed == model.pairs()).all()
+    assert problem.allowed[0].tolist() == [False, True]
+    assert not problem.stranded
