@@ -240,6 +240,13 @@ CASES = [
                  r"Checked by solving, each of these alone gives a plan: unlock the 3 locked "
                  r"units \(UNIT_LOCK_FIELD\)",
          relax=(r"unlock the 3 locked units \((?:UNIT_LOCK_FIELD)\)()", "UNIT_LOCK_FIELD")),
+    Case("units-one-unit-too-heavy-for-any-territory", "designterritories",
+         _units(UNITS="{units_heavy}|layername=units", REPS="{reps_all}", REP_ID_FIELD="rep_id",
+                TOLERANCE=10),
+         message=r"Unit B001 alone holds [0-9,]+ of population \(24\.0%\), 20\.0% above the "
+                 r"largest territory target .*at TOLERANCE 10% no territory may hold more than "
+                 r".*set TOLERANCE to at least 20\.[01]%",
+         relax=(r"set TOLERANCE to at least ([0-9.]+)%", "TOLERANCE")),
     Case("units-accounts-outside-every-unit", "designterritories",
          _units(ACCOUNTS="{acc_far}", ID_FIELD="id", BALANCE_FIELDS="revenue_potential",
                 UNIT_BALANCE_FIELDS=None, TERRITORIES=3, OUTPUT_ACCOUNTS="{out}/accounts.gpkg"),
@@ -308,6 +315,10 @@ def bad_data(e2e_data, e2e_network, tmp_path_factory) -> dict[str, str]:
     lock.iloc[west_east[len(units) // 2]] = "T02"
     save("units_locked", units.assign(lock=lock), "units")
     save("reps_all", gpd.read_file(e2e_data["reps"]), "reps")
+    # the first unit (B001) 20 % above a territory's target with 5 reps: no territory may hold it
+    rest = int(units["population"].sum() - units["population"].iloc[0])
+    heavy = [round(0.24 * rest / 0.76), *units["population"].iloc[1:]]
+    save("units_heavy", units.assign(population=heavy), "units")
     save("units_empty", units.iloc[:0], "units")  # no rows: its geometry type is unknown
     today = [f"T{i % 3 + 1}" for i in range(len(units))]  # 'T1' for 'T01': not planned
     save("units_today", units.assign(today=today), "units")
