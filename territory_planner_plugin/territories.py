@@ -413,7 +413,8 @@ def design_territories(
             row_ids=rows.ids, territory_ids=cen_ids, noun=rows.noun, ends_by=began + time_limit_s,
         )  # fmt: skip
         logged.append(True)
-        model._probe = not explain
+        # a model at another band (the half band the centres also try) only needs a verdict
+        model._probe = not explain or band is not tol
         model.precheck()
         return model, costs
 

@@ -203,3 +203,25 @@ def test_without_the_runs_end_the_checks_get_time_limit_again():
     assert m._checks_end(10.0) == m.ends_by  # what is left of the run
     m.ends_by = now - 5.0
     assert m._checks_end(10.0) - time.perf_counter() <= CHECK_MIN_S
+
+
+def test_a_half_band_too_tight_for_one_account_costs_no_relaxation_search(monkeypatch):
+    """The centres also try half of TOLERANCE; an account that fits at TOLERANCE but not at half
+    of it makes that try fail at once, without searching relaxations (solves) nobody reads."""
+    from territory_planner_plugin.model import TerritoryModel
+
+    searched = []
+    real = TerritoryModel.relaxations
+
+    def counted(self, *args, **kwargs):
+        searched.append(1)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(TerritoryModel, "relaxations", counted)
+    acc = random_accounts(30, 5)
+    rest = float(acc.loc[1:, "revenue"].sum())
+    acc.loc[0, "revenue"] = 0.4 * rest / 0.6  # 40 % of the total: 1.2 x the target of 3
+    plan = design_territories(acc, id_field="id", n_territories=3, balance_fields=["revenue"],
+                              tolerance_pct=25.0, time_limit_s=5.0)  # fmt: skip
+    assert plan.summary["revenue_dev_pct"].abs().max() <= 25.0 + 1e-6
+    assert not searched
