@@ -214,11 +214,7 @@ def prepare_rows(
         raise InvalidInputError(msg)
     us = prepare_units(units, id_field=unit_id_field, balance_fields=fields, accounts=accounts,
                        account_id_field=id_field, max_distance_m=unit_max_distance_m)  # fmt: skip
-    if us.repaired:
-        logger.info("UNITS: %d invalid polygon(s) repaired.", us.repaired)
-    if us.overlaps:
-        logger.warning("UNITS: %d pair(s) of units overlap: %s.", len(us.overlaps),
-                       ", ".join(f"{a}/{b}" for a, b in us.overlaps[:10]))  # fmt: skip
+    # (prepare_units has logged repaired polygons and overlapping units, with examples)
     original = us.units.to_crs(units.crs) if units.crs is not None else us.units
     rows = PlanRows(layer=us.units, original=original, ids=np.asarray(us.ids, str),
                     xy=np.asarray(us.points, float), values=np.asarray(us.values, float),

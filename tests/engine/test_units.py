@@ -92,6 +92,24 @@ def test_overlapping_units_are_reported_and_an_account_counts_once(caplog) -> No
     assert "A0 -> U0" in caplog.text
 
 
+def test_a_plan_from_overlapping_and_invalid_units_says_so_once(caplog) -> None:
+    """design_territories passes on what prepare_units found (an overlap, a repaired polygon):
+    each said once, with its examples and what to do."""
+    from territory_planner_plugin.territories import design_territories
+
+    units = grid_units(2, 3)
+    units.loc[1, "geometry"] = shapely.box(80, 0, 200, 100)  # overlaps U0 by 20 m x 100 m
+    units.loc[4, "geometry"] = shapely.Polygon(  # a bow tie: invalid, repaired
+        [(100, 100), (200, 200), (200, 100), (100, 200)])
+    with caplog.at_level(logging.INFO):
+        design_territories(units=units, unit_id_field="uid", n_territories=2,
+                           balance_fields=["pop"], tolerance_pct=60.0, time_limit_s=5)  # fmt: skip
+    assert caplog.text.count("pair(s) of units overlap") == 1, caplog.text
+    assert "U0/U1" in caplog.text
+    assert caplog.text.count("invalid polygon(s) repaired") == 1, caplog.text
+    assert "Check Validity" in caplog.text
+
+
 def test_invalid_polygons_are_repaired_and_counted() -> None:
     units = grid_units(1, 2)
     bowtie = shapely.Polygon([(100, 0), (200, 100), (200, 0), (100, 100)])
