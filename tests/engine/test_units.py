@@ -100,7 +100,8 @@ def test_a_plan_from_overlapping_and_invalid_units_says_so_once(caplog) -> None:
     units = grid_units(2, 3)
     units.loc[1, "geometry"] = shapely.box(80, 0, 200, 100)  # overlaps U0 by 20 m x 100 m
     units.loc[4, "geometry"] = shapely.Polygon(  # a bow tie: invalid, repaired
-        [(100, 100), (200, 200), (200, 100), (100, 200)])
+        [(100, 100), (200, 200), (200, 100), (100, 200)]
+    )
     with caplog.at_level(logging.INFO):
         design_territories(units=units, unit_id_field="uid", n_territories=2,
                            balance_fields=["pop"], tolerance_pct=60.0, time_limit_s=5)  # fmt: skip
