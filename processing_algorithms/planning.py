@@ -274,7 +274,10 @@ class PlanningAlgorithm(TerritoryPlannerAlgorithm):
             advanced(
                 _Number(
                     self.SNAP_DISTANCE,
-                    self.tr("Gap between units still counted as shared boundary (metres)"),
+                    self.tr(
+                        "Gap between units still counted as shared boundary, and closed in territory "
+                        "polygons (metres)"
+                    ),
                     _Number.Double,
                     1.0,
                     True,

@@ -120,6 +120,7 @@ class PlanRows:
     outside: int = 0
     cells: dict = field(default_factory=dict)  # the outline's triangulation, for the polygons
     outline_s: float = 0.0  # seconds the tight outline took (how busy the machine is)
+    snap_m: float = 0.0  # units: SNAP, the digitising gaps closed in adjacency and polygons
 
     @property
     def n(self) -> int:
@@ -233,6 +234,7 @@ def prepare_rows(
                         "(the plan covers the whole map).", int(empty.sum()))  # fmt: skip
     adj = graph.polygon_adjacency(us.units.geometry, rule=adjacency, snap_m=snap_m)
     rows.adjacency = adj
+    rows.snap_m = float(snap_m)
     _log_links(adj, rows.ids, "units")
     return rows
 
@@ -722,7 +724,8 @@ def build_plan(
     if rows.has_units:
         from .units import dissolve_units
 
-        polys = dissolve_units(rows.layer.geometry, assign, k)
+        gaps = rows.adjacency is not None and rows.adjacency.snapped > 0
+        polys = dissolve_units(rows.layer.geometry, assign, k, gap_m=rows.snap_m, gaps_seen=gaps)
     else:  # STUDY_AREA or the tight outline, with its triangulation (prepare_rows)
         polys = territory_polygons(rows.xy, assign, k, rows.area, cells=rows.cells)
     if rows.adjacency is not None:

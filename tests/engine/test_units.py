@@ -224,3 +224,75 @@ def test_sample_areas_are_a_clean_coverage() -> None:
                            accounts=acc, account_id_field="id", max_distance_m=3000)  # fmt: skip
     assert sorted(placed.outside) == ["A0501", "A0502"]
     assert placed.values.sum() == pytest.approx(acc["revenue_potential"].sum())
+
+
+def test_dissolve_closes_digitising_gaps_inside_a_territory_only() -> None:
+    """SNAP-wide gaps between units of one territory close (thin holes filled, sliver parts
+    dropped); a lake, an enclave of another territory and the gaps between territories stay,
+    and territories never overlap."""
+    box = shapely.box
+    units = [
+        box(0, 0, 5, 10),
+        box(5.3, 0, 10, 10),  # T0: a 0.3 m slot between them ...
+        box(0, 10, 10, 12),
+        box(0, -2, 10, 0),  # ... closed above and below: a thin hole
+        shapely.MultiPolygon([box(10.4, -2, 20, 12), box(30, 0, 30.2, 40)]),  # T1: + a sliver
+        box(14, 4, 16, 6),  # T2: an enclave inside T1's unit (cut out of it below)
+    ]
+    units[4] = units[4].difference(units[5])
+    lake = box(3, 3, 4, 4)  # a 1 m x 1 m lake inside T0's first unit: wider than the gap
+    units[0] = units[0].difference(lake)
+    assign = np.array([0, 0, 0, 0, 1, 2])
+    plain = dissolve_units(units, assign, 3)
+    closed = dissolve_units(units, assign, 3, gap_m=0.5)
+    assert len(plain[0].interiors) == 2  # the slot and the lake
+    assert len(closed[0].interiors) == 1  # the lake only
+    assert closed[0].area == pytest.approx(plain[0].area + 0.3 * 10)
+    t1 = list(shapely.get_parts(closed[1]))
+    assert len(shapely.get_parts(plain[1])) == 2
+    assert len(t1) == 1  # the 0.2 m sliver dropped
+    assert len(t1[0].interiors) == 1  # the enclave's hole stays
+    assert closed[2].equals(units[5])
+    for i in range(3):
+        for j in range(i + 1, 3):
+            assert closed[i].intersection(closed[j]).area == pytest.approx(0.0, abs=1e-9)
+    assert closed[0].distance(closed[1]) == pytest.approx(0.4)  # the gap between territories
+    only_thin = dissolve_units([box(0, 0, 0.2, 50)], np.array([0]), 1, gap_m=1.0)
+    assert only_thin[0].area == pytest.approx(10.0)  # a territory of slivers keeps its largest
+
+
+def test_a_plan_from_units_with_digitising_gaps_has_clean_territory_polygons(caplog) -> None:
+    """design_territories dissolves with SNAP: a unit 0.25 m inside its place (adjacent within
+    the default 1 m) is no island in its territory's polygon, and the log says what it closed;
+    with SNAP 0 (exact adjacency) it is not closed."""
+    from territory_planner_plugin.territories import design_territories
+
+    units = grid_units(3, 3)
+    units.loc[4, "geometry"] = units.geometry[4].buffer(-0.25, join_style="mitre")
+    kw = {"units": units, "unit_id_field": "uid", "n_territories": 1, "balance_fields": ["pop"],
+          "tolerance_pct": 10.0, "contiguous": False, "time_limit_s": 5}  # fmt: skip
+    with caplog.at_level(logging.INFO):
+        plan = design_territories(**kw)
+    (poly,) = plan.territories.geometry
+    (part,) = shapely.get_parts(poly)
+    assert not part.interiors
+    assert poly.area == pytest.approx(300.0 * 300.0)
+    assert "narrower than SNAP (1 m) between units of one territory closed" in caplog.text
+    (exact,) = design_territories(**kw, snap_m=0.0).territories.geometry
+    assert len(list(shapely.get_parts(exact))) == 2  # the unit and the ring round its gap
+
+
+def test_units_apart_by_gaps_everywhere_give_one_polygon_per_territory() -> None:
+    """Every unit 0.5 m from the next (simplified boundaries): the gaps between units of one
+    territory close into one polygon of the whole, those between territories stay (no overlap)."""
+    units = grid_units(3, 4)
+    units["geometry"] = units.geometry.scale(0.995, 0.995)  # 0.25 m in from every side
+    assign = np.array([0, 0, 1, 1] * 3)  # two territories: columns 0-1 and 2-3
+    plain = dissolve_units(units.geometry, assign, 2)
+    closed = dissolve_units(units.geometry, assign, 2, gap_m=1.0)
+    assert [shapely.get_num_geometries(p) for p in plain] == [6, 6]
+    assert [shapely.get_num_geometries(p) for p in closed] == [1, 1]
+    assert all(not p.interiors for t in closed for p in shapely.get_parts(t))
+    assert closed[0].intersection(closed[1]).area == pytest.approx(0.0, abs=1e-9)
+    assert closed[0].distance(closed[1]) == pytest.approx(0.5)
+    assert closed[0].area == pytest.approx(199.5 * 299.5, rel=1e-6)
