@@ -230,11 +230,28 @@ def _bridge(merged, g: np.ndarray, a: np.ndarray, j: int, tree, gap_m: float):
     near = near[a[near] != j]
     if len(near):
         fill = shapely.difference(fill, shapely.union_all(g[near]))
+    fill = _polygonal(fill)  # (a difference may leave lines and points where edges meet)
     if shapely.is_empty(fill):
         return merged, 0
-    joined = shapely.union(merged, fill)
+    joined = _polygonal(shapely.union(merged, fill))
     before = shapely.get_num_geometries(merged)
     return joined, max(before - shapely.get_num_geometries(joined), 0)
+
+
+def _polygonal(geom: shapely.Geometry) -> shapely.Geometry:
+    """The polygons of ``geom`` (a GeometryCollection's lines and points dropped), as a Polygon
+    or MultiPolygon (an empty Polygon when it has none)."""
+    if geom.geom_type in ("Polygon", "MultiPolygon"):
+        return geom
+    parts = []
+    for p in shapely.get_parts(geom):
+        if p.geom_type == "MultiPolygon":
+            parts.extend(shapely.get_parts(p))
+        elif p.geom_type == "Polygon" and not p.is_empty:
+            parts.append(p)
+    if not parts:
+        return shapely.Polygon()
+    return shapely.MultiPolygon(parts) if len(parts) > 1 else parts[0]
 
 
 def _close_gaps(geom: shapely.Geometry, gap_m: float) -> tuple[shapely.Geometry, int, int]:
