@@ -30,7 +30,14 @@ import scipy.sparse as sp
 import shapely
 
 from ._validate import balance_values, check_points  # noqa: F401 (balance_values: API)
-from .assignment import NoPlanFoundError, solve_balanced, solve_in_groups, totals, travel_penalty
+from .assignment import (
+    Assignment,
+    NoPlanFoundError,
+    solve_balanced,
+    solve_in_groups,
+    totals,
+    travel_penalty,
+)
 from .constraints import PairConstraints, pair_constraints
 from .errors import (
     ContiguityError,
@@ -48,6 +55,9 @@ logger = logging.getLogger(__name__)
 
 EXACT_PAIRS = 1_000  # up to this many row-territory pairs: the exact MILP through PuLP
 GROUPS_FROM_PAIRS = 1_000_000  # from this many pairs a short TIME_LIMIT gets a plan in groups
+MILP_FALLBACK_PAIRS = 200_000  # up to this size a priced path without a plan tries the MILP
+MILP_FALLBACK_SHARE = 0.5  # ... for this share of the time left (the rest: contiguity, or the
+# relaxations' checks when it finds none either)
 CONTIGUOUS_EXACT_PAIRS = 2_000  # contiguous models up to this many pairs: the exact flow MILP too
 CONTIGUOUS_HEURISTIC_SHARE = 0.25  # of TIME_LIMIT for the local search that warm-starts it
 CONTIGUOUS_LNS_SHARE = 0.5  # of what TIME_LIMIT has left for re-solving neighbourhoods
@@ -363,8 +373,10 @@ class TerritoryModel:
                         raise TimeLimitError(
                             self.timed_out_message(time_limit_s + grace_s)
                         ) from None
-                    self.explain_infeasible("infeasible" if err.proven else "no plan found",
-                                            solver, end - time.perf_counter())  # fmt: skip
+                    res = None if err.proven else self._whole_milp_plan(end, final)
+                    if res is None:
+                        self.explain_infeasible("infeasible" if err.proven else "no plan found",
+                                                solver, end - time.perf_counter())  # fmt: skip
                 sol = Solution(res.assign, res.objective, res.lower_bound, "HiGHS (SciPy)",
                                res.prices)  # fmt: skip
         if final and self.contiguous and self.adjacency is not None:
@@ -642,6 +654,24 @@ class TerritoryModel:
                     break
         return roots
 
+    def _whole_milp_plan(self, end: float, final: bool):
+        """The priced path's heuristics found no plan (not proven infeasible) and time is left:
+        the MILP of the whole model without contiguity and penalty (HiGHS) for
+        ``MILP_FALLBACK_SHARE`` of the time to ``end``, as
+        an :class:`.assignment.Assignment` (its bound the MILP's), or None (none found, no time,
+        or too large to try)."""
+        left = MILP_FALLBACK_SHARE * (end - time.perf_counter())
+        if not final or left < 1.0 or self.cost.size > MILP_FALLBACK_PAIRS:
+            return None
+        bound, plan = self._integer_plan(left)
+        if plan is None or not replace(self, contiguous=False)._fits(plan):  # (pieces: later)
+            return None
+        logger.info("The priced LP path found no plan within the bands; the MILP of the whole "
+                    "model (HiGHS, %s pairs) found one in what was left of TIME_LIMIT.",
+                    f"{self.cost.size:,}")  # fmt: skip
+        objective = self.objective_of(plan)
+        return Assignment(plan, objective, min(bound, objective), None)
+
     def _integer_plan(self, time_limit_s: float) -> tuple[float, np.ndarray | None]:
         """Proven bound (-inf if none) and best plan (None if none) of the model without
         contiguity and penalty (HiGHS MILP)."""
@@ -659,8 +689,8 @@ class TerritoryModel:
             pick = res.x > 0.5
             plan[pc.rows[pick]] = pc.cols[pick]
             plan = None if (plan < 0).any() else plan
-        if res.status == 0 and plan is not None:
-            return self.objective_of(plan), plan
+        if res.status == 0 and plan is not None:  # its own optimum: costs only, no penalty
+            return float(self.cost[np.arange(self.n), plan].sum()), plan
         bound = getattr(res, "mip_dual_bound", None)
         return (float(bound) if bound is not None and np.isfinite(bound) else -np.inf), plan
 

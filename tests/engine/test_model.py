@@ -152,3 +152,42 @@ def test_the_contiguous_problem_has_the_models_pairs_even_for_a_lock_on_a_barred
     assert (problem.allowed == model.pairs()).all()
     assert problem.allowed[0].tolist() == [False, True]
     assert not problem.stranded
+
+
+def _priced_path_model(seed: int = 0) -> TerritoryModel:
+    """400 rows x 3 territories (beyond EXACT_PAIRS: the priced LP path), within 5 %."""
+    rng = np.random.default_rng(seed)
+    xy = rng.uniform(0, 100, (400, 2))
+    homes = np.array([[20.0, 20.0], [80.0, 30.0], [50.0, 80.0]])
+    cost = np.linalg.norm(xy[:, None] - homes[None], axis=2)
+    assert cost.size > EXACT_PAIRS
+    return TerritoryModel.from_cost_matrix(cost, values=rng.uniform(1, 10, 400),
+                                           capacity=np.ones(3), tolerance_pct=5.0)  # fmt: skip
+
+
+def test_a_priced_path_without_a_plan_tries_the_whole_milp_in_the_time_left(monkeypatch) -> None:
+    """The priced path's heuristics find no plan (not proven): the MILP of the whole model gets
+    the time left and its plan keeps every rule, with its bound; proven infeasibility, or no
+    time left, still ends in the explained refusal."""
+    import territory_planner_plugin.model as model_module
+    from territory_planner_plugin.assignment import NoPlanFoundError
+
+    model = _priced_path_model()
+    _, best = model._integer_plan(20.0)  # the optimum, for comparison
+
+    def no_plan(proven: bool):
+        def fail(*args, **kwargs):
+            raise NoPlanFoundError(proven=proven)
+
+        return fail
+
+    monkeypatch.setattr(model_module, "solve_balanced", no_plan(False))
+    sol = model.solve("CBC", time_limit_s=20.0)
+    model.verify(sol.assign)
+    assert sol.lower_bound <= sol.objective + 1e-9
+    assert sol.objective == pytest.approx(model.objective_of(best), rel=1e-6)
+    with pytest.raises(InfeasibleError, match="no plan found"):
+        model.solve("CBC", time_limit_s=1.5)  # too little left for it (half: under 1 s)
+    monkeypatch.setattr(model_module, "solve_balanced", no_plan(True))
+    with pytest.raises(InfeasibleError, match=r"\(infeasible\)"):
+        model.solve("CBC", time_limit_s=20.0)
