@@ -526,10 +526,12 @@ def kpi_rows(comparison: Comparison, *, extra: Sequence[tuple[str, list, str]] =
             continue
         label, target, op = KPI_LABELS.get(column, column), None, ""
         if comparison.areas:  # a plan of areas counts areas
-            label = label.replace("Accounts", "Areas")
+            label = label.replace("Accounts", "Areas").replace("accounts", "areas")
         if column.startswith("cv_"):
             m = column[3:]
-            label = f"CV of {plan_kpis.label(m)}" + (" per unit of capacity" if weighted else "")
+            label = f"CV of {_measure(m, comparison.areas)}" + (
+                " per unit of capacity" if weighted else ""
+            )
             target = plan_kpis.cv_target(m) if comparison.balance_fields else None
             op = "&lt;"
         elif column == "travel_total":
@@ -593,14 +595,16 @@ def comparison_html(
     parameters: Mapping[str, object] | None = None,
     max_rows: int = 200,
 ) -> str:
-    """Self-contained HTML: KPI table against targets, CV and trade-off charts, moved accounts."""
+    """Self-contained HTML: KPI table against targets, CV and trade-off charts, moved accounts
+    (or areas, for plans of areas)."""
     k = comparison.kpis
     measures = comparison.balance_fields or ["accounts"]
+    noun = "areas" if comparison.areas else "accounts"
     parts = [html_head(title, subtitle=f"{len(comparison.names)} plans")]
     parts.append(
         f"<p id='baseline'>Baseline: <b>{html.escape(comparison.names[0])}</b>. Disruption counts "
-        "the accounts in both a plan and the baseline whose territory differs, once each plan's "
-        "territories are matched to the baseline's by the accounts they share.</p>"
+        f"the {noun} in both a plan and the baseline whose territory differs, once each plan's "
+        f"territories are matched to the baseline's by the {noun} they share.</p>"
     )
     parts.append(
         "<h2>Headcount, balance, compactness and disruption</h2><table id='kpis'><thead><tr>"
@@ -611,7 +615,8 @@ def comparison_html(
         + "</tbody></table>"
     )
     parts.append(f"<p id='targets' class='note'>{html.escape(targets_sentence(comparison))}</p>")
-    cv_png = _cv_chart(k, measures, comparison.balance_fields, any(comparison.weighted))
+    cv_png = _cv_chart(k, measures, comparison.balance_fields, any(comparison.weighted),
+                       areas=comparison.areas)  # fmt: skip
     parts.append(
         "<h2>Balance: coefficient of variation per measure</h2>"
         f"<img id='cv-chart' class='chart' alt='CV per plan' src='{png_data_uri(cv_png)}'>"
@@ -619,13 +624,14 @@ def comparison_html(
     parts.append(
         "<h2>Trade-off: balance, compactness and disruption</h2>"
         f"<img id='tradeoff-chart' class='chart' alt='balance vs compactness vs disruption' "
-        f"src='{png_data_uri(_tradeoff_chart(k))}'>"
+        f"src='{png_data_uri(_tradeoff_chart(k, noun=noun))}'>"
     )
     diff = comparison.differences
     moved = diff[diff["changed"]]
     parts.append(
-        f"<h2>Accounts that change territory</h2><p id='moved'>{len(moved):,} of {len(diff):,} "
-        f"accounts change territory in at least one plan; {int((~diff['in_all_plans']).sum()):,} "
+        f"<h2>{noun.capitalize()} that change territory</h2><p id='moved'>{len(moved):,} of "
+        f"{len(diff):,} {noun} change territory in at least one plan; "
+        f"{int((~diff['in_all_plans']).sum()):,} "
         "are not in every plan.</p>"
     )
     if len(moved):
@@ -662,8 +668,13 @@ def _cell(column: str, value) -> str:
     return fmt(value)
 
 
+def _measure(m: str, areas: bool) -> str:
+    """A measure's label; the count of rows ("accounts") of a plan of areas is "Areas"."""
+    return "Areas" if areas and m == "accounts" else plan_kpis.label(m)
+
+
 def _cv_chart(kpis: pd.DataFrame, measures: Sequence[str], fields: Sequence[str],
-              weighted: bool = False) -> bytes:  # fmt: skip
+              weighted: bool = False, *, areas: bool = False) -> bytes:  # fmt: skip
     fig = agg_figure(7, 3.5)
     ax = fig.subplots()
     n = len(kpis)
@@ -682,14 +693,14 @@ def _cv_chart(kpis: pd.DataFrame, measures: Sequence[str], fields: Sequence[str]
             ax.annotate(f"target < {target:.2f}", (j - 0.45, target), fontsize=7, ha="left",
                         va="bottom")  # fmt: skip
     ax.set_xticks(x)
-    ax.set_xticklabels([plan_kpis.label(m) for m in measures])
+    ax.set_xticklabels([_measure(m, areas) for m in measures])
     ax.set_ylim(0, top * 1.35 if top else 1.0)
     ax.set_ylabel("CV" + (" per unit of capacity" if weighted else "") + " (lower is better)")
     ax.legend(fontsize=8, loc="upper right", ncol=min(4, max(1, n)))
     return figure_png(fig)
 
 
-def _tradeoff_chart(kpis: pd.DataFrame) -> bytes:
+def _tradeoff_chart(kpis: pd.DataFrame, *, noun: str = "accounts") -> bytes:
     fig = agg_figure(7, 4)
     ax = fig.subplots()
     x = pd.to_numeric(kpis["compactness_km"], errors="coerce").fillna(0.0).to_numpy()
@@ -699,7 +710,7 @@ def _tradeoff_chart(kpis: pd.DataFrame) -> bytes:
                         vmax=max(1.0, float(moved.max())), edgecolors="#333333")  # fmt: skip
     for xi, yi, text in zip(x, y, kpis["plan"].astype(str)):
         ax.annotate(text, (xi, yi), textcoords="offset points", xytext=(6, 4), fontsize=8)
-    fig.colorbar(points, ax=ax, label="accounts moved vs baseline (%)")
+    fig.colorbar(points, ax=ax, label=f"{noun} moved vs baseline (%)")
     ax.set_xlabel("compactness: mean km to territory centroid (lower is better)")
     ax.set_ylabel("largest deviation from target (%, lower is better)")
     ax.margins(0.15)

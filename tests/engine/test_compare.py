@@ -264,3 +264,10 @@ def test_plans_of_areas_are_labelled_as_areas():
     rows = compare.kpi_rows(result)
     assert "Areas moved vs baseline" in rows
     assert "Accounts moved" not in rows
+    assert "Relationships kept: areas with the baseline" in rows
+    assert "CV of Areas" in rows
+    page = compare.comparison_html(result)  # the words round the tables too
+    assert "Areas that change territory" in page
+    assert "1 of 4 areas change territory" in page
+    assert "the areas in both a plan and the baseline" in page
+    assert "accounts" not in page.lower().replace("accounts layers", "")
