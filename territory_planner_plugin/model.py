@@ -654,7 +654,7 @@ class TerritoryModel:
                     break
         return roots
 
-    def _whole_milp_plan(self, end: float, final: bool):
+    def _whole_milp_plan(self, end: float, final: bool) -> Assignment | None:
         """The priced path's heuristics found no plan (not proven infeasible) and time is left:
         the MILP of the whole model without contiguity and penalty (HiGHS) for
         ``MILP_FALLBACK_SHARE`` of the time to ``end``, as
@@ -1141,7 +1141,7 @@ class TerritoryModel:
         tol = self.tolerance_pct
         worst = None
         for m, name in enumerate(self.measure_names):
-            name = name if self.names else "account count"
+            name = name if self.names else f"{self.noun[:-1]} count"
             j = int(np.argmax(hi[:, m]))
             over = self.values[:, m] - hi[j, m]
             i = int(np.argmax(over))
