@@ -238,17 +238,21 @@ def _bridge(merged, g: np.ndarray, a: np.ndarray, j: int, tree, gap_m: float):
     return joined, max(before - shapely.get_num_geometries(joined), 0)
 
 
-def _polygonal(geom: shapely.Geometry) -> shapely.Geometry:
-    """The polygons of ``geom`` (a GeometryCollection's lines and points dropped), as a Polygon
-    or MultiPolygon (an empty Polygon when it has none)."""
-    if geom.geom_type in ("Polygon", "MultiPolygon"):
-        return geom
+def _polygon_parts(geom: shapely.Geometry) -> list:
+    """The polygons with an area in ``geom`` (a collection's lines and points dropped, its
+    multipolygons taken apart)."""
     parts = []
     for p in shapely.get_parts(geom):
-        if p.geom_type == "MultiPolygon":
-            parts.extend(shapely.get_parts(p))
-        elif p.geom_type == "Polygon" and not p.is_empty:
-            parts.append(p)
+        parts.extend(shapely.get_parts(p) if p.geom_type == "MultiPolygon" else [p])
+    return [p for p in parts if p.geom_type == "Polygon" and p.area > 0]
+
+
+def _polygonal(geom: shapely.Geometry) -> shapely.Geometry:
+    """``geom`` as a Polygon or MultiPolygon of its polygons (:func:`_polygon_parts`; an empty
+    Polygon when it has none)."""
+    if geom.geom_type in _POLYGONAL:
+        return geom
+    parts = _polygon_parts(geom)
     if not parts:
         return shapely.Polygon()
     return shapely.MultiPolygon(parts) if len(parts) > 1 else parts[0]
@@ -260,7 +264,7 @@ def _close_gaps(geom: shapely.Geometry, gap_m: float) -> tuple[shapely.Geometry,
     ``gap_m`` (nothing left after a negative buffer of half of it), and parts that thin are
     dropped: (geometry, holes filled, parts dropped). Boundaries with other territories keep
     their vertices; a hole holding another territory's units or a lake stays."""
-    polys = [p for p in shapely.get_parts(geom) if p.geom_type == "Polygon" and not p.is_empty]
+    polys = _polygon_parts(geom)
     if not polys:
         return geom, 0, 0
     half = -gap_m / 2.0
@@ -370,7 +374,7 @@ def _repair(geoms: np.ndarray, ids: np.ndarray) -> tuple[np.ndarray, int]:
     lost = []
     for i in bad.tolist():
         fixed = shapely.make_valid(geoms[i])
-        parts = [p for p in shapely.get_parts(fixed) if p.geom_type in _POLYGONAL and p.area > 0]
+        parts = _polygon_parts(fixed)
         if not parts:
             lost.append(str(ids[i]))
             continue
