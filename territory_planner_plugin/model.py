@@ -257,7 +257,7 @@ class TerritoryModel:
                     )
                     if self._probe:
                         raise InfeasibleError(msg)
-                    need = 100 * (locked[m] / target[j, m] - 1) * tol.min() / max(tol[m], 1e-9)
+                    need = self._tolerance_to_hold(locked[m], target[j, m], m)
                     raise InfeasibleError(
                         f"{msg} {self.relaxations('CBC', 10.0, tolerance_from=need)}"
                     )
@@ -1048,6 +1048,12 @@ class TerritoryModel:
         return (f"relax several at once ({', '.join(extra)}, and raise TOLERANCE), or use "
                 "fewer territories or more reps.")  # fmt: skip
 
+    def _tolerance_to_hold(self, amount: float, target: float, m: int) -> float:
+        """The TOLERANCE (%) whose band of measure ``m`` (as :meth:`_tolerances_at` widens it)
+        reaches ``amount`` above ``target``: where a search for a working TOLERANCE starts."""
+        tol = self.tolerance_pct
+        return 100 * (amount / target - 1) * tol.min() / max(tol[m], 1e-9)
+
     def _tolerances_at(self, t: float) -> np.ndarray:
         """Per-measure tolerances for TOLERANCE ``t`` (%), as :func:`tolerances` widens them."""
         tol = self.tolerance_pct
@@ -1148,7 +1154,7 @@ class TerritoryModel:
             if over[i] <= 1e-9 * (1.0 + abs(hi[j, m])) or target[j, m] <= 0:
                 continue
             v, total = self.values[i, m], self.values[:, m].sum()
-            need = 100 * (v / target[j, m] - 1) * tol.min() / max(tol[m], 1e-9)
+            need = self._tolerance_to_hold(v, target[j, m], m)
             if worst is None or need > worst[1]:
                 worst = (
                     f"{self.noun[:-1].capitalize()} {self.row_ids[i]} alone holds {v:,.6g} of "
