@@ -36,12 +36,14 @@ class Adjacency:
 
     ``matrix`` (n, n) has no diagonal and includes the island links; ``linked`` lists those
     links (unit of a group with no land neighbour, nearest unit outside it); ``snapped`` counts
-    neighbour pairs found only within the snapping tolerance.
+    neighbour pairs found only within the snapping tolerance ``snap_m`` (0: exact only, or not
+    polygons).
     """
 
     matrix: sp.csr_matrix
     linked: list[tuple[int, int]]
     snapped: int
+    snap_m: float = 0.0
 
 
 def polygon_adjacency(geoms, *, rule: str = "rook", snap_m: float = 1.0) -> Adjacency:
@@ -78,7 +80,7 @@ def polygon_adjacency(geoms, *, rule: str = "rook", snap_m: float = 1.0) -> Adja
     if snapped:
         logger.info("Adjacency: %d neighbour pair(s) found only within the %.2f m snapping "
                     "tolerance (digitising gaps).", snapped, snap)  # fmt: skip
-    return Adjacency(matrix=matrix, linked=linked, snapped=snapped)
+    return Adjacency(matrix=matrix, linked=linked, snapped=snapped, snap_m=snap)
 
 
 def _neighbour_pairs(g: np.ndarray, rule: str, snap: float) -> tuple[np.ndarray, np.ndarray, int]:

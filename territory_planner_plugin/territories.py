@@ -120,7 +120,6 @@ class PlanRows:
     outside: int = 0
     cells: dict = field(default_factory=dict)  # the outline's triangulation, for the polygons
     outline_s: float = 0.0  # seconds the tight outline took (how busy the machine is)
-    snap_m: float = 0.0  # units: SNAP, the digitising gaps closed in adjacency and polygons
 
     @property
     def n(self) -> int:
@@ -234,7 +233,6 @@ def prepare_rows(
                         "(the plan covers the whole map).", int(empty.sum()))  # fmt: skip
     adj = graph.polygon_adjacency(us.units.geometry, rule=adjacency, snap_m=snap_m)
     rows.adjacency = adj
-    rows.snap_m = float(snap_m)
     _log_links(adj, rows.ids, "units")
     return rows
 
@@ -412,7 +410,7 @@ def design_territories(
         )  # fmt: skip
         logged.append(True)
         # a model at another band (the half band the centres also try) only needs a verdict
-        model._probe = not explain or band is not tol
+        model._probe = not explain or not np.array_equal(band, tol)
         model.precheck()
         return model, costs
 
@@ -724,8 +722,9 @@ def build_plan(
     if rows.has_units:
         from .units import dissolve_units
 
-        gaps = rows.adjacency is not None and rows.adjacency.snapped > 0
-        polys = dissolve_units(rows.layer.geometry, assign, k, gap_m=rows.snap_m, gaps_seen=gaps)
+        adj = rows.adjacency  # the gaps its snapping counted as shared close in the polygons
+        polys = dissolve_units(rows.layer.geometry, assign, k, gap_m=adj.snap_m,
+                               gaps_seen=adj.snapped > 0)  # fmt: skip
     else:  # STUDY_AREA or the tight outline, with its triangulation (prepare_rows)
         polys = territory_polygons(rows.xy, assign, k, rows.area, cells=rows.cells)
     if rows.adjacency is not None:
