@@ -38,6 +38,7 @@ __all__ = ["SKILL_RULES", "TIER_GEOGRAPHIC", "TIER_NAMED", "Coverage", "design_c
 TIER_NAMED = NAMED_TIER
 TIER_GEOGRAPHIC = "geographic"
 SKILL_RULES = ("hard", "soft")
+SKILL_PAIR_RULE = ("SKILL_RULE hard", "set SKILL_RULE to soft")  # the rule's name, its lifting
 _TRUE = {"1", "true", "t", "yes", "y", "named"}
 _FALSE = {"", "0", "false", "f", "no", "n", "none", "null", "nan", "geographic"}
 
@@ -446,7 +447,7 @@ def _pairs(coverage, seg, skills, rows, cols, *, values, capacity, tol, names, r
     problem = check_segments(sub_seg, sub_sk, values=values, capacity=capacity,
                              tolerance_pct=tol, names=names, rep_ids=rep_ids)  # fmt: skip
     if problem is None:
-        return {"pair_allowed": allowed}
+        return {"pair_allowed": allowed, "pair_rule": SKILL_PAIR_RULE}
     msg, need = problem
     where = f"{tier.capitalize()} tier: " if tier else ""
     fixes = []
@@ -454,7 +455,7 @@ def _pairs(coverage, seg, skills, rows, cols, *, values, capacity, tol, names, r
     if need is not None:
         t = math.ceil(10 * need * base / max(tol.min(), 1e-9) - 1e-6) / 10
         if t <= TOLERANCE_MAX_TENTHS / 10 and _solves(
-            run, {"pair_allowed": allowed}, tolerance_pct=t
+            run, {"pair_allowed": allowed, "pair_rule": SKILL_PAIR_RULE}, tolerance_pct=t
         ):
             fixes.append(f"TOLERANCE {t:g} gives a plan (checked)")
     if _solves(
@@ -466,12 +467,12 @@ def _pairs(coverage, seg, skills, rows, cols, *, values, capacity, tol, names, r
 
 
 def _skill_words(err: Exception, pairs: dict, arguments: dict) -> str:
-    """An engine message whose allowed pairs are the expertise rule, in those words."""
+    """An engine message whose allowed pairs are the expertise rule alone, in those words (the
+    model names SKILL_RULE itself; the explanations and contiguity checks say REP_MAX_MINUTES
+    for any barred pair)."""
     text = str(err)
     if "pair_allowed" in pairs and arguments.get("rep_max_minutes") is None:
-        text = text.replace("clear REP_MAX_MINUTES", "set SKILL_RULE to soft").replace(
-            "REP_MAX_MINUTES", "SKILL_RULE hard"
-        )
+        text = text.replace("REP_MAX_MINUTES", "SKILL_RULE hard")
     return text
 
 
@@ -543,7 +544,12 @@ def _capacity(reps, capacity_field) -> np.ndarray:
 
 def _only(func, arguments: dict) -> dict:
     """The keyword arguments ``func`` takes (reps and pair arguments are passed apart)."""
-    names = set(inspect.signature(func).parameters) - {"reps", "pair_allowed", "pair_cost"}
+    names = set(inspect.signature(func).parameters) - {
+        "reps",
+        "pair_allowed",
+        "pair_rule",
+        "pair_cost",
+    }
     return {k: v for k, v in arguments.items() if k in names}
 
 

@@ -113,6 +113,10 @@ class TerritoryModel:
     territory_ids: np.ndarray = field(default_factory=lambda: np.array([], str))
     noun: str = "accounts"
     ends_by: float | None = field(default=None, compare=False, repr=False)  # TIME_LIMIT's end
+    reach: np.ndarray | None = None  # (n, k) minutes each pair needs under REP_MAX_MINUTES
+    max_minutes: float | None = None  # REP_MAX_MINUTES (None: unset)
+    rule_allowed: np.ndarray | None = None  # (n, k) pairs another rule allows (pair_rule)
+    pair_rule: tuple[str, str] = ("", "")  # that rule's name and the advice that lifts it
 
     @classmethod
     def from_cost_matrix(
@@ -134,6 +138,10 @@ class TerritoryModel:
         territory_ids: Sequence[str] | np.ndarray | None = None,
         noun: str = "accounts",
         ends_by: float | None = None,
+        reach: np.ndarray | None = None,
+        max_minutes: float | None = None,
+        rule_allowed: np.ndarray | None = None,
+        pair_rule: tuple[str, str] = ("", ""),
     ) -> TerritoryModel:
         """A model from an (n, k) cost matrix (rows = accounts or units, columns = territories).
 
@@ -150,6 +158,14 @@ class TerritoryModel:
         ends_by : ``time.perf_counter()`` by which the run must end (its TIME_LIMIT): a failure
             checks the relaxations it names in what is left (at least ``CHECK_MIN_S``); without
             it, in up to TIME_LIMIT again (at least 5 s, at most 60 s).
+        reach, max_minutes : (n, k) minutes each pair needs (:func:`reach_minutes`) and
+            REP_MAX_MINUTES; with both, pairs beyond it are barred and a failure searches the
+            least REP_MAX_MINUTES that gives a plan.
+        rule_allowed, pair_rule : (n, k) pairs another rule allows (e.g. SKILL_RULE hard) and
+            (its name, the advice that lifts it), e.g. ("SKILL_RULE hard", "set SKILL_RULE to
+            soft"); a failure checks that advice alone.
+        ``allowed`` is every restriction at once: given pairs, ``reach`` within ``max_minutes``
+        and ``rule_allowed``.
 
         Returns
         -------
@@ -162,20 +178,29 @@ class TerritoryModel:
         tol = np.broadcast_to(np.asarray(tolerance_pct, float), (vals.shape[1],)).copy()
         none = np.full(n, -1)
         adj = None if adjacency is None else sp.csr_matrix(adjacency)
+        ok = np.ones((n, k), bool) if allowed is None else np.asarray(allowed, bool)
+        if reach is not None:
+            reach = np.asarray(reach, float)
+            if max_minutes is not None:
+                ok = ok & (reach <= max_minutes)
+        if rule_allowed is not None:
+            rule_allowed = np.asarray(rule_allowed, bool)
+            ok = ok & rule_allowed
         return cls(
             cost=cost, values=vals, capacity=np.asarray(capacity, float), tolerance_pct=tol,
             locks=none.copy() if locks is None else np.asarray(locks, int),
             current=none.copy() if current is None else np.asarray(current, int),
             budget=None if budget is None else int(budget),
-            allowed=np.ones((n, k), bool) if allowed is None else np.asarray(allowed, bool),
-            adjacency=adj, contiguous=bool(adj is not None if contiguous is None else contiguous),
+            allowed=ok, adjacency=adj, contiguous=bool(adj is not None if contiguous is None else contiguous),
             travel=travel if travel is not None and travel[1] > 0 else None, names=tuple(names),
             row_ids=np.asarray([f"#{i}" for i in range(n)] if row_ids is None else row_ids, str),
             territory_ids=np.asarray(
                 [f"T{j + 1:02d}" for j in range(k)] if territory_ids is None else territory_ids,
                 str,
             ),
-            noun=noun, ends_by=ends_by,
+            noun=noun, ends_by=ends_by, reach=reach,
+            max_minutes=None if max_minutes is None else float(max_minutes),
+            rule_allowed=rule_allowed, pair_rule=pair_rule,
         )  # fmt: skip
 
     # ------------------------------------------------------------------------- shape and bands
@@ -264,17 +289,34 @@ class TerritoryModel:
         locked = np.flatnonzero(self.locks >= 0)
         far = locked[~self.allowed[locked, self.locks[locked]]]
         if len(far):
+            why = []
+            if self.reach is not None and self.max_minutes is not None:
+                away = self.reach[far, self.locks[far]]
+                if (away > self.max_minutes).any():
+                    why.append(f"farther than REP_MAX_MINUTES ({self.max_minutes:g} min; up to "
+                               f"{away.max():.0f} min away)")  # fmt: skip
+            if self._rule_bars() and not self.rule_allowed[far, self.locks[far]].all():
+                why.append(f"barred by {self.pair_rule[0]}")
+            why = " or ".join(why) or "farther than REP_MAX_MINUTES"
             msg = (
-                f"LOCK_FIELD: {self.noun} {list(self.row_ids[far][:10])} are locked to a rep "
-                "farther than REP_MAX_MINUTES."
+                f"LOCK_FIELD: {self.noun} {list(self.row_ids[far][:10])} are locked to a rep {why}."
             )
             raise InfeasibleError(msg if self._probe else f"{msg} {self.relaxations('CBC', 10.0)}")
         orphan = ~self.allowed.any(1)
         if orphan.any():
-            msg = (
-                f"REP_MAX_MINUTES: {self.noun} {list(self.row_ids[orphan][:10])} are farther than "
-                "that from every rep home (a rep near them would serve them)."
-            )
+            if self._rule_bars() and not self.rule_allowed[orphan].any(1).all():
+                none = orphan & ~self.rule_allowed.any(1)
+                msg = (f"{self.pair_rule[0]}: {self.noun} {list(self.row_ids[none][:10])} have no "
+                       "rep the rule allows.")  # fmt: skip
+            else:
+                head, near = "REP_MAX_MINUTES", ""
+                if self.reach is not None and self.max_minutes is not None:
+                    ok = self._allowed_with(minutes=None, rule=True)[orphan]
+                    far_most = np.where(ok, self.reach[orphan], np.inf).min(1).max()
+                    head = f"REP_MAX_MINUTES ({self.max_minutes:g} min)"
+                    near = f" (the farthest is {far_most:.0f} min from its nearest rep)"
+                msg = (f"{head}: {self.noun} {list(self.row_ids[orphan][:10])} are farther than "
+                       f"that from every rep home{near}; a rep near them would serve them.")  # fmt: skip
             raise InfeasibleError(msg if self._probe else f"{msg} {self.relaxations('CBC', 10.0)}")
 
     def pieces(self, assign: np.ndarray) -> np.ndarray | None:
@@ -940,45 +982,37 @@ class TerritoryModel:
                          for text, change, name in self._single_relaxations()]  # fmt: skip
         cur = math.floor(10 * float(self.tolerance_pct.min()) + 1e-6)
         start = max(cur + 1, math.ceil(10 * tolerance_from - 1e-6) if tolerance_from else 0)
+        searches = []  # (name, grid lo, grid hi, change, value shown, tail of the advice)
         if start <= TOLERANCE_MAX_TENTHS:
-            t, failed = self._least(start, TOLERANCE_MAX_TENTHS, deadline, solver,
-                                    lambda x: {"tolerance_pct": self._tolerances_at(x / 10)})  # fmt: skip
-            if t is not None:
-                below = f"; {failed / 10:.1f}% gave none" if failed is not None else ""
-                if failed is not None and t - failed > 1:  # the bisection ran out of time
-                    below += ", the values between were not checked in time"
-                    grid = ""
-                else:
-                    grid = ", to 0.1%"
-                found.append(f"set TOLERANCE to at least {t / 10:.1f}% (the least found to "
-                             f"give a plan{grid}{below})")  # fmt: skip
-            elif failed is None:
-                timed_out = True
-                unchecked.append("TOLERANCE")
-            else:
-                tried.append(f"TOLERANCE up to {failed / 10:.1f}%")
-                timed_out |= failed < TOLERANCE_MAX_TENTHS
-                if failed < TOLERANCE_MAX_TENTHS:
-                    unchecked.append(f"TOLERANCE above {failed / 10:.1f}% ({failed / 10:.1f}% "
-                                     "gave none)")  # fmt: skip
+            searches.append(("TOLERANCE", start, TOLERANCE_MAX_TENTHS,
+                             lambda x: {"tolerance_pct": self._tolerances_at(x / 10)},
+                             _tenths, _least_tail(", to 0.1%", _tenths)))  # fmt: skip
         if self.budget is not None:
             n = self.n
             low = math.ceil(1000 * (self.budget + 1) / n - 1e-9)
             if low <= 1000:
-                p, failed = self._least(low, 1000, deadline, solver, lambda x: {
-                    "budget": math.floor(x / 1000 * n + 1e-9)})  # fmt: skip
-                if p is not None:
-                    moves = math.floor(p / 1000 * n + 1e-9)
-                    found.append(f"set MAX_MOVES to at least {p / 10:.1f}% ({moves} {self.noun})")
-                elif failed is None:
+                searches.append(("MAX_MOVES", low, 1000,
+                                 lambda x: {"budget": math.floor(x / 1000 * n + 1e-9)},
+                                 _tenths, lambda x, _: f" ({math.floor(x / 1000 * n + 1e-9)} {self.noun})"))  # fmt: skip
+        if self._minutes_bar():
+            top = math.ceil(float(self.reach.max()) - 1e-9)
+            searches.append(("REP_MAX_MINUTES", self._least_minutes(), top,
+                             lambda x: {"allowed": self._allowed_with(minutes=x, rule=True),
+                                        "max_minutes": float(x)},
+                             _minutes, lambda x, failed: _least_tail(", to 1 min", _minutes)(x, failed)
+                             + (" or clear it" if x >= top else "")))  # fmt: skip
+        for name, lo, hi, change, shown, tail in searches:
+            t, failed = self._least(lo, hi, deadline, solver, change)
+            if t is not None:
+                found.append(f"set {name} to at least {shown(t)}{tail(t, failed)}")
+            elif failed is None:
+                timed_out = True
+                unchecked.append(name)
+            else:
+                tried.append(f"{name} up to {shown(failed)}")
+                if failed < hi:
                     timed_out = True
-                    unchecked.append("MAX_MOVES")
-                else:
-                    tried.append(f"MAX_MOVES up to {failed / 10:.1f}%")
-                    if failed < 1000:
-                        timed_out = True
-                        unchecked.append(f"MAX_MOVES above {failed / 10:.1f}% ({failed / 10:.1f}% "
-                                         "gave none)")  # fmt: skip
+                    unchecked.append(f"{name} above {shown(failed)} ({shown(failed)} gave none)")
         for text, name, ok in single_checks:
             if ok:
                 found.append(text)
@@ -1007,24 +1041,67 @@ class TerritoryModel:
 
     def _single_relaxations(self) -> list[tuple[str, dict, str]]:
         """(advice, change to the model, short name) of each constraint that may be dropped:
-        the locks, REP_MAX_MINUTES and CONTIGUOUS, when they are set."""
+        the locks, REP_MAX_MINUTES (when its least value is not searched), the other pair rule
+        (``pair_rule``) and CONTIGUOUS, when they are set."""
         singles = []
         if (self.locks >= 0).any():
             count = int((self.locks >= 0).sum())
             singles.append((f"unlock the {count} locked {self.noun} (LOCK_FIELD)",
                             {"locks": np.full(self.n, -1)}, "unlocking"))  # fmt: skip
-        if not self.allowed.all():
+        if self.reach is None and self.rule_allowed is None and not self.allowed.all():
             singles.append(("clear REP_MAX_MINUTES", {"allowed": np.ones_like(self.allowed)},
                             "clearing REP_MAX_MINUTES"))  # fmt: skip
+        if self._rule_bars():
+            keep = self.max_minutes if self.reach is not None else None
+            singles.append((self.pair_rule[1], {"allowed": self._allowed_with(minutes=keep,
+                                                                              rule=False)},
+                            self.pair_rule[1]))  # fmt: skip
         if self.contiguous and self.adjacency is not None:
             singles.append(("turn CONTIGUOUS off", {"contiguous": False}, "CONTIGUOUS off"))
         return singles
+
+    def _minutes_bar(self) -> bool:
+        """REP_MAX_MINUTES bars some pairs and their minutes are known (its least working value
+        can be searched)."""
+        return (self.reach is not None and self.max_minutes is not None
+                and bool((self.reach > self.max_minutes).any()))  # fmt: skip
+
+    def _rule_bars(self) -> bool:
+        """The other pair rule (``pair_rule``, e.g. SKILL_RULE hard) bars some pairs."""
+        return self.rule_allowed is not None and not self.rule_allowed.all()
+
+    def _bars_minutes(self) -> bool:
+        """Some pairs are barred by REP_MAX_MINUTES (or by ``allowed`` of unknown origin)."""
+        if self.reach is not None or self.rule_allowed is not None:
+            return self._minutes_bar()
+        return not self.allowed.all()
+
+    def _allowed_with(self, *, minutes: float | None, rule: bool) -> np.ndarray:
+        """The pairs allowed with REP_MAX_MINUTES at ``minutes`` (None: cleared) and with or
+        without the other pair rule."""
+        ok = np.ones(self.allowed.shape, bool)
+        if minutes is not None and self.reach is not None:
+            ok &= self.reach <= minutes
+        if rule and self.rule_allowed is not None:
+            ok &= self.rule_allowed
+        return ok
+
+    def _least_minutes(self) -> int:
+        """Where the search of REP_MAX_MINUTES starts (whole minutes): above today's value, and
+        no lower than the nearest allowed rep of the farthest row and a locked row's rep."""
+        reach = np.where(self._allowed_with(minutes=None, rule=True), self.reach, np.inf)
+        need = float(reach.min(1).max())
+        locked = np.flatnonzero(self.locks >= 0)
+        if len(locked):
+            need = max(need, float(self.reach[locked, self.locks[locked]].max()))
+        return max(math.floor(self.max_minutes) + 1, math.ceil(need - 1e-9))
 
     def _given(self) -> str:
         """'With these locks, MAX_MOVES and REP_MAX_MINUTES, ' for the constraints that are set."""
         given = [name for name, on in (("locks", (self.locks >= 0).any()),
                                        ("MAX_MOVES", self.budget is not None),
-                                       ("REP_MAX_MINUTES", not self.allowed.all()),
+                                       ("REP_MAX_MINUTES", self._bars_minutes()),
+                                       (self.pair_rule[0], self._rule_bars()),
                                        ("CONTIGUOUS", self.contiguous)) if on]  # fmt: skip
         if not given:
             return ""
@@ -1037,8 +1114,10 @@ class TerritoryModel:
         extra = []
         if (self.locks >= 0).any():
             extra.append(f"unlock some {self.noun}")
-        if not self.allowed.all():
+        if self._bars_minutes():
             extra.append("raise REP_MAX_MINUTES")
+        if self._rule_bars():
+            extra.append(self.pair_rule[1])
         if self.budget is not None:
             extra.append("raise MAX_MOVES")
         if self.contiguous and self.adjacency is not None:
@@ -1195,6 +1274,29 @@ def _seconds_to(end: float, most: float) -> float:
     return min(max(end - time.perf_counter(), 0.1), most)
 
 
+def _tenths(x: int) -> str:
+    """A grid value in tenths of a percent, shown ('7.3%')."""
+    return f"{x / 10:.1f}%"
+
+
+def _minutes(x: int) -> str:
+    """A grid value in whole minutes, shown ('163 min')."""
+    return f"{x} min"
+
+
+def _least_tail(grid: str, shown):
+    """The tail of a searched advice, '(the least found to give a plan, to 0.1%; 7.2% gave
+    none)', saying when the bisection ran out of time before reaching the grid's step."""
+
+    def tail(t: int, failed: int | None) -> str:
+        below = f"; {shown(failed)} gave none" if failed is not None else ""
+        if failed is not None and t - failed > 1:
+            return f" (the least found to give a plan{below}, the values between were not checked in time)"
+        return f" (the least found to give a plan{grid}{below})"
+
+    return tail
+
+
 def likely_time_limit_s(n: int, k: int) -> int:
     """A TIME_LIMIT (seconds, a whole minute) likely enough for a first plan of n rows x k
     territories, from the benchmarks (about 300 s at 300,000 x 100)."""
@@ -1347,21 +1449,21 @@ def territory_codes(frame, fld, cen_ids, key, ids, *, strict=True, layer="ACCOUN
     return out
 
 
-def reach_mask(cost_km: np.ndarray, cost_min: np.ndarray | None, max_minutes: float | None, *,
-               log: bool = True) -> np.ndarray:  # fmt: skip
-    """(n, k) pairs allowed by REP_MAX_MINUTES: drive minutes, or without a NETWORK the
-    straight-line distance at ``STRAIGHT_LINE_KMH``."""
+def reach_minutes(cost_km: np.ndarray, cost_min: np.ndarray | None,
+                  max_minutes: float | None, *, log: bool = True) -> np.ndarray | None:  # fmt: skip
+    """(n, k) minutes each pair needs under REP_MAX_MINUTES (None when it is unset): drive
+    minutes, or without a NETWORK the straight-line distance at ``STRAIGHT_LINE_KMH``."""
     if max_minutes is None:
-        return np.ones_like(cost_km, dtype=bool)
+        return None
     if cost_min is not None:
-        return cost_min <= max_minutes
+        return np.asarray(cost_min, float)
     if log:
         logger.info(
             "REP_MAX_MINUTES without a NETWORK: straight-line distance at %g km/h, i.e. at most "
             "%.1f km from a rep home; give a NETWORK for drive times on roads.",
             STRAIGHT_LINE_KMH, max_minutes * STRAIGHT_LINE_KMH / 60.0,
         )  # fmt: skip
-    return cost_km * 60.0 / STRAIGHT_LINE_KMH <= max_minutes
+    return np.asarray(cost_km, float) * 60.0 / STRAIGHT_LINE_KMH
 
 
 def snap_points_once(xy: np.ndarray, net: object | None, crs: object) -> object | None:

@@ -86,6 +86,7 @@ def rebalance_territories(
     time_limit_s: float = 60.0,
     solver: str = "CBC",
     pair_allowed: np.ndarray | None = None,
+    pair_rule: tuple[str, str] = ("pair_allowed", "drop pair_allowed"),
     pair_cost: np.ndarray | None = None,
     other_tier_reps: Sequence[str] = (),
     progress: ProgressCallback | None = None,
@@ -99,12 +100,14 @@ def rebalance_territories(
     territory is empty are new; those naming a rep not in REPS belong to a rep who left. With
     ``units`` the plan moves whole units (a unit is in the territory most of its accounts are in
     today) and, with ``contiguous`` (default with units), keeps every territory in one piece.
-    ``pair_allowed``/``pair_cost`` ((n, k), rows x reps; :mod:`coverage`) restrict the pairs and
+    ``pair_allowed``/``pair_cost`` ((n, k), rows x reps; :mod:`coverage`; ``pair_rule`` names
+    the rule behind ``pair_allowed`` and the advice that lifts it, for messages) restrict the pairs and
     add a cost to them, in moves. ``other_tier_reps`` are reps of another coverage tier: their
     accounts are handed over like a departed rep's, without the warning (:mod:`coverage` warns).
     """
     params = run_parameters(locals())
     params.pop("pair_allowed", None)
+    params.pop("pair_rule", None)
     params.pop("pair_cost", None)
     params.pop("other_tier_reps", None)
     began = time.perf_counter()  # TIME_LIMIT bounds the whole run, outputs included
@@ -156,9 +159,12 @@ def rebalance_territories(
     costs = row_costs(rows, cen_xy, network, snapped)
     cost_km, cost_min = costs[0], costs[1]
     dist = cost_min if cost_min is not None else cost_km
-    allowed = row_reach(rows, costs, rep_max_minutes, log=True)
+    reach = row_reach(rows, costs, rep_max_minutes, log=True)
+    allowed = np.ones(dist.shape, bool)
+    if reach is not None:
+        allowed &= reach <= rep_max_minutes
     if pair_allowed is not None:
-        allowed = allowed & np.asarray(pair_allowed, bool)
+        allowed &= np.asarray(pair_allowed, bool)
     # moves first; distance only breaks ties (all of it is worth less than the smallest move)
     has = current >= 0
     move_cost = move_costs(current, dist.shape[1], weight)
@@ -167,7 +173,8 @@ def rebalance_territories(
     extra = 0.0 if pair_cost is None else np.asarray(pair_cost, float)
     model = TerritoryModel.from_cost_matrix(
         move_cost + eps * dist + extra, values=values, capacity=capacity, tolerance_pct=tol, locks=locks,
-        current=current, budget=budget, allowed=allowed,
+        current=current, budget=budget, reach=reach, max_minutes=rep_max_minutes,
+        rule_allowed=pair_allowed, pair_rule=pair_rule,
         adjacency=None if rows.adjacency is None else rows.adjacency.matrix,
         contiguous=rows.contiguous, names=fields, row_ids=ids, territory_ids=cen_ids, noun=noun,
         ends_by=began + time_limit_s,

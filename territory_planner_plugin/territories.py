@@ -39,7 +39,7 @@ from .model import (
     point_costs,
     prepare_accounts,
     prepare_reps,
-    reach_mask,
+    reach_minutes,
     run_parameters,
     snap_points_once,
     territory_codes,
@@ -337,6 +337,7 @@ def design_territories(
     time_limit_s: float = 60.0,
     solver: str = "CBC",
     pair_allowed: np.ndarray | None = None,
+    pair_rule: tuple[str, str] = ("pair_allowed", "drop pair_allowed"),
     pair_cost: np.ndarray | None = None,
     progress: ProgressCallback | None = None,
     is_cancelled: CancelCheck | None = None,
@@ -349,7 +350,8 @@ def design_territories(
     territory (with all its accounts) and, with ``contiguous`` (default with units), every
     territory is one piece. Pairs the network cannot connect are costed by straight line at
     ``STRAIGHT_LINE_KMH`` and counted in the log. Raises :class:`InfeasibleError` naming the
-    smallest relaxation. ``pair_allowed``/``pair_cost`` ((n, k), rows x reps; :mod:`coverage`)
+    smallest relaxation. ``pair_allowed``/``pair_cost`` ((n, k), rows x reps; :mod:`coverage`; ``pair_rule`` names
+    the rule behind ``pair_allowed`` and the advice that lifts it, for messages)
     restrict the pairs and add a cost to them (the outputs report the distances alone). With
     ``explain`` false an infeasible model raises at once, without solving relaxations to name
     (for a caller that tries looser settings itself, as REGIONS does).
@@ -357,6 +359,7 @@ def design_territories(
     params = run_parameters(locals())
     params.pop("explain", None)
     params.pop("pair_allowed", None)
+    params.pop("pair_rule", None)
     params.pop("pair_cost", None)
     began = time.perf_counter()  # TIME_LIMIT bounds the whole run, outputs included
     rows = prepare_rows(accounts, id_field=id_field, balance_fields=balance_fields, units=units,
@@ -396,14 +399,12 @@ def design_territories(
 
     def build(centres_xy: np.ndarray, band=tol) -> tuple[TerritoryModel, tuple]:
         costs = row_costs(rows, centres_xy, network, snapped)
-        allowed = row_reach(rows, costs, rep_max_minutes, log=not logged)
+        reach = row_reach(rows, costs, rep_max_minutes, log=not logged)
         dist = costs[1] if costs[1] is not None else costs[0]
-        if pair_allowed is not None:
-            allowed = allowed & np.asarray(pair_allowed, bool)
         model = TerritoryModel.from_cost_matrix(
             dist if pair_cost is None else dist + pair_cost, values=rows.values,
             capacity=capacity, tolerance_pct=band, locks=locks, current=current, budget=budget,
-            allowed=allowed,
+            reach=reach, max_minutes=rep_max_minutes, rule_allowed=pair_allowed, pair_rule=pair_rule,
             adjacency=None if rows.adjacency is None else rows.adjacency.matrix,
             contiguous=rows.contiguous, travel=(capacity / capacity.sum(), mu), names=fields,
             row_ids=rows.ids, territory_ids=cen_ids, noun=rows.noun, ends_by=began + time_limit_s,
@@ -499,14 +500,21 @@ def time_left(deadline: float, time_limit_s: float) -> float:
     return max(deadline - time.perf_counter(), min(MIN_SOLVE_S, time_limit_s))
 
 
-def row_reach(rows: PlanRows, costs, max_minutes: float | None, *, log: bool) -> np.ndarray:
-    """(n, k) pairs allowed by REP_MAX_MINUTES; a unit with accounts needs every account in reach
-    (a unit without accounts may go anywhere)."""
+def row_reach(rows: PlanRows, costs, max_minutes: float | None, *, log: bool) -> np.ndarray | None:
+    """(n, k) minutes each pair needs under REP_MAX_MINUTES (None when it is unset); a unit with
+    accounts needs every account in reach, so its farthest account's (a unit without accounts
+    may go anywhere: 0)."""
     km, mins, km_s, min_s = costs
     if rows.src_row is None:
-        return reach_mask(km, mins, max_minutes, log=log)
-    ok_s = reach_mask(km_s, min_s, max_minutes, log=log)
-    return rows.aggregate((~ok_s).astype(float)) == 0
+        return reach_minutes(km, mins, max_minutes, log=log)
+    src = reach_minutes(km_s, min_s, max_minutes, log=log)
+    if src is None:
+        return None
+    out = np.zeros((rows.n, src.shape[1]))
+    order = np.argsort(rows.src_row, kind="stable")
+    first = np.flatnonzero(np.r_[True, np.diff(rows.src_row[order]) != 0])
+    out[rows.src_row[order][first]] = np.maximum.reduceat(src[order], first, axis=0)
+    return out
 
 
 # ----------------------------------------------------------------------------- centres

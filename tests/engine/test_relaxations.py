@@ -2,7 +2,7 @@
 
 Random small cases (a few accounts, 2-3 reps, tight tolerances, sometimes locks, a disruption
 budget or REP_MAX_MINUTES) that are often infeasible. Each change the message proposes
-(TOLERANCE, MAX_MOVES, unlocking, clearing REP_MAX_MINUTES) is applied alone and must give a plan
+(TOLERANCE, MAX_MOVES, unlocking, the least REP_MAX_MINUTES) is applied alone and must give a plan
 that keeps its bands; values stay within the parameters' ranges, nothing is "a little", and a
 parameter that was not set is never blamed.
 """
@@ -33,8 +33,13 @@ def _suggestions(message: str) -> dict[str, object]:
         found["max_moves_pct"] = float(moves.group(1))
     if re.search(r"unlock the \d+ locked accounts", message):
         found["lock_field"] = None
-    if "clear REP_MAX_MINUTES" in message:
-        found["rep_max_minutes"] = None
+    minutes = re.search(r"set REP_MAX_MINUTES to at least (\d+) min", message)
+    if minutes:
+        found["rep_max_minutes"] = float(minutes.group(1))
+    if "clear REP_MAX_MINUTES" in message or re.search(
+        r"REP_MAX_MINUTES to at least [^;]* or clear it", message
+    ):
+        found["rep_max_minutes_cleared"] = None
     return found
 
 
@@ -93,7 +98,10 @@ def test_proposed_relaxations_work(n, k, seed, tol, heavy, lock, budget, reach):
         assert tol < proposed["tolerance_pct"] <= 99.0
     if "max_moves_pct" in proposed:
         assert budget < proposed["max_moves_pct"] <= 100.0
+    if "rep_max_minutes" in proposed:
+        assert reach < proposed["rep_max_minutes"]
     for key, value in proposed.items():
+        key = key.removesuffix("_cleared")
         plan = design_territories(acc, **{**kw, key: value})  # raises when the check was wrong
         bound = value if key == "tolerance_pct" else kw["tolerance_pct"]
         assert plan.summary["revenue_dev_pct"].abs().max() <= bound + 1e-6
@@ -225,3 +233,51 @@ def test_a_half_band_too_tight_for_one_account_costs_no_relaxation_search(monkey
                               tolerance_pct=25.0, time_limit_s=5.0)  # fmt: skip
     assert plan.summary["revenue_dev_pct"].abs().max() <= 25.0 + 1e-6
     assert not searched
+
+
+def _reach_model(max_minutes: float, **kw):
+    """Four equal rows, two territories of exactly two each; within 60 min every row reaches
+    T0 only (T1 is 70, 75, 83 and 90 min away)."""
+    from territory_planner_plugin.model import TerritoryModel
+
+    reach = np.array([[5.0, 70.0], [5.0, 90.0], [5.0, 75.0], [5.0, 83.0]])
+    return TerritoryModel.from_cost_matrix(
+        reach.copy(), values=np.ones(4), capacity=np.ones(2), tolerance_pct=0.0, reach=reach,
+        max_minutes=max_minutes, **kw,
+    )  # fmt: skip
+
+
+def test_the_least_rep_max_minutes_is_named_and_one_minute_less_fails():
+    """REP_MAX_MINUTES 60: the message names 75 min (the second-nearest row to T1), found by
+    solving; 75 gives a plan and 74 none."""
+    with pytest.raises(InfeasibleError) as err:
+        _reach_model(60.0).solve("CBC", time_limit_s=5.0)
+    text = str(err.value)
+    assert (
+        "set REP_MAX_MINUTES to at least 75 min (the least found to give a plan, to 1 min" in text
+    )
+    assert "or clear it" not in text, text
+    works = _reach_model(75.0)
+    works.verify(works.solve("CBC", time_limit_s=5.0).assign)
+    fails = _reach_model(74.0)
+    fails._probe = True
+    with pytest.raises(InfeasibleError):
+        fails.solve("CBC", time_limit_s=5.0)
+
+
+def test_clearing_rep_max_minutes_is_not_claimed_when_another_pair_rule_blocks():
+    """SKILL_RULE hard bars T1 for rows 0-2 and REP_MAX_MINUTES bars row 3 from T1: clearing
+    REP_MAX_MINUTES alone still leaves T0 three rows, so the message must not propose it (the
+    old check allowed every pair); lifting the skill rule alone works, and is proposed."""
+    rule = np.array([[True, False], [True, False], [True, False], [True, True]])
+    kw = {"rule_allowed": rule, "pair_rule": ("SKILL_RULE hard", "set SKILL_RULE to soft")}
+    model = _reach_model(80.0, **kw)  # rows 0 and 2 reach T1 within 80 min, the rule bars them
+    with pytest.raises(InfeasibleError) as err:
+        model.solve("CBC", time_limit_s=5.0)
+    text = str(err.value)
+    assert "REP_MAX_MINUTES to at least" not in text, text
+    assert "clear REP_MAX_MINUTES" not in text, text
+    assert "set SKILL_RULE to soft" in text, text
+    assert "With these REP_MAX_MINUTES and SKILL_RULE hard" in text or "Checked by solving" in text
+    lifted = _reach_model(80.0)  # the advice applied: the rule dropped, REP_MAX_MINUTES kept
+    lifted.verify(lifted.solve("CBC", time_limit_s=5.0).assign)
