@@ -982,37 +982,44 @@ class TerritoryModel:
                          for text, change, name in self._single_relaxations()]  # fmt: skip
         cur = math.floor(10 * float(self.tolerance_pct.min()) + 1e-6)
         start = max(cur + 1, math.ceil(10 * tolerance_from - 1e-6) if tolerance_from else 0)
-        searches = []  # (name, grid lo, grid hi, change, value shown, tail of the advice)
+        # (name, grid lo, grid hi, change, value shown, grid step said or None, advice's end)
+        searches = []
         if start <= TOLERANCE_MAX_TENTHS:
             searches.append(("TOLERANCE", start, TOLERANCE_MAX_TENTHS,
                              lambda x: {"tolerance_pct": self._tolerances_at(x / 10)},
-                             _tenths, _least_tail(", to 0.1%", _tenths)))  # fmt: skip
+                             _tenths, ", to 0.1%", lambda x: ""))  # fmt: skip
         if self.budget is not None:
             n = self.n
             low = math.ceil(1000 * (self.budget + 1) / n - 1e-9)
             if low <= 1000:
                 searches.append(("MAX_MOVES", low, 1000,
-                                 lambda x: {"budget": math.floor(x / 1000 * n + 1e-9)},
-                                 _tenths, lambda x, _: f" ({math.floor(x / 1000 * n + 1e-9)} {self.noun})"))  # fmt: skip
+                                 lambda x: {"budget": math.floor(x / 1000 * n + 1e-9)}, _tenths,
+                                 None, lambda x: f" ({math.floor(x / 1000 * n + 1e-9)} {self.noun})"))  # fmt: skip
         if self._minutes_bar():
             top = math.ceil(float(self.reach.max()) - 1e-9)
             searches.append(("REP_MAX_MINUTES", self._least_minutes(), top,
                              lambda x: {"allowed": self._allowed_with(minutes=x, rule=True),
                                         "max_minutes": float(x)},
-                             _minutes, lambda x, failed: _least_tail(", to 1 min", _minutes)(x, failed)
-                             + (" or clear it" if x >= top else "")))  # fmt: skip
-        for name, lo, hi, change, shown, tail in searches:
+                             _minutes, ", to 1 min", lambda x: " or clear it" if x >= top else ""))  # fmt: skip
+        for name, lo, hi, change, shown, grid, end_of in searches:
             t, failed = self._least(lo, hi, deadline, solver, change)
+            none = None if failed is None else self._gave_none(shown(failed[0]), failed[1])
             if t is not None:
-                found.append(f"set {name} to at least {shown(t)}{tail(t, failed)}")
+                tail = ""
+                if grid is not None:
+                    below = f"; {none}" if none else ""
+                    tail = (f" (the least found to give a plan{below}, the values between were "
+                            "not checked in time)" if failed and t - failed[0] > 1
+                            else f" (the least found to give a plan{grid}{below})")  # fmt: skip
+                found.append(f"set {name} to at least {shown(t)}{tail}{end_of(t)}")
             elif failed is None:
                 timed_out = True
                 unchecked.append(name)
             else:
-                tried.append(f"{name} up to {shown(failed)}")
-                if failed < hi:
+                tried.append(f"{name} up to {shown(failed[0])}")
+                if failed[0] < hi:
                     timed_out = True
-                    unchecked.append(f"{name} above {shown(failed)} ({shown(failed)} gave none)")
+                    unchecked.append(f"{name} above {shown(failed[0])} ({none})")
         for text, name, ok in single_checks:
             if ok:
                 found.append(text)
@@ -1142,43 +1149,63 @@ class TerritoryModel:
 
     def _works(self, deadline: float, solver: str, **change: object) -> bool | None:
         """Whether the model with ``change`` gives a verified plan (None: no time left)."""
+        return self._verdict(deadline, solver, **change)[0]
+
+    def _verdict(self, deadline: float, solver: str, **change: object) -> tuple[bool | None, bool]:
+        """(:meth:`_works`, whether a failure is proven: infeasible, not merely no plan found in
+        the check's time)."""
         left = deadline - time.perf_counter()
         if left < 0.05:
-            return None
+            return None, False
         probe = replace(self, **change)
         probe._probe = True
         try:
             probe.precheck()
+        except InfeasibleError:  # a conflict seen before solving: a proof
+            return False, True
+        try:
             sol = probe.solve(solver, time_limit_s=min(left, self._probe_s))
             probe.verify(sol.assign)
-        except (InfeasibleError, SolverError):
-            return False
-        return True
+        except InfeasibleError as err:  # "infeasible" is the solver's proof; the rest is not
+            return False, not isinstance(err, ContiguityError) and str(err).lower() == "infeasible"
+        except SolverError:
+            return False, False
+        return True, False
 
     def _least(
         self, lo: int, hi: int, deadline: float, solver: str, change
-    ) -> tuple[int | None, int | None]:
+    ) -> tuple[int | None, tuple[int, bool] | None]:
         """Least grid value in [lo, hi] whose ``change(value)`` gives a plan (feasibility grows
         with the value): step up from ``lo`` (a bound: nothing below works), then bisect.
-        Returns (that value or None, the largest value checked that failed or None)."""
-        failed, t = None, lo
+        Returns (that value or None, (the largest value checked that failed, whether its failure
+        is proven) or None)."""
+        failed, proven, t = None, False, lo
         while True:
-            ok = self._works(deadline, solver, **change(t))
+            ok, sure = self._verdict(deadline, solver, **change(t))
             if ok is None:
-                return None, failed
+                return None, None if failed is None else (failed, proven)
             if ok:
                 break
-            failed = t
+            failed, proven = t, sure
             if t >= hi:
-                return None, failed
+                return None, (failed, proven)
             t = min(hi, max(t + 10, int(t * 1.5)))
         while failed is not None and t - failed > 1:
             mid = (t + failed) // 2
-            ok = self._works(deadline, solver, **change(mid))
+            ok, sure = self._verdict(deadline, solver, **change(mid))
             if ok is None:
                 break
-            t, failed = (mid, failed) if ok else (t, mid)
-        return t, failed
+            if ok:
+                t = mid
+            else:
+                failed, proven = mid, sure
+        return t, None if failed is None else (failed, proven)
+
+    def _gave_none(self, value: str, proven: bool) -> str:
+        """'7.2% has none' (proven infeasible) or '7.2% gave none in a 3 s check'."""
+        return (
+            f"{value} has none" if proven else f"{value} gave none in a {self._probe_s:.0f} s check"
+        )
 
     def _refuse_too_heavy(self, head: str) -> None:
         """Raise InfeasibleError after ``head`` when rows are too heavy for every territory's
@@ -1282,19 +1309,6 @@ def _tenths(x: int) -> str:
 def _minutes(x: int) -> str:
     """A grid value in whole minutes, shown ('163 min')."""
     return f"{x} min"
-
-
-def _least_tail(grid: str, shown):
-    """The tail of a searched advice, '(the least found to give a plan, to 0.1%; 7.2% gave
-    none)', saying when the bisection ran out of time before reaching the grid's step."""
-
-    def tail(t: int, failed: int | None) -> str:
-        below = f"; {shown(failed)} gave none" if failed is not None else ""
-        if failed is not None and t - failed > 1:
-            return f" (the least found to give a plan{below}, the values between were not checked in time)"
-        return f" (the least found to give a plan{grid}{below})"
-
-    return tail
 
 
 def likely_time_limit_s(n: int, k: int) -> int:
