@@ -918,7 +918,7 @@ class PlanningAlgorithm(TerritoryPlannerAlgorithm):
             (self.OUTPUT_TERRITORIES, plan.territories, "territories"),
             (self.OUTPUT_CENTRES, plan.centres, "centres"),
             (self.OUTPUT_SUMMARY, plan.summary, "summary"),
-            (self.OUTPUT_UNITS, units, "territories"),
+            (self.OUTPUT_UNITS, units, "units"),
         ):
             if frame is None:
                 results[key] = None

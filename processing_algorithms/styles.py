@@ -43,16 +43,22 @@ DEFAULT_FIELDS = {
     "centres": "territory_id",
     "accounts": "territory_id",
     "territories": "territory_id",
+    "units": "territory_id",
     "catchments": "band_min",
     "roads": None,
 }
 KINDS = tuple(DEFAULT_FIELDS)
-KIND_ORDER = KINDS  # top to bottom in the group: centres, accounts, territories, catchments, roads
+# top to bottom in the group: centres, accounts, territories, units, catchments, roads
+KIND_ORDER = KINDS
 KIND_PROPERTY = "territory_planner/kind"  # layer custom property: the kind a layer was styled as
 #: Prefix of the layer custom properties that carry a plan's settings (tolerance_pct,
 #: balance_fields, lock_field, current_field) in its stored style, for the Territory editor.
 PLAN_PROPERTY = "territory_planner/plan/"
 POLYGON_ALPHA = 110  # territory fill (0-255): accounts of the same colour stay visible on it
+# a plan of areas: the units carry the colour, their territories (drawn over them) a light tint
+# with a bold outline and the labels, so each territory reads as one shape over its areas
+UNIT_ALPHA = 80
+OVER_UNITS_ALPHA = 55
 BAND_EDGE_ALPHA = 70  # catchment inner edge strip (0-255); bands have no fill
 STYLE_NAME = "Territory Planner"
 # strong references: Processing does not own the Python object (sip), see QuickOSM
@@ -80,15 +86,22 @@ def style_layer(layer: QgsVectorLayer, kind: str, field: str | None = None) -> b
         _graduated_bands(layer, field, values, geom_type)
         return True
     colours = territory_colours(layer, field, values)
+    # territories built from areas (their "units" count): drawn over the units layer
+    over_units = kind == "territories" and layer.fields().indexOf("units") >= 0
     categories = []
     for value in values:
         symbol = QgsSymbol.defaultSymbol(geom_type)
         colour = QColor(colours[str(value)])
         if geom_type == QgsWkbTypes.PolygonGeometry:
-            colour.setAlpha(POLYGON_ALPHA)
+            alpha, stroke, width = POLYGON_ALPHA, QColor(60, 60, 60), 0.4
+            if kind == "units":
+                alpha, stroke, width = UNIT_ALPHA, QColor(255, 255, 255, 200), 0.15
+            elif over_units:
+                alpha, stroke, width = OVER_UNITS_ALPHA, QColor(30, 30, 30), 0.9
+            colour.setAlpha(alpha)
             symbol.setColor(colour)
-            symbol.symbolLayer(0).setStrokeColor(QColor(60, 60, 60))
-            symbol.symbolLayer(0).setStrokeWidth(0.4)
+            symbol.symbolLayer(0).setStrokeColor(stroke)
+            symbol.symbolLayer(0).setStrokeWidth(width)
         elif geom_type == QgsWkbTypes.PointGeometry:
             symbol.setColor(colour)
             if kind == "centres":

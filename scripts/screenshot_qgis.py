@@ -10,6 +10,7 @@ editor beside it and save ``editor.png``; quit QGIS. Paths come from the environ
 """
 
 import os
+import time
 import traceback
 
 from qgis.core import QgsApplication, QgsProject
@@ -28,7 +29,7 @@ STATE = {}  # keeps the dialog alive between timer steps
 
 
 def log(message):
-    line = f"screenshot_qgis: {message}"
+    line = f"screenshot_qgis {time.strftime('%H:%M:%S')}: {message}"
     print(line, flush=True)
     if LOG:
         with open(LOG, "a", encoding="utf-8") as fh:
@@ -329,7 +330,76 @@ def open_editor():
     plugins["processing"].toolbox.setVisible(False)
     zoom_to_reps()
     log(f"editor shows: {dock.plan_label.text()}")
-    step(lambda: (save(iface.mainWindow(), "editor.png"), step(quit_qgis, 200)), 2500)
+    step(lambda: (save(iface.mainWindow(), "editor.png"), step(areas_plan, 200)), 2500)
+
+
+def areas_plan():
+    """'Design territories' from the sample areas (UNITS, in one piece) with the accounts counted
+    in them, loaded with its stored styles as a user gets it: ``areas-qgis.png``."""
+    import processing
+
+    log("areas plan: starting")
+    entry = plugins["territory_planner"].editor
+    if getattr(entry, "dock", None) is not None:
+        entry.dock.setVisible(False)
+    project = QgsProject.instance()
+    root = project.layerTreeRoot()
+    accounts = project.mapLayersByName("accounts")[0]
+    log("areas plan: hiding the earlier plans")
+    # the earlier plans stay, hidden in a group of their own (removing layers while the canvas
+    # renders them hung QGIS 3.22 here), so the new plan gets a "Territory Planner" group
+    for layer in project.mapLayers().values():
+        node = root.findLayer(layer.id())
+        if node is not None:
+            node.setItemVisibilityChecked(False)
+    for group in root.findGroups():
+        group.setName("Earlier plans")
+        group.setItemVisibilityChecked(False)
+        group.setExpanded(False)
+    from qgis.core import QgsCoordinateReferenceSystem
+
+    project.setCrs(QgsCoordinateReferenceSystem("EPSG:32635"))  # metric (UTM 35N), same datum
+    from qgis.core import QgsVectorLayer
+
+    areas = QgsVectorLayer(f"{os.path.join(DATA, 'areas.gpkg')}|layername=areas", "areas", "ogr")
+    project.addMapLayer(areas, False)  # at the root, below the plan's group
+    root.addLayer(areas)
+    log("areas plan: designing")
+    processing.runAndLoadResults(DIALOG_ALG, {
+        "UNITS": areas.id(), "UNIT_ID_FIELD": "area_id", "ACCOUNTS": accounts.id(), "ID_FIELD": "id",
+        "BALANCE_FIELDS": ["revenue_potential", "workload_visits"], "TERRITORIES": 5,
+        "TOLERANCE": 10, "UNIT_MAX_DISTANCE": 3000, "SEED": 0, "TIME_LIMIT": 15,
+        "OUTPUT_UNITS": "TEMPORARY_OUTPUT", "OUTPUT_TERRITORIES": "TEMPORARY_OUTPUT",
+        "OUTPUT_CENTRES": "TEMPORARY_OUTPUT", "OUTPUT_SUMMARY": "TEMPORARY_OUTPUT",
+    })  # fmt: skip
+    root.findLayer(areas.id()).setItemVisibilityChecked(False)
+    shown = [layer.name() for layer in project.mapLayers().values()
+             if root.findLayer(layer.id()) is not None
+             and root.findLayer(layer.id()).isVisible()]  # fmt: skip
+    log(f"areas plan layers shown: {shown}")
+    canvas = iface.mapCanvas()
+    extent = canvas.mapSettings().layerExtentToOutputExtent(areas, areas.extent())
+    canvas.setExtent(extent.buffered(max(extent.width(), extent.height()) * 0.05))
+    canvas.refresh()
+    step(_expand_areas_legend, 2500)
+
+
+def _expand_areas_legend():
+    """The new plan's group open, the units' legend shown (they carry the territories' colours)."""
+    root = QgsProject.instance().layerTreeRoot()
+    view = iface.layerTreeView()
+    for node in root.children():
+        index = view.node2index(node)
+        if node.name() != "Territory Planner":
+            view.collapse(index)
+            continue
+        view.expand(index)
+        for child in node.children():
+            if child.name() == "Units with territory":
+                view.expand(view.node2index(child))
+            else:
+                view.collapse(view.node2index(child))
+    step(lambda: (save(iface.mainWindow(), "areas-qgis.png"), step(quit_qgis, 200)), 1500)
 
 
 log("QGIS is up; waiting for the main window")

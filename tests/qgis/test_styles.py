@@ -143,7 +143,7 @@ def test_road_network_is_styled_and_grouped(run_alg, tp, tmp_path):
         project.removeAllMapLayers()
 
 
-def test_group_order_centres_accounts_territories_catchments_roads(plugin_on_path):
+def test_group_order_centres_accounts_territories_units_catchments_roads(plugin_on_path):
     from qgis.core import QgsApplication, QgsProject, QgsVectorLayer
     from territory_planner.processing_algorithms import styles
 
@@ -152,7 +152,8 @@ def test_group_order_centres_accounts_territories_catchments_roads(plugin_on_pat
     shuffled = kinds[:]
     random.Random(3).shuffle(shuffled)
     assert shuffled != kinds
-    geometry = {"territories": "Polygon", "catchments": "Polygon", "roads": "LineString"}
+    geometry = {"territories": "Polygon", "units": "Polygon", "catchments": "Polygon",
+                "roads": "LineString"}  # fmt: skip
     fields = "field=territory_id:string&field=band_min:double"
     for kind in shuffled:
         layer = QgsVectorLayer(
@@ -192,3 +193,43 @@ def test_checked_accounts_open_styled(run_alg, accounts_gpkg, tmp_path):
     assert layer.renderer().type() == "categorizedSymbol"
     assert layer.renderer().classAttribute() == "chk_ok"
     project.removeAllMapLayers()
+
+
+def test_a_plan_of_areas_shows_units_in_colour_and_territories_outlined_over_them(
+    run_alg, tmp_path
+):
+    """Units carry the territory colours (thin light borders, no labels: hundreds of areas would
+    bury the map); their territories are drawn over them with a bold outline, a light tint and
+    one label each; the group orders territories above units; colours agree."""
+    from qgis.core import QgsWkbTypes
+    from territory_planner.processing_algorithms import styles
+
+    from tests.qgis.test_units import _grid, _outputs
+
+    source, _ = _grid(tmp_path / "units.gpkg")
+    outs = _outputs(tmp_path / "out", "OUTPUT_UNITS", "OUTPUT_TERRITORIES")
+    (tmp_path / "out").mkdir()
+    run_alg("designterritories", {
+        "UNITS": source, "UNIT_ID_FIELD": "unit_id", "UNIT_BALANCE_FIELDS": ["population"],
+        "TERRITORIES": 3, "TOLERANCE": 15, "TIME_LIMIT": 20, **outs,
+    })  # fmt: skip
+    seen = {}
+    for key, kind in (("OUTPUT_UNITS", "units"), ("OUTPUT_TERRITORIES", "territories")):
+        project, layer = _open(outs[key])
+        assert layer.geometryType() == QgsWkbTypes.PolygonGeometry
+        assert layer.customProperty(styles.KIND_PROPERTY) == kind
+        categories = layer.renderer().categories()  # kept: each owns its symbol
+        seen[kind] = {
+            "colours": _category_colours(layer),
+            "alpha": {c.symbol().color().alpha() for c in categories},
+            "width": {c.symbol().symbolLayer(0).strokeWidth() for c in categories},
+            "labels": layer.labelsEnabled(),
+        }
+        project.removeAllMapLayers()
+    assert seen["units"]["colours"] == seen["territories"]["colours"]
+    assert seen["units"]["alpha"] == {styles.UNIT_ALPHA}
+    assert seen["territories"]["alpha"] == {styles.OVER_UNITS_ALPHA}
+    assert max(seen["units"]["width"]) < min(seen["territories"]["width"])
+    assert not seen["units"]["labels"]
+    assert seen["territories"]["labels"]
+    assert styles.KIND_ORDER.index("territories") < styles.KIND_ORDER.index("units")
