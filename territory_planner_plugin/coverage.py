@@ -27,7 +27,7 @@ import pandas as pd
 from . import palette
 from .errors import InfeasibleError, InvalidInputError, TerritoryPlannerError
 from .kpis import NAMED_TIER
-from .model import TOLERANCE_MAX_TENTHS, balance_values, tolerances
+from .model import TOLERANCE_MAX_TENTHS, PairRule, balance_values, tolerances
 
 logger = logging.getLogger(__name__)
 
@@ -38,7 +38,9 @@ __all__ = ["SKILL_RULES", "TIER_GEOGRAPHIC", "TIER_NAMED", "Coverage", "design_c
 TIER_NAMED = NAMED_TIER
 TIER_GEOGRAPHIC = "geographic"
 SKILL_RULES = ("hard", "soft")
-SKILL_PAIR_RULE = ("SKILL_RULE hard", "set SKILL_RULE to soft")  # the rule's name, its lifting
+SKILL_PAIR_RULE = PairRule("SKILL_RULE hard", "set SKILL_RULE to soft",
+                           "{territory}'s rep does not cover its segment (SKILL_RULE hard)",
+                           "expertise")  # fmt: skip
 _TRUE = {"1", "true", "t", "yes", "y", "named"}
 _FALSE = {"", "0", "false", "f", "no", "n", "none", "null", "nan", "geographic"}
 

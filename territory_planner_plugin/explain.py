@@ -4,7 +4,8 @@ Pure functions on arrays (no solver, no geometry). For every account the rule th
 out of a nearer territory is found by testing that one change alone: moving it to the nearer
 territory (or back to the territory it left) either breaks a balance band (``balance``, or
 ``capacity`` when only the capacity-weighted share makes the band tight), is beyond
-REP_MAX_MINUTES (``max drive time``), would use a move the disruption budget does not have
+REP_MAX_MINUTES (``max drive time``) or barred by another pair rule (``expertise``: SKILL_RULE
+hard, in the rule's own words), would use a move the disruption budget does not have
 (``disruption budget``) or a move the rebalance avoids (``fewest moves``). Locks, new accounts
 and accounts of a rep who left are named as such. Differences in distance are never negative
 and carry their unit (``min`` with a road network, straight-line ``km`` without).
@@ -17,8 +18,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-REASONS = ("locked", "nearest", "balance", "capacity", "max drive time", "disruption budget",
-           "fewest moves", "new account", "rep left", "contiguity")  # fmt: skip
+REASONS = ("locked", "nearest", "balance", "capacity", "max drive time", "expertise",
+           "disruption budget", "fewest moves", "new account", "rep left", "contiguity")  # fmt: skip
 # every column :func:`explain_accounts` may write (both units), for field-name collisions
 COLUMNS = ("previous_territory_id", "next_best_id", "next_best_extra_min", "next_best_extra_km",
            "nearest_saving_min", "nearest_saving_km", "reason", "explanation")  # fmt: skip
@@ -46,6 +47,7 @@ def explain_accounts(
     fewest_moves: bool = False,
     travel_weight: float = 0.0,
     contiguous: bool = False,
+    rule: tuple[np.ndarray, str, str] | None = None,
 ) -> pd.DataFrame:
     """Per-account explanation columns of a plan (one row per account, in input order).
 
@@ -68,6 +70,10 @@ def explain_accounts(
     contiguous
         The plan keeps every territory in one piece (CONTIGUOUS): what no single band explains
         is put down to contiguity.
+    rule
+        (pairs it allows (n, k), why a pair is barred with ``{territory}``, reason) of a pair
+        rule besides REP_MAX_MINUTES (SKILL_RULE hard): a pair ``allowed`` bars is put down to
+        it when it bars the pair, to REP_MAX_MINUTES otherwise.
 
     Returns
     -------
@@ -111,7 +117,7 @@ def explain_accounts(
     nearest = np.argmin(cost, 1)
     saving = np.maximum(own - cost[rows, nearest], 0.0)
     out[f"nearest_saving_{unit}"] = np.round(saving, 3)
-    ctx = _Context(assign, cost, unit, ids, values, names, lo, hi, capacity, allowed)
+    ctx = _Context(assign, cost, unit, ids, values, names, lo, hi, capacity, allowed, rule)
     moves_used = int(moved.sum())
     # most accounts are in their nearest territory and neither locked, moved, new nor handed
     # over: their words are one sentence per territory (what ctx.explain would write)
@@ -134,8 +140,9 @@ def explain_accounts(
 class _Context:
     """The arrays one account's explanation is read from (totals computed once)."""
 
-    def __init__(self, assign, cost, unit, ids, values, names, lo, hi, capacity, allowed):
+    def __init__(self, assign, cost, unit, ids, values, names, lo, hi, capacity, allowed, rule):
         k = cost.shape[1]
+        self.rule = rule
         self.assign, self.cost, self.unit, self.ids = assign, cost, unit, ids
         self.values, self.names, self.allowed = values, names, allowed
         self.lo, self.hi = np.asarray(lo, float), np.asarray(hi, float)
@@ -175,6 +182,9 @@ class _Context:
             tc = self.ids[cur]
             head = f"Moved from {tc} to {tj}"
             if not self.allowed[i, cur]:
+                barred = self._barred(i, cur)
+                if barred is not None:
+                    return barred[0], f"{head}: {barred[1]}; {self._compare(i, j, cur)}."
                 return "max drive time", (
                     f"{head}: {tc}'s centre is beyond REP_MAX_MINUTES from it"
                     f" ({self._amount(self.cost[i, cur])}); {self._compare(i, j, cur)}."
@@ -243,6 +253,9 @@ class _Context:
         lead = f"{head} rather than to {tp}" if head else f"In {tj} rather than {tp}"
         lead += f", whose centre is {self._amount(self.cost[i, j] - self.cost[i, p])} nearer"
         if q is None:  # every nearer territory is out of reach
+            barred = self._barred(i, p)
+            if barred is not None:
+                return barred[0], f"{lead} but {barred[1]}."
             return "max drive time", (
                 f"{lead} but beyond REP_MAX_MINUTES ({self._amount(self.cost[i, p])} away)."
             )  # fmt: skip
@@ -251,6 +264,12 @@ class _Context:
             kind, why = block
             return kind, f"{lead}: moving it there would {why}."
         return None, None
+
+    def _barred(self, i, p):
+        """(reason, words) when the pair rule bars account ``i`` from territory ``p``."""
+        if self.rule is None or self.rule[0][i, p]:
+            return None
+        return self.rule[2], self.rule[1].format(territory=self.ids[p])
 
     def _nearer_allowed(self, i, j):
         """The nearest territory within reach that is nearer than its own j (None: none)."""

@@ -20,7 +20,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, NamedTuple, NoReturn
 
 import geopandas as gpd
 import numpy as np
@@ -93,6 +93,20 @@ class Solution:
     bound_scope: str = "problem"
 
 
+class PairRule(NamedTuple):
+    """A rule that bars (row, territory) pairs besides REP_MAX_MINUTES (e.g. SKILL_RULE hard):
+    its name, the advice that lifts it, why a barred pair is barred (``{territory}`` filled in)
+    and the explanations' reason code."""
+
+    name: str = "pair_allowed"
+    advice: str = "drop pair_allowed"
+    why: str = "{territory} is not allowed for it (pair_allowed)"
+    reason: str = "not allowed"
+
+
+PAIR_ALLOWED = PairRule()  # the words of a bare ``pair_allowed``
+
+
 @dataclass
 class TerritoryModel:
     """One territory planning problem (see the module docstring); build with :meth:`from_cost_matrix`."""
@@ -116,7 +130,7 @@ class TerritoryModel:
     reach: np.ndarray | None = None  # (n, k) minutes each pair needs under REP_MAX_MINUTES
     max_minutes: float | None = None  # REP_MAX_MINUTES (None: unset)
     rule_allowed: np.ndarray | None = None  # (n, k) pairs another rule allows (pair_rule)
-    pair_rule: tuple[str, str] = ("", "")  # that rule's name and the advice that lifts it
+    pair_rule: PairRule = PAIR_ALLOWED  # that rule's words
 
     @classmethod
     def from_cost_matrix(
@@ -141,7 +155,7 @@ class TerritoryModel:
         reach: np.ndarray | None = None,
         max_minutes: float | None = None,
         rule_allowed: np.ndarray | None = None,
-        pair_rule: tuple[str, str] = ("", ""),
+        pair_rule: PairRule = PAIR_ALLOWED,
     ) -> TerritoryModel:
         """A model from an (n, k) cost matrix (rows = accounts or units, columns = territories).
 
@@ -162,8 +176,7 @@ class TerritoryModel:
             REP_MAX_MINUTES; with both, pairs beyond it are barred and a failure searches the
             least REP_MAX_MINUTES that gives a plan.
         rule_allowed, pair_rule : (n, k) pairs another rule allows (e.g. SKILL_RULE hard) and
-            (its name, the advice that lifts it), e.g. ("SKILL_RULE hard", "set SKILL_RULE to
-            soft"); a failure checks that advice alone.
+            its words (:class:`PairRule`); a failure checks its advice alone.
         ``allowed`` is every restriction at once: given pairs, ``reach`` within ``max_minutes``
         and ``rule_allowed``.
 
@@ -296,7 +309,7 @@ class TerritoryModel:
                     why.append(f"farther than REP_MAX_MINUTES ({self.max_minutes:g} min; up to "
                                f"{away.max():.0f} min away)")  # fmt: skip
             if self._rule_bars() and not self.rule_allowed[far, self.locks[far]].all():
-                why.append(f"barred by {self.pair_rule[0]}")
+                why.append(f"barred by {self.pair_rule.name}")
             why = " or ".join(why) or "farther than REP_MAX_MINUTES"
             msg = (
                 f"LOCK_FIELD: {self.noun} {list(self.row_ids[far][:10])} are locked to a rep {why}."
@@ -306,7 +319,7 @@ class TerritoryModel:
         if orphan.any():
             if self._rule_bars() and not self.rule_allowed[orphan].any(1).all():
                 none = orphan & ~self.rule_allowed.any(1)
-                msg = (f"{self.pair_rule[0]}: {self.noun} {list(self.row_ids[none][:10])} have no "
+                msg = (f"{self.pair_rule.name}: {self.noun} {list(self.row_ids[none][:10])} have no "
                        "rep the rule allows.")  # fmt: skip
             else:
                 head, near = "REP_MAX_MINUTES", ""
@@ -1060,9 +1073,9 @@ class TerritoryModel:
                             "clearing REP_MAX_MINUTES"))  # fmt: skip
         if self._rule_bars():
             keep = self.max_minutes if self.reach is not None else None
-            singles.append((self.pair_rule[1], {"allowed": self._allowed_with(minutes=keep,
+            singles.append((self.pair_rule.advice, {"allowed": self._allowed_with(minutes=keep,
                                                                               rule=False)},
-                            self.pair_rule[1]))  # fmt: skip
+                            self.pair_rule.advice))  # fmt: skip
         if self.contiguous and self.adjacency is not None:
             singles.append(("turn CONTIGUOUS off", {"contiguous": False}, "CONTIGUOUS off"))
         return singles
@@ -1108,7 +1121,7 @@ class TerritoryModel:
         given = [name for name, on in (("locks", (self.locks >= 0).any()),
                                        ("MAX_MOVES", self.budget is not None),
                                        ("REP_MAX_MINUTES", self._bars_minutes()),
-                                       (self.pair_rule[0], self._rule_bars()),
+                                       (self.pair_rule.name, self._rule_bars()),
                                        ("CONTIGUOUS", self.contiguous)) if on]  # fmt: skip
         if not given:
             return ""
@@ -1124,7 +1137,7 @@ class TerritoryModel:
         if self._bars_minutes():
             extra.append("raise REP_MAX_MINUTES")
         if self._rule_bars():
-            extra.append(self.pair_rule[1])
+            extra.append(self.pair_rule.advice)
         if self.budget is not None:
             extra.append("raise MAX_MOVES")
         if self.contiguous and self.adjacency is not None:

@@ -22,6 +22,8 @@ import pandas as pd
 from .assignment import NoPlanFoundError, priced_costs, solve_balanced, totals
 from .errors import InvalidInputError, TimeLimitError
 from .model import (
+    PAIR_ALLOWED,
+    PairRule,
     Solution,
     TerritoryModel,
     balance_values,
@@ -86,7 +88,7 @@ def rebalance_territories(
     time_limit_s: float = 60.0,
     solver: str = "CBC",
     pair_allowed: np.ndarray | None = None,
-    pair_rule: tuple[str, str] = ("pair_allowed", "drop pair_allowed"),
+    pair_rule: PairRule = PAIR_ALLOWED,
     pair_cost: np.ndarray | None = None,
     other_tier_reps: Sequence[str] = (),
     progress: ProgressCallback | None = None,
@@ -100,8 +102,8 @@ def rebalance_territories(
     territory is empty are new; those naming a rep not in REPS belong to a rep who left. With
     ``units`` the plan moves whole units (a unit is in the territory most of its accounts are in
     today) and, with ``contiguous`` (default with units), keeps every territory in one piece.
-    ``pair_allowed``/``pair_cost`` ((n, k), rows x reps; :mod:`coverage`; ``pair_rule`` names
-    the rule behind ``pair_allowed`` and the advice that lifts it, for messages) restrict the pairs and
+    ``pair_allowed``/``pair_cost`` ((n, k), rows x reps; :mod:`coverage`; ``pair_rule`` words
+    the rule behind ``pair_allowed`` for messages and explanations) restrict the pairs and
     add a cost to them, in moves. ``other_tier_reps`` are reps of another coverage tier: their
     accounts are handed over like a departed rep's, without the warning (:mod:`coverage` warns).
     """

@@ -32,7 +32,9 @@ from .explain import COLUMNS as EXPLAIN_COLUMNS
 from .explain import explain_accounts
 from .model import (
     EXACT_PAIRS,
+    PAIR_ALLOWED,
     STRAIGHT_LINE_KMH,
+    PairRule,
     Solution,
     TerritoryModel,
     balance_values,
@@ -337,7 +339,7 @@ def design_territories(
     time_limit_s: float = 60.0,
     solver: str = "CBC",
     pair_allowed: np.ndarray | None = None,
-    pair_rule: tuple[str, str] = ("pair_allowed", "drop pair_allowed"),
+    pair_rule: PairRule = PAIR_ALLOWED,
     pair_cost: np.ndarray | None = None,
     progress: ProgressCallback | None = None,
     is_cancelled: CancelCheck | None = None,
@@ -350,8 +352,8 @@ def design_territories(
     territory (with all its accounts) and, with ``contiguous`` (default with units), every
     territory is one piece. Pairs the network cannot connect are costed by straight line at
     ``STRAIGHT_LINE_KMH`` and counted in the log. Raises :class:`InfeasibleError` naming the
-    smallest relaxation. ``pair_allowed``/``pair_cost`` ((n, k), rows x reps; :mod:`coverage`; ``pair_rule`` names
-    the rule behind ``pair_allowed`` and the advice that lifts it, for messages)
+    smallest relaxation. ``pair_allowed``/``pair_cost`` ((n, k), rows x reps; :mod:`coverage`; ``pair_rule`` words
+    the rule behind ``pair_allowed`` for messages and explanations)
     restrict the pairs and add a cost to them (the outputs report the distances alone). With
     ``explain`` false an infeasible model raises at once, without solving relaxations to name
     (for a caller that tries looser settings itself, as REGIONS does).
@@ -837,7 +839,9 @@ def explain_rows(model: TerritoryModel, assign: np.ndarray, *, unit: str,
         values=model.values, measure_names=list(model.names), lo=lo, hi=hi,
         capacity=model.capacity, locks=model.locks, current=model.current, allowed=model.allowed,
         budget=model.budget, travel_weight=float(travel_weight or 0.0),
-        contiguous=bool(model.contiguous and model.adjacency is not None), **rebalance,
+        contiguous=bool(model.contiguous and model.adjacency is not None),
+        rule=None if model.rule_allowed is None else (model.rule_allowed, model.pair_rule.why,
+                                                      model.pair_rule.reason), **rebalance,
     )  # fmt: skip
 
 

@@ -438,3 +438,26 @@ def test_editor_judges_each_tier_against_its_own_targets():
     assert set(table.table()["revenue_target"]) == {500.0, 100.0}
     one = PlanTable(terr, values=values, balance_fields=["revenue"]).plan()
     assert one.cv["revenue"] > 0.5
+
+
+def test_explanations_name_the_skill_rule_not_rep_max_minutes():
+    """With SKILL_RULE hard (and no REP_MAX_MINUTES) an account kept from a nearer rep who does
+    not cover its segment is explained by that rule, naming the rep; nothing blames
+    REP_MAX_MINUTES. With REP_MAX_MINUTES as well, such accounts still say the skill rule."""
+    acc = random_accounts(30, 5)
+    reps = random_reps(3, 6)
+    acc["segment"] = ["a", "b", "c"] * 10
+    reps["skills"] = ["a,b", "b,c", "a,c"]
+    cov = Coverage(segment_field="segment", rep_skills_field="skills")
+    skills = dict(zip(reps["rep"], [set(s.split(",")) for s in reps["skills"]]))
+    for minutes in (None, 1000.0):
+        plan = design_coverage(acc, coverage=cov, reps=reps, tolerance_pct=30,
+                               rep_max_minutes=minutes, **KW)  # fmt: skip
+        out = plan.accounts
+        assert not out["explanation"].str.contains("REP_MAX_MINUTES").any()
+        barred = out[out["reason"] == "expertise"]
+        assert len(barred) > 0
+        for _, row in barred.iterrows():
+            rep = row["explanation"].split(" rather than ")[1].split(",")[0]
+            assert f"{rep}'s rep does not cover its segment (SKILL_RULE hard)" in row["explanation"]
+            assert row["segment"] not in skills[rep]

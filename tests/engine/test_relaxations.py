@@ -269,8 +269,10 @@ def test_clearing_rep_max_minutes_is_not_claimed_when_another_pair_rule_blocks()
     """SKILL_RULE hard bars T1 for rows 0-2 and REP_MAX_MINUTES bars row 3 from T1: clearing
     REP_MAX_MINUTES alone still leaves T0 three rows, so the message must not propose it (the
     old check allowed every pair); lifting the skill rule alone works, and is proposed."""
+    from territory_planner_plugin.coverage import SKILL_PAIR_RULE
+
     rule = np.array([[True, False], [True, False], [True, False], [True, True]])
-    kw = {"rule_allowed": rule, "pair_rule": ("SKILL_RULE hard", "set SKILL_RULE to soft")}
+    kw = {"rule_allowed": rule, "pair_rule": SKILL_PAIR_RULE}
     model = _reach_model(80.0, **kw)  # rows 0 and 2 reach T1 within 80 min, the rule bars them
     with pytest.raises(InfeasibleError) as err:
         model.solve("CBC", time_limit_s=5.0)
