@@ -1008,9 +1008,10 @@ class TerritoryModel:
                 searches.append(("MAX_MOVES", low, 1000,
                                  lambda x: {"budget": math.floor(x / 1000 * n + 1e-9)}, _tenths,
                                  None, lambda x: f" ({math.floor(x / 1000 * n + 1e-9)} {self.noun})"))  # fmt: skip
-        if self._minutes_bar():
+        start_minutes = self._least_minutes() if self._minutes_bar() else None
+        if start_minutes is not None:
             top = math.ceil(float(self.reach.max()) - 1e-9)
-            searches.append(("REP_MAX_MINUTES", self._least_minutes(), top,
+            searches.append(("REP_MAX_MINUTES", start_minutes, top,
                              lambda x: {"allowed": self._allowed_with(minutes=x, rule=True),
                                         "max_minutes": float(x)},
                              _minutes, ", to 1 min", lambda x: " or clear it" if x >= top else ""))  # fmt: skip
@@ -1106,11 +1107,14 @@ class TerritoryModel:
             ok &= self.rule_allowed
         return ok
 
-    def _least_minutes(self) -> int:
+    def _least_minutes(self) -> int | None:
         """Where the search of REP_MAX_MINUTES starts (whole minutes): above today's value, and
-        no lower than the nearest allowed rep of the farthest row and a locked row's rep."""
+        no lower than the nearest allowed rep of the farthest row and a locked row's rep; None
+        when a row has no rep the other pair rule allows (no REP_MAX_MINUTES can help)."""
         reach = np.where(self._allowed_with(minutes=None, rule=True), self.reach, np.inf)
         need = float(reach.min(1).max())
+        if not np.isfinite(need):
+            return None
         locked = np.flatnonzero(self.locks >= 0)
         if len(locked):
             need = max(need, float(self.reach[locked, self.locks[locked]].max()))

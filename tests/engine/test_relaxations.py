@@ -283,3 +283,18 @@ def test_clearing_rep_max_minutes_is_not_claimed_when_another_pair_rule_blocks()
     assert "With these REP_MAX_MINUTES and SKILL_RULE hard" in text or "Checked by solving" in text
     lifted = _reach_model(80.0)  # the advice applied: the rule dropped, REP_MAX_MINUTES kept
     lifted.verify(lifted.solve("CBC", time_limit_s=5.0).assign)
+
+
+def test_no_rep_max_minutes_is_searched_when_the_pair_rule_leaves_a_row_no_rep():
+    """Row 1 has no rep SKILL_RULE hard allows: no REP_MAX_MINUTES can help, so none is
+    searched (and nothing breaks on its infinite distance); lifting the rule is checked."""
+    from territory_planner_plugin.coverage import SKILL_PAIR_RULE
+
+    rule = np.array([[True, True], [False, False], [True, True], [True, True]])
+    model = _reach_model(60.0, rule_allowed=rule, pair_rule=SKILL_PAIR_RULE)
+    model.ends_by = None
+    with pytest.raises(InfeasibleError) as err:
+        model.precheck()
+    text = str(err.value)
+    assert "SKILL_RULE hard: accounts ['#1'] have no rep the rule allows" in text, text
+    assert "REP_MAX_MINUTES to at least" not in text, text
