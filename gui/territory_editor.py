@@ -704,6 +704,16 @@ class EditorDock(QgsDockWidget):
         self.warning_list.clear()
         for w in plan.warnings:
             self.warning_list.addItem("⚠ " + w.text)
+        stale = self._stale_territory_layers() if t.changed_since_load() else []
+        if stale:
+            names = ", ".join(f"'{layer.name()}'" for layer in stale)
+            redraw = ("Dissolve the edited layer by territory_id to redraw them."
+                      if self.layer.geometryType() == QgsWkbTypes.PolygonGeometry else
+                      "Territory report on the edited layer maps the plan as edited.")  # fmt: skip
+            self.warning_list.addItem(
+                f"⚠ {names} on the map still show{'s' if len(stale) == 1 else ''} the plan as "
+                f"loaded (outlines and totals); this table is the plan as edited. {redraw}"
+            )
         current = self.target_combo.currentText()
         self.target_combo.blockSignals(True)
         self.target_combo.clear()
@@ -713,6 +723,26 @@ class EditorDock(QgsDockWidget):
         self.target_combo.blockSignals(False)
         self.update_preview()
         self.updated.emit()
+
+    def _stale_territory_layers(self) -> list:
+        """The project's territory polygons of this plan (a Design/Rebalance territories
+        output: territory_id, pieces and totals, ids of this plan), which edits leave as
+        loaded."""
+        keys = set(self.table.keys) if self.table is not None else set()
+        out = []
+        for layer in QgsProject.instance().mapLayers().values():
+            if layer is self.layer or not isinstance(layer, QgsVectorLayer):
+                continue
+            if layer.geometryType() != QgsWkbTypes.PolygonGeometry:
+                continue
+            names = set(layer.fields().names())
+            if not {"territory_id", "pieces"} <= names or not any(n.endswith("_total")
+                                                                 for n in names):  # fmt: skip
+                continue
+            ids = {str(v) for v in layer.uniqueValues(layer.fields().indexOf("territory_id"))}
+            if ids & keys:
+                out.append(layer)
+        return out
 
     def figures(self) -> pd.DataFrame:
         """The table as shown (rows in order, the engine's numbers), for tests and exports."""

@@ -180,6 +180,7 @@ class PlanTable:
                 [self._add_key(c) if c is not None else -1 for c in self.current], dtype=int
             )
         self._known = set(order)  # territories of the plan as loaded: kept even when emptied
+        self._loaded = self.codes.copy()  # each row's territory as loaded
         self.lock_code = np.where(self.locked, self.codes, -1)
         self.recompute()
 
@@ -427,6 +428,11 @@ class PlanTable:
         )  # fmt: skip
         return PlanFigures(cv, worst, int(self.moved.sum()), int((~on).sum()), compact, outside,
                            self.warnings(dev))  # fmt: skip
+
+    def changed_since_load(self) -> int:
+        """How many rows are in another territory than when the plan was loaded (hand edits,
+        re-optimised moves, undo back to the start gives 0)."""
+        return int((self.codes != self._loaded).sum())
 
     def warnings(self, dev: dict | None = None) -> list[PlanWarning]:
         """Territories split into pieces, outside their band, emptied, beyond the longest

@@ -388,3 +388,45 @@ def test_plan_made_on_roads_shows_drive_minutes(editor, run_alg, accounts_gpkg, 
     acc = gpd.read_file(out / "plan.gpkg")
     for t, part in acc.groupby("territory_id"):
         assert shown.loc[t, "travel_min"] == pytest.approx(part["centre_min"].sum(), rel=0.02)
+
+
+def test_territory_polygons_of_the_plan_are_named_stale_after_an_edit(editor) -> None:
+    """A Territories layer of the plan (polygons with totals) is not redrawn by edits: after
+    one, the panel warns that it still shows the plan as loaded; back at the start (undo), not.
+    A polygon layer of other territories is not named."""
+    from qgis.core import QgsFeature, QgsGeometry, QgsProject, QgsVectorLayer
+
+    layer, _ = _plan_layers()
+
+    def polygons(name, ids):
+        out = QgsVectorLayer("Polygon?crs=EPSG:3067&field=territory_id:string&field=pieces:integer"
+                             "&field=revenue_potential_total:double", name, "memory")  # fmt: skip
+        feats = []
+        for j, t in enumerate(ids):
+            f = QgsFeature(out.fields())
+            f.setGeometry(QgsGeometry.fromWkt(
+                f"POLYGON(({385_000 + j * 5_000} 6672000, {389_000 + j * 5_000} 6672000, "
+                f"{389_000 + j * 5_000} 6676000, {385_000 + j * 5_000} 6672000))"))  # fmt: skip
+            f.setAttributes([t, 1, 100.0])
+            feats.append(f)
+        out.dataProvider().addFeatures(feats)
+        QgsProject.instance().addMapLayer(out)
+        return out
+
+    polygons("Territories", TERRITORIES)
+    polygons("Other plan", ["X1", "X2"])
+    editor.set_layer(layer)
+    assert editor.load()
+    texts = lambda: [editor.warning_list.item(i).text() for i in range(editor.warning_list.count())]  # noqa: E731
+    assert not any("still show" in t for t in texts())
+    layer.selectByIds(_fids(layer, "T1", 2))
+    assert editor.assign_selection("T2")
+    stale = [t for t in texts() if "still show" in t]
+    assert stale == [
+        "⚠ 'Territories' on the map still shows the plan as loaded (outlines and totals); this "
+        "table is the plan as edited. Territory report on the edited layer maps the plan as "
+        "edited."
+    ]
+    layer.undoStack().undo()
+    _settle()
+    assert not any("still show" in t for t in texts())
