@@ -307,7 +307,7 @@ class TerritoryModel:
                 away = self.reach[far, self.locks[far]]
                 if (away > self.max_minutes).any():
                     why.append(f"farther than REP_MAX_MINUTES ({self.max_minutes:g} min; up to "
-                               f"{away.max():.0f} min away)")  # fmt: skip
+                               f"{_minutes_said(away.max())} away)")  # fmt: skip
             if self._rule_bars() and not self.rule_allowed[far, self.locks[far]].all():
                 why.append(f"barred by {self.pair_rule.name}")
             why = " or ".join(why) or "farther than REP_MAX_MINUTES"
@@ -327,7 +327,7 @@ class TerritoryModel:
                     ok = self._allowed_with(minutes=None, rule=True)[orphan]
                     far_most = np.where(ok, self.reach[orphan], np.inf).min(1).max()
                     head = f"REP_MAX_MINUTES ({self.max_minutes:g} min)"
-                    near = f" (the farthest is {far_most:.0f} min from its nearest rep)"
+                    near = f" (the farthest is {_minutes_said(far_most)} from its nearest rep)"
                 msg = (f"{head}: {self.noun} {list(self.row_ids[orphan][:10])} are farther than "
                        f"that from every rep home{near}; a rep near them would serve them.")  # fmt: skip
             raise InfeasibleError(msg if self._probe else f"{msg} {self.relaxations('CBC', 10.0)}")
@@ -1326,6 +1326,11 @@ def _tenths(x: int) -> str:
 def _minutes(x: int) -> str:
     """A grid value in whole minutes, shown ('163 min')."""
     return f"{x} min"
+
+
+def _minutes_said(x: float) -> str:
+    """Minutes in a message: whole from 10 on ('161 min'), else to 0.1 ('0.7 min')."""
+    return f"{x:.0f} min" if x >= 10 else f"{x:.1f} min"
 
 
 def likely_time_limit_s(n: int, k: int) -> int:
