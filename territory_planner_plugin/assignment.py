@@ -444,6 +444,18 @@ def _primal(c, values, lo, hi, cur, budget, priced, is_cancelled, rooms=None, ke
     return None
 
 
+def polish(cost: np.ndarray, values: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+           assign: np.ndarray, *, current: np.ndarray | None = None, budget: int | None = None,
+           end: float = math.inf) -> np.ndarray:  # fmt: skip
+    """A plan keeping every bound improved by shifts and swaps among each row's 3 nearest
+    territories (the local search the priced path ends with), until ``end``. Pairs of infinite
+    ``cost`` are never used, so a row whose only finite pair is its lock stays."""
+    c = np.asarray(cost, float)
+    search = _neighbours(c, c, 3) & np.isfinite(c)
+    return _local_search(c, np.asarray(values, float), lo, hi, current, budget,
+                         np.asarray(assign, int), search, end=end)  # fmt: skip
+
+
 def _neighbours(c, priced, count, order=None, near=None) -> np.ndarray:
     """(n, k) mask of each account's ``count`` best priced and ``count`` nearest territories."""
     n, k = c.shape

@@ -33,6 +33,7 @@ from ._validate import balance_values, check_points  # noqa: F401 (balance_value
 from .assignment import (
     Assignment,
     NoPlanFoundError,
+    polish,
     solve_balanced,
     solve_in_groups,
     totals,
@@ -721,6 +722,15 @@ class TerritoryModel:
         bound, plan = self._integer_plan(left)
         if plan is None or not replace(self, contiguous=False)._fits(plan):  # (pieces: later)
             return None
+        # HiGHS's first plan of a large model can be far from good: the priced path's local
+        # search on it, in a tenth of what is left
+        _, lo, hi = self.bounds()
+        stop = time.perf_counter() + 0.1 * max(end - time.perf_counter(), 0.0)
+        better = polish(np.where(self.pairs(), self.cost, np.inf), self.values, lo, hi, plan,
+                        current=self.current if self.budget is not None else None,
+                        budget=self.budget, end=stop)  # fmt: skip
+        if replace(self, contiguous=False)._fits(better):
+            plan = better
         logger.info("The priced LP path found no plan within the bands; the MILP of the whole "
                     "model (HiGHS, %s pairs) found one in what was left of TIME_LIMIT.",
                     f"{self.cost.size:,}")  # fmt: skip

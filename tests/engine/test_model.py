@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from territory_planner_plugin.constraints import pair_constraints
@@ -191,3 +191,36 @@ def test_a_priced_path_without_a_plan_tries_the_whole_milp_in_the_time_left(monk
     monkeypatch.setattr(model_module, "solve_balanced", no_plan(True))
     with pytest.raises(InfeasibleError, match=r"\(infeasible\)"):
         model.solve("CBC", time_limit_s=20.0)
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 10_000), k=st.integers(2, 5), locked=st.integers(0, 6))
+def test_polish_keeps_every_bound_and_lock_and_never_costs_more(seed, k, locked) -> None:
+    """The local search the MILP fallback ends with, from a balanced but careless plan (the
+    optimum of shuffled costs): bands kept, locked rows (only their pair finite) in place, no
+    dearer than the start."""
+    from territory_planner_plugin.assignment import polish
+
+    rng = np.random.default_rng(seed)
+    n = 60
+    xy = rng.uniform(0, 100, (n, 2))
+    cost = np.linalg.norm(xy[:, None] - rng.uniform(0, 100, (k, 2))[None], axis=2)
+    values = rng.uniform(1, 10, (n, 2))
+    target = values.sum(0) / k
+    lo, hi = np.tile(target * 0.9, (k, 1)), np.tile(target * 1.1, (k, 1))
+    model = TerritoryModel.from_cost_matrix(rng.permutation(cost.ravel()).reshape(n, k),
+                                            values=values, capacity=np.ones(k), tolerance_pct=10.0)  # fmt: skip
+    start = model._integer_plan(10.0)[1]
+    assume(start is not None)
+    lock_rows = rng.choice(n, locked, replace=False)
+    priced = cost.copy()
+    priced[lock_rows] = np.inf
+    priced[lock_rows, start[lock_rows]] = cost[lock_rows, start[lock_rows]]
+    plan = polish(priced, values, lo, hi, start)
+    load = np.zeros((k, 2))
+    np.add.at(load, plan, values)
+    assert (load >= lo - 1e-6).all()
+    assert (load <= hi + 1e-6).all()
+    assert (plan[lock_rows] == start[lock_rows]).all()
+    rows = np.arange(n)
+    assert cost[rows, plan].sum() <= cost[rows, start].sum() + 1e-9
