@@ -4,7 +4,8 @@ against TIME_LIMIT, with the relaxations they name (each checked by solving).
 Usage: ``python benchmarks/bench_failures.py [TIME_LIMIT ...]`` (default 10 30 60). Cases: the
 sample areas with territory T01 locked at both ends and T02 between (no plan in one piece), the
 sample areas with one area 20 % above a territory's target at TOLERANCE 10 (named before solving),
-the first 40 sample accounts at TOLERANCE 0 (no plan the solver can find), and their rebalance with
+the first 40 sample accounts at TOLERANCE 0 (no plan the solver can find) and with REP_MAX_MINUTES
+0.5 (straight line: some are farther from every rep; the least value is searched), and their rebalance with
 MAX_MOVES 0 at TOLERANCE 3 (proven infeasible). Prints seconds, the ratio to TIME_LIMIT and the
 advice of each message.
 """
@@ -54,6 +55,8 @@ def cases() -> dict:
             "reps": reps, "rep_id_field": "rep_id", "tolerance_pct": 10.0}),
         "40 accounts x 3, TOLERANCE 0": (design_territories, {
             "accounts": acc, **plan, "tolerance_pct": 0.0}),
+        "40 accounts x 3, REP_MAX_MINUTES 0.5": (design_territories, {
+            "accounts": acc, **plan, "tolerance_pct": 10.0, "rep_max_minutes": 0.5}),
         "rebalance, MAX_MOVES 0, TOLERANCE 3": (rebalance_territories, {
             "accounts": acc, **plan, "reps": None, "current_field": "current_territory",
             "max_moves_pct": 0.0, "tolerance_pct": 3.0}),

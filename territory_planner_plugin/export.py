@@ -184,19 +184,21 @@ def _cut_bytes(text: str, max_bytes: int) -> str:
 FIELD_DESCRIPTIONS = {
     "territory_id": ("", "territory id"),
     "rep_id": ("", "rep id of the territory"),
-    "centre_km": ("km", "straight-line distance from the account to its territory's centre"),
-    "centre_min": ("min", "drive time from the account to its territory's centre"),
-    "locked": ("", "true when LOCK_FIELD fixed the account's territory"),
-    "moved": ("", "true when the account changed territory against CURRENT_FIELD"),
-    "previous_territory_id": ("", "territory the account left (empty when not moved)"),
+    "centre_km": ("km", "straight-line distance from the {row} to its territory's centre"),
+    "centre_min": ("min", "drive time from the {row} to its territory's centre"),
+    "locked": ("", "true when LOCK_FIELD fixed the {row}'s territory"),
+    "moved": ("", "true when the {row} changed territory against CURRENT_FIELD"),
+    "previous_territory_id": ("", "territory the {row} left (empty when not moved)"),
     "next_best_id": ("", "best territory other than its own"),
     "next_best_extra_min": ("min", "how much farther the next best territory's centre is (>= 0)"),
     "next_best_extra_km": ("km", "how much farther the next best territory's centre is (>= 0)"),
     "nearest_saving_min": ("min", "how much nearer the nearest territory's centre is (0 when its own)"),
     "nearest_saving_km": ("km", "how much nearer the nearest territory's centre is (0 when its own)"),
     "reason": ("", "rule that decided the territory"),
-    "explanation": ("", "why the account is in its territory, in plain words"),
+    "explanation": ("", "why the {row} is in its territory, in plain words"),
     "accounts": ("count", "number of accounts"),
+    "units": ("count", "number of areas (UNITS) in the territory"),
+    "pieces": ("count", "connected pieces of the territory (1 = in one piece)"),
     "capacity": ("", "rep capacity (1 = a full share)"),
     "travel_total": ("min or km", "total distance from the accounts to the centre"),
     "quota": ("", "quota share of the territory"),
@@ -205,10 +207,12 @@ FIELD_DESCRIPTIONS = {
 _UNIT_SUFFIXES = (("_pct", "%"), ("_km", "km"), ("_min", "min"), ("_m", "m"), ("_s", "s"))
 
 
-def describe_field(name: str, dtype: object = None) -> tuple[str, str]:
-    """(unit, description) of a plan output field, for the shapefile's data dictionary."""
+def describe_field(name: str, dtype: object = None, *, row: str = "account") -> tuple[str, str]:
+    """(unit, description) of a plan output field, for the shapefile's data dictionary; ``row``
+    is what a feature is ("account", or "area" for the units of a plan of areas)."""
     if name in FIELD_DESCRIPTIONS:
-        return FIELD_DESCRIPTIONS[name]
+        unit, text = FIELD_DESCRIPTIONS[name]
+        return unit, text.format(row=row)
     unit = next((u for suffix, u in _UNIT_SUFFIXES if name.endswith(suffix)), "")
     base = name
     for suffix in ("_dev_pct", "_total", "_target"):
@@ -319,8 +323,11 @@ def _write_shapefile(gdf: gpd.GeoDataFrame, tmp: str) -> None:
             "choose GeoPackage."
         )
     rows = []
+    # the units output of a plan of areas: polygons explained one by one
+    row = "area" if "reason" in gdf.columns and gdf.geom_type.isin(
+        ["Polygon", "MultiPolygon"]).all() else "account"  # fmt: skip
     for short, full in zip(written, names):
-        unit, text = describe_field(full, gdf[full].dtype)
+        unit, text = describe_field(full, gdf[full].dtype, row=row)
         rows.append({"short_name": short, "full_name": full, "unit": unit, "description": text})
     pd.DataFrame(rows, columns=["short_name", "full_name", "unit", "description"]).to_csv(
         base + "_fields.csv", index=False, encoding="utf-8"

@@ -193,3 +193,26 @@ def test_shorten_names_counts_bytes():
     assert m["ääääää"] == "äääää"
     assert m["€€€€"] == "€€€"
     assert len({v.lower() for v in m.values()}) == 3
+
+
+def test_dictionary_of_a_plan_of_areas_speaks_of_areas(tmp_path):
+    """The units output of a plan of areas (polygons with a reason): distances and reasons are
+    the area's; the territories' unit and piece counts are named, not 'input field'."""
+    units = gpd.GeoDataFrame(
+        {"area_id": ["B1"], "territory_id": ["T1"], "centre_km": [0.4], "reason": ["nearest"],
+         "explanation": ["In T1, its nearest territory."]},
+        geometry=[box(0, 0, 1, 1)], crs=3067,
+    )  # fmt: skip
+    export.export_plan(units, str(tmp_path / "units"), fmt="ESRI Shapefile")
+    text = dict(pd.read_csv(tmp_path / "units_fields.csv")[["full_name", "description"]].values)
+    assert text["centre_km"] == "straight-line distance from the area to its territory's centre"
+    assert text["explanation"] == "why the area is in its territory, in plain words"
+    territories = gpd.GeoDataFrame({"territory_id": ["T1"], "units": [3], "pieces": [1]},
+                                   geometry=[box(0, 0, 1, 1)], crs=3067)  # fmt: skip
+    export.export_plan(territories, str(tmp_path / "terr"), fmt="ESRI Shapefile")
+    text = dict(pd.read_csv(tmp_path / "terr_fields.csv")[["full_name", "description"]].values)
+    assert text["units"] == "number of areas (UNITS) in the territory"
+    assert text["pieces"].startswith("connected pieces")
+    assert export.describe_field("centre_km")[1].endswith(
+        "from the account to its territory's centre"
+    )
