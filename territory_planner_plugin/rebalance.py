@@ -102,9 +102,9 @@ def rebalance_territories(
     territory is empty are new; those naming a rep not in REPS belong to a rep who left. With
     ``units`` the plan moves whole units (a unit is in the territory most of its accounts are in
     today) and, with ``contiguous`` (default with units), keeps every territory in one piece.
-    ``pair_allowed``/``pair_cost`` ((n, k), rows x reps; :mod:`coverage`; ``pair_rule`` words
-    the rule behind ``pair_allowed`` for messages and explanations) restrict the pairs and
-    add a cost to them, in moves. ``other_tier_reps`` are reps of another coverage tier: their
+    ``pair_allowed``/``pair_cost`` ((n, k), rows x reps; :mod:`coverage`) restrict the pairs and
+    add a cost to them, in moves; ``pair_rule`` words the rule behind ``pair_allowed`` for
+    messages and explanations. ``other_tier_reps`` are reps of another coverage tier: their
     accounts are handed over like a departed rep's, without the warning (:mod:`coverage` warns).
     """
     params = run_parameters(locals())

@@ -352,9 +352,9 @@ def design_territories(
     territory (with all its accounts) and, with ``contiguous`` (default with units), every
     territory is one piece. Pairs the network cannot connect are costed by straight line at
     ``STRAIGHT_LINE_KMH`` and counted in the log. Raises :class:`InfeasibleError` naming the
-    smallest relaxation. ``pair_allowed``/``pair_cost`` ((n, k), rows x reps; :mod:`coverage`; ``pair_rule`` words
-    the rule behind ``pair_allowed`` for messages and explanations)
-    restrict the pairs and add a cost to them (the outputs report the distances alone). With
+    smallest relaxation. ``pair_allowed``/``pair_cost`` ((n, k), rows x reps; :mod:`coverage`)
+    restrict the pairs and add a cost to them (the outputs report the distances alone);
+    ``pair_rule`` words the rule behind ``pair_allowed`` for messages and explanations. With
     ``explain`` false an infeasible model raises at once, without solving relaxations to name
     (for a caller that tries looser settings itself, as REGIONS does).
     """
@@ -513,6 +513,8 @@ def row_reach(rows: PlanRows, costs, max_minutes: float | None, *, log: bool) ->
     if src is None:
         return None
     out = np.zeros((rows.n, src.shape[1]))
+    if not len(src):
+        return out
     order = np.argsort(rows.src_row, kind="stable")
     first = np.flatnonzero(np.r_[True, np.diff(rows.src_row[order]) != 0])
     out[rows.src_row[order][first]] = np.maximum.reduceat(src[order], first, axis=0)
