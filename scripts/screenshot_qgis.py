@@ -373,9 +373,9 @@ def areas_plan():
         "OUTPUT_CENTRES": "TEMPORARY_OUTPUT", "OUTPUT_SUMMARY": "TEMPORARY_OUTPUT",
     })  # fmt: skip
     root.findLayer(areas.id()).setItemVisibilityChecked(False)
-    shown = [layer.name() for layer in project.mapLayers().values()
-             if root.findLayer(layer.id()) is not None
-             and root.findLayer(layer.id()).isVisible()]  # fmt: skip
+    shown = sorted(layer.name() for layer in project.mapLayers().values()
+                   if root.findLayer(layer.id()) is not None
+                   and root.findLayer(layer.id()).isVisible())  # fmt: skip
     log(f"areas plan layers shown: {shown}")
     canvas = iface.mapCanvas()
     extent = canvas.mapSettings().layerExtentToOutputExtent(areas, areas.extent())

@@ -17,6 +17,7 @@ PNGS = {
     "model.png": (800, 600),
     "designterritories-map.png": (1200, 800),
     "editor.png": (1200, 800),
+    "areas-qgis.png": (1200, 800),
 }
 
 
@@ -39,6 +40,9 @@ def test_screenshots_of_toolbox_and_dialog(tmp_path):
     order = "['Territory centres', 'Accounts with territory', 'Territories']"
     assert f"Territory Planner group (top to bottom): {order}" in done.stdout
     assert "editor shows: Plan: CV revenue potential" in done.stdout  # the panel loaded the plan
+    areas = next(line for line in done.stdout.splitlines() if "areas plan layers shown" in line)
+    assert "'Territories'" in areas, areas  # the plan of the sample areas, loaded and shown
+    assert "'Units with territory'" in areas, areas
     for name, (min_width, min_height) in PNGS.items():
         path = tmp_path / "shots" / name
         assert path.is_file(), f"{name} was not written"
