@@ -192,14 +192,10 @@ class TerritoryModel:
         tol = np.broadcast_to(np.asarray(tolerance_pct, float), (vals.shape[1],)).copy()
         none = np.full(n, -1)
         adj = None if adjacency is None else sp.csr_matrix(adjacency)
-        ok = np.ones((n, k), bool) if allowed is None else np.asarray(allowed, bool)
-        if reach is not None:
-            reach = np.asarray(reach, float)
-            if max_minutes is not None:
-                ok = ok & (reach <= max_minutes)
-        if rule_allowed is not None:
-            rule_allowed = np.asarray(rule_allowed, bool)
-            ok = ok & rule_allowed
+        reach = None if reach is None else np.asarray(reach, float)
+        rule_allowed = None if rule_allowed is None else np.asarray(rule_allowed, bool)
+        ok = allowed_pairs((n, k), allowed=allowed, reach=reach, max_minutes=max_minutes,
+                           rule_allowed=rule_allowed)  # fmt: skip
         return cls(
             cost=cost, values=vals, capacity=np.asarray(capacity, float), tolerance_pct=tol,
             locks=none.copy() if locks is None else np.asarray(locks, int),
@@ -325,8 +321,7 @@ class TerritoryModel:
             else:
                 head, near = "REP_MAX_MINUTES", ""
                 if self.reach is not None and self.max_minutes is not None:
-                    ok = self._allowed_with(minutes=None, rule=True)[orphan]
-                    far_most = np.where(ok, self.reach[orphan], np.inf).min(1).max()
+                    far_most = self._nearest_rep_minutes()[orphan].max()
                     head = f"REP_MAX_MINUTES ({self.max_minutes:g} min)"
                     near = f" (the farthest is {_minutes_said(far_most)} from its nearest rep)"
                 msg = (f"{head}: {self.noun} {list(self.row_ids[orphan][:10])} are farther than "
@@ -1018,7 +1013,7 @@ class TerritoryModel:
                 searches.append(("MAX_MOVES", low, 1000,
                                  lambda x: {"budget": math.floor(x / 1000 * n + 1e-9)}, _tenths,
                                  None, lambda x: f" ({math.floor(x / 1000 * n + 1e-9)} {self.noun})"))  # fmt: skip
-        start_minutes = self._least_minutes() if self._minutes_bar() else None
+        start_minutes = self._least_minutes() if self._minutes_searchable() else None
         if start_minutes is not None:
             top = math.ceil(float(self.reach.max()) - 1e-9)
             searches.append(("REP_MAX_MINUTES", start_minutes, top,
@@ -1091,7 +1086,7 @@ class TerritoryModel:
             singles.append(("turn CONTIGUOUS off", {"contiguous": False}, "CONTIGUOUS off"))
         return singles
 
-    def _minutes_bar(self) -> bool:
+    def _minutes_searchable(self) -> bool:
         """REP_MAX_MINUTES bars some pairs and their minutes are known (its least working value
         can be searched)."""
         return (self.reach is not None and self.max_minutes is not None
@@ -1104,7 +1099,7 @@ class TerritoryModel:
     def _bars_minutes(self) -> bool:
         """Some pairs are barred by REP_MAX_MINUTES (or by ``allowed`` of unknown origin)."""
         if self.reach is not None or self.rule_allowed is not None:
-            return self._minutes_bar()
+            return self._minutes_searchable()
         return not self.allowed.all()
 
     def _allowed_with(self, *, minutes: float | None, rule: bool) -> np.ndarray:
@@ -1117,12 +1112,17 @@ class TerritoryModel:
             ok &= self.rule_allowed
         return ok
 
+    def _nearest_rep_minutes(self) -> np.ndarray:
+        """(n,) minutes from each row to its nearest rep the other pair rule allows (inf when
+        it allows none): the least REP_MAX_MINUTES that leaves the row a rep."""
+        allowed = self._allowed_with(minutes=None, rule=True)
+        return np.where(allowed, self.reach, np.inf).min(1)
+
     def _least_minutes(self) -> int | None:
         """Where the search of REP_MAX_MINUTES starts (whole minutes): above today's value, and
         no lower than the nearest allowed rep of the farthest row and a locked row's rep; None
         when a row has no rep the other pair rule allows (no REP_MAX_MINUTES can help)."""
-        reach = np.where(self._allowed_with(minutes=None, rule=True), self.reach, np.inf)
-        need = float(reach.min(1).max())
+        need = float(self._nearest_rep_minutes().max())
         if not np.isfinite(need):
             return None
         locked = np.flatnonzero(self.locks >= 0)
@@ -1321,6 +1321,19 @@ class TerritoryModel:
 
 
 _SECONDS_PER_PAIR = 1e-5  # the first plan of the priced LP path, outputs included (2 cores)
+
+
+def allowed_pairs(shape: tuple[int, int], *, allowed: np.ndarray | None = None,
+                  reach: np.ndarray | None = None, max_minutes: float | None = None,
+                  rule_allowed: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
+    """(n, k) pairs every restriction allows: ``allowed``, ``reach`` within ``max_minutes``
+    (REP_MAX_MINUTES) and ``rule_allowed`` (e.g. SKILL_RULE hard); each may be None."""
+    ok = np.ones(shape, bool) if allowed is None else np.asarray(allowed, bool).copy()
+    if reach is not None and max_minutes is not None:
+        ok &= np.asarray(reach, float) <= max_minutes
+    if rule_allowed is not None:
+        ok &= np.asarray(rule_allowed, bool)
+    return ok
 
 
 def _seconds_to(end: float, most: float) -> float:

@@ -26,6 +26,7 @@ from .model import (
     PairRule,
     Solution,
     TerritoryModel,
+    allowed_pairs,
     balance_values,
     move_costs,
     prepare_reps,
@@ -162,11 +163,8 @@ def rebalance_territories(
     cost_km, cost_min = costs[0], costs[1]
     dist = cost_min if cost_min is not None else cost_km
     reach = row_reach(rows, costs, rep_max_minutes, log=True)
-    allowed = np.ones(dist.shape, bool)
-    if reach is not None:
-        allowed &= reach <= rep_max_minutes
-    if pair_allowed is not None:
-        allowed &= np.asarray(pair_allowed, bool)
+    allowed = allowed_pairs(dist.shape, reach=reach, max_minutes=rep_max_minutes,
+                            rule_allowed=pair_allowed)  # fmt: skip
     # moves first; distance only breaks ties (all of it is worth less than the smallest move)
     has = current >= 0
     move_cost = move_costs(current, dist.shape[1], weight)
