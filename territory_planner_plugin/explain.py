@@ -14,9 +14,13 @@ and carry their unit (``min`` with a road network, straight-line ``km`` without)
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from .model import PairRule
 
 REASONS = ("locked", "nearest", "balance", "capacity", "max drive time", "expertise",
            "disruption budget", "fewest moves", "new account", "rep left", "contiguity")  # fmt: skip
@@ -47,7 +51,7 @@ def explain_accounts(
     fewest_moves: bool = False,
     travel_weight: float = 0.0,
     contiguous: bool = False,
-    rule: tuple[np.ndarray, str, str] | None = None,
+    rule: tuple[np.ndarray, PairRule] | None = None,
 ) -> pd.DataFrame:
     """Per-account explanation columns of a plan (one row per account, in input order).
 
@@ -71,9 +75,9 @@ def explain_accounts(
         The plan keeps every territory in one piece (CONTIGUOUS): what no single band explains
         is put down to contiguity.
     rule
-        (pairs it allows (n, k), why a pair is barred with ``{territory}``, reason) of a pair
-        rule besides REP_MAX_MINUTES (SKILL_RULE hard): a pair ``allowed`` bars is put down to
-        it when it bars the pair, to REP_MAX_MINUTES otherwise.
+        (pairs it allows (n, k), its words: :class:`.model.PairRule`) of a pair rule besides
+        REP_MAX_MINUTES (SKILL_RULE hard): a pair ``allowed`` bars is put down to it when it
+        bars the pair (its ``why`` and ``reason``), to REP_MAX_MINUTES otherwise.
 
     Returns
     -------
@@ -267,9 +271,12 @@ class _Context:
 
     def _barred(self, i, p):
         """(reason, words) when the pair rule bars account ``i`` from territory ``p``."""
-        if self.rule is None or self.rule[0][i, p]:
+        if self.rule is None:
             return None
-        return self.rule[2], self.rule[1].format(territory=self.ids[p])
+        allows, words = self.rule
+        if allows[i, p]:
+            return None
+        return words.reason, words.why.format(territory=self.ids[p])
 
     def _nearer_allowed(self, i, j):
         """The nearest territory within reach that is nearer than its own j (None: none)."""

@@ -842,8 +842,8 @@ def explain_rows(model: TerritoryModel, assign: np.ndarray, *, unit: str,
         capacity=model.capacity, locks=model.locks, current=model.current, allowed=model.allowed,
         budget=model.budget, travel_weight=float(travel_weight or 0.0),
         contiguous=bool(model.contiguous and model.adjacency is not None),
-        rule=None if model.rule_allowed is None else (model.rule_allowed, model.pair_rule.why,
-                                                      model.pair_rule.reason), **rebalance,
+        rule=None if model.rule_allowed is None else (model.rule_allowed, model.pair_rule),
+        **rebalance,
     )  # fmt: skip
 
 
