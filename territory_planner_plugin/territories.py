@@ -721,7 +721,8 @@ def build_plan(
     why = explain_rows(model, assign, unit="min" if mins is not None else "km",
                        travel_weight=travel_weight, **(explain_extra or {}))  # fmt: skip
     row_out = _assignment_columns(rows.original, assign, cost, km, mins, model, model.locks,
-                                  model.current, model.allowed, why=why)  # fmt: skip
+                                  model.current, model.allowed, why=why,
+                                  counted=_counted_in_units(rows))  # fmt: skip
     accounts_out, units_out = (None, row_out) if rows.has_units else (row_out, None)
     src_assign = src_of(rows, assign)
     if rows.has_units and rows.accounts is not None:  # accounts: their unit's reason and words
@@ -900,13 +901,32 @@ def keep_input_fields(frame: pd.DataFrame, written: Sequence[str]) -> pd.DataFra
     return out.rename(columns=mapping)
 
 
+def _counted_in_units(rows: PlanRows) -> dict[str, np.ndarray]:
+    """What a plan of units with accounts balanced per unit, for its units output: ``accounts``
+    (the accounts counted in the unit, those joined from outside every unit included) and the
+    sum of each balance field over them, so that a territory's units add up to its summary
+    row. Empty for units alone (their own fields are the values) and for accounts."""
+    if not rows.has_units or rows.src_row is None:
+        return {}
+    out = {"accounts": np.bincount(rows.src_row, minlength=rows.n)}
+    for m, name in enumerate(rows.names):
+        if name != "accounts":
+            out[name] = np.round(rows.values[:, m], 6)
+    return out
+
+
 def _assignment_columns(original, assign, cost, cost_km, cost_min, model, locks, current,
-                        allowed, *, why: pd.DataFrame) -> gpd.GeoDataFrame:  # fmt: skip
-    """A copy of ``original`` with territory_id, rep_id, distances, lock/move flags and the
-    explanation columns ``why`` (previous territory, next best, reason, words)."""
+                        allowed, *, why: pd.DataFrame,
+                        counted: dict | None = None) -> gpd.GeoDataFrame:  # fmt: skip
+    """A copy of ``original`` with ``counted`` (per row, :func:`_counted_in_units`),
+    territory_id, rep_id, distances, lock/move flags and the explanation columns ``why``
+    (previous territory, next best, reason, words)."""
     n = len(assign)
     cen_ids = model.territory_ids
-    out = keep_input_fields(original, (*OUTPUT_COLUMNS, *why.columns))
+    counted = counted or {}
+    out = keep_input_fields(original, (*counted, *OUTPUT_COLUMNS, *why.columns))
+    for name, values in counted.items():
+        out[name] = values
     rows = np.arange(n)
     out["territory_id"] = cen_ids[assign]
     out["rep_id"] = cen_ids[assign]

@@ -10,6 +10,7 @@ from collections import deque
 
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 import pytest
 import shapely
 
@@ -119,6 +120,38 @@ def test_units_with_accounts_move_whole_units_and_count_their_accounts() -> None
     assert plan.summary["accounts"].sum() == len(acc)
     assert plan.summary["units"].sum() == len(units)
     assert plan.kpis["accounts_outside_units"] == 0
+    # the units output carries what was balanced per unit: its units add up to the summary
+    per_unit = acc.groupby("unit").agg(accounts=("id", "size"), revenue=("revenue", "sum"))
+    assert (out_units.set_index("uid")[["accounts", "revenue"]] == per_unit).all().all()
+    by_terr = out_units.groupby("territory_id")[["accounts", "revenue"]].sum()
+    summary = plan.summary.set_index("territory_id")
+    assert (by_terr["accounts"] == summary["accounts"]).all()
+    assert np.allclose(by_terr["revenue"], summary["revenue_total"])
+
+
+def test_units_output_keeps_a_units_field_named_like_a_balance_field() -> None:
+    """A units field named like an accounts' balance field (or ``accounts``) is kept under
+    another name; the units output's own is the sum of the accounts counted in the unit,
+    those joined from outside every unit included; the input is not modified."""
+    units = grid_units(4, 4, 1).assign(revenue=1.0, accounts=-1)
+    before = units.copy()
+    acc = accounts_in(units, 2, 2)
+    outside = acc.iloc[[0]].copy()
+    outside["id"] = "OUT"
+    outside.geometry = gpd.points_from_xy([300_000 - 200], [6_600_000 + 500])  # 200 m west
+    acc = pd.concat([acc, outside], ignore_index=True)
+    plan = design_territories(acc, id_field="id", units=units, unit_id_field="uid",
+                              n_territories=2, balance_fields=["revenue"], tolerance_pct=20,
+                              unit_max_distance_m=500)  # fmt: skip
+    assert units.equals(before)
+    out = plan.units.set_index("uid")
+    assert (out["input_revenue"] == 1.0).all()
+    assert (out["input_accounts"] == -1).all()
+    assert out.loc["U0_0", "accounts"] == 3  # its two and the one joined from outside
+    assert out["accounts"].sum() == len(acc)
+    assert out["revenue"].sum() == pytest.approx(acc["revenue"].sum())
+    totals = out.groupby("territory_id")["revenue"].sum()
+    assert np.allclose(totals, plan.summary.set_index("territory_id")["revenue_total"])
 
 
 def test_units_without_accounts_still_belong_to_a_territory() -> None:
