@@ -5,6 +5,9 @@ Two plans: 10,000 accounts (points, Delaunay neighbours) in 20 territories and 1
 25 rows (a small block at a territory border, as a lasso would pick) assigned to a neighbouring
 territory; timed: the update (totals by difference, pieces/travel/compactness of the touched
 territories) plus reading the whole table and the plan figures as the panel does. Goal: <= 100 ms.
+Also timed, apart: redrawing the plan's territory polygons after the edit, as the panel does in a
+Territories layer of the plan (accounts: every territory's Voronoi cells within the plan's
+outline; units: the touched territories' units dissolved); no goal set, the figure is printed.
 Prints figures and writes benchmarks/results/editor.json.
 """
 
@@ -25,6 +28,7 @@ from territory_planner_plugin.editor import (  # noqa: E402
     PlanTable,
     point_adjacency,
     polygon_adjacency,
+    territory_outlines,
 )
 
 EDITS = 60
@@ -36,7 +40,7 @@ def accounts_plan(n: int = 10_000, k: int = 20, seed: int = 0):
     xy = rng.uniform(0, 50_000, (n, 2))
     centres = rng.uniform(0, 50_000, (k, 2))
     code = np.argmin(((xy[:, None] - centres[None]) ** 2).sum(-1), 1)
-    return xy, code, centres, point_adjacency(xy)
+    return xy, code, centres, point_adjacency(xy), {"outline": shapely.box(0, 0, 50_000, 50_000)}
 
 
 def units_plan(side: int = 100, k: int = 20, seed: int = 1):
@@ -49,10 +53,10 @@ def units_plan(side: int = 100, k: int = 20, seed: int = 1):
     code = np.argmin(((xy[:, None] - centres[None]) ** 2).sum(-1), 1)
     t0 = time.perf_counter()
     adj = polygon_adjacency(boxes)
-    return xy, code, centres, adj, time.perf_counter() - t0
+    return xy, code, centres, adj, {"geometries": boxes}, time.perf_counter() - t0
 
 
-def run(name: str, xy, code, centres, adj, seed: int = 2) -> dict:
+def run(name: str, xy, code, centres, adj, shapes: dict, seed: int = 2) -> dict:
     rng = np.random.default_rng(seed)
     n, k = len(xy), len(centres)
     keys = [f"T{j}" for j in code]
@@ -67,7 +71,7 @@ def run(name: str, xy, code, centres, adj, seed: int = 2) -> dict:
     live.table()
     live.plan()
     load_s = time.perf_counter() - t0
-    times = []
+    times, redraw = [], []
     for _ in range(EDITS):
         # a border block: a row, its nearest 24 neighbours, moved to the territory of another one
         r = int(rng.integers(n))
@@ -75,18 +79,26 @@ def run(name: str, xy, code, centres, adj, seed: int = 2) -> dict:
         other = [c for c in live.codes[near] if c != live.codes[r]]
         rows = near[:25]
         to = live.keys[other[0]] if other else live.keys[(live.codes[r] + 1) % k]
+        before = live.codes.copy()
         t = time.perf_counter()
         live.assign(rows, to)
         live.table()
         live.plan()
         times.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        touched = live.changed_territories(before)  # as the panel finds them
+        territory_outlines(live, touched if "geometries" in shapes else live.keys, **shapes)
+        redraw.append(time.perf_counter() - t)
     ms = np.array(times) * 1000
+    redraw_ms = np.array(redraw) * 1000
     out = {
         "plan": name, "rows": n, "territories": k, "load_s": round(load_s, 3),
         "edit_median_ms": round(float(np.median(ms)), 2),
         "edit_p95_ms": round(float(np.percentile(ms, 95)), 2),
         "edit_max_ms": round(float(ms.max()), 2), "goal_ms": GOAL_MS,
         "met": bool(np.percentile(ms, 95) <= GOAL_MS),
+        "redraw_median_ms": round(float(np.median(redraw_ms)), 1),
+        "redraw_p95_ms": round(float(np.percentile(redraw_ms, 95)), 1),
     }  # fmt: skip
     print(json.dumps(out))
     return out
@@ -94,8 +106,8 @@ def run(name: str, xy, code, centres, adj, seed: int = 2) -> dict:
 
 def main() -> None:
     results = [run("10,000 accounts (points)", *accounts_plan())]
-    xy, code, centres, adj, adj_s = units_plan()
-    res = run("10,000 units (polygons)", xy, code, centres, adj)
+    xy, code, centres, adj, shapes, adj_s = units_plan()
+    res = run("10,000 units (polygons)", xy, code, centres, adj, shapes)
     res["adjacency_s"] = round(adj_s, 3)
     results.append(res)
     path = ROOT / "benchmarks" / "results" / "editor.json"

@@ -20,6 +20,7 @@ from qgis.core import (
     QgsCoordinateReferenceSystem,
     QgsCoordinateTransform,
     QgsFeatureRequest,
+    QgsGeometry,
     QgsMapLayerProxyModel,
     QgsProject,
     QgsTask,
@@ -63,6 +64,7 @@ from ..territory_planner_plugin.editor import (
     point_adjacency,
     polygon_adjacency,
     reoptimise,
+    territory_outlines,
 )
 
 TITLE = "Territory editor"
@@ -98,6 +100,13 @@ def _plain(value):
     if value is None or (isinstance(value, QVariant) and value.isNull()):
         return None
     return value
+
+
+def _same_plan(layer, other) -> bool | None:
+    """True when both layers are outputs of one Design/Rebalance run, False when they are of
+    different runs, None when one of them does not say (a layer made elsewhere)."""
+    mine, theirs = plan_properties(layer).get("plan_id"), plan_properties(other).get("plan_id")
+    return None if not mine or not theirs else mine == theirs
 
 
 def _metric_crs(layer) -> QgsCoordinateReferenceSystem:
@@ -192,6 +201,12 @@ class EditorDock(QgsDockWidget):
         self._reload_needed = False
         self._network = None  # (path, RoadNetwork) of the last road network read
         self._fields: dict = {}
+        # Territories layers of this plan followed by the panel: layer id -> each row's
+        # territory code when last drawn, and (plans of accounts) the outline they cover
+        self._drawn: dict[str, np.ndarray] = {}
+        self._outline: dict[str, object] = {}
+        self._redrawn: set[str] = set()
+        self._sums: dict[str, list] = {}  # per-row fields summed into a territory's (accounts)
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(0)
@@ -372,17 +387,21 @@ class EditorDock(QgsDockWidget):
         return drive_minutes(self._network[1], xy, crs.authid() or crs.toWkt(), centres)
 
     def _find_capacity_layer(self, layer):
-        """A layer of the project with territory ids and capacity (rep bases preferred)."""
-        found = None
-        for other in QgsProject.instance().mapLayers().values():
+        """A layer of the project with territory ids and capacity: the plan's own (its centres,
+        written by the same run) first, then rep bases (points), then any."""
+        ranked = []  # (this plan's own first, then points: they give the reps' bases)
+        for n, other in enumerate(QgsProject.instance().mapLayers().values()):
             if other is layer or not isinstance(other, QgsVectorLayer):
                 continue
             names = other.fields().names()
-            if "capacity" in names and any(c in names for c in kpis.ID_COLUMNS):
-                if other.geometryType() == QgsWkbTypes.PointGeometry:
-                    return other
-                found = found or other
-        return found
+            if "capacity" not in names or not any(c in names for c in kpis.ID_COLUMNS):
+                continue
+            same = _same_plan(layer, other)
+            if same is False:
+                continue  # another plan's centres: its capacities are not this plan's
+            points = other.geometryType() == QgsWkbTypes.PointGeometry
+            ranked.append((not same, not points, n, other))
+        return min(ranked, key=lambda r: r[:3])[3] if ranked else None
 
     def load(self) -> bool:
         """Read the plan layer and show its table; False (and a message) when it cannot."""
@@ -401,6 +420,7 @@ class EditorDock(QgsDockWidget):
             "lock": self.lock_combo.currentField() or None,
             "current": self.current_combo.currentField() or None,
         }
+        self._outline, self._redrawn = {}, set()
         try:
             self._read(layer)
         except Exception as err:
@@ -447,6 +467,10 @@ class EditorDock(QgsDockWidget):
         tier_at = layer.fields().indexOf("tier")  # coverage models: each tier its own targets
         tiers = {}
         polygons = layer.geometryType() == QgsWkbTypes.PolygonGeometry
+        acc_at = layer.fields().indexOf("accounts")  # a plan of units: the accounts of each
+        if not polygons or acc_at < 0 or not layer.fields().at(acc_at).isNumeric():
+            acc_at = -1
+        unit_accounts = []
         import shapely
 
         for feat in layer.getFeatures(QgsFeatureRequest()):
@@ -455,6 +479,8 @@ class EditorDock(QgsDockWidget):
             vals.append([_plain(feat[b]) for b in f["balance"]])
             locks.append(_truthy(feat[f["lock"]]) if f["lock"] else False)
             cur.append(_plain(feat[f["current"]]) if f["current"] else None)
+            if acc_at >= 0:
+                unit_accounts.append(_plain(feat[acc_at]) or 0)
             if tier_at >= 0 and kpis.text_key(terr[-1]) is not None:
                 tiers.setdefault(kpis.text_key(terr[-1]), str(_plain(feat[tier_at]) or ""))
             g = feat.geometry()
@@ -475,6 +501,8 @@ class EditorDock(QgsDockWidget):
         values = pd.DataFrame(vals, columns=f["balance"]).apply(pd.to_numeric, errors="coerce")
         capacity, centres, names_, colours, territories = self._read_capacities(crs)
         self.crs = crs
+        # a plan of units with accounts: each unit's accounts add up to its territory's
+        self._sums = {"accounts": unit_accounts} if unit_accounts else {}
         # a plan of units is re-optimised as UNITS (whole units, one piece each)
         self.geometries = geoms if polygons and all(g is not None for g in geoms) else None
         self.fids = fids
@@ -500,6 +528,7 @@ class EditorDock(QgsDockWidget):
                         own[t] = str(c).upper()
         colours.update(own)
         self.colours = palette.plan_colours(self.table.keys, existing=colours)
+        self._track_territory_layers(layer)
 
     def _read_capacities(self, crs):
         """Capacity, rep base, rep name and colour per territory from the capacities layer."""
@@ -704,7 +733,7 @@ class EditorDock(QgsDockWidget):
         self.warning_list.clear()
         for w in plan.warnings:
             self.warning_list.addItem("⚠ " + w.text)
-        stale = self._stale_territory_layers() if t.changed_since_load() else []
+        stale = self._redraw_territory_layers()
         if stale:
             names = ", ".join(f"'{layer.name()}'" for layer in stale)
             redraw = ("Dissolve the edited layer by territory_id to redraw them."
@@ -712,7 +741,16 @@ class EditorDock(QgsDockWidget):
                       "Territory report on the edited layer maps the plan as edited.")  # fmt: skip
             self.warning_list.addItem(
                 f"⚠ {names} on the map still show{'s' if len(stale) == 1 else ''} the plan as "
-                f"loaded (outlines and totals); this table is the plan as edited. {redraw}"
+                f"loaded (outlines and totals; the layer cannot be edited); this table is the "
+                f"plan as edited. {redraw}"
+            )
+        redrawn = [QgsProject.instance().mapLayer(i) for i in sorted(self._redrawn)]
+        redrawn = [layer for layer in redrawn if layer is not None and layer.isModified()]
+        if redrawn:
+            names = ", ".join(f"'{layer.name()}'" for layer in redrawn)
+            self.warning_list.addItem(
+                f"ℹ {names} follow{'s' if len(redrawn) == 1 else ''} the edits (outlines, "
+                "counts, totals and pieces redrawn); save it with the plan layer to keep them."
             )
         current = self.target_combo.currentText()
         self.target_combo.blockSignals(True)
@@ -724,25 +762,142 @@ class EditorDock(QgsDockWidget):
         self.update_preview()
         self.updated.emit()
 
-    def _stale_territory_layers(self) -> list:
-        """The project's territory polygons of this plan (a Design/Rebalance territories
-        output: territory_id, pieces and totals, ids of this plan), which edits leave as
-        loaded."""
+    def _count_field(self) -> str:
+        """What a Territories output counts per territory: ``units`` for a plan of areas."""
+        polygons = self.layer is not None and (
+            self.layer.geometryType() == QgsWkbTypes.PolygonGeometry)  # fmt: skip
+        return "units" if polygons else "accounts"
+
+    def _territory_layers(self, layer: QgsVectorLayer) -> list:
+        """The project's territory polygons (a Design/Rebalance territories output: polygons
+        with territory_id, pieces and totals) sharing territory ids with this plan."""
         keys = set(self.table.keys) if self.table is not None else set()
         out = []
-        for layer in QgsProject.instance().mapLayers().values():
-            if layer is self.layer or not isinstance(layer, QgsVectorLayer):
+        for other in QgsProject.instance().mapLayers().values():
+            if other is layer or not isinstance(other, QgsVectorLayer):
                 continue
-            if layer.geometryType() != QgsWkbTypes.PolygonGeometry:
+            if other.geometryType() != QgsWkbTypes.PolygonGeometry:
                 continue
-            names = set(layer.fields().names())
+            names = set(other.fields().names())
             if not {"territory_id", "pieces"} <= names or not any(n.endswith("_total")
                                                                  for n in names):  # fmt: skip
                 continue
-            ids = {str(v) for v in layer.uniqueValues(layer.fields().indexOf("territory_id"))}
+            ids = {str(v) for v in other.uniqueValues(other.fields().indexOf("territory_id"))}
             if ids & keys:
-                out.append(layer)
+                out.append(other)
         return out
+
+    def _track_territory_layers(self, layer: QgsVectorLayer) -> None:
+        """Follow the Territories layers that show this plan as just read (their counts, or
+        totals, are the plan's): the panel redraws them as the plan is edited. Territories
+        of another plan with the same ids (e.g. Design's, when a rebalanced plan is edited)
+        are left alone."""
+        drawn, outline = {}, {}
+        count_field = "units" if layer.geometryType() == QgsWkbTypes.PolygonGeometry else "accounts"
+        for other in self._territory_layers(layer):
+            if _same_plan(layer, other) is False:
+                continue
+            names = [n for n in other.fields().names()
+                     if n == count_field or n.endswith("_total")]  # fmt: skip
+            figures = {}
+            for feat in other.getFeatures():
+                key = kpis.text_key(_plain(feat["territory_id"]))
+                if key is not None:
+                    figures[key] = {n: _plain(feat[n]) for n in names}
+            if not self.table.shows_loaded(figures, count_field):
+                continue
+            drawn[other.id()] = self.table.codes.copy()
+            if layer.geometryType() != QgsWkbTypes.PolygonGeometry:
+                outline[other.id()] = self._outline.get(other.id()) or self._outline_of(other)
+        self._drawn, self._outline = drawn, outline
+
+    def _outline_of(self, layer: QgsVectorLayer):
+        """The area a plan of accounts' territory polygons cover (their union), in the
+        panel's metric CRS: redrawn territories stay within it."""
+        import shapely
+
+        xform = QgsCoordinateTransform(layer.crs(), self.crs, QgsProject.instance())
+        parts = []
+        for feat in layer.getFeatures():
+            g = feat.geometry()
+            if g is not None and not g.isEmpty():
+                g = type(g)(g)
+                g.transform(xform)
+                parts.append(shapely.from_wkb(bytes(g.asWkb())))
+        return shapely.union_all(shapely.make_valid(parts)) if parts else None
+
+    def _redraw_territory_layers(self) -> list:
+        """Redraw, through their edit buffers, the followed Territories layers whose
+        territories the edits changed (outline, count, totals, deviations, pieces, travel);
+        returns those that cannot be edited, which still show the plan as loaded."""
+        stale = []
+        for lid, drawn in list(self._drawn.items()):
+            layer = QgsProject.instance().mapLayer(lid)
+            if not isinstance(layer, QgsVectorLayer):
+                del self._drawn[lid]
+                continue
+            keys = [k for k in self.table.changed_territories(drawn)
+                    if k in self.table.index]  # fmt: skip
+            if not keys:
+                continue
+            caps = layer.dataProvider().capabilities()
+            writable = not layer.readOnly() and bool(
+                caps & QgsVectorDataProvider.ChangeGeometries
+                and caps & QgsVectorDataProvider.ChangeAttributeValues
+            )
+            if not writable or (self.geometries is None and self._outline.get(lid) is None):
+                stale.append(layer)
+                continue
+            # accounts: every outline again (the cells of one plan, as Design draws them, so
+            # that no two overlap); units: the changed territories' dissolved units
+            drawn_keys = keys if self.geometries is not None else list(self.table.keys)
+            try:
+                shapes = territory_outlines(self.table, drawn_keys, geometries=self.geometries,
+                                            outline=self._outline.get(lid))  # fmt: skip
+                self._write_territories(layer, shapes, set(keys))
+            except Exception as err:  # the table stays right; say the map is not
+                QgsApplication.messageLog().logMessage(
+                    f"Redrawing '{layer.name()}' failed: {err}", LOG_TAG, Qgis.Warning)  # fmt: skip
+                stale.append(layer)
+                continue
+            self._drawn[lid] = self.table.codes.copy()
+            self._redrawn.add(lid)
+        return stale
+
+    def _write_territories(self, layer: QgsVectorLayer, shapes: dict, changed: set) -> None:
+        """Write the territories' new polygons (``shapes``) and the figures of the ``changed``
+        ones into ``layer``'s edit buffer (one undoable command)."""
+        import shapely
+
+        xform = QgsCoordinateTransform(self.crs, layer.crs(), QgsProject.instance())
+        multi = QgsWkbTypes.isMultiType(layer.wkbType())
+        index = {f.name(): i for i, f in enumerate(layer.fields())}
+        count_field = self._count_field()
+        if not layer.isEditable():
+            layer.startEditing()
+        layer.beginEditCommand("Territory editor: redraw territories")
+        for feat in layer.getFeatures():
+            key = kpis.text_key(_plain(feat["territory_id"]))
+            if key not in shapes:
+                continue
+            shape = shapes[key]
+            g = QgsGeometry()
+            if not shape.is_empty:
+                g.fromWkb(shapely.to_wkb(shape))
+                g.transform(xform)
+                if multi:
+                    g.convertToMultiType()
+                elif g.isMultipart() and not g.convertToSingleType():
+                    g = feat.geometry()  # a single-part layer cannot hold a split territory
+            layer.changeGeometry(feat.id(), g)
+            if key not in changed:
+                continue
+            fields = self.table.output_fields(key, count_field, sums=self._sums)
+            for name, value in fields.items():
+                if name in index:
+                    layer.changeAttributeValue(feat.id(), index[name], value)
+        layer.endEditCommand()
+        layer.triggerRepaint()
 
     def figures(self) -> pd.DataFrame:
         """The table as shown (rows in order, the engine's numbers), for tests and exports."""

@@ -8,6 +8,7 @@ and numeric results. Each algorithm keeps its own parameters, checks and engine 
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 import time
@@ -912,7 +913,7 @@ class PlanningAlgorithm(TerritoryPlannerAlgorithm):
         """
         results = {}
         units = getattr(plan, "units", None)
-        settings = _plan_settings(inputs)
+        settings = {**_plan_settings(inputs), "plan_id": _plan_id(plan)}
         for key, frame, kind in (
             (self.OUTPUT_ACCOUNTS, plan.accounts, "accounts"),
             (self.OUTPUT_TERRITORIES, plan.territories, "territories"),
@@ -989,6 +990,14 @@ def _plan_settings(inputs: PlanInputs | None) -> dict:
         "network": inputs.network_path or None,
         "rep_max_minutes": opts.get("rep_max_minutes"),
     }
+
+
+def _plan_id(plan) -> str:
+    """A short fingerprint of the plan (its summary: territories, counts and totals): stored
+    with each styled output, so the Territory editor pairs a plan's layers (its centres'
+    capacities, its territory polygons) and not those of another plan with the same ids."""
+    text = plan.summary.to_csv(index=False, float_format="%.6g") if plan.summary is not None else ""
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()[:16]
 
 
 def _unset(value) -> bool:

@@ -6,7 +6,7 @@
 # the styled plan that 'Design territories' makes of the sample data and the Territory editor
 # beside a plan, saves
 #   docs/screenshots/toolbox.png  designterritories-dialog.png  model.png  designterritories-map.png
-#   editor.png  areas-qgis.png
+#   editor.png  areas-qgis.png  editor-areas.png
 # and quits QGIS. Exits non-zero when a PNG was not written. Hard limit: SCREENSHOT_TIMEOUT s (180).
 # Environment: SCREENSHOT_DIR (output folder), SCREENSHOT_ZIP (plugin zip), SCREENSHOT_REBUILD=1
 # (build the zip first even when it exists), SCREENSHOT_TIMEOUT, VENV.
@@ -53,7 +53,7 @@ INI
 
 mkdir -p "$OUT"
 rm -f "$OUT/toolbox.png" "$OUT/designterritories-dialog.png" "$OUT/model.png" \
-  "$OUT/designterritories-map.png" "$OUT/editor.png" "$OUT/areas-qgis.png"
+  "$OUT/designterritories-map.png" "$OUT/editor.png" "$OUT/areas-qgis.png" "$OUT/editor-areas.png"
 
 # QGIS's embedded Python takes its home from the first python3 on PATH (see qgis_process.sh);
 # the venv's site-packages give the plugin its engine packages, as the venv's qgis_process does.
@@ -72,7 +72,7 @@ timeout --kill-after=15 "$TIMEOUT" \
     --code "$HERE/scripts/screenshot_qgis.py" >"$WORK/qgis.out" 2>&1 || status=$?
 
 missing=0
-for png in toolbox.png designterritories-dialog.png model.png designterritories-map.png editor.png areas-qgis.png; do
+for png in toolbox.png designterritories-dialog.png model.png designterritories-map.png editor.png areas-qgis.png editor-areas.png; do
   if [ -s "$OUT/$png" ]; then
     echo "screenshot: wrote $OUT/$png"
   else

@@ -5,7 +5,8 @@ Territory Planner provider, save the main window to ``toolbox.png``; open the 'D
 dialog, save it to ``designterritories-dialog.png``; open the shipped model in the Model
 Designer, save it to ``model.png``; run 'Design territories' on the sample data and save the
 main window with the styled plan to ``designterritories-map.png``; open a plan in the Territory
-editor beside it and save ``editor.png``; quit QGIS. Paths come from the environment
+editor beside it and save ``editor.png``; design territories from the sample areas
+(``areas-qgis.png``) and edit that plan in the editor (``editor-areas.png``); quit QGIS. Paths come from the environment
 (TP_SCREENSHOT_DIR, TP_SAMPLE_DATA, TP_SCREENSHOT_LOG). Any error is logged and QGIS exits at once.
 """
 
@@ -399,7 +400,39 @@ def _expand_areas_legend():
                 view.expand(view.node2index(child))
             else:
                 view.collapse(view.node2index(child))
-    step(lambda: (save(iface.mainWindow(), "areas-qgis.png"), step(quit_qgis, 200)), 1500)
+    step(lambda: (save(iface.mainWindow(), "areas-qgis.png"), step(editor_on_areas, 200)), 1500)
+
+
+def editor_on_areas():
+    """The Territory editor on the plan of areas after a hand edit (three areas of the first
+    territory that touch the second handed to it): the territories redrawn, ``editor-areas.png``."""
+    project = QgsProject.instance()
+    units = project.mapLayersByName("Units with territory")[0]
+    iface.setActiveLayer(units)
+    dock = plugins["territory_planner"].editor.show(units)
+    if not dock.load():
+        raise RuntimeError(f"the editor did not load the areas: {dock.message_label.text()}")
+    log(f"editor on areas: {dock.plan_label.text()}")
+    drawn = [layer for layer in project.mapLayers().values() if layer.id() in dock._drawn]
+    if len(drawn) != 1:
+        raise RuntimeError(f"the editor follows {len(drawn)} territory layers, not the plan's one")
+    first, second = list(dock.colours)[:2]
+    edge = next(f.geometry() for f in drawn[0].getFeatures() if f["territory_id"] == second)
+    picked = [f.id() for f in units.getFeatures()
+              if f["territory_id"] == first and f.geometry().touches(edge)][:3]  # fmt: skip
+    units.selectByIds(picked)
+    dock.assign_selection(second)
+    units.removeSelection()
+    notes = [dock.warning_list.item(i).text() for i in range(dock.warning_list.count())]
+    log(f"editor on areas after moving {len(picked)} areas {first} -> {second}: "
+        f"{dock.plan_label.text()} {notes}")  # fmt: skip
+    shown = dock.figures().set_index("territory")
+    for f in sorted(drawn[0].getFeatures(), key=lambda f: f["territory_id"]):
+        t = f["territory_id"]
+        log(f"editor on areas: {t} layer units {f['units']} accounts {f['accounts']} "
+            f"panel {int(shown.loc[t, 'count'])}")  # fmt: skip
+    iface.mainWindow().resizeDocks([dock], [780], Qt.Horizontal)
+    step(lambda: (save(iface.mainWindow(), "editor-areas.png"), step(quit_qgis, 200)), 2500)
 
 
 log("QGIS is up; waiting for the main window")

@@ -434,6 +434,62 @@ class PlanTable:
         re-optimised moves, undo back to the start gives 0)."""
         return int((self.codes != self._loaded).sum())
 
+    def changed_territories(self, drawn: np.ndarray) -> list[str]:
+        """Territories whose rows differ from ``drawn`` (each row's territory code when the
+        territory polygons were last drawn, e.g. a copy of :attr:`codes` at load)."""
+        diff = self.codes != drawn
+        touched = set(self.codes[diff].tolist()) | set(np.asarray(drawn)[diff].tolist())
+        return [self.keys[c] for c in sorted(touched) if c >= 0]
+
+    def shows_loaded(self, figures: Mapping[str, Mapping[str, object]], count_field: str) -> bool:
+        """True when a Territories output's figures (territory -> its fields) are those of this
+        plan as loaded: every territory of the plan in it has the plan's count (``count_field``,
+        ``accounts`` or ``units``) or, without that field, the plan's totals (``<m>_total``)."""
+        mine = {k: v for k, v in figures.items() if k in self.index}
+        if not mine:
+            return False
+        on = self._loaded >= 0
+        count = np.bincount(self._loaded[on], minlength=self.k)
+        compared = False
+        for key, row in mine.items():
+            j = self.index[key]
+            if row.get(count_field) is not None:
+                if _number(row[count_field]) != count[j]:
+                    return False
+                compared = True
+                continue
+            for m, name in enumerate(self.measures):
+                value = _number(row.get(f"{name}_total"))
+                if value is None:
+                    continue
+                total = float(self.values[on & (self._loaded == j), m].sum())
+                if abs(value - total) > max(0.01, 1e-6 * abs(total)):
+                    return False
+                compared = True
+        return compared
+
+    def output_fields(
+        self, key: str, count_field: str, *, sums: Mapping[str, np.ndarray] | None = None
+    ) -> dict[str, object]:
+        """Fields of a Territories output (Design/Rebalance territories) for territory ``key``
+        as edited, rounded as those outputs are: the count (``count_field``), the sum of each
+        of ``sums`` (name -> a value per row, e.g. the ``accounts`` of each unit), per measure
+        ``<m>_total`` and ``<m>_dev_pct``, ``pieces`` and ``travel_total`` (the panel's drive
+        minutes, else its straight-line km to the rep's base; None without bases)."""
+        j = self.index[kpis.text_key(key)]
+        _, dev, _, _ = self.balance()
+        out: dict[str, object] = {count_field: int(self.count[j])}
+        for name, per_row in (sums or {}).items():
+            total = float(np.nansum(np.asarray(per_row, float)[self.codes == j]))
+            out[name] = int(total) if total.is_integer() else round(total, 2)
+        for m, name in enumerate(self.measures):
+            out[f"{name}_total"] = round(float(self.totals[j, m]), 2)
+            out[f"{name}_dev_pct"] = round(float(dev[name][j]), 2)
+        out["pieces"] = int(self.pieces[j])
+        travel = self.travel_min[j] if self.minutes else self.travel_km[j]
+        out["travel_total"] = round(float(travel), 2) if np.isfinite(travel) else None
+        return out
+
     def warnings(self, dev: dict | None = None) -> list[PlanWarning]:
         """Territories split into pieces, outside their band, emptied, beyond the longest
         drive, and locked rows moved since they were locked."""
@@ -507,6 +563,50 @@ def polygon_adjacency(geometries: Sequence, *, rule: str = "rook", snap_m: float
     from .adjacency import polygon_adjacency as units_adjacency
 
     return units_adjacency(list(geometries), rule=rule, snap_m=snap_m).matrix
+
+
+def territory_outlines(
+    table: PlanTable,
+    keys: Sequence[str],
+    *,
+    geometries: Sequence | None = None,
+    outline=None,
+    snap_m: float = 1.0,
+) -> dict[str, object]:
+    """Polygons of the territories ``keys`` as the plan stands, drawn as Design territories
+    draws them, in the metric coordinates of the table (an empty polygon for an emptied one).
+
+    A plan of units (``geometries``, their polygons): the union of each territory's units, gaps
+    narrower than ``snap_m`` closed (:func:`.units.dissolve_units`). A plan of accounts: the
+    union of the accounts' Voronoi cells within ``outline``, the area the plan's territory
+    polygons cover (:func:`.adjacency.territory_polygons`).
+    """
+    keys = [kpis.text_key(k) for k in keys]
+    if geometries is None:
+        if table.xy is None or outline is None:
+            raise InvalidInputError("Drawing territories of accounts needs their positions and "
+                                    "the outline of the plan's territory polygons.")  # fmt: skip
+        from .adjacency import territory_polygons
+
+        on = table.codes >= 0
+        codes = np.where(on, table.codes, 0)  # (unassigned rows: counted nowhere below)
+        polys = territory_polygons(table.xy[on], codes[on], table.k, outline)
+        return {k: polys[table.index[k]] for k in keys}
+    from .units import dissolve_units
+
+    pick = {table.index[k]: i for i, k in enumerate(keys)}
+    assign = np.array([pick.get(int(c), -1) for c in table.codes], dtype=int)
+    polys = dissolve_units(list(geometries), assign, len(keys), gap_m=snap_m)
+    return dict(zip(keys, polys))
+
+
+def _number(value) -> float | None:
+    """A field's value as a float; None for NULL, empty or text that is not a number."""
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return None
+    return out if np.isfinite(out) else None
 
 
 def _natural(key: str):

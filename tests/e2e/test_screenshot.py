@@ -18,6 +18,7 @@ PNGS = {
     "designterritories-map.png": (1200, 800),
     "editor.png": (1200, 800),
     "areas-qgis.png": (1200, 800),
+    "editor-areas.png": (1200, 800),
 }
 
 
@@ -43,6 +44,18 @@ def test_screenshots_of_toolbox_and_dialog(tmp_path):
     areas = next(line for line in done.stdout.splitlines() if "areas plan layers shown" in line)
     assert "'Territories'" in areas, areas  # the plan of the sample areas, loaded and shown
     assert "'Units with territory'" in areas, areas
+    # the editor on that plan of areas: three areas moved, the plan's territories redrawn with
+    # the panel's counts (areas and the accounts in them), the panel saying it follows the edits
+    moved = next(line for line in done.stdout.splitlines() if "after moving 3 areas" in line)
+    assert "follows the edits" in moved, moved
+    rows = [line for line in done.stdout.splitlines() if "layer units" in line]
+    assert len(rows) == 5, rows
+    for line in rows:
+        words = line.split()
+        assert words[words.index("units") + 1] == words[words.index("panel") + 1], line
+    units = sum(int(line.split()[line.split().index("units") + 1]) for line in rows)
+    accounts = sum(int(line.split()[line.split().index("accounts") + 1]) for line in rows)
+    assert (units, accounts) == (115, 502), rows  # every area and every account in one territory
     for name, (min_width, min_height) in PNGS.items():
         path = tmp_path / "shots" / name
         assert path.is_file(), f"{name} was not written"

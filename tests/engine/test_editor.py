@@ -3,6 +3,7 @@ a full recompute, pieces, warnings, previews and re-optimising around manual edi
 
 from __future__ import annotations
 
+import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pytest
@@ -21,7 +22,9 @@ from territory_planner_plugin.editor import (
     point_adjacency,
     polygon_adjacency,
     reoptimise,
+    territory_outlines,
 )
+from territory_planner_plugin.errors import InvalidInputError
 from territory_planner_plugin.territories import design_territories
 from tests.engine.helpers import random_accounts, random_reps
 
@@ -249,3 +252,75 @@ def test_drive_minutes_match_networkx_and_drive_the_table(tmp_path) -> None:
     assert drives
     assert "min from the rep's base" in drives[0]
     assert row.loc["A", "longest_min"] == pytest.approx(minutes["A"][:6].max())
+
+
+def test_redrawn_territories_of_accounts_are_designs_polygons_and_summary() -> None:
+    """After moving accounts by hand, the territory polygons and the Territories output's
+    fields the panel writes equal those Design territories gives the same plan (every
+    account locked where the edit put it), drawn within the area the plan covered."""
+    acc = random_accounts(80, seed=5)
+    reps = random_reps(4)
+    plan = design_territories(acc, id_field="id", reps=reps, rep_id_field="rep",
+                              balance_fields=["revenue"], tolerance_pct=10.0)  # fmt: skip
+    rows = plan.accounts
+    xy = shapely.get_coordinates(rows.geometry.values)
+    live = PlanTable(rows["territory_id"], values=rows, balance_fields=["revenue"],
+                     tolerance_pct=10.0, xy=xy, adjacency=point_adjacency(xy),
+                     territories=list(plan.territories["territory_id"]))  # fmt: skip
+    figures = {t: {"accounts": n} for t, n in zip(plan.summary["territory_id"],
+                                                   plan.summary["accounts"])}  # fmt: skip
+    assert live.shows_loaded(figures, "accounts")
+    assert not live.shows_loaded({**figures, "R0": {"accounts": -1}}, "accounts")
+    assert not live.shows_loaded({"X": {"accounts": 3}}, "accounts")
+    assert live.shows_loaded({t: {"revenue_total": v} for t, v in zip(
+        plan.summary["territory_id"], plan.summary["revenue_total"])}, "accounts")  # fmt: skip
+    drawn = live.codes.copy()
+    moved = [int(i) for i in np.flatnonzero(rows["territory_id"].to_numpy() == "R1")[:3]]
+    live.assign(moved, "R2")
+    assert live.changed_territories(drawn) == ["R1", "R2"]
+    outline = plan.territories.union_all()
+    shapes = territory_outlines(live, live.keys, outline=outline)
+    edited = acc.assign(lock=live.assignment())  # every account locked where it now is
+    ref = design_territories(edited, id_field="id", reps=reps, rep_id_field="rep",
+                             balance_fields=["revenue"], tolerance_pct=90.0,  # (locks hold)
+                             lock_field="lock",
+                             study_area=gpd.GeoDataFrame(geometry=[outline], crs=acc.crs))  # fmt: skip
+    assert ref.accounts["territory_id"].tolist() == live.assignment()
+    for t, g in zip(ref.territories["territory_id"], ref.territories.geometry):
+        assert shapes[t].symmetric_difference(g).area == pytest.approx(0.0, abs=1.0)
+    summary = ref.summary.set_index("territory_id")
+    for t in ("R1", "R2"):
+        fields = live.output_fields(t, "accounts")
+        assert fields["accounts"] == summary.loc[t, "accounts"]
+        assert fields["revenue_total"] == pytest.approx(summary.loc[t, "revenue_total"])
+        assert fields["revenue_dev_pct"] == pytest.approx(summary.loc[t, "revenue_dev_pct"])
+        assert fields["pieces"] == summary.loc[t, "pieces"]
+    assert live.changed_territories(live.codes.copy()) == []
+
+
+def test_redrawn_territories_of_units_are_the_dissolved_units() -> None:
+    """A plan of 36 square units edited by hand: the changed territories' polygons are the
+    union of their units (areas add up, one polygon each), the others are not drawn."""
+    boxes = [shapely.box(x * 1000, y * 1000, x * 1000 + 1000, y * 1000 + 1000)
+             for y in range(6) for x in range(6)]  # fmt: skip
+    terr = ["W" if i % 6 < 2 else "M" if i % 6 < 4 else "E" for i in range(36)]
+    xy = shapely.get_coordinates(shapely.centroid(boxes))
+    live = PlanTable(terr, values=pd.DataFrame({"pop": np.arange(36.0)}), balance_fields=["pop"],
+                     xy=xy, adjacency=polygon_adjacency(boxes))  # fmt: skip
+    drawn = live.codes.copy()
+    live.assign([2, 8], "W")  # two units of M, column 2 of the first two rows
+    keys = live.changed_territories(drawn)
+    assert keys == ["M", "W"]
+    shapes = territory_outlines(live, keys, geometries=boxes)
+    assert set(shapes) == {"M", "W"}
+    assert shapes["W"].area == pytest.approx(14e6)
+    assert shapes["M"].area == pytest.approx(10e6)
+    assert shapes["W"].geom_type == shapes["M"].geom_type == "Polygon"
+    assert shapes["W"].contains(shapely.Point(2500, 500))
+    fields = live.output_fields("W", "units")
+    assert fields["units"] == 14
+    assert fields["pop_total"] == sum(i for i in range(36) if i % 6 < 2) + 2 + 8
+    assert fields["pieces"] == 1
+    assert fields["travel_total"] is None  # no rep bases: no travel figure
+    with pytest.raises(InvalidInputError, match="outline"):
+        territory_outlines(live, keys)

@@ -268,9 +268,11 @@ def test_plan_settings_travel_with_the_outputs_and_prefill_the_panel(
     editor, run_alg, accounts_gpkg, tmp_path
 ) -> None:
     """A plan written by Design territories opens later (fresh layer, stored style) with its
-    tolerance and balance fields, and the panel takes them instead of its defaults."""
+    tolerance and balance fields, and the panel takes them instead of its defaults; of two
+    centres layers with the plan's territory ids and capacities, it takes the plan's own (the
+    same run's, and of those the centres, which give the reps' bases), not another plan's."""
     from qgis.core import QgsProject, QgsVectorLayer
-    from territory_planner.processing_algorithms.styles import plan_properties
+    from territory_planner.processing_algorithms.styles import plan_properties, set_plan_properties
 
     out = tmp_path / "out"
     out.mkdir()
@@ -278,19 +280,28 @@ def test_plan_settings_travel_with_the_outputs_and_prefill_the_panel(
         "ACCOUNTS": f"{accounts_gpkg}|layername=accounts", "ID_FIELD": "id", "TERRITORIES": 4,
         "BALANCE_FIELDS": ["workload_visits"], "TOLERANCE": 7.5, "TIME_LIMIT": 20,
         "OUTPUT_ACCOUNTS": str(out / "plan.gpkg"), "OUTPUT_TERRITORIES": "TEMPORARY_OUTPUT",
-        "OUTPUT_CENTRES": "TEMPORARY_OUTPUT",
+        "OUTPUT_CENTRES": str(out / "centres.gpkg"), "OUTPUT_SUMMARY": str(out / "summary.gpkg"),
     })  # fmt: skip
     (out / "plan.qml").unlink()  # the GeoPackage's default style alone must carry them
     layer = QgsVectorLayer(str(out / "plan.gpkg"), "plan", "ogr")
     assert layer.isValid()
-    assert plan_properties(layer) == {
+    stored = plan_properties(layer)
+    plan_id = stored.pop("plan_id")
+    assert stored == {
         "tolerance_pct": "7.5", "balance_fields": "workload_visits", "lock_field": "locked"
     }  # fmt: skip
-    QgsProject.instance().addMapLayer(layer)
+    centres = QgsVectorLayer(str(out / "centres.gpkg"), "centres", "ogr")
+    assert plan_properties(centres)["plan_id"] == plan_id  # one run, one id
+    other = QgsVectorLayer(str(out / "centres.gpkg"), "another plan's centres", "ogr")
+    set_plan_properties(other, {"plan_id": "another run"})
+    summary = QgsVectorLayer(str(out / "summary.gpkg"), "a summary", "ogr")  # (no rep bases)
+    set_plan_properties(summary, {"plan_id": plan_id})  # (as a temporary output has it)
+    QgsProject.instance().addMapLayers([other, summary, layer, centres])  # (the others first)
     assert editor.tolerance_spin.value() != 7.5
     editor.set_layer(layer)
     assert editor.tolerance_spin.value() == 7.5
     assert editor.balance_combo.checkedItems() == ["workload_visits"]
+    assert editor.capacity_combo.currentLayer() is centres
 
 
 def test_units_plan_is_reoptimised_as_units_in_one_piece(editor) -> None:
@@ -390,43 +401,149 @@ def test_plan_made_on_roads_shows_drive_minutes(editor, run_alg, accounts_gpkg, 
         assert shown.loc[t, "travel_min"] == pytest.approx(part["centre_min"].sum(), rel=0.02)
 
 
-def test_territory_polygons_of_the_plan_are_named_stale_after_an_edit(editor) -> None:
-    """A Territories layer of the plan (polygons with totals) is not redrawn by edits: after
-    one, the panel warns that it still shows the plan as loaded; back at the start (undo), not.
-    A polygon layer of other territories is not named."""
-    from qgis.core import QgsFeature, QgsGeometry, QgsProject, QgsVectorLayer
+def _territory_polygons(name, ids, counts, *, x0=385_000):
+    """A Territories layer (memory, EPSG:3067) of squares side by side, one per territory, 5 km
+    apart, with the ``accounts`` count of each."""
+    from qgis.core import QgsFeature, QgsGeometry, QgsProject, QgsRectangle, QgsVectorLayer
+
+    out = QgsVectorLayer("MultiPolygon?crs=EPSG:3067&field=territory_id:string&field=accounts:integer"
+                         "&field=pieces:integer&field=revenue_potential_total:double",
+                         name, "memory")  # fmt: skip
+    feats = []
+    for j, (t, n) in enumerate(zip(ids, counts)):
+        f = QgsFeature(out.fields())
+        x = x0 - 500 + j * 5_000
+        f.setGeometry(QgsGeometry.fromRect(QgsRectangle(x, 6_671_500, x + 5_000, 6_676_500)))
+        f.setAttributes([t, n, 1, 100.0])
+        feats.append(f)
+    out.dataProvider().addFeatures(feats)
+    QgsProject.instance().addMapLayer(out)
+    return out
+
+
+def _polygon_of(layer, territory: str):
+    return next(f.geometry() for f in layer.getFeatures() if f["territory_id"] == territory)
+
+
+def test_territory_polygons_of_the_plan_follow_the_edits(editor) -> None:
+    """The Territories layer of the plan (its counts are the plan's) is redrawn through its
+    edit buffer as the plan is edited: outlines (Voronoi cells within the area it covered),
+    counts, totals and pieces; undo draws it back. Territories of another plan with the same
+    ids, and a layer of other ids, are left alone; one that cannot be edited is named stale."""
+    from qgis.core import QgsGeometry, QgsPointXY
 
     layer, _ = _plan_layers()
-
-    def polygons(name, ids):
-        out = QgsVectorLayer("Polygon?crs=EPSG:3067&field=territory_id:string&field=pieces:integer"
-                             "&field=revenue_potential_total:double", name, "memory")  # fmt: skip
-        feats = []
-        for j, t in enumerate(ids):
-            f = QgsFeature(out.fields())
-            f.setGeometry(QgsGeometry.fromWkt(
-                f"POLYGON(({385_000 + j * 5_000} 6672000, {389_000 + j * 5_000} 6672000, "
-                f"{389_000 + j * 5_000} 6676000, {385_000 + j * 5_000} 6672000))"))  # fmt: skip
-            f.setAttributes([t, 1, 100.0])
-            feats.append(f)
-        out.dataProvider().addFeatures(feats)
-        QgsProject.instance().addMapLayer(out)
-        return out
-
-    polygons("Territories", TERRITORIES)
-    polygons("Other plan", ["X1", "X2"])
+    mine = _territory_polygons("Territories", TERRITORIES, [N_PER] * 3)
+    other = _territory_polygons("Other plan's territories", TERRITORIES, [N_PER + 1, N_PER - 1,
+                                                                        N_PER])  # fmt: skip
+    elsewhere = _territory_polygons("Elsewhere", ["X1", "X2"], [N_PER, N_PER])
+    outline = QgsGeometry.unaryUnion([f.geometry() for f in mine.getFeatures()])
     editor.set_layer(layer)
     assert editor.load()
     texts = lambda: [editor.warning_list.item(i).text() for i in range(editor.warning_list.count())]  # noqa: E731
-    assert not any("still show" in t for t in texts())
+    assert not any("still show" in t or "follows" in t for t in texts())
+    moved = _fids(layer, "T1", 2)
+    points = [layer.getFeature(f).geometry().asPoint() for f in moved]
+    layer.selectByIds(moved)
+    assert editor.assign_selection("T2")
+    assert mine.isModified()
+    assert not other.isModified()
+    assert not elsewhere.isModified()
+    assert [t for t in texts() if "follows the edits" in t] == [
+        "ℹ 'Territories' follows the edits (outlines, counts, totals and pieces redrawn); save "
+        "it with the plan layer to keep them."
+    ]
+    shown = editor.figures().set_index("territory")
+    for f in mine.getFeatures():
+        t = f["territory_id"]
+        assert f["accounts"] == shown.loc[t, "count"] == {"T1": 10, "T2": 14, "T3": 12}[t]
+        if t == "T3":  # untouched: as loaded (the test's made-up total)
+            assert f["revenue_potential_total"] == 100.0
+            continue
+        assert f["revenue_potential_total"] == pytest.approx(
+            shown.loc[t, "revenue_potential_total"], abs=0.01)  # fmt: skip
+        assert f["pieces"] == shown.loc[t, "pieces"]
+    for p in points:  # the moved accounts are inside T2's new outline, not T1's
+        assert _polygon_of(mine, "T2").contains(QgsGeometry.fromPointXY(QgsPointXY(p)))
+        assert not _polygon_of(mine, "T1").contains(QgsGeometry.fromPointXY(QgsPointXY(p)))
+    for f in layer.getFeatures():  # every account lies in its own territory's outline
+        assert _polygon_of(mine, f["territory_id"]).intersects(f.geometry())
+    union = QgsGeometry.unaryUnion([f.geometry() for f in mine.getFeatures()])
+    assert union.area() == pytest.approx(outline.area(), rel=1e-6)  # no gap, no overlap
+    assert sum(f.geometry().area() for f in mine.getFeatures()) == pytest.approx(
+        outline.area(), rel=1e-6)  # fmt: skip
+    layer.undoStack().undo()
+    _settle()
+    assert [f["accounts"] for f in mine.getFeatures()] == [N_PER] * 3
+    for p in points:
+        assert _polygon_of(mine, "T1").contains(QgsGeometry.fromPointXY(QgsPointXY(p)))
+    # a Territories layer that cannot be edited keeps the plan as loaded: named as stale
+    mine.rollBack()
+    mine.setReadOnly(True)
+    assert editor.load()
     layer.selectByIds(_fids(layer, "T1", 2))
     assert editor.assign_selection("T2")
-    stale = [t for t in texts() if "still show" in t]
-    assert stale == [
-        "⚠ 'Territories' on the map still shows the plan as loaded (outlines and totals); this "
-        "table is the plan as edited. Territory report on the edited layer maps the plan as "
-        "edited."
+    assert not mine.isModified()
+    assert [t for t in texts() if "still show" in t] == [
+        "⚠ 'Territories' on the map still shows the plan as loaded (outlines and totals; the "
+        "layer cannot be edited); this table is the plan as edited. Territory report on the "
+        "edited layer maps the plan as edited."
     ]
     layer.undoStack().undo()
     _settle()
     assert not any("still show" in t for t in texts())
+
+
+def test_territories_of_a_plan_of_areas_follow_the_edits(editor, run_alg, tmp_path) -> None:
+    """Design territories on the sample areas, its units and territories in the project, two
+    units moved by hand: the territories are redrawn as the dissolved units of the plan as
+    edited (areas add up, no gap, no overlap), with the panel's counts and totals."""
+    from qgis.core import QgsGeometry, QgsProject, QgsVectorLayer
+
+    from .conftest import sample_file
+
+    out = tmp_path / "out"
+    out.mkdir()
+    run_alg("designterritories", {
+        "UNITS": f"{sample_file('areas.gpkg')}|layername=areas", "UNIT_ID_FIELD": "area_id",
+        "UNIT_BALANCE_FIELDS": ["population"], "TERRITORIES": 4, "TOLERANCE": 15,
+        "TIME_LIMIT": 5, "OUTPUT_UNITS": str(out / "units.gpkg"),
+        "OUTPUT_TERRITORIES": str(out / "territories.gpkg"),
+    })  # fmt: skip
+    units = QgsVectorLayer(str(out / "units.gpkg"), "units", "ogr")
+    terr = QgsVectorLayer(str(out / "territories.gpkg"), "territories", "ogr")
+    QgsProject.instance().addMapLayers([units, terr])
+    editor.set_layer(units)
+    editor.balance_combo.setCheckedItems(["population"])
+    editor.tolerance_spin.setValue(15.0)
+    assert editor.load()
+    assert list(editor._drawn) == [terr.id()]
+    # two units of T01 that touch T02 go to T02
+    t02 = _polygon_of(terr, "T02")
+    touching = [f.id() for f in units.getFeatures()
+                if f["territory_id"] == "T01" and f.geometry().touches(t02)][:2]  # fmt: skip
+    assert len(touching) == 2
+    units.selectByIds(touching)
+    assert editor.assign_selection("T02")
+    assert terr.isModified()
+    shown = editor.figures().set_index("territory")
+    area_of = {}
+    for f in units.getFeatures():
+        area_of[f["territory_id"]] = area_of.get(f["territory_id"], 0.0) + f.geometry().area()
+    for f in terr.getFeatures():
+        t = f["territory_id"]
+        assert f["units"] == shown.loc[t, "count"]
+        assert f["population_total"] == pytest.approx(shown.loc[t, "population_total"], abs=0.01)
+        assert f["population_dev_pct"] == pytest.approx(shown.loc[t, "population_dev_pct"],
+                                                        abs=0.01)  # fmt: skip
+        assert f["pieces"] == shown.loc[t, "pieces"] == 1
+        assert f.geometry().area() == pytest.approx(area_of[t], rel=1e-3)
+    for fid in touching:
+        inner = units.getFeature(fid).geometry().pointOnSurface()
+        assert _polygon_of(terr, "T02").contains(inner)
+        assert not _polygon_of(terr, "T01").contains(inner)
+    union = QgsGeometry.unaryUnion([f.geometry() for f in terr.getFeatures()])
+    assert sum(f.geometry().area() for f in terr.getFeatures()) == pytest.approx(union.area(),
+                                                                                rel=1e-4)  # fmt: skip
+    terr.rollBack()
+    units.rollBack()
