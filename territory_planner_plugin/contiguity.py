@@ -55,6 +55,7 @@ def make_contiguous(
     unit_ids: Sequence[str] | None = None,
     strict_deadline: bool = False,
     fallback_deadline: float | None = None,
+    barred_by: tuple[str, str] = ("REP_MAX_MINUTES", "raise REP_MAX_MINUTES"),
 ) -> np.ndarray:
     """Turn a plan into one whose every territory is one piece, within the same hard rules.
 
@@ -68,6 +69,8 @@ def make_contiguous(
     current, budget : current territory per unit (-1 = new) and the most units that may move.
     deadline : ``time.perf_counter()`` value after which the local search stops improving.
     names, measures, unit_ids : territory, measure and unit names for messages.
+    barred_by : what bars the pairs ``allowed`` bars and how to lift it, for messages (e.g.
+        ``("SKILL_RULE hard", "set SKILL_RULE to soft")``; :meth:`.model.TerritoryModel.pair_words`).
     strict_deadline : nothing goes past ``deadline`` (an optional repair); otherwise the exact
         fallback may run until ``fallback_deadline`` (the caller's own end, e.g. TIME_LIMIT's),
         or without one for at least 5 s.
@@ -79,7 +82,7 @@ def make_contiguous(
     """
     mat = _matrix(adjacency)
     args = (mat, cost, values, lo, hi, locks, allowed, current, budget, deadline, is_cancelled,
-            names, measures, unit_ids, strict_deadline, fallback_deadline)  # fmt: skip
+            names, measures, unit_ids, strict_deadline, fallback_deadline, barred_by)  # fmt: skip
     s = _Search(assign, *args)
     best: np.ndarray | None = None
     failure: InfeasibleError | None = None
@@ -224,7 +227,7 @@ class _Search:
 
     def __init__(self, assign, mat, cost, values, lo, hi, locks, allowed, current, budget,
                  deadline, is_cancelled, names, measures, unit_ids, strict=False,
-                 fallback_end=None):  # fmt: skip
+                 fallback_end=None, barred_by=("REP_MAX_MINUTES", "raise REP_MAX_MINUTES")):  # fmt: skip
         self.cost = np.asarray(cost, float)
         n, k = self.cost.shape
         self.n, self.k = n, k
@@ -239,6 +242,7 @@ class _Search:
         self.deadline = deadline
         self.strict = strict  # make_contiguous(strict_deadline=True): nothing past the deadline
         self.fallback_end = fallback_end  # the exact fallback's own end (None: at least 5 s)
+        self.barred_by = barred_by  # (what bars pairs, how to lift it), for messages
         self.is_cancelled = is_cancelled
         self.names = [f"T{j + 1:02d}" for j in range(k)] if names is None else list(map(str, names))
         m = self.v.shape[1]
@@ -429,8 +433,8 @@ class _Search:
                 other = self.unit_ids[int(np.flatnonzero((labels == main) & (self.locks == j))[0])]
                 finding = (
                     f"{self.names[j]}: locked units {unit} and {other} cannot be joined in one "
-                    "piece without crossing units locked to other territories or out of reach "
-                    "(REP_MAX_MINUTES)"
+                    "piece without crossing units locked to other territories or barred from it "
+                    f"({self.barred_by[0]})"
                 )
                 raise ContiguityError(finding, "unlock one of them or set CONTIGUOUS off.")
             for i in path:
@@ -494,8 +498,9 @@ class _Search:
         stuck = np.flatnonzero(self.a < 0)
         if len(stuck):
             ids = [self.unit_ids[i] for i in stuck[:10]]
-            finding = f"Units {ids} can join no neighbouring territory within REP_MAX_MINUTES"
-            raise ContiguityError(finding, "raise REP_MAX_MINUTES or set CONTIGUOUS off.")
+            name, lift = self.barred_by
+            finding = f"Units {ids} can join none of their neighbouring territories ({name})"
+            raise ContiguityError(finding, f"{lift} or set CONTIGUOUS off.")
 
     def _fill_key(self, i: int, t: int) -> float:
         key = float(self.cost[i, t])

@@ -470,8 +470,8 @@ def _pairs(coverage, seg, skills, rows, cols, *, values, capacity, tol, names, r
 
 def _skill_words(err: Exception, pairs: dict, arguments: dict) -> str:
     """An engine message whose allowed pairs are the expertise rule alone, in those words (the
-    model names SKILL_RULE itself; the explanations and contiguity checks say REP_MAX_MINUTES
-    for any barred pair)."""
+    model, the explanations and contiguity findings name SKILL_RULE themselves; this catches a
+    message that still puts a barred pair down to REP_MAX_MINUTES when it is not set)."""
     text = str(err)
     if "pair_allowed" in pairs and arguments.get("rep_max_minutes") is None:
         text = text.replace("REP_MAX_MINUTES", "SKILL_RULE hard")

@@ -845,7 +845,7 @@ class TerritoryModel:
             budget=self.budget, deadline=time.perf_counter() + max(time_limit_s, 1.0),
             fallback_deadline=until, is_cancelled=is_cancelled, names=list(self.territory_ids),
             measures=self.names or ["account count" if self.noun == "accounts" else "unit count"],
-            unit_ids=list(self.row_ids),
+            unit_ids=list(self.row_ids), barred_by=self.pair_words(),
         )  # fmt: skip
         objective = self.objective_of(assign)
         split = int((before > 1).sum())
@@ -1014,14 +1014,17 @@ class TerritoryModel:
                                  lambda x: {"budget": math.floor(x / 1000 * n + 1e-9)}, _tenths,
                                  None, lambda x: f" ({math.floor(x / 1000 * n + 1e-9)} {self.noun})"))  # fmt: skip
         start_minutes = self._least_minutes() if self._minutes_searchable() else None
-        if start_minutes is not None:
+        if start_minutes is not None:  # whole minutes (tenths below 10 min: see the loop)
             top = math.ceil(float(self.reach.max()) - 1e-9)
-            searches.append(("REP_MAX_MINUTES", start_minutes, top,
-                             lambda x: {"allowed": self._allowed_with(minutes=x, rule=True),
-                                        "max_minutes": float(x)},
-                             _minutes, ", to 1 min", lambda x: " or clear it" if x >= top else ""))  # fmt: skip
+            searches.append(("REP_MAX_MINUTES",
+                             max(math.floor(self.max_minutes) + 1, math.ceil(start_minutes - 1e-9)),
+                             top, self._minutes_change(1), _minutes, ", to 1 min",
+                             lambda x: " or clear it" if x >= top else ""))  # fmt: skip
         for name, lo, hi, change, shown, grid, end_of in searches:
             t, failed = self._least(lo, hi, deadline, solver, change)
+            if name == "REP_MAX_MINUTES" and t is not None and t <= 10:  # to 0.1 min below 10
+                t, failed, shown, grid, end_of = self._minutes_to_tenths(
+                    t, failed, start_minutes, hi, deadline, solver)  # fmt: skip
             none = None if failed is None else self._gave_none(shown(failed[0]), failed[1])
             if t is not None:
                 tail = ""
@@ -1092,6 +1095,18 @@ class TerritoryModel:
         return (self.reach is not None and self.max_minutes is not None
                 and bool((self.reach > self.max_minutes).any()))  # fmt: skip
 
+    def pair_words(self) -> tuple[str, str]:
+        """What bars pairs here and how to lift it, for messages: REP_MAX_MINUTES, the other
+        pair rule (e.g. ``SKILL_RULE hard``) or both (REP_MAX_MINUTES when neither is known)."""
+        minutes = self.reach is not None and self.max_minutes is not None and bool(
+            (self.reach > self.max_minutes).any())  # fmt: skip
+        rule = self.pair_rule
+        if self._rule_bars() and minutes:
+            return f"REP_MAX_MINUTES and {rule.name}", f"raise REP_MAX_MINUTES or {rule.advice}"
+        if self._rule_bars():
+            return rule.name, rule.advice
+        return "REP_MAX_MINUTES", "raise REP_MAX_MINUTES"
+
     def _rule_bars(self) -> bool:
         """The other pair rule (``pair_rule``, e.g. SKILL_RULE hard) bars some pairs."""
         return self.rule_allowed is not None and not self.rule_allowed.all()
@@ -1118,17 +1133,37 @@ class TerritoryModel:
         allowed = self._allowed_with(minutes=None, rule=True)
         return np.where(allowed, self.reach, np.inf).min(1)
 
-    def _least_minutes(self) -> int | None:
-        """Where the search of REP_MAX_MINUTES starts (whole minutes): above today's value, and
-        no lower than the nearest allowed rep of the farthest row and a locked row's rep; None
-        when a row has no rep the other pair rule allows (no REP_MAX_MINUTES can help)."""
+    def _minutes_to_tenths(self, t: int, failed, start: float, top: int, deadline: float,
+                           solver: str) -> tuple:  # fmt: skip
+        """The least REP_MAX_MINUTES to 0.1 min between ``t - 1`` and ``t`` whole minutes (the
+        least found, at most 10): (value, failed, shown, grid, end) in tenths, as the search
+        loop of :meth:`relaxations` reads them; the whole-minute result when time runs out."""
+        lo = max(10 * (t - 1) + 1, math.floor(10 * self.max_minutes + 1e-9) + 1,
+                 math.ceil(10 * start - 1e-9))  # fmt: skip
+        t10, failed10 = self._least(lo, 10 * t, deadline, solver, self._minutes_change(10))
+        if t10 is None:
+            return t, failed, _minutes, ", to 1 min", lambda x: " or clear it" if x >= top else ""
+        if failed10 is None and failed is not None and 10 * failed[0] == lo - 1:
+            failed10 = (lo - 1, failed[1])  # the whole minute below, already checked
+        return (t10, failed10, lambda x: f"{x / 10:g} min", ", to 0.1 min",
+                lambda x: " or clear it" if x >= 10 * top else "")  # fmt: skip
+
+    def _minutes_change(self, per: int):
+        """The model change for REP_MAX_MINUTES ``x / per`` minutes (a search's grid value)."""
+        return lambda x: {"allowed": self._allowed_with(minutes=x / per, rule=True),
+                          "max_minutes": x / per}  # fmt: skip
+
+    def _least_minutes(self) -> float | None:
+        """Where the search of REP_MAX_MINUTES starts (minutes): no lower than the nearest
+        allowed rep of the farthest row and a locked row's rep; None when a row has no rep the
+        other pair rule allows (no REP_MAX_MINUTES can help)."""
         need = float(self._nearest_rep_minutes().max())
         if not np.isfinite(need):
             return None
         locked = np.flatnonzero(self.locks >= 0)
         if len(locked):
             need = max(need, float(self.reach[locked, self.locks[locked]].max()))
-        return max(math.floor(self.max_minutes) + 1, math.ceil(need - 1e-9))
+        return need
 
     def _given(self) -> str:
         """'With these locks, MAX_MOVES and REP_MAX_MINUTES, ' for the constraints that are set."""

@@ -174,8 +174,8 @@ CASES = [
          relax=(r"set TOLERANCE to at least ([0-9.]+)%", "TOLERANCE")),
     Case("design-rep-max-minutes-too-small", "designterritories", _plan(REP_MAX_MINUTES=0.5),
          message=r"REP_MAX_MINUTES \(0\.5 min\): accounts \[.*\] are farther than that from "
-                 r"every rep home.*set REP_MAX_MINUTES to at least \d+ min",
-         relax=(r"set REP_MAX_MINUTES to at least (\d+) min", "REP_MAX_MINUTES")),
+                 r"every rep home.*set REP_MAX_MINUTES to at least [\d.]+ min",
+         relax=(r"set REP_MAX_MINUTES to at least ([\d.]+) min", "REP_MAX_MINUTES")),
     # rebalanceterritories
     Case("rebalance-unknown-current-field", "rebalanceterritories",
          _rebalance(CURRENT_FIELD="nope"), message=r"CURRENT_FIELD"),

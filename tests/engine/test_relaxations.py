@@ -33,7 +33,7 @@ def _suggestions(message: str) -> dict[str, object]:
         found["max_moves_pct"] = float(moves.group(1))
     if re.search(r"unlock the \d+ locked accounts", message):
         found["lock_field"] = None
-    minutes = re.search(r"set REP_MAX_MINUTES to at least (\d+) min", message)
+    minutes = re.search(r"set REP_MAX_MINUTES to at least ([\d.]+) min", message)
     if minutes:
         found["rep_max_minutes"] = float(minutes.group(1))
     if "clear REP_MAX_MINUTES" in message or re.search(
@@ -235,12 +235,12 @@ def test_a_half_band_too_tight_for_one_account_costs_no_relaxation_search(monkey
     assert not searched
 
 
-def _reach_model(max_minutes: float, **kw):
+def _reach_model(max_minutes: float, *, scale: float = 1.0, **kw):
     """Four equal rows, two territories of exactly two each; within 60 min every row reaches
-    T0 only (T1 is 70, 75, 83 and 90 min away)."""
+    T0 only (T1 is 70, 75, 83 and 90 min away); ``scale`` multiplies every minute."""
     from territory_planner_plugin.model import TerritoryModel
 
-    reach = np.array([[5.0, 70.0], [5.0, 90.0], [5.0, 75.0], [5.0, 83.0]])
+    reach = scale * np.array([[5.0, 70.0], [5.0, 90.0], [5.0, 75.0], [5.0, 83.0]])
     return TerritoryModel.from_cost_matrix(
         reach.copy(), values=np.ones(4), capacity=np.ones(2), tolerance_pct=0.0, reach=reach,
         max_minutes=max_minutes, **kw,
@@ -260,6 +260,25 @@ def test_the_least_rep_max_minutes_is_named_and_one_minute_less_fails():
     works = _reach_model(75.0)
     works.verify(works.solve("CBC", time_limit_s=5.0).assign)
     fails = _reach_model(74.0)
+    fails._probe = True
+    with pytest.raises(InfeasibleError):
+        fails.solve("CBC", time_limit_s=5.0)
+
+
+def test_a_small_area_gets_rep_max_minutes_to_a_tenth_of_a_minute():
+    """The same rows a hundredth as far (a small study area: T1 0.70-0.90 min away) and
+    REP_MAX_MINUTES 0.6: the message names 0.75 rounded up to the tenth, 0.8 min (not "1 min"),
+    and 0.8 gives a plan while 0.7 does not."""
+    with pytest.raises(InfeasibleError) as err:
+        _reach_model(0.6, scale=0.01).solve("CBC", time_limit_s=5.0)
+    text = str(err.value)
+    assert (
+        "set REP_MAX_MINUTES to at least 0.8 min (the least found to give a plan, to 0.1 min"
+        in (text)
+    ), text
+    works = _reach_model(0.8, scale=0.01)
+    works.verify(works.solve("CBC", time_limit_s=5.0).assign)
+    fails = _reach_model(0.7, scale=0.01)
     fails._probe = True
     with pytest.raises(InfeasibleError):
         fails.solve("CBC", time_limit_s=5.0)
@@ -298,3 +317,46 @@ def test_no_rep_max_minutes_is_searched_when_the_pair_rule_leaves_a_row_no_rep()
     text = str(err.value)
     assert "SKILL_RULE hard: accounts ['#1'] have no rep the rule allows" in text, text
     assert "REP_MAX_MINUTES to at least" not in text, text
+
+
+@pytest.mark.parametrize(
+    ("rule", "minutes", "words", "lift"),
+    [
+        (True, False, "(SKILL_RULE hard)", "set SKILL_RULE to soft"),
+        (True, True, "(REP_MAX_MINUTES and SKILL_RULE hard)", "set SKILL_RULE to soft"),
+        (False, True, "(REP_MAX_MINUTES)", "set REP_MAX_MINUTES to at least 9 min"),
+    ],
+)
+def test_contiguity_finding_names_the_rule_that_bars_the_pairs(rule, minutes, words, lift) -> None:
+    """A unit whose neighbours' territories are all barred to it (units 1 and 3 are locked to
+    T01, unit 2 may not be in T01, T02 holds only unit 4 out of its reach): the finding names
+    what bars it, SKILL_RULE hard, REP_MAX_MINUTES or both, not REP_MAX_MINUTES whatever the
+    rule, and its relaxation (checked) lifts that rule."""
+    import scipy.sparse as sp
+
+    from territory_planner_plugin.coverage import SKILL_PAIR_RULE
+    from territory_planner_plugin.model import TerritoryModel
+
+    n, edges = 5, [(0, 1), (1, 3), (1, 2), (2, 3), (3, 4)]
+    a, b = np.array(edges).T
+    adjacency = sp.csr_matrix((np.ones(2 * len(edges)), (np.r_[a, b], np.r_[b, a])), shape=(n, n))
+    kw = {}
+    if rule:
+        allowed = np.ones((n, 2), bool)
+        allowed[2, 0] = False
+        kw.update(rule_allowed=allowed, pair_rule=SKILL_PAIR_RULE)
+    if minutes:
+        reach = np.ones((n, 2))
+        reach[2 if not rule else 0, 0 if not rule else 1] = 9.0
+        kw.update(reach=reach, max_minutes=5.0)
+    model = TerritoryModel.from_cost_matrix(
+        np.ones((n, 2)), values=np.ones(n), capacity=np.ones(2), tolerance_pct=99.0,
+        locks=np.array([0, 0, -1, 0, 1]), adjacency=adjacency, contiguous=True, **kw,
+    )  # fmt: skip
+    with pytest.raises(InfeasibleError) as err:
+        model.solve(time_limit_s=5)
+    text = str(err.value)
+    assert f"Units ['#2'] can join none of their neighbouring territories {words}" in text, text
+    assert lift in text, text
+    if not minutes:
+        assert "REP_MAX_MINUTES" not in text, text
