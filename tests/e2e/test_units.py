@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,8 +82,17 @@ def test_design_from_sample_areas_is_one_piece_each(qp, e2e_data, tmp_path):
     html_path = tmp_path / "report.html"
     qp.run_json("territoryreport", {"ACCOUNTS": tmp_path / "units.gpkg",
                                     "TERRITORY_FIELD": "territory_id", "TOLERANCE": 10,
-                                    "BALANCE_FIELDS": ["revenue_potential"],
-                                    "OUTPUT_HTML": html_path})  # fmt: skip
+                                    "BALANCE_FIELDS": ["revenue_potential", "workload_visits"],
+                                    "OUTPUT_HTML": html_path,
+                                    "OUTPUT_CSV": tmp_path / "report.csv"})  # fmt: skip
+    # the areas carry what was balanced: the report of the areas alone says the plan's totals
+    table = pd.read_csv(tmp_path / "report.csv").set_index("territory_id")
+    mine = summary.set_index("territory_id")
+    assert (table["areas"] == mine["units"]).all()
+    for field in ("revenue_potential", "workload_visits"):
+        assert np.allclose(table[f"{field}_total"], mine[f"{field}_total"])
+        assert np.allclose(table[f"{field}_dev_pct"], mine[f"{field}_dev_pct"], atol=0.01)
+    assert units["accounts"].sum() == len(accounts)  # (those joined from outside included)
     page = html_path.read_text(encoding="utf-8")
     assert f"{len(units)} areas" in page
     assert "every territory in one piece" in page
