@@ -60,6 +60,17 @@ def _plan_layers(name: str = "plan"):
     return layer, centres
 
 
+def _design_into_project(run_alg, params: dict, **outputs) -> list:
+    """Run Design territories with ``params`` and add its ``outputs`` (layer name -> file) to
+    the project, as a user opening them would; returns those layers in that order."""
+    from qgis.core import QgsProject, QgsVectorLayer
+
+    run_alg("designterritories", params)
+    layers = [QgsVectorLayer(str(path), name, "ogr") for name, path in outputs.items()]
+    QgsProject.instance().addMapLayers(layers)
+    return layers
+
+
 def _frame(layer) -> pd.DataFrame:
     rows = [{n: f[n] for n in ("territory_id", "input_territory_id", "revenue_potential",
                                 "workload_visits", "locked")} for f in layer.getFeatures()]  # fmt: skip
@@ -370,21 +381,17 @@ def test_plan_made_on_roads_shows_drive_minutes(editor, run_alg, accounts_gpkg, 
                                                 network_gpkg, tmp_path) -> None:  # fmt: skip
     """A plan made with NETWORK and REP_MAX_MINUTES pre-fills the panel's road network and
     drive-time limit, and the table's travel is in drive minutes, as the plan was judged."""
-    from qgis.core import QgsProject, QgsVectorLayer
 
     out = tmp_path / "out"
     out.mkdir()
-    run_alg("designterritories", {
+    layer, _ = _design_into_project(run_alg, {
         "ACCOUNTS": f"{accounts_gpkg}|layername=accounts", "ID_FIELD": "id",
         "REPS": f"{reps_gpkg}|layername=reps", "REP_ID_FIELD": "rep_id",
         "NETWORK": str(network_gpkg), "REP_MAX_MINUTES": 60, "TOLERANCE": 20,
         "BALANCE_FIELDS": ["workload_visits"], "TIME_LIMIT": 20,
         "OUTPUT_ACCOUNTS": str(out / "plan.gpkg"), "OUTPUT_TERRITORIES": "TEMPORARY_OUTPUT",
         "OUTPUT_CENTRES": str(out / "centres.gpkg"),
-    })  # fmt: skip
-    layer = QgsVectorLayer(str(out / "plan.gpkg"), "plan", "ogr")
-    centres = QgsVectorLayer(str(out / "centres.gpkg"), "centres", "ogr")
-    QgsProject.instance().addMapLayers([layer, centres])
+    }, plan=out / "plan.gpkg", centres=out / "centres.gpkg")  # fmt: skip
     editor.set_layer(layer)
     assert editor.network_widget.filePath() == str(network_gpkg)
     assert editor.max_minutes_spin.value() == 60
@@ -498,21 +505,18 @@ def test_territories_of_a_plan_of_areas_follow_the_edits(editor, run_alg, tmp_pa
     """Design territories on the sample areas, its units and territories in the project, two
     units moved by hand: the territories are redrawn as the dissolved units of the plan as
     edited (areas add up, no gap, no overlap), with the panel's counts and totals."""
-    from qgis.core import QgsGeometry, QgsProject, QgsVectorLayer
+    from qgis.core import QgsGeometry
 
     from .conftest import sample_file
 
     out = tmp_path / "out"
     out.mkdir()
-    run_alg("designterritories", {
+    units, terr = _design_into_project(run_alg, {
         "UNITS": f"{sample_file('areas.gpkg')}|layername=areas", "UNIT_ID_FIELD": "area_id",
         "UNIT_BALANCE_FIELDS": ["population"], "TERRITORIES": 4, "TOLERANCE": 15,
         "TIME_LIMIT": 5, "OUTPUT_UNITS": str(out / "units.gpkg"),
         "OUTPUT_TERRITORIES": str(out / "territories.gpkg"),
-    })  # fmt: skip
-    units = QgsVectorLayer(str(out / "units.gpkg"), "units", "ogr")
-    terr = QgsVectorLayer(str(out / "territories.gpkg"), "territories", "ogr")
-    QgsProject.instance().addMapLayers([units, terr])
+    }, units=out / "units.gpkg", territories=out / "territories.gpkg")  # fmt: skip
     editor.set_layer(units)
     editor.balance_combo.setCheckedItems(["population"])
     editor.tolerance_spin.setValue(15.0)
