@@ -712,7 +712,7 @@ def build_plan(
     summary (with ``pieces``) and KPIs. ``costs`` is :func:`row_costs`' (km, minutes, km and
     minutes of the cost points); ``src_locks``/``src_current`` are per cost point (account).
     """
-    from .adjacency import count_pieces, territory_polygons
+    from .adjacency import count_pieces, point_adjacency, territory_polygons
 
     assign, objective, lower = sol.assign, sol.objective, sol.lower_bound
     cost, values, capacity = model.cost, model.values, model.capacity
@@ -740,10 +740,12 @@ def build_plan(
                                gaps_seen=adj.snapped > 0)  # fmt: skip
     else:  # STUDY_AREA or the tight outline, with its triangulation (prepare_rows)
         polys = territory_polygons(rows.xy, assign, k, rows.area, cells=rows.cells)
-    if rows.adjacency is not None:
-        pieces = count_pieces(assign, rows.adjacency.matrix, k)
-    else:  # accounts without contiguity: the parts of each territory's polygon
-        pieces = np.array([0 if p.is_empty else shapely.get_num_geometries(p) for p in polys])
+    adjacency = rows.adjacency
+    if adjacency is None:  # accounts without contiguity: pieces as CONTIGUOUS, the report,
+        # compareplans and the editor count them (groups apart linked to their neighbours), not
+        # the parts of the polygon (the outline has gaps between accounts far apart)
+        adjacency, _ = point_adjacency(rows.xy, study_area=rows.area, with_cells=False)
+    pieces = count_pieces(assign, adjacency.matrix, k)
     names = list(model.names) or [rows.noun if rows.accounts is None else "accounts"]
     target, _, _ = model.bounds()
     with_accounts = not rows.has_units or rows.accounts is not None

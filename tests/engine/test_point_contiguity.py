@@ -113,3 +113,35 @@ def test_clustered_towns_are_made_contiguous_within_the_tolerance(seed) -> None:
     np.add.at(tot, assign, values)
     assert (tot >= lo - 1e-6).all()
     assert (tot <= hi + 1e-6).all()
+
+
+def test_pieces_of_a_plan_of_accounts_are_counted_alike_everywhere() -> None:
+    """Design territories without CONTIGUOUS on the sample accounts: the summary's pieces are
+    those the report, compareplans and the editor count for the same plan (the accounts'
+    Voronoi neighbours, groups apart linked), not the parts of the territory polygons, which
+    the tight outline's gaps split further (the case is chosen so that it does)."""
+    from pathlib import Path
+
+    import geopandas as gpd
+
+    from territory_planner_plugin.adjacency import plan_pieces
+    from territory_planner_plugin.editor import PlanTable
+    from territory_planner_plugin.editor import point_adjacency as editor_adjacency
+    from territory_planner_plugin.territories import design_territories
+
+    data = Path(__file__).resolve().parents[2] / "sample_data"
+    acc = gpd.read_file(data / "accounts.gpkg", layer="accounts")
+    reps = gpd.read_file(data / "reps.gpkg", layer="reps")
+    plan = design_territories(acc, id_field="id", reps=reps, rep_id_field="rep_id",
+                              balance_fields=["revenue_potential"], tolerance_pct=10,
+                              lock_field="locked_to", time_limit_s=10, contiguous=False)  # fmt: skip
+    summary = dict(zip(plan.summary["territory_id"], plan.summary["pieces"]))
+    parts = {t: shapely.get_num_geometries(g)
+             for t, g in zip(plan.territories["territory_id"], plan.territories.geometry)}  # fmt: skip
+    assert parts != summary  # the polygons have more parts than the plan has pieces
+    rows = plan.accounts.to_crs(plan.accounts.estimate_utm_crs())
+    assert summary == plan_pieces(rows.geometry, rows["territory_id"])  # report, compareplans
+    xy = shapely.get_coordinates(rows.geometry.values)
+    live = PlanTable(rows["territory_id"], xy=xy, adjacency=editor_adjacency(xy))
+    assert summary == dict(zip(live.table()["territory"], live.table()["pieces"]))  # the editor
+    assert plan.kpis["split_territories"] == sum(n > 1 for n in summary.values())
