@@ -794,7 +794,10 @@ def build_plan(
     kpis["cv_travel"] = round(cv_travel, 4)
     per = len(src_assign) if rows.accounts is not None or not rows.has_units else model.n
     compact = float(cost[np.arange(model.n), assign].sum()) / max(per, 1)
+    # compactness_mean: mean travel to the rep (the model's cost: km or minutes); compactness_km
+    # as compareplans, the editor and sizeterritories say it (km to the territory's centroid)
     kpis.update(max_deviation_pct=round(max_dev, 2), compactness_mean=round(compact, 3),
+                compactness_km=plan_kpis.compactness_km(rows.src_xy, src_assign),
                 moved=moved, balance_score=round(score, 4),
                 split_territories=int((pieces > 1).sum()), bound_scope=bound_scope)  # fmt: skip
     if rows.has_units and rows.accounts is not None:

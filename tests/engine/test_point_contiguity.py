@@ -145,3 +145,29 @@ def test_pieces_of_a_plan_of_accounts_are_counted_alike_everywhere() -> None:
     live = PlanTable(rows["territory_id"], xy=xy, adjacency=editor_adjacency(xy))
     assert summary == dict(zip(live.table()["territory"], live.table()["pieces"]))  # the editor
     assert plan.kpis["split_territories"] == sum(n > 1 for n in summary.values())
+
+
+def test_the_summarys_compactness_is_compareplans() -> None:
+    """The summary's compactness_km is the figure compareplans gives the same plan (km from
+    each account to its territory's centroid), for a plan of accounts and one of areas."""
+    import geopandas as gpd
+
+    from territory_planner_plugin.compare import compare_plans
+    from territory_planner_plugin.territories import design_territories
+    from tests.engine.helpers import random_accounts
+    from tests.engine.test_plans_from_units import grid_units
+
+    acc = random_accounts(120, seed=2)
+    units = grid_units(6, 6, 1)
+    for plan, rows in (
+        (p := design_territories(acc, id_field="id", n_territories=4, balance_fields=["revenue"],
+                                 tolerance_pct=10, time_limit_s=5), p.accounts),
+        (q := design_territories(units=units, unit_id_field="uid", n_territories=3,
+                                 balance_fields=["pop"], tolerance_pct=10, time_limit_s=5),
+         q.units),
+    ):  # fmt: skip
+        rows = gpd.GeoDataFrame(rows).to_crs(plan.territories.crs)
+        key = "id" if "id" in rows.columns else "uid"
+        out = compare_plans([rows, rows], territory_field="territory_id", id_field=key)
+        assert plan.kpis["compactness_km"] == pytest.approx(out.kpis["compactness_km"].iloc[0],
+                                                            abs=1e-3)  # fmt: skip
