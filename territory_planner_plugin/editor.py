@@ -579,8 +579,11 @@ def territory_outlines(
     A plan of units (``geometries``, their polygons): the union of each territory's units, gaps
     narrower than ``snap_m`` closed (:func:`.units.dissolve_units`). A plan of accounts: the
     union of the accounts' Voronoi cells within ``outline``, the area the plan's territory
-    polygons cover (:func:`.adjacency.territory_polygons`).
+    polygons cover (:func:`.adjacency.territory_polygons`). Named-account territories (tier
+    ``named``) have no area: an empty polygon, and their accounts make no cells.
     """
+    import shapely
+
     keys = [kpis.text_key(k) for k in keys]
     if geometries is None:
         if table.xy is None or outline is None:
@@ -588,10 +591,14 @@ def territory_outlines(
                                     "the outline of the plan's territory polygons.")  # fmt: skip
         from .adjacency import territory_polygons
 
-        on = table.codes >= 0
-        codes = np.where(on, table.codes, 0)  # (unassigned rows: counted nowhere below)
-        polys = territory_polygons(table.xy[on], codes[on], table.k, outline)
-        return {k: polys[table.index[k]] for k in keys}
+        named = [table.index[k] for k, tier in table.tiers.items()
+                 if tier == kpis.NAMED_TIER and k in table.index]  # fmt: skip
+        on = (table.codes >= 0) & ~np.isin(table.codes, named)
+        empty = {k: shapely.Polygon() for k in keys}
+        if not on.any():
+            return empty
+        polys = territory_polygons(table.xy[on], table.codes[on], table.k, outline)
+        return {k: empty[k] if table.index[k] in named else polys[table.index[k]] for k in keys}
     from .units import dissolve_units
 
     pick = {table.index[k]: i for i, k in enumerate(keys)}

@@ -324,3 +324,37 @@ def test_redrawn_territories_of_units_are_the_dissolved_units() -> None:
     assert fields["travel_total"] is None  # no rep bases: no travel figure
     with pytest.raises(InvalidInputError, match="outline"):
         territory_outlines(live, keys)
+
+
+def test_redrawn_territories_of_a_hybrid_plan_leave_named_books_without_an_area() -> None:
+    """A hybrid plan (named and geographic tiers): after moving geographic accounts, the
+    geographic polygons are Design's for that plan (the named accounts make no cells) and the
+    named territories stay without an area."""
+    from territory_planner_plugin.coverage import Coverage, design_coverage
+
+    acc = random_accounts(60, seed=8)
+    acc["named"] = (np.arange(60) < 12).astype(int)
+    reps = random_reps(5, 9)
+    reps["named"] = [0, 0, 0, 1, 1]
+    reps["rep"] = ["T0", "T1", "T2", "N0", "N1"]
+    kw = {"id_field": "id", "rep_id_field": "rep", "balance_fields": ("revenue",),
+          "time_limit_s": 10, "coverage": Coverage(named_field="named", rep_named_field="named")}  # fmt: skip
+    plan = design_coverage(acc, reps=reps, tolerance_pct=15.0, **kw)
+    rows = plan.accounts
+    tiers = dict(zip(plan.summary["territory_id"], plan.summary["tier"]))
+    xy = shapely.get_coordinates(rows.geometry.values)
+    live = PlanTable(rows["territory_id"], values=rows, balance_fields=["revenue"], xy=xy,
+                     tolerance_pct=15.0, tiers=tiers)  # fmt: skip
+    geo = plan.territories[plan.territories.geometry.notna()]
+    outline = geo.union_all()
+    moved = [int(i) for i in np.flatnonzero(rows["territory_id"].to_numpy() == "T0")[:2]]
+    live.assign(moved, "T1")
+    shapes = territory_outlines(live, live.keys, outline=outline)
+    assert shapes["N0"].is_empty
+    assert shapes["N1"].is_empty
+    edited = acc.assign(lock=live.assignment())
+    ref = design_coverage(edited, reps=reps, tolerance_pct=90.0, lock_field="lock", **kw)
+    assert ref.accounts["territory_id"].tolist() == live.assignment()
+    for t, g in zip(ref.territories["territory_id"], ref.territories.geometry):
+        if tiers[t] == "geographic":
+            assert shapes[t].symmetric_difference(g).area == pytest.approx(0.0, abs=1.0), t
