@@ -408,7 +408,14 @@ def _plan_kpis(plan, name, ids, terr, vals, fields, crs, travel_field, base, bas
     if tolerance_pct is not None:
         devs = np.concatenate([bal.table[f"{m}_dev_pct"].to_numpy() for m in measures])
         row["within_tolerance"] = plan_kpis.within_tolerance(devs, tolerance_pct)
-    row["compactness_km"] = _compactness_km(plan, terr, crs)
+    # named-account books have no area (as in the report and the summary): their accounts
+    # count in no territory's compactness
+    named = {k for k, t in (tiers or {}).items() if t == plan_kpis.NAMED_TIER}
+    row["compactness_km"] = _compactness_km(
+        plan,
+        np.array([None if t in named else t for t in terr], dtype=object) if named else terr,
+        crs,
+    )
     if isinstance(plan, gpd.GeoDataFrame):  # any plan, also one made elsewhere
         from .adjacency import plan_pieces
 

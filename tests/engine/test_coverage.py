@@ -461,3 +461,20 @@ def test_explanations_name_the_skill_rule_not_rep_max_minutes():
             rep = row["explanation"].split(" rather than ")[1].split(",")[0]
             assert f"{rep}'s rep does not cover its segment (SKILL_RULE hard)" in row["explanation"]
             assert row["segment"] not in skills[rep]
+
+
+def test_compactness_of_a_hybrid_plan_leaves_named_books_out_everywhere() -> None:
+    """compareplans' compactness of a hybrid plan is its geographic tier's, as the summary's
+    geographic rows say (named-account books have no area, as in the report)."""
+    from territory_planner_plugin.compare import compare_plans
+
+    acc, reps = _hybrid(n=60, k_geo=3, k_named=2, seed=5)
+    acc["named"] = (np.arange(60) < 15).astype(int)
+    plan = design_coverage(acc, coverage=Coverage(named_field="named", rep_named_field="named"),
+                           reps=reps, tolerance_pct=15.0, **KW)  # fmt: skip
+    rows = plan.accounts
+    out = compare_plans([rows, rows], territory_field="territory_id", id_field="id")
+    geo = plan.summary[plan.summary["tier"] == "geographic"]["compactness_km"].iloc[0]
+    named = plan.summary[plan.summary["tier"] == "named"]["compactness_km"].iloc[0]
+    assert out.kpis["compactness_km"].iloc[1] == pytest.approx(geo, abs=1e-3)
+    assert geo != pytest.approx(named, abs=1e-3)  # (the named accounts would change it)
