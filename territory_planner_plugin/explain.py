@@ -52,6 +52,7 @@ def explain_accounts(
     travel_weight: float = 0.0,
     contiguous: bool = False,
     rule: tuple[np.ndarray, PairRule] | None = None,
+    counts: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Per-account explanation columns of a plan (one row per account, in input order).
 
@@ -78,6 +79,11 @@ def explain_accounts(
         (pairs it allows (n, k), its words: :class:`.model.PairRule`) of a pair rule besides
         REP_MAX_MINUTES (SKILL_RULE hard): a pair ``allowed`` bars is put down to it when it
         bars the pair (its ``why`` and ``reason``), to REP_MAX_MINUTES otherwise.
+    counts
+        (n,) accounts whose distances each row's cost adds up (the areas of a plan of areas
+        with accounts): the words then say the distances of its accounts, in total, and give no
+        distance for an area without accounts (its cost only breaks ties). None: each row is
+        one place.
 
     Returns
     -------
@@ -122,6 +128,7 @@ def explain_accounts(
     saving = np.maximum(own - cost[rows, nearest], 0.0)
     out[f"nearest_saving_{unit}"] = np.round(saving, 3)
     ctx = _Context(assign, cost, unit, ids, values, names, lo, hi, capacity, allowed, rule)
+    ctx.counts = np.ones(n, int) if counts is None else np.asarray(counts, int)
     moves_used = int(moved.sum())
     # most accounts are in their nearest territory and neither locked, moved, new nor handed
     # over: their words are one sentence per territory (what ctx.explain would write)
@@ -191,7 +198,7 @@ class _Context:
                     return barred[0], f"{head}: {barred[1]}; {self._compare(i, j, cur)}."
                 return "max drive time", (
                     f"{head}: {tc}'s centre is beyond REP_MAX_MINUTES from it"
-                    f" ({self._amount(self.cost[i, cur])}); {self._compare(i, j, cur)}."
+                    f"{self._away(i, cur)}; {self._compare(i, j, cur)}."
                 )  # fmt: skip
             block = self._block(i, dest=cur, src=j, moved=True)
             if block is not None:
@@ -218,7 +225,7 @@ class _Context:
         if reason is None:  # a nearer territory could take it alone: why it was not moved there
             q = self._nearer_allowed(i, j)
             tq = self.ids[q]
-            near = f"{tq}'s centre is {self._amount(self.cost[i, j] - self.cost[i, q])} nearer"
+            near = f"{tq}'s centre is {self._nearer(i, j, q)}"
             if cur == j and budget is not None and budget_full:
                 return "disruption budget", (
                     f"Stays in {tj}, its current territory: MAX_MOVES allows {budget} moves and "
@@ -255,14 +262,12 @@ class _Context:
         p = int(np.argmin(self.cost[i])) if q is None else q
         tp = self.ids[p]
         lead = f"{head} rather than to {tp}" if head else f"In {tj} rather than {tp}"
-        lead += f", whose centre is {self._amount(self.cost[i, j] - self.cost[i, p])} nearer"
+        lead += f", whose centre is {self._nearer(i, j, p)}"
         if q is None:  # every nearer territory is out of reach
             barred = self._barred(i, p)
             if barred is not None:
                 return barred[0], f"{lead} but {barred[1]}."
-            return "max drive time", (
-                f"{lead} but beyond REP_MAX_MINUTES ({self._amount(self.cost[i, p])} away)."
-            )  # fmt: skip
+            return "max drive time", f"{lead} but beyond REP_MAX_MINUTES{self._away(i, p)}."
         block = self._block(i, dest=q, src=j, moved=False)
         if block is not None:
             kind, why = block
@@ -339,14 +344,35 @@ class _Context:
         return f"{head}. {text}"
 
     def _compare(self, i, a, b):
-        """'its drive to a's centre is X min longer than to b's' (or shorter / the same)."""
+        """'its drive to a's centre is X min longer than to b's' (or shorter / the same); for an
+        area with accounts 'the drives of its 11 accounts to a's centre are X min longer in
+        total than to b's'."""
         diff = self.cost[i, a] - self.cost[i, b]
         ta, tb = self.ids[a], self.ids[b]
         word = "drive" if self.unit == "min" else "straight-line distance"
+        c = int(self.counts[i])
+        if c == 0:
+            return "it holds no account"
+        its, be = (f"the {word}s of its {c} accounts", "are") if c > 1 else (f"its {word}", "is")
         if abs(diff) < 0.005:
-            return f"its {word} to {ta}'s centre is about the same as to {tb}'s"
+            return f"{its} to {ta}'s centre {be} about the same as to {tb}'s"
         more = "longer" if diff > 0 else "shorter"
-        return f"its {word} to {ta}'s centre is {self._amount(abs(diff))} {more} than to {tb}'s"
+        total = " in total" if c > 1 else ""
+        return f"{its} to {ta}'s centre {be} {self._amount(abs(diff))} {more}{total} than to {tb}'s"
+
+    def _nearer(self, i, j, q):
+        """'X nearer' (q's centre against j's), 'X nearer for its 11 accounts in total' for an
+        area with accounts, 'nearer' for one without."""
+        c = int(self.counts[i])
+        if c == 0:
+            return "nearer"
+        tail = f" for its {c} accounts in total" if c > 1 else ""
+        return f"{self._amount(self.cost[i, j] - self.cost[i, q])} nearer{tail}"
+
+    def _away(self, i, p):
+        """' (X away)' for one place; nothing for an area with accounts (its cost is their sum,
+        not how far the farthest is) or without (a tie-break)."""
+        return f" ({self._amount(self.cost[i, p])} away)" if self.counts[i] == 1 else ""
 
     def _amount(self, x):
         """A distance as a rep reads it: 4.2 min or 40 s, 1.3 km or 350 m."""

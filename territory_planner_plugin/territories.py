@@ -718,11 +718,13 @@ def build_plan(
     cost, values, capacity = model.cost, model.values, model.capacity
     cen_ids, k = model.territory_ids, model.k
     km, mins, km_s, min_s = costs
+    counted = _counted_in_units(rows)
     why = explain_rows(model, assign, unit="min" if mins is not None else "km",
+                       counts=counted.get("accounts"),
                        travel_weight=travel_weight, **(explain_extra or {}))  # fmt: skip
     row_out = _assignment_columns(rows.original, assign, cost, km, mins, model, model.locks,
                                   model.current, model.allowed, why=why,
-                                  counted=_counted_in_units(rows))  # fmt: skip
+                                  counted=counted)  # fmt: skip
     accounts_out, units_out = (None, row_out) if rows.has_units else (row_out, None)
     src_assign = src_of(rows, assign)
     if rows.has_units and rows.accounts is not None:  # accounts: their unit's reason and words
@@ -837,9 +839,11 @@ def build_plan(
 
 
 def explain_rows(model: TerritoryModel, assign: np.ndarray, *, unit: str,
-                 travel_weight: float = 0.0, **rebalance: object) -> pd.DataFrame:  # fmt: skip
+                 travel_weight: float = 0.0, counts: np.ndarray | None = None,
+                 **rebalance: object) -> pd.DataFrame:  # fmt: skip
     """Why each row of a solved model is in its territory (:func:`explain.explain_accounts`):
-    previous territory, next best, reason and words; ``rebalance`` passes its extra arguments
+    previous territory, next best, reason and words; ``counts``: accounts per row whose
+    distances its cost adds up (areas with accounts); ``rebalance`` passes its extra arguments
     (previous, is_new, departed, fewest_moves)."""
     _, lo, hi = model.bounds()
     return explain_accounts(
@@ -849,7 +853,7 @@ def explain_rows(model: TerritoryModel, assign: np.ndarray, *, unit: str,
         budget=model.budget, travel_weight=float(travel_weight or 0.0),
         contiguous=bool(model.contiguous and model.adjacency is not None),
         rule=None if model.rule_allowed is None else (model.rule_allowed, model.pair_rule),
-        **rebalance,
+        counts=counts, **rebalance,
     )  # fmt: skip
 
 

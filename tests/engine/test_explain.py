@@ -202,3 +202,47 @@ def test_rebalance_moves_agree_with_the_accounts_output() -> None:
             assert move["from_id"] in move["explanation"]
     stayed = out[~out.index.isin(moves.index)]
     assert not stayed["reason"].isin(["new account", "rep left"]).any()
+
+
+def test_areas_with_accounts_are_explained_by_their_accounts_distances_in_total() -> None:
+    """A plan of the sample areas with the accounts counted in them, rebalanced to a tighter
+    tolerance: a moved area's words give the distances of its N accounts in total (N its
+    accounts, the amount their summed difference), never one distance as if it were a place;
+    an area without accounts gets no distance (its cost only breaks ties)."""
+    import re
+    from pathlib import Path
+
+    import geopandas as gpd
+    import shapely
+
+    data = Path(__file__).resolve().parents[2] / "sample_data"
+    acc = gpd.read_file(data / "accounts.gpkg", layer="accounts")
+    areas = gpd.read_file(data / "areas.gpkg", layer="areas")
+    kw = {"id_field": "id", "units": areas, "unit_id_field": "area_id",
+          "balance_fields": ["revenue_potential", "workload_visits"], "unit_max_distance_m": 3000,
+          "time_limit_s": 5}  # fmt: skip
+    plan = design_territories(acc, n_territories=5, tolerance_pct=10, **kw)
+    today = acc.assign(today=plan.accounts["territory_id"].to_numpy())
+    result = rebalance_territories(today, current_field="today", reps=plan.centres,
+                                   rep_id_field="territory_id", tolerance_pct=5, **kw)  # fmt: skip
+    units, accounts = result.plan.units, result.plan.accounts
+    moved = units[units["moved"] & (units["accounts"] > 1)]
+    assert len(moved), "the tighter tolerance moved no area with accounts"
+    crs = areas.crs
+    centres = result.plan.centres.to_crs(crs).set_index("territory_id").geometry
+    pts = accounts.to_crs(crs)
+    for _, row in moved.iterrows():
+        words = row["explanation"]
+        n = int(row["accounts"])
+        found = re.search(rf"the straight-line distances of its {n} accounts to (\w+)'s centre "
+                          r"are ([\d.]+) (k?m) (longer|shorter) in total than to (\w+)'s", words)  # fmt: skip
+        assert found, words
+        mine = pts[pts["unit_id"] == row["area_id"]] if "unit_id" in pts else pts[
+            pts["explanation"].str.startswith(f"With its area {row['area_id']}:")]  # fmt: skip
+        assert len(mine) == n
+        here = shapely.distance(mine.geometry.values, centres[found.group(1)]).sum() / 1000
+        there = shapely.distance(mine.geometry.values, centres[found.group(5)]).sum() / 1000
+        said = float(found.group(2)) / (1000 if found.group(3) == "m" else 1)
+        assert said == pytest.approx(abs(here - there), abs=0.06), words
+    for words in units.loc[units["accounts"] == 0, "explanation"]:
+        assert not re.search(r"\d+(\.\d+)? k?m\b", words), words
