@@ -207,11 +207,22 @@ FIELD_DESCRIPTIONS = {
 _UNIT_SUFFIXES = (("_pct", "%"), ("_km", "km"), ("_min", "min"), ("_m", "m"), ("_s", "s"))
 
 
-def describe_field(name: str, dtype: object = None, *, row: str = "account") -> tuple[str, str]:
+_SUMMED = ("centre_km", "centre_min", "next_best_extra_km", "next_best_extra_min",
+           "nearest_saving_km", "nearest_saving_min")  # fmt: skip
+
+
+def describe_field(
+    name: str, dtype: object = None, *, row: str = "account", summed: bool = False
+) -> tuple[str, str]:
     """(unit, description) of a plan output field, for the shapefile's data dictionary; ``row``
-    is what a feature is ("account", or "area" for the units of a plan of areas)."""
+    is what a feature is ("account", or "area" for the units of a plan of areas); ``summed``:
+    the areas' distances are the sums of their accounts' (a plan of areas with accounts)."""
+    if summed and name == "accounts":
+        return "count", "number of accounts counted in the area"
     if name in FIELD_DESCRIPTIONS:
         unit, text = FIELD_DESCRIPTIONS[name]
+        if summed and name in _SUMMED:
+            text += ", summed over the area's accounts"
         return unit, text.format(row=row)
     unit = next((u for suffix, u in _UNIT_SUFFIXES if name.endswith(suffix)), "")
     base = name
@@ -326,8 +337,9 @@ def _write_shapefile(gdf: gpd.GeoDataFrame, tmp: str) -> None:
     # the units output of a plan of areas: polygons explained one by one
     row = "area" if "reason" in gdf.columns and gdf.geom_type.isin(
         ["Polygon", "MultiPolygon"]).all() else "account"  # fmt: skip
+    summed = row == "area" and "accounts" in gdf.columns  # (its accounts' distances, summed)
     for short, full in zip(written, names):
-        unit, text = describe_field(full, gdf[full].dtype, row=row)
+        unit, text = describe_field(full, gdf[full].dtype, row=row, summed=summed)
         rows.append({"short_name": short, "full_name": full, "unit": unit, "description": text})
     pd.DataFrame(rows, columns=["short_name", "full_name", "unit", "description"]).to_csv(
         base + "_fields.csv", index=False, encoding="utf-8"

@@ -216,3 +216,12 @@ def test_dictionary_of_a_plan_of_areas_speaks_of_areas(tmp_path):
     assert export.describe_field("centre_km")[1].endswith(
         "from the account to its territory's centre"
     )
+    # a plan of areas with accounts: an area's distances are its accounts', summed
+    units["accounts"] = [4]
+    export.export_plan(units, str(tmp_path / "counted"), fmt="ESRI Shapefile")
+    text = dict(pd.read_csv(tmp_path / "counted_fields.csv")[["full_name", "description"]].values)
+    assert text["centre_km"] == (
+        "straight-line distance from the area to its territory's centre, summed over the area's "
+        "accounts"
+    )
+    assert text["accounts"] == "number of accounts counted in the area"
