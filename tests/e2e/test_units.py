@@ -102,7 +102,9 @@ def test_design_from_sample_areas_is_one_piece_each(qp, e2e_data, tmp_path):
     qp.run_json("compareplans", {"PLANS": [tmp_path / "units.gpkg", tmp_path / "units.gpkg"],
                                  "TERRITORY_FIELD": "territory_id", "ID_FIELD": AREA_ID,
                                  "OUTPUT_KPIS": kpis})  # fmt: skip
-    assert (pyogrio.read_dataframe(kpis)["split_territories"] == 0).all()
+    compared = pyogrio.read_dataframe(kpis)
+    assert (compared["split_territories"] == 0).all()
+    assert (compared["areas"] == len(units)).all()  # a plan of areas counts areas
 
 
 def test_points_as_units_fail_without_output(qp, e2e_data, tmp_path):
