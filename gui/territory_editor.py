@@ -207,6 +207,7 @@ class EditorDock(QgsDockWidget):
         self._outline: dict[str, object] = {}
         self._redrawn: set[str] = set()
         self._sums: dict[str, list] = {}  # per-row fields summed into a territory's (accounts)
+        self._of_areas = False  # the layer is the accounts output of a plan of areas
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
         self._timer.setInterval(0)
@@ -496,7 +497,9 @@ class EditorDock(QgsDockWidget):
         xy = np.asarray(xy, float).reshape(-1, 2)
         has_xy = bool(len(xy)) and np.isfinite(xy).all()
         adjacency = None
-        if has_xy and len(xy):
+        # the accounts of a plan of areas: their territories' pieces are the areas' (not counted)
+        self._of_areas = not polygons and layer.fields().indexOf(kpis.UNIT_COLUMN) >= 0
+        if has_xy and len(xy) and not self._of_areas:
             adjacency = polygon_adjacency(geoms) if polygons else point_adjacency(xy)
         values = pd.DataFrame(vals, columns=f["balance"]).apply(pd.to_numeric, errors="coerce")
         capacity, centres, names_, colours, territories = self._read_capacities(crs)
@@ -731,6 +734,13 @@ class EditorDock(QgsDockWidget):
             parts.append(f"{plan.unassigned:,} unassigned")
         self.plan_label.setText("Plan: " + "; ".join(parts) + ".")
         self.warning_list.clear()
+        if self._of_areas:
+            self.warning_list.addItem(
+                f"⚠ These are the accounts of a plan of areas ({kpis.UNIT_COLUMN}): an account "
+                "moved alone leaves its area split between territories, and pieces are not "
+                "counted here. Edit the plan's areas (its Units with territory layer) to move "
+                "whole areas and see the pieces."
+            )
         for w in plan.warnings:
             self.warning_list.addItem("⚠ " + w.text)
         stale = self._redraw_territory_layers()

@@ -125,6 +125,11 @@ def compare_plans(
     if travel_field:
         _note(notes, f"travel_total is the sum of {travel_field} ({travel_unit}) over each plan.")
     _note_sets(notes, names, keys, territories)
+    of_areas = [name for plan, name in zip(plans, names) if plan_kpis.accounts_of_areas(plan)]
+    if of_areas:
+        _note(notes, f"{', '.join(of_areas)}: the accounts of a plan of areas; its territories' "
+                     "pieces are its areas' (split_territories is not judged from the accounts: "
+                     "compare the plans' areas outputs).")  # fmt: skip
 
     base = pd.Series(territories[0], index=keys[0])
     rows, matches = [], []
@@ -416,7 +421,9 @@ def _plan_kpis(plan, name, ids, terr, vals, fields, crs, travel_field, base, bas
         np.array([None if t in named else t for t in terr], dtype=object) if named else terr,
         crs,
     )
-    if isinstance(plan, gpd.GeoDataFrame):  # any plan, also one made elsewhere
+    if plan_kpis.accounts_of_areas(plan):  # its pieces are its areas', not its accounts'
+        row["split_territories"] = float("nan")
+    elif isinstance(plan, gpd.GeoDataFrame):  # any plan, also one made elsewhere
         from .adjacency import plan_pieces
 
         pieces = plan_pieces(plan.geometry, terr)

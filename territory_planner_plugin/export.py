@@ -197,6 +197,7 @@ FIELD_DESCRIPTIONS = {
     "reason": ("", "rule that decided the territory"),
     "explanation": ("", "why the {row} is in its territory, in plain words"),
     "accounts": ("count", "number of accounts"),
+    "unit_id": ("", "id of the area (UNITS) the account counts in"),
     "units": ("count", "number of areas (UNITS) in the territory"),
     "pieces": ("count", "connected pieces of the territory (1 = in one piece)"),
     "capacity": ("", "rep capacity (1 = a full share)"),

@@ -430,6 +430,20 @@ def compactness_km(xy: np.ndarray, labels) -> float:
     return round(float(dist.mean() / 1000.0), 3)
 
 
+#: The field of the accounts output of a plan of areas that names each account's area.
+UNIT_COLUMN = "unit_id"
+
+
+def accounts_of_areas(rows) -> bool:
+    """True for the accounts output of a plan of areas (points with :data:`UNIT_COLUMN`): its
+    territories' pieces are the areas', which the accounts alone cannot tell."""
+    geoms = getattr(rows, "geometry", None)
+    if geoms is None or UNIT_COLUMN not in getattr(rows, "columns", ()):
+        return False
+    located = geoms[geoms.notna() & ~geoms.is_empty]
+    return bool(len(located)) and bool((located.geom_type == "Point").all())
+
+
 def pieces(territories, territory_field: str = "territory_id") -> dict[str, int]:
     """Number of separate pieces (polygon parts) of each territory: the ``pieces`` field when
     the layer has one, else counted from the geometries."""

@@ -498,7 +498,9 @@ def build_report(
     pieces = plan_kpis.pieces(
         _ids_as(territories, territory_field) if territories is not None else None
     )
-    if not pieces and hasattr(accounts, "geometry"):  # any plan, also one made elsewhere
+    # the accounts of a plan of areas cannot tell its pieces (the areas' boundaries do)
+    pieces_unknown = not pieces and plan_kpis.accounts_of_areas(accounts)
+    if not pieces and hasattr(accounts, "geometry") and not pieces_unknown:  # any plan
         from .adjacency import plan_pieces
 
         pieces = {
@@ -575,7 +577,8 @@ def build_report(
     subtitle.append(f"tolerance ±{tolerance_pct:g}%")
     parts = [html_head(title, subtitle=" · ".join(subtitle))]
     verdicts = _verdicts(summary, bal, measures, tolerance_pct, capacity, efficiency, active,
-                         cap, pieces, disruption, revenue, source, guidance=guidance)  # fmt: skip
+                         cap, pieces, disruption, revenue, source, guidance=guidance,
+                         pieces_unknown=pieces_unknown)  # fmt: skip
     parts.append(_glance(verdicts))
     if map_png:
         parts.append(
@@ -686,7 +689,8 @@ class Verdict:
 
 
 def _verdicts(summary, bal, measures, tolerance_pct, capacity, efficiency, active, cap, pieces,
-              disruption, revenue, source, *, guidance: bool = True) -> list[Verdict]:  # fmt: skip
+              disruption, revenue, source, *, guidance: bool = True,
+              pieces_unknown: bool = False) -> list[Verdict]:  # fmt: skip
     out = []
     basis = "capacity-weighted target" if capacity else "target (the mean)"
     for m in measures:
@@ -742,6 +746,12 @@ def _verdicts(summary, bal, measures, tolerance_pct, capacity, efficiency, activ
             f"{k} in {n} pieces" for k, n in sorted(split.items()))  # fmt: skip
         out.append(Verdict("kpi-pieces", "Territories in one piece", value, "1 each",
                            not split))  # fmt: skip
+    elif pieces_unknown:
+        out.append(Verdict(
+            "kpi-pieces", "Territories in one piece", "not judged from the accounts of a plan "
+            "of areas: give TERRITORIES (its territories output) or report its areas",
+            "1 each", None,
+        ))  # fmt: skip
     return out
 
 

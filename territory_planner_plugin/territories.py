@@ -733,6 +733,7 @@ def build_plan(
             min_s, model, src_of(rows, model.locks), src_current, src_of(rows, model.allowed),
             why=accounts_why(why, rows, src_assign, min_s if min_s is not None else km_s,
                              cen_ids, "min" if min_s is not None else "km"),
+            counted={plan_kpis.UNIT_COLUMN: np.asarray(rows.ids, dtype=object)[rows.src_row]},
         )  # fmt: skip
     if rows.has_units:
         from .units import dissolve_units
@@ -927,9 +928,10 @@ def _counted_in_units(rows: PlanRows) -> dict[str, np.ndarray]:
 def _assignment_columns(original, assign, cost, cost_km, cost_min, model, locks, current,
                         allowed, *, why: pd.DataFrame,
                         counted: dict | None = None) -> gpd.GeoDataFrame:  # fmt: skip
-    """A copy of ``original`` with ``counted`` (per row, :func:`_counted_in_units`),
-    territory_id, rep_id, distances, lock/move flags and the explanation columns ``why``
-    (previous territory, next best, reason, words)."""
+    """A copy of ``original`` with ``counted`` (name -> a value per row: what a unit counts,
+    :func:`_counted_in_units`, or an account's unit), territory_id, rep_id, distances,
+    lock/move flags and the explanation columns ``why`` (previous territory, next best, reason,
+    words)."""
     n = len(assign)
     cen_ids = model.territory_ids
     counted = counted or {}

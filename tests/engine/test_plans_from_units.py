@@ -264,3 +264,46 @@ def test_tolerance_too_tight_for_whole_units_is_named() -> None:
     with pytest.raises(InfeasibleError, match="TOLERANCE"):
         design_territories(units=units, unit_id_field="uid", n_territories=2,
                            balance_fields=["pop"], tolerance_pct=5)  # fmt: skip
+
+
+def test_accounts_of_a_plan_of_areas_name_their_area_and_leave_pieces_to_the_areas() -> None:
+    """The accounts output of a plan of areas (the sample areas and accounts) names each
+    account's area (``unit_id``, the accounts joined from outside every area too). Its
+    territories' pieces are the areas': the report and compareplans do not judge them from the
+    accounts (whose Voronoi neighbours see the plan split where the areas join it) and say
+    so; from the areas output they do."""
+    import re
+    from pathlib import Path
+
+    from territory_planner_plugin import report
+    from territory_planner_plugin.adjacency import plan_pieces
+    from territory_planner_plugin.compare import compare_plans
+
+    data = Path(__file__).resolve().parents[2] / "sample_data"
+    acc = gpd.read_file(data / "accounts.gpkg", layer="accounts")
+    areas = gpd.read_file(data / "areas.gpkg", layer="areas")
+    plan = design_territories(acc, id_field="id", units=areas, unit_id_field="area_id",
+                              n_territories=5, balance_fields=["revenue_potential"],
+                              tolerance_pct=10, unit_max_distance_m=3000, seed=0,
+                              time_limit_s=10)  # fmt: skip
+    out = plan.accounts
+    inside = gpd.sjoin(acc.to_crs(areas.crs), areas[["area_id", "geometry"]], predicate="within",
+                       how="left")  # fmt: skip
+    inside = inside[~inside.index.duplicated()]["area_id"]
+    assert (out["unit_id"][inside.notna()] == inside[inside.notna()]).all()
+    assert out["unit_id"].notna().all()  # (the two joined from outside too)
+    assert (plan.summary["pieces"] == 1).all()
+    seen = plan_pieces(out.geometry, out["territory_id"])  # what the accounts alone would say
+    assert max(seen.values()) > 1, seen  # (the case is one where they are wrong)
+    html, _ = report.build_report(out, balance_fields=["revenue_potential"], tolerance_pct=10)
+    assert "not judged from the accounts of a plan of areas" in html
+    assert not re.search(r"in \d+ pieces", html)
+    html, _ = report.build_report(plan.units, balance_fields=["revenue_potential"],
+                                  tolerance_pct=10)  # fmt: skip
+    assert "every territory in one piece" in html
+    compared = compare_plans([out, out], territory_field="territory_id", id_field="id")
+    assert compared.kpis["split_territories"].isna().all()
+    assert any("pieces are its areas'" in note for note in compared.notes)
+    compared = compare_plans([plan.units, plan.units], territory_field="territory_id",
+                             id_field="area_id")  # fmt: skip
+    assert (compared.kpis["split_territories"] == 0).all()

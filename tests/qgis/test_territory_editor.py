@@ -551,3 +551,28 @@ def test_territories_of_a_plan_of_areas_follow_the_edits(editor, run_alg, tmp_pa
                                                                                 rel=1e-4)  # fmt: skip
     terr.rollBack()
     units.rollBack()
+
+
+def test_accounts_of_a_plan_of_areas_point_to_the_areas(editor) -> None:
+    """The accounts output of a plan of areas (points with unit_id): the panel says that an
+    account moved alone splits its area and that the areas layer is where whole areas move and
+    pieces are seen; no pieces are counted from the accounts (no false 'split' warnings)."""
+    from qgis.core import QgsFeature, QgsGeometry, QgsPointXY, QgsProject, QgsVectorLayer
+
+    layer = QgsVectorLayer("Point?crs=EPSG:3067&field=id:string&field=unit_id:string"
+                           "&field=territory_id:string&field=revenue_potential:double",
+                           "accounts of areas", "memory")  # fmt: skip
+    feats = []
+    for i in range(24):  # T1 on both sides of T2: as accounts, T1 is in two pieces
+        f = QgsFeature(layer.fields())
+        f.setGeometry(QgsGeometry.fromPointXY(QgsPointXY(385_000 + 500 * i, 6_672_000)))
+        f.setAttributes([f"A{i}", f"U{i // 4}", "T2" if 8 <= i < 16 else "T1", 10.0])
+        feats.append(f)
+    layer.dataProvider().addFeatures(feats)
+    QgsProject.instance().addMapLayer(layer)
+    editor.set_layer(layer)
+    editor.balance_combo.setCheckedItems(["revenue_potential"])
+    assert editor.load()
+    texts = [editor.warning_list.item(i).text() for i in range(editor.warning_list.count())]
+    assert any(t.startswith("⚠ These are the accounts of a plan of areas (unit_id)") for t in texts)
+    assert not any("split into" in t for t in texts), texts
