@@ -746,13 +746,16 @@ class EditorDock(QgsDockWidget):
         stale = self._redraw_territory_layers()
         if stale:
             names = ", ".join(f"'{layer.name()}'" for layer in stale)
-            redraw = ("Dissolve the edited layer by territory_id to redraw them."
-                      if self.layer.geometryType() == QgsWkbTypes.PolygonGeometry else
-                      "Territory report on the edited layer maps the plan as edited.")  # fmt: skip
+            why, redraw = (
+                ("its areas", "Edit the plan's areas layer to have them redrawn.") if self._of_areas
+                else ("the layer cannot be edited", "Dissolve the edited layer by territory_id "
+                      "to redraw them.") if self.layer.geometryType() == QgsWkbTypes.PolygonGeometry
+                else ("the layer cannot be edited", "Territory report on the edited layer maps the "
+                      "plan as edited.")
+            )  # fmt: skip
             self.warning_list.addItem(
                 f"⚠ {names} on the map still show{'s' if len(stale) == 1 else ''} the plan as "
-                f"loaded (outlines and totals; the layer cannot be edited); this table is the "
-                f"plan as edited. {redraw}"
+                f"loaded (outlines and totals; {why}); this table is the plan as edited. {redraw}"
             )
         redrawn = [QgsProject.instance().mapLayer(i) for i in sorted(self._redrawn)]
         redrawn = [layer for layer in redrawn if layer is not None and layer.isModified()]
@@ -772,10 +775,10 @@ class EditorDock(QgsDockWidget):
         self.update_preview()
         self.updated.emit()
 
-    def _count_field(self) -> str:
+    @staticmethod
+    def _count_field(layer: QgsVectorLayer | None) -> str:
         """What a Territories output counts per territory: ``units`` for a plan of areas."""
-        polygons = self.layer is not None and (
-            self.layer.geometryType() == QgsWkbTypes.PolygonGeometry)  # fmt: skip
+        polygons = layer is not None and layer.geometryType() == QgsWkbTypes.PolygonGeometry
         return "units" if polygons else "accounts"
 
     def _territory_layers(self, layer: QgsVectorLayer) -> list:
@@ -803,7 +806,7 @@ class EditorDock(QgsDockWidget):
         of another plan with the same ids (e.g. Design's, when a rebalanced plan is edited)
         are left alone."""
         drawn, outline = {}, {}
-        count_field = "units" if layer.geometryType() == QgsWkbTypes.PolygonGeometry else "accounts"
+        count_field = self._count_field(layer)
         for other in self._territory_layers(layer):
             if _same_plan(layer, other) is False:
                 continue
@@ -817,7 +820,8 @@ class EditorDock(QgsDockWidget):
             if not self.table.shows_loaded(figures, count_field):
                 continue
             drawn[other.id()] = self.table.codes.copy()
-            if layer.geometryType() != QgsWkbTypes.PolygonGeometry:
+            # (the accounts of a plan of areas do not draw its territories: its areas do)
+            if layer.geometryType() != QgsWkbTypes.PolygonGeometry and not self._of_areas:
                 outline[other.id()] = self._outline.get(other.id()) or self._outline_of(other)
         self._drawn, self._outline = drawn, outline
 
@@ -882,7 +886,7 @@ class EditorDock(QgsDockWidget):
         xform = QgsCoordinateTransform(self.crs, layer.crs(), QgsProject.instance())
         multi = QgsWkbTypes.isMultiType(layer.wkbType())
         index = {f.name(): i for i, f in enumerate(layer.fields())}
-        count_field = self._count_field()
+        count_field = self._count_field(self.layer)
         if not layer.isEditable():
             layer.startEditing()
         layer.beginEditCommand("Territory editor: redraw territories")

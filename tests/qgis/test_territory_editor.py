@@ -570,9 +570,18 @@ def test_accounts_of_a_plan_of_areas_point_to_the_areas(editor) -> None:
         feats.append(f)
     layer.dataProvider().addFeatures(feats)
     QgsProject.instance().addMapLayer(layer)
+    terr = _territory_polygons("Territories", ["T1", "T2"], [16, 8])  # the plan's, by count
     editor.set_layer(layer)
     editor.balance_combo.setCheckedItems(["revenue_potential"])
     assert editor.load()
-    texts = [editor.warning_list.item(i).text() for i in range(editor.warning_list.count())]
-    assert any(t.startswith("⚠ These are the accounts of a plan of areas (unit_id)") for t in texts)
-    assert not any("split into" in t for t in texts), texts
+    texts = lambda: [editor.warning_list.item(i).text() for i in range(editor.warning_list.count())]  # noqa: E731
+    assert any(
+        t.startswith("⚠ These are the accounts of a plan of areas (unit_id)") for t in texts()
+    )
+    assert not any("split into" in t for t in texts()), texts()
+    # an edit: the plan's territories are its areas', not redrawn from its accounts' cells
+    layer.selectByIds(_fids(layer, "T1", 1))
+    assert editor.assign_selection("T2")
+    assert not terr.isModified()
+    assert any("still shows the plan as loaded (outlines and totals; its areas)" in t
+               for t in texts()), texts()  # fmt: skip
