@@ -1098,8 +1098,7 @@ class TerritoryModel:
     def pair_words(self) -> tuple[str, str]:
         """What bars pairs here and how to lift it, for messages: REP_MAX_MINUTES, the other
         pair rule (e.g. ``SKILL_RULE hard``) or both (REP_MAX_MINUTES when neither is known)."""
-        minutes = self.reach is not None and self.max_minutes is not None and bool(
-            (self.reach > self.max_minutes).any())  # fmt: skip
+        minutes = self._minutes_searchable()  # (REP_MAX_MINUTES bars some pairs)
         rule = self.pair_rule
         if self._rule_bars() and minutes:
             return f"REP_MAX_MINUTES and {rule.name}", f"raise REP_MAX_MINUTES or {rule.advice}"
