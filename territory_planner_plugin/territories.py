@@ -462,27 +462,34 @@ def design_territories(
 _OUTPUT_S_PER_ROW = 7e-5  # building the outputs, seconds per cost point (2 idle cores)
 _AFTER_OUTLINE_S_PER_ROW = 3e-5  # the same when the accounts' outline was built before the search
 _OUTLINE_S_PER_ROW = 1.4e-5  # the tight outline of the accounts (2 idle cores)
+_PIECES_S_PER_ROW = 2.5e-5  # the accounts' adjacency that counts pieces without CONTIGUOUS
 _SLOWER_AT_MOST = 4.0  # a busy machine's slowdown taken into the reserve at most
 _OUTPUT_MAX_SHARE = 0.3  # of TIME_LIMIT kept for the outputs at most
 
 
-def output_reserve_s(n_rows: int, time_limit_s: float, *, outline_s: float = 0.0) -> float:
+def output_reserve_s(n_rows: int, time_limit_s: float, *, outline_s: float = 0.0,
+                     pieces_after: bool = False) -> float:  # fmt: skip
     """Seconds of TIME_LIMIT kept for building the outputs after the search, at most a share of
     TIME_LIMIT: an estimate from the number of cost points (benchmarks/README.md) and, when the
     accounts' outline was built before the search (``outline_s`` seconds), scaled by how much
-    slower than an idle machine it was (a busy machine builds the outputs slower too)."""
+    slower than an idle machine it was (a busy machine builds the outputs slower too);
+    ``pieces_after``: the accounts' adjacency that counts pieces is built with the outputs (no
+    CONTIGUOUS: none was built before the search)."""
     rate, slower = _OUTPUT_S_PER_ROW, 1.0
     if outline_s > 0:
         rate = _AFTER_OUTLINE_S_PER_ROW
         if outline_s >= 0.5:  # long enough to time the machine by
             slower = min(max(outline_s / (_OUTLINE_S_PER_ROW * n_rows), 1.0), _SLOWER_AT_MOST)
+    if pieces_after:
+        rate += _PIECES_S_PER_ROW
     return float(min(rate * slower * n_rows, _OUTPUT_MAX_SHARE * time_limit_s))
 
 
 def search_deadline(rows: PlanRows, time_limit_s: float, began: float) -> tuple[float, ...]:
     """When the search of a run that began at ``began`` must stop so that the outputs are built
     within TIME_LIMIT: (deadline, seconds of search, seconds kept for the outputs), logged."""
-    reserve = output_reserve_s(len(rows.src_xy), time_limit_s, outline_s=rows.outline_s)
+    reserve = output_reserve_s(len(rows.src_xy), time_limit_s, outline_s=rows.outline_s,
+                               pieces_after=rows.adjacency is None and not rows.has_units)  # fmt: skip
     search_s = max(time_limit_s - reserve - (time.perf_counter() - began),
                    min(MIN_SOLVE_S, time_limit_s))  # fmt: skip
     if reserve >= 1.0:

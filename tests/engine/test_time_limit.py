@@ -108,6 +108,9 @@ def test_the_output_reserve_follows_how_slow_the_outline_was() -> None:
     worst = territories.output_reserve_s(n, limit, outline_s=100 * idle)
     assert worst == pytest.approx(territories._SLOWER_AT_MOST * at_idle)
     assert territories.output_reserve_s(n, 10.0, outline_s=100 * idle) == pytest.approx(3.0)
+    # without CONTIGUOUS the adjacency that counts pieces is built with the outputs: kept too
+    after = territories.output_reserve_s(n, limit, outline_s=idle, pieces_after=True)
+    assert after == pytest.approx(at_idle + territories._PIECES_S_PER_ROW * n)
 
 
 def test_the_accounts_outline_is_built_once_before_the_search(monkeypatch) -> None:
