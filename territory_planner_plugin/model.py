@@ -1023,8 +1023,9 @@ class TerritoryModel:
         for name, lo, hi, change, shown, grid, end_of in searches:
             t, failed = self._least(lo, hi, deadline, solver, change)
             if name == "REP_MAX_MINUTES" and t is not None and t <= 10:  # to 0.1 min below 10
-                t, failed, shown, grid, end_of = self._minutes_to_tenths(
-                    t, failed, start_minutes, hi, deadline, solver)  # fmt: skip
+                tenths = self._minutes_to_tenths(t, failed, start_minutes, hi, deadline, solver)
+                if tenths is not None:
+                    t, failed, shown, grid, end_of = tenths
             none = None if failed is None else self._gave_none(shown(failed[0]), failed[1])
             if t is not None:
                 tail = ""
@@ -1133,15 +1134,16 @@ class TerritoryModel:
         return np.where(allowed, self.reach, np.inf).min(1)
 
     def _minutes_to_tenths(self, t: int, failed, start: float, top: int, deadline: float,
-                           solver: str) -> tuple:  # fmt: skip
+                           solver: str) -> tuple | None:  # fmt: skip
         """The least REP_MAX_MINUTES to 0.1 min between ``t - 1`` and ``t`` whole minutes (the
         least found, at most 10): (value, failed, shown, grid, end) in tenths, as the search
-        loop of :meth:`relaxations` reads them; the whole-minute result when time runs out."""
+        loop of :meth:`relaxations` reads them; None when time runs out (the whole minute
+        stands)."""
         lo = max(10 * (t - 1) + 1, math.floor(10 * self.max_minutes + 1e-9) + 1,
                  math.ceil(10 * start - 1e-9))  # fmt: skip
         t10, failed10 = self._least(lo, 10 * t, deadline, solver, self._minutes_change(10))
         if t10 is None:
-            return t, failed, _minutes, ", to 1 min", lambda x: " or clear it" if x >= top else ""
+            return None
         if failed10 is None and failed is not None and 10 * failed[0] == lo - 1:
             failed10 = (lo - 1, failed[1])  # the whole minute below, already checked
         return (t10, failed10, lambda x: f"{x / 10:g} min", ", to 0.1 min",
