@@ -190,11 +190,9 @@ class ComparePlansAlgorithm(TerritoryPlannerAlgorithm):
         check_cancelled(feedback)
 
         results = {self.PLANS_COMPARED: len(frames)}
-        kpis = comparison.kpis  # (plans of areas count areas, as the report's table says)
-        if comparison.areas and "areas" not in kpis.columns:
-            kpis = kpis.rename(columns={"accounts": "areas"})
+        table = plan_kpis.areas_counted(comparison.kpis, comparison.areas)
         results[self.OUTPUT_KPIS] = write_sink(
-            self, parameters, self.OUTPUT_KPIS, context, kpis, feedback=feedback
+            self, parameters, self.OUTPUT_KPIS, context, table, feedback=feedback
         )
         results[self.OUTPUT_DIFFERENCES] = write_sink(
             self,

@@ -18,7 +18,7 @@ from qgis.core import (
     QgsProcessingParameterNumber,
 )
 
-from ..territory_planner_plugin import report
+from ..territory_planner_plugin import kpis, report
 from .base import (
     TerritoryPlannerAlgorithm,
     _column,
@@ -298,10 +298,9 @@ class TerritoryReportAlgorithm(TerritoryPlannerAlgorithm):
         with open(html_path, "w", encoding="utf-8") as fh:
             fh.write(text)
         results = {self.OUTPUT_HTML: html_path, self.OUTPUT: html_path}
-        if csv_path:  # (a plan of areas counts areas, as the report's table says)
-            if report.is_plan_of_areas(gdf) and "areas" not in summary.columns:
-                summary = summary.rename(columns={"accounts": "areas"})
-            summary.to_csv(csv_path, index=False, encoding="utf-8")
+        if csv_path:
+            table = kpis.areas_counted(summary, report.is_plan_of_areas(gdf))
+            table.to_csv(csv_path, index=False, encoding="utf-8")
             results[self.OUTPUT_CSV] = csv_path
         return results
 

@@ -434,6 +434,14 @@ def compactness_km(xy: np.ndarray, labels) -> float:
 UNIT_COLUMN = "unit_id"
 
 
+def areas_counted(table: pd.DataFrame, areas: bool) -> pd.DataFrame:
+    """``table`` with its count column ``accounts`` named ``areas`` when its plan is a plan of
+    areas (as the report's and the comparison's tables say), for the written outputs."""
+    if not areas or "areas" in table.columns:
+        return table
+    return table.rename(columns={"accounts": "areas"})
+
+
 def accounts_of_areas(rows) -> bool:
     """True for the accounts output of a plan of areas (points with :data:`UNIT_COLUMN`): its
     territories' pieces are the areas', which the accounts alone cannot tell."""
