@@ -601,8 +601,9 @@ def territory_outlines(
         return {k: empty[k] if table.index[k] in named else polys[table.index[k]] for k in keys}
     from .units import dissolve_units
 
-    pick = {table.index[k]: i for i, k in enumerate(keys)}
-    assign = np.array([pick.get(int(c), -1) for c in table.codes], dtype=int)
+    position = np.full(table.k + 1, -1)  # territory code -> its place in keys (-1: not drawn)
+    position[[table.index[k] for k in keys]] = np.arange(len(keys))
+    assign = position[table.codes]  # (code -1, unassigned, reads the last entry: -1)
     polys = dissolve_units(list(geometries), assign, len(keys), gap_m=snap_m)
     return dict(zip(keys, polys))
 
