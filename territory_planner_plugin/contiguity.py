@@ -36,6 +36,10 @@ _ROUND_STALLS = 3  # ... stopped after this many rounds in a row without gain
 _ROUND_MIN_GAIN = 1e-4  # ... a round lowering the cost by less than this share counts as none
 
 
+#: What bars pairs in contiguity findings unless told otherwise, and how to lift it.
+MINUTES_BAR = ("REP_MAX_MINUTES", "raise REP_MAX_MINUTES")
+
+
 def make_contiguous(
     assign: np.ndarray,
     *,
@@ -55,7 +59,7 @@ def make_contiguous(
     unit_ids: Sequence[str] | None = None,
     strict_deadline: bool = False,
     fallback_deadline: float | None = None,
-    barred_by: tuple[str, str] = ("REP_MAX_MINUTES", "raise REP_MAX_MINUTES"),
+    barred_by: tuple[str, str] = MINUTES_BAR,
 ) -> np.ndarray:
     """Turn a plan into one whose every territory is one piece, within the same hard rules.
 
@@ -227,7 +231,7 @@ class _Search:
 
     def __init__(self, assign, mat, cost, values, lo, hi, locks, allowed, current, budget,
                  deadline, is_cancelled, names, measures, unit_ids, strict=False,
-                 fallback_end=None, barred_by=("REP_MAX_MINUTES", "raise REP_MAX_MINUTES")):  # fmt: skip
+                 fallback_end=None, barred_by=MINUTES_BAR):  # fmt: skip
         self.cost = np.asarray(cost, float)
         n, k = self.cost.shape
         self.n, self.k = n, k

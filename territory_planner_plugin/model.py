@@ -1099,13 +1099,15 @@ class TerritoryModel:
     def pair_words(self) -> tuple[str, str]:
         """What bars pairs here and how to lift it, for messages: REP_MAX_MINUTES, the other
         pair rule (e.g. ``SKILL_RULE hard``) or both (REP_MAX_MINUTES when neither is known)."""
+        from .contiguity import MINUTES_BAR
+
         minutes = self._minutes_searchable()  # (REP_MAX_MINUTES bars some pairs)
         rule = self.pair_rule
         if self._rule_bars() and minutes:
             return f"REP_MAX_MINUTES and {rule.name}", f"raise REP_MAX_MINUTES or {rule.advice}"
         if self._rule_bars():
             return rule.name, rule.advice
-        return "REP_MAX_MINUTES", "raise REP_MAX_MINUTES"
+        return MINUTES_BAR
 
     def _rule_bars(self) -> bool:
         """The other pair rule (``pair_rule``, e.g. SKILL_RULE hard) bars some pairs."""
